@@ -1,0 +1,40 @@
+"""The ``chronobt`` command line: a thin Typer layer over the library (one file per command)."""
+
+from __future__ import annotations
+
+import typer
+
+from chronobt._version import __version__
+from chronobt.cli import backtest, data, forecast, sweep
+
+app = typer.Typer(
+    name="chronobt",
+    help="Backtest Amazon's Chronos-2 on OHLC price data.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"chronobt {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version."),
+) -> None:
+    """Backtest Amazon's Chronos-2 on OHLC price data."""
+
+
+app.add_typer(data.app, name="data")
+backtest.register(app)
+sweep.register(app)
+forecast.register(app)
+
+
+def main() -> None:
+    app()

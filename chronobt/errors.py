@@ -1,0 +1,43 @@
+"""Typed errors. The CLI turns each into one line on stderr and its ``exit_code``."""
+
+from __future__ import annotations
+
+
+class ChronobtError(Exception):
+    """Base of every error chronobt reports to a user (exit code 1 unless a subclass says otherwise)."""
+
+    exit_code: int = 1
+
+
+class DataError(ChronobtError):
+    """An OHLC file is missing, unreadable or invalid."""
+
+
+class AugmentationError(ChronobtError):
+    """A pre-augmentation cannot be applied to (or inverted on) the given data."""
+
+
+class ModelError(ChronobtError):
+    """The Chronos-2 model cannot be resolved, loaded or run."""
+
+
+class ConfigError(ChronobtError):
+    """An option or configuration value is invalid (exit code 2, like a usage error)."""
+
+    exit_code = 2
+
+
+class LockError(ChronobtError):
+    """Another run holds the output directory's lock (exit code 75, EX_TEMPFAIL)."""
+
+    exit_code = 75
+
+
+class PartialFailure(ChronobtError):
+    """Some symbols failed while the others were written (exit code 3)."""
+
+    exit_code = 3
+
+    def __init__(self, message: str, failures: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.failures = dict(failures or {})
