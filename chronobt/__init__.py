@@ -1,5 +1,40 @@
-"""chronobt: backtest Amazon's Chronos-2 on OHLC price data."""
+"""chronobt: backtest Amazon's Chronos-2 on OHLC price data.
+
+The public API a notebook needs is importable from here; heavy modules (torch) load lazily.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from chronobt._version import __version__
 
-__all__ = ["__version__"]
+if TYPE_CHECKING:
+    from chronobt.augment import get_augmentation
+    from chronobt.backtest import BacktestConfig, run_backtest
+    from chronobt.data import load_ohlc
+    from chronobt.engine import Chronos2Engine, EngineConfig
+    from chronobt.forecast import ForecastConfig, run_forecast
+    from chronobt.sweep import SweepConfig, run_sweep
+
+_LAZY = {
+    "load_ohlc": "chronobt.data",
+    "get_augmentation": "chronobt.augment",
+    "Chronos2Engine": "chronobt.engine",
+    "EngineConfig": "chronobt.engine",
+    "BacktestConfig": "chronobt.backtest",
+    "run_backtest": "chronobt.backtest",
+    "SweepConfig": "chronobt.sweep",
+    "run_sweep": "chronobt.sweep",
+    "ForecastConfig": "chronobt.forecast",
+    "run_forecast": "chronobt.forecast",
+}
+
+__all__ = ["__version__", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'chronobt' has no attribute {name!r}")

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from chronobt.errors import ChronobtError
+from chronobt.errors import ChronobtError, ConfigError
 
 DataDirOpt = Annotated[
     Path,
@@ -139,3 +139,20 @@ def not_yet_available(name: str) -> None:
     """Placeholder behaviour for a command whose issue has not landed yet."""
     Console(stderr=True).print(f"error: `chronobt {name}` is not yet available", style="red", markup=False)
     raise typer.Exit(2)
+
+
+def parse_float_list(text: str, *, option: str) -> tuple[float, ...]:
+    """Parse "0.1,0.5,0.9" -> (0.1, 0.5, 0.9); a bad item is a usage error naming the option."""
+    items = [p.strip() for p in text.split(",") if p.strip()]
+    try:
+        return tuple(float(p) for p in items)
+    except ValueError:
+        raise ConfigError(f"{option} {text!r}: expected comma-separated numbers like 0.1,0.5,0.9") from None
+
+
+def parse_name_list(text: str, *, option: str) -> tuple[str, ...]:
+    """Parse "open, Close" -> ("open", "close")."""
+    names = tuple(p.strip().lower() for p in text.split(",") if p.strip())
+    if not names:
+        raise ConfigError(f"{option} is empty; give comma-separated names")
+    return names

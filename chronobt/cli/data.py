@@ -1,13 +1,121 @@
-"""`chronobt data ...`: import, list and check OHLC files (placeholder)."""
+"""`chronobt data ...`: import, list and check OHLC files (tables/JSON on stdout, warnings on stderr)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated, Any
+
 import typer
+from rich.table import Table
+
+from chronobt.cli.common import DEFAULT_DATA_DIR, DataDirOpt, DebugOpt, JsonOpt, QuietOpt, Ui, command_context
+from chronobt.data import check_ohlc, import_csv, list_symbols, require_bars
 
 app = typer.Typer(help="Import, list and check OHLC data files.", no_args_is_help=True)
 
+MaxGapOpt = Annotated[
+    int | None,
+    typer.Option("--max-gap", min=0, help="Largest gap (bars) in 24/7 data to fill; longer is an error."),
+]
+
+
+@app.command("import")
+def import_cmd(
+    csv_file: Annotated[Path, typer.Argument(help="Exchange CSV export (banner, newest-first are fine).")],
+    symbol: Annotated[str, typer.Option("--symbol", "-s", help="Symbol to store it as, e.g. ETHUSD.")],
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing <SYMBOL>.parquet.")] = False,
+    max_gap: MaxGapOpt = None,
+    data_dir: DataDirOpt = DEFAULT_DATA_DIR,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Convert FILE.csv to <data-dir>/<SYMBOL>.parquet (validated, sorted, de-duplicated; atomic write)."""
+    with command_context(quiet=quiet, debug=debug, json_out=json_out) as ui:
+        path = import_csv(csv_file, symbol=symbol, data_dir=data_dir, max_gap=max_gap, overwrite=force)
+        ohlc = check_ohlc(path, max_gap=max_gap)
+        summary = ohlc.summary()
+        if json_out:
+            ui.print_json(summary)
+            return
+        ui.info(f"wrote {path}")
+        _print_summary(ui, summary)
+
 
 @app.command("list")
-def list_cmd() -> None:
-    """List symbols in the data dir."""
-    raise typer.Exit(2)
+def list_cmd(
+    data_dir: DataDirOpt = DEFAULT_DATA_DIR,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """List the symbols in the data dir: rows, first/last timestamp, bar frequency, calendar."""
+    with command_context(quiet=quiet, debug=debug, json_out=json_out) as ui:
+        infos = list_symbols(data_dir)
+        if json_out:
+            ui.print_json([info.to_dict() for info in infos])
+            return
+        if not infos:
+            ui.info(f"no .parquet files in {data_dir}; add one with `chronobt data import FILE.csv -s SYM`")
+            return
+        table = Table("symbol", "rows", "first", "last", "freq", "calendar", "notes", title=str(data_dir))
+        for info in infos:
+            if info.error is not None:
+                table.add_row(info.symbol, "-", "-", "-", "-", "-", f"error: {info.error}")
+                continue
+            notes = f"{info.warnings} warning(s)" if info.warnings else ""
+            table.add_row(
+                info.symbol,
+                f"{info.rows:,}",
+                _ts(info.first),
+                _ts(info.last),
+                info.freq,
+                info.calendar,
+                notes,
+            )
+        ui.out.print(table)
+
+
+@app.command("check")
+def check_cmd(
+    target: Annotated[str, typer.Argument(metavar="SYMBOL|PATH", help="Symbol in --data-dir, or a path.")],
+    max_gap: MaxGapOpt = None,
+    min_bars: Annotated[
+        int | None, typer.Option("--min-bars", min=1, help="Fail unless the series has this many bars.")
+    ] = None,
+    data_dir: DataDirOpt = DEFAULT_DATA_DIR,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Validate one series and print its report: gaps, duplicates, OHLC inconsistencies, non-positive."""
+    with command_context(quiet=quiet, debug=debug, json_out=json_out) as ui:
+        ohlc = check_ohlc(target, data_dir, max_gap=max_gap)
+        if min_bars is not None:
+            require_bars(ohlc, min_bars, purpose=f"--min-bars {min_bars}")
+        summary = ohlc.summary()
+        if json_out:
+            ui.print_json(summary)
+            return
+        _print_summary(ui, summary)
+
+
+def _print_summary(ui: Ui, summary: dict[str, Any]) -> None:
+    report = summary["report"]
+    table = Table(title=f"{summary['symbol']} ({summary['path']})", show_header=False)
+    table.add_column("field", no_wrap=True)
+    table.add_column("value", overflow="fold")
+    table.add_row("rows", f"{summary['rows']:,} (read {report['rows_read']:,})")
+    table.add_row("span (UTC)", f"{summary['first'][:16]} .. {summary['last'][:16]}".replace("T", " "))
+    table.add_row("freq / calendar", f"{summary['freq']} / {summary['calendar']}")
+    table.add_row("season / bars per year", f"{summary['season_length']} / {summary['bars_per_year']:g}")
+    table.add_row("columns", ", ".join(summary["columns"]))
+    table.add_row("sha256", summary["sha256"])
+    findings = report["warnings"] or ["clean: no repairs or findings"]
+    for i, line in enumerate(findings):
+        table.add_row("report" if i == 0 else "", line)
+    ui.out.print(table)
+
+
+def _ts(ts: Any) -> str:
+    return "-" if ts is None else ts.strftime("%Y-%m-%d %H:%M")

@@ -1,14 +1,204 @@
-"""`chronobt sweep` (placeholder until its issue lands)."""
+"""`chronobt sweep [SYMBOL ...]`: pick the best pre-augmentation per symbol (nested validation -> test)."""
 
 from __future__ import annotations
 
-import typer
+import math
+import sys
+from typing import Annotated, Any
 
-from chronobt.cli.common import not_yet_available
+import typer
+from rich.table import Table
+
+from chronobt.backtest import DEFAULT_QUANTILES
+from chronobt.cli import engine_options as eo
+from chronobt.cli.backtest import ContextOpt, HorizonOpt, MaxGapOpt, SeedOpt, WaitOpt
+from chronobt.cli.common import (
+    DEFAULT_DATA_DIR,
+    DEFAULT_OUTPUT_DIR,
+    DataDirOpt,
+    DebugOpt,
+    JsonOpt,
+    LogFileOpt,
+    OutputDirOpt,
+    QuietOpt,
+    Ui,
+    command_context,
+    parse_float_list,
+    parse_name_list,
+)
+from chronobt.cli.progress import stage_progress
+from chronobt.data import TARGETS
+from chronobt.errors import ChronobtError, PartialFailure
+from chronobt.locking import output_lock
+from chronobt.sweep import SELECTION_METRICS, SweepConfig, SweepReport, run_sweep
+
+ALL_TARGETS = ",".join(TARGETS)
+ALL_QUANTILES = ",".join(str(q) for q in DEFAULT_QUANTILES)
 
 
 def register(app: typer.Typer) -> None:
     @app.command("sweep")
-    def _cmd(symbols: list[str] = typer.Argument(None, help="Symbols.")) -> None:
-        """Not yet available."""
-        not_yet_available("sweep")
+    def sweep(
+        symbols: Annotated[
+            list[str] | None,
+            typer.Argument(help="Symbols to sweep (default: every <SYMBOL>.parquet in the data dir)."),
+        ] = None,
+        preaug: Annotated[
+            str | None,
+            typer.Option(
+                "--preaug",
+                help="Comma-separated augmentations to try, grids with '|' (e.g. "
+                "none,differencing,rolling_norm:window=20|48); default: every registered one. "
+                "'none' is always included.",
+            ),
+        ] = None,
+        metric: Annotated[
+            str,
+            typer.Option(
+                "--metric",
+                help=f"Selection metric on the selection target (close): {'|'.join(SELECTION_METRICS)}.",
+            ),
+        ] = "mase",
+        validation_windows: Annotated[
+            int, typer.Option("--validation-windows", help="Earlier windows that choose the augmentation.")
+        ] = 60,
+        test_windows: Annotated[
+            int, typer.Option("--test-windows", help="Later windows that report the choice.")
+        ] = 40,
+        force: Annotated[bool, typer.Option("--force", help="Recompute cells already in the cache.")] = False,
+        horizon: HorizonOpt = 24,
+        context: ContextOpt = 2048,
+        stride: Annotated[
+            int | None, typer.Option("--stride", help="Bars between origins (default: the horizon).")
+        ] = None,
+        targets: Annotated[str, typer.Option("--targets", help="Comma-separated variates.")] = ALL_TARGETS,
+        quantiles: Annotated[
+            str, typer.Option("--quantiles", help="Comma-separated quantile levels to score.")
+        ] = ALL_QUANTILES,
+        fee_bps: Annotated[
+            float, typer.Option("--fee-bps", help="Trading fee per side, basis points.")
+        ] = 10.0,
+        allow_short: Annotated[
+            bool, typer.Option("--allow-short", help="Let the trading view go short.")
+        ] = False,
+        seed: SeedOpt = 0,
+        max_gap: MaxGapOpt = None,
+        model: eo.ModelOpt = "auto",
+        device: eo.DeviceOpt = "auto",
+        dtype: eo.DtypeOpt = "auto",
+        compile: eo.CompileOpt = None,
+        batch_size: eo.BatchSizeOpt = None,
+        data_dir: DataDirOpt = DEFAULT_DATA_DIR,
+        output_dir: OutputDirOpt = DEFAULT_OUTPUT_DIR,
+        wait: WaitOpt = 0.0,
+        json_out: JsonOpt = False,
+        quiet: QuietOpt = False,
+        debug: DebugOpt = False,
+        log_file: LogFileOpt = None,
+    ) -> None:
+        """Try every pre-augmentation on every symbol; earlier windows choose, later windows report.
+
+        Writes <output-dir>/sweep/ (leaderboard.csv/.parquet, best/<SYMBOL>.json read by --preaug auto).
+        Finished cells are cached: a rerun skips them, --force recomputes.
+        """
+        with command_context(quiet=quiet, debug=debug, json_out=json_out, log_file=log_file) as ui:
+            config = SweepConfig(
+                symbols=tuple(symbols or ()),
+                preaugs=(preaug,) if preaug else (),
+                metric=metric,
+                validation_windows=validation_windows,
+                test_windows=test_windows,
+                horizon=horizon,
+                context=context,
+                stride=stride,
+                targets=parse_name_list(targets, option="--targets"),
+                quantiles=parse_float_list(quantiles, option="--quantiles"),
+                fee_bps=fee_bps,
+                allow_short=allow_short,
+                seed=seed,
+                data_dir=data_dir,
+                output_dir=output_dir,
+                max_gap=max_gap,
+                force=force,
+            )
+            engine_config = eo.engine_config_from_options(
+                model=model, device=device, dtype=dtype, compile=compile, batch_size=batch_size
+            )
+            with output_lock(output_dir, wait=wait), stage_progress(ui) as progress:
+                report = run_sweep(
+                    config, engine_config, progress=progress, command=["chronobt", *sys.argv[1:]]
+                )
+            render(ui, report)
+            finish(report)
+
+
+def finish(report: SweepReport) -> None:
+    """All symbols failed -> exit 1; some -> exit 3 (the others were written)."""
+    if not report.failures:
+        return
+    detail = "; ".join(f"{s}: {m}" for s, m in report.failures.items())
+    if not report.best:
+        raise ChronobtError(f"no symbol could be swept: {detail}")
+    n = len(report.failures) + len(report.best)
+    raise PartialFailure(
+        f"{len(report.failures)} of {n} symbols failed ({detail}); the others were written", report.failures
+    )
+
+
+def render(ui: Ui, report: SweepReport) -> None:
+    """The leaderboard on stderr (silent with --quiet); the best choices on stdout with --json."""
+    if ui.json:
+        ui.print_json(
+            {
+                "best": {
+                    s: {
+                        k: b[k]
+                        for k in ("best_preaug", "best_params", "selection_metric", "validation", "test")
+                    }
+                    for s, b in report.best.items()
+                },
+                "folder": str(report.folder),
+                "cells": {"cached": report.cells_cached, "computed": report.cells_computed},
+                "failures": report.failures,
+            }
+        )
+    if ui.quiet or report.leaderboard.empty:
+        return
+    for symbol, best in report.best.items():
+        metric = best["selection_metric"]
+        board = report.leaderboard[report.leaderboard["symbol"] == symbol]
+        val = board[board["split"] == "validation"].set_index("preaug")
+        test = board[board["split"] == "test"].set_index("preaug")
+        splits = best["splits"]
+        table = Table(
+            title=f"{symbol} · {metric} on {best['selection_target']} · "
+            f"validation {splits['validation']['windows']} windows, test {splits['test']['windows']} windows",
+            title_justify="left",
+        )
+        for name in ("preaug", "val rank", f"val {metric}", f"test {metric}", "test skill", "test cov80"):
+            table.add_column(name, justify="left" if name == "preaug" else "right")
+        for spec in val.sort_values("rank").index:
+            chosen = spec == best["best_preaug"]
+            table.add_row(
+                f"{spec} *" if chosen else spec,
+                str(int(val.loc[spec, "rank"])),
+                _fmt(val.loc[spec, metric]),
+                _fmt(test.loc[spec, metric]),
+                _fmt(test.loc[spec, "skill"]),
+                _fmt(test.loc[spec, "coverage_80"]),
+                style="bold green" if chosen else None,
+            )
+        naive = best["test"]["naive"]
+        table.add_row(
+            "naive (baseline)", "-", "-", _fmt(naive.get(metric)), "-", _fmt(naive.get("coverage_80"))
+        )
+        ui.err.print(table)
+    ui.err.print(
+        f"{report.cells_computed} cells computed, {report.cells_cached} cached; written: {report.folder}"
+    )
+
+
+def _fmt(x: Any) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "-"
+    return f"{float(x):.4f}"

@@ -1,0 +1,111 @@
+"""Inverse-CDF interpolation of quantile forecasts and reading quantiles off sample paths.
+
+A quantile forecast ``q`` at ascending ``levels`` defines each step's predictive distribution through
+its inverse CDF: linear in the level between two predicted levels and, beyond the outermost levels,
+linear in the *normal score* ``z = Phi^-1(level)`` through the two outermost quantiles (a Gaussian
+tail matched to them: exact for normal forecasts, never a point mass at the extremes, never an
+unbounded linear extrapolation). The interpolation weights depend only on the levels, so they are
+computed once and shared by all windows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from statistics import NormalDist
+
+import numpy as np
+
+from chronobt.errors import ConfigError
+
+_NORMAL = NormalDist()
+
+
+def check_levels(levels: Sequence[float], n: int | None = None, *, what: str = "levels") -> np.ndarray:
+    """Return ``levels`` as a float64 array after checking they are strictly ascending in (0, 1)."""
+    arr = np.asarray(levels, dtype=np.float64).reshape(-1)
+    if n is not None and arr.size != n:
+        raise ConfigError(f"{what}: expected {n} quantile levels (one per forecast quantile), got {arr.size}")
+    if arr.size == 0 or not np.all((arr > 0) & (arr < 1)):
+        raise ConfigError(f"{what}: quantile levels must lie strictly between 0 and 1, got {arr.tolist()}")
+    if what == "levels" and (arr.size < 2 or np.any(np.diff(arr) <= 0)):
+        raise ConfigError(f"levels must be strictly ascending with at least two, got {arr.tolist()}")
+    return arr
+
+
+def _segments(levels: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Segment ``i`` [K] and fraction ``f`` [K]: the value at a target is ``(1-f) q[i] + f q[i+1]``.
+
+    Inside [levels[0], levels[-1]] the fraction is linear in the level; outside it is linear in the
+    normal score through the two outermost levels (see the module docstring).
+    """
+    seg = np.clip(np.searchsorted(levels, targets, side="right") - 1, 0, levels.size - 2)
+    lo, hi = levels[seg], levels[seg + 1]
+    frac = (targets - lo) / (hi - lo)
+    outside = (targets < levels[0]) | (targets > levels[-1])
+    if outside.any():
+        z = np.array([_NORMAL.inv_cdf(float(t)) for t in targets[outside]])
+        z_lo = np.array([_NORMAL.inv_cdf(float(t)) for t in lo[outside]])
+        z_hi = np.array([_NORMAL.inv_cdf(float(t)) for t in hi[outside]])
+        frac[outside] = (z - z_lo) / (z_hi - z_lo)
+    return seg, frac
+
+
+def level_weights(levels: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """Weights [Q, K] such that ``q @ W`` interpolates quantiles ``q [..., Q]`` to ``targets [K]``."""
+    seg, frac = _segments(levels, targets)
+    weights = np.zeros((levels.size, targets.size))
+    cols = np.arange(targets.size)
+    weights[seg, cols] = 1.0 - frac
+    weights[seg + 1, cols] += frac
+    return weights
+
+
+def interpolate_quantiles(q: np.ndarray, levels: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """Quantiles [..., Q, h] at ``levels`` -> [..., K, h] at ``targets`` (inverse-CDF interpolation)."""
+    weights = level_weights(levels, targets)  # [Q, K]
+    return np.einsum("...qh,qk->...kh", q, weights)
+
+
+def stratified_draws(
+    levels: np.ndarray, n_paths: int, horizon: int, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Segments and fractions [horizon, n_paths] of Latin-hypercube draws with independent steps.
+
+    At step ``k`` path ``j`` takes the predictive value at the stratum midpoint
+    ``u = (pi_k(j) + 0.5) / n_paths``, where ``pi_k`` is a random permutation per step drawn from
+    ``seed``. Each step's marginal is an exact stratified sample of its forecast, the pairing across
+    steps is a random (independent) coupling, and the permutations are shared by all windows, so a
+    window's result depends neither on the other windows in the call nor on chunking.
+    """
+    seg, frac = _segments(levels, (np.arange(n_paths) + 0.5) / n_paths)
+    rng = np.random.default_rng(seed)
+    perms = rng.permuted(np.broadcast_to(np.arange(n_paths), (horizon, n_paths)), axis=1)
+    return seg[perms], frac[perms]
+
+
+def sample_steps(q_tf: np.ndarray, seg: np.ndarray, frac: np.ndarray) -> np.ndarray:
+    """Sampled step values [h, rows, P] from per-step quantiles ``q_tf`` [h, rows, Q].
+
+    A gather per step rather than one matrix product: BLAS threads oversubscribe small machines.
+    """
+    out = np.empty((q_tf.shape[0], q_tf.shape[1], seg.shape[1]))
+    for k in range(q_tf.shape[0]):
+        lo = q_tf[k][:, seg[k]]
+        out[k] = lo + (q_tf[k][:, seg[k] + 1] - lo) * frac[k]
+    return out
+
+
+def path_quantiles(paths: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """Empirical quantiles [..., K] of ``paths`` [..., P] at ``targets`` (Hazen plotting positions).
+
+    The ``j``-th smallest of ``P`` values sits at level ``(j + 0.5) / P``, matching the stratum
+    midpoints of :func:`stratified_draws`; levels between two positions are linear interpolations and
+    levels beyond the outermost positions take the extreme values.
+    """
+    n = paths.shape[-1]
+    pos = np.clip(targets * n - 0.5, 0.0, n - 1.0)
+    lo = np.floor(pos).astype(np.intp)
+    hi = np.minimum(lo + 1, n - 1)
+    frac = pos - lo
+    ordered = np.sort(paths, axis=-1)  # numpy's SIMD sort beats partition even for a few levels
+    return ordered[..., lo] * (1.0 - frac) + ordered[..., hi] * frac

@@ -1,0 +1,71 @@
+"""One lock per output directory, so two unattended runs never write the same results at once."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from filelock import FileLock, Timeout
+
+from chronobt.errors import LockError
+
+LOCK_NAME = ".chronobt.lock"
+HOLDER_NAME = ".chronobt.lock.holder"
+
+
+def _describe_holder(output_dir: Path) -> str:
+    try:
+        info = json.loads((output_dir / HOLDER_NAME).read_text())
+    except (OSError, ValueError):
+        return "another chronobt run"
+    return f"pid {info.get('pid')} on {info.get('host')} since {info.get('since')} ({info.get('command')})"
+
+
+@contextmanager
+def output_lock(output_dir: Path, *, wait: float = 0.0) -> Iterator[None]:
+    """Hold the lock of ``output_dir`` for the duration of the block.
+
+    Parameters
+    ----------
+    output_dir
+        The results folder (created if missing). The lock file lives inside it.
+    wait
+        Seconds to wait for another run to finish; 0 fails at once.
+
+    Raises
+    ------
+    LockError
+        Another run holds the lock (exit code 75), naming the holder.
+    """
+    output_dir.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(output_dir / LOCK_NAME))
+    try:
+        lock.acquire(timeout=max(wait, 0.0), poll_interval=0.1)
+    except Timeout:
+        waited = f" after waiting {wait:g} s" if wait > 0 else ""
+        raise LockError(
+            f"{output_dir}: locked by {_describe_holder(output_dir)}{waited}; "
+            "wait for it to finish, pass --wait SECONDS, or use another --output-dir"
+        ) from None
+    holder = output_dir / HOLDER_NAME
+    try:
+        holder.write_text(
+            json.dumps(
+                {
+                    "pid": os.getpid(),
+                    "host": socket.gethostname(),
+                    "since": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                    "command": " ".join(["chronobt", *sys.argv[1:]]),
+                }
+            )
+        )
+        yield
+    finally:
+        holder.unlink(missing_ok=True)
+        lock.release()

@@ -1,0 +1,295 @@
+"""Pure forecast-accuracy metrics on numpy arrays.
+
+Shapes follow the package conventions: ``actual`` and point forecasts ``[windows, variates, horizon]``,
+quantile forecasts ``[windows, variates, Q, horizon]`` (levels ascending), per-window quantities such as
+the last observed value or the MASE scale ``[windows, variates]`` (broadcast over the horizon).
+
+Every metric takes ``axis`` (an int, a tuple of ints or ``None`` for all), the axes of ``actual`` to
+average over: ``axis=(0, 2)`` gives one value per variate (windows and steps pooled), ``axis=0`` one
+value per variate and horizon step. Points where ``actual`` (or the forecast) is NaN are left out of
+the average; a reduction with no valid point gives NaN, never a warning. Percentages (MAPE, sMAPE) are in
+percent; coverage and directional accuracy are fractions in [0, 1].
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from chronobt.errors import ConfigError
+
+Axis = int | tuple[int, ...] | None
+FloatArray = npt.NDArray[np.float64]
+#: A reduced metric: a numpy float64 scalar for ``axis=None``, else a float64 array of the kept axes.
+Reduced = Any
+
+
+def _mean(values: npt.ArrayLike, axis: Axis) -> Reduced:
+    """NaN-ignoring mean; an empty reduction is NaN, silently."""
+    x = np.array(values, dtype=np.float64)  # a copy: NaNs are zeroed in place below
+    valid = ~np.isnan(x)
+    np.copyto(x, 0.0, where=~valid)  # much faster than np.nansum / np.where on large arrays
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return x.sum(axis=axis) / valid.sum(axis=axis)
+
+
+def _per_window(values: npt.ArrayLike) -> FloatArray:
+    """``[windows, variates]`` -> ``[windows, variates, 1]`` so it broadcasts over the horizon."""
+    return np.asarray(values, dtype=np.float64)[..., None]
+
+
+def mae(*, actual: npt.ArrayLike, forecast: npt.ArrayLike, axis: Axis = None) -> Reduced:
+    """Mean absolute error ``mean |forecast - actual|``; both ``[w, v, h]``."""
+    return _mean(np.abs(np.subtract(forecast, actual)), axis)
+
+
+def rmse(*, actual: npt.ArrayLike, forecast: npt.ArrayLike, axis: Axis = None) -> Reduced:
+    """Root mean squared error ``sqrt(mean (forecast - actual)^2)`` (the root of the pooled mean)."""
+    return np.sqrt(_mean(np.square(np.subtract(forecast, actual)), axis))
+
+
+def mape(*, actual: npt.ArrayLike, forecast: npt.ArrayLike, axis: Axis = None) -> Reduced:
+    """Mean absolute percentage error ``100 * mean |forecast - actual| / |actual|``, in percent.
+
+    Points where ``actual`` is 0 have no percentage error and are left out (as utilsforecast does).
+    """
+    a = np.asarray(actual, dtype=np.float64)
+    denominator = np.where(a == 0.0, np.nan, np.abs(a))
+    return 100.0 * _mean(np.abs(np.subtract(forecast, a)) / denominator, axis)
+
+
+def smape(*, actual: npt.ArrayLike, forecast: npt.ArrayLike, axis: Axis = None) -> Reduced:
+    """Symmetric MAPE ``mean 200 * |f - a| / (|a| + |f|)``, in percent, bounded by [0, 200].
+
+    This is the M4-competition definition; a point where both ``a`` and ``f`` are 0 counts as 0 error.
+    """
+    a = np.asarray(actual, dtype=np.float64)
+    f = np.asarray(forecast, dtype=np.float64)
+    total = np.abs(a) + np.abs(f)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratio = np.where(total == 0.0, 0.0, np.abs(f - a) / total)
+    return 200.0 * _mean(ratio, axis)
+
+
+def naive_scale(contexts: npt.ArrayLike, *, lag: int = 1) -> FloatArray:
+    """MASE scale: mean ``|x_t - x_{t-lag}|`` over each window's valid context.
+
+    Parameters
+    ----------
+    contexts
+        ``[windows, variates, time]``; the NaN left padding drops out (a difference touching NaN is
+        ignored).
+    lag
+        1 (the default) is the one-step naive forecast's in-context MAE; a season length gives the
+        seasonal version.
+
+    Returns
+    -------
+    ``[windows, variates]``; 0 for a constant context, NaN with fewer than ``lag + 1`` valid bars.
+    """
+    x = np.asarray(contexts, dtype=np.float64)
+    steps = x[..., lag:] - x[..., :-lag]
+    valid = ~np.isnan(steps)
+    np.abs(steps, out=steps)
+    np.copyto(steps, 0.0, where=~valid)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.asarray(steps.sum(axis=-1) / valid.sum(axis=-1), dtype=np.float64)
+
+
+def mase(
+    *, actual: npt.ArrayLike, forecast: npt.ArrayLike, scale: npt.ArrayLike, axis: Axis = None
+) -> Reduced:
+    """Mean absolute scaled error ``mean |forecast - actual| / scale``.
+
+    Each window's errors are divided by that window's own ``scale`` (``[w, v]``, see
+    :func:`naive_scale`), so pooling over windows averages the per-window MASE values. A window whose
+    scale is 0 (a constant context) has no meaningful scale: its points are left out (NaN) rather than
+    made infinite; if every window is like that the result is NaN.
+    """
+    s = _per_window(scale)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        scaled = np.abs(np.subtract(forecast, actual)) / np.where(s == 0.0, np.nan, s)
+    return _mean(scaled, axis)
+
+
+def pinball(*, actual: npt.ArrayLike, quantiles: npt.ArrayLike, levels: Sequence[float]) -> FloatArray:
+    """Pinball (quantile) loss per level and point: ``max(q (a - f), (q - 1)(a - f))``.
+
+    ``actual`` ``[w, v, h]``, ``quantiles`` ``[w, v, Q, h]`` -> ``[w, v, Q, h]``.
+    """
+    q = np.asarray(levels, dtype=np.float64)[:, None]  # [Q, 1] broadcasts over [w, v, Q, h]
+    diff = np.expand_dims(np.asarray(actual, dtype=np.float64), -2) - np.asarray(quantiles, dtype=np.float64)
+    return np.asarray(np.maximum(q * diff, (q - 1.0) * diff), dtype=np.float64)
+
+
+def wql(
+    *, actual: npt.ArrayLike, quantiles: npt.ArrayLike, levels: Sequence[float], axis: Axis = None
+) -> Reduced:
+    """Weighted quantile loss ``2 * sum pinball / (Q * sum |actual|)``.
+
+    The sums run over the reduced points and, in the numerator, over the ``Q`` levels (the definition of
+    GluonTS / fev / utilsforecast's ``scaled_crps``: the mean quantile loss normalised by the mean
+    absolute actual, a discrete approximation of the scaled CRPS). ``actual`` ``[w, v, h]``,
+    ``quantiles`` ``[w, v, Q, h]``. NaN points drop out of both sums; ``sum |actual| == 0`` gives NaN.
+    """
+    a = np.asarray(actual, dtype=np.float64)
+    loss = pinball(actual=a, quantiles=quantiles, levels=levels).sum(axis=-2)  # [w, v, h]
+    valid = ~np.isnan(loss) & ~np.isnan(a)
+    numerator = np.where(valid, loss, 0.0).sum(axis=axis)
+    denominator = len(levels) * np.where(valid, np.abs(a), 0.0).sum(axis=axis)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return 2.0 * numerator / np.where(denominator == 0.0, np.nan, denominator)
+
+
+def coverage(
+    *, actual: npt.ArrayLike, lower: npt.ArrayLike, upper: npt.ArrayLike, axis: Axis = None
+) -> Reduced:
+    """Fraction of points with ``lower <= actual <= upper`` (both ends inclusive); all ``[w, v, h]``."""
+    a = np.asarray(actual, dtype=np.float64)
+    inside = ((a >= np.asarray(lower)) & (a <= np.asarray(upper))).astype(np.float64)
+    return _mean(np.where(np.isnan(a), np.nan, inside), axis)
+
+
+def interval_width(*, lower: npt.ArrayLike, upper: npt.ArrayLike, axis: Axis = None) -> Reduced:
+    """Mean interval width ``mean (upper - lower)``, in the units of the series; both ``[w, v, h]``."""
+    return _mean(np.subtract(upper, lower), axis)
+
+
+def directional_accuracy(
+    *, last: npt.ArrayLike, actual: npt.ArrayLike, forecast: npt.ArrayLike, axis: Axis = None
+) -> Reduced:
+    """Fraction of points where the forecast moves the same way as the realised value from ``last``.
+
+    A hit is ``sign(forecast - last) == sign(actual - last)`` with ``last`` ``[w, v]`` (the last
+    observed value, broadcast over the horizon), ``actual``/``forecast`` ``[w, v, h]``. Ties: ``sign(0)
+    = 0`` is its own direction, so a forecast of "no change" is a hit only when the value is exactly
+    unchanged, and a move forecast against an unchanged value is a miss.
+    """
+    ref = _per_window(last)
+    a = np.asarray(actual, dtype=np.float64)
+    hit = (np.sign(np.subtract(forecast, ref)) == np.sign(a - ref)).astype(np.float64)
+    return _mean(np.where(np.isnan(a), np.nan, hit), axis)
+
+
+def skill(mase_model: Any, mase_naive: Any) -> Any:
+    """Skill score ``1 - MASE_model / MASE_naive``: > 0 beats the naive forecast, 1 is perfect, < 0 worse.
+
+    Takes floats or arrays. For the JSON values of :func:`summarize`, ``None`` in (an undefined MASE)
+    gives ``None`` out, and a scalar result that is not finite is ``None`` too.
+    """
+    if mase_model is None or mase_naive is None:
+        return None
+    with np.errstate(invalid="ignore", divide="ignore"):
+        result = 1.0 - np.divide(mase_model, mase_naive)
+    if np.ndim(result) == 0:
+        return float(result) if np.isfinite(result) else None
+    return result
+
+
+def quantile_at(*, quantiles: npt.ArrayLike, levels: Sequence[float], level: float) -> FloatArray:
+    """The forecast at one quantile ``level``: ``[w, v, Q, h]`` -> ``[w, v, h]``.
+
+    Taken as is when ``level`` is one of ``levels`` (to 1e-9), else linearly interpolated between the
+    two neighbouring levels. Raises :class:`ConfigError` when ``level`` is outside ``levels``.
+    """
+    q = np.asarray(quantiles, dtype=np.float64)
+    grid = np.asarray(levels, dtype=np.float64)
+    if grid.ndim != 1 or grid.size != q.shape[-2] or np.any(np.diff(grid) <= 0):
+        raise ValueError(f"levels must be {q.shape[-2]} ascending values, got {list(levels)}")
+    match = np.flatnonzero(np.isclose(grid, level, rtol=0.0, atol=1e-9))
+    if match.size:
+        return np.asarray(q[..., int(match[0]), :])
+    if not grid[0] < level < grid[-1]:
+        raise ConfigError(
+            f"quantile level {level} is outside the forecast levels {grid[0]:g}..{grid[-1]:g}; "
+            f"include it in --quantiles (the 80% interval needs 0.1 and 0.9)"
+        )
+    hi = int(np.searchsorted(grid, level))
+    weight = (level - grid[hi - 1]) / (grid[hi] - grid[hi - 1])
+    return np.asarray((1.0 - weight) * q[..., hi - 1, :] + weight * q[..., hi, :])
+
+
+METRIC_NAMES = (
+    "mae",
+    "rmse",
+    "mape",
+    "smape",
+    "mase",
+    "wql",
+    "coverage_80",
+    "width_80",
+    "directional_accuracy",
+)
+
+
+def _json_floats(values: Any) -> Any:
+    """Float or nested list of floats, NaN/inf -> ``None`` (strict JSON)."""
+
+    def clean(x: Any) -> Any:
+        if isinstance(x, list):
+            return [clean(v) for v in x]
+        return x if math.isfinite(x) else None
+
+    return clean(np.asarray(values, dtype=np.float64).tolist())
+
+
+def summarize(
+    *,
+    actual: npt.ArrayLike,
+    median: npt.ArrayLike,
+    quantiles: npt.ArrayLike,
+    levels: Sequence[float],
+    last: npt.ArrayLike,
+    scale: npt.ArrayLike,
+    targets: Sequence[str],
+) -> dict[str, dict[str, dict[str, Any]]]:
+    """All metrics per target, pooled over windows and steps and per horizon step.
+
+    Parameters
+    ----------
+    actual, median
+        ``[w, v, h]`` realised values and point (median) forecasts.
+    quantiles
+        ``[w, v, Q, h]`` at ascending ``levels``; the 80% interval is the 0.1 and 0.9 levels
+        (interpolated if absent, see :func:`quantile_at`).
+    last
+        ``[w, v]`` last observed value per window (the reference of directional accuracy).
+    scale
+        ``[w, v]`` MASE scale (:func:`naive_scale` of the contexts).
+    targets
+        ``v`` variate names.
+
+    Returns
+    -------
+    ``{"metrics": {target: {name: float}}, "per_step": {target: {name: [h floats]}}}`` with the names
+    of :data:`METRIC_NAMES`; an undefined value (NaN) is ``None``, so the dict is strict JSON.
+    """
+    a = np.asarray(actual, dtype=np.float64)
+    if len(targets) != a.shape[1]:
+        raise ValueError(f"{len(targets)} target names for {a.shape[1]} variates")
+    lower = quantile_at(quantiles=quantiles, levels=levels, level=0.1)
+    upper = quantile_at(quantiles=quantiles, levels=levels, level=0.9)
+
+    def compute(axis: Axis) -> dict[str, Any]:
+        return {
+            "mae": mae(actual=a, forecast=median, axis=axis),
+            "rmse": rmse(actual=a, forecast=median, axis=axis),
+            "mape": mape(actual=a, forecast=median, axis=axis),
+            "smape": smape(actual=a, forecast=median, axis=axis),
+            "mase": mase(actual=a, forecast=median, scale=scale, axis=axis),
+            "wql": wql(actual=a, quantiles=quantiles, levels=levels, axis=axis),
+            "coverage_80": coverage(actual=a, lower=lower, upper=upper, axis=axis),
+            "width_80": interval_width(lower=lower, upper=upper, axis=axis),
+            "directional_accuracy": directional_accuracy(last=last, actual=a, forecast=median, axis=axis),
+        }
+
+    pooled = compute((0, 2))  # each [v]
+    per_step = compute(0)  # each [v, h]
+    return {
+        "metrics": {t: {k: _json_floats(v[i]) for k, v in pooled.items()} for i, t in enumerate(targets)},
+        "per_step": {t: {k: _json_floats(v[i]) for k, v in per_step.items()} for i, t in enumerate(targets)},
+    }

@@ -1,0 +1,171 @@
+"""The trading view of a backtest: one simple, documented long/short-at-horizon rule.
+
+For each window used (non-overlapping, see below), with ``c_0`` the close at the origin, ``c_h`` the
+realised close ``horizon`` bars later, ``f_h`` the median close forecast for that bar and ``fee =
+fee_bps / 10_000`` paid per side (entry and exit, on the entry notional):
+
+- go **long** when ``f_h / c_0 - 1 > 2 fee`` (the forecast move beats the round-trip fee), **short**
+  when ``allow_short`` and ``f_h / c_0 - 1 < -2 fee``, else stay flat (return 0, no fee);
+- enter at ``c_0``, exit at ``c_h``: gross return ``side * (c_h / c_0 - 1)`` (side +1 long, -1 short),
+  net return ``gross - 2 fee``;
+- the equity curve compounds the per-window net returns (flat windows hold cash at 0%).
+
+Overlapping windows (stride < horizon) cannot all be traded with one unit of capital, so only every
+``ceil(horizon / stride)``-th window is used, counting back from the latest one. Consecutive used windows
+are then ``step = ceil(horizon / stride) * stride`` bars apart (the horizon itself with the default stride).
+
+Reported: total return; annualized return ``(1 + total) ** (bars_per_year / span) - 1`` with ``span`` the
+bars from the first entry to the last exit; Sharpe ratio of the per-window net returns (flat windows
+included, zero risk-free rate, sample sd) times ``sqrt(bars_per_year / step)``; max drawdown of the
+equity curve (from 1.0, a positive fraction: 0.25 is a 25% fall from a peak); win rate (net return > 0,
+among trades); exposure (bars in a position / span); number of trades; buy and hold over the same span,
+paying the fee on entry and exit like a trade.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+TRADE_COLUMNS = ("origin", "side", "entry", "exit", "gross_return", "net_return")
+
+
+@dataclass(frozen=True, eq=False)
+class TradingResult:
+    """Summary of the trading view plus its per-trade table (see the module docstring for definitions).
+
+    Undefined values (Sharpe with fewer than two windows or no variation, win rate without trades) are
+    NaN here and ``None`` in :meth:`summary`.
+    """
+
+    total_return: float
+    annualized_return: float
+    sharpe: float
+    max_drawdown: float
+    win_rate: float
+    exposure: float
+    n_trades: int
+    buy_and_hold: float
+    windows_used: int
+    step: int
+    trades: pd.DataFrame  # columns TRADE_COLUMNS, one row per trade (flat windows omitted)
+
+    def summary(self) -> dict[str, Any]:
+        """Everything but ``trades``, as strict-JSON values (NaN -> ``None``)."""
+        out: dict[str, Any] = {}
+        for key, value in vars(self).items():
+            if key == "trades":
+                continue
+            out[key] = None if isinstance(value, float) and not math.isfinite(value) else value
+        return out
+
+
+def simulate(
+    *,
+    last_close: npt.ArrayLike,
+    forecast_close: npt.ArrayLike,
+    realized_close: npt.ArrayLike,
+    horizon: int,
+    bars_per_year: float,
+    stride: int | None = None,
+    fee_bps: float = 10.0,
+    allow_short: bool = False,
+    origins: Sequence[Any] | pd.Index | npt.NDArray[Any] | None = None,
+) -> TradingResult:
+    """Trade each non-overlapping window on its median forecast and score the result.
+
+    Parameters
+    ----------
+    last_close
+        ``[w]`` close at each origin (the entry price), windows in ascending origin order.
+    forecast_close
+        ``[w]`` median close forecast ``horizon`` bars after the origin.
+    realized_close
+        ``[w]`` realised close ``horizon`` bars after the origin (the exit price).
+    horizon
+        Bars between entry and exit.
+    bars_per_year
+        Bars in a year of this series (8760 hourly 24/7, 365 daily 24/7, 252 business days, ...).
+    stride
+        Bars between consecutive origins; default ``horizon``.
+    fee_bps
+        Fee per side in basis points of the notional.
+    allow_short
+        Also short when the forecast falls by more than the round-trip fee.
+    origins
+        ``[w]`` labels of the windows (origin timestamps or bar indices) for the trade table's ``origin``
+        column; default the window numbers ``0 .. w-1``.
+
+    Returns
+    -------
+    TradingResult
+    """
+    prices = [np.asarray(x, dtype=np.float64) for x in (last_close, forecast_close, realized_close)]
+    n = prices[0].size
+    if prices[0].ndim != 1 or n == 0 or any(p.shape != prices[0].shape for p in prices):
+        raise ValueError(
+            f"the three close arrays must share one non-empty 1-d shape, got {[p.shape for p in prices]}"
+        )
+    stride = horizon if stride is None else stride
+    if horizon < 1 or stride < 1 or bars_per_year <= 0 or fee_bps < 0:
+        raise ValueError(
+            "need horizon >= 1, stride >= 1, bars_per_year > 0 and fee_bps >= 0; "
+            f"got {horizon}, {stride}, {bars_per_year}, {fee_bps}"
+        )
+    labels = pd.RangeIndex(n) if origins is None else pd.Index(origins)
+    if labels.shape != (n,):
+        raise ValueError(f"origins must label the {n} windows, got shape {labels.shape}")
+    every = math.ceil(horizon / stride)
+    used = np.arange(n - 1, -1, -every)[::-1]  # anchored at the latest window
+    entry, forecast, exit_ = (p[used] for p in prices)
+    fee = fee_bps / 10_000.0
+
+    expected = forecast / entry - 1.0
+    side = np.where(expected > 2 * fee, 1, 0)
+    if allow_short:
+        side = np.where(expected < -2 * fee, -1, side)
+    gross = side * (exit_ / entry - 1.0)
+    net = gross - 2 * fee * np.abs(side)
+
+    step = every * stride
+    span = (used.size - 1) * step + horizon  # bars from the first entry to the last exit
+    equity = np.concatenate([[1.0], np.cumprod(1.0 + net)])
+    total = float(equity[-1] - 1.0)
+    growth = 1.0 + total
+    annualized = growth ** (bars_per_year / span) - 1.0 if growth > 0 else -1.0
+    sd = float(np.std(net, ddof=1)) if net.size > 1 else 0.0
+    sharpe = float(net.mean() / sd * math.sqrt(bars_per_year / step)) if sd > 0 else math.nan
+    drawdown = float(np.max(1.0 - equity / np.maximum.accumulate(equity)))
+    traded = side != 0
+    n_trades = int(traded.sum())
+
+    table = pd.DataFrame(
+        {
+            "origin": labels[used[traded]],
+            "side": np.where(side > 0, "long", "short")[traded],
+            "entry": entry[traded],
+            "exit": exit_[traded],
+            "gross_return": gross[traded],
+            "net_return": net[traded],
+        },
+        columns=list(TRADE_COLUMNS),
+    )
+    return TradingResult(
+        total_return=total,
+        annualized_return=float(annualized),
+        sharpe=sharpe,
+        max_drawdown=drawdown,
+        win_rate=float(np.mean(net[traded] > 0)) if n_trades else math.nan,
+        exposure=n_trades * horizon / span,
+        n_trades=n_trades,
+        buy_and_hold=float(exit_[-1] / entry[0] - 1.0 - 2 * fee),
+        windows_used=int(used.size),
+        step=int(step),
+        trades=table,
+    )

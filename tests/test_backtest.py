@@ -1,0 +1,264 @@
+"""End-to-end backtests on a tiny local Chronos-2 model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from chronobt.augment import AVAILABLE_AUGMENTATIONS
+from chronobt.backtest import BacktestConfig, run_backtest
+from chronobt.cli import app
+from chronobt.engine import Chronos2Engine, EngineConfig
+from tests.synthetic import ohlc_frame, write_symbol
+
+SMALL = ["--horizon", "8", "--context", "128", "--windows", "6", "--compile", "off"]
+
+
+@pytest.fixture(scope="module")
+def engine(tiny_model_dir: Path) -> Chronos2Engine:
+    return Chronos2Engine(EngineConfig(model=str(tiny_model_dir), device="cpu", compile="off"))
+
+
+def _config(data_dir: Path, out: Path, **kw) -> BacktestConfig:
+    base = dict(symbols=("AAA",), horizon=8, context=128, windows=6, data_dir=data_dir, output_dir=out)
+    base.update(kw)
+    return BacktestConfig(**base)
+
+
+def test_backtest_writes_documented_files_and_columns(tmp_path: Path, engine: Chronos2Engine) -> None:
+    write_symbol(tmp_path / "data", "AAA", 400)
+    report = run_backtest(_config(tmp_path / "data", tmp_path / "out", preaug="differencing"), engine=engine)
+    assert not report.failures
+    folder = tmp_path / "out" / "backtest" / "AAA" / "differencing"
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "forecasts.parquet",
+        "manifest.json",
+        "metrics.json",
+        "trades.parquet",
+    ]
+    fc = pd.read_parquet(folder / "forecasts.parquet")
+    quantile_cols = ["0.1", "0.2", "0.3", "0.4", "0.5", "0.6", "0.7", "0.8", "0.9"]
+    assert list(fc.columns) == [
+        "symbol",
+        "origin",
+        "step",
+        "timestamp",
+        "target",
+        "actual",
+        "median",
+        *quantile_cols,
+        "preaug",
+    ]
+    assert len(fc) == 6 * 8 * 4
+    # each row's timestamp is `step` bars after its origin (hourly data)
+    assert ((fc["timestamp"] - fc["origin"]) == pd.to_timedelta(fc["step"], unit="h")).all()
+    assert (fc["median"] == fc["0.5"]).all()
+    assert (np.diff(fc[quantile_cols].to_numpy(), axis=1) >= -1e-9).all()
+    # actuals are the real future bars
+    raw = ohlc_frame(400).set_index("timestamp")
+    sample = fc.iloc[17]
+    assert sample["actual"] == pytest.approx(raw.loc[sample["timestamp"], sample["target"]])
+
+    metrics = json.loads((folder / "metrics.json").read_text())
+    for key in (
+        "symbol",
+        "preaug",
+        "model",
+        "horizon",
+        "context_length",
+        "windows",
+        "first_origin",
+        "last_origin",
+        "metrics",
+        "per_step",
+        "baselines",
+        "skill",
+        "trading",
+        "compile",
+        "timings",
+    ):
+        assert key in metrics, key
+    assert set(metrics["metrics"]["close"]) >= {
+        "mae",
+        "rmse",
+        "mape",
+        "smape",
+        "mase",
+        "wql",
+        "coverage_80",
+        "width_80",
+        "directional_accuracy",
+    }
+    assert set(metrics["baselines"]) == {"naive", "seasonal_naive", "drift"}
+    assert len(metrics["per_step"]["close"]["mae"]) == 8
+    assert set(metrics["timings"]) >= {"load", "inference", "invert", "metrics", "write"}
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["data"]["sha256"] and manifest["model"]["checksum"]
+    assert manifest["seed"] == 0 and "versions" in manifest
+
+
+@pytest.mark.parametrize("preaug", sorted(AVAILABLE_AUGMENTATIONS))
+def test_every_augmentation_runs_end_to_end_to_finite_prices(
+    tmp_path: Path, engine: Chronos2Engine, preaug: str
+) -> None:
+    write_symbol(tmp_path / "data", "AAA", 300, seed=3)
+    report = run_backtest(_config(tmp_path / "data", tmp_path / "out", preaug=preaug), engine=engine)
+    assert not report.failures, report.failures
+    (result,) = report.results
+    fc = pd.read_parquet(result.folder / "forecasts.parquet")
+    assert np.isfinite(fc[["median", "0.1", "0.9"]].to_numpy()).all()
+    assert result.summary["preaug"].split(":")[0] == preaug  # defaults are spelled out: rolling_norm:window=20
+
+
+def test_changing_bars_after_an_origin_leaves_that_windows_forecast_unchanged(
+    tmp_path: Path, engine: Chronos2Engine
+) -> None:
+    frame = ohlc_frame(400, seed=5)
+    data = tmp_path / "data"
+    data.mkdir()
+    frame.to_parquet(data / "AAA.parquet", index=False)
+    cfg = _config(data, tmp_path / "out1", preaug="rolling_norm")
+    first = pd.read_parquet(run_backtest(cfg, engine=engine).results[0].folder / "forecasts.parquet")
+    origins = sorted(first["origin"].unique())
+    cut = origins[2]  # perturb every bar after the third origin
+    later = frame["timestamp"] > cut
+    frame.loc[later, ["open", "high", "low", "close"]] *= 1.5
+    frame.to_parquet(data / "AAA.parquet", index=False)
+    cfg2 = _config(data, tmp_path / "out2", preaug="rolling_norm")
+    second = pd.read_parquet(run_backtest(cfg2, engine=engine).results[0].folder / "forecasts.parquet")
+    early = first["origin"] <= cut
+    cols = ["median", "0.1", "0.9"]
+    np.testing.assert_array_equal(first.loc[early, cols].to_numpy(), second.loc[early, cols].to_numpy())
+    assert not np.allclose(first.loc[~early, cols].to_numpy(), second.loc[~early, cols].to_numpy())
+
+
+def test_same_inputs_and_seed_give_byte_identical_forecasts(tmp_path: Path, tiny_model_dir: Path) -> None:
+    write_symbol(tmp_path / "data", "AAA", 300)
+    runner = CliRunner()
+    blobs = []
+    for out in ("o1", "o2"):
+        args = [
+            "backtest",
+            "AAA",
+            "--preaug",
+            "differencing",
+            "--model",
+            str(tiny_model_dir),
+            *SMALL,
+            "--data-dir",
+            str(tmp_path / "data"),
+            "--output-dir",
+            str(tmp_path / out),
+            "--quiet",
+        ]
+        result = runner.invoke(app, args)
+        assert result.exit_code == 0, result.output
+        blobs.append((tmp_path / out / "backtest/AAA/differencing/forecasts.parquet").read_bytes())
+    assert blobs[0] == blobs[1]
+
+
+def test_one_bad_symbol_does_not_stop_the_others_and_exits_3(tmp_path: Path, tiny_model_dir: Path) -> None:
+    data = tmp_path / "data"
+    write_symbol(data, "GOOD", 300)
+    bad = ohlc_frame(300)
+    bad.loc[280:285, "close"] = -1.0  # inside the last contexts: log returns need positive prices
+    bad.to_parquet(data / "BAD.parquet", index=False)
+    result = CliRunner().invoke(
+        app,
+        [
+            "backtest",
+            "GOOD",
+            "BAD",
+            "--preaug",
+            "log_returns",
+            "--model",
+            str(tiny_model_dir),
+            *SMALL,
+            "--data-dir",
+            str(data),
+            "--output-dir",
+            str(tmp_path / "out"),
+            "--json",
+        ],
+    )
+    assert result.exit_code == 3, result.output
+    assert "BAD" in result.stderr and "Traceback" not in result.output
+    payload = json.loads(result.stdout)
+    assert [r["symbol"] for r in payload["results"]] == ["GOOD"]
+    assert (tmp_path / "out/backtest/GOOD/log_returns/metrics.json").exists()
+    assert not (tmp_path / "out/backtest/BAD").exists()
+
+
+def test_missing_symbol_is_one_clean_line_and_exit_1_with_nothing_written(
+    tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    write_symbol(tmp_path / "data", "AAA", 300)
+    result = CliRunner().invoke(
+        app,
+        [
+            "backtest",
+            "NOPE",
+            "--model",
+            str(tiny_model_dir),
+            *SMALL,
+            "--data-dir",
+            str(tmp_path / "data"),
+            "--output-dir",
+            str(tmp_path / "out"),
+        ],
+    )
+    assert result.exit_code == 1
+    assert "NOPE" in result.stderr and "AAA" in result.stderr  # names what exists
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "out" / "backtest").exists()
+
+
+def test_short_data_uses_the_windows_that_fit_and_warns(
+    tmp_path: Path, engine: Chronos2Engine, caplog
+) -> None:
+    write_symbol(tmp_path / "data", "AAA", 160)
+    report = run_backtest(_config(tmp_path / "data", tmp_path / "out", windows=50), engine=engine)
+    (result,) = report.results
+    assert 1 <= result.summary["windows"] < 50
+    assert any("50" in r.getMessage() for r in caplog.records if r.levelname == "WARNING")
+
+
+def test_preaug_auto_without_a_sweep_falls_back_to_none_with_a_warning(
+    tmp_path: Path, engine: Chronos2Engine, caplog
+) -> None:
+    write_symbol(tmp_path / "data", "AAA", 300)
+    report = run_backtest(_config(tmp_path / "data", tmp_path / "out", preaug="auto"), engine=engine)
+    assert report.results[0].preaug == "none"
+    assert any("sweep" in r.getMessage() for r in caplog.records)
+
+
+def test_bad_options_are_usage_errors(tmp_path: Path, tiny_model_dir: Path) -> None:
+    write_symbol(tmp_path / "data", "AAA", 300)
+    for extra, needle in (
+        (["--preaug", "wavelets"], "wavelets"),
+        (["--targets", "close,volume"], "--targets"),
+        (["--quantiles", "0.1,0.9"], "0.5"),
+        (["--horizon", "0"], "--horizon"),
+    ):
+        result = CliRunner().invoke(
+            app,
+            [
+                "backtest",
+                "AAA",
+                "--model",
+                str(tiny_model_dir),
+                *SMALL,
+                *extra,
+                "--data-dir",
+                str(tmp_path / "data"),
+                "--output-dir",
+                str(tmp_path / "out"),
+            ],
+        )
+        assert result.exit_code == 2, (extra, result.output)
+        assert needle in result.stderr and "Traceback" not in result.output

@@ -1,0 +1,74 @@
+"""The bundled ``chronos2-mini`` checkpoint ships with the package, loads offline and forecasts."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import chronobt
+from chronobt.checkpoints import STANDARD_QUANTILES
+
+BUNDLED = Path(chronobt.__file__).resolve().parent / "assets" / "chronos2-mini"
+MAX_BYTES = 20 * 1024 * 1024
+
+
+@pytest.fixture(scope="module")
+def pipeline(monkeypatch_module: pytest.MonkeyPatch):  # -> Chronos2Pipeline
+    from chronos import BaseChronosPipeline
+
+    return BaseChronosPipeline.from_pretrained(str(BUNDLED), device_map="cpu")
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module():  # -> Iterator[pytest.MonkeyPatch]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HF_HUB_OFFLINE", "1")
+        mp.setenv("TRANSFORMERS_OFFLINE", "1")
+        yield mp
+
+
+def test_bundled_checkpoint_files_are_small_and_documented() -> None:
+    weights = BUNDLED / "model.safetensors"
+    assert weights.is_file(), f"{weights} is missing; run scripts/train_mini.py"
+    assert weights.stat().st_size <= MAX_BYTES
+    card = (BUNDLED / "MODEL_CARD.md").read_text()
+    assert "cutoff" in card.lower() and "scripts/train_mini.py" in card
+
+
+def test_bundled_config_has_standard_quantiles_and_2048_context() -> None:
+    config = json.loads((BUNDLED / "config.json").read_text())
+    chronos_config = config["chronos_config"]
+    assert config["architectures"] == ["Chronos2Model"]
+    assert tuple(chronos_config["quantiles"]) == STANDARD_QUANTILES
+    assert chronos_config["context_length"] == 2048
+    assert chronos_config["input_patch_size"] == 16
+
+
+def test_bundled_model_loads_offline_as_chronos2_pipeline(pipeline) -> None:
+    from chronos import Chronos2Pipeline
+
+    assert isinstance(pipeline, Chronos2Pipeline)
+    assert tuple(round(q, 2) for q in pipeline.quantiles) == STANDARD_QUANTILES
+
+
+def test_bundled_model_beats_naive_on_clean_sine_with_trend(pipeline) -> None:
+    horizon, length, period = 24, 480, 24
+    t = np.arange(length + horizon, dtype=np.float64)
+    series = np.stack(
+        [
+            100.0 + 0.05 * t + 5.0 * np.sin(2 * np.pi * t / period),
+            20.0 + 2.0 * np.sin(2 * np.pi * t / 12 + 1.0),
+            -0.02 * t + 3.0 * np.cos(2 * np.pi * t / 48),
+        ]
+    )  # [series, time]
+    context, future = series[:, :length], series[:, length:]
+    preds = pipeline.predict(context[:, None, :].astype(np.float32), prediction_length=horizon)
+    q = np.stack([p.numpy()[0] for p in preds])  # [series, quantiles, horizon]
+    median = q[:, STANDARD_QUANTILES.index(0.5)]
+    model_mae = np.abs(median - future).mean(axis=1)
+    naive_mae = np.abs(context[:, -1:] - future).mean(axis=1)
+    assert np.all(model_mae < 0.5 * naive_mae), (model_mae, naive_mae)
+    assert np.all(np.diff(q, axis=1) >= -1e-4), "quantiles must be non-decreasing in level"

@@ -1,0 +1,422 @@
+"""Chronos2Engine: reference equivalence with chronos' predict_df, compile + fallback, OOM halving."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import typer
+from typer.testing import CliRunner
+
+import chronobt.engine as engine_mod
+from chronobt.checkpoints import ArchSpec, save_random_checkpoint
+from chronobt.cli.engine_options import (
+    BatchSizeOpt,
+    CompileOpt,
+    DeviceOpt,
+    DtypeOpt,
+    ModelOpt,
+    engine_config_from_options,
+)
+from chronobt.engine import Chronos2Engine, EngineConfig, resolve_compile
+from chronobt.errors import ConfigError, ModelError
+
+HORIZON = 24
+CPU = torch.device("cpu")
+
+
+def random_walk_contexts(
+    lengths: list[int], *, n_time: int, n_variates: int = 4, seed: int = 0
+) -> np.ndarray:
+    """[tasks, variates, n_time] price-like walks, task i observed only in its last lengths[i] steps."""
+    rng = np.random.default_rng(seed)
+    walks = 100.0 + np.cumsum(rng.normal(size=(len(lengths), n_variates, n_time)), axis=2)
+    for i, length in enumerate(lengths):
+        walks[i, :, : n_time - length] = np.nan
+    return walks
+
+
+def engine_for(model_dir: Path, **overrides: object) -> Chronos2Engine:
+    options: dict = {"model": str(model_dir), "device": "cpu", "compile": "off", "batch_size": 8}
+    options.update(overrides)
+    return Chronos2Engine(EngineConfig(**options))
+
+
+@pytest.fixture(scope="module")
+def eager(tiny_model_dir: Path) -> Chronos2Engine:
+    return engine_for(tiny_model_dir)
+
+
+@pytest.fixture(scope="module")
+def contexts() -> np.ndarray:
+    # 5 tasks, 2 per batch at batch size 8 -> 3 batches, the last one padded with a dummy task
+    return random_walk_contexts([300, 37, 120, 16, 250], n_time=300)
+
+
+@pytest.fixture(scope="module")
+def eager_forecast(eager: Chronos2Engine, contexts: np.ndarray) -> np.ndarray:
+    return eager.predict(contexts, HORIZON)
+
+
+@pytest.fixture(scope="module")
+def custom_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Tiny checkpoint with 5 quantiles and at most 2 output patches (long horizons unroll)."""
+    spec = ArchSpec(
+        d_model=32,
+        d_kv=8,
+        d_ff=64,
+        num_layers=1,
+        num_heads=4,
+        context_length=256,
+        max_output_patches=2,
+        quantiles=(0.1, 0.25, 0.5, 0.75, 0.9),
+    )
+    return save_random_checkpoint(tmp_path_factory.mktemp("models") / "custom", spec, seed=1)
+
+
+def predict_df_one_window(pipeline, context: np.ndarray, horizon: int) -> pd.DataFrame:
+    """chronos' own slow path on one window: context [variates, time] without NaN."""
+    n_variates, n_time = context.shape
+    frame = pd.DataFrame(
+        {
+            "item_id": "w",
+            "timestamp": pd.date_range("2024-01-01", periods=n_time, freq="h"),
+            **{f"v{j}": context[j] for j in range(n_variates)},
+        }
+    )
+    targets = [f"v{j}" for j in range(n_variates)]
+    return pipeline.predict_df(frame, target=targets, prediction_length=horizon, freq="h")
+
+
+def test_batched_forecast_equals_predict_df_called_per_window(tiny_model_dir: Path) -> None:
+    # lengths beyond the model's 512 context are truncated by both paths; 7 tasks > one batch of 2
+    lengths = [600, 37, 512, 16, 130, 1, 333]
+    windows = random_walk_contexts(lengths, n_time=600, seed=3)
+    engine = engine_for(tiny_model_dir)
+    forecast = engine.predict(windows, HORIZON)
+    assert forecast.dtype == np.float32
+    assert forecast.shape == (len(lengths), 4, len(engine.quantile_levels), HORIZON)
+    for task, length in enumerate(lengths):
+        reference = predict_df_one_window(engine.pipeline, windows[task, :, -length:], HORIZON)
+        levels = [q for q in engine.quantile_levels if str(q) in reference.columns]
+        assert len(levels) == 9
+        for variate in range(4):
+            rows = reference[reference["target_name"] == f"v{variate}"]
+            expected = rows[[str(q) for q in levels]].to_numpy().T  # [levels, horizon]
+            got = forecast[task, variate, [engine.quantile_levels.index(q) for q in levels]]
+            np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+            median = forecast[task, variate, engine.median_index]
+            np.testing.assert_allclose(median, rows["predictions"].to_numpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_tasks_do_not_influence_each_other(eager: Chronos2Engine, contexts: np.ndarray) -> None:
+    alone = eager.predict(contexts[2:3], HORIZON)
+    together = eager.predict(contexts, HORIZON)
+    np.testing.assert_allclose(together[2:3], alone, rtol=1e-5, atol=1e-5)
+
+
+def test_quantile_levels_patch_and_context_are_read_from_the_model(custom_model_dir: Path) -> None:
+    engine = engine_for(custom_model_dir)
+    assert engine.quantile_levels == (0.1, 0.25, 0.5, 0.75, 0.9)
+    assert engine.median_index == 2
+    assert (engine.patch_size, engine.max_context) == (16, 256)
+    forecast = engine.predict(random_walk_contexts([100], n_time=100), HORIZON)
+    assert forecast.shape == (1, 4, 5, HORIZON)
+
+
+def test_horizon_beyond_max_output_patches_matches_chronos_unrolling(custom_model_dir: Path) -> None:
+    engine = engine_for(custom_model_dir)
+    windows = random_walk_contexts([200, 90, 150], n_time=200, seed=5)
+    horizon = 3 * engine.output_patch_size + 5  # 4 patches > max_output_patches = 2
+    forecast = engine.predict(windows, horizon)
+    assert engine.record()["long_horizon_unrolling"] is True
+    for task in range(len(windows)):
+        context = windows[task][:, ~np.isnan(windows[task]).all(axis=0)]
+        (expected,) = engine.pipeline.predict(
+            [context], prediction_length=horizon, unrolled_quantiles=[0.1, 0.5, 0.9]
+        )
+        np.testing.assert_allclose(forecast[task], expected.numpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_progress_is_called_after_each_batch(eager: Chronos2Engine, contexts: np.ndarray) -> None:
+    calls: list[tuple[int, int]] = []
+    eager.predict(contexts, HORIZON, progress=lambda done, total: calls.append((done, total)))
+    assert calls == [(2, 5), (4, 5), (5, 5)]
+
+
+def failing_compiler(fail_at_call: int, *, nonfinite: bool = False):
+    """A stand-in for torch.compile whose module misbehaves from its ``fail_at_call``-th call on."""
+
+    class InductorError(RuntimeError):
+        """Looks like torch._inductor.exc.InductorError."""
+
+    calls = {"n": 0}
+
+    def compile_(fn, backend, mode):
+        def compiled(*args):
+            calls["n"] += 1
+            if calls["n"] < fail_at_call:
+                return fn(*args)
+            if nonfinite:
+                return fn(*args) * torch.nan
+            raise InductorError("C++ compile error\nlong traceback")
+
+        return compiled
+
+    return compile_, calls
+
+
+@pytest.mark.parametrize("fail_at_call", [1, 2])
+def test_when_compiled_forward_raises_then_engine_falls_back_to_eager_once(
+    tiny_model_dir: Path,
+    contexts: np.ndarray,
+    eager_forecast: np.ndarray,
+    fail_at_call: int,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    compile_, calls = failing_compiler(fail_at_call)
+    monkeypatch.setattr(engine_mod, "_compile", compile_)
+    engine = engine_for(tiny_model_dir, compile="on")
+    with caplog.at_level(logging.WARNING, logger="chronobt"):
+        forecast = engine.predict(contexts, HORIZON)
+        again = engine.predict(contexts, HORIZON)
+    np.testing.assert_array_equal(forecast, eager_forecast)
+    np.testing.assert_array_equal(again, eager_forecast)
+    assert calls["n"] == fail_at_call  # never retried after the failure
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "InductorError" in warnings[0].getMessage()
+    compile_record = engine.record()["compile"]
+    assert compile_record["fallback_reason"] == "InductorError: C++ compile error"
+    assert compile_record["used"] is (fail_at_call > 1)
+
+
+def test_when_compiled_forward_returns_nonfinite_then_engine_falls_back_to_eager(
+    tiny_model_dir: Path,
+    contexts: np.ndarray,
+    eager_forecast: np.ndarray,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    compile_, _ = failing_compiler(2, nonfinite=True)
+    monkeypatch.setattr(engine_mod, "_compile", compile_)
+    engine = engine_for(tiny_model_dir, compile="on")
+    with caplog.at_level(logging.WARNING, logger="chronobt"):
+        forecast = engine.predict(contexts, HORIZON)
+    np.testing.assert_array_equal(forecast, eager_forecast)
+    assert "non-finite" in engine.record()["compile"]["fallback_reason"]
+    assert sum(r.levelno == logging.WARNING for r in caplog.records) == 1
+
+
+@pytest.fixture(scope="module")
+def counting_backend() -> dict[str, int]:
+    """A registered torch.compile backend that runs the captured graph eagerly and counts compilations."""
+    from torch._dynamo.backends.registry import register_backend
+
+    counter = {"compilations": 0}
+
+    def backend(graph_module, example_inputs):
+        counter["compilations"] += 1
+        return graph_module.forward
+
+    register_backend(backend, name="chronobt_test_counting")
+    return counter
+
+
+def test_run_with_varying_batch_sizes_and_lengths_compiles_exactly_once(
+    tiny_model_dir: Path, counting_backend: dict[str, int], eager: Chronos2Engine
+) -> None:
+    torch._dynamo.reset()
+    before = counting_backend["compilations"]
+    engine = engine_for(tiny_model_dir, compile="on", compile_backend="chronobt_test_counting")
+    first = random_walk_contexts([300, 37, 120, 16, 250], n_time=300, seed=1)  # 3 batches, last padded
+    second = random_walk_contexts([40, 200, 7], n_time=200, seed=2)  # fewer tasks, shorter windows
+    forecasts = [engine.predict(first, HORIZON), engine.predict(second, HORIZON)]
+    assert counting_backend["compilations"] - before == 1
+    record = engine.record()["compile"]
+    assert (record["compilations"], record["used"], record["fallback_reason"]) == (1, True, None)
+    for forecast, windows in zip(forecasts, (first, second), strict=True):
+        np.testing.assert_allclose(forecast, eager.predict(windows, HORIZON), rtol=1e-5, atol=1e-5)
+
+
+def test_real_torch_compile_with_aot_eager_gives_eager_numbers(
+    tiny_model_dir: Path, contexts: np.ndarray, eager_forecast: np.ndarray
+) -> None:
+    torch._dynamo.reset()
+    engine = engine_for(tiny_model_dir, compile="on", compile_backend="aot_eager")
+    forecast = engine.predict(contexts, HORIZON)
+    np.testing.assert_allclose(forecast, eager_forecast, rtol=1e-5, atol=1e-5)
+    record = engine.record()["compile"]
+    assert record["used"] is True and record["fallback_reason"] is None and record["compilations"] >= 1
+
+
+def test_cuda_out_of_memory_halves_the_batch_and_retries(
+    tiny_model_dir: Path, contexts: np.ndarray, eager_forecast: np.ndarray
+) -> None:
+    engine = engine_for(tiny_model_dir, batch_size=16)  # 4 tasks of 4 variates per forward
+    real_forward = engine._eager_forward
+
+    def forward_that_fits_eight_series(context, group_ids, num_output_patches):
+        if context.shape[0] > 8:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real_forward(context, group_ids, num_output_patches)
+
+    engine._eager_forward = forward_that_fits_eight_series
+    np.testing.assert_allclose(engine.predict(contexts, HORIZON), eager_forecast, rtol=1e-5, atol=1e-5)
+    record = engine.record()
+    assert (record["oom_retries"], record["tasks_per_batch"]) == (1, 2)
+
+
+def test_out_of_memory_at_one_task_per_forward_is_a_model_error(
+    tiny_model_dir: Path, contexts: np.ndarray
+) -> None:
+    engine = engine_for(tiny_model_dir, batch_size=4)
+
+    def always_oom(*args):
+        raise torch.OutOfMemoryError("CUDA out of memory")
+
+    engine._eager_forward = always_oom
+    with pytest.raises(ModelError, match="one task per forward"):
+        engine.predict(contexts, HORIZON)
+
+
+def test_bfloat16_on_cpu_warns_and_runs_float32(
+    tiny_model_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="chronobt"):
+        engine = engine_for(tiny_model_dir, dtype="bfloat16")
+    assert engine.record()["dtype"] == "float32"
+    assert any("bfloat16 is CUDA-only" in r.getMessage() for r in caplog.records)
+
+
+def test_model_info_names_the_local_folder_and_its_checksum(
+    tiny_model_dir: Path, eager: Chronos2Engine
+) -> None:
+    assert eager.model_info["id"] == str(tiny_model_dir)
+    assert eager.model_info["source"] == "local"
+    assert len(eager.model_info["checksum"]) == 64
+
+
+@pytest.mark.parametrize(
+    ("contexts_shape", "horizon"), [((4, 10), HORIZON), ((1, 4, 10), 0), ((1, 4, 10), 2.5)]
+)
+def test_bad_predict_arguments_are_config_errors(
+    eager: Chronos2Engine, contexts_shape: tuple[int, ...], horizon: object
+) -> None:
+    with pytest.raises(ConfigError):
+        eager.predict(np.ones(contexts_shape), horizon)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("env", "option", "expected"),
+    [
+        ({}, None, ("auto", "default", False)),
+        ({"TORCH_COMPILED": "1"}, None, ("on", "env TORCH_COMPILED", True)),
+        ({"CHRONOS_COMPILE": "true"}, None, ("on", "env CHRONOS_COMPILE", True)),
+        ({"TORCH_COMPILED": "0", "CHRONOS_COMPILE": "1"}, None, ("off", "env TORCH_COMPILED", False)),
+        ({"TORCH_COMPILED": "1"}, "off", ("off", "option", False)),
+        ({}, "on", ("on", "option", True)),
+    ],
+)
+def test_legacy_compile_env_switches_apply_only_without_the_option(
+    env: dict[str, str], option: str | None, expected: tuple, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("TORCH_COMPILED", "CHRONOS_COMPILE", "CHRONOS_COMPILE_BACKEND", "CHRONOS_COMPILE_MODE"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    state = resolve_compile(EngineConfig(compile=option), CPU)
+    assert (state.requested, state.source, state.enabled) == expected
+    assert (state.backend, state.mode) == ("inductor", None)
+
+
+def test_compile_backend_and_mode_come_from_env_unless_given(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CHRONOS_COMPILE_BACKEND", "aot_eager")
+    monkeypatch.setenv("CHRONOS_COMPILE_MODE", "reduce-overhead")
+    state = resolve_compile(EngineConfig(), CPU)
+    assert (state.backend, state.mode) == ("aot_eager", "reduce-overhead")
+    state = resolve_compile(EngineConfig(compile_backend="inductor", compile_mode="max-autotune"), CPU)
+    assert (state.backend, state.mode) == ("inductor", "max-autotune")
+
+
+def test_compile_auto_is_on_for_cuda_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("TORCH_COMPILED", "CHRONOS_COMPILE"):
+        monkeypatch.delenv(name, raising=False)
+    assert resolve_compile(EngineConfig(), torch.device("cuda")).enabled is True
+    assert resolve_compile(EngineConfig(), torch.device("mps")).enabled is False
+
+
+def test_invalid_legacy_env_value_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TORCH_COMPILED", "maybe")
+    with pytest.raises(ConfigError, match="TORCH_COMPILED='maybe'"):
+        resolve_compile(EngineConfig(), CPU)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("device", "gpu", "auto, cpu, cuda, cuda:N, mps"),
+        ("dtype", "float16", "auto, float32, bfloat16"),
+        ("compile", "yes", "auto, on, off"),
+        ("compile_mode", "fast", "reduce-overhead"),
+        ("batch_size", 0, "positive integer"),
+        ("batch_size", True, "positive integer"),
+        ("model", " ", "auto, bundled"),
+    ],
+)
+def test_engine_config_rejects_bad_values_naming_the_allowed_ones(
+    field: str, value: object, message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message) as info:
+        EngineConfig(**{field: value})  # type: ignore[arg-type]
+    assert repr(value) in str(info.value)
+
+
+def test_cuda_device_without_cuda_is_a_config_error(tiny_model_dir: Path) -> None:
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is available here")
+    with pytest.raises(ConfigError, match="CUDA is not available"):
+        engine_for(tiny_model_dir, device="cuda")
+
+
+def test_default_batch_size_on_cpu_is_16(tiny_model_dir: Path) -> None:
+    assert engine_for(tiny_model_dir, batch_size=None).batch_size == 16
+
+
+def test_cli_engine_options_build_an_engine_config_with_env_defaults() -> None:
+    seen: list[EngineConfig] = []
+    app = typer.Typer()
+
+    @app.command()
+    def run(
+        model: ModelOpt = "auto",
+        device: DeviceOpt = "auto",
+        dtype: DtypeOpt = "auto",
+        compile: CompileOpt = None,
+        batch_size: BatchSizeOpt = None,
+    ) -> None:
+        seen.append(
+            engine_config_from_options(
+                model=model, device=device, dtype=dtype, compile=compile, batch_size=batch_size
+            )
+        )
+
+    runner = CliRunner()
+    result = runner.invoke(
+        app, ["--dtype", "bfloat16", "--batch-size", "64"], env={"CHRONOBT_MODEL": "bundled"}
+    )
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(
+        app, ["--compile", "OFF", "--model", "org/name"], env={"CHRONOBT_MODEL": "bundled"}
+    )
+    assert result.exit_code == 0, result.output
+    assert seen == [
+        EngineConfig(model="bundled", dtype="bfloat16", batch_size=64),
+        EngineConfig(model="org/name", compile="off"),
+    ]
+    result = runner.invoke(app, ["--compile", "maybe"])
+    assert isinstance(result.exception, ConfigError) and "auto, on, off" in str(result.exception)

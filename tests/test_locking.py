@@ -1,0 +1,119 @@
+"""One run per output dir: a second run exits 75 at once or waits with --wait; files stay intact."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from chronobt.cli import app
+from chronobt.errors import LockError
+from chronobt.locking import output_lock
+from tests.synthetic import write_symbol
+
+
+@contextmanager
+def held_in_thread(output_dir: Path, release_after: float | None = None) -> Iterator[threading.Event]:
+    """Hold ``output_dir``'s lock in another thread until the block ends (or ``release_after`` seconds)."""
+    acquired, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with output_lock(output_dir):
+            acquired.set()
+            release.wait(release_after)
+
+    thread = threading.Thread(target=hold, daemon=True)
+    thread.start()
+    assert acquired.wait(10)
+    try:
+        yield release
+    finally:
+        release.set()
+        thread.join(10)
+
+
+def _forecast(model: Path, data: Path, out: Path, *extra: str) -> object:
+    return CliRunner().invoke(
+        app,
+        [
+            "forecast",
+            "AAA",
+            *extra,
+            *("--horizon", "8", "--context", "128", "--model", str(model), "--device", "cpu"),
+            *("--compile", "off", "--data-dir", str(data), "--output-dir", str(out)),
+        ],
+    )
+
+
+def test_second_lock_fails_at_once_naming_the_holder(tmp_path: Path) -> None:
+    with held_in_thread(tmp_path), pytest.raises(LockError) as info, output_lock(tmp_path):
+        pass
+    assert info.value.exit_code == 75
+    assert f"pid {os.getpid()}" in str(info.value) and "--wait" in str(info.value)
+
+
+def test_lock_waits_for_the_holder_when_asked(tmp_path: Path) -> None:
+    with held_in_thread(tmp_path, release_after=0.5), output_lock(tmp_path, wait=30):
+        assert (tmp_path / ".chronobt.lock.holder").is_file()
+
+
+def test_locked_forecast_exits_75_and_leaves_the_previous_results_intact(
+    tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    data, out = tmp_path / "data", tmp_path / "out"
+    write_symbol(data, "AAA", 300)
+    assert _forecast(tiny_model_dir, data, out).exit_code == 0
+    folder = out / "forecast" / "AAA"
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    write_symbol(data, "AAA", 320, seed=5)  # new data that a run would forecast from
+
+    with held_in_thread(out):
+        result = _forecast(tiny_model_dir, data, out)
+    assert result.exit_code == 75
+    assert "locked by" in result.stderr
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+
+
+def test_locked_sweep_exits_75_without_touching_the_output_dir(tmp_path: Path, tiny_model_dir: Path) -> None:
+    data, out = tmp_path / "data", tmp_path / "out"
+    write_symbol(data, "AAA", 300)
+    out.mkdir()
+    with held_in_thread(out):
+        result = CliRunner().invoke(
+            app,
+            [
+                "sweep",
+                "--model",
+                str(tiny_model_dir),
+                "--data-dir",
+                str(data),
+                "--output-dir",
+                str(out),
+                "--quiet",
+            ],
+        )
+    assert result.exit_code == 75
+    assert not (out / "sweep").exists()
+
+
+def test_forecast_with_wait_runs_after_the_holder_finishes(tmp_path: Path, tiny_model_dir: Path) -> None:
+    data, out = tmp_path / "data", tmp_path / "out"
+    write_symbol(data, "AAA", 300)
+    with held_in_thread(out, release_after=1.0):
+        result = _forecast(tiny_model_dir, data, out, "--wait", "60")
+    assert result.exit_code == 0, result.output
+    assert (out / "forecast" / "AAA" / "latest.json").is_file()
+
+
+def test_a_failed_run_releases_the_lock(tmp_path: Path, tiny_model_dir: Path) -> None:
+    data, out = tmp_path / "data", tmp_path / "out"
+    write_symbol(data, "AAA", 300)
+    failed = _forecast(tiny_model_dir, data, out, "--preaug", "no_such_augmentation")
+    assert failed.exit_code != 0
+    with output_lock(out):  # free again
+        pass

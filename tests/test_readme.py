@@ -1,0 +1,54 @@
+"""The README's Quickstart is what CI runs and what a newcomer types: keep them true."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def quickstart_commands() -> list[str]:
+    text = (REPO / "README.md").read_text()
+    block = re.search(r"## Quickstart\s+```bash\n(.*?)```", text, re.S)
+    assert block, "README.md has no Quickstart bash block"
+    return [line.split("#", 1)[0].strip() for line in block.group(1).splitlines() if line.strip()]
+
+
+def test_quickstart_gives_setup_main_and_test_commands_that_ci_runs() -> None:
+    setup, main, test = quickstart_commands()
+    assert main == "chronobt backtest ETHUSD --preaug differencing"
+    ci = (REPO / ".ci" / "run").read_text().splitlines()
+    assert setup in ci and test in ci
+
+
+@pytest.mark.slow
+def test_readme_main_command_runs_as_written_on_the_bundled_model(tmp_path: Path) -> None:
+    _, main, _ = quickstart_commands()
+    argv = shlex.split(main)
+    assert argv[0] == "chronobt"
+    env = {**os.environ, "CHRONOBT_OUTPUT_DIR": str(tmp_path / "results")}
+    env.pop("CHRONOBT_MODEL", None)
+    env.pop("CHRONOBT_DATA_DIR", None)
+    proc = subprocess.run(
+        [sys.executable, "-m", "chronobt", *argv[1:]],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr
+    metrics = json.loads((tmp_path / "results/backtest/ETHUSD/differencing/metrics.json").read_text())
+    assert metrics["model"] == "chronos2-mini"  # no hub here: auto resolves to the bundled model
+    assert "chronos2-mini" in proc.stderr  # and says so in one warning line
+    assert metrics["windows"] >= 1
+    assert all(v["mase"] == v["mase"] for v in metrics["metrics"].values())  # finite, not NaN

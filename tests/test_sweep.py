@@ -1,0 +1,332 @@
+"""`chronobt sweep`: nested selection, cached/resumable cells, outputs read by `--preaug auto`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from chronobt.cli import app
+from chronobt.engine import Chronos2Engine, EngineConfig
+from chronobt.errors import ConfigError, DataError
+from chronobt.sweep import (
+    LEADERBOARD_COLUMNS,
+    SweepConfig,
+    candidate_specs,
+    expand_preaugs,
+    rank_specs,
+    run_sweep,
+    split_windows,
+)
+from tests.synthetic import write_symbol
+
+PREAUGS = "none,differencing,robust_scaling"
+SMALL = ["--horizon", "8", "--context", "128", "--validation-windows", "4", "--test-windows", "3"]
+METRICS = ["mae", "rmse", "mape", "smape", "mase", "wql", "coverage_80", "width_80", "directional_accuracy"]
+BEST_KEYS = {
+    "symbol",
+    "best_preaug",
+    "best_params",
+    "selection_metric",
+    "selection_target",
+    "validation",
+    "test",
+    "splits",
+    "config",
+    "model",
+    "created_at",
+}
+
+
+@pytest.fixture(scope="module")
+def engine(tiny_model_dir: Path) -> Chronos2Engine:
+    return Chronos2Engine(EngineConfig(model=str(tiny_model_dir), device="cpu", compile="off"))
+
+
+@pytest.fixture()
+def data_dir(tmp_path: Path) -> Path:
+    write_symbol(tmp_path / "data", "AAA", 300, seed=1)
+    write_symbol(tmp_path / "data", "BBB", 300, seed=2)
+    return tmp_path / "data"
+
+
+def _config(data_dir: Path, out: Path, **kw: Any) -> SweepConfig:
+    base: dict[str, Any] = dict(
+        symbols=("AAA", "BBB"),
+        preaugs=(PREAUGS,),
+        horizon=8,
+        context=128,
+        validation_windows=4,
+        test_windows=3,
+        data_dir=data_dir,
+        output_dir=out,
+    )
+    base.update(kw)
+    return SweepConfig(**base)
+
+
+def _cli(runner: CliRunner, model: Path, data_dir: Path, out: Path, *extra: str) -> Any:
+    args = ["sweep", *extra, "--preaug", PREAUGS, *SMALL, "--model", str(model), "--compile", "off"]
+    return runner.invoke(
+        app, [*args, "--device", "cpu", "--data-dir", str(data_dir), "--output-dir", str(out)]
+    )
+
+
+def own_output(stderr: str) -> str:
+    """``stderr`` without transformers' "Loading weights" bar (a third-party print while the model loads)."""
+    return "".join(line for line in stderr.splitlines(keepends=True) if "Loading weights" not in line).strip()
+
+
+class CountingEngine:
+    """Delegates to a real engine; counts predict calls, raises KeyboardInterrupt on call ``interrupt_at``."""
+
+    def __init__(self, engine: Chronos2Engine, interrupt_at: int | None = None) -> None:
+        self._engine = engine
+        self.interrupt_at = interrupt_at
+        self.calls = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._engine, name)
+
+    def predict(self, *args: Any, **kwargs: Any) -> np.ndarray:
+        self.calls += 1
+        if self.calls == self.interrupt_at:
+            raise KeyboardInterrupt
+        return self._engine.predict(*args, **kwargs)
+
+
+# ---------------------------------------------------------------------------------------------- units
+
+
+def test_expand_preaugs_expands_grids_in_order_and_drops_duplicates() -> None:
+    specs = expand_preaugs("none, rolling_norm:window=20|48,differencing,none")
+    assert specs == ("none", "rolling_norm:window=20", "rolling_norm:window=48", "differencing")
+
+
+def test_expand_preaugs_rejects_auto_and_unknown_names() -> None:
+    with pytest.raises(ConfigError, match="auto"):
+        expand_preaugs("auto")
+    with pytest.raises(ConfigError):
+        expand_preaugs("no_such_augmentation")
+
+
+def test_default_candidates_are_every_registered_augmentation_with_none_first() -> None:
+    from chronobt.augment import AVAILABLE_AUGMENTATIONS
+
+    specs = candidate_specs(())
+    assert specs[0] == "none"
+    assert [s.split(":")[0] for s in specs] == ["none", *(n for n in AVAILABLE_AUGMENTATIONS if n != "none")]
+    assert candidate_specs(("differencing",)) == ("none", "differencing")
+
+
+def test_rank_specs_orders_best_first_breaks_ties_by_position_and_puts_nan_last() -> None:
+    assert rank_specs([0.5, 0.2, 0.2, float("nan"), 0.1], higher_is_better=False) == [4, 2, 3, 5, 1]
+    assert rank_specs([0.5, 0.7, 0.7, float("nan")], higher_is_better=True) == [3, 1, 2, 4]
+
+
+def test_split_puts_validation_before_test_and_drops_windows_whose_futures_reach_the_test() -> None:
+    origins = np.arange(100, 100 + 4 * 10, 4)  # stride 4
+    split = split_windows(origins, validation=5, test=3, horizon=8, label="X")
+    first_test = origins[split["test"][0]]
+    assert list(split["test"]) == [7, 8, 9]
+    assert (origins[split["validation"]] + 8 <= first_test).all()
+    assert list(split["validation"]) == [
+        1,
+        2,
+        3,
+        4,
+        5,
+    ]  # window 6's future reaches past the first test origin
+    with pytest.raises(DataError, match="at least 2"):
+        split_windows(origins[:1], validation=5, test=3, horizon=8, label="X")
+
+
+# ---------------------------------------------------------------------------------------------- sweep
+
+
+def test_sweep_writes_leaderboard_and_best_files_and_chooses_the_validation_argmin(
+    tmp_path: Path, data_dir: Path, tiny_model_dir: Path
+) -> None:
+    out = tmp_path / "out"
+    result = _cli(CliRunner(), tiny_model_dir, data_dir, out)
+    assert result.exit_code == 0, result.output
+
+    board = pd.read_parquet(out / "sweep" / "leaderboard.parquet")
+    assert list(board.columns) == list(LEADERBOARD_COLUMNS)
+    assert set(METRICS) <= set(board.columns)
+    csv = pd.read_csv(out / "sweep" / "leaderboard.csv")
+    assert list(csv.columns) == list(LEADERBOARD_COLUMNS) and len(csv) == len(board)
+    assert len(board) == 2 * 3 * 2  # symbols x augmentations x splits
+    assert set(board["split"]) == {"validation", "test"}
+    assert (board.loc[board["split"] == "validation", "windows"] == 4).all()
+    assert (board.loc[board["split"] == "test", "windows"] == 3).all()
+
+    for symbol in ("AAA", "BBB"):
+        best = json.loads((out / "sweep" / "best" / f"{symbol}.json").read_text())
+        assert set(best) >= BEST_KEYS
+        assert best["selection_metric"] == "mase" and best["model"]["checksum"]
+        val = board[(board["symbol"] == symbol) & (board["split"] == "validation")].reset_index(drop=True)
+        # argmin over validation MASE, ties to the earliest candidate
+        expected = val.loc[int(np.argmin(val["mase"].to_numpy())), "preaug"]
+        assert best["best_preaug"] == expected
+        assert best["validation"] == pytest.approx(dict(zip(val["preaug"], val["mase"], strict=True)))
+        test = board[(board["symbol"] == symbol) & (board["split"] == "test")].set_index("preaug")
+        assert best["test"]["best"]["mase"] == pytest.approx(test.loc[expected, "mase"])
+        assert best["test"]["none"]["mase"] == pytest.approx(test.loc["none", "mase"])
+        assert best["test"]["naive"]["mase"] > 0
+        assert set(best["test"]["best"]) >= set(METRICS)
+        # the validation windows come before the test windows
+        assert best["splits"]["validation"]["last_origin"] < best["splits"]["test"]["first_origin"]
+        selected = board[(board["symbol"] == symbol) & board["selected"]]
+        assert set(selected["preaug"]) == {expected}
+
+
+def test_rerun_is_served_from_the_cache_and_force_recomputes(
+    tmp_path: Path, data_dir: Path, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "out"
+    runner = CliRunner()
+    assert _cli(runner, tiny_model_dir, data_dir, out).exit_code == 0
+    first = pd.read_parquet(out / "sweep" / "leaderboard.parquet")
+    cells = sorted((out / "sweep" / "cells").rglob("*.json"))
+    assert len(cells) == 6
+
+    def no_predict(self: Chronos2Engine, *args: Any, **kwargs: Any) -> np.ndarray:
+        raise AssertionError("the engine ran although every cell is cached")
+
+    with monkeypatch.context() as m:
+        m.setattr(Chronos2Engine, "predict", no_predict)
+        again = _cli(runner, tiny_model_dir, data_dir, out)
+    assert again.exit_code == 0, again.output
+    assert "cached" in again.stderr
+    pd.testing.assert_frame_equal(pd.read_parquet(out / "sweep" / "leaderboard.parquet"), first)
+
+    calls: list[int] = []
+    real_predict = Chronos2Engine.predict
+
+    def counting(self: Chronos2Engine, *args: Any, **kwargs: Any) -> np.ndarray:
+        calls.append(1)
+        return real_predict(self, *args, **kwargs)
+
+    monkeypatch.setattr(Chronos2Engine, "predict", counting)
+    assert _cli(runner, tiny_model_dir, data_dir, out, "--force").exit_code == 0
+    assert len(calls) == 2  # one batched call per symbol chunk
+    pd.testing.assert_frame_equal(pd.read_parquet(out / "sweep" / "leaderboard.parquet"), first)
+
+
+def test_changed_data_invalidates_that_symbols_cells_only(
+    tmp_path: Path, data_dir: Path, engine: Chronos2Engine
+) -> None:
+    out = tmp_path / "out"
+    run_sweep(_config(data_dir, out), engine=engine)
+    write_symbol(data_dir, "BBB", 300, seed=3)  # new bars for BBB
+    report = run_sweep(_config(data_dir, out), engine=engine)
+    assert (report.cells_cached, report.cells_computed) == (3, 3)
+
+
+def test_interrupted_sweep_resumes_to_the_same_leaderboard_as_an_uninterrupted_one(
+    tmp_path: Path, data_dir: Path, engine: Chronos2Engine
+) -> None:
+    reference = run_sweep(_config(data_dir, tmp_path / "ref"), engine=engine).leaderboard
+
+    out = tmp_path / "out"
+    interrupting = CountingEngine(engine, interrupt_at=2)
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(_config(data_dir, out), engine=interrupting)  # type: ignore[arg-type]
+    # the first chunk (symbol AAA) was stored; nothing of the chunk in flight, no leaderboard
+    assert len(list((out / "sweep" / "cells" / "AAA").glob("*.json"))) == 3
+    assert not (out / "sweep" / "cells" / "BBB").exists()
+    assert not (out / "sweep" / "leaderboard.parquet").exists()
+    assert not list(out.rglob("*.tmp"))
+
+    resumed_engine = CountingEngine(engine)
+    report = run_sweep(_config(data_dir, out), engine=resumed_engine)  # type: ignore[arg-type]
+    assert resumed_engine.calls == 1 and (report.cells_cached, report.cells_computed) == (3, 3)
+    pd.testing.assert_frame_equal(pd.read_parquet(out / "sweep" / "leaderboard.parquet"), reference)
+
+
+def test_interrupted_rerun_leaves_the_previous_results_intact(
+    tmp_path: Path, data_dir: Path, engine: Chronos2Engine
+) -> None:
+    out = tmp_path / "out"
+    run_sweep(_config(data_dir, out), engine=engine)
+    files = ["leaderboard.parquet", "leaderboard.csv", "best/AAA.json", "best/BBB.json"]
+    before = {f: (out / "sweep" / f).read_bytes() for f in files}
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(_config(data_dir, out, force=True), engine=CountingEngine(engine, interrupt_at=1))  # type: ignore[arg-type]
+    assert {f: (out / "sweep" / f).read_bytes() for f in files} == before
+
+
+def test_preaug_auto_in_backtest_and_forecast_uses_the_sweep_choice(
+    tmp_path: Path, data_dir: Path, tiny_model_dir: Path
+) -> None:
+    out = tmp_path / "out"
+    runner = CliRunner()
+    assert _cli(runner, tiny_model_dir, data_dir, out).exit_code == 0
+    best = json.loads((out / "sweep" / "best" / "AAA.json").read_text())["best_preaug"]
+    common = ["--model", str(tiny_model_dir), "--device", "cpu", "--compile", "off"]
+    dirs = ["--data-dir", str(data_dir), "--output-dir", str(out)]
+    bt = runner.invoke(
+        app,
+        [
+            "backtest",
+            "AAA",
+            "--preaug",
+            "auto",
+            "--horizon",
+            "8",
+            "--context",
+            "128",
+            "--windows",
+            "2",
+            "--json",
+            *common,
+            *dirs,
+        ],
+    )
+    assert bt.exit_code == 0, bt.output
+    written = [p.name for p in (out / "backtest" / "AAA").iterdir()]
+    assert written == [best.replace(":", "_").replace(",", "_")]
+    assert json.loads((out / "backtest" / "AAA" / written[0] / "metrics.json").read_text())["preaug"] == best
+
+    fc = runner.invoke(
+        app, ["forecast", "AAA", "--preaug", "auto", "--horizon", "8", "--context", "128", *common, *dirs]
+    )
+    assert fc.exit_code == 0, fc.output
+    assert json.loads((out / "forecast" / "AAA" / "latest.json").read_text())["preaug"] == best
+
+
+def test_a_symbol_with_bad_data_is_reported_and_the_others_are_written(
+    tmp_path: Path, data_dir: Path, tiny_model_dir: Path
+) -> None:
+    write_symbol(data_dir, "SHORT", 40)  # too few bars for one window
+    out = tmp_path / "out"
+    runner = CliRunner()
+    args = [
+        "sweep",
+        "--preaug",
+        "none,differencing",
+        *SMALL,
+        "--model",
+        str(tiny_model_dir),
+        "--compile",
+        "off",
+    ]
+    result = runner.invoke(app, [*args, "--json", "--data-dir", str(data_dir), "--output-dir", str(out)])
+    assert result.exit_code == 3, result.output
+    assert "SHORT" in result.stderr
+    payload = json.loads(result.stdout)
+    assert sorted(payload["best"]) == ["AAA", "BBB"] and "SHORT" in payload["failures"]
+    assert payload["best"]["AAA"]["best_preaug"] in ("none", "differencing")
+    assert sorted(p.name for p in (out / "sweep" / "best").iterdir()) == ["AAA.json", "BBB.json"]
+
+
+def test_sweep_quiet_prints_nothing_on_success(tmp_path: Path, data_dir: Path, tiny_model_dir: Path) -> None:
+    result = _cli(CliRunner(), tiny_model_dir, data_dir, tmp_path / "out", "--quiet")
+    assert result.exit_code == 0
+    assert result.stdout == "" and own_output(result.stderr) == ""
