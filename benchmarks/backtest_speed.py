@@ -50,7 +50,9 @@ def loop_predict_df(pipeline, contexts: np.ndarray, index: list[pd.DatetimeIndex
     return time.perf_counter() - t0
 
 
-def run_regime(name: str, spec: ArchSpec, context: int, windows: int, loop_windows: int, data_dir: Path) -> dict:
+def run_regime(
+    name: str, spec: ArchSpec, context: int, windows: int, loop_windows: int, data_dir: Path
+) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = save_random_checkpoint(Path(tmp) / name, spec, seed=0)
         engine = Chronos2Engine(EngineConfig(model=str(model_dir), device="cpu", compile="off"))
@@ -110,22 +112,47 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as data_tmp:
         data_dir = Path(data_tmp)
         frame = pd.read_parquet(src)
-        frame.iloc[-(args.windows * HORIZON + 2048 + 500) :].to_parquet(data_dir / "ETHUSDT.parquet", index=False)
+        frame.iloc[-(args.windows * HORIZON + 2048 + 500) :].to_parquet(
+            data_dir / "ETHUSDT.parquet", index=False
+        )
         if args.regime in ("tiny", "both"):
             spec = ArchSpec(d_model=32, d_kv=8, d_ff=64, num_layers=1, num_heads=4, context_length=512)
-            rows.append(run_regime("tiny", spec, 512, args.windows, args.loop_windows or args.windows, data_dir))
+            rows.append(
+                run_regime("tiny", spec, 512, args.windows, args.loop_windows or args.windows, data_dir)
+            )
         if args.regime in ("small", "both"):
             spec = ArchSpec(d_model=256, d_kv=32, d_ff=1024, num_layers=6, num_heads=8, context_length=2048)
             rows.append(run_regime("small", spec, 2048, args.windows, args.loop_windows or 40, data_dir))
-    print(f"# {time.strftime('%Y-%m-%d')} · {platform.processor() or platform.machine()} · "
-          f"{torch.get_num_threads()} torch threads · torch {torch.__version__}")
-    print("| regime | params | context | windows | loop s | backtest s | speed-up | inference s | outside model |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print(
+        f"# {time.strftime('%Y-%m-%d')} · {platform.processor() or platform.machine()} · "
+        f"{torch.get_num_threads()} torch threads · torch {torch.__version__}"
+    )
+    header = (
+        "regime",
+        "params",
+        "context",
+        "windows",
+        "loop s",
+        "backtest s",
+        "speed-up",
+        "inference s",
+        "outside model",
+    )
+    print("| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header))
     for r in rows:
-        print(
-            f"| {r['regime']} | {r['params'] / 1e6:.2f}M | {r['context']} | {r['windows']} | {r['loop_s']:.1f} | "
-            f"{r['backtest_s']:.1f} | {r['ratio']:.1f}x | {r['inference_s']:.1f} | {r['outside_model_share']:.1%} |"
+        cells = (
+            r["regime"],
+            f"{r['params'] / 1e6:.2f}M",
+            r["context"],
+            r["windows"],
+            f"{r['loop_s']:.1f}",
+            f"{r['backtest_s']:.1f}",
+            f"{r['ratio']:.1f}x",
+            f"{r['inference_s']:.1f}",
+            f"{r['outside_model_share']:.1%}",
         )
+        print("| " + " | ".join(str(c) for c in cells) + " |")
     for r in rows:
         print(f"{r['regime']} stage timings (s): {json.dumps(r['timings'])}")
     if args.json:

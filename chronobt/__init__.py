@@ -31,7 +31,19 @@ _LAZY = {
     "run_forecast": "chronobt.forecast",
 }
 
-__all__ = ["__version__", *_LAZY]
+__all__ = [
+    "BacktestConfig",
+    "Chronos2Engine",
+    "EngineConfig",
+    "ForecastConfig",
+    "SweepConfig",
+    "__version__",
+    "get_augmentation",
+    "load_ohlc",
+    "run_backtest",
+    "run_forecast",
+    "run_sweep",
+]
 
 
 def __getattr__(name: str) -> Any:

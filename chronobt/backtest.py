@@ -80,7 +80,8 @@ class BacktestConfig:
         bad = [t for t in self.targets if t not in TARGETS]
         if bad or not self.targets or len(set(self.targets)) != len(self.targets):
             raise ConfigError(
-                f"--targets {','.join(self.targets)} is invalid; choose distinct names from {','.join(TARGETS)}"
+                f"--targets {','.join(self.targets)} is invalid; "
+                f"choose distinct names from {','.join(TARGETS)}"
             )
         q = self.quantiles
         if not q or any(not 0.0 < x < 1.0 for x in q) or list(q) != sorted(set(q)):
@@ -124,7 +125,7 @@ class SymbolWindows:
 
     @property
     def origin_times(self) -> pd.DatetimeIndex:
-        return self.ohlc.frame.index[self.origins]
+        return pd.DatetimeIndex(self.ohlc.frame.index[self.origins])
 
     @property
     def last(self) -> np.ndarray:
@@ -149,7 +150,9 @@ def _bound_index(ohlc: OHLC, value: str | None, *, side: str) -> int | None:
     try:
         ts = pd.Timestamp(value)
     except (ValueError, TypeError):
-        raise ConfigError(f"--{side} {value!r} is not a date; use e.g. 2021-05-19 or 2021-05-19T12:00") from None
+        raise ConfigError(
+            f"--{side} {value!r} is not a date; use e.g. 2021-05-19 or 2021-05-19T12:00"
+        ) from None
     ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
     index = ohlc.frame.index
     if side == "start":
@@ -240,7 +243,9 @@ def forecast_jobs(
     if len({j.model_input.shape[1] for j in jobs}) != 1:
         # different target sets cannot share a call; forecast each group on its own
         for n_var in sorted({j.model_input.shape[1] for j in jobs}):
-            forecast_jobs(engine, [j for j in jobs if j.model_input.shape[1] == n_var], horizon, progress=progress)
+            forecast_jobs(
+                engine, [j for j in jobs if j.model_input.shape[1] == n_var], horizon, progress=progress
+            )
         return
     contexts = _left_pad([j.model_input for j in jobs])
     preds = engine.predict(contexts, horizon, progress=progress)
@@ -293,7 +298,7 @@ def evaluate_job(
     fee_bps: float,
     allow_short: bool,
 ) -> Evaluation:
-    """Score price quantiles ``price_q`` [windows, variates, Q, horizon] against realised bars and baselines."""
+    """Score ``price_q`` [windows, variates, Q, horizon] against realised bars and the baselines."""
     levels = list(levels)
     median = price_q[:, :, levels.index(0.5), :]
     scale = metrics.naive_scale(sw.contexts)
@@ -367,7 +372,7 @@ def forecast_frame(
     index = sw.ohlc.frame.index
     rows_idx = sw.origins[:, None] + np.arange(1, horizon + 1)[None, :]  # [w, h]
     shape = (n_win, horizon, n_var)
-    w_i, h_i, v_i = np.meshgrid(np.arange(n_win), np.arange(horizon), np.arange(n_var), indexing="ij")
+    _, h_i, v_i = np.meshgrid(np.arange(n_win), np.arange(horizon), np.arange(n_var), indexing="ij")
     frame = pd.DataFrame(
         {
             "symbol": sw.symbol,
@@ -442,11 +447,16 @@ def resolve_preaug(symbol: str, preaug: str, output_dir: Path) -> str:
         choice = json.loads(best.read_text())["best_preaug"]
     except FileNotFoundError:
         logger.warning(
-            "%s: no sweep result at %s; using --preaug none (run `chronobt sweep %s` first)", symbol, best, symbol
+            "%s: no sweep result at %s; using --preaug none (run `chronobt sweep %s` first)",
+            symbol,
+            best,
+            symbol,
         )
         return "none"
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ConfigError(f"{best}: unreadable sweep result ({exc}); rerun `chronobt sweep {symbol}`") from None
+        raise ConfigError(
+            f"{best}: unreadable sweep result ({exc}); rerun `chronobt sweep {symbol}`"
+        ) from None
     return str(parse_augmentation(str(choice)))
 
 
@@ -455,7 +465,7 @@ def result_folder(output_dir: Path, symbol: str, spec: str) -> Path:
 
 
 def preaug_slug(spec: str) -> str:
-    """A folder-safe name of an augmentation spec: ``rolling_norm:window=48`` -> ``rolling_norm_window=48``."""
+    """Folder-safe name of a spec: ``rolling_norm:window=48`` -> ``rolling_norm_window=48``."""
     return spec.replace(":", "_").replace(",", "_")
 
 
@@ -539,7 +549,9 @@ def run_backtest(
             stage_times = {
                 "load": timings["load_prepare"] / len(jobs),
                 "model_load": timings["model_load"],
-                "inference": timings["inference"] * len(sw.origins) / sum(len(j.windows.origins) for j in jobs),
+                "inference": timings["inference"]
+                * len(sw.origins)
+                / sum(len(j.windows.origins) for j in jobs),
                 "invert": t_invert,
                 "metrics": t_metrics,
             }
@@ -576,7 +588,7 @@ def write_backtest(
     timings: dict[str, float],
     command: Sequence[str] | None = None,
 ) -> dict[str, Any]:
-    """Write forecasts.parquet, metrics.json, trades.parquet and manifest.json; returns metrics.json's dict."""
+    """Write forecasts.parquet, metrics.json, trades.parquet, manifest.json; return metrics.json's dict."""
     t0 = time.perf_counter()
     record = engine.record()
     model = dict(engine.model_info)

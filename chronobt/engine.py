@@ -207,7 +207,10 @@ def _graph_count() -> int:
 def load_pipeline(path: Any) -> Any:
     """Load a ``Chronos2Pipeline`` from a local folder on the CPU; :class:`ModelError` on failure."""
     from chronos import Chronos2Pipeline
+    from transformers.utils import logging as hf_logging
 
+    # transformers draws a "Loading weights" bar on stderr: the CLI owns stderr (and --quiet).
+    hf_logging.disable_progress_bar()
     try:
         return Chronos2Pipeline.from_pretrained(str(path))
     except Exception as exc:

@@ -257,6 +257,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--cutoff", default="2024-07-01", help="real data strictly before this UTC date")
     p.add_argument("--data-dir", action="append", default=None, help="folder of *.parquet OHLC (repeatable)")
+    p.add_argument(
+        "--init", type=Path, default=None, help="start from this checkpoint (default: random init)"
+    )
     p.add_argument("--d-model", type=int, default=128)
     p.add_argument("--d-ff", type=int, default=512)
     p.add_argument("--layers", type=int, default=4)
@@ -302,9 +305,19 @@ def main(argv: list[str] | None = None) -> None:
         num_layers=args.layers,
         num_heads=args.heads,
     )
-    config = core_config(spec)
-    config.dropout_rate = 0.0  # short from-scratch run: dropout only slows learning
-    model = Chronos2Model(config).to(args.device)
+    if args.init is None:
+        config = core_config(spec)
+        config.dropout_rate = 0.0  # short from-scratch run: dropout only slows learning
+        model = Chronos2Model(config).to(args.device)
+    else:  # continue training an earlier stage's checkpoint (architecture options are ignored)
+        model = Chronos2Model.from_pretrained(args.init).to(args.device)
+        spec = ArchSpec(
+            d_model=model.config.d_model,
+            d_kv=model.config.d_kv,
+            d_ff=model.config.d_ff,
+            num_layers=model.config.num_layers,
+            num_heads=model.config.num_heads,
+        )
     n_params = sum(p.numel() for p in model.parameters())
     logger.info("model: %s, %d parameters", spec, n_params)
     pipeline = Chronos2Pipeline(model=model)

@@ -112,7 +112,9 @@ def test_every_augmentation_runs_end_to_end_to_finite_prices(
     (result,) = report.results
     fc = pd.read_parquet(result.folder / "forecasts.parquet")
     assert np.isfinite(fc[["median", "0.1", "0.9"]].to_numpy()).all()
-    assert result.summary["preaug"].split(":")[0] == preaug  # defaults are spelled out: rolling_norm:window=20
+    assert (
+        result.summary["preaug"].split(":")[0] == preaug
+    )  # defaults are spelled out: rolling_norm:window=20
 
 
 def test_changing_bars_after_an_origin_leaves_that_windows_forecast_unchanged(

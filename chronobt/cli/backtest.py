@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -45,29 +44,40 @@ WaitOpt = Annotated[
     float, typer.Option("--wait", help="Seconds to wait for another run holding the output dir's lock.")
 ]
 MaxGapOpt = Annotated[
-    int | None, typer.Option("--max-gap", help="Largest gap (bars) in 24/7 data to fill; a larger one is an error.")
+    int | None,
+    typer.Option("--max-gap", help="Largest gap (bars) in 24/7 data to fill; a larger one is an error."),
 ]
 
 
 def register(app: typer.Typer) -> None:
     @app.command("backtest")
     def backtest(
-        symbols: Annotated[list[str], typer.Argument(help="Symbols (files <data-dir>/<SYMBOL>.parquet) or paths.")],
+        symbols: Annotated[
+            list[str], typer.Argument(help="Symbols (files <data-dir>/<SYMBOL>.parquet) or paths.")
+        ],
         preaug: PreaugOpt = "none",
         horizon: HorizonOpt = 24,
         context: ContextOpt = 2048,
-        windows: Annotated[int, typer.Option("--windows", help="Number of rolling windows (latest first).")] = 100,
+        windows: Annotated[
+            int, typer.Option("--windows", help="Number of rolling windows (latest first).")
+        ] = 100,
         stride: Annotated[
             int | None, typer.Option("--stride", help="Bars between origins (default: the horizon).")
         ] = None,
         start: Annotated[str | None, typer.Option("--start", help="Earliest origin date.")] = None,
         end: Annotated[str | None, typer.Option("--end", help="Latest origin date.")] = None,
-        targets: Annotated[str, typer.Option("--targets", help="Comma-separated variates.")] = ",".join(TARGETS),
+        targets: Annotated[str, typer.Option("--targets", help="Comma-separated variates.")] = ",".join(
+            TARGETS
+        ),
         quantiles: Annotated[
             str, typer.Option("--quantiles", help="Comma-separated quantile levels to report.")
         ] = ",".join(str(q) for q in DEFAULT_QUANTILES),
-        fee_bps: Annotated[float, typer.Option("--fee-bps", help="Trading fee per side, basis points.")] = 10.0,
-        allow_short: Annotated[bool, typer.Option("--allow-short", help="Let the trading view go short.")] = False,
+        fee_bps: Annotated[
+            float, typer.Option("--fee-bps", help="Trading fee per side, basis points.")
+        ] = 10.0,
+        allow_short: Annotated[
+            bool, typer.Option("--allow-short", help="Let the trading view go short.")
+        ] = False,
         seed: SeedOpt = 0,
         max_gap: MaxGapOpt = None,
         model: eo.ModelOpt = "auto",
@@ -83,7 +93,10 @@ def register(app: typer.Typer) -> None:
         debug: DebugOpt = False,
         log_file: LogFileOpt = None,
     ) -> None:
-        """Backtest Chronos-2 on SYMBOL(s) over rolling origins; writes <output-dir>/backtest/<SYMBOL>/<preaug>/."""
+        """Backtest Chronos-2 on SYMBOL(s) over rolling origins.
+
+        Writes <output-dir>/backtest/<SYMBOL>/<preaug>/ (forecasts, metrics, trades, manifest).
+        """
         with command_context(quiet=quiet, debug=debug, json_out=json_out, log_file=log_file) as ui:
             config = BacktestConfig(
                 symbols=tuple(symbols),
@@ -107,7 +120,9 @@ def register(app: typer.Typer) -> None:
                 model=model, device=device, dtype=dtype, compile=compile, batch_size=batch_size
             )
             with output_lock(output_dir, wait=wait), stage_progress(ui) as progress:
-                report = run_backtest(config, engine_config, progress=progress, command=["chronobt", *sys.argv[1:]])
+                report = run_backtest(
+                    config, engine_config, progress=progress, command=["chronobt", *sys.argv[1:]]
+                )
             render(ui, report)
             finish(report, len(symbols))
 
@@ -136,7 +151,10 @@ def render(ui: Ui, report: BacktestReport) -> None:
                         "symbol": r.symbol,
                         "preaug": r.preaug,
                         "folder": str(r.folder),
-                        **{k: r.summary[k] for k in ("model", "model_checksum", "windows", "metrics", "skill")},
+                        **{
+                            k: r.summary[k]
+                            for k in ("model", "model_checksum", "windows", "metrics", "skill")
+                        },
                         "baselines": r.summary["baselines"],
                         "trading": r.summary["trading"],
                     }
@@ -145,6 +163,8 @@ def render(ui: Ui, report: BacktestReport) -> None:
                 "failures": report.failures,
             }
         )
+        return
+    if ui.quiet:
         return
     for r in report.results:
         s = r.summary
@@ -178,7 +198,8 @@ def render(ui: Ui, report: BacktestReport) -> None:
             t = s["trading"]
             ui.out.print(
                 f"trading: total {_pct(t['total_return'])} vs buy-and-hold {_pct(t['buy_and_hold'])}, "
-                f"sharpe {_fmt(t['sharpe'], 2)}, {t['n_trades']} trades, max drawdown {_pct(t['max_drawdown'])}"
+                f"sharpe {_fmt(t['sharpe'], 2)}, {t['n_trades']} trades, "
+                f"max drawdown {_pct(t['max_drawdown'])}"
             )
         ui.out.print(f"written: {r.folder}")
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
@@ -18,7 +18,7 @@ STAGE_LABELS = {
 
 
 @contextmanager
-def stage_progress(ui: Ui) -> Iterator[object]:
+def stage_progress(ui: Ui) -> Iterator[Callable[[str, int, int], None]]:
     """Yield a ``progress(stage, done, total)`` callable that renders one bar per stage."""
     bar = Progress(
         TextColumn("{task.description:<22}"),
