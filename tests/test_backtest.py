@@ -264,3 +264,24 @@ def test_bad_options_are_usage_errors(tmp_path: Path, tiny_model_dir: Path) -> N
         )
         assert result.exit_code == 2, (extra, result.output)
         assert needle in result.stderr and "Traceback" not in result.output
+
+
+def test_every_bad_input_fails_backtest_with_one_line_and_writes_nothing(tmp_path: Path) -> None:
+    from tests.data_cases import bad_input_cases
+
+    (tmp_path / "cases").mkdir()
+    cases = bad_input_cases(tmp_path / "cases")
+    assert len(cases) >= 15
+    runner = CliRunner()
+    for name, path, fragment in cases:
+        out = tmp_path / "out" / name
+        result = runner.invoke(
+            app,
+            ["backtest", str(path), *SMALL, "--data-dir", str(tmp_path / "cases"), "--output-dir", str(out)],
+        )
+        assert result.exit_code == 1, (name, result.output)
+        assert fragment.lower() in result.stderr.lower(), (name, result.stderr)
+        assert "Traceback" not in result.output and result.stdout == "", name
+        errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+        assert len(errors) == 1 and fragment.lower() in errors[0].lower(), (name, result.stderr)
+        assert not (out / "backtest").exists(), name

@@ -23,10 +23,10 @@ from chronobt.cli.common import (
     command_context,
     parse_float_list,
     parse_name_list,
+    raise_for_failures,
 )
 from chronobt.cli.progress import stage_progress
 from chronobt.data import TARGETS
-from chronobt.errors import ChronobtError, PartialFailure
 from chronobt.locking import output_lock
 
 PreaugOpt = Annotated[
@@ -124,22 +124,7 @@ def register(app: typer.Typer) -> None:
                     config, engine_config, progress=progress, command=["chronobt", *sys.argv[1:]]
                 )
             render(ui, report)
-            finish(report, len(symbols))
-
-
-def finish(report: BacktestReport, n_symbols: int) -> None:
-    """Raise the right error for failed symbols: all failed -> exit 1, some -> exit 3."""
-    if not report.failures:
-        return
-    detail = "; ".join(f"{s}: {m}" for s, m in report.failures.items())
-    if not report.results:
-        if n_symbols == 1:
-            raise ChronobtError(detail)
-        raise ChronobtError(f"every symbol failed: {detail}")
-    raise PartialFailure(
-        f"{len(report.failures)} of {n_symbols} symbols failed ({detail}); the others were written",
-        report.failures,
-    )
+            raise_for_failures(report.failures, succeeded=len(report.results))
 
 
 def render(ui: Ui, report: BacktestReport) -> None:

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from chronobt.errors import ChronobtError, ConfigError
+from chronobt.errors import ChronobtError, ConfigError, PartialFailure
 
 DataDirOpt = Annotated[
     Path,
@@ -156,3 +156,21 @@ def parse_name_list(text: str, *, option: str) -> tuple[str, ...]:
     if not names:
         raise ConfigError(f"{option} is empty; give comma-separated names")
     return names
+
+
+def raise_for_failures(failures: dict[str, str], *, succeeded: int) -> None:
+    """Turn per-symbol failures into the exit code: none -> return; all -> 1; some -> 3 (partial).
+
+    A single failed symbol keeps its own message (it already names the file and the fix).
+    """
+    if not failures:
+        return
+    if not succeeded and len(failures) == 1:
+        raise ChronobtError(next(iter(failures.values())))
+    detail = "; ".join(f"{symbol}: {message}" for symbol, message in failures.items())
+    if not succeeded:
+        raise ChronobtError(f"every symbol failed: {detail}")
+    total = succeeded + len(failures)
+    raise PartialFailure(
+        f"{len(failures)} of {total} symbols failed ({detail}); the others were written", failures
+    )

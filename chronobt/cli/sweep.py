@@ -25,10 +25,10 @@ from chronobt.cli.common import (
     command_context,
     parse_float_list,
     parse_name_list,
+    raise_for_failures,
 )
 from chronobt.cli.progress import stage_progress
 from chronobt.data import TARGETS
-from chronobt.errors import ChronobtError, PartialFailure
 from chronobt.locking import output_lock
 from chronobt.sweep import SELECTION_METRICS, SweepConfig, SweepReport, run_sweep
 
@@ -129,20 +129,7 @@ def register(app: typer.Typer) -> None:
                     config, engine_config, progress=progress, command=["chronobt", *sys.argv[1:]]
                 )
             render(ui, report)
-            finish(report)
-
-
-def finish(report: SweepReport) -> None:
-    """All symbols failed -> exit 1; some -> exit 3 (the others were written)."""
-    if not report.failures:
-        return
-    detail = "; ".join(f"{s}: {m}" for s, m in report.failures.items())
-    if not report.best:
-        raise ChronobtError(f"no symbol could be swept: {detail}")
-    n = len(report.failures) + len(report.best)
-    raise PartialFailure(
-        f"{len(report.failures)} of {n} symbols failed ({detail}); the others were written", report.failures
-    )
+            raise_for_failures(report.failures, succeeded=len(report.best))
 
 
 def render(ui: Ui, report: SweepReport) -> None:
