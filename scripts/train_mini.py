@@ -57,8 +57,19 @@ class Mix:
 # --------------------------------------------------------------------------------------------------
 
 
-def synthetic_ohlc(rng: np.random.Generator, n_groups: int, length: int, substeps: int = 6) -> np.ndarray:
+def synthetic_ohlc(
+    rng: np.random.Generator,
+    n_groups: int,
+    length: int,
+    substeps: int = 6,
+    *,
+    trend: float = 0.3,
+    mean_revert: float = 0.3,
+) -> np.ndarray:
     """Simulate price-like OHLC groups.
+
+    ``trend`` bounds the per-bar drift of a regime in units of the bar volatility; ``mean_revert`` is
+    the fraction of groups with an Ornstein-Uhlenbeck pull on the log price.
 
     Returns
     -------
@@ -75,9 +86,9 @@ def synthetic_ohlc(rng: np.random.Generator, n_groups: int, length: int, substep
     period = rng.choice(np.array([24, 24, 24, 7, 5, 12, 168, 0]), g)
     season_amp = np.where(period > 0, rng.uniform(0.0, 0.7, g), 0.0)
     phase = rng.uniform(0, 2 * np.pi, g)
-    trend_scale = rng.uniform(0.0, 0.3, g) * sigma0
+    trend_scale = rng.uniform(0.0, trend, g) * sigma0
     regime_p = rng.uniform(1 / 3000, 1 / 200, g)
-    kappa = np.where(rng.random(g) < 0.3, np.exp(rng.uniform(np.log(1e-3), np.log(5e-2), g)), 0.0)
+    kappa = np.where(rng.random(g) < mean_revert, np.exp(rng.uniform(np.log(1e-3), np.log(5e-2), g)), 0.0)
     jump_p = np.where(rng.random(g) < 0.6, rng.uniform(0.0, 0.01, g), 0.0)
     jump_scale = rng.uniform(3.0, 10.0, g) * sigma0
     gap_scale = np.where(rng.random(g) < 0.25, rng.uniform(0.1, 1.0, g), 0.0) * sigma0
@@ -203,13 +214,13 @@ def transform(values: np.ndarray, kind: str, rng: np.random.Generator) -> np.nda
 
 def build_entries(args: argparse.Namespace, rng: np.random.Generator) -> tuple[list[np.ndarray], dict]:
     """The training list of float32 ``[variates, time]`` arrays and a summary for the model card."""
-    mix = Mix()
+    mix = Mix(synthetic_ohlc=0.9 - args.real_frac, real=args.real_frac)
     n_synth = args.synthetic_groups
     lengths = rng.integers(args.min_length, args.max_length + 1, size=n_synth)
     synth: list[np.ndarray] = []
     for length in np.unique(lengths):
         count = int((lengths == length).sum())
-        synth.extend(synthetic_ohlc(rng, count, int(length)))
+        synth.extend(synthetic_ohlc(rng, count, int(length), trend=args.trend, mean_revert=args.mean_revert))
     n_generic = round(n_synth * mix.synthetic_generic / mix.synthetic_ohlc)
     generic = synthetic_generic(rng, n_generic, args.max_length)
 
@@ -270,10 +281,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--train-context", type=int, default=2048, help="context length used while training")
     p.add_argument("--prediction-length", type=int, default=64)
     p.add_argument("--synthetic-groups", type=int, default=1200)
+    p.add_argument("--real-frac", type=float, default=0.35, help="fraction of entries from real data")
+    p.add_argument("--trend", type=float, default=0.3, help="max synthetic regime drift / bar volatility")
+    p.add_argument("--mean-revert", type=float, default=0.3, help="fraction of mean-reverting groups")
     p.add_argument("--min-length", type=int, default=600)
     p.add_argument("--max-length", type=int, default=2600)
     p.add_argument(
         "--save-every", type=int, default=0, help="also keep Trainer checkpoints every N steps (0: off)"
+    )
+    p.add_argument("--stop-after", type=int, default=0, help="stop at this step; the schedule spans --steps")
+    p.add_argument(
+        "--model-context", type=int, default=0, help="context_length saved in the config (0: 2048)"
     )
     p.add_argument("--max-minutes", type=float, default=0.0, help="stop early after this wall time (0: off)")
     args = p.parse_args(argv)
@@ -324,6 +342,9 @@ def main(argv: list[str] | None = None) -> None:
 
     class TimeLimit(TrainerCallback):  # type: ignore[misc]
         def on_step_end(self, args_, state, control, **kwargs):
+            if args.stop_after and state.global_step >= args.stop_after:
+                logger.info("stopping at step %d (--stop-after)", state.global_step)
+                control.should_training_stop = True
             if args.max_minutes and time.time() - t_train > 60 * args.max_minutes:
                 logger.warning("time limit reached at step %d", state.global_step)
                 control.should_training_stop = True
@@ -357,8 +378,9 @@ def main(argv: list[str] | None = None) -> None:
         data_seed=args.seed,
     )
     wall = time.time() - t_train
-    trained.model.config.chronos_config["context_length"] = spec.context_length
-    trained.model.chronos_config.context_length = spec.context_length
+    model_context = args.model_context or spec.context_length
+    trained.model.config.chronos_config["context_length"] = model_context
+    trained.model.chronos_config.context_length = model_context
     args.out.mkdir(parents=True, exist_ok=True)
     trained.model.save_pretrained(args.out)
     info = {

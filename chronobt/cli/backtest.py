@@ -21,6 +21,7 @@ from chronobt.cli.common import (
     QuietOpt,
     Ui,
     command_context,
+    model_label,
     parse_float_list,
     parse_name_list,
     raise_for_failures,
@@ -155,7 +156,7 @@ def render(ui: Ui, report: BacktestReport) -> None:
         s = r.summary
         table = Table(
             title=f"{r.symbol} · preaug {r.preaug} · {s['windows']} windows · horizon {s['horizon']} · "
-            f"model {s['model']}",
+            f"model {model_label(s['model'], s['model_checksum'])}",
             title_justify="left",
         )
         table.add_column("target")
@@ -184,7 +185,7 @@ def render(ui: Ui, report: BacktestReport) -> None:
             ui.out.print(
                 f"trading: total {_pct(t['total_return'])} vs buy-and-hold {_pct(t['buy_and_hold'])}, "
                 f"sharpe {_fmt(t['sharpe'], 2)}, {t['n_trades']} trades, "
-                f"max drawdown {_pct(t['max_drawdown'])}"
+                f"max drawdown {_fmt(t['max_drawdown'] and 100 * t['max_drawdown'], 2)}%"
             )
         ui.out.print(f"written: {r.folder}")
 

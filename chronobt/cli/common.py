@@ -55,7 +55,8 @@ class Ui:
 
     def __post_init__(self) -> None:
         self.err = Console(stderr=True, quiet=self.quiet, highlight=False, soft_wrap=True)
-        self.out = Console(highlight=False, soft_wrap=True)
+        # Tables are results: when stdout is a file or pipe, don't squeeze them into 80 columns.
+        self.out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 160)
 
     def info(self, message: str) -> None:
         self.err.print(message)
@@ -174,3 +175,9 @@ def raise_for_failures(failures: dict[str, str], *, succeeded: int) -> None:
     raise PartialFailure(
         f"{len(failures)} of {total} symbols failed ({detail}); the others were written", failures
     )
+
+
+def model_label(model_id: object, checksum: object) -> str:
+    """How every console summary names the model that ran: ``chronos2-mini (sha256 1a2b3c4d5e6f)``."""
+    short = str(checksum)[:12] if checksum else "no checksum"
+    return f"{model_id} (sha256 {short})"

@@ -22,6 +22,7 @@ from chronobt.cli.common import (
     QuietOpt,
     Ui,
     command_context,
+    model_label,
     parse_float_list,
     parse_name_list,
     raise_for_failures,
@@ -104,6 +105,7 @@ def render(ui: Ui, report: ForecastReport) -> None:
                             for k in ("symbol", "preaug", "horizon", "last_bar", "file", "forecast")
                         },
                         "model": r.payload["model"].get("id"),
+                        "model_checksum": r.payload["model"].get("checksum"),
                         "folder": str(r.folder),
                     }
                     for r in report.results
@@ -121,8 +123,9 @@ def render(ui: Ui, report: ForecastReport) -> None:
         levels = [c for c in frame.columns if _is_level(c)]
         lower, upper = ("0.1", "0.9") if {"0.1", "0.9"} <= set(levels) else (levels[0], levels[-1])
         last = r.payload["last_bar"]
+        model = model_label(r.payload["model"].get("id"), r.payload["model"].get("checksum"))
         table = Table(
-            title=f"{r.symbol} {target} · preaug {r.preaug} · model {r.payload['model'].get('id')} · "
+            title=f"{r.symbol} {target} · preaug {r.preaug} · model {model} · "
             f"after {last['timestamp']} ({target} {last.get(target, float('nan')):.6g})",
             title_justify="left",
         )

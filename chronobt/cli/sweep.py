@@ -23,6 +23,7 @@ from chronobt.cli.common import (
     QuietOpt,
     Ui,
     command_context,
+    model_label,
     parse_float_list,
     parse_name_list,
     raise_for_failures,
@@ -159,7 +160,8 @@ def render(ui: Ui, report: SweepReport) -> None:
         splits = best["splits"]
         table = Table(
             title=f"{symbol} · {metric} on {best['selection_target']} · "
-            f"validation {splits['validation']['windows']} windows, test {splits['test']['windows']} windows",
+            f"validation {splits['validation']['windows']} windows, test {splits['test']['windows']} windows · "
+            f"model {model_label(best['model'].get('id'), best['model'].get('checksum'))}",
             title_justify="left",
         )
         for name in ("preaug", "val rank", f"val {metric}", f"test {metric}", "test skill", "test cov80"):

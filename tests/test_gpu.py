@@ -1,0 +1,35 @@
+"""GPU checks (marker ``gpu``): skipped without CUDA, run on a lent GPU machine with ``pytest -m gpu``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from chronobt.engine import Chronos2Engine, EngineConfig
+
+pytestmark = pytest.mark.gpu
+
+
+def _contexts(n: int, length: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return 100 * np.exp(np.cumsum(rng.normal(0, 0.01, (n, 4, length)), axis=-1))
+
+
+def test_cuda_engine_matches_cpu_engine_in_float32(tiny_model_dir: Path) -> None:
+    ctx = _contexts(37, 300)
+    cpu = Chronos2Engine(EngineConfig(model=str(tiny_model_dir), device="cpu", compile="off"))
+    gpu = Chronos2Engine(EngineConfig(model=str(tiny_model_dir), device="cuda", compile="off"))
+    np.testing.assert_allclose(gpu.predict(ctx, 24), cpu.predict(ctx, 24), rtol=1e-4, atol=1e-4)
+
+
+def test_cuda_compiled_engine_compiles_once_and_matches_eager(tiny_model_dir: Path) -> None:
+    eager = Chronos2Engine(EngineConfig(model=str(tiny_model_dir), device="cuda", compile="off"))
+    compiled = Chronos2Engine(EngineConfig(model=str(tiny_model_dir), device="cuda", compile="on"))
+    for n, length in ((37, 300), (5, 200), (64, 512)):
+        ctx = _contexts(n, length, seed=n)
+        np.testing.assert_allclose(compiled.predict(ctx, 24), eager.predict(ctx, 24), rtol=1e-3, atol=1e-3)
+    record = compiled.record()["compile"]
+    assert record["used"] and record["fallback_reason"] is None
+    assert record["compilations"] == 1
