@@ -160,7 +160,8 @@ def render(ui: Ui, report: SweepReport) -> None:
         splits = best["splits"]
         table = Table(
             title=f"{symbol} · {metric} on {best['selection_target']} · "
-            f"validation {splits['validation']['windows']} windows, test {splits['test']['windows']} windows · "
+            f"validation {splits['validation']['windows']} windows, "
+            f"test {splits['test']['windows']} windows · "
             f"model {model_label(best['model'].get('id'), best['model'].get('checksum'))}",
             title_justify="left",
         )
