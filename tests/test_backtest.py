@@ -285,3 +285,37 @@ def test_every_bad_input_fails_backtest_with_one_line_and_writes_nothing(tmp_pat
         errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
         assert len(errors) == 1 and fragment.lower() in errors[0].lower(), (name, result.stderr)
         assert not (out / "backtest").exists(), name
+
+
+def test_dependence_and_paths_options_change_the_inversion_of_path_dependent_augmentations(
+    tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    write_symbol(tmp_path / "data", "AAA", 300)
+    frames = {}
+    for name, extra in (
+        ("independent", ["--paths", "512"]),
+        ("comonotonic", ["--dependence", "comonotonic"]),
+    ):
+        out = tmp_path / name
+        result = CliRunner().invoke(
+            app,
+            ["backtest", "AAA", "--preaug", "differencing", "--model", str(tiny_model_dir), *SMALL, *extra,
+             "--data-dir", str(tmp_path / "data"), "--output-dir", str(out), "--quiet"],
+        )  # fmt: skip
+        assert result.exit_code == 0, result.output
+        frames[name] = pd.read_parquet(out / "backtest/AAA/differencing/forecasts.parquet")
+        assert (
+            json.loads((out / "backtest/AAA/differencing/manifest.json").read_text())["config"]["dependence"]
+            == name
+        )
+    ind, com = frames["independent"], frames["comonotonic"]
+    # comonotonic steps add up spread linearly, independent ones like sqrt(k): wider bands at the last step
+    last = ind["step"] == ind["step"].max()
+    width = lambda f: (f.loc[last, "0.9"] - f.loc[last, "0.1"]).mean()  # noqa: E731
+    assert width(com) > width(ind)
+    bad = CliRunner().invoke(
+        app,
+        ["backtest", "AAA", "--dependence", "bogus", "--model", str(tiny_model_dir), *SMALL,
+         "--data-dir", str(tmp_path / "data"), "--output-dir", str(tmp_path / "bad")],
+    )  # fmt: skip
+    assert bad.exit_code == 2 and "--dependence" in bad.stderr

@@ -41,6 +41,18 @@ PreaugOpt = Annotated[
 HorizonOpt = Annotated[int, typer.Option("--horizon", help="Bars to forecast after each origin.")]
 ContextOpt = Annotated[int, typer.Option("--context", help="Bars of history per window (at most).")]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Seed for sampling-based quantile inversion.")]
+DependenceOpt = Annotated[
+    str,
+    typer.Option(
+        "--dependence",
+        help="How forecast steps are coupled when inverting quantiles of path-dependent augmentations "
+        "(differencing, rolling_norm): independent (sample paths) or comonotonic (per-quantile inversion).",
+    ),
+]
+PathsOpt = Annotated[
+    int | None,
+    typer.Option("--paths", help="Sample paths for path-dependent inversion (default 4096).", min=2),
+]
 WaitOpt = Annotated[
     float, typer.Option("--wait", help="Seconds to wait for another run holding the output dir's lock.")
 ]
@@ -80,6 +92,8 @@ def register(app: typer.Typer) -> None:
             bool, typer.Option("--allow-short", help="Let the trading view go short.")
         ] = False,
         seed: SeedOpt = 0,
+        dependence: DependenceOpt = "independent",
+        paths: PathsOpt = None,
         max_gap: MaxGapOpt = None,
         model: eo.ModelOpt = "auto",
         device: eo.DeviceOpt = "auto",
@@ -113,6 +127,8 @@ def register(app: typer.Typer) -> None:
                 fee_bps=fee_bps,
                 allow_short=allow_short,
                 seed=seed,
+                dependence=dependence,
+                n_paths=paths,
                 data_dir=data_dir,
                 output_dir=output_dir,
                 max_gap=max_gap,

@@ -10,7 +10,16 @@ from rich.table import Table
 
 from chronobt.backtest import DEFAULT_QUANTILES
 from chronobt.cli import engine_options as eo
-from chronobt.cli.backtest import ContextOpt, HorizonOpt, MaxGapOpt, PreaugOpt, SeedOpt, WaitOpt
+from chronobt.cli.backtest import (
+    ContextOpt,
+    DependenceOpt,
+    HorizonOpt,
+    MaxGapOpt,
+    PathsOpt,
+    PreaugOpt,
+    SeedOpt,
+    WaitOpt,
+)
 from chronobt.cli.common import (
     DEFAULT_DATA_DIR,
     DEFAULT_OUTPUT_DIR,
@@ -50,6 +59,8 @@ def register(app: typer.Typer) -> None:
             str, typer.Option("--quantiles", help="Comma-separated quantile levels to write.")
         ] = ALL_QUANTILES,
         seed: SeedOpt = 0,
+        dependence: DependenceOpt = "independent",
+        paths: PathsOpt = None,
         max_gap: MaxGapOpt = None,
         model: eo.ModelOpt = "auto",
         device: eo.DeviceOpt = "auto",
@@ -77,6 +88,8 @@ def register(app: typer.Typer) -> None:
                 targets=parse_name_list(targets, option="--targets"),
                 quantiles=parse_float_list(quantiles, option="--quantiles"),
                 seed=seed,
+                dependence=dependence,
+                n_paths=paths,
                 data_dir=data_dir,
                 output_dir=output_dir,
                 max_gap=max_gap,

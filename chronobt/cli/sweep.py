@@ -11,7 +11,15 @@ from rich.table import Table
 
 from chronobt.backtest import DEFAULT_QUANTILES
 from chronobt.cli import engine_options as eo
-from chronobt.cli.backtest import ContextOpt, HorizonOpt, MaxGapOpt, SeedOpt, WaitOpt
+from chronobt.cli.backtest import (
+    ContextOpt,
+    DependenceOpt,
+    HorizonOpt,
+    MaxGapOpt,
+    PathsOpt,
+    SeedOpt,
+    WaitOpt,
+)
 from chronobt.cli.common import (
     DEFAULT_DATA_DIR,
     DEFAULT_OUTPUT_DIR,
@@ -83,6 +91,8 @@ def register(app: typer.Typer) -> None:
             bool, typer.Option("--allow-short", help="Let the trading view go short.")
         ] = False,
         seed: SeedOpt = 0,
+        dependence: DependenceOpt = "independent",
+        paths: PathsOpt = None,
         max_gap: MaxGapOpt = None,
         model: eo.ModelOpt = "auto",
         device: eo.DeviceOpt = "auto",
@@ -117,6 +127,8 @@ def register(app: typer.Typer) -> None:
                 fee_bps=fee_bps,
                 allow_short=allow_short,
                 seed=seed,
+                dependence=dependence,
+                n_paths=paths,
                 data_dir=data_dir,
                 output_dir=output_dir,
                 max_gap=max_gap,
