@@ -22,10 +22,10 @@ import argparse
 import json
 import time
 from pathlib import Path
+from statistics import NormalDist
 
 import numpy as np
 import pandas as pd
-from scipy.stats import norm
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 OHLC_DIR = REPO_ROOT.parent / "shared" / "data" / "ohlc"
@@ -67,7 +67,7 @@ def naive_quantiles(context: np.ndarray, horizon: int, levels: np.ndarray) -> np
     """``[windows, Q, horizon]`` random-walk quantiles from ``context [windows, time]``."""
     sigma = np.diff(context, axis=-1).std(axis=-1)
     k = np.arange(1, horizon + 1)
-    z = norm.ppf(levels)
+    z = np.array([NormalDist().inv_cdf(float(q)) for q in levels])
     return context[:, -1, None, None] + sigma[:, None, None] * np.sqrt(k)[None, None, :] * z[None, :, None]
 
 

@@ -214,7 +214,11 @@ def transform(values: np.ndarray, kind: str, rng: np.random.Generator) -> np.nda
 
 def build_entries(args: argparse.Namespace, rng: np.random.Generator) -> tuple[list[np.ndarray], dict]:
     """The training list of float32 ``[variates, time]`` arrays and a summary for the model card."""
-    mix = Mix(synthetic_ohlc=0.9 - args.real_frac, real=args.real_frac)
+    mix = Mix(
+        synthetic_ohlc=1.0 - args.real_frac - args.generic_frac,
+        synthetic_generic=args.generic_frac,
+        real=args.real_frac,
+    )
     n_synth = args.synthetic_groups
     lengths = rng.integers(args.min_length, args.max_length + 1, size=n_synth)
     synth: list[np.ndarray] = []
@@ -282,6 +286,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--prediction-length", type=int, default=64)
     p.add_argument("--synthetic-groups", type=int, default=1200)
     p.add_argument("--real-frac", type=float, default=0.35, help="fraction of entries from real data")
+    p.add_argument("--generic-frac", type=float, default=0.1, help="fraction of sine/trend entries")
     p.add_argument("--trend", type=float, default=0.3, help="max synthetic regime drift / bar volatility")
     p.add_argument("--mean-revert", type=float, default=0.3, help="fraction of mean-reverting groups")
     p.add_argument("--min-length", type=int, default=600)
