@@ -383,8 +383,28 @@ def test_cuda_device_without_cuda_is_a_config_error(tiny_model_dir: Path) -> Non
         engine_for(tiny_model_dir, device="cuda")
 
 
-def test_default_batch_size_on_cpu_is_16(tiny_model_dir: Path) -> None:
+def test_default_batch_size_on_cpu_is_16_before_any_call(tiny_model_dir: Path) -> None:
     assert engine_for(tiny_model_dir, batch_size=None).batch_size == 16
+
+
+def test_cpu_default_batch_keeps_activation_size_near_the_measured_optimum(
+    tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    from chronobt.checkpoints import ARCHITECTURES, save_random_checkpoint
+
+    # the 7M-parameter architecture at context 2048, horizon 24 is where 16 series per forward was best
+    small = save_random_checkpoint(tmp_path / "small", ARCHITECTURES["small"])
+    assert engine_for(small, batch_size=None)._cpu_series_per_forward(2048, 2) == 16
+    # a shorter context leaves room for more series; a tiny model (d_model 32) is overhead-bound: cap 256
+    assert engine_for(small, batch_size=None)._cpu_series_per_forward(512, 2) > 16
+    tiny = engine_for(tiny_model_dir, batch_size=None)
+    assert tiny._cpu_series_per_forward(512, 2) == 256
+    tiny.predict(np.ones((3, 4, 100)), 8)
+    assert tiny.record()["batch_size"] == 256
+    # an explicit --batch-size always wins
+    explicit = engine_for(tiny_model_dir, batch_size=8)
+    explicit.predict(np.ones((3, 4, 100)), 8)
+    assert explicit.record()["batch_size"] == 8
 
 
 def test_cli_engine_options_build_an_engine_config_with_env_defaults() -> None:
