@@ -55,7 +55,7 @@ def test_bundled_model_loads_offline_as_chronos2_pipeline(pipeline) -> None:
 
 
 @pytest.mark.xfail(
-    reason="chronos2-mini (2 CPU-training stages) forecasts sines about as well as the last value; "
+    reason="chronos2-mini (85 CPU-minutes of training) forecasts sines about as well as the last value; "
     "see MODEL_CARD.md, known weakness",
     strict=False,
 )
