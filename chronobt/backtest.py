@@ -90,6 +90,8 @@ class BacktestConfig:
             raise ConfigError("--quantiles must include 0.5 (the median)")
         if self.fee_bps < 0:
             raise ConfigError(f"--fee-bps must be >= 0, got {self.fee_bps}")
+        if self.preaug != "auto":
+            parse_augmentation(self.preaug)  # a bad spec is a usage error for the whole run
         if self.dependence not in ("independent", "comonotonic"):
             raise ConfigError(f"--dependence must be independent or comonotonic, got {self.dependence!r}")
 
@@ -496,8 +498,6 @@ def run_backtest(
             jobs.append(make_job(sw, spec))
             specs[sw.symbol] = spec
         except (ChronobtError, OSError) as exc:
-            if isinstance(exc, ConfigError) and len(config.symbols) == 1:
-                raise
             report.failures[symbol] = str(exc)
             logger.debug("symbol %s failed", symbol, exc_info=True)
         if progress:
@@ -641,7 +641,7 @@ def write_backtest(
         trades = evaluation.trades if evaluation.trades is not None else pd.DataFrame()
         write_parquet_atomic(tmp / "trades.parquet", trades)
         write_json_atomic(tmp / "manifest.json", manifest)
-        summary["timings"] = {**{k: round(v, 4) for k, v in timings.items()}}
+        summary["timings"] = {k: round(v, 4) for k, v in timings.items()}
         summary["timings"]["write"] = round(time.perf_counter() - t0, 4)
         write_json_atomic(tmp / "metrics.json", summary)
     return summary

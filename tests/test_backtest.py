@@ -319,3 +319,17 @@ def test_dependence_and_paths_options_change_the_inversion_of_path_dependent_aug
          "--data-dir", str(tmp_path / "data"), "--output-dir", str(tmp_path / "bad")],
     )  # fmt: skip
     assert bad.exit_code == 2 and "--dependence" in bad.stderr
+
+
+def test_a_bad_preaug_is_a_usage_error_even_with_several_symbols(
+    tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    write_symbol(tmp_path / "data", "AAA", 300)
+    write_symbol(tmp_path / "data", "BBB", 300, seed=1)
+    result = CliRunner().invoke(
+        app,
+        ["backtest", "AAA", "BBB", "--preaug", "wavelets", "--model", str(tiny_model_dir), *SMALL,
+         "--data-dir", str(tmp_path / "data"), "--output-dir", str(tmp_path / "out")],
+    )  # fmt: skip
+    assert result.exit_code == 2 and "wavelets" in result.stderr
+    assert not (tmp_path / "out" / "backtest").exists()
