@@ -49,7 +49,8 @@ def main() -> None:
         )
         del model_input
         t2 = time.perf_counter()
-        prices = aug.inverse_quantiles(q, levels=levels, state=state, out_levels=levels, n_paths=args.n_paths)
+        grid = levels.tolist()
+        prices = aug.inverse_quantiles(q, levels=grid, state=state, out_levels=grid, n_paths=args.n_paths)
         t3 = time.perf_counter()
         assert np.isfinite(prices).all()
         record = {

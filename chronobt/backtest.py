@@ -12,6 +12,7 @@ The pipeline, shared with ``sweep``:
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import platform
@@ -24,6 +25,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from chronobt import baselines, metrics, trading
 from chronobt._version import __version__
@@ -325,6 +327,7 @@ def evaluate_job(
             last=sw.last,
             scale=scale,
             targets=sw.targets,
+            per_step=False,
         )["metrics"]
     skill = {
         t: metrics.skill(summary["metrics"][t]["mase"], base_results["naive"][t]["mase"]) for t in sw.targets
@@ -366,30 +369,42 @@ def _baseline(
     return baselines.drift(contexts, horizon=horizon, levels=levels)
 
 
-def forecast_frame(
+def forecast_table(
     sw: SymbolWindows, price_q: np.ndarray, levels: Sequence[float], *, horizon: int, preaug: str
-) -> pd.DataFrame:
-    """Long table: one row per (origin, step, target) with actual, median and quantile columns."""
+) -> pa.Table:
+    """Long table: one row per (origin, step, target) with actual, median and quantile columns.
+
+    Built as an Arrow table straight from the arrays (no DataFrame in between: this runs once per
+    symbol in every backtest, and the pandas round trip cost more than the parquet write).
+    """
     n_win, n_var = price_q.shape[:2]
     index = sw.ohlc.frame.index
-    rows_idx = sw.origins[:, None] + np.arange(1, horizon + 1)[None, :]  # [w, h]
     shape = (n_win, horizon, n_var)
-    _, h_i, v_i = np.meshgrid(np.arange(n_win), np.arange(horizon), np.arange(n_var), indexing="ij")
-    frame = pd.DataFrame(
-        {
-            "symbol": sw.symbol,
-            "origin": index[np.broadcast_to(sw.origins[:, None, None], shape).ravel()],
-            "step": (h_i + 1).ravel().astype(np.int32),
-            "timestamp": index[np.broadcast_to(rows_idx[:, :, None], shape).ravel()],
-            "target": np.asarray(sw.targets, dtype=object)[v_i.ravel()],
-            "actual": sw.futures.transpose(0, 2, 1).ravel(),
-            "median": price_q[:, :, list(levels).index(0.5), :].transpose(0, 2, 1).ravel(),
-        }
-    )
+    rows_idx = sw.origins[:, None] + np.arange(1, horizon + 1)[None, :]  # [w, h]
+    n_rows = n_win * horizon * n_var
+
+    def repeated(value: str) -> pa.Array:
+        return pa.DictionaryArray.from_arrays(np.zeros(n_rows, dtype=np.int32), [value]).dictionary_decode()
+
+    def long(values: np.ndarray) -> np.ndarray:  # [w, v, h] -> rows in (origin, step, target) order
+        return np.ascontiguousarray(values.transpose(0, 2, 1)).ravel()
+
+    targets = pa.DictionaryArray.from_arrays(
+        np.tile(np.arange(n_var, dtype=np.int32), n_win * horizon), list(sw.targets)
+    ).dictionary_decode()
+    columns: dict[str, Any] = {
+        "symbol": repeated(sw.symbol),
+        "origin": pa.array(index[np.broadcast_to(sw.origins[:, None, None], shape).ravel()]),
+        "step": pa.array(np.tile(np.repeat(np.arange(1, horizon + 1, dtype=np.int32), n_var), n_win)),
+        "timestamp": pa.array(index[np.broadcast_to(rows_idx[:, :, None], shape).ravel()]),
+        "target": targets,
+        "actual": pa.array(long(sw.futures)),
+        "median": pa.array(long(price_q[:, :, list(levels).index(0.5), :])),
+    }
     for k, level in enumerate(levels):
-        frame[quantile_column(level)] = price_q[:, :, k, :].transpose(0, 2, 1).ravel()
-    frame["preaug"] = preaug
-    return frame
+        columns[quantile_column(level)] = pa.array(long(price_q[:, :, k, :]))
+    columns["preaug"] = repeated(preaug)
+    return pa.table(columns)
 
 
 def quantile_column(level: float) -> str:
@@ -417,18 +432,24 @@ class BacktestReport:
 
 
 def library_versions() -> dict[str, str]:
+    """Versions of chronobt and the libraries that shape its numbers (recorded in every manifest)."""
+    return dict(_library_versions())
+
+
+@functools.cache
+def _library_versions() -> tuple[tuple[str, str], ...]:  # package metadata lookups are slow: once
     import chronos
     import torch
 
-    versions = {
-        "chronobt": __version__,
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "pandas": pd.__version__,
-        "torch": torch.__version__,
-    }
-    versions["chronos-forecasting"] = getattr(chronos, "__version__", _dist_version("chronos-forecasting"))
-    return versions
+    chronos_version = getattr(chronos, "__version__", None) or _dist_version("chronos-forecasting")
+    return (
+        ("chronobt", __version__),
+        ("python", platform.python_version()),
+        ("numpy", np.__version__),
+        ("pandas", pd.__version__),
+        ("torch", torch.__version__),
+        ("chronos-forecasting", chronos_version),
+    )
 
 
 def _dist_version(name: str) -> str:
@@ -592,7 +613,7 @@ def write_backtest(
     t0 = time.perf_counter()
     record = engine.record()
     model = dict(engine.model_info)
-    frame = forecast_frame(sw, price_q, config.quantiles, horizon=config.horizon, preaug=spec)
+    table = forecast_table(sw, price_q, config.quantiles, horizon=config.horizon, preaug=spec)
     origin_times = sw.origin_times
     summary: dict[str, Any] = {
         "symbol": sw.symbol,
@@ -637,11 +658,11 @@ def write_backtest(
         "created_at": pd.Timestamp.now(tz="UTC").isoformat(),
     }
     with replace_dir_atomic(folder) as tmp:
-        write_parquet_atomic(tmp / "forecasts.parquet", frame)
+        write_parquet_atomic(tmp / "forecasts.parquet", table)
         trades = evaluation.trades if evaluation.trades is not None else pd.DataFrame()
         write_parquet_atomic(tmp / "trades.parquet", trades)
         write_json_atomic(tmp / "manifest.json", manifest)
         summary["timings"] = {k: round(v, 4) for k, v in timings.items()}
         summary["timings"]["write"] = round(time.perf_counter() - t0, 4)
-        write_json_atomic(tmp / "metrics.json", summary)
+        write_json_atomic(tmp / "metrics.json", summary, indent=None)  # one line: C encoder, 5x faster
     return summary

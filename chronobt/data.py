@@ -862,13 +862,15 @@ def _validate(
         frame = frame.iloc[np.argsort(ns, kind="stable")]
 
     # Duplicates: exact copies collapse; conflicting rows keep the last in file order.
-    flat = frame.reset_index()
-    exact = flat.duplicated(keep="last").to_numpy()
-    dup_exact_first = frame.index[exact].min() if exact.any() else None
-    frame = frame[~exact]
-    conflicting = frame.index.duplicated(keep="last")
-    dup_conf_first = frame.index[conflicting].min() if conflicting.any() else None
-    frame = frame[~conflicting]
+    exact = conflicting = np.zeros(len(frame), dtype=bool)
+    dup_exact_first = dup_conf_first = None
+    if len(frame) > 1 and (np.diff(pd.DatetimeIndex(frame.index).asi8) == 0).any():  # sorted: repeats adjoin
+        exact = frame.reset_index().duplicated(keep="last").to_numpy()
+        dup_exact_first = frame.index[exact].min() if exact.any() else None
+        frame = frame[~exact]
+        conflicting = frame.index.duplicated(keep="last")
+        dup_conf_first = frame.index[conflicting].min() if conflicting.any() else None
+        frame = frame[~conflicting]
 
     if len(frame) < MIN_ROWS:
         raise DataError(

@@ -57,9 +57,13 @@ def mape(*, actual: npt.ArrayLike, forecast: npt.ArrayLike, axis: Axis = None) -
 
     Points where ``actual`` is 0 have no percentage error and are left out (as utilsforecast does).
     """
+    return 100.0 * _mean(_ape(actual, forecast), axis)
+
+
+def _ape(actual: npt.ArrayLike, forecast: npt.ArrayLike) -> FloatArray:
+    """Absolute percentage error per point as a fraction; NaN where ``actual`` is 0."""
     a = np.asarray(actual, dtype=np.float64)
-    denominator = np.where(a == 0.0, np.nan, np.abs(a))
-    return 100.0 * _mean(np.abs(np.subtract(forecast, a)) / denominator, axis)
+    return np.asarray(np.abs(np.subtract(forecast, a)) / np.where(a == 0.0, np.nan, np.abs(a)))
 
 
 def smape(*, actual: npt.ArrayLike, forecast: npt.ArrayLike, axis: Axis = None) -> Reduced:
@@ -67,12 +71,16 @@ def smape(*, actual: npt.ArrayLike, forecast: npt.ArrayLike, axis: Axis = None) 
 
     This is the M4-competition definition; a point where both ``a`` and ``f`` are 0 counts as 0 error.
     """
+    return 200.0 * _mean(_sape(actual, forecast), axis)
+
+
+def _sape(actual: npt.ArrayLike, forecast: npt.ArrayLike) -> FloatArray:
+    """``|f - a| / (|a| + |f|)`` per point, 0 where both are 0."""
     a = np.asarray(actual, dtype=np.float64)
     f = np.asarray(forecast, dtype=np.float64)
     total = np.abs(a) + np.abs(f)
     with np.errstate(invalid="ignore", divide="ignore"):
-        ratio = np.where(total == 0.0, 0.0, np.abs(f - a) / total)
-    return 200.0 * _mean(ratio, axis)
+        return np.asarray(np.where(total == 0.0, 0.0, np.abs(f - a) / total))
 
 
 def naive_scale(contexts: npt.ArrayLike, *, lag: int = 1) -> FloatArray:
@@ -110,10 +118,14 @@ def mase(
     scale is 0 (a constant context) has no meaningful scale: its points are left out (NaN) rather than
     made infinite; if every window is like that the result is NaN.
     """
+    return _mean(_scaled_error(actual, forecast, scale), axis)
+
+
+def _scaled_error(actual: npt.ArrayLike, forecast: npt.ArrayLike, scale: npt.ArrayLike) -> FloatArray:
+    """``|f - a| / scale`` per point; NaN in windows whose scale is 0."""
     s = _per_window(scale)
     with np.errstate(invalid="ignore", divide="ignore"):
-        scaled = np.abs(np.subtract(forecast, actual)) / np.where(s == 0.0, np.nan, s)
-    return _mean(scaled, axis)
+        return np.asarray(np.abs(np.subtract(forecast, actual)) / np.where(s == 0.0, np.nan, s))
 
 
 def pinball(*, actual: npt.ArrayLike, quantiles: npt.ArrayLike, levels: Sequence[float]) -> FloatArray:
@@ -136,11 +148,25 @@ def wql(
     absolute actual, a discrete approximation of the scaled CRPS). ``actual`` ``[w, v, h]``,
     ``quantiles`` ``[w, v, Q, h]``. NaN points drop out of both sums; ``sum |actual| == 0`` gives NaN.
     """
+    numerator, denominator = _wql_terms(actual, quantiles, levels)
+    return _wql_ratio(numerator.sum(axis=axis), denominator.sum(axis=axis))
+
+
+def _wql_terms(
+    actual: npt.ArrayLike, quantiles: npt.ArrayLike, levels: Sequence[float]
+) -> tuple[FloatArray, FloatArray]:
+    """Per point ``[w, v, h]``: the pinball loss summed over levels and ``Q |actual|`` (0 where NaN)."""
     a = np.asarray(actual, dtype=np.float64)
-    loss = pinball(actual=a, quantiles=quantiles, levels=levels).sum(axis=-2)  # [w, v, h]
+    # sum_k pinball_k = sum_k (q_k d_k - min(d_k, 0)) with d = a - f: the per-level loss of :func:`pinball`
+    # summed without materialising it (a few passes over [w, v, Q, h] instead of a dozen)
+    d = np.expand_dims(a, -2) - np.asarray(quantiles, dtype=np.float64)  # [w, v, Q, h]
+    weighted = np.einsum("...qh,q->...h", d, np.asarray(levels, dtype=np.float64))
+    loss = weighted - np.minimum(d, 0.0, out=d).sum(axis=-2)  # [w, v, h]
     valid = ~np.isnan(loss) & ~np.isnan(a)
-    numerator = np.where(valid, loss, 0.0).sum(axis=axis)
-    denominator = len(levels) * np.where(valid, np.abs(a), 0.0).sum(axis=axis)
+    return np.where(valid, loss, 0.0), len(levels) * np.where(valid, np.abs(a), 0.0)
+
+
+def _wql_ratio(numerator: Any, denominator: Any) -> Reduced:
     with np.errstate(invalid="ignore", divide="ignore"):
         return 2.0 * numerator / np.where(denominator == 0.0, np.nan, denominator)
 
@@ -149,9 +175,14 @@ def coverage(
     *, actual: npt.ArrayLike, lower: npt.ArrayLike, upper: npt.ArrayLike, axis: Axis = None
 ) -> Reduced:
     """Fraction of points with ``lower <= actual <= upper`` (both ends inclusive); all ``[w, v, h]``."""
+    return _mean(_inside(actual, lower, upper), axis)
+
+
+def _inside(actual: npt.ArrayLike, lower: npt.ArrayLike, upper: npt.ArrayLike) -> FloatArray:
+    """1.0 where ``lower <= actual <= upper``, else 0.0; NaN where ``actual`` is NaN."""
     a = np.asarray(actual, dtype=np.float64)
     inside = ((a >= np.asarray(lower)) & (a <= np.asarray(upper))).astype(np.float64)
-    return _mean(np.where(np.isnan(a), np.nan, inside), axis)
+    return np.asarray(np.where(np.isnan(a), np.nan, inside))
 
 
 def interval_width(*, lower: npt.ArrayLike, upper: npt.ArrayLike, axis: Axis = None) -> Reduced:
@@ -169,10 +200,15 @@ def directional_accuracy(
     = 0`` is its own direction, so a forecast of "no change" is a hit only when the value is exactly
     unchanged, and a move forecast against an unchanged value is a miss.
     """
+    return _mean(_hit(last, actual, forecast), axis)
+
+
+def _hit(last: npt.ArrayLike, actual: npt.ArrayLike, forecast: npt.ArrayLike) -> FloatArray:
+    """1.0 where forecast and actual move the same way from ``last``, else 0.0; NaN where actual is."""
     ref = _per_window(last)
     a = np.asarray(actual, dtype=np.float64)
     hit = (np.sign(np.subtract(forecast, ref)) == np.sign(a - ref)).astype(np.float64)
-    return _mean(np.where(np.isnan(a), np.nan, hit), axis)
+    return np.asarray(np.where(np.isnan(a), np.nan, hit))
 
 
 def skill(mase_model: Any, mase_naive: Any) -> Any:
@@ -246,8 +282,9 @@ def summarize(
     last: npt.ArrayLike,
     scale: npt.ArrayLike,
     targets: Sequence[str],
+    per_step: bool = True,
 ) -> dict[str, dict[str, dict[str, Any]]]:
-    """All metrics per target, pooled over windows and steps and per horizon step.
+    """All metrics per target, pooled over windows and steps and (optionally) per horizon step.
 
     Parameters
     ----------
@@ -262,34 +299,66 @@ def summarize(
         ``[w, v]`` MASE scale (:func:`naive_scale` of the contexts).
     targets
         ``v`` variate names.
+    per_step
+        Also report every metric per horizon step (``"per_step"``).
 
     Returns
     -------
     ``{"metrics": {target: {name: float}}, "per_step": {target: {name: [h floats]}}}`` with the names
-    of :data:`METRIC_NAMES`; an undefined value (NaN) is ``None``, so the dict is strict JSON.
+    of :data:`METRIC_NAMES` (the same values as the single metric functions); an undefined value (NaN)
+    is ``None``, so the dict is strict JSON.
     """
     a = np.asarray(actual, dtype=np.float64)
     if len(targets) != a.shape[1]:
         raise ValueError(f"{len(targets)} target names for {a.shape[1]} variates")
+    f = np.asarray(median, dtype=np.float64)
     lower = quantile_at(quantiles=quantiles, levels=levels, level=0.1)
     upper = quantile_at(quantiles=quantiles, levels=levels, level=0.9)
+    # One pass: every mean-type metric's per-point terms, summed over windows once ([k, v, h]); the
+    # pooled values are the per-step sums summed over steps, so nothing is computed twice.
+    abs_error = np.abs(f - a)
+    terms = np.stack(
+        [
+            abs_error,
+            np.square(f - a),
+            _ape(a, f),
+            _sape(a, f),
+            _scaled_error(a, f, scale),
+            _inside(a, lower, upper),
+            np.subtract(upper, lower, dtype=np.float64),
+            _hit(last, a, f),
+        ]
+    )  # [8, w, v, h]
+    valid = ~np.isnan(terms)
+    np.copyto(terms, 0.0, where=~valid)
+    sums, counts = terms.sum(axis=1), valid.sum(axis=1)  # [8, v, h]
+    numerator, denominator = (x.sum(axis=0) for x in _wql_terms(a, quantiles, levels))  # [v, h]
 
-    def compute(axis: Axis) -> dict[str, Any]:
-        return {
-            "mae": mae(actual=a, forecast=median, axis=axis),
-            "rmse": rmse(actual=a, forecast=median, axis=axis),
-            "mape": mape(actual=a, forecast=median, axis=axis),
-            "smape": smape(actual=a, forecast=median, axis=axis),
-            "mase": mase(actual=a, forecast=median, scale=scale, axis=axis),
-            "wql": wql(actual=a, quantiles=quantiles, levels=levels, axis=axis),
-            "coverage_80": coverage(actual=a, lower=lower, upper=upper, axis=axis),
-            "width_80": interval_width(lower=lower, upper=upper, axis=axis),
-            "directional_accuracy": directional_accuracy(last=last, actual=a, forecast=median, axis=axis),
-        }
+    def finish(total: FloatArray, n: FloatArray, num: FloatArray, den: FloatArray) -> FloatArray:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            means = total / n
+        mae_, mse_, mape_, smape_, mase_, cov_, width_, hit_ = means
+        return np.stack(
+            [
+                mae_,
+                np.sqrt(mse_),
+                100.0 * mape_,
+                200.0 * smape_,
+                mase_,
+                _wql_ratio(num, den),
+                cov_,
+                width_,
+                hit_,
+            ]
+        )  # [metrics, v, ...] in METRIC_NAMES order
 
-    pooled = compute((0, 2))  # each [v]
-    per_step = compute(0)  # each [v, h]
-    return {
-        "metrics": {t: {k: _json_floats(v[i]) for k, v in pooled.items()} for i, t in enumerate(targets)},
-        "per_step": {t: {k: _json_floats(v[i]) for k, v in per_step.items()} for i, t in enumerate(targets)},
+    pooled = _json_floats(finish(sums.sum(-1), counts.sum(-1), numerator.sum(-1), denominator.sum(-1)))
+    out: dict[str, dict[str, dict[str, Any]]] = {
+        "metrics": {t: {k: pooled[m][i] for m, k in enumerate(METRIC_NAMES)} for i, t in enumerate(targets)}
     }
+    if per_step:
+        steps = _json_floats(finish(sums, counts, numerator, denominator))
+        out["per_step"] = {
+            t: {k: steps[m][i] for m, k in enumerate(METRIC_NAMES)} for i, t in enumerate(targets)
+        }
+    return out

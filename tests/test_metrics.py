@@ -312,3 +312,54 @@ def test_summarize_writes_undefined_values_as_none() -> None:
     )
     assert out["metrics"]["close"]["mase"] is None
     assert out["per_step"]["close"]["mase"] == [None, None]
+
+
+def test_summarize_equals_the_single_metric_functions_with_missing_points() -> None:
+    contexts, actual, quantiles, levels = _random_case(seed=3)
+    actual[0, 1, 2] = np.nan  # a missing realised bar
+    actual[2, 0, :] = 0.0  # no percentage error defined here
+    quantiles[3, 2, :, 1] = np.nan  # a missing forecast
+    median, last = quantiles[:, :, 2], contexts[:, :, -1]
+    scale = metrics.naive_scale(contexts)
+    scale[4, 1] = 0.0  # a constant context: no MASE for that window
+    targets = ["open", "high", "close"]
+    out = metrics.summarize(
+        actual=actual,
+        median=median,
+        quantiles=quantiles,
+        levels=levels,
+        last=last,
+        scale=scale,
+        targets=targets,
+    )
+    lower, upper = quantiles[:, :, 0], quantiles[:, :, -1]
+    single = {
+        "mae": lambda ax: metrics.mae(actual=actual, forecast=median, axis=ax),
+        "rmse": lambda ax: metrics.rmse(actual=actual, forecast=median, axis=ax),
+        "mape": lambda ax: metrics.mape(actual=actual, forecast=median, axis=ax),
+        "smape": lambda ax: metrics.smape(actual=actual, forecast=median, axis=ax),
+        "mase": lambda ax: metrics.mase(actual=actual, forecast=median, scale=scale, axis=ax),
+        "wql": lambda ax: metrics.wql(actual=actual, quantiles=quantiles, levels=levels, axis=ax),
+        "coverage_80": lambda ax: metrics.coverage(actual=actual, lower=lower, upper=upper, axis=ax),
+        "width_80": lambda ax: metrics.interval_width(lower=lower, upper=upper, axis=ax),
+        "directional_accuracy": lambda ax: metrics.directional_accuracy(
+            last=last, actual=actual, forecast=median, axis=ax
+        ),
+    }
+    assert tuple(single) == metrics.METRIC_NAMES
+    for name, fn in single.items():
+        pooled, steps = fn((0, 2)), fn(0)
+        for i, target in enumerate(targets):
+            assert out["metrics"][target][name] == pytest.approx(pooled[i], rel=1e-12), (name, target)
+            assert out["per_step"][target][name] == pytest.approx(list(steps[i]), rel=1e-12), (name, target)
+    only_pooled = metrics.summarize(
+        actual=actual,
+        median=median,
+        quantiles=quantiles,
+        levels=levels,
+        last=last,
+        scale=scale,
+        targets=targets,
+        per_step=False,
+    )
+    assert only_pooled == {"metrics": out["metrics"]}

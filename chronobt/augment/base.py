@@ -301,7 +301,7 @@ class Augmentation(ABC):
         out_lv = check_levels(out_levels, what="out_levels")
         if dependence not in ("independent", "comonotonic"):
             raise ConfigError(f"dependence must be 'independent' or 'comonotonic', got {dependence!r}")
-        qs = np.sort(qa, axis=2)
+        qs = qa if (np.diff(qa, axis=2) >= 0).all() else np.sort(qa, axis=2)  # crossing quantiles sorted
         if not self.path_dependent or dependence == "comonotonic":
             prices = self.inverse(interpolate_quantiles(qs, lv, out_lv), st)
             if self.path_dependent:

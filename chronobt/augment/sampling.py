@@ -63,6 +63,9 @@ def level_weights(levels: np.ndarray, targets: np.ndarray) -> np.ndarray:
 def interpolate_quantiles(q: np.ndarray, levels: np.ndarray, targets: np.ndarray) -> np.ndarray:
     """Quantiles [..., Q, h] at ``levels`` -> [..., K, h] at ``targets`` (inverse-CDF interpolation)."""
     weights = level_weights(levels, targets)  # [Q, K]
+    rows = weights.argmax(axis=0)  # [K]
+    if np.count_nonzero(weights) == targets.size and (weights[rows, np.arange(targets.size)] == 1.0).all():
+        return np.take(q, rows, axis=-2)  # every target is one of the levels: exact copies, no arithmetic
     return np.einsum("...qh,qk->...kh", q, weights)
 
 
