@@ -135,18 +135,30 @@ def synthetic_ohlc(
     return base[:, None, None] * np.exp(log_ohlc)
 
 
-def synthetic_generic(rng: np.random.Generator, n_groups: int, length: int) -> list[np.ndarray]:
-    """Clean seasonal/trend groups of 1-4 related variates: ``[variates, length]`` each."""
+def synthetic_generic(
+    rng: np.random.Generator, n_groups: int, length: int, clean: float = 0.0
+) -> list[np.ndarray]:
+    """Seasonal/trend groups of 1-4 related variates: ``[variates, length]`` each.
+
+    A fraction ``clean`` of the groups is noise-free apart from 1% white noise, with weak trends and
+    periods of 4-64 bars (the deterministic patterns a forecaster must continue exactly); the others
+    add a small random walk and up to 30% white noise.
+    """
     out = []
     t = np.arange(length, dtype=np.float64)
     for _ in range(n_groups):
+        is_clean = clean > 0 and rng.uniform() < clean  # no draw at 0: earlier stages stay reproducible
         n_var = int(rng.integers(1, 5))
-        base = rng.normal(0, 1) * rng.uniform(0, 0.01) * t
+        base = rng.normal(0, 1) * rng.uniform(0, 0.002 if is_clean else 0.01) * t
         for _ in range(int(rng.integers(1, 4))):
-            p = rng.uniform(4, 200)
+            p = rng.uniform(4, 64) if is_clean else rng.uniform(4, 200)
             base = base + rng.uniform(0.2, 2.0) * np.sin(2 * np.pi * t / p + rng.uniform(0, 2 * np.pi))
         rows = []
         for _ in range(n_var):
+            if is_clean:
+                noise = rng.normal(0, 0.01, length)
+                rows.append(rng.uniform(0.5, 1.5) * base + rng.normal(0, 2) + noise)
+                continue
             walk = np.cumsum(rng.normal(0, 1, length)) * rng.uniform(0, 0.02)
             noise = walk + rng.normal(0, 1, length) * rng.uniform(0, 0.3)
             rows.append(rng.uniform(0.5, 1.5) * base + rng.normal(0, 2) + noise)
@@ -226,7 +238,7 @@ def build_entries(args: argparse.Namespace, rng: np.random.Generator) -> tuple[l
         count = int((lengths == length).sum())
         synth.extend(synthetic_ohlc(rng, count, int(length), trend=args.trend, mean_revert=args.mean_revert))
     n_generic = round(n_synth * mix.synthetic_generic / mix.synthetic_ohlc)
-    generic = synthetic_generic(rng, n_generic, args.max_length)
+    generic = synthetic_generic(rng, n_generic, args.max_length, clean=args.generic_clean)
 
     real_files = read_real(tuple(Path(d) for d in args.data_dir), pd.Timestamp(args.cutoff, tz="UTC"))
     real: list[np.ndarray] = []
@@ -287,6 +299,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--synthetic-groups", type=int, default=1200)
     p.add_argument("--real-frac", type=float, default=0.35, help="fraction of entries from real data")
     p.add_argument("--generic-frac", type=float, default=0.1, help="fraction of sine/trend entries")
+    p.add_argument(
+        "--generic-clean", type=float, default=0.0, help="fraction of the sine/trend groups without noise"
+    )
     p.add_argument("--trend", type=float, default=0.3, help="max synthetic regime drift / bar volatility")
     p.add_argument("--mean-revert", type=float, default=0.3, help="fraction of mean-reverting groups")
     p.add_argument("--min-length", type=int, default=600)

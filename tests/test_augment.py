@@ -342,3 +342,17 @@ def test_inverse_needs_the_state_of_a_matching_fit() -> None:
         aug.inverse(np.zeros((1, 1, 3)), other)
     with pytest.raises(AugmentationError, match="state is for"):
         aug.inverse(np.zeros((2, 1, 3)), aug.fit(np.ones((1, 1, 5))))
+
+
+def test_interpolating_to_levels_the_forecast_has_copies_them_exactly_in_the_asked_order() -> None:
+    from chronobt.augment.sampling import interpolate_quantiles
+
+    levels = np.array([0.1, 0.25, 0.5, 0.75, 0.9])
+    rng = np.random.default_rng(0)
+    q = np.sort(rng.normal(size=(3, 2, 5, 4)), axis=2)
+    q[0, 0, 4, 0] = np.inf  # an infinite upper quantile must not leak into the other levels (0 * inf)
+    picked = interpolate_quantiles(q, levels, np.array([0.9, 0.1, 0.5]))
+    np.testing.assert_array_equal(picked, q[:, :, [4, 0, 2], :])
+    between = interpolate_quantiles(q, levels, np.array([0.3, 0.5]))  # 0.3: a fifth of 0.25 -> 0.5
+    np.testing.assert_allclose(between[1:, :, 0], 0.8 * q[1:, :, 1] + 0.2 * q[1:, :, 2])
+    np.testing.assert_array_equal(between[:, :, 1], q[:, :, 2])

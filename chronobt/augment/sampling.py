@@ -50,23 +50,18 @@ def _segments(levels: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.n
     return seg, frac
 
 
-def level_weights(levels: np.ndarray, targets: np.ndarray) -> np.ndarray:
-    """Weights [Q, K] such that ``q @ W`` interpolates quantiles ``q [..., Q]`` to ``targets [K]``."""
-    seg, frac = _segments(levels, targets)
-    weights = np.zeros((levels.size, targets.size))
-    cols = np.arange(targets.size)
-    weights[seg, cols] = 1.0 - frac
-    weights[seg + 1, cols] += frac
-    return weights
-
-
 def interpolate_quantiles(q: np.ndarray, levels: np.ndarray, targets: np.ndarray) -> np.ndarray:
-    """Quantiles [..., Q, h] at ``levels`` -> [..., K, h] at ``targets`` (inverse-CDF interpolation)."""
-    weights = level_weights(levels, targets)  # [Q, K]
-    rows = weights.argmax(axis=0)  # [K]
-    if np.count_nonzero(weights) == targets.size and (weights[rows, np.arange(targets.size)] == 1.0).all():
-        return np.take(q, rows, axis=-2)  # every target is one of the levels: exact copies, no arithmetic
-    return np.einsum("...qh,qk->...kh", q, weights)
+    """Quantiles [..., Q, h] at ``levels`` -> [..., K, h] at ``targets`` (inverse-CDF interpolation).
+
+    A target equal to one of ``levels`` is that quantile exactly (also when a neighbouring quantile is
+    infinite: no ``0 * inf``); in between, ``(1 - f) q[i] + f q[i + 1]`` (see :func:`_segments`).
+    """
+    seg, frac = _segments(levels, targets)  # [K] each
+    lo, hi = np.take(q, seg, axis=-2), np.take(q, seg + 1, axis=-2)  # [..., K, h]
+    f = frac[:, None]  # [K, 1] over the horizon
+    with np.errstate(invalid="ignore"):
+        mixed = (1.0 - f) * lo + f * hi
+    return np.where(f == 0.0, lo, np.where(f == 1.0, hi, mixed))
 
 
 def stratified_draws(
