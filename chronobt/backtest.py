@@ -45,22 +45,17 @@ BASELINE_NAMES = ("naive", "seasonal_naive", "drift")
 Progress = Callable[[str, int, int], None]
 
 
-@dataclass(frozen=True)
-class BacktestConfig:
-    """Everything that defines a backtest run (engine options live in :class:`EngineConfig`)."""
+@dataclass(frozen=True, kw_only=True)
+class RunOptions:
+    """Options every forecasting command shares (backtest, sweep, forecast), validated once here.
 
-    symbols: tuple[str, ...]
-    preaug: str = "none"
+    Engine options live in :class:`~chronobt.engine.EngineConfig`.
+    """
+
     horizon: int = 24
     context: int = 2048
-    windows: int = 100
-    stride: int | None = None
-    start: str | None = None
-    end: str | None = None
     targets: tuple[str, ...] = TARGETS
     quantiles: tuple[float, ...] = DEFAULT_QUANTILES
-    fee_bps: float = 10.0
-    allow_short: bool = False
     seed: int = 0
     data_dir: Path = Path("data")
     output_dir: Path = Path("results")
@@ -69,16 +64,10 @@ class BacktestConfig:
     n_paths: int | None = None
 
     def __post_init__(self) -> None:
-        if not self.symbols:
-            raise ConfigError("no symbols given; pass at least one SYMBOL (see `chronobt data list`)")
         if self.horizon < 1:
             raise ConfigError(f"--horizon must be >= 1, got {self.horizon}")
         if self.context < MIN_CONTEXT:
             raise ConfigError(f"--context must be >= {MIN_CONTEXT} bars, got {self.context}")
-        if self.windows < 1:
-            raise ConfigError(f"--windows must be >= 1, got {self.windows}")
-        if self.stride is not None and self.stride < 1:
-            raise ConfigError(f"--stride must be >= 1, got {self.stride}")
         bad = [t for t in self.targets if t not in TARGETS]
         if bad or not self.targets or len(set(self.targets)) != len(self.targets):
             raise ConfigError(
@@ -90,16 +79,53 @@ class BacktestConfig:
             raise ConfigError(f"--quantiles must be ascending distinct levels in (0, 1), got {q}")
         if 0.5 not in q:
             raise ConfigError("--quantiles must include 0.5 (the median)")
-        if self.fee_bps < 0:
-            raise ConfigError(f"--fee-bps must be >= 0, got {self.fee_bps}")
-        if self.preaug != "auto":
-            parse_augmentation(self.preaug)  # a bad spec is a usage error for the whole run
         if self.dependence not in ("independent", "comonotonic"):
             raise ConfigError(f"--dependence must be independent or comonotonic, got {self.dependence!r}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class EvaluationOptions(RunOptions):
+    """:class:`RunOptions` plus what scoring past windows needs (backtest and sweep)."""
+
+    stride: int | None = None
+    fee_bps: float = 10.0
+    allow_short: bool = False
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.stride is not None and self.stride < 1:
+            raise ConfigError(f"--stride must be >= 1, got {self.stride}")
+        if self.fee_bps < 0:
+            raise ConfigError(f"--fee-bps must be >= 0, got {self.fee_bps}")
 
     @property
     def effective_stride(self) -> int:
         return self.stride if self.stride is not None else self.horizon
+
+
+def check_symbols_and_preaug(symbols: Sequence[str], preaug: str) -> None:
+    """The checks backtest and forecast share: at least one symbol, a valid spec (or ``auto``)."""
+    if not symbols:
+        raise ConfigError("no symbols given; pass at least one SYMBOL (see `chronobt data list`)")
+    if preaug != "auto":
+        parse_augmentation(preaug)  # a bad spec is a usage error for the whole run
+
+
+@dataclass(frozen=True, kw_only=True)
+class BacktestConfig(EvaluationOptions):
+    """Everything that defines a backtest run (engine options live in :class:`EngineConfig`)."""
+
+    symbols: tuple[str, ...]
+    preaug: str = "none"
+    windows: int = 100
+    start: str | None = None
+    end: str | None = None
+
+    def __post_init__(self) -> None:
+        check_symbols_and_preaug(self.symbols, self.preaug)
+        super().__post_init__()
+        if self.windows < 1:
+            raise ConfigError(f"--windows must be >= 1, got {self.windows}")
 
 
 @dataclass

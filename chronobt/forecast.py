@@ -29,11 +29,11 @@ import pandas as pd
 
 from chronobt.augment import parse_augmentation
 from chronobt.backtest import (
-    DEFAULT_QUANTILES,
-    BacktestConfig,
     Job,
     Progress,
+    RunOptions,
     SymbolWindows,
+    check_symbols_and_preaug,
     forecast_jobs,
     invert_job,
     library_versions,
@@ -41,7 +41,7 @@ from chronobt.backtest import (
     quantile_column,
     resolve_preaug,
 )
-from chronobt.data import TARGETS, load_ohlc
+from chronobt.data import load_ohlc
 from chronobt.engine import Chronos2Engine, EngineConfig
 from chronobt.errors import ChronobtError, DataError
 from chronobt.results import write_json_atomic, write_parquet_atomic
@@ -53,8 +53,8 @@ logger = logging.getLogger(__name__)
 STAMP_FORMAT = "%Y-%m-%dT%H%M%SZ"
 
 
-@dataclass(frozen=True)
-class ForecastConfig:
+@dataclass(frozen=True, kw_only=True)
+class ForecastConfig(RunOptions):
     """What to forecast (engine options live in :class:`~chronobt.engine.EngineConfig`).
 
     ``preaug`` is an augmentation spec or ``auto`` (the sweep's choice per symbol, ``none`` if there is none).
@@ -62,29 +62,10 @@ class ForecastConfig:
 
     symbols: tuple[str, ...]
     preaug: str = "none"
-    horizon: int = 24
-    context: int = 2048
-    targets: tuple[str, ...] = TARGETS
-    quantiles: tuple[float, ...] = DEFAULT_QUANTILES
-    seed: int = 0
-    data_dir: Path = Path("data")
-    output_dir: Path = Path("results")
-    max_gap: int | None = None
-    dependence: str = "independent"
-    n_paths: int | None = None
 
     def __post_init__(self) -> None:
-        # the shared options mean the same as in a backtest: validate them the same way
-        BacktestConfig(
-            symbols=self.symbols,
-            preaug=self.preaug,
-            horizon=self.horizon,
-            context=self.context,
-            targets=self.targets,
-            quantiles=self.quantiles,
-            seed=self.seed,
-            dependence=self.dependence,
-        )
+        check_symbols_and_preaug(self.symbols, self.preaug)
+        super().__post_init__()
 
 
 @dataclass

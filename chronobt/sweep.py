@@ -27,7 +27,7 @@ import logging
 import math
 import sys
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -37,8 +37,8 @@ import pandas as pd
 from chronobt._version import __version__
 from chronobt.augment import AVAILABLE_AUGMENTATIONS, parse_augmentation
 from chronobt.backtest import (
-    DEFAULT_QUANTILES,
     BacktestConfig,
+    EvaluationOptions,
     Job,
     Progress,
     SymbolWindows,
@@ -50,7 +50,7 @@ from chronobt.backtest import (
     preaug_slug,
     prepare_symbol,
 )
-from chronobt.data import TARGETS, list_symbols
+from chronobt.data import list_symbols
 from chronobt.engine import Chronos2Engine, EngineConfig
 from chronobt.errors import ChronobtError, ConfigError, DataError
 from chronobt.metrics import METRIC_NAMES
@@ -83,8 +83,8 @@ LEADERBOARD_COLUMNS = (
 )
 
 
-@dataclass(frozen=True)
-class SweepConfig:
+@dataclass(frozen=True, kw_only=True)
+class SweepConfig(EvaluationOptions):
     """What a sweep evaluates (engine options live in :class:`~chronobt.engine.EngineConfig`).
 
     ``symbols`` empty means every symbol in ``data_dir``; ``preaugs`` empty means every registered
@@ -98,22 +98,10 @@ class SweepConfig:
     target: str = "close"
     validation_windows: int = 60
     test_windows: int = 40
-    horizon: int = 24
-    context: int = 2048
-    stride: int | None = None
-    targets: tuple[str, ...] = TARGETS
-    quantiles: tuple[float, ...] = DEFAULT_QUANTILES
-    fee_bps: float = 10.0
-    allow_short: bool = False
-    seed: int = 0
-    data_dir: Path = Path("data")
-    output_dir: Path = Path("results")
-    max_gap: int | None = None
-    dependence: str = "independent"
-    n_paths: int | None = None
     force: bool = False
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.metric not in SELECTION_METRICS:
             raise ConfigError(f"--metric {self.metric!r} is not one of {', '.join(SELECTION_METRICS)}")
         if self.validation_windows < 1 or self.test_windows < 1:
@@ -125,27 +113,13 @@ class SweepConfig:
             raise ConfigError(
                 f"selection target {self.target!r} is not among --targets {','.join(self.targets)}; add it"
             )
-        self.backtest_config(self.symbols or ("*",))  # validates the shared backtest options
         candidate_specs(self.preaugs)
 
     def backtest_config(self, symbols: Sequence[str]) -> BacktestConfig:
         """The backtest settings of this sweep for ``symbols`` (windows = validation + test)."""
+        shared = {f.name: getattr(self, f.name) for f in fields(EvaluationOptions)}
         return BacktestConfig(
-            symbols=tuple(symbols),
-            horizon=self.horizon,
-            context=self.context,
-            windows=self.validation_windows + self.test_windows,
-            stride=self.stride,
-            targets=self.targets,
-            quantiles=self.quantiles,
-            fee_bps=self.fee_bps,
-            allow_short=self.allow_short,
-            seed=self.seed,
-            data_dir=self.data_dir,
-            output_dir=self.output_dir,
-            max_gap=self.max_gap,
-            dependence=self.dependence,
-            n_paths=self.n_paths,
+            symbols=tuple(symbols), windows=self.validation_windows + self.test_windows, **shared
         )
 
     @property

@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import shutil
 import time
 from dataclasses import dataclass
@@ -370,6 +371,16 @@ def main(argv: list[str] | None = None) -> None:
                 control.should_training_stop = True
             return control
 
+        def on_log(self, args_, state, control, logs=None, **kwargs):
+            # one non-finite gradient turns every weight into NaN (clipping a NaN norm does not help)
+            grad_norm = float((logs or {}).get("grad_norm", 0.0))
+            if not math.isfinite(grad_norm):
+                diverged.append(state.global_step)
+                control.should_training_stop = True
+            return control
+
+    diverged: list[int] = []
+
     work = args.work_dir / f"seed{args.seed}"
     if work.exists():
         shutil.rmtree(work)
@@ -398,6 +409,11 @@ def main(argv: list[str] | None = None) -> None:
         data_seed=args.seed,
     )
     wall = time.time() - t_train
+    if diverged:
+        raise SystemExit(
+            f"error: training diverged (non-finite gradient) by step {diverged[0]}; nothing saved to "
+            f"{args.out}. Earlier --save-every checkpoints in {work} are finite; lower --lr or change the mix"
+        )
     model_context = args.model_context or spec.context_length
     trained.model.config.chronos_config["context_length"] = model_context
     trained.model.chronos_config.context_length = model_context

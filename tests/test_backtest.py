@@ -55,6 +55,12 @@ def test_backtest_writes_documented_files_and_columns(tmp_path: Path, engine: Ch
         "preaug",
     ]
     assert len(fc) == 6 * 8 * 4
+    # plain strings, UTC timestamps and integer steps (not categoricals): usable without conversion
+    for col in ("symbol", "target", "preaug"):
+        assert pd.api.types.is_string_dtype(fc[col]) and not isinstance(fc[col].dtype, pd.CategoricalDtype)
+    assert set(fc["symbol"]) == {"AAA"} and set(fc["preaug"]) == {"differencing"}
+    assert list(fc["target"].iloc[:4]) == ["open", "high", "low", "close"]
+    assert str(fc["origin"].dt.tz) == "UTC" and pd.api.types.is_integer_dtype(fc["step"])
     # each row's timestamp is `step` bars after its origin (hourly data)
     assert ((fc["timestamp"] - fc["origin"]) == pd.to_timedelta(fc["step"], unit="h")).all()
     assert (fc["median"] == fc["0.5"]).all()

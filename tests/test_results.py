@@ -34,6 +34,17 @@ def test_writers_create_parent_folders_and_write_the_content(tmp_path: Path) -> 
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "d" / "x.parquet"), frame)
 
 
+def test_parquet_writer_takes_arrow_tables_and_keeps_an_index_when_asked(tmp_path: Path) -> None:
+    import pyarrow as pa
+
+    table = pa.table({"x": [1.5, 2.5, 3.5], "name": ["a", "a", "b"], "n": [1, 1, 2]})
+    write_parquet_atomic(tmp_path / "t.parquet", table)
+    assert pd.read_parquet(tmp_path / "t.parquet").to_dict("list") == table.to_pydict()
+    indexed = pd.DataFrame({"v": [1.0, 2.0]}, index=pd.Index(["p", "q"], name="key"))
+    write_parquet_atomic(tmp_path / "i.parquet", indexed, index=True)
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "i.parquet"), indexed)
+
+
 def test_written_files_get_ordinary_permissions_not_0600(tmp_path: Path) -> None:
     path = write_text_atomic(tmp_path / "x.txt", "x")
     umask = os.umask(0)

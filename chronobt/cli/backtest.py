@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from typing import Annotated
 
 import typer
@@ -26,9 +25,8 @@ from chronobt.cli.common import (
     parse_name_list,
     raise_for_failures,
 )
-from chronobt.cli.progress import stage_progress
+from chronobt.cli.progress import run_locked
 from chronobt.data import TARGETS
-from chronobt.locking import output_lock
 
 PreaugOpt = Annotated[
     str,
@@ -136,10 +134,7 @@ def register(app: typer.Typer) -> None:
             engine_config = eo.engine_config_from_options(
                 model=model, device=device, dtype=dtype, compile=compile, batch_size=batch_size
             )
-            with output_lock(output_dir, wait=wait), stage_progress(ui) as progress:
-                report = run_backtest(
-                    config, engine_config, progress=progress, command=["chronobt", *sys.argv[1:]]
-                )
+            report = run_locked(ui, run_backtest, config, engine_config, output_dir=output_dir, wait=wait)
             render(ui, report)
             raise_for_failures(report.failures, succeeded=len(report.results))
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from typing import Annotated
 
 import typer
@@ -36,10 +35,9 @@ from chronobt.cli.common import (
     parse_name_list,
     raise_for_failures,
 )
-from chronobt.cli.progress import stage_progress
+from chronobt.cli.progress import run_locked
 from chronobt.data import TARGETS
 from chronobt.forecast import ForecastConfig, ForecastReport, run_forecast
-from chronobt.locking import output_lock
 
 ALL_TARGETS = ",".join(TARGETS)
 ALL_QUANTILES = ",".join(str(q) for q in DEFAULT_QUANTILES)
@@ -97,10 +95,7 @@ def register(app: typer.Typer) -> None:
             engine_config = eo.engine_config_from_options(
                 model=model, device=device, dtype=dtype, compile=compile, batch_size=batch_size
             )
-            with output_lock(output_dir, wait=wait), stage_progress(ui) as progress:
-                report = run_forecast(
-                    config, engine_config, progress=progress, command=["chronobt", *sys.argv[1:]]
-                )
+            report = run_locked(ui, run_forecast, config, engine_config, output_dir=output_dir, wait=wait)
             render(ui, report)
             raise_for_failures(report.failures, succeeded=len(report.results))
 

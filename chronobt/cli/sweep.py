@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import sys
 from typing import Annotated, Any
 
 import typer
@@ -36,9 +35,8 @@ from chronobt.cli.common import (
     parse_name_list,
     raise_for_failures,
 )
-from chronobt.cli.progress import stage_progress
+from chronobt.cli.progress import run_locked
 from chronobt.data import TARGETS
-from chronobt.locking import output_lock
 from chronobt.sweep import SELECTION_METRICS, SweepConfig, SweepReport, run_sweep
 
 ALL_TARGETS = ",".join(TARGETS)
@@ -137,10 +135,7 @@ def register(app: typer.Typer) -> None:
             engine_config = eo.engine_config_from_options(
                 model=model, device=device, dtype=dtype, compile=compile, batch_size=batch_size
             )
-            with output_lock(output_dir, wait=wait), stage_progress(ui) as progress:
-                report = run_sweep(
-                    config, engine_config, progress=progress, command=["chronobt", *sys.argv[1:]]
-                )
+            report = run_locked(ui, run_sweep, config, engine_config, output_dir=output_dir, wait=wait)
             render(ui, report)
             raise_for_failures(report.failures, succeeded=len(report.best))
 
