@@ -1,0 +1,272 @@
+"""The loaded series (:class:`OHLC`), its repair report and the rows of ``chronobt data list``."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from chronobt.data.frequency import DAY, Calendar, as_utc, fmt_time, freq_step
+from chronobt.errors import DataError
+
+TARGETS: tuple[str, ...] = ("open", "high", "low", "close")
+
+
+MAX_ABS_PRICE = 1e15  # larger magnitudes are corrupt values (1e308, overflowed ints), not prices
+
+
+MIN_ROWS = 2  # fewer bars cannot define a frequency
+
+
+@dataclass(frozen=True)
+class DataReport:
+    """What loading found and repaired. Counts are rows; ``*_first`` is the first offending timestamp."""
+
+    source: str
+    rows_read: int
+    rows: int
+    newest_first: bool = False
+    unsorted_rows: int = 0
+    duplicate_exact: int = 0
+    duplicate_exact_first: pd.Timestamp | None = None
+    duplicate_conflicting: int = 0
+    duplicate_conflicting_first: pd.Timestamp | None = None
+    ohlc_inconsistent: int = 0
+    ohlc_inconsistent_first: pd.Timestamp | None = None
+    non_positive: int = 0
+    non_positive_first: pd.Timestamp | None = None
+    volume_missing: int = 0
+    gaps: int = 0
+    missing_bars: int = 0
+    filled_bars: int = 0
+    longest_gap: int = 0
+    longest_gap_after: pd.Timestamp | None = None
+    freq: str = ""
+    calendar: str = ""
+    columns: dict[str, str] = field(default_factory=dict)  # target -> source column name
+
+    def warnings(self) -> list[str]:
+        """One line per repair or finding worth a user's attention (empty when the file is clean)."""
+        out: list[str] = []
+        if self.newest_first:
+            out.append("rows were newest-first; reversed to ascending time order")
+        elif self.unsorted_rows:
+            out.append(f"{self.unsorted_rows} rows were out of time order; sorted ascending")
+        if self.duplicate_exact:
+            out.append(
+                f"{self.duplicate_exact} exact duplicate rows dropped "
+                f"(first at {fmt_time(self.duplicate_exact_first)})"
+            )
+        if self.duplicate_conflicting:
+            out.append(
+                f"{self.duplicate_conflicting} rows repeat a timestamp with different values; kept the "
+                f"last in file order (first at {fmt_time(self.duplicate_conflicting_first)})"
+            )
+        if self.ohlc_inconsistent:
+            out.append(
+                f"{self.ohlc_inconsistent} rows have inconsistent OHLC (high below max(open, close) or "
+                f"low above min(open, close); first at {fmt_time(self.ohlc_inconsistent_first)}); kept as is"
+            )
+        if self.non_positive:
+            out.append(
+                f"{self.non_positive} rows have zero or negative prices (first at "
+                f"{fmt_time(self.non_positive_first)}); augmentations that need positive prices will "
+                "refuse it"
+            )
+        if self.volume_missing:
+            out.append(f"{self.volume_missing} missing volume values set to 0")
+        if self.filled_bars:
+            out.append(
+                f"{self.filled_bars} missing {self.freq} bars forward-filled ({self.gaps} gap(s), longest "
+                f"{self.longest_gap} bars after {fmt_time(self.longest_gap_after)}); --max-gap N refuses "
+                "longer"
+            )
+        elif self.missing_bars:
+            out.append(
+                f"{self.missing_bars} {self.freq} bars missing ({self.gaps} gap(s), "
+                f"longest {self.longest_gap} bars after {fmt_time(self.longest_gap_after)}); "
+                "they are forward-filled when loaded"
+            )
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (timestamps as ISO strings) including ``warnings``."""
+        out = {k: (v.isoformat() if isinstance(v, pd.Timestamp) else v) for k, v in asdict(self).items()}
+        out["warnings"] = self.warnings()
+        return out
+
+
+@dataclass(frozen=True, eq=False)
+class OHLC:
+    """One validated OHLC series.
+
+    Attributes
+    ----------
+    symbol : str
+        Upper-case symbol (the file stem for a path).
+    path : Path
+        The parquet file it was read from.
+    frame : pd.DataFrame
+        DatetimeIndex (tz UTC, named ``timestamp``, ascending, unique); float64 columns open, high, low,
+        close and volume when the file has one.
+    freq : str
+        Pandas offset alias of one bar: ``"h"``, ``"D"``, ``"B"``, ``"min"``, ``"15min"``, ...
+    calendar : {"continuous", "exchange"}
+        24/7 with gaps filled, or a trading calendar whose bars are consecutive.
+    report : DataReport
+        Repairs and findings.
+    sha256 : str
+        Hex SHA-256 of the file.
+    """
+
+    symbol: str
+    path: Path
+    frame: pd.DataFrame
+    freq: str
+    calendar: Calendar
+    report: DataReport
+    sha256: str
+
+    def __len__(self) -> int:
+        return len(self.frame)
+
+    @property
+    def index(self) -> pd.DatetimeIndex:
+        """The bar timestamps, ``[time]``."""
+        return pd.DatetimeIndex(self.frame.index)
+
+    def values(self, targets: Sequence[str] = TARGETS) -> np.ndarray:
+        """Prices as a float64 array ``[time, variates]`` in ``targets`` order (a fresh copy)."""
+        missing = [t for t in targets if t not in self.frame.columns]
+        if missing:
+            raise DataError(
+                f"{self.path}: no column {', '.join(map(repr, missing))} "
+                f"(has {', '.join(self.frame.columns)}); choose targets from those"
+            )
+        return self.frame.loc[:, list(targets)].to_numpy(dtype=np.float64, copy=True)
+
+    @cached_property
+    def _step(self) -> pd.Timedelta | None:
+        return freq_step(self.freq)
+
+    @cached_property
+    def _bars_per_day(self) -> int:
+        """Bars per trading day (median over calendar dates) for intraday exchange series."""
+        counts = pd.Series(1, index=self.index.normalize()).groupby(level=0).size()
+        return max(1, round(float(counts.median())))
+
+    @property
+    def season_length(self) -> int:
+        """Bars in one natural season: 24 hourly 24/7, 7 daily 24/7, 5 business days, 52 weekly, ..."""
+        if self.freq == "B":
+            return 5
+        step = self._step
+        if step is None:
+            return {"M": 12, "Q": 4}.get(self.freq[:1], 1)
+        if step < DAY:
+            if self.calendar == "exchange":
+                return self._bars_per_day
+            per_day = int(DAY / step)
+            return per_day if per_day <= 96 else max(1, int(pd.Timedelta(hours=1) / step))
+        if step == DAY:
+            return 7
+        if step == 7 * DAY:
+            return 52
+        return 1
+
+    @property
+    def bars_per_year(self) -> float:
+        """Bars per year for annualising: 8760 hourly 24/7, 365 daily 24/7, 252 business days, ..."""
+        if self.freq == "B":
+            return 252.0
+        step = self._step
+        if step is None:
+            return {"M": 12.0, "Q": 4.0, "Y": 1.0}.get(self.freq[:1], 1.0)
+        if self.calendar == "exchange" and step < DAY:
+            return len(self._session_slots) * 365.0 / 7.0  # trading bars per week, 52.14 weeks
+        return float(pd.Timedelta(days=365) / step)
+
+    def future_timestamps(self, after: pd.Timestamp | str, n: int) -> pd.DatetimeIndex:
+        """The ``n`` bar timestamps after ``after``, following the series' own frequency and calendar.
+
+        Hourly 24/7 continues hourly; daily stocks continue on business days; intraday exchange series
+        (FX) skip the weekly hours that never trade in the file.
+        """
+        start = as_utc(pd.Timestamp(after))
+        if n <= 0:
+            return pd.DatetimeIndex([], tz="UTC", name="timestamp")
+        step = self._step
+        if self.calendar == "exchange" and step is not None and step < DAY:
+            return self._future_in_session(start, n, step)
+        rng = pd.date_range(start=start, periods=n + 2, freq=self.freq)
+        return pd.DatetimeIndex(rng[rng > start][:n], name="timestamp")
+
+    @cached_property
+    def _session_slots(self) -> np.ndarray:
+        """Positions within the week (ns since Thursday 1970-01-01 00:00) at which the series trades.
+
+        A slot counts when it holds at least a fifth of the busiest slot's bars, so a stray weekend bar
+        does not open the weekend.
+        """
+        slots, counts = np.unique(self.index.asi8 % (7 * DAY.value), return_counts=True)
+        return slots[counts >= 0.2 * counts.max()]
+
+    def _future_in_session(self, start: pd.Timestamp, n: int, step: pd.Timedelta) -> pd.DatetimeIndex:
+        week_ns = 7 * DAY.value
+        allowed = self._session_slots
+        chunk = max(2 * n, int(7 * DAY / step) + 1)
+        found: list[np.ndarray] = []
+        total = 0
+        cursor = start.value
+        while total < n:
+            cand = cursor + step.value * np.arange(1, chunk + 1, dtype=np.int64)
+            keep = cand[np.isin(cand % week_ns, allowed)]
+            found.append(keep)
+            total += len(keep)
+            cursor = int(cand[-1])
+        ns = np.concatenate(found)[:n]
+        return pd.DatetimeIndex(pd.to_datetime(ns, unit="ns", utc=True), name="timestamp")
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-ready description: symbol, path, rows, span, freq, calendar, checksum and the report."""
+        return {
+            "symbol": self.symbol,
+            "path": str(self.path),
+            "rows": len(self),
+            "first": self.index[0].isoformat(),
+            "last": self.index[-1].isoformat(),
+            "freq": self.freq,
+            "calendar": self.calendar,
+            "season_length": self.season_length,
+            "bars_per_year": self.bars_per_year,
+            "columns": list(self.frame.columns),
+            "sha256": self.sha256,
+            "report": self.report.to_dict(),
+        }
+
+
+@dataclass(frozen=True)
+class SymbolInfo:
+    """One row of ``chronobt data list``; ``error`` is set (and the rest empty) for an unreadable file."""
+
+    symbol: str
+    path: Path
+    rows: int = 0
+    first: pd.Timestamp | None = None
+    last: pd.Timestamp | None = None
+    freq: str = ""
+    calendar: str = ""
+    warnings: int = 0
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["path"] = str(self.path)
+        out["first"] = self.first.isoformat() if self.first is not None else None
+        out["last"] = self.last.isoformat() if self.last is not None else None
+        return out

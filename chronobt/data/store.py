@@ -1,0 +1,193 @@
+"""The public entry points: load, check, list, import and save OHLC files."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pandas as pd
+
+from chronobt.data.files import (
+    CSV_SUFFIXES,
+    PARQUET_SUFFIXES,
+    available_symbols,
+    check_parquet_path,
+    check_symbol,
+    find_symbol,
+    parquet_files,
+    read_csv,
+    read_parquet,
+)
+from chronobt.data.frequency import fmt_time
+from chronobt.data.ohlc import OHLC, SymbolInfo
+from chronobt.data.validate import validate_frame
+from chronobt.errors import ConfigError, DataError
+from chronobt.results import sha256_file, write_parquet_atomic
+
+logger = logging.getLogger(__name__)
+
+
+def load_ohlc(
+    symbol_or_path: str | Path, data_dir: str | Path = Path("data"), *, max_gap: int | None = None
+) -> OHLC:
+    """Load, validate and repair one OHLC series; each repair is logged as a one-line warning.
+
+    Parameters
+    ----------
+    symbol_or_path
+        ``"ETHUSD"`` (case-insensitive, resolves to ``<data_dir>/ETHUSD.parquet``) or a path to a
+        parquet file.
+    data_dir
+        Folder of ``<SYMBOL>.parquet`` files.
+    max_gap
+        Longest run of missing bars a 24/7 series may have filled; a longer gap is a DataError.
+        ``None`` fills any gap.
+
+    Raises
+    ------
+    DataError
+        The file is missing, unreadable or invalid (the message says which rows and how to fix it).
+    """
+    ohlc = check_ohlc(symbol_or_path, data_dir, max_gap=max_gap)
+    for line in ohlc.report.warnings():
+        logger.warning("%s: %s", ohlc.path, line)
+    return ohlc
+
+
+def check_ohlc(
+    symbol_or_path: str | Path, data_dir: str | Path = Path("data"), *, max_gap: int | None = None
+) -> OHLC:
+    """Like :func:`load_ohlc` but without logging: the findings are in ``result.report``."""
+    if max_gap is not None and max_gap < 0:
+        raise ConfigError(f"--max-gap {max_gap}: expected 0 or a positive number of bars")
+    path, symbol = resolve_path(symbol_or_path, data_dir)
+    raw = read_parquet(path)
+    frame, report = validate_frame(raw, source=str(path), max_gap=max_gap, fill=True)
+    return OHLC(
+        symbol=symbol,
+        path=path,
+        frame=frame,
+        freq=report.freq,
+        calendar=report.calendar,  # type: ignore[arg-type]
+        report=report,
+        sha256=sha256_file(path),
+    )
+
+
+def require_bars(ohlc: OHLC, n: int, *, purpose: str) -> None:
+    """Raise a DataError unless ``ohlc`` has at least ``n`` bars (``purpose`` says what needs them)."""
+    if len(ohlc) < n:
+        raise DataError(
+            f"{ohlc.path}: has {len(ohlc)} bars ({fmt_time(ohlc.index[0])} .. {fmt_time(ohlc.index[-1])}), "
+            f"but {purpose} needs at least {n}; use a shorter context/horizon, fewer windows, or more data"
+        )
+
+
+def resolve_path(symbol_or_path: str | Path, data_dir: str | Path = Path("data")) -> tuple[Path, str]:
+    """Resolve a symbol (case-insensitive, in ``data_dir``) or a path to ``(parquet path, SYMBOL)``."""
+    text = str(symbol_or_path)
+    data_dir = Path(data_dir)
+    as_path = Path(text)
+    looks_like_path = (
+        isinstance(symbol_or_path, Path)
+        or "/" in text
+        or "\\" in text
+        or as_path.suffix.lower() in (*PARQUET_SUFFIXES, *CSV_SUFFIXES, ".json", ".xlsx", ".gz", ".feather")
+    )
+    if not looks_like_path:
+        found = find_symbol(text, data_dir)
+        if found is not None:
+            return found, found.stem.upper()
+        if not as_path.exists():
+            raise DataError(
+                f"no data for symbol {text!r} in {data_dir}/ ({available_symbols(data_dir)}); "
+                f"import one with `chronobt data import FILE.csv --symbol {text.upper()}` or check --data-dir"
+            )
+    return check_parquet_path(as_path), as_path.stem.upper()
+
+
+def list_symbols(data_dir: str | Path = Path("data")) -> list[SymbolInfo]:
+    """Every ``*.parquet`` in ``data_dir``: symbol, rows, first/last timestamp, frequency (no logging).
+
+    A file that fails validation is listed with ``error`` set instead of stopping the listing.
+    """
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        raise DataError(
+            f"data dir {data_dir} does not exist; pass --data-dir or set CHRONOBT_DATA_DIR "
+            "(or import a CSV with `chronobt data import`)"
+        )
+    infos: list[SymbolInfo] = []
+    for path in parquet_files(data_dir):
+        try:
+            ohlc = check_ohlc(path)
+        except DataError as exc:
+            infos.append(SymbolInfo(symbol=path.stem.upper(), path=path, error=str(exc)))
+            continue
+        infos.append(
+            SymbolInfo(
+                symbol=ohlc.symbol,
+                path=path,
+                rows=len(ohlc),
+                first=ohlc.index[0],
+                last=ohlc.index[-1],
+                freq=ohlc.freq,
+                calendar=ohlc.calendar,
+                warnings=len(ohlc.report.warnings()),
+            )
+        )
+    return infos
+
+
+def import_csv(
+    csv_path: str | Path,
+    *,
+    symbol: str,
+    data_dir: str | Path = Path("data"),
+    max_gap: int | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Convert an exchange CSV export to ``<data_dir>/<SYMBOL>.parquet`` (atomically) and return its path.
+
+    Handles banner lines before the header, newest-first rows, unix seconds/milliseconds or date
+    strings, capitalised or prefixed column names and several volume columns (the base-asset one is
+    kept). The written file holds the sorted, de-duplicated bars (gaps are filled at load time, loudly).
+    Nothing is written when validation fails.
+    """
+    symbol = check_symbol(symbol)
+    path = Path(csv_path)
+    raw = read_csv(path)
+    return save_ohlc(
+        raw, symbol=symbol, data_dir=data_dir, source=str(path), max_gap=max_gap, overwrite=overwrite
+    )
+
+
+def save_ohlc(
+    raw: pd.DataFrame,
+    *,
+    symbol: str,
+    data_dir: str | Path = Path("data"),
+    source: str = "<frame>",
+    max_gap: int | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Validate a raw OHLC frame (any column spelling) and write ``<data_dir>/<SYMBOL>.parquet`` atomically.
+
+    Repairs are logged as warnings with counts; the file gets a ``timestamp`` column (UTC) and float64
+    open, high, low, close[, volume].
+    """
+    symbol = check_symbol(symbol)
+    data_dir = Path(data_dir)
+    existing = find_symbol(symbol, data_dir) if data_dir.is_dir() else None
+    if existing is not None and not overwrite:
+        raise DataError(f"{existing} already exists; pass --force to replace it")
+    frame, report = validate_frame(raw, source=source, max_gap=max_gap, fill=False, symbol=symbol)
+    for line in report.warnings():
+        logger.warning("%s: %s", source, line)
+    target = existing if existing is not None else data_dir / f"{symbol}.parquet"
+    out = frame.reset_index()
+    write_parquet_atomic(target, out)
+    logger.info(
+        "wrote %s (%d rows, %s .. %s)", target, len(out), fmt_time(frame.index[0]), fmt_time(frame.index[-1])
+    )
+    return target

@@ -1,0 +1,164 @@
+"""Validation and loud repairs: order, duplicates, prices, calendar, gap filling."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from chronobt.data.columns import map_prices, parse_timestamps, pick_volume, time_values
+from chronobt.data.frequency import first_flagged, fmt_time, infer_calendar
+from chronobt.data.ohlc import MAX_ABS_PRICE, MIN_ROWS, TARGETS, DataReport
+from chronobt.errors import DataError
+
+
+def validate_frame(
+    raw: pd.DataFrame, *, source: str, max_gap: int | None, fill: bool, symbol: str | None = None
+) -> tuple[pd.DataFrame, DataReport]:
+    """Map columns, parse timestamps, check prices, repair order/duplicates, infer calendar, fill gaps."""
+    if len(raw) == 0:
+        raise DataError(f"{source}: has no rows; export some bars")
+    columns = map_prices(list(raw.columns), strict=True, source=source)
+    times, time_col = time_values(raw, source)
+    index = parse_timestamps(times, source, time_col)
+    data: dict[str, np.ndarray] = {}
+    for target in TARGETS:
+        data[target] = _check_prices(raw[columns[target]], index, source, str(columns[target]))
+    volume_missing = 0
+    vol_col = pick_volume([c for c in raw.columns if c not in columns.values()], symbol)
+    if vol_col is not None:
+        columns["volume"] = vol_col
+        vol = pd.to_numeric(raw[vol_col], errors="coerce").to_numpy(dtype=np.float64)
+        bad = ~np.isfinite(vol)
+        volume_missing = int(bad.sum())
+        data["volume"] = np.where(bad, 0.0, vol)
+    frame = pd.DataFrame(data, index=pd.DatetimeIndex(index, name="timestamp"))
+    rows_read = len(frame)
+
+    # Order
+    ns = pd.DatetimeIndex(frame.index).asi8
+    descents = int((np.diff(ns) < 0).sum())
+    newest_first = bool(len(ns) > 1 and descents > 0 and np.all(np.diff(ns) <= 0))
+    if descents:
+        frame = frame.iloc[np.argsort(ns, kind="stable")]
+
+    # Duplicates: exact copies collapse; conflicting rows keep the last in file order.
+    exact = conflicting = np.zeros(len(frame), dtype=bool)
+    dup_exact_first = dup_conf_first = None
+    if len(frame) > 1 and (np.diff(pd.DatetimeIndex(frame.index).asi8) == 0).any():  # sorted: repeats adjoin
+        exact = frame.reset_index().duplicated(keep="last").to_numpy()
+        dup_exact_first = frame.index[exact].min() if exact.any() else None
+        frame = frame[~exact]
+        conflicting = frame.index.duplicated(keep="last")
+        dup_conf_first = frame.index[conflicting].min() if conflicting.any() else None
+        frame = frame[~conflicting]
+
+    if len(frame) < MIN_ROWS:
+        raise DataError(
+            f"{source}: only {len(frame)} distinct timestamp(s) ({fmt_time(frame.index[0])}); at least "
+            f"{MIN_ROWS} bars are needed to infer the bar frequency (far more for a backtest)"
+        )
+
+    o, h, lo, c = (frame[t].to_numpy() for t in TARGETS)
+    inconsistent = np.asarray((h < np.maximum(o, c)) | (lo > np.minimum(o, c)) | (h < lo))
+    non_positive = np.asarray((np.stack([o, h, lo, c]) <= 0).any(axis=0))
+
+    freq, calendar, step = infer_calendar(pd.DatetimeIndex(frame.index))
+    gaps = missing = longest = 0
+    longest_after = None
+    if calendar == "continuous" and step is not None:
+        frame, gaps, missing, longest, longest_after = _fill_gaps(frame, step, freq, source, max_gap, fill)
+
+    report = DataReport(
+        source=source,
+        rows_read=rows_read,
+        rows=len(frame),
+        newest_first=newest_first,
+        unsorted_rows=descents,
+        duplicate_exact=int(exact.sum()),
+        duplicate_exact_first=dup_exact_first,
+        duplicate_conflicting=int(conflicting.sum()),
+        duplicate_conflicting_first=dup_conf_first,
+        ohlc_inconsistent=int(inconsistent.sum()),
+        ohlc_inconsistent_first=first_flagged(frame.index, inconsistent),
+        non_positive=int(non_positive.sum()),
+        non_positive_first=first_flagged(frame.index, non_positive),
+        volume_missing=volume_missing,
+        gaps=gaps,
+        missing_bars=missing,
+        filled_bars=missing if fill else 0,
+        longest_gap=longest,
+        longest_gap_after=longest_after,
+        freq=freq,
+        calendar=calendar,
+        columns={k: str(v) for k, v in columns.items()},
+    )
+    return frame, report
+
+
+def _check_prices(col: pd.Series, index: pd.DatetimeIndex, source: str, name: str) -> np.ndarray:
+    """Float64 prices ``[time]``; non-numeric, missing/non-finite or absurd values are a DataError."""
+    where = f"{source}: column {name!r}"
+    numeric = pd.to_numeric(col, errors="coerce") if not pd.api.types.is_numeric_dtype(col.dtype) else col
+    if pd.api.types.is_bool_dtype(numeric.dtype):
+        raise DataError(f"{where} holds booleans, not prices; point it at the price column")
+    values = numeric.to_numpy(dtype=np.float64, na_value=np.nan)
+    non_numeric = np.zeros(len(values), dtype=bool)
+    if not pd.api.types.is_numeric_dtype(col.dtype):
+        text = col.astype(str).str.strip()
+        non_numeric = np.isnan(values) & col.notna().to_numpy() & text.ne("").to_numpy()
+        non_numeric &= ~text.str.lower().isin(["nan", "none", "null", "na", "<na>"]).to_numpy()
+    problems = [
+        (non_numeric, "non-numeric", "make them plain numbers"),
+        (~np.isfinite(values), "missing or non-finite (NaN/inf)", "drop or fill those rows"),
+        (np.abs(np.nan_to_num(values)) > MAX_ABS_PRICE, f"absurd (|value| > {MAX_ABS_PRICE:g})", "fix them"),
+    ]
+    for mask, what, fix in problems:
+        if mask.any():
+            i = int(mask.argmax())
+            count = int(mask.sum())
+            scope = f"all {count}" if count == len(values) else f"{count} of {len(values)}"
+            value = col.iloc[i]
+            shown = repr(value.item() if isinstance(value, np.generic) else value)
+            raise DataError(
+                f"{where} has {scope} rows with {what} values (first at {fmt_time(index[i])}, data row {i}: "
+                f"{shown}); {fix}"
+            )
+    return values
+
+
+def _fill_gaps(
+    frame: pd.DataFrame, step: pd.Timedelta, freq: str, source: str, max_gap: int | None, fill: bool
+) -> tuple[pd.DataFrame, int, int, int, pd.Timestamp | None]:
+    """Put a 24/7 series on its regular grid: missing bars become flat bars at the previous close."""
+    ns = pd.DatetimeIndex(frame.index).asi8
+    off_grid = (ns - ns[0]) % step.value != 0
+    if off_grid.any():
+        i = int(off_grid.argmax())
+        raise DataError(
+            f"{source}: {int(off_grid.sum())} timestamps are off the regular {freq} grid starting at "
+            f"{fmt_time(frame.index[0])} (first at {fmt_time(frame.index[i])}); resample the file to "
+            "regular bars"
+        )
+    missing = np.diff(ns) // step.value - 1
+    gap_at = np.flatnonzero(missing > 0)
+    if len(gap_at) == 0:
+        return frame, 0, 0, 0, None
+    longest_i = int(gap_at[missing[gap_at].argmax()])
+    longest = int(missing[longest_i])
+    after = frame.index[longest_i]
+    total = int(missing.sum())
+    if max_gap is not None and longest > max_gap:
+        raise DataError(
+            f"{source}: a gap of {longest} missing {freq} bars after {fmt_time(after)} exceeds --max-gap "
+            f"{max_gap} ({len(gap_at)} gaps, {total} missing bars in all); raise --max-gap or cut the file"
+        )
+    if not fill:
+        return frame, len(gap_at), total, longest, after
+    grid = pd.date_range(frame.index[0], frame.index[-1], freq=step, name="timestamp")
+    out = frame.reindex(grid)
+    out["close"] = out["close"].ffill()
+    for col in ("open", "high", "low"):
+        out[col] = out[col].fillna(out["close"])
+    if "volume" in out:
+        out["volume"] = out["volume"].fillna(0.0)
+    return out, len(gap_at), total, longest, after
