@@ -55,8 +55,8 @@ def test_bundled_model_loads_offline_as_chronos2_pipeline(pipeline) -> None:
 
 
 @pytest.mark.xfail(
-    reason="chronos2-mini (85 CPU-minutes of training) forecasts sines about as well as the last value; "
-    "see MODEL_CARD.md, known weakness",
+    reason="chronos2-mini forecasts a sine as a flat line (about as good as the last value); seasonal "
+    "retraining on a CPU did not fix it, see MODEL_CARD.md 'Known weakness'",
     strict=False,
 )
 def test_bundled_model_beats_naive_on_clean_sine_with_trend(pipeline) -> None:
