@@ -318,29 +318,22 @@ class Evaluation:
     trades: pd.DataFrame | None
 
 
-def evaluate_job(
-    sw: SymbolWindows,
-    price_q: np.ndarray,
-    levels: Sequence[float],
-    *,
-    horizon: int,
-    stride: int,
-    fee_bps: float,
-    allow_short: bool,
-) -> Evaluation:
-    """Score ``price_q`` [windows, variates, Q, horizon] against realised bars and the baselines."""
+@dataclass(frozen=True)
+class Reference:
+    """What a forecast is scored against that depends on the windows alone, not on the model.
+
+    The MASE scale per window ``[w, v]`` and the baselines' pooled metrics. A sweep scores every
+    augmentation of a symbol on the same windows, so it computes this once per split.
+    """
+
+    scale: np.ndarray
+    baselines: dict[str, dict[str, dict[str, float]]]
+
+
+def score_baselines(sw: SymbolWindows, levels: Sequence[float], *, horizon: int) -> Reference:
+    """MASE scale and the naive, seasonal-naive and drift baselines' metrics on ``sw``'s windows."""
     levels = list(levels)
-    median = price_q[:, :, levels.index(0.5), :]
     scale = metrics.naive_scale(sw.contexts)
-    summary = metrics.summarize(
-        actual=sw.futures,
-        median=median,
-        quantiles=price_q,
-        levels=levels,
-        last=sw.last,
-        scale=scale,
-        targets=sw.targets,
-    )
     season = sw.ohlc.season_length
     base_results: dict[str, dict[str, dict[str, float]]] = {}
     for name in BASELINE_NAMES:
@@ -355,6 +348,38 @@ def evaluate_job(
             targets=sw.targets,
             per_step=False,
         )["metrics"]
+    return Reference(scale=scale, baselines=base_results)
+
+
+def evaluate_job(
+    sw: SymbolWindows,
+    price_q: np.ndarray,
+    levels: Sequence[float],
+    *,
+    horizon: int,
+    stride: int,
+    fee_bps: float,
+    allow_short: bool,
+    reference: Reference | None = None,
+) -> Evaluation:
+    """Score ``price_q`` [windows, variates, Q, horizon] against realised bars and the baselines.
+
+    ``reference`` is :func:`score_baselines` of ``sw`` (computed here when not given).
+    """
+    levels = list(levels)
+    if reference is None:
+        reference = score_baselines(sw, levels, horizon=horizon)
+    median = price_q[:, :, levels.index(0.5), :]
+    summary = metrics.summarize(
+        actual=sw.futures,
+        median=median,
+        quantiles=price_q,
+        levels=levels,
+        last=sw.last,
+        scale=reference.scale,
+        targets=sw.targets,
+    )
+    base_results = reference.baselines
     skill = {
         t: metrics.skill(summary["metrics"][t]["mase"], base_results["naive"][t]["mase"]) for t in sw.targets
     }

@@ -41,6 +41,7 @@ from chronobt.backtest import (
     EvaluationOptions,
     Job,
     Progress,
+    Reference,
     SymbolWindows,
     evaluate_job,
     forecast_jobs,
@@ -49,6 +50,7 @@ from chronobt.backtest import (
     make_job,
     preaug_slug,
     prepare_symbol,
+    score_baselines,
 )
 from chronobt.data import list_symbols
 from chronobt.engine import Chronos2Engine, EngineConfig
@@ -212,6 +214,7 @@ class SymbolSweep:
     cells: dict[str, dict[str, Any]] = field(default_factory=dict)
     cached: set[str] = field(default_factory=set)
     failed: dict[str, str] = field(default_factory=dict)
+    references: dict[str, Reference] = field(default_factory=dict)  # split -> baselines, scored once
 
     @property
     def symbol(self) -> str:
@@ -455,14 +458,17 @@ def _score_cell(
     splits: dict[str, Any] = {}
     for name, index in plan.split.items():
         sub = plan.windows.subset(index)
+        if name not in plan.references:  # the same windows for every augmentation: score baselines once
+            plan.references[name] = score_baselines(sub, config.quantiles, horizon=config.horizon)
         ev = evaluate_job(
             sub,
             price_q[index],
             config.quantiles,
             horizon=config.horizon,
-            stride=config.stride if config.stride is not None else config.horizon,
+            stride=config.effective_stride,
             fee_bps=config.fee_bps,
             allow_short=config.allow_short,
+            reference=plan.references[name],
         )
         times = sub.origin_times
         splits[name] = {

@@ -330,3 +330,36 @@ def test_sweep_quiet_prints_nothing_on_success(tmp_path: Path, data_dir: Path, t
     result = _cli(CliRunner(), tiny_model_dir, data_dir, tmp_path / "out", "--quiet")
     assert result.exit_code == 0
     assert result.stdout == "" and own_output(result.stderr) == ""
+
+
+def test_baselines_are_scored_once_per_symbol_and_split_and_match_a_backtest_of_those_windows(
+    tmp_path: Path, data_dir: Path, engine: Chronos2Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import chronobt.sweep as sweep_module
+    from chronobt.backtest import prepare_symbol, score_baselines
+
+    calls: list[int] = []
+
+    def counting(sw: Any, levels: Any, *, horizon: int) -> Any:
+        calls.append(len(sw.origins))
+        return score_baselines(sw, levels, horizon=horizon)
+
+    monkeypatch.setattr(sweep_module, "score_baselines", counting)
+    config = _config(data_dir, tmp_path / "out")
+    report = run_sweep(config, engine=engine)
+    n_specs = len(expand_preaugs(PREAUGS))
+    assert n_specs > 1 and report.cells_computed == 2 * n_specs
+    assert sorted(calls) == [3, 3, 4, 4]  # 2 symbols x (validation, test), not per augmentation
+    # every augmentation's cell carries the same baselines, equal to scoring that split's windows directly
+    sw = prepare_symbol("AAA", config.backtest_config(["AAA"]))
+    test_windows = sw.subset(np.arange(len(sw.origins))[-config.test_windows :])
+    direct = score_baselines(test_windows, config.quantiles, horizon=config.horizon).baselines
+    cells = [json.loads(p.read_text()) for p in (tmp_path / "out" / "sweep" / "cells").rglob("*.json")]
+    aaa = [c for c in cells if c["symbol"] == "AAA"]
+    assert len(aaa) == n_specs
+    for cell in aaa:
+        stored = cell["splits"]["test"]["baselines"]
+        assert set(stored) == set(direct)
+        for name, by_target in direct.items():
+            for target, values in by_target.items():
+                assert stored[name][target] == pytest.approx(values), (name, target)
