@@ -31,6 +31,7 @@ import os
 import re
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -59,6 +60,8 @@ DEFAULT_BATCH_SIZE = {"cuda": 256, "mps": 64, "cpu": 16}
 #: 512, 200 windows on 2 cores: 120 ms at 64-128 series per forward, 196 ms at 256).
 CPU_ACTIVATION_BUDGET = 16 * 131 * 256  # 128 context patches + register + 2 output patches
 CPU_BATCH_RANGE = (4, 256)
+#: Models at least this wide run their CPU batches in turn (their matrix products use every core).
+CPU_PARALLEL_MAX_D_MODEL = 256
 #: Legacy switches read when ``EngineConfig.compile`` is ``None``, first one set wins.
 LEGACY_COMPILE_ENV = ("TORCH_COMPILED", "CHRONOS_COMPILE")
 _ENV_BOOL = {"1": True, "true": True, "0": False, "false": False}
@@ -323,6 +326,15 @@ class Chronos2Engine:
                 self._compile.shape[0] // n_variates
             )  # keep the compiled shape (after OOM halving)
         has_inf = np.isinf(contexts).any(axis=(1, 2))  # [tasks]
+        workers = self._cpu_workers(math.ceil(n_tasks / tasks_per_batch))
+        if workers > 1:
+            try:
+                self._predict_batches_in_parallel(
+                    contexts, out, workers, tasks_per_batch, length, n_patches, horizon, progress
+                )
+                return out
+            except torch.OutOfMemoryError:  # batch by batch below, where the batch is halved and retried
+                logger.info("out of memory with %d parallel CPU batches; forecasting batch by batch", workers)
         start = 0
         with torch.inference_mode():
             while start < n_tasks:
@@ -346,6 +358,64 @@ class Chronos2Engine:
                 if progress is not None:
                     progress(start, n_tasks)
         return out
+
+    def _cpu_workers(self, n_batches: int) -> int:
+        """Batches forecast at once on a CPU, one thread each (1: batches in turn, all threads each).
+
+        A small model's forward is a chain of small operations that two intra-op threads share badly;
+        whole batches on separate threads keep every core busy (chronos2-mini, 200 windows at context
+        512: 14% faster; the tiny test model 30%). A large model's matrix products already use every
+        core, so it stays sequential (d_model >= CPU_PARALLEL_MAX_D_MODEL).
+        """
+        import torch
+
+        if (
+            self.device.type != "cpu"
+            or self._compile_active()
+            or n_batches < 2
+            or int(self.model.config.d_model) >= CPU_PARALLEL_MAX_D_MODEL
+        ):
+            return 1
+        return min(torch.get_num_threads(), n_batches)
+
+    def _predict_batches_in_parallel(
+        self,
+        contexts: np.ndarray,
+        out: np.ndarray,
+        workers: int,
+        tasks_per_batch: int,
+        length: int,
+        n_patches: int,
+        horizon: int,
+        progress: Progress | None,
+    ) -> None:
+        """Eager CPU forecasts of every batch, ``workers`` batches at a time on one thread each."""
+        import torch
+
+        n_tasks, n_variates = contexts.shape[:2]
+
+        def forecast(start: int) -> tuple[int, int]:
+            torch.set_num_threads(1)  # this worker's batch runs on its own core
+            stop = min(start + tasks_per_batch, n_tasks)
+            batch = _batch_array(contexts, start, stop, tasks_per_batch, length)
+            with torch.inference_mode():
+                preds = self._run_batch(batch, n_variates, tasks_per_batch, n_patches, horizon)
+            q = len(self.quantile_levels)
+            out[start:stop] = preds.reshape(tasks_per_batch, n_variates, q, horizon)[: stop - start]
+            return start, stop
+
+        threads = torch.get_num_threads()
+        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="chronobt-cpu")
+        try:
+            futures = [pool.submit(forecast, s) for s in range(0, n_tasks, tasks_per_batch)]
+            for future in futures:  # in batch order, so progress reads as in a sequential run
+                _, stop = future.result()
+                if progress is not None:
+                    progress(stop, n_tasks)
+        finally:  # on an error or Ctrl-C the queued batches are dropped, only running ones finish
+            pool.shutdown(wait=True, cancel_futures=True)
+            torch.set_num_threads(threads)
+        self._tasks_per_batch = tasks_per_batch
 
     def _cpu_series_per_forward(self, length: int, n_output_patches: int) -> int:
         """Default series per forward on a CPU for contexts of ``length`` (see CPU_ACTIVATION_BUDGET)."""

@@ -441,3 +441,66 @@ def test_cli_engine_options_build_an_engine_config_with_env_defaults() -> None:
     ]
     result = runner.invoke(app, ["--compile", "maybe"])
     assert isinstance(result.exception, ConfigError) and "auto, on, off" in str(result.exception)
+
+
+def test_small_models_forecast_cpu_batches_on_parallel_threads_with_the_sequential_result(
+    tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    rng = np.random.default_rng(3)
+    contexts = 50 + rng.normal(size=(9, 4, 96)).cumsum(axis=-1)
+    contexts[2, :, :30] = np.nan  # a shorter window
+    threads_before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        engine = engine_for(tiny_model_dir, batch_size=8)  # 2 tasks per forward: 5 batches
+        ran_on: list[str] = []
+        run_batch = engine._run_batch
+
+        def recording(*args: object, **kwargs: object) -> np.ndarray:
+            ran_on.append(threading.current_thread().name)
+            return run_batch(*args, **kwargs)
+
+        monkeypatch.setattr(engine, "_run_batch", recording)
+        seen: list[tuple[int, int]] = []
+        parallel = engine.predict(contexts, 12, progress=lambda done, total: seen.append((done, total)))
+        assert len(ran_on) == 5 and all(name.startswith("chronobt-cpu") for name in ran_on)
+        assert [d for d, _ in seen] == sorted(d for d, _ in seen) and seen[-1] == (9, 9)
+        assert torch.get_num_threads() == 2  # restored after the workers' one thread each
+
+        monkeypatch.setattr(engine_mod, "CPU_PARALLEL_MAX_D_MODEL", 0)  # every model in turn
+        ran_on.clear()
+        sequential = engine.predict(contexts, 12)
+        assert ran_on == [threading.main_thread().name] * 5
+        np.testing.assert_allclose(parallel, sequential, rtol=0, atol=1e-5)
+        assert np.isfinite(parallel).all()
+    finally:
+        torch.set_num_threads(threads_before)
+
+
+def test_an_error_in_a_parallel_cpu_batch_stops_the_run_and_restores_the_threads(
+    tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rng = np.random.default_rng(4)
+    contexts = 50 + rng.normal(size=(40, 4, 64)).cumsum(axis=-1)
+    threads_before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        engine = engine_for(tiny_model_dir, batch_size=4)  # one task per forward: 40 batches
+        calls: list[int] = []
+        run_batch = engine._run_batch
+
+        def failing(*args: object, **kwargs: object) -> np.ndarray:
+            calls.append(1)
+            if len(calls) == 3:
+                raise RuntimeError("boom in batch 3")
+            return run_batch(*args, **kwargs)
+
+        monkeypatch.setattr(engine, "_run_batch", failing)
+        with pytest.raises(RuntimeError, match="boom in batch 3"):
+            engine.predict(contexts, 8)
+        assert len(calls) < 40  # the queued batches were dropped, not all run
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(threads_before)
