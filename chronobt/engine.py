@@ -86,7 +86,7 @@ class EngineConfig:
     compile_backend : torch.compile backend; default env ``CHRONOS_COMPILE_BACKEND`` or ``inductor``.
     compile_mode : torch.compile mode; default env ``CHRONOS_COMPILE_MODE`` or torch's default.
     batch_size : series per forward pass; default 256 on CUDA, 64 on MPS, and on a CPU sized per run
-        by ``CPU_ACTIVATION_BUDGET`` (16 for the 7M model at context 2048).
+        by ``CPU_ACTIVATION_BUDGET`` and capped at the model's d_ff (16 for the 7M model at context 2048).
     """
 
     model: str = "auto"
@@ -339,14 +339,13 @@ class Chronos2Engine:
         with torch.inference_mode():
             while start < n_tasks:
                 stop = min(start + tasks_per_batch, n_tasks)
-                batch = _batch_array(contexts, start, stop, tasks_per_batch, length)  # [tpb*V, C]
                 try:
-                    preds = self._run_batch(batch, n_variates, tasks_per_batch, n_patches, horizon)
+                    preds = self._forecast_tasks(
+                        contexts, start, stop, tasks_per_batch, length, n_patches, horizon
+                    )
                 except torch.OutOfMemoryError as exc:
                     tasks_per_batch = self._after_oom(exc, tasks_per_batch)
                     continue
-                preds = preds.reshape(tasks_per_batch, n_variates, len(self.quantile_levels), horizon)
-                preds = preds[: stop - start]
                 if self._compile_active() and self._nonfinite_from_finite(preds, has_inf[start:stop]):
                     self._fall_back("compiled forward returned non-finite values from finite inputs")
                     continue  # same batch again, eager
@@ -359,13 +358,30 @@ class Chronos2Engine:
                     progress(start, n_tasks)
         return out
 
+    def _forecast_tasks(
+        self,
+        contexts: np.ndarray,
+        start: int,
+        stop: int,
+        tasks_per_batch: int,
+        length: int,
+        n_patches: int,
+        horizon: int,
+    ) -> np.ndarray:
+        """Tasks ``start:stop`` as one fixed-shape batch -> float32 ``[stop - start, V, Q, horizon]``."""
+        n_variates = contexts.shape[1]
+        batch = _batch_array(contexts, start, stop, tasks_per_batch, length)  # [tpb*V, C]
+        preds = self._run_batch(batch, n_variates, tasks_per_batch, n_patches, horizon)
+        shape = (tasks_per_batch, n_variates, len(self.quantile_levels), horizon)
+        return preds.reshape(shape)[: stop - start]
+
     def _cpu_workers(self, n_batches: int) -> int:
         """Batches forecast at once on a CPU, one thread each (1: batches in turn, all threads each).
 
         A small model's forward is a chain of small operations that two intra-op threads share badly;
-        whole batches on separate threads keep every core busy (chronos2-mini, 200 windows at context
-        512: 14% faster; the tiny test model 30%). A large model's matrix products already use every
-        core, so it stays sequential (d_model >= CPU_PARALLEL_MAX_D_MODEL).
+        whole batches on separate threads keep every core busy (200 windows on 2 cores: chronos2-mini
+        12-14% faster, the tiny test model 28-30%; benchmarks/cpu_parallel_batches.py). A large model's
+        matrix products already use every core, so it stays sequential (d_model >= CPU_PARALLEL_MAX_D_MODEL).
         """
         import torch
 
@@ -392,16 +408,15 @@ class Chronos2Engine:
         """Eager CPU forecasts of every batch, ``workers`` batches at a time on one thread each."""
         import torch
 
-        n_tasks, n_variates = contexts.shape[:2]
+        n_tasks = contexts.shape[0]
 
         def forecast(start: int) -> tuple[int, int]:
             torch.set_num_threads(1)  # this worker's batch runs on its own core
             stop = min(start + tasks_per_batch, n_tasks)
-            batch = _batch_array(contexts, start, stop, tasks_per_batch, length)
             with torch.inference_mode():
-                preds = self._run_batch(batch, n_variates, tasks_per_batch, n_patches, horizon)
-            q = len(self.quantile_levels)
-            out[start:stop] = preds.reshape(tasks_per_batch, n_variates, q, horizon)[: stop - start]
+                out[start:stop] = self._forecast_tasks(
+                    contexts, start, stop, tasks_per_batch, length, n_patches, horizon
+                )
             return start, stop
 
         threads = torch.get_num_threads()

@@ -323,7 +323,7 @@ def test_summarize_equals_the_single_metric_functions_with_missing_points() -> N
     scale = metrics.naive_scale(contexts)
     scale[4, 1] = 0.0  # a constant context: no MASE for that window
     targets = ["open", "high", "close"]
-    out = metrics.summarize(
+    inputs = dict(
         actual=actual,
         median=median,
         quantiles=quantiles,
@@ -332,6 +332,7 @@ def test_summarize_equals_the_single_metric_functions_with_missing_points() -> N
         scale=scale,
         targets=targets,
     )
+    out = metrics.summarize(**inputs)
     lower, upper = quantiles[:, :, 0], quantiles[:, :, -1]
     single = {
         "mae": lambda ax: metrics.mae(actual=actual, forecast=median, axis=ax),
@@ -352,14 +353,4 @@ def test_summarize_equals_the_single_metric_functions_with_missing_points() -> N
         for i, target in enumerate(targets):
             assert out["metrics"][target][name] == pytest.approx(pooled[i], rel=1e-12), (name, target)
             assert out["per_step"][target][name] == pytest.approx(list(steps[i]), rel=1e-12), (name, target)
-    only_pooled = metrics.summarize(
-        actual=actual,
-        median=median,
-        quantiles=quantiles,
-        levels=levels,
-        last=last,
-        scale=scale,
-        targets=targets,
-        per_step=False,
-    )
-    assert only_pooled == {"metrics": out["metrics"]}
+    assert metrics.summarize(**inputs, per_step=False) == {"metrics": out["metrics"]}
