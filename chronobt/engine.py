@@ -246,6 +246,8 @@ class Chronos2Engine:
     def __init__(self, config: EngineConfig = EngineConfig(), *, pipeline: Any = None) -> None:
         import torch
 
+        from chronobt.lastblock import supports_output_only
+
         self.config = config
         self.device = resolve_device(config.device)
         self.dtype = resolve_dtype(config.dtype, self.device)
@@ -281,6 +283,9 @@ class Chronos2Engine:
         self._oom_retries = 0
         self._tasks_per_batch: int | None = None
         self._long_horizon = False
+        #: forward views whose last block computes only the output tokens, by number of output patches
+        self._output_only = supports_output_only(self.model)
+        self._views: dict[int, Any] = {}
 
     # ------------------------------------------------------------------ public API
 
@@ -316,6 +321,10 @@ class Chronos2Engine:
         length = self._context_length(contexts)
         n_patches = math.ceil(horizon / self.output_patch_size)
         self._long_horizon = n_patches > self.max_output_patches
+        if self._output_only and not self._long_horizon and n_patches not in self._views:
+            from chronobt.lastblock import output_only_view
+
+            self._views[n_patches] = output_only_view(self.model, n_patches)
         if self.config.batch_size is None and self.device.type == "cpu":
             self.batch_size = self._cpu_series_per_forward(length, n_patches)
         tasks_per_batch = max(1, self.batch_size // n_variates)
@@ -449,6 +458,7 @@ class Chronos2Engine:
             "long_horizon_unrolling": self._long_horizon,
             "compile": self._compile.record(),
             "oom_retries": self._oom_retries,
+            "output_only_last_block": self._output_only,
         }
 
     # ------------------------------------------------------------------ internals
@@ -471,9 +481,9 @@ class Chronos2Engine:
     def _model_forward(
         self, context: torch.Tensor, group_ids: torch.Tensor, num_output_patches: int
     ) -> torch.Tensor:
-        return self.model(
-            context=context, group_ids=group_ids, num_output_patches=num_output_patches
-        ).quantile_preds
+        model = self._views.get(num_output_patches, self.model)
+        output = model(context=context, group_ids=group_ids, num_output_patches=num_output_patches)
+        return output.quantile_preds
 
     def _run_batch(
         self, batch: np.ndarray, n_variates: int, tasks_per_batch: int, n_patches: int, horizon: int

@@ -35,3 +35,14 @@ def write_symbol(data_dir: Path, symbol: str, n: int = 400, *, freq: str = "h", 
     path = data_dir / f"{symbol}.parquet"
     ohlc_frame(n, freq=freq, seed=seed).to_parquet(path, index=False)
     return path
+
+
+def random_walk_contexts(
+    lengths: list[int], *, n_time: int, n_variates: int = 4, seed: int = 0
+) -> np.ndarray:
+    """[tasks, variates, n_time] price-like walks, task i observed only in its last lengths[i] steps."""
+    rng = np.random.default_rng(seed)
+    walks = 100.0 + np.cumsum(rng.normal(size=(len(lengths), n_variates, n_time)), axis=2)
+    for i, length in enumerate(lengths):
+        walks[i, :, : n_time - length] = np.nan
+    return walks

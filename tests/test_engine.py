@@ -24,20 +24,10 @@ from chronobt.cli.engine_options import (
 )
 from chronobt.engine import Chronos2Engine, EngineConfig, resolve_compile
 from chronobt.errors import ConfigError, ModelError
+from tests.synthetic import random_walk_contexts
 
 HORIZON = 24
 CPU = torch.device("cpu")
-
-
-def random_walk_contexts(
-    lengths: list[int], *, n_time: int, n_variates: int = 4, seed: int = 0
-) -> np.ndarray:
-    """[tasks, variates, n_time] price-like walks, task i observed only in its last lengths[i] steps."""
-    rng = np.random.default_rng(seed)
-    walks = 100.0 + np.cumsum(rng.normal(size=(len(lengths), n_variates, n_time)), axis=2)
-    for i, length in enumerate(lengths):
-        walks[i, :, : n_time - length] = np.nan
-    return walks
 
 
 def engine_for(model_dir: Path, **overrides: object) -> Chronos2Engine:
