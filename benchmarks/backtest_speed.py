@@ -10,13 +10,15 @@ and in both, time spent outside the model (prepare, augment, invert, metrics, wr
 Usage::
 
     python benchmarks/backtest_speed.py [--windows 200] [--regime tiny|small|both] [--loop-windows N]
-                                        [--repeats 3]
+                                        [--repeats 3] [--malloc keep|default]
 
 The loop is timed on ``--loop-windows`` windows (default: all) and scaled to the full count when fewer, so
 the compute-bound case stays within a few minutes. Both sides are timed ``--repeats`` times, interleaved, and
 the medians are compared (the shared 2-core VMs drift by 20-30% between runs); ``both`` runs each regime
-in a fresh process, as two CLI runs would be. Data: hourly ETHUSDT from ../shared/data/ohlc (a real
-24/7 series long enough for 200 windows at context 2048), copied to a temp data dir as a parquet file.
+in a fresh process, as two CLI runs would be. ``--malloc keep`` (default) sets glibc's allocator as the
+CLI does (``CHRONOBT_MALLOC``, see ``chronobt.allocator``); the loop and the backtest share the process.
+Data: hourly ETHUSDT from ../shared/data/ohlc (a real 24/7 series long enough for 200 windows at context
+2048), copied to a temp data dir as a parquet file.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from chronobt.allocator import keep_freed_memory
 from chronobt.backtest import BacktestConfig, prepare_symbol, run_backtest
 from chronobt.checkpoints import ArchSpec, save_random_checkpoint
 from chronobt.engine import Chronos2Engine, EngineConfig
@@ -145,7 +148,14 @@ def main() -> None:
     parser.add_argument("--loop-windows", type=int, default=None)
     parser.add_argument("--repeats", type=int, default=3, help="interleaved timings of each side")
     parser.add_argument("--json", type=Path, default=None, help="also write the rows to this JSON file")
+    parser.add_argument(
+        "--malloc",
+        choices=["keep", "default"],
+        default="keep",
+        help="glibc allocator setting as CHRONOBT_MALLOC gives the CLI (both sides share the process)",
+    )
     args = parser.parse_args()
+    tuned = keep_freed_memory({"CHRONOBT_MALLOC": args.malloc})
     src = SHARED / "ETHUSDT_1h__binance-spot_stitched.parquet"
     if not src.exists():
         raise SystemExit(f"{src} not found: this benchmark reads ../shared/data")
@@ -154,7 +164,7 @@ def main() -> None:
         for regime in ("tiny", "small"):
             with tempfile.NamedTemporaryFile(suffix=".json") as out:
                 argv = [sys.executable, __file__, "--regime", regime, "--windows", str(args.windows)]
-                argv += ["--repeats", str(args.repeats), "--json", out.name]
+                argv += ["--repeats", str(args.repeats), "--json", out.name, "--malloc", args.malloc]
                 if args.loop_windows:
                     argv += ["--loop-windows", str(args.loop_windows)]
                 subprocess.run(argv, check=True, stdout=subprocess.DEVNULL)
@@ -173,7 +183,8 @@ def main() -> None:
     print(
         f"# {time.strftime('%Y-%m-%d')} · {platform.processor() or platform.machine()} · "
         f"{torch.get_num_threads()} torch threads · torch {torch.__version__} · medians of "
-        f"{args.repeats} interleaved runs"
+        f"{args.repeats} interleaved runs · allocator: "
+        + ("kept freed memory (CLI default)" if tuned else "glibc defaults")
     )
     header = (
         "regime",

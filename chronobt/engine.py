@@ -10,6 +10,8 @@ Inference runs the model directly at fixed shapes rather than through ``predict_
 * ``group_ids`` put each task's variates in one group, so tasks never see each other (no cross-learning);
 * ``num_output_patches = ceil(horizon / patch)``. Above the model's ``max_output_patches`` the engine uses
   chronos' own autoregressive unrolling (``Chronos2Pipeline._predict_batch``), eager and uncompiled.
+* the forward runs through :func:`chronobt.lastblock.output_only_view`: the last encoder block computes
+  only the forecast tokens (the model reads nothing else from it); same numbers as the full forward;
 * with compile on, later calls reuse the compiled shape (tasks per batch, and C when theirs is shorter),
   so an engine reused across symbols compiles once per horizon.
 

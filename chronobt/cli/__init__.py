@@ -5,7 +5,9 @@ from __future__ import annotations
 import typer
 
 from chronobt._version import __version__
+from chronobt.allocator import keep_freed_memory
 from chronobt.cli import backtest, data, forecast, sweep
+from chronobt.errors import ConfigError
 
 app = typer.Typer(
     name="chronobt",
@@ -30,6 +32,11 @@ def _root(
     ),
 ) -> None:
     """Backtest Amazon's Chronos-2 on OHLC price data."""
+    try:
+        keep_freed_memory()  # the command line owns its process: keep freed memory for the next forward
+    except ConfigError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(exc.exit_code) from None
 
 
 app.add_typer(data.app, name="data")
