@@ -1,14 +1,14 @@
 """Keep freed memory in the process (glibc): CPU forward passes stop page-faulting their activations.
 
-glibc returns large freed blocks to the kernel (``munmap``, or trimming the heap top), so the next
-forward pass's activations of the same size fault in fresh zeroed pages: a 7M-parameter Chronos-2 at
-context 2048 took ~210,000 minor page faults per 40 windows (about 0.8 GB of fresh pages), ~18 ms of
-kernel CPU time per window, against ~900 faults and 0.3 ms with the memory kept (``benchmarks/allocator.py``,
-``benchmarks/RESULTS.md``, 2026-11-29). PyTorch's CPU tuning guide
-suggests jemalloc or tcmalloc for the same reason; :func:`keep_freed_memory` gets most of it from glibc
-itself with two ``mallopt`` calls: blocks up to 32 MiB come from the heap (``M_MMAP_THRESHOLD``) and the
-heap is trimmed only above 1 GiB of free space at its top (``M_TRIM_THRESHOLD``). The cost: the process
-keeps its peak memory until it exits, which suits a command-line run.
+glibc returns large freed blocks to the kernel (``munmap``, or trimming the heap top), so the next forward
+pass's activations of the same size fault in fresh zeroed pages: a 7M-parameter Chronos-2 at context 2048
+took ~210,000 minor page faults per 40 windows (about 0.8 GB of fresh pages), ~18 ms of kernel CPU time
+per window, against ~900 faults and 0.3 ms with the memory kept (``benchmarks/allocator.py``,
+``benchmarks/RESULTS.md``, 2026-11-29). PyTorch's CPU tuning guide suggests jemalloc or tcmalloc for the
+same reason; :func:`keep_freed_memory` gets most of it from glibc itself with two ``mallopt`` calls:
+blocks up to 32 MiB come from the heap (``M_MMAP_THRESHOLD``) and the heap is trimmed only above 1 GiB of
+free space at its top (``M_TRIM_THRESHOLD``). The cost: the process keeps its peak memory until it exits,
+which suits a command-line run.
 
 Only the command line calls this (a library should not change its host process's allocator). It does
 nothing on other C libraries, when ``CHRONOBT_MALLOC=default`` (``keep``, the default, tunes), when the
