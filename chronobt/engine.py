@@ -421,21 +421,21 @@ class Chronos2Engine:
 
         n_tasks = contexts.shape[0]
 
-        def forecast(start: int) -> tuple[int, int]:
+        def forecast(start: int) -> int:
             torch.set_num_threads(1)  # this worker's batch runs on its own core
             stop = min(start + tasks_per_batch, n_tasks)
             with torch.inference_mode():
                 out[start:stop] = self._forecast_tasks(
                     contexts, start, stop, tasks_per_batch, length, n_patches, horizon
                 )
-            return start, stop
+            return stop
 
         threads = torch.get_num_threads()
         pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="chronobt-cpu")
         try:
             futures = [pool.submit(forecast, s) for s in range(0, n_tasks, tasks_per_batch)]
             for future in futures:  # in batch order, so progress reads as in a sequential run
-                _, stop = future.result()
+                stop = future.result()
                 if progress is not None:
                     progress(stop, n_tasks)
         finally:  # on an error or Ctrl-C the queued batches are dropped, only running ones finish
@@ -451,7 +451,7 @@ class Chronos2Engine:
         return int(min(high, int(self.model.config.d_ff), max(low, series)))
 
     def record(self) -> dict[str, Any]:
-        """What ran: device, dtype, batch size, compile outcome, OOM retries."""
+        """What ran: device, dtype, batch size, compile outcome, OOM retries, output-only last block."""
         return {
             "device": str(self.device),
             "dtype": str(self.dtype).removeprefix("torch."),

@@ -134,7 +134,7 @@ def register(app: typer.Typer) -> None:
             engine_config = eo.engine_config_from_options(
                 model=model, device=device, dtype=dtype, compile=compile, batch_size=batch_size
             )
-            report = run_locked(ui, run_backtest, config, engine_config, output_dir=output_dir, wait=wait)
+            report = run_locked(ui, run_backtest, config, engine_config, wait=wait)
             render(ui, report)
             raise_for_failures(report.failures, succeeded=len(report.results))
 

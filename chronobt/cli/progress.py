@@ -5,11 +5,11 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
+from chronobt.backtest import RunOptions
 from chronobt.cli.common import Ui
 from chronobt.engine import EngineConfig
 from chronobt.locking import output_lock
@@ -55,15 +55,14 @@ def stage_progress(ui: Ui) -> Iterator[Callable[[str, int, int], None]]:
 def run_locked(
     ui: Ui,
     run: Callable[..., R],
-    config: Any,
+    config: RunOptions,
     engine_config: EngineConfig,
     *,
-    output_dir: Path,
     wait: float,
 ) -> R:
-    """``run(config, engine_config, ...)`` under the output folder's lock, with progress on stderr.
+    """``run(config, engine_config, ...)`` under ``config.output_dir``'s lock, with progress on stderr.
 
     The command line is passed on for the manifest. Shared by backtest, sweep and forecast.
     """
-    with output_lock(output_dir, wait=wait), stage_progress(ui) as progress:
+    with output_lock(config.output_dir, wait=wait), stage_progress(ui) as progress:
         return run(config, engine_config, progress=progress, command=["chronobt", *sys.argv[1:]])
