@@ -5,9 +5,8 @@ from __future__ import annotations
 import json
 import os
 import socket
-import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -28,7 +27,9 @@ def _describe_holder(output_dir: Path) -> str:
 
 
 @contextmanager
-def output_lock(output_dir: Path, *, wait: float = 0.0) -> Iterator[None]:
+def output_lock(
+    output_dir: Path, *, wait: float = 0.0, command: Sequence[str] | None = None
+) -> Iterator[None]:
     """Hold the lock of ``output_dir`` for the duration of the block.
 
     Parameters
@@ -37,6 +38,8 @@ def output_lock(output_dir: Path, *, wait: float = 0.0) -> Iterator[None]:
         The results folder (created if missing). The lock file lives inside it.
     wait
         Seconds to wait for another run to finish; 0 fails at once.
+    command
+        The holder's command line, shown to a run that finds the lock taken.
 
     Raises
     ------
@@ -61,7 +64,7 @@ def output_lock(output_dir: Path, *, wait: float = 0.0) -> Iterator[None]:
                     "pid": os.getpid(),
                     "host": socket.gethostname(),
                     "since": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                    "command": " ".join(["chronobt", *sys.argv[1:]]),
+                    "command": " ".join(command) if command is not None else "python api",
                 }
             )
         )

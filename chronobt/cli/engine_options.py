@@ -59,6 +59,24 @@ CompileOpt = Annotated[
         show_default=False,
     ),
 ]
+CompileBackendOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--compile-backend",
+        envvar=["CHRONOBT_COMPILE_BACKEND", "CHRONOS_COMPILE_BACKEND"],
+        help="torch.compile backend (default inductor).",
+        show_default=False,
+    ),
+]
+CompileModeOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--compile-mode",
+        envvar=["CHRONOBT_COMPILE_MODE", "CHRONOS_COMPILE_MODE"],
+        help="torch.compile mode: default, reduce-overhead, max-autotune, max-autotune-no-cudagraphs.",
+        show_default=False,
+    ),
+]
 BatchSizeOpt = Annotated[
     int | None,
     typer.Option(
@@ -77,6 +95,8 @@ def engine_config_from_options(
     device: str = "auto",
     dtype: str = "auto",
     compile: str | None = None,
+    compile_backend: str | None = None,
+    compile_mode: str | None = None,
     batch_size: int | None = None,
 ) -> EngineConfig:
     """An :class:`EngineConfig` from the parsed options (raises ``ConfigError`` on bad values)."""
@@ -85,5 +105,7 @@ def engine_config_from_options(
         device=device.strip().lower(),
         dtype=dtype.strip().lower(),
         compile=compile.strip().lower() if compile is not None else None,
+        compile_backend=compile_backend,
+        compile_mode=compile_mode,
         batch_size=batch_size,
     )

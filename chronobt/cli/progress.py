@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TypeVar
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
-from chronobt.backtest import RunOptions
-from chronobt.cli.common import Ui
+from chronobt.cli.common import Ui, command_line
+from chronobt.config import RunOptions
 from chronobt.engine import EngineConfig
 from chronobt.locking import output_lock
 
@@ -21,6 +20,7 @@ STAGE_LABELS = {
     "forecast": "forecasting",
     "evaluate": "inverting + scoring",
     "cached": "cached cells",
+    "write": "writing",
 }
 
 
@@ -64,5 +64,6 @@ def run_locked(
 
     The command line is passed on for the manifest. Shared by backtest, sweep and forecast.
     """
-    with output_lock(config.output_dir, wait=wait), stage_progress(ui) as progress:
-        return run(config, engine_config, progress=progress, command=["chronobt", *sys.argv[1:]])
+    line = command_line()
+    with output_lock(config.output_dir, wait=wait, command=line), stage_progress(ui) as progress:
+        return run(config, engine_config, progress=progress, command=line)
