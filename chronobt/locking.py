@@ -12,7 +12,7 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
-from chronobt.errors import LockError
+from chronobt.errors import ChronobtError, ConfigError, LockError
 
 LOCK_NAME = ".chronobt.lock"
 HOLDER_NAME = ".chronobt.lock.holder"
@@ -24,6 +24,19 @@ def _describe_holder(output_dir: Path) -> str:
     except (OSError, ValueError):
         return "another chronobt run"
     return f"pid {info.get('pid')} on {info.get('host')} since {info.get('since')} ({info.get('command')})"
+
+
+def _writable_folder(output_dir: Path) -> Path:
+    """``output_dir``, created if missing; a user error naming the fix when it cannot be."""
+    if output_dir.exists() and not output_dir.is_dir():
+        raise ConfigError(f"--output-dir {output_dir} is a file, not a folder; pass a folder")
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ChronobtError(
+            f"--output-dir {output_dir}: cannot create it ({exc.strerror or exc}); pass a folder you can write"
+        ) from None
+    return output_dir
 
 
 @contextmanager
@@ -46,10 +59,14 @@ def output_lock(
     LockError
         Another run holds the lock (exit code 75), naming the holder.
     """
-    output_dir.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(str(output_dir / LOCK_NAME))
+    lock = FileLock(str(_writable_folder(output_dir) / LOCK_NAME))
     try:
         lock.acquire(timeout=max(wait, 0.0), poll_interval=0.1)
+    except OSError as exc:
+        raise ChronobtError(
+            f"{output_dir}: cannot write there ({exc.strerror or exc}); pass a writable --output-dir "
+            "or fix its permissions"
+        ) from None
     except Timeout:
         waited = f" after waiting {wait:g} s" if wait > 0 else ""
         raise LockError(

@@ -29,8 +29,9 @@ class Ui:
 
     def __post_init__(self) -> None:
         self.err = Console(stderr=True, quiet=self.quiet, highlight=False, soft_wrap=True)
-        # Tables are results: when stdout is a file or pipe, don't squeeze them into 80 columns.
-        self.out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 160)
+        # Tables are results: when stdout is a file or pipe, never squeeze (or cut) them to a width;
+        # a table is only as wide as its content.
+        self.out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else PIPE_WIDTH)
 
     def info(self, message: str) -> None:
         self.err.print(message)
@@ -43,6 +44,8 @@ class Ui:
         sys.stdout.flush()
 
 
+#: Console width of stdout when it is not a terminal: wide enough that no table column is cut.
+PIPE_WIDTH = 1000
 #: Records of this logger go to the log file only (the run's start, finish and error lines).
 RUN_LOGGER = "chronobt.cli.run"
 

@@ -44,12 +44,22 @@ def stage_progress(ui: Ui) -> Iterator[Callable[[str, int, int], None]]:
             tasks[stage] = bar.add_task(STAGE_LABELS.get(stage, stage), total=total, rate="")
         task = tasks[stage]
         bar.update(task, completed=done, total=total)
-        elapsed = bar.tasks[task].elapsed or 0.0
-        if elapsed > 0 and done:
-            bar.update(task, rate=f"{done / elapsed:,.1f}/s")
+        bar.update(task, rate=rate_text(done, bar.tasks[task].elapsed or 0.0))
 
     with bar:
         yield update
+
+
+#: A rate is shown once a stage has run this long: before, one fast item reads as thousands per second.
+MIN_RATE_SECONDS = 0.5
+
+
+def rate_text(done: int, elapsed: float) -> str:
+    """``"12.3/s"`` (three significant digits), or ``""`` while too little has happened to say."""
+    if done < 1 or elapsed < MIN_RATE_SECONDS:
+        return ""
+    rate = done / elapsed
+    return f"{rate:,.0f}/s" if rate >= 100 else f"{rate:.3g}/s"
 
 
 def run_locked(
