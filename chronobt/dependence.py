@@ -319,3 +319,19 @@ def rolling_step_dependence(
     points, fit_of = np.unique(used, return_inverse=True)
     fits = tuple(fit_step_dependence(arr[: int(u)], min_windows=min_windows) for u in points)
     return RollingDependence(fits, fit_of.astype(np.int64), used.astype(np.int64), refit_every, min_windows)
+
+
+def rolling_dependence(
+    *,
+    quantiles: npt.ArrayLike,
+    levels: Sequence[float],
+    actual: npt.ArrayLike,
+    origins: npt.ArrayLike,
+    horizon: int,
+    min_windows: int = MIN_WINDOWS,
+    refit_every: int = REFIT_EVERY,
+) -> RollingDependence:
+    """:func:`rolling_step_dependence` of the normal scores of :func:`pit` (model-space quantiles
+    ``[w, v, Q, h]`` and realised model-space values ``[w, v, h]``, e.g. ``transform_future``)."""
+    z = normal_scores(pit(quantiles=quantiles, levels=levels, actual=actual))
+    return rolling_step_dependence(z, origins, horizon, min_windows=min_windows, refit_every=refit_every)

@@ -239,3 +239,19 @@ def test_copula_options_are_validated() -> None:
         q, levels=LEVELS, state=st_none, out_levels=OUT, dependence="copula", correlation=np.eye(h)
     )
     np.testing.assert_array_equal(coupled, exact)
+
+
+def test_rolling_dependence_from_forecasts_composes_pit_scores_and_the_rolling_fit() -> None:
+    rng = np.random.default_rng(6)
+    w, h = 80, 5
+    loc, scale = rng.normal(size=(w, 1, h)), np.full((w, 1, h), 1.5)
+    q = normal_quantiles(loc, scale)
+    scores = copula_rows(rng, dep.ar1_correlation(0.8, h), w, 1)
+    actual = loc + scale * scores
+    origins = np.arange(w) * 5
+    roll = dep.rolling_dependence(quantiles=q, levels=LEVELS, actual=actual, origins=origins, horizon=h)
+    z = dep.normal_scores(dep.pit(quantiles=q, levels=LEVELS, actual=actual))
+    np.testing.assert_array_equal(
+        roll.correlations(), dep.rolling_step_dependence(z, origins, h).correlations()
+    )
+    assert roll.fits[int(roll.fit_of[-1])].rho == pytest.approx(0.8, abs=0.15)
