@@ -212,3 +212,19 @@ def test_mase_seasonal_matches_utilsforecast_with_seasonality(season: int) -> No
     np.testing.assert_allclose(ours.ravel(), theirs.loc[ids].to_numpy(), rtol=1e-12)
     with pytest.raises(ConfigError, match="season"):
         metrics.mase_seasonal(actual=actual, forecast=forecast, contexts=contexts, season=0)
+
+
+@settings(max_examples=30, deadline=None)
+@given(n=st.integers(10, 80), horizon=st.integers(1, 8), stride=st.integers(1, 4), seed=st.integers(0, 999))
+def test_swapping_model_and_baseline_negates_the_statistic_and_keeps_the_p_value(
+    n: int, horizon: int, stride: int, seed: int
+) -> None:
+    rng = np.random.default_rng(seed)
+    a, b = rng.gamma(2.0, size=n), rng.gamma(2.0, size=n)
+    ab = sig.diebold_mariano(loss_model=a, loss_baseline=b, horizon=horizon, stride=stride)
+    ba = sig.diebold_mariano(loss_model=b, loss_baseline=a, horizon=horizon, stride=stride)
+    assert (ab.statistic is None) == (ba.statistic is None)
+    if ab.statistic is not None and ba.statistic is not None:
+        assert ba.statistic == pytest.approx(-ab.statistic)
+        assert ba.p_value == pytest.approx(ab.p_value)
+        assert ab.p_value is not None and 0.0 <= ab.p_value <= 1.0
