@@ -120,7 +120,7 @@ class StepDependence:
     correlation : ``[h, h]`` correlation of the normal scores (identity when independent).
     n_windows : resolved windows with a complete normal-score vector that the estimate used.
     reason : why the estimate is ``"independent"`` (``None`` when chosen on its merits or not independent).
-    heldout_loglik : mean held-out copula log-density per candidate (``None`` when not compared).
+    holdout_loglik : mean held-out copula log-density per candidate (``None`` when not compared).
     """
 
     method: Method
@@ -128,7 +128,7 @@ class StepDependence:
     correlation: FloatArray
     n_windows: int
     reason: str | None = None
-    heldout_loglik: dict[str, float] | None = field(default=None)
+    holdout_loglik: dict[str, float] | None = field(default=None)
 
     def record(self) -> dict[str, Any]:
         """Strict-JSON summary: method, rho, mean off-diagonal correlation, windows, fallback reason."""
@@ -140,9 +140,9 @@ class StepDependence:
             "mean_offdiag": float(off),
             "n_windows": int(self.n_windows),
             "fallback_reason": self.reason,
-            "heldout_loglik": None
-            if self.heldout_loglik is None
-            else {k: float(v) for k, v in self.heldout_loglik.items()},
+            "holdout_loglik": None
+            if self.holdout_loglik is None
+            else {k: float(v) for k, v in self.holdout_loglik.items()},
         }
 
 
