@@ -96,6 +96,8 @@ def register(app: typer.Typer) -> None:
         device: eo.DeviceOpt = "auto",
         dtype: eo.DtypeOpt = "auto",
         compile: eo.CompileOpt = None,
+        compile_backend: eo.CompileBackendOpt = None,
+        compile_mode: eo.CompileModeOpt = None,
         batch_size: eo.BatchSizeOpt = None,
         data_dir: DataDirOpt = DEFAULT_DATA_DIR,
         output_dir: OutputDirOpt = DEFAULT_OUTPUT_DIR,
@@ -133,9 +135,16 @@ def register(app: typer.Typer) -> None:
                 force=force,
             )
             engine_config = eo.engine_config_from_options(
-                model=model, device=device, dtype=dtype, compile=compile, batch_size=batch_size
+                model=model,
+                device=device,
+                dtype=dtype,
+                compile=compile,
+                compile_backend=compile_backend,
+                compile_mode=compile_mode,
+                batch_size=batch_size,
             )
-            report = run_locked(ui, run_sweep, config, engine_config, wait=wait)
+            with eo.quiet_transformers():
+                report = run_locked(ui, run_sweep, config, engine_config, wait=wait)
             render(ui, report)
             raise_for_failures(report.failures, succeeded=len(report.best))
 
