@@ -26,9 +26,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Annotated
 
-import click
 import typer
-from click.core import ParameterSource
 
 from chronobt.engine import EngineConfig
 from chronobt.errors import ConfigError
@@ -138,7 +136,8 @@ def engine_config_from_options(
     """
     env = os.environ if environ is None else environ
     if compile is not None:
-        requested, source = compile.strip().lower(), _compile_option_source()
+        requested = compile.strip().lower()
+        source = _compile_option_source(requested, env)
     else:
         requested, source = _legacy_compile(env)
     return EngineConfig(
@@ -169,10 +168,9 @@ def _legacy_compile(env: Mapping[str, str]) -> tuple[str, str]:
     return "auto", "default"
 
 
-def _compile_option_source() -> str:
-    """``"env CHRONOBT_COMPILE"`` when the running command took ``--compile`` from it, else ``"option"``."""
-    ctx = click.get_current_context(silent=True)
-    from_env = ctx is not None and ctx.get_parameter_source("compile") is ParameterSource.ENVIRONMENT
+def _compile_option_source(value: str, env: Mapping[str, str]) -> str:
+    """``"env CHRONOBT_COMPILE"`` when the value is that variable's (Typer read it), else ``"option"``."""
+    from_env = env.get("CHRONOBT_COMPILE", "").strip().lower() == value
     return "env CHRONOBT_COMPILE" if from_env else "option"
 
 
