@@ -34,16 +34,7 @@ import numpy as np
 from chronobt import cpu_sizing
 from chronobt.batching import Plan, RunTotals, batch_array, context_length
 from chronobt.compilation import CompileState
-from chronobt.engine_config import (
-    COMPILE_CHOICES,
-    COMPILE_MODES,
-    DEFAULT_BATCH_SIZE,
-    DEVICE_CHOICES,
-    DTYPE_CHOICES,
-    EngineConfig,
-    resolve_device,
-    resolve_dtype,
-)
+from chronobt.engine_config import DEFAULT_BATCH_SIZE, EngineConfig, resolve_device, resolve_dtype
 from chronobt.errors import ConfigError, ModelError
 
 if TYPE_CHECKING:
@@ -51,21 +42,7 @@ if TYPE_CHECKING:
 
     from chronobt.lastblock import OutputOnlyCheck
 
-__all__ = [
-    "COMPILE_CHOICES",
-    "COMPILE_MODES",
-    "DEFAULT_BATCH_SIZE",
-    "DEVICE_CHOICES",
-    "DTYPE_CHOICES",
-    "Chronos2Engine",
-    "EngineConfig",
-    "Plan",
-    "Progress",
-    "load_pipeline",
-    "resolve_compile",
-    "resolve_device",
-    "resolve_dtype",
-]
+__all__ = ["Chronos2Engine", "EngineConfig", "Plan", "Progress", "load_pipeline", "resolve_compile"]
 
 logger = logging.getLogger(__name__)
 
