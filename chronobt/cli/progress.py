@@ -9,6 +9,7 @@ from typing import TypeVar
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from chronobt.cli.common import Ui, command_line
+from chronobt.cli.engine_options import quiet_transformers
 from chronobt.config import RunOptions
 from chronobt.engine import EngineConfig
 from chronobt.locking import output_lock
@@ -75,5 +76,9 @@ def run_locked(
     The command line is passed on for the manifest. Shared by backtest, sweep and forecast.
     """
     line = command_line()
-    with output_lock(config.output_dir, wait=wait, command=line), stage_progress(ui) as progress:
+    with (
+        output_lock(config.output_dir, wait=wait, command=line),
+        quiet_transformers(),
+        stage_progress(ui) as progress,
+    ):
         return run(config, engine_config, progress=progress, command=line)
