@@ -34,7 +34,8 @@ def _writable_folder(output_dir: Path) -> Path:
         output_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ChronobtError(
-            f"--output-dir {output_dir}: cannot create it ({exc.strerror or exc}); pass a folder you can write"
+            f"--output-dir {output_dir}: cannot create it ({exc.strerror or exc}); "
+            "pass a folder you can write"
         ) from None
     return output_dir
 

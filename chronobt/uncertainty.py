@@ -40,7 +40,9 @@ def needs_history(job_spec_path_dependent: bool, options: RunOptions) -> bool:
     return (options.dependence == "auto" and job_spec_path_dependent) or options.calibrate == "conformal"
 
 
-def invert_quantiles(job: Job, levels: Sequence[float], options: RunOptions) -> tuple[np.ndarray, dict[str, Any]]:
+def invert_quantiles(
+    job: Job, levels: Sequence[float], options: RunOptions
+) -> tuple[np.ndarray, dict[str, Any]]:
     """Price quantiles ``[w, v, Q_out, h]`` of ``job`` and the record of how steps were coupled."""
     if job.raw_quantiles is None:
         raise ChronobtError("internal: job was not forecast before inversion")
@@ -49,7 +51,9 @@ def invert_quantiles(job: Job, levels: Sequence[float], options: RunOptions) -> 
     if options.n_paths is not None:
         kwargs["n_paths"] = options.n_paths
 
-    def invert(rows: np.ndarray | slice, dependence: str, correlation: np.ndarray | None = None) -> np.ndarray:
+    def invert(
+        rows: np.ndarray | slice, dependence: str, correlation: np.ndarray | None = None
+    ) -> np.ndarray:
         extra = {"correlation": correlation} if correlation is not None else {}
         return aug.inverse_quantiles(
             job.raw_quantiles[rows],  # type: ignore[index]
@@ -62,13 +66,20 @@ def invert_quantiles(job: Job, levels: Sequence[float], options: RunOptions) -> 
         )
 
     if options.dependence != "auto":
-        return invert(slice(None), options.dependence), {"requested": options.dependence, "method": options.dependence}
+        return invert(slice(None), options.dependence), {
+            "requested": options.dependence,
+            "method": options.dependence,
+        }
     if not aug.path_dependent:
         record = {"requested": "auto", "method": "exact", "reason": f"{aug.spec} inverts each step exactly"}
         return invert(slice(None), "independent"), record
     realised = aug.transform_future(sw.futures, job.state)  # model space; NaN where not realised
     rolling = rolling_dependence(
-        quantiles=job.raw_quantiles, levels=levels, actual=realised, origins=sw.origins, horizon=sw.futures.shape[-1]
+        quantiles=job.raw_quantiles,
+        levels=levels,
+        actual=realised,
+        origins=sw.origins,
+        horizon=sw.futures.shape[-1],
     )
     out = np.empty((*job.raw_quantiles.shape[:2], len(options.quantiles), job.raw_quantiles.shape[-1]))
     for f, fit in enumerate(rolling.fits):
@@ -89,7 +100,9 @@ def invert_quantiles(job: Job, levels: Sequence[float], options: RunOptions) -> 
     return out, record
 
 
-def calibrate(sw: SymbolWindows, price_q: np.ndarray, options: RunOptions) -> tuple[np.ndarray, dict[str, Any]]:
+def calibrate(
+    sw: SymbolWindows, price_q: np.ndarray, options: RunOptions
+) -> tuple[np.ndarray, dict[str, Any]]:
     """Conformally calibrated ``price_q`` ``[w, v, Q, h]`` (window ``i`` adjusted only by windows resolved
     by its origin) and the record of the fit."""
     fit = fit_conformal(
