@@ -23,7 +23,8 @@ from chronobt.errors import ConfigError
 from chronobt.windows import MIN_CONTEXT
 
 DEFAULT_QUANTILES: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
-DEPENDENCE_CHOICES = ("independent", "comonotonic")
+DEPENDENCE_CHOICES = ("auto", "independent", "comonotonic")
+CALIBRATE_CHOICES = ("none", "conformal")
 #: Selection metrics of a sweep and whether a higher value is better.
 SELECTION_METRICS: dict[str, bool] = {
     "mase": False,
@@ -49,6 +50,7 @@ class RunOptions:
     max_gap: int | None = None
     dependence: str = "independent"
     n_paths: int | None = None
+    calibrate: str = "none"
 
     def __post_init__(self) -> None:
         if self.horizon < 1:
@@ -69,6 +71,10 @@ class RunOptions:
         if self.dependence not in DEPENDENCE_CHOICES:
             raise ConfigError(
                 f"--dependence must be one of {', '.join(DEPENDENCE_CHOICES)}, got {self.dependence!r}"
+            )
+        if self.calibrate not in CALIBRATE_CHOICES:
+            raise ConfigError(
+                f"--calibrate must be one of {', '.join(CALIBRATE_CHOICES)}, got {self.calibrate!r}"
             )
         if self.max_gap is not None and self.max_gap < 0:
             raise ConfigError(f"--max-gap {self.max_gap}: expected 0 or a positive number of bars")
