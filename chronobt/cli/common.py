@@ -16,7 +16,7 @@ from typing import Any
 import typer
 from rich.console import Console
 
-from chronobt.errors import ChronobtError, ConfigError, PartialFailure
+from chronobt.errors import ChronobtError, PartialFailure
 
 
 @dataclass
@@ -148,23 +148,6 @@ def _print_error(ui: Ui, message: str) -> None:
     Console(stderr=True, highlight=False, soft_wrap=True).print(
         f"error: {_one_line(message)}", style="red", markup=False
     )
-
-
-def parse_float_list(text: str, *, option: str) -> tuple[float, ...]:
-    """Parse "0.1,0.5,0.9" -> (0.1, 0.5, 0.9); a bad item is a usage error naming the option."""
-    items = [p.strip() for p in text.split(",") if p.strip()]
-    try:
-        return tuple(float(p) for p in items)
-    except ValueError:
-        raise ConfigError(f"{option} {text!r}: expected comma-separated numbers like 0.1,0.5,0.9") from None
-
-
-def parse_name_list(text: str, *, option: str) -> tuple[str, ...]:
-    """Parse "open, Close" -> ("open", "close")."""
-    names = tuple(p.strip().lower() for p in text.split(",") if p.strip())
-    if not names:
-        raise ConfigError(f"{option} is empty; give comma-separated names")
-    return names
 
 
 def raise_for_failures(failures: dict[str, str], *, succeeded: int) -> None:
