@@ -1,0 +1,182 @@
+"""Exchange trading calendars (``exchange_calendars``): inference, session bar patterns, future bars.
+
+A series on a trading calendar (say ``XNYS``) trades only in that exchange's sessions: weekends,
+holidays and early closes included. Intraday bars are placed by their offset from each session's open
+(UTC), so the clock moves with daylight saving time and a half-hour open (13:30 or 14:30 UTC for New
+York) stays a half-hour open.
+
+Inference is deliberately simple: only ``XNYS`` is tried, and only for series the frequency inference
+already calls ``exchange`` (no weekend bars). A daily series is XNYS when (almost) every bar is an XNYS
+session and most XNYS weekday holidays in its span are absent; an intraday series is XNYS when (almost)
+every bar lies inside an XNYS session (between its open and close, the close included). Anything else
+(FX, 24/5 futures, other exchanges) gets no trading calendar unless one is named.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from chronobt.errors import ConfigError
+
+INFERRED = ("XNYS",)  # calendars tried when none is named
+
+
+RECENT = pd.Timedelta(weeks=8)  # the bar pattern is read from this much of the series' end
+
+
+_MATCH_SHARE = 0.98  # share of bars that must sit in the calendar's sessions
+
+
+_HOLIDAY_SHARE = 0.8  # share of the calendar's holidays a daily series must skip
+
+
+NO_CALENDAR = ("none", "")
+
+
+def check_calendar_name(name: str) -> str:
+    """Upper-case ``name`` if ``exchange_calendars`` knows it, else a ConfigError listing examples."""
+    import exchange_calendars as xc
+
+    names = {n.upper(): n for n in xc.get_calendar_names(include_aliases=True)}
+    if name.upper() not in names:
+        raise ConfigError(
+            f"--calendar {name!r}: not an exchange calendar (e.g. XNYS, XNAS, XLON, XTKS, 24/5, 24/7; "
+            "see exchange_calendars.get_calendar_names()) - or pass 'none' for no holiday calendar"
+        )
+    return names[name.upper()]
+
+
+@lru_cache(maxsize=16)
+def _schedule(name: str, start_year: int, end_year: int) -> pd.DataFrame:
+    import exchange_calendars as xc
+
+    bound = xc.get_calendar(name).bound_min()  # None: any start
+    start = pd.Timestamp(f"{start_year}-01-01")
+    start = start if bound is None else max(start, pd.Timestamp(bound).tz_localize(None).normalize())
+    try:
+        cal = xc.get_calendar(name, start=start, end=pd.Timestamp(f"{end_year}-12-31"))
+    except Exception as exc:  # exchange_calendars raises its own types for out-of-bounds dates
+        raise ConfigError(f"calendar {name}: no schedule for {start_year}..{end_year} ({exc})") from None
+    return cal.schedule.loc[:, ["open", "close"]]
+
+
+def schedule(name: str, first: pd.Timestamp, last: pd.Timestamp) -> pd.DataFrame:
+    """Sessions (naive date index) with UTC ``open``/``close`` covering ``first``..``last``."""
+    sched = _schedule(name, int(first.year) - 1, int(last.year) + 1)
+    return sched.loc[(sched.index >= first.tz_localize(None).normalize() - pd.Timedelta(days=7))]
+
+
+def infer_trading_calendar(index: pd.DatetimeIndex, step: pd.Timedelta | None, freq: str) -> str | None:
+    """The exchange calendar the bars follow (``"XNYS"``) or None; ``index`` is sorted UTC."""
+    for name in INFERRED:
+        try:
+            sched = schedule(name, index[0], index[-1])
+        except ConfigError:
+            continue
+        if freq == "B" and _daily_matches(index, sched):
+            return name
+        if step is not None and step < pd.Timedelta(days=1) and _intraday_matches(index, sched):
+            return name
+    return None
+
+
+def _daily_matches(index: pd.DatetimeIndex, sched: pd.DataFrame) -> bool:
+    dates = index.tz_convert("UTC").tz_localize(None).normalize()
+    sessions = pd.DatetimeIndex(sched.index)
+    if np.mean(dates.isin(sessions)) < _MATCH_SHARE:
+        return False
+    weekdays = pd.bdate_range(dates[0], dates[-1])
+    holidays = weekdays[~weekdays.isin(sessions)]
+    return len(holidays) > 0 and float(np.mean(~holidays.isin(dates))) >= _HOLIDAY_SHARE
+
+
+def _session_of(index: pd.DatetimeIndex, sched: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """For each bar: the position of the session it falls in, and whether it is inside it."""
+    opens = sched["open"].to_numpy().astype("datetime64[ns]").astype(np.int64)
+    closes = sched["close"].to_numpy().astype("datetime64[ns]").astype(np.int64)
+    ns = index.asi8
+    pos = np.searchsorted(opens, ns, side="right") - 1
+    inside = (pos >= 0) & (ns <= closes[np.clip(pos, 0, None)])
+    return pos, inside
+
+
+def _intraday_matches(index: pd.DatetimeIndex, sched: pd.DataFrame) -> bool:
+    _, inside = _session_of(index, sched)
+    return float(np.mean(inside)) >= _MATCH_SHARE
+
+
+def _recent(index: pd.DatetimeIndex) -> pd.DatetimeIndex:
+    return index[index > index[-1] - RECENT]
+
+
+def session_pattern(name: str, index: pd.DatetimeIndex) -> dict[str, Any]:
+    """Bar offsets from the session open seen in the last :data:`RECENT` of ``index``.
+
+    Returns ``{"offsets": int64 ns [k], "at_close": bool, "per_session": float}``: an offset counts
+    when a fifth of the recent sessions have it; ``at_close`` when most sessions have a bar stamped at
+    the close itself; ``per_session`` is the median number of bars per recent session.
+    """
+    recent = _recent(index)
+    sched = schedule(name, recent[0], recent[-1])
+    pos, inside = _session_of(recent, sched)
+    pos, ns = pos[inside], recent.asi8[inside]
+    opens = sched["open"].to_numpy().astype("datetime64[ns]").astype(np.int64)
+    closes = sched["close"].to_numpy().astype("datetime64[ns]").astype(np.int64)
+    sessions, per = np.unique(pos, return_counts=True)
+    at_close = ns == closes[pos]
+    offsets, counts = np.unique((ns - opens[pos])[~at_close], return_counts=True)
+    keep = offsets[counts >= 0.2 * max(1, len(sessions))]
+    return {
+        "offsets": keep.astype(np.int64),
+        "at_close": bool(at_close.sum() * 2 > len(sessions)),
+        "per_session": float(np.median(per)) if len(per) else 1.0,
+    }
+
+
+def future_intraday(name: str, index: pd.DatetimeIndex, after: pd.Timestamp, n: int) -> pd.DatetimeIndex:
+    """The ``n`` bars after ``after`` in the calendar's coming sessions, on the recent bar pattern."""
+    pattern = session_pattern(name, index)
+    offsets: np.ndarray = pattern["offsets"]
+    per = max(1, len(offsets) + int(pattern["at_close"]))
+    found: list[np.ndarray] = []
+    total = 0
+    horizon_days = 10 + 2 * (n // per + 1)
+    start = after
+    while total < n:
+        end = start + pd.Timedelta(days=horizon_days)
+        sched = schedule(name, start, end)
+        sched = sched[(sched["close"] > start) & (sched["open"] <= end)]
+        opens = sched["open"].to_numpy().astype("datetime64[ns]").astype(np.int64)
+        closes = sched["close"].to_numpy().astype("datetime64[ns]").astype(np.int64)
+        grid = opens[:, None] + offsets[None, :]
+        bars = grid[grid < closes[:, None]]
+        if pattern["at_close"]:
+            bars = np.sort(np.concatenate([bars, closes]))
+        bars = bars[bars > after.value]
+        found.append(bars)
+        total += len(bars)
+        start = end
+    ns = np.concatenate(found)[:n]
+    return pd.DatetimeIndex(pd.to_datetime(ns, unit="ns", utc=True), name="timestamp")
+
+
+def future_daily(name: str, index: pd.DatetimeIndex, after: pd.Timestamp, n: int) -> pd.DatetimeIndex:
+    """The ``n`` calendar sessions after ``after``'s date, stamped at the series' time of day."""
+    time_of_day = index[-1] - index[-1].normalize()
+    day = after.tz_convert("UTC").tz_localize(None).normalize()
+    found: list[pd.DatetimeIndex] = []
+    total = 0
+    while total < n:
+        end = day + pd.Timedelta(days=2 * n + 10)
+        sessions = pd.DatetimeIndex(schedule(name, day, end).index)
+        sessions = sessions[(sessions > day) & (sessions <= end)]
+        found.append(sessions)
+        total += len(sessions)
+        day = end
+    dates = found[0].append(found[1:]) if len(found) > 1 else found[0]
+    stamps = dates[:n].tz_localize("UTC") + time_of_day
+    return pd.DatetimeIndex(stamps, name="timestamp")
