@@ -94,10 +94,14 @@ def _daily_matches(index: pd.DatetimeIndex, sched: pd.DataFrame) -> bool:
     return len(holidays) > 0 and float(np.mean(~holidays.isin(dates))) >= _HOLIDAY_SHARE
 
 
+def _ns(times: pd.Series) -> np.ndarray:
+    return pd.DatetimeIndex(times).as_unit("ns").asi8
+
+
 def _session_of(index: pd.DatetimeIndex, sched: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """For each bar: the position of the session it falls in, and whether it is inside it."""
-    opens = sched["open"].to_numpy().astype("datetime64[ns]").astype(np.int64)
-    closes = sched["close"].to_numpy().astype("datetime64[ns]").astype(np.int64)
+    opens = _ns(sched["open"])
+    closes = _ns(sched["close"])
     ns = index.asi8
     pos = np.searchsorted(opens, ns, side="right") - 1
     inside = (pos >= 0) & (ns <= closes[np.clip(pos, 0, None)])
@@ -124,8 +128,8 @@ def session_pattern(name: str, index: pd.DatetimeIndex) -> dict[str, Any]:
     sched = schedule(name, recent[0], recent[-1])
     pos, inside = _session_of(recent, sched)
     pos, ns = pos[inside], recent.asi8[inside]
-    opens = sched["open"].to_numpy().astype("datetime64[ns]").astype(np.int64)
-    closes = sched["close"].to_numpy().astype("datetime64[ns]").astype(np.int64)
+    opens = _ns(sched["open"])
+    closes = _ns(sched["close"])
     sessions, per = np.unique(pos, return_counts=True)
     at_close = ns == closes[pos]
     offsets, counts = np.unique((ns - opens[pos])[~at_close], return_counts=True)
@@ -150,8 +154,8 @@ def future_intraday(name: str, index: pd.DatetimeIndex, after: pd.Timestamp, n: 
         end = start + pd.Timedelta(days=horizon_days)
         sched = schedule(name, start, end)
         sched = sched[(sched["close"] > start) & (sched["open"] <= end)]
-        opens = sched["open"].to_numpy().astype("datetime64[ns]").astype(np.int64)
-        closes = sched["close"].to_numpy().astype("datetime64[ns]").astype(np.int64)
+        opens = _ns(sched["open"])
+        closes = _ns(sched["close"])
         grid = opens[:, None] + offsets[None, :]
         bars = grid[grid < closes[:, None]]
         if pattern["at_close"]:
