@@ -163,7 +163,7 @@ def _localize(parsed: pd.DatetimeIndex, tz: str, where: str, values: pd.Series) 
     if bad.any():
         i = int(bad.argmax())
         exists = parsed[i : i + 1].tz_localize(zone, ambiguous="NaT", nonexistent="shift_forward")
-        why = "is ambiguous (it occurs twice when DST ends)" if exists.notna().all() else "does not exist"
+        why = "is ambiguous (it occurs twice when DST ends)" if exists.isna().any() else "does not exist"
         raise DataError(
             f"{where}: local time {values.iloc[i]!r} at data row {i} {why} in {tz} ({int(bad.sum())} such "
             "rows); export the file in UTC or with UTC offsets"

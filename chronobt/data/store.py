@@ -133,7 +133,7 @@ def resolve_path(symbol_or_path: str | Path, data_dir: str | Path = Path("data")
     if not looks_like_path:
         found = find_symbol(text, data_dir)
         if found is not None:
-            return found, found.stem.upper()
+            return check_parquet_path(found), found.stem.upper()
         if not as_path.exists():
             raise DataError(
                 f"no data for symbol {text!r} in {data_dir}/ ({available_symbols(data_dir)}); "
