@@ -22,8 +22,7 @@ def nyse_hourly(start: str, end: str) -> pd.DatetimeIndex:
     hour before the close; holidays absent, early closes shorter."""
     sched = xc.get_calendar("XNYS", start=start, end=end).schedule
     bars = [
-        pd.date_range(row.open, row.close - pd.Timedelta(minutes=1), freq="h")
-        for row in sched.itertuples()
+        pd.date_range(row.open, row.close - pd.Timedelta(minutes=1), freq="h") for row in sched.itertuples()
     ]
     return pd.DatetimeIndex(np.concatenate([b.asi8 for b in bars]), tz="UTC").as_unit("ns")
 
@@ -84,7 +83,7 @@ def test_a_named_calendar_is_used_and_none_turns_it_off(tmp_path: Path) -> None:
 def test_a_calendar_on_a_24_7_series_is_an_error(tmp_path: Path) -> None:
     path = tmp_path / "btc.parquet"
     good_frame(24 * 20).to_parquet(path, index=False)
-    with pytest.raises(DataError, match="24/7 h series .* drop --calendar"):
+    with pytest.raises(DataError, match=r"24/7 h series .* drop --calendar"):
         load_ohlc(path, calendar="XNYS")
 
 

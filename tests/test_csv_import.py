@@ -75,7 +75,9 @@ def test_columns_differing_only_in_case_are_merged_when_they_never_conflict(tmp_
 
 def test_conflicting_case_twin_columns_name_the_rows(tmp_path: Path) -> None:
     csv = twin_csv(tmp_path / "twins.csv", conflict_rows=(3, 7))
-    with pytest.raises(DataError, match=r"'close' and 'Close' differ only in case and conflict in 2 rows") as err:
+    with pytest.raises(
+        DataError, match=r"'close' and 'Close' differ only in case and conflict in 2 rows"
+    ) as err:
         import_csv(csv, symbol="T", data_dir=tmp_path)
     assert "data rows 3, 7" in str(err.value) and "cannot find" not in str(err.value)
 
@@ -135,7 +137,9 @@ def test_tz_converts_local_times_to_utc(tmp_path: Path) -> None:
         (["2021-03-14 01:00", "2021-03-14 02:00", "2021-03-14 03:00"], "data row 1 does not exist"),
     ],
 )
-def test_tz_refuses_dst_ambiguous_or_nonexistent_local_times(tmp_path: Path, stamps: list[str], why: str) -> None:
+def test_tz_refuses_dst_ambiguous_or_nonexistent_local_times(
+    tmp_path: Path, stamps: list[str], why: str
+) -> None:
     csv = local_csv(tmp_path / "dst.csv", stamps)
     with pytest.raises(DataError, match=why):
         import_csv(csv, symbol="D", data_dir=tmp_path, tz="America/New_York")
@@ -145,7 +149,7 @@ def test_tz_with_zoned_timestamps_is_an_error_only_when_it_conflicts(tmp_path: P
     csv = local_csv(tmp_path / "z.csv", ["2021-03-01T09:00-05:00", "2021-03-01T10:00-05:00"])
     path = import_csv(csv, symbol="Z", data_dir=tmp_path, tz="America/New_York")
     assert load_ohlc(path).index[0] == pd.Timestamp("2021-03-01 14:00", tz="UTC")
-    with pytest.raises(DataError, match="already carry a zone .* drop --tz"):
+    with pytest.raises(DataError, match=r"already carry a zone .* drop --tz"):
         import_csv(csv, symbol="Z2", data_dir=tmp_path, tz="Europe/London")
     with pytest.raises(DataError, match="unknown time zone"):
         import_csv(csv, symbol="Z3", data_dir=tmp_path, tz="Mars/Olympus")
@@ -170,7 +174,9 @@ def test_a_parquet_dataset_folder_is_a_clear_error(tmp_path: Path) -> None:
     assert "combine the parts into one file" in result.stderr and "internal error" not in result.stderr
 
 
-def test_an_unreadable_file_is_a_data_error_with_the_fix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_unreadable_file_is_a_data_error_with_the_fix(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     path = good_frame_path(tmp_path)
 
     def denied(*args: object, **kwargs: object) -> None:
@@ -190,7 +196,9 @@ def test_an_unreadable_file_is_a_data_error_with_the_fix(tmp_path: Path, monkeyp
 def test_quiet_silences_data_commands_but_not_results_or_errors(tmp_path: Path) -> None:
     csv = tmp_path / "naive.csv"
     frame = good_frame(48)
-    frame.assign(timestamp=frame["timestamp"].dt.strftime("%Y-%m-%d %H:%M")).iloc[::-1].to_csv(csv, index=False)
+    frame.assign(timestamp=frame["timestamp"].dt.strftime("%Y-%m-%d %H:%M")).iloc[::-1].to_csv(
+        csv, index=False
+    )
     for args in (
         ["data", "import", str(csv), "-s", "Q", "--data-dir", str(tmp_path), "-q"],
         ["data", "check", "Q", "--data-dir", str(tmp_path), "-q"],

@@ -140,7 +140,7 @@ def parse_timestamps(
     naive = parsed.tz is None
     if naive and tz is None:
         return to_utc_index(parsed), True
-    if naive:
+    if naive and tz is not None:
         return _localize(parsed, tz, where, values), False
     if tz is not None:
         _check_zone_agrees(parsed, tz, where, values)

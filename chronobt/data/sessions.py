@@ -181,6 +181,6 @@ def future_daily(name: str, index: pd.DatetimeIndex, after: pd.Timestamp, n: int
         found.append(sessions)
         total += len(sessions)
         day = end
-    dates = found[0].append(found[1:]) if len(found) > 1 else found[0]
-    stamps = dates[:n].tz_localize("UTC") + time_of_day
+    dates = pd.DatetimeIndex(np.concatenate([f.asi8 for f in found])[:n])
+    stamps = dates.tz_localize("UTC") + time_of_day
     return pd.DatetimeIndex(stamps, name="timestamp")

@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 
 from chronobt.data.columns import (
-    merge_case_twins,
     map_prices,
+    merge_case_twins,
     parse_timestamps,
     pick_volume,
     second_time_column,
