@@ -27,6 +27,20 @@ def nyse_hourly(start: str, end: str) -> pd.DatetimeIndex:
     return pd.DatetimeIndex(np.concatenate([b.asi8 for b in bars]), tz="UTC").as_unit("ns")
 
 
+def nyse_extended_hourly(start: str, end: str) -> pd.DatetimeIndex:
+    """Like :func:`nyse_hourly` with five pre-market bars (4:30 .. 8:30 New York) and four from the close
+    (16:00 .. 19:00; 13:00 .. 16:00 on a half day): 16 bars a full day."""
+    sched = xc.get_calendar("XNYS", start=start, end=end).schedule
+    hour = pd.Timedelta(hours=1)
+    bars = [
+        [row.open - k * hour for k in range(5, 0, -1)]
+        + list(pd.date_range(row.open, row.close - pd.Timedelta(minutes=1), freq="h"))
+        + [row.close + k * hour for k in range(4)]
+        for row in sched.itertuples()
+    ]
+    return pd.DatetimeIndex([b for day in bars for b in day]).tz_convert("UTC").as_unit("ns")
+
+
 def write_bars(index: pd.DatetimeIndex, path: Path) -> Path:
     frame = good_frame(len(index)).assign(timestamp=index)
     frame.to_parquet(path, index=False)
@@ -57,6 +71,13 @@ def test_future_timestamps_of_hourly_us_stocks_equal_the_dropped_real_bars(
     assert ohlc.trading_calendar == "XNYS", what
     future = ohlc.future_timestamps(ohlc.index[-1], 24)
     assert list(future) == list(index[-24:]), what
+
+
+def test_extended_hours_us_stocks_follow_pre_and_post_market_bars(tmp_path: Path) -> None:
+    index = nyse_extended_hourly("2024-09-02", "2024-12-04")
+    ohlc = load_ohlc(write_bars(index[:-40], tmp_path / "SPY.parquet"))
+    assert (ohlc.trading_calendar, ohlc.season_length) == ("XNYS", 16)
+    assert list(ohlc.future_timestamps(ohlc.index[-1], 40)) == list(index[-40:])  # Thanksgiving, half day
 
 
 def test_hourly_us_stocks_have_seven_bars_a_day_and_measured_annualisation(tmp_path: Path) -> None:

@@ -7,9 +7,10 @@ York) stays a half-hour open.
 
 Inference is deliberately simple: only ``XNYS`` is tried, and only for series the frequency inference
 already calls ``exchange`` (no weekend bars). A daily series is XNYS when (almost) every bar is an XNYS
-session and most XNYS weekday holidays in its span are absent; an intraday series is XNYS when (almost)
-every bar lies inside an XNYS session (between its open and close, the close included). Anything else
-(FX, 24/5 futures, other exchanges) gets no trading calendar unless one is named.
+session and most XNYS weekday holidays in its span are absent. An intraday series is XNYS when (almost)
+every bar falls on an XNYS session date (New York time) within 6 hours before its open to 5 hours after
+its close (so pre- and post-market bars are fine) and most holidays in its span hold no bars. Anything
+else (FX, 24/5 futures, other exchanges) gets no trading calendar unless one is named.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ def check_calendar_name(name: str) -> str:
 
 
 @lru_cache(maxsize=16)
-def _schedule(name: str, start_year: int, end_year: int) -> pd.DataFrame:
+def _calendar(name: str, start_year: int, end_year: int) -> tuple[pd.DataFrame, str]:
     import exchange_calendars as xc
 
     bound = xc.get_calendar(name).bound_min()  # None: any start
@@ -61,12 +62,12 @@ def _schedule(name: str, start_year: int, end_year: int) -> pd.DataFrame:
         cal = xc.get_calendar(name, start=start, end=pd.Timestamp(f"{end_year}-12-31"))
     except Exception as exc:  # exchange_calendars raises its own types for out-of-bounds dates
         raise ConfigError(f"calendar {name}: no schedule for {start_year}..{end_year} ({exc})") from None
-    return cal.schedule.loc[:, ["open", "close"]]
+    return cal.schedule.loc[:, ["open", "close"]], str(cal.tz)
 
 
 def schedule(name: str, first: pd.Timestamp, last: pd.Timestamp) -> pd.DataFrame:
     """Sessions (naive date index) with UTC ``open``/``close`` covering ``first``..``last``."""
-    sched = _schedule(name, int(first.year) - 1, int(last.year) + 1)
+    sched, _ = _calendar(name, int(first.year) - 1, int(last.year) + 1)
     return sched.loc[(sched.index >= first.tz_localize(None).normalize() - pd.Timedelta(days=7))]
 
 
@@ -79,38 +80,56 @@ def infer_trading_calendar(index: pd.DatetimeIndex, step: pd.Timedelta | None, f
             continue
         if freq == "B" and _daily_matches(index, sched):
             return name
-        if step is not None and step < pd.Timedelta(days=1) and _intraday_matches(index, sched):
+        if step is not None and step < pd.Timedelta(days=1) and _intraday_matches(name, index, sched):
             return name
     return None
+
+
+def _skips_holidays(dates: pd.DatetimeIndex, sessions: pd.DatetimeIndex) -> bool:
+    """Most weekday non-sessions (holidays) between the first and last date are absent from ``dates``."""
+    weekdays = pd.bdate_range(dates[0], dates[-1])
+    holidays = weekdays[~weekdays.isin(sessions)]
+    return len(holidays) > 0 and float(np.mean(~holidays.isin(dates))) >= _HOLIDAY_SHARE
 
 
 def _daily_matches(index: pd.DatetimeIndex, sched: pd.DataFrame) -> bool:
     dates = index.tz_convert("UTC").tz_localize(None).normalize()
     sessions = pd.DatetimeIndex(sched.index)
-    if np.mean(dates.isin(sessions)) < _MATCH_SHARE:
-        return False
-    weekdays = pd.bdate_range(dates[0], dates[-1])
-    holidays = weekdays[~weekdays.isin(sessions)]
-    return len(holidays) > 0 and float(np.mean(~holidays.isin(dates))) >= _HOLIDAY_SHARE
+    return bool(np.mean(dates.isin(sessions)) >= _MATCH_SHARE) and _skips_holidays(dates, sessions)
 
 
 def _ns(times: pd.Series) -> np.ndarray:
     return pd.DatetimeIndex(times).as_unit("ns").asi8
 
 
-def _session_of(index: pd.DatetimeIndex, sched: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """For each bar: the position of the session it falls in, and whether it is inside it."""
-    opens = _ns(sched["open"])
-    closes = _ns(sched["close"])
-    ns = index.asi8
-    pos = np.searchsorted(opens, ns, side="right") - 1
-    inside = (pos >= 0) & (ns <= closes[np.clip(pos, 0, None)])
-    return pos, inside
+def _assign(name: str, index: pd.DatetimeIndex, sched: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """For each bar: its session's position in ``sched`` (by the exchange's local date; -1 when that date
+    is no session) and the local dates ``[time]``."""
+    _, tz = _calendar(name, int(index[0].year) - 1, int(index[-1].year) + 1)
+    local = index.tz_convert(tz).tz_localize(None).normalize().as_unit("ns")
+    sessions = pd.DatetimeIndex(sched.index).as_unit("ns")
+    pos = sessions.get_indexer(local)
+    return pos, local.asi8
 
 
-def _intraday_matches(index: pd.DatetimeIndex, sched: pd.DataFrame) -> bool:
-    _, inside = _session_of(index, sched)
-    return float(np.mean(inside)) >= _MATCH_SHARE
+def _intraday_matches(name: str, index: pd.DatetimeIndex, sched: pd.DataFrame) -> bool:
+    """Bars on session dates, near the session (pre/post-market included) and absent on holidays."""
+    pos, local = _assign(name, index, sched)
+    on_session = pos >= 0
+    if float(np.mean(on_session)) < _MATCH_SHARE:
+        return False
+    p, ns = pos[on_session], index.asi8[on_session]
+    near = (ns >= _ns(sched["open"])[p] - _PRE.value) & (ns <= _ns(sched["close"])[p] + _POST.value)
+    if float(np.mean(near)) < _MATCH_SHARE:
+        return False
+    dates = pd.DatetimeIndex(np.unique(local))
+    return _skips_holidays(dates, pd.DatetimeIndex(sched.index)) or bool(np.all(on_session))
+
+
+_PRE = pd.Timedelta(hours=6)  # pre-market bars start at most this long before the open
+
+
+_POST = pd.Timedelta(hours=5)  # post-market bars end at most this long after the close
 
 
 def _recent(index: pd.DatetimeIndex) -> pd.DatetimeIndex:
@@ -118,34 +137,43 @@ def _recent(index: pd.DatetimeIndex) -> pd.DatetimeIndex:
 
 
 def session_pattern(name: str, index: pd.DatetimeIndex) -> dict[str, Any]:
-    """Bar offsets from the session open seen in the last :data:`RECENT` of ``index``.
+    """The bar times per session seen in the last :data:`RECENT` of ``index``.
 
-    Returns ``{"offsets": int64 ns [k], "at_close": bool, "per_session": float}``: an offset counts
-    when a fifth of the recent sessions have it; ``at_close`` when most sessions have a bar stamped at
-    the close itself; ``per_session`` is the median number of bars per recent session.
+    Returns ``{"pre": [k], "regular": [k], "post": [k], "per_session": float}``: int64 ns offsets of
+    pre-market bars from the open (negative), of regular bars from the open, and of bars at or after the
+    close from the close. An offset counts when a fifth of the recent sessions have it;
+    ``per_session`` is the median number of bars per recent session.
     """
     recent = _recent(index)
     sched = schedule(name, recent[0], recent[-1])
-    pos, inside = _session_of(recent, sched)
-    pos, ns = pos[inside], recent.asi8[inside]
-    opens = _ns(sched["open"])
-    closes = _ns(sched["close"])
+    pos, _ = _assign(name, recent, sched)
+    keep = pos >= 0
+    pos, ns = pos[keep], recent.asi8[keep]
+    opens, closes = _ns(sched["open"])[pos], _ns(sched["close"])[pos]
     sessions, per = np.unique(pos, return_counts=True)
-    at_close = ns == closes[pos]
-    offsets, counts = np.unique((ns - opens[pos])[~at_close], return_counts=True)
-    keep = offsets[counts >= 0.2 * max(1, len(sessions))]
+    floor = 0.2 * max(1, len(sessions))
+
+    def common(offsets: np.ndarray) -> np.ndarray:
+        values, counts = np.unique(offsets, return_counts=True)
+        return values[counts >= floor].astype(np.int64)
+
+    pre, post = ns < opens, ns >= closes
+    regular = ~pre & ~post
     return {
-        "offsets": keep.astype(np.int64),
-        "at_close": bool(at_close.sum() * 2 > len(sessions)),
+        "pre": common((ns - opens)[pre]),
+        "regular": common((ns - opens)[regular]),
+        "post": common((ns - closes)[post]),
         "per_session": float(np.median(per)) if len(per) else 1.0,
     }
 
 
 def future_intraday(name: str, index: pd.DatetimeIndex, after: pd.Timestamp, n: int) -> pd.DatetimeIndex:
-    """The ``n`` bars after ``after`` in the calendar's coming sessions, on the recent bar pattern."""
+    """The ``n`` bars after ``after`` in the calendar's coming sessions, on the recent bar pattern.
+
+    Regular bars stop at each session's close (early closes); post-market bars follow the close.
+    """
     pattern = session_pattern(name, index)
-    offsets: np.ndarray = pattern["offsets"]
-    per = max(1, len(offsets) + int(pattern["at_close"]))
+    per = max(1, sum(len(pattern[k]) for k in ("pre", "regular", "post")))
     found: list[np.ndarray] = []
     total = 0
     horizon_days = 10 + 2 * (n // per + 1)
@@ -153,14 +181,17 @@ def future_intraday(name: str, index: pd.DatetimeIndex, after: pd.Timestamp, n: 
     while total < n:
         end = start + pd.Timedelta(days=horizon_days)
         sched = schedule(name, start, end)
-        sched = sched[(sched["close"] > start) & (sched["open"] <= end)]
-        opens = _ns(sched["open"])
-        closes = _ns(sched["close"])
-        grid = opens[:, None] + offsets[None, :]
-        bars = grid[grid < closes[:, None]]
-        if pattern["at_close"]:
-            bars = np.sort(np.concatenate([bars, closes]))
-        bars = bars[bars > after.value]
+        sched = sched[(sched["close"] + _POST > start) & (sched["open"] - _PRE <= end)]
+        opens, closes = _ns(sched["open"])[:, None], _ns(sched["close"])[:, None]
+        regular = opens + pattern["regular"][None, :]
+        bars = np.concatenate(
+            [
+                (opens + pattern["pre"][None, :]).ravel(),
+                regular[regular < closes],
+                (closes + pattern["post"][None, :]).ravel(),
+            ]
+        )
+        bars = np.sort(bars[bars > after.value])
         found.append(bars)
         total += len(bars)
         start = end
