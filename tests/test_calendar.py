@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import exchange_calendars as xc
 import numpy as np
 import pandas as pd
 import pytest
+from typer.testing import CliRunner
 
+from chronobt.cli import app
 from chronobt.data import load_ohlc
 from chronobt.errors import ConfigError, DataError
 from tests.data_cases import good_frame
@@ -167,3 +170,17 @@ def test_fx_gets_no_exchange_calendar_and_keeps_its_weekly_hours(tmp_path: Path)
     assert (ohlc.calendar, ohlc.trading_calendar, ohlc.season_length) == ("exchange", None, 24)
     future = ohlc.future_timestamps(pd.Timestamp("2021-04-30 21:00", tz="UTC"), 1)
     assert future[0] == pd.Timestamp("2021-05-02 22:00", tz="UTC")
+
+
+def test_data_check_reports_the_session_bars_and_takes_calendar(tmp_path: Path) -> None:
+    write_bars(nyse_hourly("2024-09-02", "2024-12-04"), tmp_path / "SPY.parquet")
+    runner = CliRunner()
+    args = ["data", "check", "SPY", "--data-dir", str(tmp_path)]
+    shown = runner.invoke(app, args)
+    assert shown.exit_code == 0, shown.output
+    assert "h / exchange (XNYS)" in shown.stdout and "7 / " in shown.stdout
+    plain = runner.invoke(app, [*args, "--calendar", "none", "--json"])
+    summary = json.loads(plain.stdout)
+    assert summary["trading_calendar"] is None and summary["annualisation"]["method"] == "nominal"
+    bad = runner.invoke(app, [*args, "--calendar", "NOPE"])
+    assert bad.exit_code != 0 and "not an exchange calendar" in bad.stderr
