@@ -89,7 +89,7 @@ def list_cmd(
                 _ts(info.first),
                 _ts(info.last),
                 info.freq,
-                info.calendar,
+                f"{info.calendar} ({info.trading_calendar})" if info.trading_calendar else info.calendar,
                 notes,
             )
         ui.out.print(table)

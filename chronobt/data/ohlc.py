@@ -24,7 +24,7 @@ MAX_ABS_PRICE = 1e15  # larger magnitudes are corrupt values (1e308, overflowed 
 MIN_ROWS = 2  # fewer bars cannot define a frequency
 
 
-MIN_MEASURED_YEARS = 1.0  # a shorter series annualises with the nominal bars per year
+MIN_MEASURED_YEARS = 0.5  # a shorter series annualises with the nominal bars per year
 
 
 @dataclass(frozen=True)
@@ -323,6 +323,7 @@ class SymbolInfo:
     calendar: str = ""
     warnings: int = 0
     error: str | None = None
+    trading_calendar: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)

@@ -170,6 +170,7 @@ def list_symbols(data_dir: str | Path = Path("data")) -> list[SymbolInfo]:
                 freq=ohlc.freq,
                 calendar=ohlc.calendar,
                 warnings=len(ohlc.report.warnings()),
+                trading_calendar=ohlc.trading_calendar,
             )
         )
     return infos
