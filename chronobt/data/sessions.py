@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from chronobt.errors import ConfigError
+from chronobt.errors import ConfigError, DataError
 
 INFERRED = ("XNYS",)  # calendars tried when none is named
 
@@ -173,7 +173,12 @@ def future_intraday(name: str, index: pd.DatetimeIndex, after: pd.Timestamp, n: 
     Regular bars stop at each session's close (early closes); post-market bars follow the close.
     """
     pattern = session_pattern(name, index)
-    per = max(1, sum(len(pattern[k]) for k in ("pre", "regular", "post")))
+    per = sum(len(pattern[k]) for k in ("pre", "regular", "post"))
+    if per == 0:
+        raise DataError(
+            f"no bar of the series' last {RECENT.days // 7} weeks falls on a {name} session; pass "
+            "--calendar none (or the exchange the bars follow)"
+        )
     found: list[np.ndarray] = []
     total = 0
     horizon_days = 10 + 2 * (n // per + 1)
@@ -192,11 +197,18 @@ def future_intraday(name: str, index: pd.DatetimeIndex, after: pd.Timestamp, n: 
             ]
         )
         bars = np.sort(bars[bars > after.value])
+        _check_progress(found, len(bars), name)
         found.append(bars)
         total += len(bars)
         start = end
     ns = np.concatenate(found)[:n]
     return pd.DatetimeIndex(pd.to_datetime(ns, unit="ns", utc=True), name="timestamp")
+
+
+def _check_progress(found: list[Any], added: int, name: str) -> None:
+    """Stop when the calendar has no sessions left (past the dates it knows)."""
+    if added == 0 and len(found) >= 3 and all(len(f) == 0 for f in found[-3:]):
+        raise DataError(f"calendar {name} has no sessions after {len(found)} searches; pass --calendar none")
 
 
 def future_daily(name: str, index: pd.DatetimeIndex, after: pd.Timestamp, n: int) -> pd.DatetimeIndex:
@@ -209,6 +221,7 @@ def future_daily(name: str, index: pd.DatetimeIndex, after: pd.Timestamp, n: int
         end = day + pd.Timedelta(days=2 * n + 10)
         sessions = pd.DatetimeIndex(schedule(name, day, end).index)
         sessions = sessions[(sessions > day) & (sessions <= end)]
+        _check_progress(found, len(sessions), name)
         found.append(sessions)
         total += len(sessions)
         day = end
