@@ -8,10 +8,15 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from chronobt.cli.common import DEFAULT_DATA_DIR, DataDirOpt, DebugOpt, JsonOpt, QuietOpt, Ui, command_context
+from chronobt.cli.common import Ui, command_context
+from chronobt.cli.options import DEFAULT_DATA_DIR, DataDirOpt, DebugOpt, JsonOpt, QuietOpt
 from chronobt.data import check_ohlc, import_csv_report, list_symbols, require_bars
 
-app = typer.Typer(help="Import, list and check OHLC data files.", no_args_is_help=True)
+app = typer.Typer(
+    help="Import, list and check OHLC data files.",
+    no_args_is_help=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
 
 MaxGapOpt = Annotated[
     int | None,

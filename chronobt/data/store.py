@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from chronobt.atomic import sha256_file, write_parquet_atomic
 from chronobt.data.files import (
     CSV_SUFFIXES,
     PARQUET_SUFFIXES,
@@ -23,7 +24,6 @@ from chronobt.data.ohlc import OHLC, DataReport, SymbolInfo
 from chronobt.data.sessions import NO_CALENDAR, check_calendar_name, infer_trading_calendar
 from chronobt.data.validate import validate_frame
 from chronobt.errors import ConfigError, DataError
-from chronobt.results import sha256_file, write_parquet_atomic
 
 logger = logging.getLogger(__name__)
 
