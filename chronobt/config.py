@@ -48,6 +48,7 @@ class RunOptions:
     data_dir: Path = Path("data")
     output_dir: Path = Path("results")
     max_gap: int | None = None
+    calendar: str | None = None
     dependence: str = "independent"
     n_paths: int | None = None
     calibrate: str = "none"

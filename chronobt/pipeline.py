@@ -95,8 +95,9 @@ def symbol_key(symbol: str) -> str:
 
 
 def load_symbol(symbol: str, options: RunOptions) -> OHLC:
-    """Load ``symbol`` from ``options.data_dir`` with the run's gap limit (repairs logged as warnings)."""
-    return load_ohlc(symbol, options.data_dir, max_gap=options.max_gap)
+    """Load ``symbol`` from ``options.data_dir`` with the run's gap limit and trading calendar (repairs
+    logged as warnings)."""
+    return load_ohlc(symbol, options.data_dir, max_gap=options.max_gap, calendar=options.calendar)
 
 
 def model_context(options: RunOptions, engine: Chronos2Engine) -> int:

@@ -111,6 +111,7 @@ def data_record(ohlc: OHLC) -> dict[str, Any]:
         "last": ohlc.frame.index[-1].isoformat(),
         "freq": ohlc.freq,
         "calendar": ohlc.calendar,
+        "trading_calendar": ohlc.trading_calendar,
     }
 
 

@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from chronobt.cli.common import Ui, command_context
-from chronobt.cli.options import DEFAULT_DATA_DIR, DataDirOpt, DebugOpt, JsonOpt, QuietOpt
+from chronobt.cli.options import DEFAULT_DATA_DIR, CalendarOpt, DataDirOpt, DebugOpt, JsonOpt, QuietOpt
 from chronobt.data import check_ohlc, import_csv_report, list_symbols, require_bars
 
 app = typer.Typer(
@@ -21,14 +21,6 @@ app = typer.Typer(
 MaxGapOpt = Annotated[
     int | None,
     typer.Option("--max-gap", min=0, help="Largest gap (bars) in 24/7 data to fill; longer is an error."),
-]
-CalendarOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--calendar",
-        help="Exchange calendar the bars follow (XNYS, XLON, ...; 'none' for no holidays). "
-        "Default: XNYS when the sessions match it, else none.",
-    ),
 ]
 TzOpt = Annotated[
     str | None,

@@ -90,6 +90,14 @@ MaxGapOpt = Annotated[
     int | None,
     typer.Option("--max-gap", help="Largest gap (bars) in 24/7 data to fill; a larger one is an error."),
 ]
+CalendarOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--calendar",
+        help="Exchange calendar the bars follow (XNYS, XLON, ...; 'none' for no holidays). "
+        "Default: XNYS when the sessions match it, else none.",
+    ),
+]
 StrideOpt = Annotated[
     int | None, typer.Option("--stride", help="Bars between origins (default: the horizon).")
 ]
@@ -129,6 +137,7 @@ def run_settings(
     dependence: DependenceOpt = "independent",
     paths: PathsOpt = None,
     max_gap: MaxGapOpt = None,
+    calendar: CalendarOpt = None,
     data_dir: DataDirOpt = DEFAULT_DATA_DIR,
     output_dir: OutputDirOpt = DEFAULT_OUTPUT_DIR,
 ) -> dict[str, Any]:
@@ -144,6 +153,7 @@ def run_settings(
         "dependence": dependence.strip().lower(),
         "n_paths": paths,
         "max_gap": max_gap,
+        "calendar": calendar,
         "data_dir": data_dir,
         "output_dir": output_dir,
     }
