@@ -12,6 +12,7 @@ Timestamps are drawn as UTC: tz-aware values are converted to naive UTC ``dateti
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -51,6 +52,7 @@ _RC: dict[str, Any] = {
     "path.simplify": True,
 }
 
+_METADATA = re.compile(r"<metadata>.*?</metadata>\s*", re.DOTALL)
 MISSING_EXTRA = (
     "the HTML report needs matplotlib, which is not installed; "
     "install the report extra: pip install 'chronobt[report]'"
@@ -97,7 +99,8 @@ class Chart:
                 buffer = io.StringIO()
                 self.fig.savefig(buffer, format="svg", metadata={"Date": None, "Creator": None})
                 text = buffer.getvalue()
-                self.text = text[text.index("<svg") :]  # drop the XML declaration and DOCTYPE
+                text = text[text.index("<svg") :]  # drop the XML declaration and DOCTYPE
+                self.text = _METADATA.sub("", text, count=1)  # and the RDF block (namespace URLs only)
         finally:
             self._rc.__exit__(exc_type, exc, tb)
 
@@ -122,6 +125,10 @@ class Chart:
             gridspec_kw={"height_ratios": height_ratios} if height_ratios else None,
         )
         self.fig.subplots_adjust(left=left, right=right, bottom=bottom, top=top, hspace=hspace, wspace=wspace)
+        from matplotlib.ticker import MaxNLocator
+
+        for ax in axes.ravel():  # fewer ticks: each costs a Text and two Line2D to lay out and draw
+            ax.yaxis.set_major_locator(MaxNLocator(nbins=5))
         return list(axes.ravel())
 
 
@@ -137,7 +144,7 @@ def date_axis(ax: Axes) -> None:
     """Compact date ticks (``ConciseDateFormatter``) on the x axis."""
     import matplotlib.dates as mdates
 
-    locator = mdates.AutoDateLocator(minticks=4, maxticks=9)
+    locator = mdates.AutoDateLocator(minticks=3, maxticks=7)
     ax.xaxis.set_major_locator(locator)
     ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
 
