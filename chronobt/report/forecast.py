@@ -52,7 +52,7 @@ def render_forecast(folder: Path) -> str:
         title=f"{payload.get('symbol', folder.name)} · {payload.get('preaug', '?')} · forecast",
         subtitle=esc(
             f"next {horizon} bars after {last.get('timestamp', '?')} · model {model.get('id', '?')}"
-            f" · created {payload.get('created_at', '?')}"
+            + (f" · created {payload['created_at']}" if payload.get("created_at") else "")
         ),
     )
     ncols = 2 if len(targets) > 1 else 1

@@ -25,7 +25,7 @@ h3 { font-size: 14px; margin: 14px 0 6px; }
 .sub { color: #555; margin: 0 0 10px; }
 nav a { margin-right: 14px; color: #1f5f9f; text-decoration: none; }
 figure.chart { margin: 6px 0 14px; }
-figure.chart svg { width: 100%; height: auto; display: block; }
+figure.chart svg { width: auto; max-width: 100%; height: auto; display: block; }
 figcaption, .note { color: #555; font-size: 12.5px; }
 table { border-collapse: collapse; font-size: 12.5px; margin: 4px 0 10px; }
 th, td { padding: 3px 9px; border-bottom: 1px solid #e6e6e6; text-align: right; white-space: nowrap; }

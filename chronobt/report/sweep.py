@@ -96,18 +96,18 @@ def _heatmap(board: pd.DataFrame, order: list[str], pcol: str | None, target: st
             if pcol is not None and math.isfinite(_float(row[pcol])):
                 text += f"\np={num(row[pcol], 2)}"
             labels[i][j] = text
-    width = min(12.0, 3.0 + 1.0 * len(cols))
-    height = 1.6 + 0.45 * len(symbols)
-    left = 0.9 / width + 0.05
+    width = min(12.0, max(6.0, 2.4 + 1.1 * len(cols)))
+    height = 1.7 + 0.5 * len(symbols)
     with c.Chart("heatmap", (width, height)) as chart:
-        (ax,) = chart.grid(margins=(left, 0.97, 1.1 / height, 1 - 0.35 / height))
+        (ax,) = chart.grid(margins=(1.0 / width, 1 - 1.1 / width, 1.1 / height, 1 - 0.35 / height))
         c.heatmap(
             ax, values, rows=symbols, cols=cols, labels=labels, marked=marked, colorbar_label="test skill"
         )
-        ax.set_title(
-            f"{target} skill on the test windows (1 - MASE / naive MASE); framed: chosen on validation"
-        )
-    caption = "Blue: better than the naive forecast; red: worse."
+        ax.set_title(f"{target} test skill; framed: chosen")
+    caption = (
+        "Skill on the test windows, 1 - MASE / naive MASE (blue: better than the naive forecast, red: "
+        "worse); the framed cell of each symbol is the one chosen on the validation windows."
+    )
     caption += f" p-values from the leaderboard's '{esc(pcol)}' column." if pcol else ""
     return figure("heatmap", chart.text, caption)
 
