@@ -311,6 +311,19 @@ def test_equity_curve_compounds_the_trades_to_the_reported_total_return(tmp_path
     assert (eq.drawdown(eq.equity) <= 0).all()
 
 
+def test_without_close_there_is_no_equity_chart_and_the_fans_show_the_first_target(tmp_path: Path) -> None:
+    folder = write_backtest_folder(tmp_path)
+    frame = pd.read_parquet(folder / "forecasts.parquet")
+    frame[frame["target"] != "close"].to_parquet(folder / "forecasts.parquet", index=False)
+    summary = json.loads((folder / "metrics.json").read_text())
+    summary |= {"targets": ["open", "high", "low"], "trading": None}
+    (folder / "metrics.json").write_text(json.dumps(summary))
+    (folder / "trades.parquet").unlink()
+    text = render_backtest(folder)
+    assert set(assert_self_contained(text).charts) == set(BACKTEST_CHARTS) - {"equity"}
+    assert "AAA open · origin" in text
+
+
 def test_a_100_window_report_is_under_5_mb(tmp_path: Path) -> None:
     folder = write_backtest_folder(tmp_path, windows=100, horizon=24)
     t0 = time.perf_counter()

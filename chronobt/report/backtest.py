@@ -203,7 +203,7 @@ def _calibration(run: BacktestRun) -> str:
 def _equity(run: BacktestRun, eq: Equity) -> str:
     trading = run.metrics.get("trading") or {}
     with c.Chart("equity", (11, 4.6)) as chart:
-        ax, ax_dd = chart.grid(2, 1, sharex=True, height_ratios=(3, 1.3), margins=(0.07, 0.98, 0.08, 0.93))
+        ax, ax_dd = chart.grid(2, 1, sharex=True, height_ratios=(3, 1.3), margins=(0.07, 0.89, 0.08, 0.93))
         t_eq = c.utc(eq.times)
         ax.step(t_eq, eq.equity, where="post", color=c.MODEL, lw=1.6, label="strategy (at exits)")
         if eq.hold.size:
@@ -216,7 +216,7 @@ def _equity(run: BacktestRun, eq: Equity) -> str:
             f"Equity (from 1): strategy {pct(trading.get('total_return'), 1)} vs buy and hold "
             f"{pct(trading.get('buy_and_hold'), 1)} · Sharpe {num(trading.get('sharpe'), 3)}"
         )
-        ax.legend(loc="upper left")
+        ax.legend(loc="upper left", bbox_to_anchor=(1.005, 1.0))
         dd = Equity.drawdown(eq.equity) * 100
         ax_dd.fill_between(t_eq, dd, 0, step="post", color=c.MODEL, alpha=0.35, lw=0, label="strategy")
         if eq.hold.size:
@@ -228,7 +228,7 @@ def _equity(run: BacktestRun, eq: Equity) -> str:
                 label="buy and hold",
             )
         ax_dd.set_ylabel("drawdown %")
-        ax_dd.legend(loc="lower left", ncols=2)
+        ax_dd.legend(loc="upper left", bbox_to_anchor=(1.005, 1.0))
         c.date_axis(ax_dd)
     return figure(
         "equity",
