@@ -40,9 +40,10 @@ if [[ ! -s "$tmp/shot.png" ]]; then
     echo "error: chromium wrote no screenshot" >&2
     exit 1
 fi
-if command -v convert >/dev/null 2>&1 && [[ "$resize" != 0 ]]; then
+if [[ "$resize" != 0 ]] && convert -version 2>/dev/null | grep -q ImageMagick; then
     convert "$tmp/shot.png" -resize "${resize}x>" -colors 256 -strip "PNG8:$out_abs"
 else
+    [[ "$resize" != 0 ]] && echo "warning: ImageMagick's convert not found; PNG left at full size" >&2
     cp "$tmp/shot.png" "$out_abs"
 fi
 echo "$out_abs"

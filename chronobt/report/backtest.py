@@ -203,9 +203,9 @@ def _calibration(run: BacktestRun) -> str:
 def _equity(run: BacktestRun, eq: Equity) -> str:
     trading = run.metrics.get("trading") or {}
     with c.Chart("equity", (11, 4.6)) as chart:
-        ax, ax_dd = chart.grid(2, 1, sharex=True, height_ratios=(3, 1.3), margins=(0.07, 0.89, 0.08, 0.93))
+        ax, ax_dd = chart.grid(2, 1, sharex=True, height_ratios=(3, 1.3), margins=(0.07, 0.87, 0.08, 0.93))
         t_eq = c.utc(eq.times)
-        ax.step(t_eq, eq.equity, where="post", color=c.MODEL, lw=1.6, label="strategy (at exits)")
+        ax.step(t_eq, eq.equity, where="post", color=c.MODEL, lw=1.6, label="strategy")
         if eq.hold.size:
             ax.plot(c.utc(eq.hold_times), eq.hold, color=c.ACTUAL, lw=1.0, alpha=0.8, label="buy and hold")
         values = np.concatenate([eq.equity, eq.hold])
