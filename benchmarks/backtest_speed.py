@@ -37,9 +37,12 @@ import pandas as pd
 import torch
 
 from chronobt.allocator import keep_freed_memory
-from chronobt.backtest import BacktestConfig, prepare_symbol, run_backtest
+from chronobt.backtest import run_backtest
 from chronobt.checkpoints import ArchSpec, save_random_checkpoint
+from chronobt.config import BacktestConfig
+from chronobt.data import load_ohlc
 from chronobt.engine import Chronos2Engine, EngineConfig
+from chronobt.pipeline import model_context, prepare_windows
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "ohlc"
 HORIZON = 24
@@ -80,7 +83,9 @@ def run_regime(
         )
         # warm-up (first forward allocates), then the timed runs
         run_backtest(BacktestConfig(**{**config.__dict__, "windows": 2}), engine=engine)
-        sw = prepare_symbol("ETHUSDT", config)
+        sw = prepare_windows(
+            load_ohlc("ETHUSDT", data_dir), config, windows=windows, context=model_context(config, engine)
+        )
         times = sw.ohlc.frame.index
         n_loop = min(loop_windows, len(sw.origins))
         idx = [times[max(0, o - sw.contexts.shape[-1] + 1) : o + 1] for o in sw.origins[:n_loop]]

@@ -12,22 +12,23 @@ from chronobt._version import __version__
 
 if TYPE_CHECKING:
     from chronobt.augment import get_augmentation
-    from chronobt.backtest import BacktestConfig, run_backtest
+    from chronobt.backtest import run_backtest
+    from chronobt.config import BacktestConfig, ForecastConfig, SweepConfig
     from chronobt.data import load_ohlc
     from chronobt.engine import Chronos2Engine, EngineConfig
-    from chronobt.forecast import ForecastConfig, run_forecast
-    from chronobt.sweep import SweepConfig, run_sweep
+    from chronobt.forecast import run_forecast
+    from chronobt.sweep import run_sweep
 
 _LAZY = {
     "load_ohlc": "chronobt.data",
     "get_augmentation": "chronobt.augment",
     "Chronos2Engine": "chronobt.engine",
     "EngineConfig": "chronobt.engine",
-    "BacktestConfig": "chronobt.backtest",
+    "BacktestConfig": "chronobt.config",
     "run_backtest": "chronobt.backtest",
-    "SweepConfig": "chronobt.sweep",
+    "SweepConfig": "chronobt.config",
     "run_sweep": "chronobt.sweep",
-    "ForecastConfig": "chronobt.forecast",
+    "ForecastConfig": "chronobt.config",
     "run_forecast": "chronobt.forecast",
 }
 

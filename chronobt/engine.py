@@ -1,232 +1,66 @@
 """The Chronos-2 engine: one object owning the model, its device/dtype and its compile state.
 
-Inference runs the model directly at fixed shapes rather than through ``predict_df``:
+Inference runs the model directly at fixed shapes rather than through ``predict_df``
+(:mod:`chronobt.batching`): every forward of a call is ``[tasks_per_batch * variates, C]``, NaN-padded;
+``group_ids`` put each task's variates in one group, so tasks never see each other (no cross-learning).
+:meth:`Chronos2Engine.plan` fixes the shapes of a call (a :class:`~chronobt.batching.Plan`; CPU sizes
+from :mod:`chronobt.cpu_sizing`), :meth:`Chronos2Engine.predict` plans and runs.
 
-* every batch is ``[tasks_per_batch * variates, C]`` with ``C`` fixed for the whole call: the longest
-  observed context, capped at the model's maximum context and rounded up to a multiple of the patch size,
-  left-padded with NaN (Chronos-2 treats NaN as missing, so padding changes nothing);
-* the last batch is topped up with all-NaN dummy tasks (dropped afterwards), so every forward has the same
-  shape; ``tasks_per_batch = max(1, batch_size // variates)`` and a task is never split across batches;
-* ``group_ids`` put each task's variates in one group, so tasks never see each other (no cross-learning);
 * ``num_output_patches = ceil(horizon / patch)``. Above the model's ``max_output_patches`` the engine uses
-  chronos' own autoregressive unrolling (``Chronos2Pipeline._predict_batch``), eager and uncompiled.
-* the forward runs through :func:`chronobt.lastblock.output_only_view`: the last encoder block computes
-  only the forecast tokens (the model reads nothing else from it); same numbers as the full forward;
-* with compile on, later calls reuse the compiled shape (tasks per batch, and C when theirs is shorter),
-  so an engine reused across symbols compiles once per horizon.
+  chronos' own autoregressive unrolling (the private ``Chronos2Pipeline._predict_batch``), eager;
+* the forward runs through :func:`chronobt.lastblock.output_only_view` (the last encoder block computes
+  only the forecast tokens) once :func:`chronobt.lastblock.check_output_only` found it equal to the full
+  forward for this model and number of output patches; otherwise the full forward runs;
+* compile (:mod:`chronobt.compilation`): ``torch.compile(dynamic=False)``, one compilation per shape;
+  later calls reuse the compiled shape, and any failure means eager for the rest of the engine's life;
+* a CUDA out-of-memory error halves ``tasks_per_batch`` and retries;
+* dtype ``bfloat16`` casts the weights (CUDA only; float32 with one warning elsewhere).
 
-With compile on, the forward is wrapped by ``torch.compile(dynamic=False)``; fixed shapes mean one
-compilation per call. Any exception from the compiled forward (or non-finite output from inputs without
-infinities) restores eager mode for the rest of the engine's life, logs one warning and re-runs that batch.
-A CUDA out-of-memory error halves ``tasks_per_batch`` and retries.
-
-dtype ``bfloat16`` casts the model weights (``model.to(torch.bfloat16)``, chronos' own ``torch_dtype``
-path; instance normalisation and the output stay float32). It is CUDA-only: on CPU/MPS the engine logs
-one warning and runs float32, so scripts that ask for bf16 still run on machines without a GPU.
+The engine reads no environment variable: the command line maps ``CHRONOBT_*`` and the legacy compile
+switches onto :class:`EngineConfig` (``chronobt.cli.engine_options``).
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import os
-import re
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from chronobt import cpu_sizing
+from chronobt.batching import Plan, RunTotals, batch_array, context_length
+from chronobt.compilation import CompileState
+from chronobt.engine_config import DEFAULT_BATCH_SIZE, EngineConfig, resolve_device, resolve_dtype
 from chronobt.errors import ConfigError, ModelError
 
 if TYPE_CHECKING:
     import torch
 
+    from chronobt.lastblock import OutputOnlyCheck
+
+__all__ = ["Chronos2Engine", "EngineConfig", "Plan", "Progress", "load_pipeline", "resolve_compile"]
+
 logger = logging.getLogger(__name__)
 
-DEVICE_CHOICES = ("auto", "cpu", "cuda", "cuda:N", "mps")
-DTYPE_CHOICES = ("auto", "float32", "bfloat16")
-COMPILE_CHOICES = ("auto", "on", "off")
-COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
-#: Series per forward pass by device type (H200: 256 best; 2-core CPU with a 7M model: 16 best).
-DEFAULT_BATCH_SIZE = {"cuda": 256, "mps": 64, "cpu": 16}
-
-#: CPU default batch: series per forward such that series x context patches x d_model stays near the
-#: measured optimum of a 7M-parameter Chronos-2 (d_model 256) at context 2048 on a 2-core CPU, 16 series
-#: (69 ms/window vs 79 at 4, 88 at 64, 128 at 256). Larger activations fall out of cache; a small model
-#: or a short context is overhead-bound instead and gets more series per forward (up to 256), but never
-#: more than the model's d_ff: group (cross-series) attention is dense, its cost per series grows with
-#: the series per forward and passes the feed-forward layers' beyond d_ff (tiny model, d_ff 64, context
-#: 512, 200 windows on 2 cores: 120 ms at 64-128 series per forward, 196 ms at 256).
-CPU_ACTIVATION_BUDGET = 16 * 131 * 256  # 128 context patches + register + 2 output patches
-CPU_BATCH_RANGE = (4, 256)
-#: Models at least this wide run their CPU batches in turn (their matrix products use every core).
-CPU_PARALLEL_MAX_D_MODEL = 256
-#: Legacy switches read when ``EngineConfig.compile`` is ``None``, first one set wins.
-LEGACY_COMPILE_ENV = ("TORCH_COMPILED", "CHRONOS_COMPILE")
-_ENV_BOOL = {"1": True, "true": True, "0": False, "false": False}
-_DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 #: chronos' default quantiles for long-horizon unrolling.
 _UNROLLED_QUANTILES = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 
 Progress = Callable[[int, int], None]
 
 
-@dataclass(frozen=True)
-class EngineConfig:
-    """How to load and run Chronos-2.
-
-    Attributes
-    ----------
-    model : ``"auto"``, ``"bundled"``, a hub id or a folder (see :func:`chronobt.models.resolve_model`).
-    device : ``auto`` (cuda, then mps, then cpu), ``cpu``, ``cuda``, ``cuda:N`` or ``mps``.
-    dtype : ``auto`` (float32), ``float32`` or ``bfloat16`` (CUDA only; float32 with a warning elsewhere).
-    compile : ``auto`` (on for CUDA only), ``on``, ``off``; ``None`` reads the legacy env switches
-        ``TORCH_COMPILED`` / ``CHRONOS_COMPILE`` (0/1/true/false), else ``auto``.
-    compile_backend : torch.compile backend; default env ``CHRONOS_COMPILE_BACKEND`` or ``inductor``.
-    compile_mode : torch.compile mode; default env ``CHRONOS_COMPILE_MODE`` or torch's default.
-    batch_size : series per forward pass; default 256 on CUDA, 64 on MPS, and on a CPU sized per run
-        by ``CPU_ACTIVATION_BUDGET`` and capped at the model's d_ff (16 for the 7M model at context 2048).
-    """
-
-    model: str = "auto"
-    device: str = "auto"
-    dtype: str = "auto"
-    compile: str | None = None
-    compile_backend: str | None = None
-    compile_mode: str | None = None
-    batch_size: int | None = None
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.model, str) or not self.model.strip():
-            raise ConfigError(f"model {self.model!r} is empty; pass auto, bundled, a hub id or a folder")
-        if not _DEVICE_RE.match(self.device):
-            raise ConfigError(f"device {self.device!r} is not one of {', '.join(DEVICE_CHOICES)}")
-        if self.dtype not in DTYPE_CHOICES:
-            raise ConfigError(f"dtype {self.dtype!r} is not one of {', '.join(DTYPE_CHOICES)}")
-        if self.compile is not None and self.compile not in COMPILE_CHOICES:
-            raise ConfigError(f"compile {self.compile!r} is not one of {', '.join(COMPILE_CHOICES)}")
-        if self.compile_mode is not None and self.compile_mode not in COMPILE_MODES:
-            raise ConfigError(f"compile mode {self.compile_mode!r} is not one of {', '.join(COMPILE_MODES)}")
-        if self.compile_backend is not None and not self.compile_backend.strip():
-            raise ConfigError("compile backend is empty; pass a torch.compile backend such as inductor")
-        if self.batch_size is not None and (
-            isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1
-        ):
-            raise ConfigError(
-                f"batch size {self.batch_size!r} must be a positive integer (series per forward)"
-            )
-
-
-@dataclass
-class _CompileState:
-    requested: str  # "auto" | "on" | "off"
-    source: str  # "option", "env TORCH_COMPILED", "env CHRONOS_COMPILE" or "default"
-    enabled: bool
-    backend: str
-    mode: str | None
-    used: bool = False
-    fallback_reason: str | None = None
-    compile_seconds: float = 0.0
-    compilations: int = 0
-    fn: Callable[..., Any] | None = None
-    shape: tuple[int, int] | None = field(default=None)  # (rows, context) the compiled fn last ran at
-
-    def record(self) -> dict[str, Any]:
-        return {
-            "requested": self.requested,
-            "source": self.source,
-            "enabled": self.enabled,
-            "used": self.used,
-            "backend": self.backend,
-            "mode": self.mode,
-            "fallback_reason": self.fallback_reason,
-            "compile_seconds": round(self.compile_seconds, 3),
-            "compilations": self.compilations,
-        }
-
-
-def resolve_device(spec: str) -> torch.device:
-    """``torch.device`` for a device spec; :class:`ConfigError` when the device is absent."""
-    import torch
-
-    if spec == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    device = torch.device(spec)
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ConfigError(f"--device {spec}: CUDA is not available here; use --device auto or cpu")
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise ConfigError(
-                f"--device {spec}: only {torch.cuda.device_count()} CUDA device(s) "
-                f"(cuda:0..cuda:{torch.cuda.device_count() - 1})"
-            )
-    if device.type == "mps" and not torch.backends.mps.is_available():
-        raise ConfigError(f"--device {spec}: MPS is not available here; use --device auto or cpu")
-    return device
-
-
-def resolve_dtype(spec: str, device: torch.device) -> torch.dtype:
-    """float32 unless ``bfloat16`` was asked for on CUDA (warns and uses float32 elsewhere)."""
-    import torch
-
-    if spec == "bfloat16":
-        if device.type == "cuda":
-            return torch.bfloat16
-        logger.warning("dtype bfloat16 is CUDA-only; running float32 on %s", device.type)
-    return torch.float32
-
-
-def resolve_compile(config: EngineConfig, device: torch.device) -> _CompileState:
-    """Whether to compile: the option, else the legacy env switches, else ``auto`` (on for CUDA)."""
-    requested, source = config.compile, "option"
-    if requested is None:
-        requested, source = "auto", "default"
-        for name in LEGACY_COMPILE_ENV:
-            raw = os.environ.get(name)
-            if raw is None or not raw.strip():
-                continue
-            value = _ENV_BOOL.get(raw.strip().lower())
-            if value is None:
-                raise ConfigError(f"environment {name}={raw!r} is not one of 0, 1, true, false")
-            requested, source = ("on" if value else "off"), f"env {name}"
-            break
-    enabled = requested == "on" or (requested == "auto" and device.type == "cuda")
-    backend = config.compile_backend or os.environ.get("CHRONOS_COMPILE_BACKEND") or "inductor"
-    mode = config.compile_mode or os.environ.get("CHRONOS_COMPILE_MODE") or None
-    if mode is not None and mode not in COMPILE_MODES:
-        raise ConfigError(
-            f"environment CHRONOS_COMPILE_MODE={mode!r} is not one of {', '.join(COMPILE_MODES)}"
-        )
-    return _CompileState(requested=requested, source=source, enabled=enabled, backend=backend, mode=mode)
-
-
-def _compile(fn: Callable[..., Any], backend: str, mode: str | None) -> Callable[..., Any]:
-    """``torch.compile`` with static shapes (module-level so tests can substitute a failing module)."""
-    import torch
-
-    return torch.compile(fn, backend=backend, mode=mode, dynamic=False)
-
-
-def _graph_count() -> int:
-    from torch._dynamo.utils import counters
-
-    return int(counters["stats"]["unique_graphs"])
+def resolve_compile(config: EngineConfig, device: torch.device) -> CompileState:
+    """The compile state of ``config`` on ``device``: ``auto`` is on for CUDA only."""
+    return CompileState.resolve(config, device)
 
 
 def load_pipeline(path: Any) -> Any:
     """Load a ``Chronos2Pipeline`` from a local folder on the CPU; :class:`ModelError` on failure."""
     from chronos import Chronos2Pipeline
-    from transformers.utils import logging as hf_logging
 
-    # transformers draws a "Loading weights" bar on stderr: the CLI owns stderr (and --quiet).
-    hf_logging.disable_progress_bar()
     try:
         return Chronos2Pipeline.from_pretrained(str(path))
     except Exception as exc:
@@ -280,16 +114,79 @@ class Chronos2Engine:
         self.max_context: int = int(chronos_config.context_length)
         self.max_output_patches: int = int(chronos_config.max_output_patches)
         self.batch_size: int = config.batch_size or DEFAULT_BATCH_SIZE.get(self.device.type, 16)
-        self._compile = resolve_compile(config, self.device)
+        self._compile = CompileState.resolve(config, self.device)
         self._eager_forward: Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor] = self._model_forward
-        self._oom_retries = 0
-        self._tasks_per_batch: int | None = None
-        self._long_horizon = False
-        #: forward views whose last block computes only the output tokens, by number of output patches
-        self._output_only = supports_output_only(self.model)
+        self._totals = RunTotals()
+        #: whether the last block has the layout the output-only view relies on (checked by behaviour
+        #: too, once per number of output patches: ``_checks``; views that passed: ``_views``)
+        self._output_only_layout = supports_output_only(self.model)
+        self._checks: dict[int, OutputOnlyCheck] = {}
         self._views: dict[int, Any] = {}
 
     # ------------------------------------------------------------------ public API
+
+    def plan(self, contexts: np.ndarray, horizon: int) -> Plan:
+        """The shapes :meth:`predict` would use for ``contexts`` and ``horizon`` (changes nothing).
+
+        Parameters
+        ----------
+        contexts : ``[tasks, variates, time]`` float; left NaN padding allowed (NaN = missing).
+        horizon : steps to forecast after each context.
+
+        Raises
+        ------
+        ConfigError
+            When ``contexts`` is not a numeric 3-d array or ``horizon`` not a positive integer.
+        """
+        contexts = np.asarray(contexts)
+        if contexts.ndim != 3 or not np.issubdtype(contexts.dtype, np.number):
+            raise ConfigError(
+                f"contexts must be a numeric [tasks, variates, time] array, got shape {contexts.shape} "
+                f"dtype {contexts.dtype}"
+            )
+        if isinstance(horizon, bool) or not isinstance(horizon, (int, np.integer)) or horizon < 1:
+            raise ConfigError(f"horizon {horizon!r} must be a positive integer")
+        horizon = int(horizon)
+        n_tasks, n_variates, _ = contexts.shape
+        length = context_length(contexts, patch_size=self.patch_size, max_context=self.max_context)
+        shape = self._compile.shape
+        if self._compile.active and shape is not None:
+            length = max(length, shape[1])  # reuse a longer compiled length instead of compiling again
+        n_patches = math.ceil(horizon / self.output_patch_size)
+        series = self.batch_size
+        if self.config.batch_size is None and self.device.type == "cpu":
+            series = cpu_sizing.cpu_series_per_forward(
+                context_length=length,
+                patch_size=self.patch_size,
+                n_output_patches=n_patches,
+                d_model=int(self.model.config.d_model),
+                d_ff=int(self.model.config.d_ff),
+            )
+        tasks_per_batch = max(1, series // max(n_variates, 1))
+        if not self._compile.active:
+            tasks_per_batch = min(tasks_per_batch, max(n_tasks, 1))  # eager: no dummy tasks below one batch
+        elif shape is not None and n_variates and shape[0] % n_variates == 0:
+            tasks_per_batch = shape[0] // n_variates  # keep the compiled shape (after OOM halving)
+        workers = 1
+        if self.device.type == "cpu" and not self._compile.active:
+            import torch
+
+            workers = cpu_sizing.cpu_workers(
+                n_batches=math.ceil(n_tasks / tasks_per_batch),
+                d_model=int(self.model.config.d_model),
+                threads=torch.get_num_threads(),
+            )
+        return Plan(
+            n_tasks=n_tasks,
+            n_variates=n_variates,
+            horizon=horizon,
+            context_length=length,
+            output_patches=n_patches,
+            series_per_forward=series,
+            tasks_per_batch=tasks_per_batch,
+            workers=workers,
+            long_horizon=n_patches > self.max_output_patches,
+        )
 
     def predict(self, contexts: np.ndarray, horizon: int, *, progress: Progress | None = None) -> np.ndarray:
         """Quantile forecasts for every task.
@@ -305,180 +202,153 @@ class Chronos2Engine:
         np.ndarray
             float32 ``[tasks, variates, quantiles, horizon]``, quantiles in :attr:`quantile_levels` order.
         """
+        contexts = np.asarray(contexts)
+        plan = self.plan(contexts, horizon)
+        shape = (plan.n_tasks, plan.n_variates, len(self.quantile_levels), plan.horizon)
+        out = np.full(shape, np.nan, dtype=np.float32)
+        if plan.n_tasks and plan.n_variates:
+            self._run(contexts, plan, out, progress)
+        return out
+
+    def record(self) -> dict[str, Any]:
+        """What ran over the engine's life (every call), for manifests and summaries.
+
+        ``batch_size``: series per forward of the last call; ``tasks_per_batch``: the last batch's;
+        ``long_horizon_unrolling``: any call unrolled; ``compile``: :meth:`CompileState.record`;
+        ``output_only_last_block``: the layout is supported and no check failed; ``output_only_check``:
+        the first failed check, else the latest (``None`` before any); ``cpu_workers``: most CPU batches
+        side by side; ``forward_seconds``: wall time running batches.
+        """
+        t = self._totals
+        failed = [c for c in self._checks.values() if not c.passed]
+        latest = failed[0] if failed else (list(self._checks.values())[-1] if self._checks else None)
+        return {
+            "device": str(self.device),
+            "dtype": str(self.dtype).removeprefix("torch."),
+            "batch_size": self.batch_size,
+            "tasks_per_batch": t.tasks_per_batch,
+            "tasks_per_batch_min": t.tasks_per_batch_min,
+            "long_horizon_unrolling": t.long_horizon_calls > 0,
+            "compile": self._compile.record(),
+            "oom_retries": t.oom_retries,
+            "output_only_last_block": self._output_only_layout and not failed,
+            "output_only_check": latest.record() if latest is not None else None,
+            "calls": t.calls,
+            "tasks": t.tasks,
+            "batches": t.batches,
+            "cpu_workers": t.workers_max,
+            "long_horizon_calls": t.long_horizon_calls,
+            "forward_seconds": round(t.forward_seconds, 3),
+        }
+
+    # ------------------------------------------------------------------ running a plan
+
+    def _run(self, contexts: np.ndarray, plan: Plan, out: np.ndarray, progress: Progress | None) -> None:
         import torch
 
-        contexts = np.asarray(contexts)
-        if contexts.ndim != 3 or not np.issubdtype(contexts.dtype, np.number):
-            raise ConfigError(
-                f"contexts must be a numeric [tasks, variates, time] array, got shape {contexts.shape} "
-                f"dtype {contexts.dtype}"
-            )
-        if isinstance(horizon, bool) or not isinstance(horizon, (int, np.integer)) or horizon < 1:
-            raise ConfigError(f"horizon {horizon!r} must be a positive integer")
-        horizon = int(horizon)
-        n_tasks, n_variates, _ = contexts.shape
-        out = np.full((n_tasks, n_variates, len(self.quantile_levels), horizon), np.nan, dtype=np.float32)
-        if n_tasks == 0 or n_variates == 0:
-            return out
-        length = self._context_length(contexts)
-        n_patches = math.ceil(horizon / self.output_patch_size)
-        self._long_horizon = n_patches > self.max_output_patches
-        if self._output_only and not self._long_horizon and n_patches not in self._views:
-            from chronobt.lastblock import output_only_view
-
-            self._views[n_patches] = output_only_view(self.model, n_patches)
-        if self.config.batch_size is None and self.device.type == "cpu":
-            self.batch_size = self._cpu_series_per_forward(length, n_patches)
-        tasks_per_batch = max(1, self.batch_size // n_variates)
-        if not self._compile_active():
-            tasks_per_batch = min(tasks_per_batch, n_tasks)  # eager: no dummy tasks needed below one batch
-        elif self._compile.shape is not None and self._compile.shape[0] % n_variates == 0:
-            tasks_per_batch = (
-                self._compile.shape[0] // n_variates
-            )  # keep the compiled shape (after OOM halving)
-        has_inf = np.isinf(contexts).any(axis=(1, 2))  # [tasks]
-        workers = self._cpu_workers(math.ceil(n_tasks / tasks_per_batch))
-        if workers > 1:
-            try:
-                self._predict_batches_in_parallel(
-                    contexts, out, workers, tasks_per_batch, length, n_patches, horizon, progress
-                )
-                return out
-            except torch.OutOfMemoryError:  # batch by batch below, where the batch is halved and retried
-                logger.info("out of memory with %d parallel CPU batches; forecasting batch by batch", workers)
-        start = 0
-        with torch.inference_mode():
-            while start < n_tasks:
-                stop = min(start + tasks_per_batch, n_tasks)
+        totals = self._totals
+        totals.calls += 1
+        totals.long_horizon_calls += plan.long_horizon
+        self.batch_size = plan.series_per_forward
+        if not plan.long_horizon:
+            self._prepare_view(plan)
+        started = time.perf_counter()
+        try:
+            if plan.workers > 1:
                 try:
-                    preds = self._forecast_tasks(
-                        contexts, start, stop, tasks_per_batch, length, n_patches, horizon
+                    self._run_in_parallel(contexts, out, plan, progress)
+                    return
+                except torch.OutOfMemoryError:  # batch by batch below, where the batch is halved and retried
+                    logger.info(
+                        "out of memory with %d parallel CPU batches; forecasting in turn", plan.workers
                     )
+            self._run_in_turn(contexts, out, plan, progress)
+        finally:
+            totals.forward_seconds += time.perf_counter() - started
+
+    def _run_in_turn(
+        self, contexts: np.ndarray, out: np.ndarray, plan: Plan, progress: Progress | None
+    ) -> None:
+        import torch
+
+        has_inf = np.isinf(contexts).any(axis=(1, 2))  # [tasks]
+        tasks_per_batch, start = plan.tasks_per_batch, 0
+        with torch.inference_mode():
+            while start < plan.n_tasks:
+                stop = min(start + tasks_per_batch, plan.n_tasks)
+                try:
+                    preds = self._forecast_tasks(contexts, start, stop, tasks_per_batch, plan)
                 except torch.OutOfMemoryError as exc:
                     tasks_per_batch = self._after_oom(exc, tasks_per_batch)
                     continue
-                if self._compile_active() and self._nonfinite_from_finite(preds, has_inf[start:stop]):
-                    self._fall_back("compiled forward returned non-finite values from finite inputs")
+                if self._compile.active and self._nonfinite_from_finite(preds, has_inf[start:stop]):
+                    self._compile.fall_back("compiled forward returned non-finite values from finite inputs")
                     continue  # same batch again, eager
-                if self._compile_active() and not self._long_horizon:
+                if self._compile.active and not plan.long_horizon:
                     self._compile.used = True
                 out[start:stop] = preds
-                self._tasks_per_batch = tasks_per_batch
+                self._totals.add_batch(stop - start, tasks_per_batch)
                 start = stop
                 if progress is not None:
-                    progress(start, n_tasks)
-        return out
+                    progress(start, plan.n_tasks)
 
-    def _forecast_tasks(
-        self,
-        contexts: np.ndarray,
-        start: int,
-        stop: int,
-        tasks_per_batch: int,
-        length: int,
-        n_patches: int,
-        horizon: int,
-    ) -> np.ndarray:
-        """Tasks ``start:stop`` as one fixed-shape batch -> float32 ``[stop - start, V, Q, horizon]``."""
-        n_variates = contexts.shape[1]
-        batch = _batch_array(contexts, start, stop, tasks_per_batch, length)  # [tpb*V, C]
-        preds = self._run_batch(batch, n_variates, tasks_per_batch, n_patches, horizon)
-        shape = (tasks_per_batch, n_variates, len(self.quantile_levels), horizon)
-        return preds.reshape(shape)[: stop - start]
-
-    def _cpu_workers(self, n_batches: int) -> int:
-        """Batches forecast at once on a CPU, one thread each (1: batches in turn, all threads each).
-
-        A small model's forward is a chain of small operations that two intra-op threads share badly;
-        whole batches on separate threads keep every core busy (200 windows on 2 cores: chronos2-mini
-        12-14% faster, the tiny test model 28-30%; benchmarks/cpu_parallel_batches.py). A large model's
-        matrix products already use every core, so it stays sequential (d_model >= CPU_PARALLEL_MAX_D_MODEL).
-        """
-        import torch
-
-        if (
-            self.device.type != "cpu"
-            or self._compile_active()
-            or n_batches < 2
-            or int(self.model.config.d_model) >= CPU_PARALLEL_MAX_D_MODEL
-        ):
-            return 1
-        return min(torch.get_num_threads(), n_batches)
-
-    def _predict_batches_in_parallel(
-        self,
-        contexts: np.ndarray,
-        out: np.ndarray,
-        workers: int,
-        tasks_per_batch: int,
-        length: int,
-        n_patches: int,
-        horizon: int,
-        progress: Progress | None,
+    def _run_in_parallel(
+        self, contexts: np.ndarray, out: np.ndarray, plan: Plan, progress: Progress | None
     ) -> None:
-        """Eager CPU forecasts of every batch, ``workers`` batches at a time on one thread each."""
+        """Eager CPU forecasts of every batch, ``plan.workers`` batches at a time on one thread each."""
         import torch
 
-        n_tasks = contexts.shape[0]
+        n_tasks, tasks_per_batch = plan.n_tasks, plan.tasks_per_batch
 
         def forecast(start: int) -> int:
             torch.set_num_threads(1)  # this worker's batch runs on its own core
             stop = min(start + tasks_per_batch, n_tasks)
             with torch.inference_mode():
-                out[start:stop] = self._forecast_tasks(
-                    contexts, start, stop, tasks_per_batch, length, n_patches, horizon
-                )
+                out[start:stop] = self._forecast_tasks(contexts, start, stop, tasks_per_batch, plan)
             return stop
 
         threads = torch.get_num_threads()
-        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="chronobt-cpu")
+        pool = ThreadPoolExecutor(max_workers=plan.workers, thread_name_prefix="chronobt-cpu")
+        stops: list[int] = []
         try:
             futures = [pool.submit(forecast, s) for s in range(0, n_tasks, tasks_per_batch)]
             for future in futures:  # in batch order, so progress reads as in a sequential run
-                stop = future.result()
+                stops.append(future.result())
                 if progress is not None:
-                    progress(stop, n_tasks)
+                    progress(stops[-1], n_tasks)
         finally:  # on an error or Ctrl-C the queued batches are dropped, only running ones finish
             pool.shutdown(wait=True, cancel_futures=True)
             torch.set_num_threads(threads)
-        self._tasks_per_batch = tasks_per_batch
+        for start, stop in zip([0, *stops[:-1]], stops, strict=True):  # counted once all succeeded
+            self._totals.add_batch(stop - start, tasks_per_batch)
+        self._totals.workers_max = max(self._totals.workers_max, plan.workers)
 
-    def _cpu_series_per_forward(self, length: int, n_output_patches: int) -> int:
-        """Default series per forward on a CPU for contexts of ``length`` (see CPU_ACTIVATION_BUDGET)."""
-        tokens = math.ceil(length / self.patch_size) + 1 + n_output_patches
-        series = CPU_ACTIVATION_BUDGET // (tokens * int(self.model.config.d_model))
-        low, high = CPU_BATCH_RANGE
-        return int(min(high, int(self.model.config.d_ff), max(low, series)))
+    def _forecast_tasks(
+        self, contexts: np.ndarray, start: int, stop: int, tasks_per_batch: int, plan: Plan
+    ) -> np.ndarray:
+        """Tasks ``start:stop`` as one fixed-shape batch -> float32 ``[stop - start, V, Q, horizon]``."""
+        batch = batch_array(contexts, start, stop, tasks_per_batch, plan.context_length)  # [tpb*V, C]
+        preds = self._run_batch(batch, plan, tasks_per_batch)
+        shape = (tasks_per_batch, plan.n_variates, len(self.quantile_levels), plan.horizon)
+        return preds.reshape(shape)[: stop - start]
 
-    def record(self) -> dict[str, Any]:
-        """What ran: device, dtype, batch size, compile outcome, OOM retries, output-only last block."""
-        return {
-            "device": str(self.device),
-            "dtype": str(self.dtype).removeprefix("torch."),
-            "batch_size": self.batch_size,
-            "tasks_per_batch": self._tasks_per_batch,
-            "long_horizon_unrolling": self._long_horizon,
-            "compile": self._compile.record(),
-            "oom_retries": self._oom_retries,
-            "output_only_last_block": self._output_only,
-        }
+    def _prepare_view(self, plan: Plan) -> None:
+        """Check the output-only view for ``plan.output_patches`` once; keep it only if it passed."""
+        from chronobt.lastblock import prepare_view
+
+        n = plan.output_patches
+        if n not in self._checks:
+            view, self._checks[n] = prepare_view(
+                self.model,
+                n,
+                layout_ok=self._output_only_layout,
+                n_variates=plan.n_variates,
+                context_length=plan.context_length,
+            )
+            if view is not None:
+                self._views[n] = view
 
     # ------------------------------------------------------------------ internals
-
-    def _context_length(self, contexts: np.ndarray) -> int:
-        """Fixed context length C: longest observed context, capped, rounded up to the patch size."""
-        observed = ~np.isnan(contexts).all(axis=1)  # [tasks, time]
-        any_obs = observed.any(axis=1)
-        first = np.where(any_obs, observed.argmax(axis=1), contexts.shape[2])
-        needed = int(contexts.shape[2] - first.min()) if any_obs.any() else 1
-        length = min(math.ceil(max(needed, 1) / self.patch_size) * self.patch_size, self.max_context)
-        if self._compile_active() and self._compile.shape is not None:
-            # reuse a longer compiled length from an earlier call instead of compiling again
-            length = max(length, self._compile.shape[1])
-        return length
-
-    def _compile_active(self) -> bool:
-        return self._compile.enabled and self._compile.fallback_reason is None
 
     def _model_forward(
         self, context: torch.Tensor, group_ids: torch.Tensor, num_output_patches: int
@@ -487,9 +357,7 @@ class Chronos2Engine:
         output = model(context=context, group_ids=group_ids, num_output_patches=num_output_patches)
         return output.quantile_preds
 
-    def _run_batch(
-        self, batch: np.ndarray, n_variates: int, tasks_per_batch: int, n_patches: int, horizon: int
-    ) -> np.ndarray:
+    def _run_batch(self, batch: np.ndarray, plan: Plan, tasks_per_batch: int) -> np.ndarray:
         """Forward one fixed-shape batch ``[tpb*V, C]`` -> float32 ``[tpb*V, Q, horizon]`` on the host."""
         import torch
 
@@ -498,80 +366,56 @@ class Chronos2Engine:
             context = context.pin_memory().to(self.device, non_blocking=True)
         else:
             context = context.to(self.device)
-        group_ids = torch.arange(tasks_per_batch, device=self.device).repeat_interleave(n_variates)
-        if self._long_horizon:
-            preds = self._unroll(context, group_ids, horizon)
-        elif self._compile_active():
+        group_ids = torch.arange(tasks_per_batch, device=self.device).repeat_interleave(plan.n_variates)
+        n_patches = plan.output_patches
+        if plan.long_horizon:
+            preds = self._unroll(context, group_ids, plan.horizon)
+        elif self._compile.active:
             try:
-                preds = self._compiled_forward(context, group_ids, n_patches)
+                preds = self._compile.forward(self._eager_forward, context, group_ids, n_patches)
             except torch.OutOfMemoryError:
                 raise
             except Exception as exc:
-                self._fall_back(f"{type(exc).__name__}: {_first_line(exc)}")
+                self._compile.fall_back(f"{type(exc).__name__}: {_first_line(exc)}")
                 preds = self._eager_forward(context, group_ids, n_patches)
         else:
             preds = self._eager_forward(context, group_ids, n_patches)
-        return preds[..., :horizon].to(device="cpu", dtype=torch.float32).numpy()
-
-    def _compiled_forward(
-        self, context: torch.Tensor, group_ids: torch.Tensor, n_patches: int
-    ) -> torch.Tensor:
-        import torch
-
-        state = self._compile
-        if state.fn is None:
-            state.fn = _compile(self._eager_forward, state.backend, state.mode)
-        if state.mode == "reduce-overhead":
-            torch.compiler.cudagraph_mark_step_begin()
-        graphs_before, started = _graph_count(), time.perf_counter()
-        preds = state.fn(context, group_ids, n_patches)
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-        new_graphs = _graph_count() - graphs_before
-        if new_graphs:
-            state.compilations += new_graphs
-            state.compile_seconds += time.perf_counter() - started
-            logger.info("compiled the forward pass for shape %s", tuple(context.shape))
-        state.shape = (int(context.shape[0]), int(context.shape[1]))
-        return preds.clone() if state.mode == "reduce-overhead" else preds
+        return preds[..., : plan.horizon].to(device="cpu", dtype=torch.float32).numpy()
 
     def _unroll(self, context: torch.Tensor, group_ids: torch.Tensor, horizon: int) -> torch.Tensor:
-        """Horizons beyond ``max_output_patches``: chronos' own autoregressive unrolling (eager)."""
+        """Horizons beyond ``max_output_patches``: chronos' own autoregressive unrolling (eager).
+
+        ``Chronos2Pipeline._predict_batch`` is private to chronos; its failure is a :class:`ModelError`
+        that says so (an out-of-memory error still propagates, to halve the batch).
+        """
         import torch
 
         levels = [q for q in _UNROLLED_QUANTILES if q in self.quantile_levels] or list(self.quantile_levels)
         future = torch.full((context.shape[0], horizon), torch.nan, device=self.device)
-        (preds,) = self.pipeline._predict_batch(
-            context=context,
-            group_ids=group_ids,
-            future_covariates=future,
-            unrolled_quantiles_tensor=torch.tensor(levels),
-            prediction_length=horizon,
-            max_output_patches=self.max_output_patches,
-            target_idx_ranges=[(0, context.shape[0])],
-        )
+        try:
+            (preds,) = self.pipeline._predict_batch(
+                context=context,
+                group_ids=group_ids,
+                future_covariates=future,
+                unrolled_quantiles_tensor=torch.tensor(levels),
+                prediction_length=horizon,
+                max_output_patches=self.max_output_patches,
+                target_idx_ranges=[(0, context.shape[0])],
+            )
+        except torch.OutOfMemoryError:
+            raise
+        except Exception as exc:
+            steps = self.max_output_patches * self.output_patch_size
+            raise ModelError(
+                f"chronos' internal Chronos2Pipeline._predict_batch failed ({type(exc).__name__}: "
+                f"{_first_line(exc)}); horizon {horizon} > {steps} steps needs its long-horizon unrolling: "
+                f"use --horizon {steps} or less, or chronos-forecasting 2.3.2"
+            ) from exc
         return preds
 
     def _nonfinite_from_finite(self, preds: np.ndarray, has_inf: np.ndarray) -> bool:
         bad = ~np.isfinite(preds).all(axis=(1, 2, 3))  # [tasks]
         return bool((bad & ~has_inf).any())
-
-    def _fall_back(self, reason: str) -> None:
-        import torch
-
-        state = self._compile
-        state.fallback_reason = reason
-        state.fn = None
-        try:
-            torch._dynamo.reset()
-        except Exception:  # resetting is best effort; eager mode does not need it
-            logger.debug("torch._dynamo.reset() failed", exc_info=True)
-        logger.warning(
-            "torch.compile failed (%s, backend %s); running eager for the rest of the run, "
-            "finished batches kept",
-            reason,
-            state.backend,
-        )
 
     def _after_oom(self, exc: BaseException, tasks_per_batch: int) -> int:
         import torch
@@ -583,7 +427,7 @@ class Chronos2Engine:
             ) from exc
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
-        self._oom_retries += 1
+        self._totals.oom_retries += 1
         halved = tasks_per_batch // 2
         logger.info(
             "out of memory on %s at %d tasks per forward; retrying at %d",
@@ -592,21 +436,6 @@ class Chronos2Engine:
             halved,
         )
         return halved
-
-
-def _batch_array(
-    contexts: np.ndarray, start: int, stop: int, tasks_per_batch: int, length: int
-) -> np.ndarray:
-    """Tasks ``start:stop`` as a float32 ``[tasks_per_batch * variates, length]`` array.
-
-    Contexts are cut to their last ``length`` steps or left-padded with NaN; missing tasks (the last
-    batch) are all-NaN dummies, which the model turns into finite, discarded forecasts.
-    """
-    _, n_variates, n_time = contexts.shape
-    batch = np.full((tasks_per_batch, n_variates, length), np.nan, dtype=np.float32)
-    take = min(length, n_time)
-    batch[: stop - start, :, length - take :] = contexts[start:stop, :, n_time - take :]
-    return batch.reshape(tasks_per_batch * n_variates, length)
 
 
 def _first_line(exc: BaseException) -> str:

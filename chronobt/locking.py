@@ -5,15 +5,14 @@ from __future__ import annotations
 import json
 import os
 import socket
-import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
 from filelock import FileLock, Timeout
 
-from chronobt.errors import LockError
+from chronobt.errors import ChronobtError, ConfigError, LockError
 
 LOCK_NAME = ".chronobt.lock"
 HOLDER_NAME = ".chronobt.lock.holder"
@@ -27,8 +26,24 @@ def _describe_holder(output_dir: Path) -> str:
     return f"pid {info.get('pid')} on {info.get('host')} since {info.get('since')} ({info.get('command')})"
 
 
+def _writable_folder(output_dir: Path) -> Path:
+    """``output_dir``, created if missing; a user error naming the fix when it cannot be."""
+    if output_dir.exists() and not output_dir.is_dir():
+        raise ConfigError(f"--output-dir {output_dir} is a file, not a folder; pass a folder")
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ChronobtError(
+            f"--output-dir {output_dir}: cannot create it ({exc.strerror or exc}); "
+            "pass a folder you can write"
+        ) from None
+    return output_dir
+
+
 @contextmanager
-def output_lock(output_dir: Path, *, wait: float = 0.0) -> Iterator[None]:
+def output_lock(
+    output_dir: Path, *, wait: float = 0.0, command: Sequence[str] | None = None
+) -> Iterator[None]:
     """Hold the lock of ``output_dir`` for the duration of the block.
 
     Parameters
@@ -37,16 +52,22 @@ def output_lock(output_dir: Path, *, wait: float = 0.0) -> Iterator[None]:
         The results folder (created if missing). The lock file lives inside it.
     wait
         Seconds to wait for another run to finish; 0 fails at once.
+    command
+        The holder's command line, shown to a run that finds the lock taken.
 
     Raises
     ------
     LockError
         Another run holds the lock (exit code 75), naming the holder.
     """
-    output_dir.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(str(output_dir / LOCK_NAME))
+    lock = FileLock(str(_writable_folder(output_dir) / LOCK_NAME))
     try:
         lock.acquire(timeout=max(wait, 0.0), poll_interval=0.1)
+    except OSError as exc:
+        raise ChronobtError(
+            f"{output_dir}: cannot write there ({exc.strerror or exc}); pass a writable --output-dir "
+            "or fix its permissions"
+        ) from None
     except Timeout:
         waited = f" after waiting {wait:g} s" if wait > 0 else ""
         raise LockError(
@@ -61,7 +82,7 @@ def output_lock(output_dir: Path, *, wait: float = 0.0) -> Iterator[None]:
                     "pid": os.getpid(),
                     "host": socket.gethostname(),
                     "since": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                    "command": " ".join(["chronobt", *sys.argv[1:]]),
+                    "command": " ".join(command) if command is not None else "python api",
                 }
             )
         )

@@ -121,6 +121,27 @@ def mase(
     return _mean(_scaled_error(actual, forecast, scale), axis)
 
 
+def mase_seasonal(
+    *,
+    actual: npt.ArrayLike,
+    forecast: npt.ArrayLike,
+    contexts: npt.ArrayLike,
+    season: int,
+    axis: Axis = None,
+) -> Reduced:
+    """MASE scaled by the in-context seasonal naive MAE (lag ``season``), as fev and utilsforecast do.
+
+    ``actual``/``forecast`` ``[w, v, h]``, ``contexts`` ``[w, v, time]``: each window's errors are divided
+    by ``naive_scale(contexts, lag=season)`` (``[w, v]``); ``season=1`` is :func:`mase` with the default
+    scale. Windows with fewer than ``season + 1`` valid context bars (NaN scale) or a zero scale drop out.
+    Raises :class:`ConfigError` unless ``season`` is an integer >= 1.
+    """
+    if isinstance(season, bool) or not isinstance(season, (int, np.integer)) or season < 1:
+        raise ConfigError(f"season must be an integer >= 1 (bars per season), got {season!r}")
+    scale = naive_scale(contexts, lag=int(season))
+    return mase(actual=actual, forecast=forecast, scale=scale, axis=axis)
+
+
 def _scaled_error(actual: npt.ArrayLike, forecast: npt.ArrayLike, scale: npt.ArrayLike) -> FloatArray:
     """``|f - a| / scale`` per point; NaN in windows whose scale is 0."""
     s = _per_window(scale)

@@ -1,141 +1,182 @@
-"""Atomic file writes and checksums: an interrupted run never leaves a half-written result.
+"""The output schema every command shares: the forecast table, the run record (manifest), folder names.
 
-Every writer puts the bytes in a temporary file in the destination's own folder (so the final
-``os.replace`` is a rename on one filesystem, atomic on POSIX and Windows) and removes the temporary
-file when anything fails. ``replace_dir_atomic`` does the same for a whole folder of results.
+Writing bytes safely is :mod:`chronobt.atomic`'s job (the bottom of the package); this module knows
+windows and runs, so it sits above :mod:`chronobt.pipeline`. The command line that produced a run is
+passed in by the caller: nothing here reads ``sys.argv``.
 """
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import json
-import os
-import shutil
-import tempfile
-import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+import functools
+import platform
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-__all__ = [
-    "replace_dir_atomic",
-    "sha256_file",
-    "write_bytes_atomic",
-    "write_json_atomic",
-    "write_parquet_atomic",
-    "write_text_atomic",
-]
+from chronobt._version import __version__
+from chronobt.config import RunOptions, config_record
+from chronobt.data import OHLC
 
-_CHUNK = 1 << 20
+#: What the run record says when the library was called from Python rather than the command line.
+API_COMMAND = ("<python api>",)
 
 
-def _write_atomic(path: Path, write: Callable[[Path], object]) -> Path:
-    """Call ``write(tmp)`` on a temporary sibling of ``path``, then rename it over ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file ordinary permissions
-        write(tmp)
-        with open(tmp, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-    return path
+def quantile_column(level: float) -> str:
+    """Column name of a quantile level, as chronos-forecasting names them ("0.1", "0.25", ...)."""
+    return str(float(level))
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+def preaug_slug(spec: str) -> str:
+    """Folder-safe name of a spec: ``rolling_norm:window=48`` -> ``rolling_norm_window=48``."""
+    return spec.replace(":", "_").replace(",", "_")
 
 
-_UMASK = _umask()  # read once: os.umask can only be read by setting it
+def backtest_folder(output_dir: Path, symbol: str, spec: str) -> Path:
+    return output_dir / "backtest" / symbol / preaug_slug(spec)
 
 
-def write_bytes_atomic(path: Path | str, data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically; return the path."""
-    return _write_atomic(Path(path), lambda tmp: tmp.write_bytes(data))
+def forecast_folder(output_dir: Path, symbol: str) -> Path:
+    return output_dir / "forecast" / symbol
 
 
-def write_text_atomic(path: Path | str, text: str, *, encoding: str = "utf-8") -> Path:
-    """Write ``text`` to ``path`` atomically; return the path."""
-    return write_bytes_atomic(path, text.encode(encoding))
+def sweep_folder(output_dir: Path) -> Path:
+    return output_dir / "sweep"
 
 
-def write_json_atomic(path: Path | str, payload: Any, *, indent: int | None = 2) -> Path:
-    """Write ``payload`` as JSON (keys in the given order, ``default=str``) atomically.
+def forecast_table(
+    *,
+    symbol: str,
+    origins: pd.DatetimeIndex,
+    timestamps: pd.DatetimeIndex,
+    targets: Sequence[str],
+    price_q: np.ndarray,
+    levels: Sequence[float],
+    preaug: str,
+    actual: np.ndarray | None = None,
+    extra: Mapping[str, str] | None = None,
+) -> pa.Table:
+    """Long table: one row per (origin, step, target), steps inside origins, targets inside steps.
 
-    ``indent=None`` writes one line with the C encoder, several times faster for large payloads.
+    Parameters
+    ----------
+    origins : [windows] timestamp of each window's last observed bar.
+    timestamps : [windows * horizon] timestamp of each forecast step, windows outermost.
+    price_q : [windows, variates, Q, horizon] price quantiles at ``levels`` (0.5 among them).
+    actual : [windows, variates, horizon] realised values, or ``None`` (a forecast: no column).
+    extra : constant string columns appended at the end (e.g. ``{"model": ...}``).
+
+    Columns: ``symbol, origin, step, timestamp, target[, actual], median, <one per level>, preaug[, extra]``.
+    Built as an Arrow table straight from the arrays (no DataFrame in between).
     """
-    text = json.dumps(payload, indent=indent, default=str, allow_nan=True) + "\n"
-    return write_text_atomic(path, text)
+    n_win, n_var, _, horizon = price_q.shape
+    n_rows = n_win * horizon * n_var
+
+    def repeated(value: str) -> pa.Array:
+        return pa.DictionaryArray.from_arrays(np.zeros(n_rows, dtype=np.int32), [value]).dictionary_decode()
+
+    def long(values: np.ndarray) -> np.ndarray:  # [w, v, h] -> rows in (origin, step, target) order
+        return np.ascontiguousarray(values.transpose(0, 2, 1)).ravel()
+
+    columns: dict[str, Any] = {
+        "symbol": repeated(symbol),
+        "origin": pa.array(origins[np.repeat(np.arange(n_win), horizon * n_var)]),
+        "step": pa.array(np.tile(np.repeat(np.arange(1, horizon + 1, dtype=np.int32), n_var), n_win)),
+        "timestamp": pa.array(timestamps[np.repeat(np.arange(n_win * horizon), n_var)]),
+        "target": pa.DictionaryArray.from_arrays(
+            np.tile(np.arange(n_var, dtype=np.int32), n_win * horizon), list(targets)
+        ).dictionary_decode(),
+    }
+    if actual is not None:
+        columns["actual"] = pa.array(long(actual))
+    columns["median"] = pa.array(long(price_q[:, :, list(levels).index(0.5), :]))
+    for k, level in enumerate(levels):
+        columns[quantile_column(level)] = pa.array(long(price_q[:, :, k, :]))
+    columns["preaug"] = repeated(preaug)
+    for name, value in (extra or {}).items():
+        columns[name] = repeated(value)
+    return pa.table(columns)
 
 
-def write_parquet_atomic(path: Path | str, frame: pd.DataFrame | pa.Table, *, index: bool = False) -> Path:
-    """Write a DataFrame (its index too when ``index``) or an Arrow table to a parquet file atomically.
+def data_record(ohlc: OHLC) -> dict[str, Any]:
+    """The data file a run read: path, sha256, rows, span, frequency, calendar."""
+    return {
+        "path": str(ohlc.path),
+        "sha256": ohlc.sha256,
+        "rows": len(ohlc.frame),
+        "first": ohlc.frame.index[0].isoformat(),
+        "last": ohlc.frame.index[-1].isoformat(),
+        "freq": ohlc.freq,
+        "calendar": ohlc.calendar,
+    }
 
-    Only the non-float columns are dictionary-encoded: forecasts and prices rarely repeat, and trying a
-    dictionary for them first doubled the time of writing a backtest's forecasts.
+
+def run_record(
+    *,
+    config: RunOptions,
+    model: Mapping[str, Any],
+    engine: Mapping[str, Any],
+    command: Sequence[str] | None,
+    data: OHLC | None = None,
+    created_at: str | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    """The one manifest every command writes: config, data file, model, engine record, versions, command.
+
+    ``command`` is the command line as the caller saw it (``None``: called from Python). ``extra`` keys
+    (e.g. ``preaug``, ``symbols``) are added after the data record.
     """
-    table = frame if isinstance(frame, pa.Table) else pa.Table.from_pandas(frame, preserve_index=index)
-    dictionary = [f.name for f in table.schema if not pa.types.is_floating(f.type)]
-    return _write_atomic(Path(path), lambda tmp: pq.write_table(table, tmp, use_dictionary=dictionary))
+    record: dict[str, Any] = {"config": config_record(config)}
+    if data is not None:
+        record["data"] = data_record(data)
+    record.update(extra)
+    record.update(
+        {
+            "model": dict(model),
+            "engine": dict(engine),
+            "versions": library_versions(),
+            "device": engine.get("device"),
+            "dtype": engine.get("dtype"),
+            "seed": config.seed,
+            "command": list(command) if command is not None else list(API_COMMAND),
+            "created_at": created_at or now_iso(),
+        }
+    )
+    return record
 
 
-@contextmanager
-def replace_dir_atomic(final_dir: Path | str) -> Iterator[Path]:
-    """Yield a fresh temporary sibling folder; on success it replaces ``final_dir``.
+def now_iso() -> str:
+    return pd.Timestamp.now(tz="UTC").isoformat()
 
-    If the ``with`` block raises, the temporary folder is removed and ``final_dir`` (old results, if
-    any) is left exactly as it was. On success the old folder is moved aside, the new one renamed
-    into place, and the old one deleted; the window where ``final_dir`` is missing is two renames.
 
-    Examples
-    --------
-    >>> with replace_dir_atomic(Path("results/ETHUSD")) as tmp:  # doctest: +SKIP
-    ...     write_json_atomic(tmp / "summary.json", {...})
-    """
-    final = Path(final_dir)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
+def library_versions() -> dict[str, str]:
+    """Versions of chronobt and the libraries that shape its numbers (recorded in every manifest)."""
+    return dict(_library_versions())
+
+
+@functools.cache
+def _library_versions() -> tuple[tuple[str, str], ...]:  # package metadata lookups are slow: once
+    import chronos
+    import torch
+
+    chronos_version = getattr(chronos, "__version__", None) or _dist_version("chronos-forecasting")
+    return (
+        ("chronobt", __version__),
+        ("python", platform.python_version()),
+        ("numpy", np.__version__),
+        ("pandas", pd.__version__),
+        ("torch", torch.__version__),
+        ("chronos-forecasting", chronos_version),
+    )
+
+
+def _dist_version(name: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
     try:
-        yield tmp
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    old: Path | None = None
-    try:
-        if final.exists():
-            old = final.with_name(f".{final.name}.old-{uuid.uuid4().hex[:8]}")
-            os.replace(final, old)
-        os.replace(tmp, final)
-    except BaseException:
-        # Put the old results back if the swap itself failed half-way.
-        if old is not None and not final.exists():
-            with contextlib.suppress(OSError):
-                os.replace(old, final)
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
-def sha256_file(path: Path | str) -> str:
-    """Hex SHA-256 of a file's bytes, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(_CHUNK), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return version(name)
+    except PackageNotFoundError:
+        return "unknown"

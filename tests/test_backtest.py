@@ -11,8 +11,9 @@ import pytest
 from typer.testing import CliRunner
 
 from chronobt.augment import AVAILABLE_AUGMENTATIONS
-from chronobt.backtest import BacktestConfig, run_backtest
+from chronobt.backtest import run_backtest
 from chronobt.cli import app
+from chronobt.config import BacktestConfig
 from chronobt.engine import Chronos2Engine, EngineConfig
 from tests.synthetic import ohlc_frame, write_symbol
 

@@ -9,20 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-import typer
-from typer.testing import CliRunner
 
-import chronobt.engine as engine_mod
+import chronobt.compilation as compilation
+import chronobt.cpu_sizing as cpu_sizing
 from chronobt.checkpoints import ArchSpec, save_random_checkpoint
-from chronobt.cli.engine_options import (
-    BatchSizeOpt,
-    CompileOpt,
-    DeviceOpt,
-    DtypeOpt,
-    ModelOpt,
-    engine_config_from_options,
-)
-from chronobt.engine import Chronos2Engine, EngineConfig, resolve_compile
+from chronobt.engine import Chronos2Engine, EngineConfig, Plan, resolve_compile
 from chronobt.errors import ConfigError, ModelError
 from tests.synthetic import random_walk_contexts
 
@@ -170,7 +161,7 @@ def test_when_compiled_forward_raises_then_engine_falls_back_to_eager_once(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     compile_, calls = failing_compiler(fail_at_call)
-    monkeypatch.setattr(engine_mod, "_compile", compile_)
+    monkeypatch.setattr(compilation, "_compile", compile_)
     engine = engine_for(tiny_model_dir, compile="on")
     with caplog.at_level(logging.WARNING, logger="chronobt"):
         forecast = engine.predict(contexts, HORIZON)
@@ -193,7 +184,7 @@ def test_when_compiled_forward_returns_nonfinite_then_engine_falls_back_to_eager
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     compile_, _ = failing_compiler(2, nonfinite=True)
-    monkeypatch.setattr(engine_mod, "_compile", compile_)
+    monkeypatch.setattr(compilation, "_compile", compile_)
     engine = engine_for(tiny_model_dir, compile="on")
     with caplog.at_level(logging.WARNING, logger="chronobt"):
         forecast = engine.predict(contexts, HORIZON)
@@ -302,48 +293,19 @@ def test_bad_predict_arguments_are_config_errors(
 
 
 @pytest.mark.parametrize(
-    ("env", "option", "expected"),
-    [
-        ({}, None, ("auto", "default", False)),
-        ({"TORCH_COMPILED": "1"}, None, ("on", "env TORCH_COMPILED", True)),
-        ({"CHRONOS_COMPILE": "true"}, None, ("on", "env CHRONOS_COMPILE", True)),
-        ({"TORCH_COMPILED": "0", "CHRONOS_COMPILE": "1"}, None, ("off", "env TORCH_COMPILED", False)),
-        ({"TORCH_COMPILED": "1"}, "off", ("off", "option", False)),
-        ({}, "on", ("on", "option", True)),
-    ],
+    ("option", "device", "enabled"),
+    [("auto", "cpu", False), ("auto", "cuda", True), ("auto", "mps", False), ("on", "cpu", True)],
 )
-def test_legacy_compile_env_switches_apply_only_without_the_option(
-    env: dict[str, str], option: str | None, expected: tuple, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    for name in ("TORCH_COMPILED", "CHRONOS_COMPILE", "CHRONOS_COMPILE_BACKEND", "CHRONOS_COMPILE_MODE"):
-        monkeypatch.delenv(name, raising=False)
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    state = resolve_compile(EngineConfig(compile=option), CPU)
-    assert (state.requested, state.source, state.enabled) == expected
+def test_compile_auto_is_on_for_cuda_only(option: str, device: str, enabled: bool) -> None:
+    config = EngineConfig(compile=option, compile_source="env TORCH_COMPILED")
+    state = resolve_compile(config, torch.device(device))
+    assert (state.requested, state.source, state.enabled) == (option, "env TORCH_COMPILED", enabled)
     assert (state.backend, state.mode) == ("inductor", None)
 
 
-def test_compile_backend_and_mode_come_from_env_unless_given(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("CHRONOS_COMPILE_BACKEND", "aot_eager")
-    monkeypatch.setenv("CHRONOS_COMPILE_MODE", "reduce-overhead")
-    state = resolve_compile(EngineConfig(), CPU)
+def test_compile_backend_and_mode_come_from_the_config() -> None:
+    state = resolve_compile(EngineConfig(compile_backend="aot_eager", compile_mode="reduce-overhead"), CPU)
     assert (state.backend, state.mode) == ("aot_eager", "reduce-overhead")
-    state = resolve_compile(EngineConfig(compile_backend="inductor", compile_mode="max-autotune"), CPU)
-    assert (state.backend, state.mode) == ("inductor", "max-autotune")
-
-
-def test_compile_auto_is_on_for_cuda_only(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("TORCH_COMPILED", "CHRONOS_COMPILE"):
-        monkeypatch.delenv(name, raising=False)
-    assert resolve_compile(EngineConfig(), torch.device("cuda")).enabled is True
-    assert resolve_compile(EngineConfig(), torch.device("mps")).enabled is False
-
-
-def test_invalid_legacy_env_value_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("TORCH_COMPILED", "maybe")
-    with pytest.raises(ConfigError, match="TORCH_COMPILED='maybe'"):
-        resolve_compile(EngineConfig(), CPU)
 
 
 @pytest.mark.parametrize(
@@ -352,6 +314,8 @@ def test_invalid_legacy_env_value_is_a_config_error(monkeypatch: pytest.MonkeyPa
         ("device", "gpu", "auto, cpu, cuda, cuda:N, mps"),
         ("dtype", "float16", "auto, float32, bfloat16"),
         ("compile", "yes", "auto, on, off"),
+        ("compile", None, "auto, on, off"),
+        ("compile_backend", " ", "inductor"),
         ("compile_mode", "fast", "reduce-overhead"),
         ("batch_size", 0, "positive integer"),
         ("batch_size", True, "positive integer"),
@@ -383,54 +347,19 @@ def test_cpu_default_batch_keeps_activation_size_near_the_measured_optimum(
     from chronobt.checkpoints import ARCHITECTURES, save_random_checkpoint
 
     # the 7M-parameter architecture at context 2048, horizon 24 is where 16 series per forward was best
-    small = save_random_checkpoint(tmp_path / "small", ARCHITECTURES["small"])
-    assert engine_for(small, batch_size=None)._cpu_series_per_forward(2048, 2) == 16
+    small = engine_for(save_random_checkpoint(tmp_path / "small", ARCHITECTURES["small"]), batch_size=None)
+    assert small.plan(np.ones((40, 4, 2048)), 24).series_per_forward == 16
     # a shorter context leaves room for more series; a tiny model (d_model 32) is overhead-bound, but
     # dense cross-series attention caps the series per forward at its d_ff (64)
-    assert engine_for(small, batch_size=None)._cpu_series_per_forward(512, 2) > 16
+    assert small.plan(np.ones((40, 4, 512)), 24).series_per_forward > 16
     tiny = engine_for(tiny_model_dir, batch_size=None)
-    assert tiny._cpu_series_per_forward(512, 2) == 64
+    assert tiny.plan(np.ones((40, 4, 512)), 24).series_per_forward == 64
     tiny.predict(np.ones((3, 4, 100)), 8)
     assert tiny.record()["batch_size"] == 64
     # an explicit --batch-size always wins
     explicit = engine_for(tiny_model_dir, batch_size=8)
     explicit.predict(np.ones((3, 4, 100)), 8)
     assert explicit.record()["batch_size"] == 8
-
-
-def test_cli_engine_options_build_an_engine_config_with_env_defaults() -> None:
-    seen: list[EngineConfig] = []
-    app = typer.Typer()
-
-    @app.command()
-    def run(
-        model: ModelOpt = "auto",
-        device: DeviceOpt = "auto",
-        dtype: DtypeOpt = "auto",
-        compile: CompileOpt = None,
-        batch_size: BatchSizeOpt = None,
-    ) -> None:
-        seen.append(
-            engine_config_from_options(
-                model=model, device=device, dtype=dtype, compile=compile, batch_size=batch_size
-            )
-        )
-
-    runner = CliRunner()
-    result = runner.invoke(
-        app, ["--dtype", "bfloat16", "--batch-size", "64"], env={"CHRONOBT_MODEL": "bundled"}
-    )
-    assert result.exit_code == 0, result.output
-    result = runner.invoke(
-        app, ["--compile", "OFF", "--model", "org/name"], env={"CHRONOBT_MODEL": "bundled"}
-    )
-    assert result.exit_code == 0, result.output
-    assert seen == [
-        EngineConfig(model="bundled", dtype="bfloat16", batch_size=64),
-        EngineConfig(model="org/name", compile="off"),
-    ]
-    result = runner.invoke(app, ["--compile", "maybe"])
-    assert isinstance(result.exception, ConfigError) and "auto, on, off" in str(result.exception)
 
 
 def test_small_models_forecast_cpu_batches_on_parallel_threads_with_the_sequential_result(
@@ -459,7 +388,7 @@ def test_small_models_forecast_cpu_batches_on_parallel_threads_with_the_sequenti
         assert [d for d, _ in seen] == sorted(d for d, _ in seen) and seen[-1] == (9, 9)
         assert torch.get_num_threads() == 2  # restored after the workers' one thread each
 
-        monkeypatch.setattr(engine_mod, "CPU_PARALLEL_MAX_D_MODEL", 0)  # every model in turn
+        monkeypatch.setattr(cpu_sizing, "CPU_PARALLEL_MAX_D_MODEL", 0)  # every model in turn
         ran_on.clear()
         sequential = engine.predict(contexts, 12)
         assert ran_on == [threading.main_thread().name] * 5
@@ -492,5 +421,125 @@ def test_an_error_in_a_parallel_cpu_batch_stops_the_run_and_restores_the_threads
             engine.predict(contexts, 8)
         assert len(calls) < 40  # the queued batches were dropped, not all run
         assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(threads_before)
+
+
+def test_plan_fixes_the_shapes_of_a_call_and_runs_nothing(tiny_model_dir: Path, contexts: np.ndarray) -> None:
+    import dataclasses
+
+    engine = engine_for(tiny_model_dir)  # 8 series per forward, 4 variates: 2 tasks per batch
+    plan = engine.plan(contexts, HORIZON)
+    assert plan == Plan(
+        n_tasks=5,
+        n_variates=4,
+        horizon=HORIZON,
+        context_length=304,  # 300 observed steps rounded up to the 16-step patch
+        output_patches=2,
+        series_per_forward=8,
+        tasks_per_batch=2,
+        workers=min(torch.get_num_threads(), 3),
+        long_horizon=False,
+    )
+    assert plan.n_batches == 3
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        plan.workers = 1  # type: ignore[misc]
+    assert engine.plan(contexts, 3 * 16 * 64).long_horizon  # beyond the model's max output patches
+    record = engine.record()
+    assert (record["calls"], record["batches"], record["output_only_check"]) == (0, 0, None)
+
+
+def test_record_describes_every_call_of_the_engine(tiny_model_dir: Path, contexts: np.ndarray) -> None:
+    engine = engine_for(tiny_model_dir)
+    engine.predict(contexts, HORIZON)  # 5 tasks: 3 batches of 2
+    engine.predict(contexts[:1], 8)  # 1 task: one batch of 1
+    record = engine.record()
+    assert {
+        k: record[k] for k in ("calls", "tasks", "batches", "tasks_per_batch", "tasks_per_batch_min")
+    } == {
+        "calls": 2,
+        "tasks": 6,
+        "batches": 4,
+        "tasks_per_batch": 1,
+        "tasks_per_batch_min": 1,
+    }
+    assert record["long_horizon_unrolling"] is False and record["long_horizon_calls"] == 0
+    assert record["forward_seconds"] > 0 and record["oom_retries"] == 0
+    assert record["output_only_last_block"] is True and record["output_only_check"]["passed"] is True
+    assert {"device", "dtype", "batch_size", "compile", "cpu_workers"} <= set(record)
+
+
+def test_failing_chronos_unrolling_is_a_model_error_naming_it_not_a_compile_failure(
+    custom_model_dir: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    compiled: list[int] = []
+
+    def identity_compile(fn, backend, mode):
+        compiled.append(1)
+        return fn
+
+    monkeypatch.setattr(compilation, "_compile", identity_compile)
+    engine = engine_for(custom_model_dir, compile="on")
+
+    def changed_signature(**kwargs: object) -> None:
+        raise TypeError("_predict_batch() got an unexpected keyword argument 'target_idx_ranges'")
+
+    monkeypatch.setattr(engine.pipeline, "_predict_batch", changed_signature)
+    with caplog.at_level(logging.WARNING, logger="chronobt"), pytest.raises(ModelError) as info:
+        engine.predict(random_walk_contexts([100], n_time=100), 3 * engine.output_patch_size + 5)
+    message = str(info.value)
+    assert "Chronos2Pipeline._predict_batch failed (TypeError" in message
+    assert "--horizon 32 or less" in message and "torch.compile" not in message
+    assert engine.record()["compile"]["fallback_reason"] is None and not compiled
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+def test_unreadable_dynamo_counters_mark_the_compile_count_unknown_not_failed(
+    tiny_model_dir: Path,
+    contexts: np.ndarray,
+    eager_forecast: np.ndarray,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    class Unreadable:
+        def __getitem__(self, key: str) -> None:
+            raise KeyError(key)
+
+    monkeypatch.setattr(compilation, "_compile", lambda fn, backend, mode: fn)
+    monkeypatch.setattr(torch._dynamo.utils, "counters", Unreadable())
+    engine = engine_for(tiny_model_dir, compile="on")
+    with caplog.at_level(logging.WARNING, logger="chronobt"):
+        np.testing.assert_array_equal(engine.predict(contexts, HORIZON), eager_forecast)
+    record = engine.record()["compile"]
+    assert (record["used"], record["fallback_reason"]) == (True, None)
+    assert (record["compilations"], record["compile_seconds"]) == (None, None)
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+def test_out_of_memory_in_parallel_cpu_batches_runs_them_in_turn_and_restores_the_threads(
+    tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    rng = np.random.default_rng(5)
+    contexts = 50 + rng.normal(size=(6, 4, 64)).cumsum(axis=-1)
+    threads_before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        engine = engine_for(tiny_model_dir, batch_size=8)  # 3 batches, 2 side by side
+        expected = engine_for(tiny_model_dir, batch_size=8, compile="off").predict(contexts[:1], 8)
+        run_batch = engine._run_batch
+
+        def oom_on_workers(*args: object, **kwargs: object) -> np.ndarray:
+            if threading.current_thread().name.startswith("chronobt-cpu"):
+                raise torch.OutOfMemoryError("out of memory")
+            return run_batch(*args, **kwargs)
+
+        monkeypatch.setattr(engine, "_run_batch", oom_on_workers)
+        forecast = engine.predict(contexts, 8)
+        assert torch.get_num_threads() == 2
+        np.testing.assert_allclose(forecast[:1], expected, rtol=1e-5, atol=1e-5)
+        record = engine.record()
+        assert (record["batches"], record["tasks"], record["cpu_workers"]) == (3, 6, 1)
     finally:
         torch.set_num_threads(threads_before)

@@ -12,8 +12,9 @@ import pytest
 from typer.testing import CliRunner
 
 from chronobt.cli import app
+from chronobt.config import ForecastConfig
 from chronobt.engine import Chronos2Engine, EngineConfig
-from chronobt.forecast import ForecastConfig, run_forecast
+from chronobt.forecast import run_forecast
 from tests.synthetic import ohlc_frame, write_symbol
 from tests.test_sweep import own_output
 

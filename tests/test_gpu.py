@@ -33,3 +33,19 @@ def test_cuda_compiled_engine_compiles_once_and_matches_eager(tiny_model_dir: Pa
     record = compiled.record()["compile"]
     assert record["used"] and record["fallback_reason"] is None
     assert record["compilations"] == 1
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_cuda_output_only_view_passes_its_check_within_the_dtype_tolerance(
+    tiny_model_dir: Path, dtype: str
+) -> None:
+    engine = Chronos2Engine(
+        EngineConfig(model=str(tiny_model_dir), device="cuda", dtype=dtype, compile="off")
+    )
+    forecast = engine.predict(_contexts(9, 300), 24)
+    assert np.isfinite(forecast).all()
+    record = engine.record()
+    assert record["dtype"] == dtype
+    check = record["output_only_check"]
+    assert record["output_only_last_block"] is True and check["passed"], check
+    assert check["max_abs_diff"] <= check["tolerance"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from pathlib import Path
 
@@ -9,9 +10,16 @@ import numpy as np
 import pytest
 import torch
 
+from chronobt import lastblock
 from chronobt.checkpoints import ArchSpec, random_model
 from chronobt.engine import Chronos2Engine, EngineConfig
-from chronobt.lastblock import OutputOnlyBlock, output_only_view, supports_output_only
+from chronobt.lastblock import (
+    CHECK_RTOL,
+    OutputOnlyBlock,
+    check_output_only,
+    output_only_view,
+    supports_output_only,
+)
 from tests.synthetic import random_walk_contexts
 
 SPEC = ArchSpec(d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4, context_length=256)
@@ -96,12 +104,99 @@ def test_other_layouts_are_not_supported(model: torch.nn.Module) -> None:
         OutputOnlyBlock(model.encoder.block[-1], 0)
 
 
-def test_engine_uses_the_view_and_matches_the_full_model(tiny_model_dir: Path) -> None:
-    contexts = random_walk_contexts([300, 37, 120, 16, 250], n_time=300, seed=4)
-    fast = Chronos2Engine(EngineConfig(model=str(tiny_model_dir), device="cpu", compile="off"))
+@pytest.fixture(scope="module")
+def engine_contexts() -> np.ndarray:
+    return random_walk_contexts([300, 37, 120, 16, 250], n_time=300, seed=4)
+
+
+@pytest.fixture(scope="module")
+def full_forecast(tiny_model_dir: Path, engine_contexts: np.ndarray) -> np.ndarray:
     full = Chronos2Engine(EngineConfig(model=str(tiny_model_dir), device="cpu", compile="off"))
-    full._output_only = False  # the plain chronos forward, as on a model without the expected layout
-    assert fast.record()["output_only_last_block"] is True
-    np.testing.assert_allclose(fast.predict(contexts, 24), full.predict(contexts, 24), rtol=1e-5, atol=1e-5)
-    assert set(fast._views) == {2}
+    full._output_only_layout = False  # the plain chronos forward, as on a model without the expected layout
+    forecast = full.predict(engine_contexts, 24)
     assert not full._views
+    record = full.record()
+    assert record["output_only_last_block"] is False
+    assert "layout" in record["output_only_check"]["reason"]
+    return forecast
+
+
+def test_engine_uses_the_view_after_checking_it_and_matches_the_full_model(
+    tiny_model_dir: Path, engine_contexts: np.ndarray, full_forecast: np.ndarray
+) -> None:
+    fast = Chronos2Engine(EngineConfig(model=str(tiny_model_dir), device="cpu", compile="off"))
+    assert fast.record()["output_only_last_block"] is True  # the layout; checked on the first call
+    np.testing.assert_allclose(fast.predict(engine_contexts, 24), full_forecast, rtol=1e-5, atol=1e-5)
+    assert set(fast._views) == {2}
+    check = fast.record()["output_only_check"]
+    assert check["passed"] is True and check["num_output_patches"] == 2
+    assert check["max_abs_diff"] <= check["tolerance"]
+    fast.predict(engine_contexts[:2], 24)
+    assert len(fast._checks) == 1  # once per number of output patches
+
+
+def _perturbed(self: OutputOnlyBlock, hidden_states: torch.Tensor, **kwargs: object):
+    out = REAL_FORWARD(self, hidden_states, **kwargs)
+    out.hidden_states = out.hidden_states + 1.0  # a layout change the names and types did not catch
+    return out
+
+
+def _raising(self: OutputOnlyBlock, hidden_states: torch.Tensor, **kwargs: object):
+    raise RuntimeError("shape '[12, 2, 4, 8]' is invalid for input of size 2048")
+
+
+REAL_FORWARD = OutputOnlyBlock.forward
+
+
+@pytest.mark.parametrize(
+    ("forward", "reason"), [(_perturbed, "differs from the full forward"), (_raising, "raised RuntimeError")]
+)
+def test_when_the_view_differs_or_raises_the_engine_runs_the_full_forward_and_records_why(
+    tiny_model_dir: Path,
+    engine_contexts: np.ndarray,
+    full_forecast: np.ndarray,
+    forward: object,
+    reason: str,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    monkeypatch.setattr(OutputOnlyBlock, "forward", forward)
+    engine = Chronos2Engine(EngineConfig(model=str(tiny_model_dir), device="cpu", compile="off"))
+    with caplog.at_level(logging.INFO, logger="chronobt"):
+        forecast = engine.predict(engine_contexts, 24)
+        engine.predict(engine_contexts, 24)
+    np.testing.assert_allclose(forecast, full_forecast, rtol=1e-5, atol=1e-5)
+    assert not engine._views
+    record = engine.record()
+    assert record["output_only_last_block"] is False
+    check = record["output_only_check"]
+    assert check["passed"] is False and reason in check["reason"]
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and reason in warnings[0] and "full forward" in warnings[0]
+
+
+def test_a_view_that_cannot_be_built_fails_the_check_not_the_run(
+    tiny_model_dir: Path,
+    engine_contexts: np.ndarray,
+    full_forecast: np.ndarray,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def broken(model: object, n_out: int) -> None:
+        raise AttributeError("'Chronos2Encoder' object has no attribute 'block'")
+
+    monkeypatch.setattr(lastblock, "output_only_view", broken)
+    engine = Chronos2Engine(EngineConfig(model=str(tiny_model_dir), device="cpu", compile="off"))
+    np.testing.assert_allclose(engine.predict(engine_contexts, 24), full_forecast, rtol=1e-5, atol=1e-5)
+    check = engine.record()["output_only_check"]
+    assert check["passed"] is False and "raised AttributeError" in check["reason"]
+
+
+def test_check_accepts_the_view_within_the_documented_tolerance(model: torch.nn.Module) -> None:
+    check = check_output_only(model, output_only_view(model, 2), n_out=2, n_variates=4, context_length=512)
+    assert check.passed and check.max_abs_diff is not None and check.tolerance is not None
+    assert check.max_abs_diff <= check.tolerance
+    with torch.inference_mode():
+        context, group_ids = lastblock.check_inputs(4, 512)
+        full = model(context=context, group_ids=group_ids, num_output_patches=2).quantile_preds
+    assert context.shape == (8, lastblock.CHECK_MAX_CONTEXT) and torch.isnan(context[:4, 0]).all()
+    assert check.tolerance == pytest.approx(CHECK_RTOL[torch.float32] * (1 + float(full.abs().max())))

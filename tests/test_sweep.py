@@ -11,18 +11,14 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from chronobt.augment import candidate_specs
+from chronobt.augment import expand_specs as expand_preaugs
 from chronobt.cli import app
+from chronobt.config import SweepConfig
 from chronobt.engine import Chronos2Engine, EngineConfig
 from chronobt.errors import ConfigError, DataError
-from chronobt.sweep import (
-    LEADERBOARD_COLUMNS,
-    SweepConfig,
-    candidate_specs,
-    expand_preaugs,
-    rank_specs,
-    run_sweep,
-    split_windows,
-)
+from chronobt.leaderboard import LEADERBOARD_COLUMNS, rank_specs
+from chronobt.sweep import run_sweep, split_windows
 from tests.synthetic import write_symbol
 
 PREAUGS = "none,differencing,robust_scaling"
@@ -335,25 +331,29 @@ def test_sweep_quiet_prints_nothing_on_success(tmp_path: Path, data_dir: Path, t
 def test_baselines_are_scored_once_per_symbol_and_split_and_match_a_backtest_of_those_windows(
     tmp_path: Path, data_dir: Path, engine: Chronos2Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import chronobt.sweep as sweep_module
-    from chronobt.backtest import prepare_symbol, score_baselines
+    import chronobt.cells as cells_module
+    from chronobt.data import load_ohlc
+    from chronobt.evaluate import score_reference
+    from chronobt.pipeline import prepare_windows
 
     calls: list[int] = []
 
     def counting(sw: Any, levels: Any, *, horizon: int) -> Any:
         calls.append(len(sw.origins))
-        return score_baselines(sw, levels, horizon=horizon)
+        return score_reference(sw, levels, horizon=horizon)
 
-    monkeypatch.setattr(sweep_module, "score_baselines", counting)
+    monkeypatch.setattr(cells_module, "score_reference", counting)
     config = _config(data_dir, tmp_path / "out")
     report = run_sweep(config, engine=engine)
     n_specs = len(expand_preaugs(PREAUGS))
     assert n_specs > 1 and report.cells_computed == 2 * n_specs
     assert sorted(calls) == [3, 3, 4, 4]  # 2 symbols x (validation, test), not per augmentation
     # every augmentation's cell carries the same baselines, equal to scoring that split's windows directly
-    sw = prepare_symbol("AAA", config.backtest_config(["AAA"]))
+    sw = prepare_windows(
+        load_ohlc("AAA", config.data_dir), config, windows=config.windows, context=config.context
+    )
     test_windows = sw.subset(np.arange(len(sw.origins))[-config.test_windows :])
-    direct = score_baselines(test_windows, config.quantiles, horizon=config.horizon).baselines
+    direct = score_reference(test_windows, config.quantiles, horizon=config.horizon).baselines
     cells = [json.loads(p.read_text()) for p in (tmp_path / "out" / "sweep" / "cells").rglob("*.json")]
     aaa = [c for c in cells if c["symbol"] == "AAA"]
     assert len(aaa) == n_specs

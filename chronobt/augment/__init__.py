@@ -11,6 +11,8 @@ Modules: :mod:`.base` (the :class:`Augmentation` contract, validation, chunking,
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Sequence
 from typing import Any
 
 from chronobt.augment.base import (
@@ -36,6 +38,8 @@ __all__ = [
     "Augmentation",
     "AugmentationSpec",
     "AugmentationState",
+    "candidate_specs",
+    "expand_specs",
     "get_augmentation",
     "parse_augmentation",
 ]
@@ -99,3 +103,67 @@ def get_augmentation(spec: str | AugmentationSpec) -> Augmentation:
     """An augmentation instance from ``"rolling_norm:window=48"`` or an :class:`AugmentationSpec`."""
     parsed = parse_augmentation(str(spec))
     return AVAILABLE_AUGMENTATIONS[parsed.name](**dict(parsed.params))
+
+
+def expand_specs(items: str | Sequence[str]) -> tuple[str, ...]:
+    """Canonical augmentation specs from a comma-separated list with optional ``|`` grids.
+
+    ``"none,rolling_norm:window=20|48"`` -> ``("none", "rolling_norm:window=20", "rolling_norm:window=48")``.
+    A comma-separated piece without ``:`` but with ``=`` continues the previous spec's parameters
+    (``rolling_norm:window=20,min_periods=5``); several gridded parameters expand to their product.
+    Order is kept and duplicates dropped.
+
+    Raises
+    ------
+    ConfigError
+        An unknown name or parameter (from :func:`parse_augmentation`), or ``auto``.
+    """
+    pieces = [items] if isinstance(items, str) else list(items)
+    tokens: list[str] = []
+    for piece in pieces:
+        for part in (p.strip() for p in piece.split(",")):
+            if not part:
+                continue
+            if "=" in part and ":" not in part and tokens:
+                tokens[-1] += "," + part
+            else:
+                tokens.append(part)
+    specs: list[str] = []
+    for token in tokens:
+        if token == "auto":
+            raise ConfigError("--preaug auto is what a sweep produces; list augmentations to sweep instead")
+        for spec in _expand_grid(token):
+            canonical = str(parse_augmentation(spec))
+            if canonical not in specs:
+                specs.append(canonical)
+    return tuple(specs)
+
+
+def _expand_grid(token: str) -> list[str]:
+    name, _, params = token.partition(":")
+    if not params:
+        return [name]
+    keys: list[str] = []
+    choices: list[list[str]] = []
+    for item in params.split(","):
+        key, eq, values = item.partition("=")
+        if not eq:
+            return [token]  # not k=v: let parse_augmentation explain the problem
+        keys.append(key.strip())
+        choices.append([v.strip() for v in values.split("|")])
+    return [
+        f"{name}:" + ",".join(f"{k}={v}" for k, v in zip(keys, combo, strict=True))
+        for combo in itertools.product(*choices)
+    ]
+
+
+def candidate_specs(preaugs: Sequence[str]) -> tuple[str, ...]:
+    """The augmentations a sweep tries, in tie-break order: ``none`` first, then the given ones
+    (or every registered augmentation with default parameters, in registry order)."""
+    specs = (
+        expand_specs(preaugs)
+        if preaugs
+        else tuple(str(parse_augmentation(n)) for n in AVAILABLE_AUGMENTATIONS)
+    )
+    none = str(parse_augmentation("none"))
+    return (none, *(s for s in specs if s != none))

@@ -21,7 +21,9 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 
 from chronobt.augment.sampling import (
+    check_correlation,
     check_levels,
+    copula_draws,
     interpolate_quantiles,
     path_quantiles,
     sample_steps,
@@ -30,7 +32,7 @@ from chronobt.augment.sampling import (
 from chronobt.errors import AugmentationError, ConfigError
 
 Label = Callable[[int, int], str]
-Dependence = Literal["independent", "comonotonic"]
+Dependence = Literal["independent", "comonotonic", "copula"]
 
 #: Default number of sample paths for path-dependent quantile inversion. With the Latin hypercube
 #: sampler the Monte Carlo standard error of the 10%, 50% and 90% price quantiles is at most ~1% of
@@ -84,8 +86,8 @@ class AugmentationState:
         """(windows, variates)."""
         return (int(self.start.shape[0]), int(self.start.shape[1]))
 
-    def take(self, rows: slice) -> AugmentationState:
-        """The state of the windows in ``rows``."""
+    def take(self, rows: slice | np.ndarray) -> AugmentationState:
+        """The state of the windows in ``rows`` (a slice or an integer index array)."""
         arrays = {
             f.name: getattr(self, f.name)[rows]
             for f in dataclasses.fields(self)
@@ -279,6 +281,7 @@ class Augmentation(ABC):
         dependence: Dependence = "independent",
         n_paths: int = DEFAULT_N_PATHS,
         seed: int = 0,
+        correlation: np.ndarray | None = None,
     ) -> np.ndarray:
         """Price quantiles [w, v, len(out_levels), h] from augmented quantiles ``q`` [w, v, Q, h].
 
@@ -292,6 +295,10 @@ class Augmentation(ABC):
           out-level is inverted exactly (per-quantile inversion), then sorted per step.
         - Path-dependent, ``"independent"``: ``n_paths`` Latin-hypercube paths with independent steps
           (seeded by ``seed``) are inverted and the quantiles read off the prices, chunked over windows.
+        - Path-dependent, ``"copula"``: as ``"independent"``, but the paths' steps are coupled by a
+          Gaussian copula with ``correlation`` (``[h, h]`` shared, or ``[w, h, h]`` per window; see
+          :func:`chronobt.augment.sampling.copula_draws` and :mod:`chronobt.dependence`). Windows with
+          equal matrices share their draws, so a window's result depends only on its own matrix.
         """
         qa = np.asarray(q, dtype=np.float64)
         if qa.ndim != 4:
@@ -299,8 +306,13 @@ class Augmentation(ABC):
         st = self._check_state(state, qa.shape)
         lv = check_levels(levels, qa.shape[2])
         out_lv = check_levels(out_levels, what="out_levels")
-        if dependence not in ("independent", "comonotonic"):
-            raise ConfigError(f"dependence must be 'independent' or 'comonotonic', got {dependence!r}")
+        if dependence not in ("independent", "comonotonic", "copula"):
+            raise ConfigError(
+                f"dependence must be 'independent', 'comonotonic' or 'copula', got {dependence!r}"
+            )
+        if (correlation is not None) != (dependence == "copula"):
+            raise ConfigError("a step correlation is needed with dependence='copula' and only there")
+        corr = None if correlation is None else check_correlation(correlation, qa.shape[3], qa.shape[0])
         qs = qa if (np.diff(qa, axis=2) >= 0).all() else np.sort(qa, axis=2)  # crossing quantiles sorted
         if not self.path_dependent or dependence == "comonotonic":
             prices = self.inverse(interpolate_quantiles(qs, lv, out_lv), st)
@@ -310,7 +322,7 @@ class Augmentation(ABC):
             return prices
         if int(n_paths) < 2:
             raise ConfigError(f"n_paths must be an integer >= 2, got {n_paths!r}")
-        return self._sampled_quantiles(qs, lv, out_lv, st, int(n_paths), seed)
+        return self._sampled_quantiles(qs, lv, out_lv, st, int(n_paths), seed, corr)
 
     def _sampled_quantiles(
         self,
@@ -320,12 +332,28 @@ class Augmentation(ABC):
         state: AugmentationState,
         n_paths: int,
         seed: int,
+        correlation: np.ndarray | None = None,
     ) -> np.ndarray:
         n_w, n_v, n_q, h = qs.shape
-        seg, frac = stratified_draws(levels, n_paths, h, seed)  # [h, P] each
         out = np.empty((n_w, n_v, out_levels.size, h))
+        per_window = n_v * n_paths * h
+        tasks: list[tuple[slice | np.ndarray, np.ndarray, np.ndarray]] = []
+        if correlation is None or correlation.ndim == 2:
+            seg, frac = (
+                stratified_draws(levels, n_paths, h, seed)
+                if correlation is None
+                else copula_draws(levels, n_paths, correlation, seed)
+            )  # [h, P] each
+            tasks = [(rows, seg, frac) for rows in window_chunks(n_w, per_window)]
+        else:  # one set of draws per distinct matrix, inverted over the windows that use it
+            unique, group = np.unique(correlation.reshape(n_w, -1), axis=0, return_inverse=True)
+            for g, matrix in enumerate(unique):
+                seg, frac = copula_draws(levels, n_paths, matrix.reshape(h, h), seed)
+                idx = np.flatnonzero(group.reshape(-1) == g)
+                tasks += [(idx[part], seg, frac) for part in window_chunks(idx.size, per_window)]
 
-        def invert_chunk(rows: slice) -> None:
+        def invert_chunk(task: tuple[slice | np.ndarray, np.ndarray, np.ndarray]) -> None:
+            rows, seg, frac = task
             with np.errstate(over="ignore", invalid="ignore"):  # thread-local: set in the worker
                 chunk = qs[rows]
                 q_tf = chunk.transpose(3, 0, 1, 2).reshape(h, -1, n_q)  # [h, w*v, Q]
@@ -334,12 +362,11 @@ class Augmentation(ABC):
                 out[rows] = path_quantiles(prices, out_levels).transpose(1, 2, 3, 0)
 
         # Chunks are independent and numpy's sort releases the GIL: one thread per core.
-        chunks = list(window_chunks(n_w, n_v * n_paths * h))
-        workers = min(len(chunks), os.cpu_count() or 1, MAX_INVERSION_THREADS)
+        workers = min(len(tasks), os.cpu_count() or 1, MAX_INVERSION_THREADS)
         if workers <= 1:
-            for rows in chunks:
-                invert_chunk(rows)
+            for task in tasks:
+                invert_chunk(task)
         else:
             with ThreadPoolExecutor(max_workers=workers) as pool:
-                list(pool.map(invert_chunk, chunks))
+                list(pool.map(invert_chunk, tasks))
         return out

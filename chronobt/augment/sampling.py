@@ -81,6 +81,48 @@ def stratified_draws(
     return seg[perms], frac[perms]
 
 
+def check_correlation(correlation: object, horizon: int, n_windows: int) -> np.ndarray:
+    """Return a step correlation ``[h, h]`` or per-window ``[w, h, h]`` as float64 after checking it.
+
+    Raises :class:`ConfigError` unless it is symmetric with a unit diagonal and positive definite.
+    """
+    r = np.asarray(correlation, dtype=np.float64)
+    if r.shape not in ((horizon, horizon), (n_windows, horizon, horizon)):
+        raise ConfigError(
+            f"correlation must be [{horizon}, {horizon}] or [{n_windows}, {horizon}, {horizon}] "
+            f"(steps x steps, optionally per window), got {list(r.shape)}"
+        )
+    diag = np.diagonal(r, axis1=-2, axis2=-1)
+    if not np.all(np.isfinite(r)) or not np.allclose(diag, 1.0, atol=1e-8):
+        raise ConfigError("correlation must be finite with ones on the diagonal")
+    if not np.allclose(r, np.swapaxes(r, -1, -2), atol=1e-8):
+        raise ConfigError("correlation must be symmetric")
+    try:
+        np.linalg.cholesky(r)
+    except np.linalg.LinAlgError:
+        raise ConfigError("correlation must be positive definite (use |rho| < 1 or shrink it)") from None
+    return r
+
+
+def copula_draws(
+    levels: np.ndarray, n_paths: int, correlation: np.ndarray, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Segments and fractions [horizon, n_paths] of Latin-hypercube draws coupled by a Gaussian copula.
+
+    ``n_paths`` standard normal vectors ``g`` [P, h] (from ``seed``) become correlated normals
+    ``y = L g`` with ``L`` the Cholesky factor of ``correlation`` [h, h]; each step then takes the same
+    stratum midpoints ``(j + 0.5) / n_paths`` as :func:`stratified_draws`, assigned to the paths in the
+    rank order of that step's ``y`` (Iman & Conover, 1982). Every step's marginal stays an exact
+    stratified sample and the paths carry the copula's rank dependence (identity: independent steps,
+    ``rho -> 1``: comonotonic). The draws depend only on the levels, the matrix and the seed.
+    """
+    chol = np.linalg.cholesky(np.asarray(correlation, dtype=np.float64))
+    g = np.random.default_rng(seed).standard_normal((n_paths, chol.shape[0]))
+    ranks = np.argsort(np.argsort(g @ chol.T, axis=0, kind="stable"), axis=0, kind="stable").T  # [h, P]
+    seg, frac = _segments(levels, (np.arange(n_paths) + 0.5) / n_paths)
+    return seg[ranks], frac[ranks]
+
+
 def sample_steps(q_tf: np.ndarray, seg: np.ndarray, frac: np.ndarray) -> np.ndarray:
     """Sampled step values [h, rows, P] from per-step quantiles ``q_tf`` [h, rows, Q].
 

@@ -2,141 +2,62 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Any
 
 import typer
 from rich.table import Table
 
-from chronobt.backtest import DEFAULT_QUANTILES, BacktestConfig, BacktestReport, run_backtest
-from chronobt.cli import engine_options as eo
-from chronobt.cli.common import (
-    DEFAULT_DATA_DIR,
-    DEFAULT_OUTPUT_DIR,
-    DataDirOpt,
-    DebugOpt,
-    JsonOpt,
-    LogFileOpt,
-    OutputDirOpt,
-    QuietOpt,
-    Ui,
-    command_context,
-    model_label,
-    parse_float_list,
-    parse_name_list,
-    raise_for_failures,
+from chronobt.backtest import BacktestReport, run_backtest
+from chronobt.cli.common import Ui, model_label, raise_for_failures
+from chronobt.cli.options import (
+    EndOpt,
+    PreaugOpt,
+    StartOpt,
+    SymbolsArg,
+    WindowsOpt,
+    command,
+    engine_settings,
+    evaluation_settings,
+    lock_settings,
+    run_settings,
 )
 from chronobt.cli.progress import run_locked
-from chronobt.data import TARGETS
-
-PreaugOpt = Annotated[
-    str,
-    typer.Option(
-        "--preaug",
-        help="Pre-augmentation NAME[:k=v] (none, differencing, detrending, robust_scaling, log_returns, "
-        "percent_change, rolling_norm[:window=20]) or 'auto' for the sweep's choice.",
-    ),
-]
-HorizonOpt = Annotated[int, typer.Option("--horizon", help="Bars to forecast after each origin.")]
-ContextOpt = Annotated[int, typer.Option("--context", help="Bars of history per window (at most).")]
-SeedOpt = Annotated[int, typer.Option("--seed", help="Seed for sampling-based quantile inversion.")]
-DependenceOpt = Annotated[
-    str,
-    typer.Option(
-        "--dependence",
-        help="How forecast steps are coupled when inverting quantiles of path-dependent augmentations "
-        "(differencing, rolling_norm): independent (sample paths) or comonotonic (per-quantile inversion).",
-    ),
-]
-PathsOpt = Annotated[
-    int | None,
-    typer.Option("--paths", help="Sample paths for path-dependent inversion (default 4096).", min=2),
-]
-WaitOpt = Annotated[
-    float, typer.Option("--wait", help="Seconds to wait for another run holding the output dir's lock.")
-]
-MaxGapOpt = Annotated[
-    int | None,
-    typer.Option("--max-gap", help="Largest gap (bars) in 24/7 data to fill; a larger one is an error."),
-]
+from chronobt.config import BacktestConfig
+from chronobt.engine import EngineConfig
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("backtest")
+    @command(
+        app,
+        "backtest",
+        run=run_settings,
+        evaluation=evaluation_settings,
+        engine=engine_settings,
+        wait=lock_settings,
+    )
     def backtest(
-        symbols: Annotated[
-            list[str], typer.Argument(help="Symbols (files <data-dir>/<SYMBOL>.parquet) or paths.")
-        ],
+        symbols: SymbolsArg,
         preaug: PreaugOpt = "none",
-        horizon: HorizonOpt = 24,
-        context: ContextOpt = 2048,
-        windows: Annotated[
-            int, typer.Option("--windows", help="Number of rolling windows (latest first).")
-        ] = 100,
-        stride: Annotated[
-            int | None, typer.Option("--stride", help="Bars between origins (default: the horizon).")
-        ] = None,
-        start: Annotated[str | None, typer.Option("--start", help="Earliest origin date.")] = None,
-        end: Annotated[str | None, typer.Option("--end", help="Latest origin date.")] = None,
-        targets: Annotated[str, typer.Option("--targets", help="Comma-separated variates.")] = ",".join(
-            TARGETS
-        ),
-        quantiles: Annotated[
-            str, typer.Option("--quantiles", help="Comma-separated quantile levels to report.")
-        ] = ",".join(str(q) for q in DEFAULT_QUANTILES),
-        fee_bps: Annotated[
-            float, typer.Option("--fee-bps", help="Trading fee per side, basis points.")
-        ] = 10.0,
-        allow_short: Annotated[
-            bool, typer.Option("--allow-short", help="Let the trading view go short.")
-        ] = False,
-        seed: SeedOpt = 0,
-        dependence: DependenceOpt = "independent",
-        paths: PathsOpt = None,
-        max_gap: MaxGapOpt = None,
-        model: eo.ModelOpt = "auto",
-        device: eo.DeviceOpt = "auto",
-        dtype: eo.DtypeOpt = "auto",
-        compile: eo.CompileOpt = None,
-        batch_size: eo.BatchSizeOpt = None,
-        data_dir: DataDirOpt = DEFAULT_DATA_DIR,
-        output_dir: OutputDirOpt = DEFAULT_OUTPUT_DIR,
-        wait: WaitOpt = 0.0,
-        json_out: JsonOpt = False,
-        quiet: QuietOpt = False,
-        debug: DebugOpt = False,
-        log_file: LogFileOpt = None,
+        windows: WindowsOpt = 100,
+        start: StartOpt = None,
+        end: EndOpt = None,
+        *,
+        ui: Ui,
+        run: dict[str, Any],
+        evaluation: dict[str, Any],
+        engine: EngineConfig,
+        wait: float,
     ) -> None:
         """Backtest Chronos-2 on SYMBOL(s) over rolling origins.
 
         Writes <output-dir>/backtest/<SYMBOL>/<preaug>/ (forecasts, metrics, trades, manifest).
         """
-        with command_context(quiet=quiet, debug=debug, json_out=json_out, log_file=log_file) as ui:
-            config = BacktestConfig(
-                symbols=tuple(symbols),
-                preaug=preaug,
-                horizon=horizon,
-                context=context,
-                windows=windows,
-                stride=stride,
-                start=start,
-                end=end,
-                targets=parse_name_list(targets, option="--targets"),
-                quantiles=parse_float_list(quantiles, option="--quantiles"),
-                fee_bps=fee_bps,
-                allow_short=allow_short,
-                seed=seed,
-                dependence=dependence,
-                n_paths=paths,
-                data_dir=data_dir,
-                output_dir=output_dir,
-                max_gap=max_gap,
-            )
-            engine_config = eo.engine_config_from_options(
-                model=model, device=device, dtype=dtype, compile=compile, batch_size=batch_size
-            )
-            report = run_locked(ui, run_backtest, config, engine_config, wait=wait)
-            render(ui, report)
-            raise_for_failures(report.failures, succeeded=len(report.results))
+        config = BacktestConfig(
+            symbols=tuple(symbols), preaug=preaug, windows=windows, start=start, end=end, **run, **evaluation
+        )
+        report = run_locked(ui, run_backtest, config, engine, wait=wait)
+        render(ui, report)
+        raise_for_failures(report.failures, succeeded=len(report.results))
 
 
 def render(ui: Ui, report: BacktestReport) -> None:

@@ -4,45 +4,19 @@ from __future__ import annotations
 
 import json
 import logging
+import shlex
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 import typer
 from rich.console import Console
 
-from chronobt.errors import ChronobtError, ConfigError, PartialFailure
-
-DataDirOpt = Annotated[
-    Path,
-    typer.Option(
-        "--data-dir",
-        envvar="CHRONOBT_DATA_DIR",
-        help="Folder holding <SYMBOL>.parquet files.",
-        show_default=True,
-    ),
-]
-OutputDirOpt = Annotated[
-    Path,
-    typer.Option(
-        "--output-dir",
-        envvar="CHRONOBT_OUTPUT_DIR",
-        help="Folder results are written under.",
-        show_default=True,
-    ),
-]
-QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or messages; errors still print.")]
-DebugOpt = Annotated[bool, typer.Option("--debug", help="Show full tracebacks on errors.")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable results on stdout.")]
-LogFileOpt = Annotated[
-    Path | None, typer.Option("--log-file", help="Also append a log of the run to this file.")
-]
-
-DEFAULT_DATA_DIR = Path("data")
-DEFAULT_OUTPUT_DIR = Path("results")
+from chronobt.errors import ChronobtError, PartialFailure
 
 
 @dataclass
@@ -55,8 +29,9 @@ class Ui:
 
     def __post_init__(self) -> None:
         self.err = Console(stderr=True, quiet=self.quiet, highlight=False, soft_wrap=True)
-        # Tables are results: when stdout is a file or pipe, don't squeeze them into 80 columns.
-        self.out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 160)
+        # Tables are results: when stdout is a file or pipe, never squeeze (or cut) them to a width;
+        # a table is only as wide as its content.
+        self.out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else PIPE_WIDTH)
 
     def info(self, message: str) -> None:
         self.err.print(message)
@@ -69,6 +44,12 @@ class Ui:
         sys.stdout.flush()
 
 
+#: Console width of stdout when it is not a terminal: wide enough that no table column is cut.
+PIPE_WIDTH = 1000
+#: Records of this logger go to the log file only (the run's start, finish and error lines).
+RUN_LOGGER = "chronobt.cli.run"
+
+
 class _UiLogHandler(logging.Handler):
     """Forward library warnings to the stderr console as one line each."""
 
@@ -77,9 +58,14 @@ class _UiLogHandler(logging.Handler):
         self.ui = ui
 
     def emit(self, record: logging.LogRecord) -> None:
-        if self.ui.quiet:
+        if self.ui.quiet or record.name == RUN_LOGGER:
             return
         self.ui.warn(record.getMessage())
+
+
+def command_line() -> list[str]:
+    """The command line of this process as a user typed it (recorded in manifests and the log)."""
+    return ["chronobt", *sys.argv[1:]]
 
 
 @contextmanager
@@ -89,74 +75,79 @@ def command_context(
     """Set up logging for one command and turn errors into one clean line and an exit code.
 
     ``ChronobtError`` -> its message on stderr and its ``exit_code``; anything else -> an
-    "internal error" line and exit 1. ``--debug`` re-raises so the traceback is shown.
+    "internal error" line and exit 1. ``--debug`` re-raises so the traceback is shown. With
+    ``log_file``, the file gets a start line (the command), every warning and error (the one-line
+    error too) and a finish line (exit code, duration). The ``chronobt`` logger's level and handlers are
+    restored afterwards.
     """
     ui = Ui(quiet=quiet, debug=debug, json=json_out)
     logger = logging.getLogger("chronobt")
+    run_log = logging.getLogger(RUN_LOGGER)
+    previous_level = logger.level
     logger.setLevel(logging.DEBUG if debug else logging.INFO)
     handler = _UiLogHandler(ui)
     logger.addHandler(handler)
-    file_handler: logging.Handler | None = None
-    if log_file is not None:
-        try:
-            log_file.parent.mkdir(parents=True, exist_ok=True)
-            file_handler = logging.FileHandler(log_file)
-        except OSError as exc:
-            ui.err.print(f"error: cannot open log file {log_file}: {exc.strerror}", style="red")
-            raise typer.Exit(2) from None
-        file_handler.setLevel(logging.DEBUG)
-        file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    file_handler = _open_log(log_file, ui) if log_file is not None else None
+    if file_handler is not None:
         logger.addHandler(file_handler)
+    started = time.perf_counter()
+    run_log.info("start: %s", shlex.join(command_line()))
+    code = 0
     try:
         yield ui
-    except (typer.Exit, typer.Abort, KeyboardInterrupt):
+    except typer.Exit as exc:
+        code = exc.exit_code
+        raise
+    except (typer.Abort, KeyboardInterrupt):
+        code = 130
+        run_log.error("error: interrupted")
         raise
     except ChronobtError as exc:
+        code = exc.exit_code
         if debug:
             raise
-        logger.debug("error: %s", exc)
+        run_log.error("error: %s", _one_line(str(exc)))
         _print_error(ui, str(exc))
         raise typer.Exit(exc.exit_code) from None
     except Exception as exc:
+        code = 1
         if debug:
             raise
-        logging.getLogger("chronobt").debug("internal error", exc_info=True)
-        _print_error(ui, f"internal error: {type(exc).__name__}: {exc} (rerun with --debug for a traceback)")
+        message = f"internal error: {type(exc).__name__}: {exc} (rerun with --debug for a traceback)"
+        logger.debug("internal error", exc_info=True)
+        run_log.error("error: %s", _one_line(message))
+        _print_error(ui, message)
         raise typer.Exit(1) from None
     finally:
+        run_log.info("finish: exit %d after %.1f s", code, time.perf_counter() - started)
         logger.removeHandler(handler)
+        logger.setLevel(previous_level)
         if file_handler is not None:
             logger.removeHandler(file_handler)
             file_handler.close()
 
 
+def _open_log(log_file: Path, ui: Ui) -> logging.Handler:
+    try:
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        handler = logging.FileHandler(log_file)
+    except OSError as exc:
+        _print_error(ui, f"cannot open log file {log_file}: {exc.strerror}; pass a writable --log-file")
+        raise typer.Exit(2) from None
+    handler.setLevel(logging.INFO)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    return handler
+
+
+def _one_line(message: str) -> str:
+    return " ".join(message.split("\n"))
+
+
 def _print_error(ui: Ui, message: str) -> None:
     # Errors reach stderr even with --quiet, as one line.
-    line = " ".join(message.split("\n"))
-    Console(stderr=True, highlight=False, soft_wrap=True).print(f"error: {line}", style="red", markup=False)
-
-
-def not_yet_available(name: str) -> None:
-    """Placeholder behaviour for a command whose issue has not landed yet."""
-    Console(stderr=True).print(f"error: `chronobt {name}` is not yet available", style="red", markup=False)
-    raise typer.Exit(2)
-
-
-def parse_float_list(text: str, *, option: str) -> tuple[float, ...]:
-    """Parse "0.1,0.5,0.9" -> (0.1, 0.5, 0.9); a bad item is a usage error naming the option."""
-    items = [p.strip() for p in text.split(",") if p.strip()]
-    try:
-        return tuple(float(p) for p in items)
-    except ValueError:
-        raise ConfigError(f"{option} {text!r}: expected comma-separated numbers like 0.1,0.5,0.9") from None
-
-
-def parse_name_list(text: str, *, option: str) -> tuple[str, ...]:
-    """Parse "open, Close" -> ("open", "close")."""
-    names = tuple(p.strip().lower() for p in text.split(",") if p.strip())
-    if not names:
-        raise ConfigError(f"{option} is empty; give comma-separated names")
-    return names
+    Console(stderr=True, highlight=False, soft_wrap=True).print(
+        f"error: {_one_line(message)}", style="red", markup=False
+    )
 
 
 def raise_for_failures(failures: dict[str, str], *, succeeded: int) -> None:

@@ -1,20 +1,39 @@
 """Options that choose and run the Chronos-2 model, shared by backtest, sweep and forecast.
 
-Use them as parameter annotations and turn them into an :class:`~chronobt.engine.EngineConfig`::
+The command line owns the environment: the ``CHRONOBT_*`` variables (Typer ``envvar=``) and the legacy
+compile switches (``TORCH_COMPILED``, ``CHRONOS_COMPILE``, ``CHRONOS_COMPILE_BACKEND``,
+``CHRONOS_COMPILE_MODE``) are read here and nowhere in the library. Use the options as parameter
+annotations and turn them into an :class:`~chronobt.engine.EngineConfig`::
 
     def _cmd(model: ModelOpt = "auto", device: DeviceOpt = "auto", dtype: DtypeOpt = "auto",
-             compile: CompileOpt = None, batch_size: BatchSizeOpt = None) -> None:
-        config = engine_config_from_options(model=model, device=device, dtype=dtype,
-                                            compile=compile, batch_size=batch_size)
+             compile: CompileOpt = None, compile_backend: CompileBackendOpt = None,
+             compile_mode: CompileModeOpt = None, batch_size: BatchSizeOpt = None) -> None:
+        config = engine_config_from_options(model=model, device=device, dtype=dtype, compile=compile,
+                                            compile_backend=compile_backend, compile_mode=compile_mode,
+                                            batch_size=batch_size)
+        with quiet_transformers():
+            ...  # load and run
+
+Precedence of the compile choice: ``--compile`` / ``CHRONOBT_COMPILE``; when unset, the first of
+``TORCH_COMPILED``, ``CHRONOS_COMPILE`` that is set (0/1/true/false) turns it off or on; else ``auto``.
 """
 
 from __future__ import annotations
 
+import logging
+import os
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Annotated
 
 import typer
 
 from chronobt.engine import EngineConfig
+from chronobt.errors import ConfigError
+
+#: Legacy on/off switches read when ``--compile`` is unset, the first one set wins.
+LEGACY_COMPILE_ENV = ("TORCH_COMPILED", "CHRONOS_COMPILE")
+_ENV_BOOL = {"1": True, "true": True, "0": False, "false": False}
 
 ModelOpt = Annotated[
     str,
@@ -54,8 +73,27 @@ CompileOpt = Annotated[
         envvar="CHRONOBT_COMPILE",
         help=(
             "torch.compile: auto (on for CUDA), on, off. Unset: the legacy TORCH_COMPILED / CHRONOS_COMPILE "
-            "switches, else auto. Backend and mode: CHRONOS_COMPILE_BACKEND, CHRONOS_COMPILE_MODE."
+            "switches (0/1/true/false), else auto."
         ),
+        show_default=False,
+    ),
+]
+CompileBackendOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--compile-backend",
+        envvar=["CHRONOBT_COMPILE_BACKEND", "CHRONOS_COMPILE_BACKEND"],
+        help="torch.compile backend (default inductor).",
+        show_default=False,
+    ),
+]
+CompileModeOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--compile-mode",
+        envvar=["CHRONOBT_COMPILE_MODE", "CHRONOS_COMPILE_MODE"],
+        help="torch.compile mode: default, reduce-overhead, max-autotune or max-autotune-no-cudagraphs "
+        "(default: torch's).",
         show_default=False,
     ),
 ]
@@ -64,8 +102,8 @@ BatchSizeOpt = Annotated[
     typer.Option(
         "--batch-size",
         envvar="CHRONOBT_BATCH_SIZE",
-        help="Series per forward pass (default 256 on CUDA; on CPU sized to the model and context: 16 for "
-        "a 7M-parameter model at context 2048, up to 256 for small ones); a task's variates stay together.",
+        help="Series per forward pass (default 256 on CUDA; on CPU sized to the model and context, "
+        "up to the model's d_ff); a task's variates stay together.",
         show_default=False,
     ),
 ]
@@ -77,13 +115,87 @@ def engine_config_from_options(
     device: str = "auto",
     dtype: str = "auto",
     compile: str | None = None,
+    compile_backend: str | None = None,
+    compile_mode: str | None = None,
     batch_size: int | None = None,
+    environ: Mapping[str, str] | None = None,
 ) -> EngineConfig:
-    """An :class:`EngineConfig` from the parsed options (raises ``ConfigError`` on bad values)."""
+    """An :class:`EngineConfig` from the parsed options and, for the legacy compile switches, ``environ``.
+
+    Parameters
+    ----------
+    compile : ``--compile`` (or ``CHRONOBT_COMPILE``); ``None`` lets ``TORCH_COMPILED`` then
+        ``CHRONOS_COMPILE`` decide (0/1/true/false), else ``auto``.
+    compile_backend, compile_mode : ``None`` for inductor and torch's default mode.
+    environ : the environment to read the legacy switches from (default ``os.environ``).
+
+    Raises
+    ------
+    ConfigError
+        On a bad option value or a legacy switch that is not 0, 1, true or false (exit code 2).
+    """
+    env = os.environ if environ is None else environ
+    if compile is not None:
+        requested = compile.strip().lower()
+        source = _compile_option_source(requested, env)
+    else:
+        requested, source = _legacy_compile(env)
     return EngineConfig(
         model=model,
         device=device.strip().lower(),
         dtype=dtype.strip().lower(),
-        compile=compile.strip().lower() if compile is not None else None,
+        compile=requested,
+        compile_backend=compile_backend.strip() if compile_backend is not None else "inductor",
+        compile_mode=compile_mode.strip().lower() if compile_mode is not None else None,
+        compile_source=source,
         batch_size=batch_size,
     )
+
+
+def _legacy_compile(env: Mapping[str, str]) -> tuple[str, str]:
+    """(choice, source) from the first legacy switch set in ``env``, else ``("auto", "default")``."""
+    for name in LEGACY_COMPILE_ENV:
+        raw = env.get(name)
+        if raw is None or not raw.strip():
+            continue
+        value = _ENV_BOOL.get(raw.strip().lower())
+        if value is None:
+            raise ConfigError(
+                f"environment {name}={raw!r} is not one of 0, 1, true, false; "
+                f"fix or unset it, or pass --compile auto|on|off"
+            )
+        return ("on" if value else "off"), f"env {name}"
+    return "auto", "default"
+
+
+def _compile_option_source(value: str, env: Mapping[str, str]) -> str:
+    """``"env CHRONOBT_COMPILE"`` when the value is that variable's (Typer read it), else ``"option"``."""
+    from_env = env.get("CHRONOBT_COMPILE", "").strip().lower() == value
+    return "env CHRONOBT_COMPILE" if from_env else "option"
+
+
+@contextmanager
+def quiet_transformers(*, verbosity: int | None = logging.WARNING) -> Iterator[None]:
+    """No transformers progress bars (e.g. "Loading weights") for the block; its state restored after.
+
+    The command line owns stderr (its own progress bars, ``--quiet``). ``verbosity`` sets transformers'
+    log level for the block (``None`` leaves it); the previous level and bar state come back afterwards,
+    also when the block raises.
+    """
+    try:
+        from transformers.utils import logging as hf_logging
+    except ImportError:  # transformers comes with chronos; nothing to quiet without it
+        yield
+        return
+    bar_enabled, level = hf_logging.is_progress_bar_enabled(), hf_logging.get_verbosity()
+    hf_logging.disable_progress_bar()
+    if verbosity is not None:
+        hf_logging.set_verbosity(verbosity)
+    try:
+        yield
+    finally:
+        if bar_enabled:
+            hf_logging.enable_progress_bar()
+        else:
+            hf_logging.disable_progress_bar()
+        hf_logging.set_verbosity(level)

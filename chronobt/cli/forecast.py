@@ -2,102 +2,38 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Any
 
 import typer
 from rich.table import Table
 
-from chronobt.backtest import DEFAULT_QUANTILES
-from chronobt.cli import engine_options as eo
-from chronobt.cli.backtest import (
-    ContextOpt,
-    DependenceOpt,
-    HorizonOpt,
-    MaxGapOpt,
-    PathsOpt,
-    PreaugOpt,
-    SeedOpt,
-    WaitOpt,
-)
-from chronobt.cli.common import (
-    DEFAULT_DATA_DIR,
-    DEFAULT_OUTPUT_DIR,
-    DataDirOpt,
-    DebugOpt,
-    JsonOpt,
-    LogFileOpt,
-    OutputDirOpt,
-    QuietOpt,
-    Ui,
-    command_context,
-    model_label,
-    parse_float_list,
-    parse_name_list,
-    raise_for_failures,
-)
+from chronobt.cli.common import Ui, model_label, raise_for_failures
+from chronobt.cli.options import PreaugOpt, SymbolsArg, command, engine_settings, lock_settings, run_settings
 from chronobt.cli.progress import run_locked
-from chronobt.data import TARGETS
-from chronobt.forecast import ForecastConfig, ForecastReport, run_forecast
-
-ALL_TARGETS = ",".join(TARGETS)
-ALL_QUANTILES = ",".join(str(q) for q in DEFAULT_QUANTILES)
+from chronobt.config import ForecastConfig
+from chronobt.engine import EngineConfig
+from chronobt.forecast import ForecastReport, run_forecast
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("forecast")
+    @command(app, "forecast", run=run_settings, engine=engine_settings, wait=lock_settings)
     def forecast(
-        symbols: Annotated[
-            list[str], typer.Argument(help="Symbols (files <data-dir>/<SYMBOL>.parquet) or paths.")
-        ],
+        symbols: SymbolsArg,
         preaug: PreaugOpt = "none",
-        horizon: HorizonOpt = 24,
-        context: ContextOpt = 2048,
-        targets: Annotated[str, typer.Option("--targets", help="Comma-separated variates.")] = ALL_TARGETS,
-        quantiles: Annotated[
-            str, typer.Option("--quantiles", help="Comma-separated quantile levels to write.")
-        ] = ALL_QUANTILES,
-        seed: SeedOpt = 0,
-        dependence: DependenceOpt = "independent",
-        paths: PathsOpt = None,
-        max_gap: MaxGapOpt = None,
-        model: eo.ModelOpt = "auto",
-        device: eo.DeviceOpt = "auto",
-        dtype: eo.DtypeOpt = "auto",
-        compile: eo.CompileOpt = None,
-        batch_size: eo.BatchSizeOpt = None,
-        data_dir: DataDirOpt = DEFAULT_DATA_DIR,
-        output_dir: OutputDirOpt = DEFAULT_OUTPUT_DIR,
-        wait: WaitOpt = 0.0,
-        json_out: JsonOpt = False,
-        quiet: QuietOpt = False,
-        debug: DebugOpt = False,
-        log_file: LogFileOpt = None,
+        *,
+        ui: Ui,
+        run: dict[str, Any],
+        engine: EngineConfig,
+        wait: float,
     ) -> None:
         """Forecast the next --horizon bars of SYMBOL(s) from the latest --context bars.
 
         Writes <output-dir>/forecast/<SYMBOL>/<last-bar>.parquet, latest.parquet and latest.json.
         """
-        with command_context(quiet=quiet, debug=debug, json_out=json_out, log_file=log_file) as ui:
-            config = ForecastConfig(
-                symbols=tuple(symbols),
-                preaug=preaug,
-                horizon=horizon,
-                context=context,
-                targets=parse_name_list(targets, option="--targets"),
-                quantiles=parse_float_list(quantiles, option="--quantiles"),
-                seed=seed,
-                dependence=dependence,
-                n_paths=paths,
-                data_dir=data_dir,
-                output_dir=output_dir,
-                max_gap=max_gap,
-            )
-            engine_config = eo.engine_config_from_options(
-                model=model, device=device, dtype=dtype, compile=compile, batch_size=batch_size
-            )
-            report = run_locked(ui, run_forecast, config, engine_config, wait=wait)
-            render(ui, report)
-            raise_for_failures(report.failures, succeeded=len(report.results))
+        config = ForecastConfig(symbols=tuple(symbols), preaug=preaug, **run)
+        report = run_locked(ui, run_forecast, config, engine, wait=wait)
+        render(ui, report)
+        raise_for_failures(report.failures, succeeded=len(report.results))
 
 
 def render(ui: Ui, report: ForecastReport) -> None:

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TypeVar
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
-from chronobt.backtest import RunOptions
-from chronobt.cli.common import Ui
+from chronobt.cli.common import Ui, command_line
+from chronobt.cli.engine_options import quiet_transformers
+from chronobt.config import RunOptions
 from chronobt.engine import EngineConfig
 from chronobt.locking import output_lock
 
@@ -21,6 +21,7 @@ STAGE_LABELS = {
     "forecast": "forecasting",
     "evaluate": "inverting + scoring",
     "cached": "cached cells",
+    "write": "writing",
 }
 
 
@@ -44,12 +45,22 @@ def stage_progress(ui: Ui) -> Iterator[Callable[[str, int, int], None]]:
             tasks[stage] = bar.add_task(STAGE_LABELS.get(stage, stage), total=total, rate="")
         task = tasks[stage]
         bar.update(task, completed=done, total=total)
-        elapsed = bar.tasks[task].elapsed or 0.0
-        if elapsed > 0 and done:
-            bar.update(task, rate=f"{done / elapsed:,.1f}/s")
+        bar.update(task, rate=rate_text(done, bar.tasks[task].elapsed or 0.0))
 
     with bar:
         yield update
+
+
+#: A rate is shown once a stage has run this long: before, one fast item reads as thousands per second.
+MIN_RATE_SECONDS = 0.5
+
+
+def rate_text(done: int, elapsed: float) -> str:
+    """``"12.3/s"`` (three significant digits), or ``""`` while too little has happened to say."""
+    if done < 1 or elapsed < MIN_RATE_SECONDS:
+        return ""
+    rate = done / elapsed
+    return f"{rate:,.0f}/s" if rate >= 100 else f"{rate:.3g}/s"
 
 
 def run_locked(
@@ -64,5 +75,10 @@ def run_locked(
 
     The command line is passed on for the manifest. Shared by backtest, sweep and forecast.
     """
-    with output_lock(config.output_dir, wait=wait), stage_progress(ui) as progress:
-        return run(config, engine_config, progress=progress, command=["chronobt", *sys.argv[1:]])
+    line = command_line()
+    with (
+        output_lock(config.output_dir, wait=wait, command=line),
+        quiet_transformers(),
+        stage_progress(ui) as progress,
+    ):
+        return run(config, engine_config, progress=progress, command=line)

@@ -7,32 +7,29 @@ from typing import Annotated
 
 import typer
 
-from chronobt.cli.common import DebugOpt, JsonOpt, QuietOpt, Ui, command_context
+from chronobt.cli.common import Ui
+from chronobt.cli.options import command
 from chronobt.report import ReportSet, write_reports
+
+PathArg = Annotated[
+    Path,
+    typer.Argument(
+        help="A backtest, sweep or forecast output folder, or a folder holding several "
+        "(such as the whole --output-dir).",
+        show_default=False,
+    ),
+]
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("report")
-    def report(
-        path: Annotated[
-            Path,
-            typer.Argument(
-                help="A backtest, sweep or forecast output folder, or a folder holding several "
-                "(such as the whole --output-dir).",
-                show_default=False,
-            ),
-        ],
-        json_out: JsonOpt = False,
-        quiet: QuietOpt = False,
-        debug: DebugOpt = False,
-    ) -> None:
+    @command(app, "report")
+    def report(path: PathArg, *, ui: Ui) -> None:
         """Write report.html (charts as inline SVG, works offline) beside the outputs in PATH.
 
         A folder of several outputs gets one report in each output folder and an index,
         PATH/report.html, linking them.
         """
-        with command_context(quiet=quiet, debug=debug, json_out=json_out) as ui:
-            render(ui, write_reports(path))
+        render(ui, write_reports(path))
 
 
 def render(ui: Ui, written: ReportSet) -> None:

@@ -8,43 +8,23 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from chronobt.backtest import DEFAULT_QUANTILES
-from chronobt.cli import engine_options as eo
-from chronobt.cli.backtest import (
-    ContextOpt,
-    DependenceOpt,
-    HorizonOpt,
-    MaxGapOpt,
-    PathsOpt,
-    SeedOpt,
-    WaitOpt,
-)
-from chronobt.cli.common import (
-    DEFAULT_DATA_DIR,
-    DEFAULT_OUTPUT_DIR,
-    DataDirOpt,
-    DebugOpt,
-    JsonOpt,
-    LogFileOpt,
-    OutputDirOpt,
-    QuietOpt,
-    Ui,
-    command_context,
-    model_label,
-    parse_float_list,
-    parse_name_list,
-    raise_for_failures,
-)
+from chronobt.cli.common import Ui, model_label, raise_for_failures
+from chronobt.cli.options import command, engine_settings, evaluation_settings, lock_settings, run_settings
 from chronobt.cli.progress import run_locked
-from chronobt.data import TARGETS
-from chronobt.sweep import SELECTION_METRICS, SweepConfig, SweepReport, run_sweep
-
-ALL_TARGETS = ",".join(TARGETS)
-ALL_QUANTILES = ",".join(str(q) for q in DEFAULT_QUANTILES)
+from chronobt.config import SELECTION_METRICS, SweepConfig
+from chronobt.engine import EngineConfig
+from chronobt.sweep import SweepReport, run_sweep
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("sweep")
+    @command(
+        app,
+        "sweep",
+        run=run_settings,
+        evaluation=evaluation_settings,
+        engine=engine_settings,
+        wait=lock_settings,
+    )
     def sweep(
         symbols: Annotated[
             list[str] | None,
@@ -73,75 +53,35 @@ def register(app: typer.Typer) -> None:
             int, typer.Option("--test-windows", help="Later windows that report the choice.")
         ] = 40,
         force: Annotated[bool, typer.Option("--force", help="Recompute cells already in the cache.")] = False,
-        horizon: HorizonOpt = 24,
-        context: ContextOpt = 2048,
-        stride: Annotated[
-            int | None, typer.Option("--stride", help="Bars between origins (default: the horizon).")
-        ] = None,
-        targets: Annotated[str, typer.Option("--targets", help="Comma-separated variates.")] = ALL_TARGETS,
-        quantiles: Annotated[
-            str, typer.Option("--quantiles", help="Comma-separated quantile levels to score.")
-        ] = ALL_QUANTILES,
-        fee_bps: Annotated[
-            float, typer.Option("--fee-bps", help="Trading fee per side, basis points.")
-        ] = 10.0,
-        allow_short: Annotated[
-            bool, typer.Option("--allow-short", help="Let the trading view go short.")
-        ] = False,
-        seed: SeedOpt = 0,
-        dependence: DependenceOpt = "independent",
-        paths: PathsOpt = None,
-        max_gap: MaxGapOpt = None,
-        model: eo.ModelOpt = "auto",
-        device: eo.DeviceOpt = "auto",
-        dtype: eo.DtypeOpt = "auto",
-        compile: eo.CompileOpt = None,
-        batch_size: eo.BatchSizeOpt = None,
-        data_dir: DataDirOpt = DEFAULT_DATA_DIR,
-        output_dir: OutputDirOpt = DEFAULT_OUTPUT_DIR,
-        wait: WaitOpt = 0.0,
-        json_out: JsonOpt = False,
-        quiet: QuietOpt = False,
-        debug: DebugOpt = False,
-        log_file: LogFileOpt = None,
+        *,
+        ui: Ui,
+        run: dict[str, Any],
+        evaluation: dict[str, Any],
+        engine: EngineConfig,
+        wait: float,
     ) -> None:
         """Try every pre-augmentation on every symbol; earlier windows choose, later windows report.
 
         Writes <output-dir>/sweep/ (leaderboard.csv/.parquet, best/<SYMBOL>.json read by --preaug auto).
         Finished cells are cached: a rerun skips them, --force recomputes.
         """
-        with command_context(quiet=quiet, debug=debug, json_out=json_out, log_file=log_file) as ui:
-            config = SweepConfig(
-                symbols=tuple(symbols or ()),
-                preaugs=(preaug,) if preaug else (),
-                metric=metric,
-                validation_windows=validation_windows,
-                test_windows=test_windows,
-                horizon=horizon,
-                context=context,
-                stride=stride,
-                targets=parse_name_list(targets, option="--targets"),
-                quantiles=parse_float_list(quantiles, option="--quantiles"),
-                fee_bps=fee_bps,
-                allow_short=allow_short,
-                seed=seed,
-                dependence=dependence,
-                n_paths=paths,
-                data_dir=data_dir,
-                output_dir=output_dir,
-                max_gap=max_gap,
-                force=force,
-            )
-            engine_config = eo.engine_config_from_options(
-                model=model, device=device, dtype=dtype, compile=compile, batch_size=batch_size
-            )
-            report = run_locked(ui, run_sweep, config, engine_config, wait=wait)
-            render(ui, report)
-            raise_for_failures(report.failures, succeeded=len(report.best))
+        config = SweepConfig(
+            symbols=tuple(symbols or ()),
+            preaugs=(preaug,) if preaug else (),
+            metric=metric,
+            validation_windows=validation_windows,
+            test_windows=test_windows,
+            force=force,
+            **run,
+            **evaluation,
+        )
+        report = run_locked(ui, run_sweep, config, engine, wait=wait)
+        render(ui, report)
+        raise_for_failures(report.failures, succeeded=len(report.best))
 
 
 def render(ui: Ui, report: SweepReport) -> None:
-    """The leaderboard on stderr (silent with --quiet); the best choices on stdout with --json."""
+    """The leaderboard table on stdout (nothing with --quiet), or the best choices with --json."""
     if ui.json:
         ui.print_json(
             {
@@ -157,6 +97,7 @@ def render(ui: Ui, report: SweepReport) -> None:
                 "failures": report.failures,
             }
         )
+        return
     if ui.quiet or report.leaderboard.empty:
         return
     for symbol, best in report.best.items():
@@ -189,8 +130,8 @@ def render(ui: Ui, report: SweepReport) -> None:
         table.add_row(
             "naive (baseline)", "-", "-", _fmt(naive.get(metric)), "-", _fmt(naive.get("coverage_80"))
         )
-        ui.err.print(table)
-    ui.err.print(
+        ui.out.print(table)
+    ui.out.print(
         f"{report.cells_computed} cells computed, {report.cells_cached} cached; written: {report.folder}"
     )
 

@@ -1,7 +1,7 @@
 """The report of a sweep folder: test-skill heatmap (symbol x augmentation), validation vs test, choices.
 
-Significance: when the leaderboard carries a p-value column (``p_value``, ``pvalue``, ``p``; any case), each
-heatmap cell and table row shows it; without one the report shows none.
+Significance: when the leaderboard carries a p-value column (``p_value``, ``dm_p_value``, ``pvalue``,
+``p``), each heatmap cell and table row shows it; without one the report shows none.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from chronobt.report.sources import read_json, read_table
 
 SWEEP_CHARTS = ("heatmap", "validation-test")
 BOARD_COLUMNS = ("symbol", "preaug", "split", "skill", "selected")
-_P_VALUE = re.compile(r"^(p|p[_-]?val(ue)?)$", re.IGNORECASE)
+_P_VALUE = re.compile(r"^p$|(^|_)p[_-]?val(ue)?$", re.IGNORECASE)
 
 
 def p_value_column(board: pd.DataFrame) -> str | None:

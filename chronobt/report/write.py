@@ -17,13 +17,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from chronobt.atomic import write_text_atomic
 from chronobt.errors import ConfigError
 from chronobt.report.backtest import render_backtest
 from chronobt.report.charts import require_matplotlib
 from chronobt.report.forecast import render_forecast
 from chronobt.report.page import Page, esc, table
 from chronobt.report.sweep import render_sweep
-from chronobt.results import write_text_atomic
 
 logger = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""chronobt.results: atomic writers leave either the old file or the new one, never a partial one."""
+"""chronobt.atomic: atomic writers leave either the old file or the new one, never a partial one."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from chronobt import results
-from chronobt.results import (
+from chronobt import atomic
+from chronobt.atomic import (
     replace_dir_atomic,
     sha256_file,
     write_bytes_atomic,
@@ -68,7 +68,7 @@ def test_an_interrupted_rename_keeps_the_old_file(tmp_path: Path, monkeypatch: p
     def boom(src: object, dst: object) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(results.os, "replace", boom)
+    monkeypatch.setattr(atomic.os, "replace", boom)
     with pytest.raises(KeyboardInterrupt):
         write_json_atomic(target, {"v": 2})
     assert json.loads(target.read_text()) == {"v": 1}

@@ -1,0 +1,128 @@
+"""A sweep's cells: one (symbol, augmentation) pair scored on the validation and test windows, cached.
+
+Each finished cell is stored atomically as ``<output-dir>/sweep/cells/<SYMBOL>/<preaug>__<key>.json``.
+The key hashes everything the scores depend on (data checksum, windows, model checksum, options), so a
+rerun skips finished cells and new data or a new model recomputes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from chronobt._version import __version__
+from chronobt.config import SweepConfig
+from chronobt.engine import Chronos2Engine
+from chronobt.evaluate import Reference, evaluate, score_reference
+from chronobt.pipeline import Job, SymbolWindows, invert_job
+from chronobt.results import preaug_slug
+
+logger = logging.getLogger(__name__)
+
+SPLITS = ("validation", "test")
+#: Bumped when the stored cell format or the scoring changes, so old cells are recomputed.
+CELL_FORMAT = 2
+
+
+@dataclass
+class SymbolSweep:
+    """One symbol's windows, split, and cells (scores per augmentation spec)."""
+
+    windows: SymbolWindows
+    split: dict[str, np.ndarray]  # split name -> window indices, ascending
+    keys: dict[str, str]  # spec -> cell hash
+    cells: dict[str, dict[str, Any]] = field(default_factory=dict)
+    cached: set[str] = field(default_factory=set)
+    failed: dict[str, str] = field(default_factory=dict)
+    references: dict[str, Reference] = field(default_factory=dict)  # split -> baselines, scored once
+
+    @property
+    def symbol(self) -> str:
+        return self.windows.symbol
+
+
+def cell_key(sw: SymbolWindows, spec: str, config: SweepConfig, model: dict[str, Any]) -> str:
+    """A 16-hex hash of everything a cell's scores depend on."""
+    payload = {
+        "format": CELL_FORMAT,
+        "chronobt": __version__,
+        "symbol": sw.symbol,
+        "data_sha256": sw.ohlc.sha256,
+        "preaug": spec,
+        "origins": [int(sw.origins[0]), int(sw.origins[-1]), len(sw.origins)],
+        "horizon": config.horizon,
+        "context": sw.context_length,
+        "stride": config.stride,
+        "validation_windows": config.validation_windows,
+        "test_windows": config.test_windows,
+        "targets": list(config.targets),
+        "quantiles": list(config.quantiles),
+        "fee_bps": config.fee_bps,
+        "allow_short": config.allow_short,
+        "seed": config.seed,
+        "max_gap": config.max_gap,
+        "dependence": config.dependence,
+        "n_paths": config.n_paths,
+        "model": model,
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def cell_path(output_dir: Path, symbol: str, spec: str, key: str) -> Path:
+    return output_dir / "sweep" / "cells" / symbol / f"{preaug_slug(spec)}__{key}.json"
+
+
+def read_cell(path: Path, key: str) -> dict[str, Any] | None:
+    """The stored cell at ``path`` if it is complete and carries ``key``, else ``None`` (recompute)."""
+    try:
+        cell = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError):
+        logger.debug("unreadable cell %s; recomputing", path, exc_info=True)
+        return None
+    if (
+        not isinstance(cell, dict)
+        or cell.get("key") != key
+        or not all(s in cell.get("splits", {}) for s in SPLITS)
+    ):
+        return None
+    return cell
+
+
+def model_identity(engine: Chronos2Engine) -> dict[str, Any]:
+    """What of the model a cell's scores depend on: id, weights checksum, dtype."""
+    info = engine.model_info
+    return {
+        "id": info.get("id"),
+        "checksum": info.get("checksum"),
+        "dtype": str(engine.record().get("dtype")),
+    }
+
+
+def score_cell(plan: SymbolSweep, job: Job, config: SweepConfig, engine: Chronos2Engine) -> dict[str, Any]:
+    """Invert one forecast job and score it on each split; the JSON cell that is stored."""
+    price_q = invert_job(job, engine.quantile_levels, config)
+    splits: dict[str, Any] = {}
+    for name, index in plan.split.items():
+        sub = plan.windows.subset(index)
+        if name not in plan.references:  # the same windows for every augmentation: score baselines once
+            plan.references[name] = score_reference(sub, config.quantiles, horizon=config.horizon)
+        ev = evaluate(sub, price_q[index], config, reference=plan.references[name])
+        times = sub.origin_times
+        splits[name] = {
+            "windows": len(index),
+            "first_origin": times[0].isoformat(),
+            "last_origin": times[-1].isoformat(),
+            "metrics": ev.metrics,
+            "skill": ev.skill,
+            "baselines": ev.baselines,
+            "trading": ev.trading,
+        }
+    return {"key": plan.keys[job.spec], "symbol": plan.symbol, "preaug": job.spec, "splits": splits}

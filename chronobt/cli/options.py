@@ -1,0 +1,224 @@
+"""Options declared once, in sets, with one builder each; :func:`command` puts them on a command.
+
+A set is a function whose parameters are Typer options and whose body turns them into a piece of a
+config (e.g. :func:`run_settings` -> the :class:`~chronobt.config.RunOptions` fields). :func:`command`
+appends the sets' parameters to a command's own, opens the command context (consoles, log file, error
+handling: :func:`chronobt.cli.common.command_context`), builds each set inside it, so a bad value is a
+one-line usage error, and calls the command with ``ui`` and one argument per set::
+
+    @command(app, "backtest", run=run_settings, engine=engine_settings)
+    def backtest(symbols: ..., windows: WindowsOpt = 100, *, ui: Ui, run: dict, engine: EngineConfig): ...
+
+Backtest, sweep and forecast share the same declarations, so an option can no longer drift between them.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from chronobt.cli import engine_options as eo
+from chronobt.cli.common import command_context
+from chronobt.config import DEFAULT_QUANTILES, DEPENDENCE_CHOICES
+from chronobt.data import TARGETS
+from chronobt.engine import EngineConfig
+from chronobt.errors import ConfigError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+DEFAULT_DATA_DIR = Path("data")
+DEFAULT_OUTPUT_DIR = Path("results")
+ALL_TARGETS = ",".join(TARGETS)
+ALL_QUANTILES = ",".join(str(level) for level in DEFAULT_QUANTILES)
+#: ``-h`` works like ``--help`` on every command.
+CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"]}
+
+DataDirOpt = Annotated[
+    Path,
+    typer.Option("--data-dir", envvar="CHRONOBT_DATA_DIR", help="Folder holding <SYMBOL>.parquet files."),
+]
+OutputDirOpt = Annotated[
+    Path, typer.Option("--output-dir", envvar="CHRONOBT_OUTPUT_DIR", help="Folder results are written under.")
+]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or messages; errors still print.")]
+DebugOpt = Annotated[bool, typer.Option("--debug", help="Show full tracebacks on errors.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable results on stdout.")]
+LogFileOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--log-file", help="Also append a log of the run (start, warnings, errors, finish) to this file."
+    ),
+]
+WaitOpt = Annotated[
+    float, typer.Option("--wait", help="Seconds to wait for another run holding the output dir's lock.")
+]
+PreaugOpt = Annotated[
+    str,
+    typer.Option(
+        "--preaug",
+        help="Pre-augmentation NAME[:k=v] (none, differencing, detrending, robust_scaling, log_returns, "
+        "percent_change, rolling_norm[:window=20]) or 'auto' for the sweep's choice.",
+    ),
+]
+HorizonOpt = Annotated[int, typer.Option("--horizon", help="Bars to forecast after each origin.")]
+ContextOpt = Annotated[
+    int,
+    typer.Option("--context", help="Bars of history per window (at most; capped at the model's maximum)."),
+]
+TargetsOpt = Annotated[str, typer.Option("--targets", help="Comma-separated variates forecast jointly.")]
+QuantilesOpt = Annotated[
+    str, typer.Option("--quantiles", help="Comma-separated quantile levels to write and score (with 0.5).")
+]
+SeedOpt = Annotated[int, typer.Option("--seed", help="Seed for sampling-based quantile inversion.")]
+DependenceOpt = Annotated[
+    str,
+    typer.Option(
+        "--dependence",
+        help="How forecast steps are coupled when inverting quantiles of path-dependent augmentations "
+        "(differencing, rolling_norm): independent (sample paths) or comonotonic (per-quantile inversion).",
+    ),
+]
+PathsOpt = Annotated[
+    int | None, typer.Option("--paths", help="Sample paths for path-dependent inversion (default 4096).")
+]
+MaxGapOpt = Annotated[
+    int | None,
+    typer.Option("--max-gap", help="Largest gap (bars) in 24/7 data to fill; a larger one is an error."),
+]
+StrideOpt = Annotated[
+    int | None, typer.Option("--stride", help="Bars between origins (default: the horizon).")
+]
+FeeOpt = Annotated[float, typer.Option("--fee-bps", help="Trading fee per side, basis points.")]
+AllowShortOpt = Annotated[bool, typer.Option("--allow-short", help="Let the trading view go short.")]
+WindowsOpt = Annotated[int, typer.Option("--windows", help="Number of rolling windows (the latest ones).")]
+StartOpt = Annotated[str | None, typer.Option("--start", help="Earliest origin date (UTC), e.g. 2021-05-19.")]
+EndOpt = Annotated[str | None, typer.Option("--end", help="Latest origin date (UTC).")]
+SymbolsArg = Annotated[
+    list[str], typer.Argument(help="Symbols (files <data-dir>/<SYMBOL>.parquet) or paths.")
+]
+
+
+def parse_float_list(text: str, *, option: str) -> tuple[float, ...]:
+    """Parse "0.1,0.5,0.9" -> (0.1, 0.5, 0.9); a bad item is a usage error naming the option."""
+    items = [p.strip() for p in text.split(",") if p.strip()]
+    try:
+        return tuple(float(p) for p in items)
+    except ValueError:
+        raise ConfigError(f"{option} {text!r}: expected comma-separated numbers like 0.1,0.5,0.9") from None
+
+
+def parse_name_list(text: str, *, option: str) -> tuple[str, ...]:
+    """Parse "open, Close" -> ("open", "close")."""
+    names = tuple(p.strip().lower() for p in text.split(",") if p.strip())
+    if not names:
+        raise ConfigError(f"{option} is empty; give comma-separated names")
+    return names
+
+
+def run_settings(
+    horizon: HorizonOpt = 24,
+    context: ContextOpt = 2048,
+    targets: TargetsOpt = ALL_TARGETS,
+    quantiles: QuantilesOpt = ALL_QUANTILES,
+    seed: SeedOpt = 0,
+    dependence: DependenceOpt = "independent",
+    paths: PathsOpt = None,
+    max_gap: MaxGapOpt = None,
+    data_dir: DataDirOpt = DEFAULT_DATA_DIR,
+    output_dir: OutputDirOpt = DEFAULT_OUTPUT_DIR,
+) -> dict[str, Any]:
+    """The :class:`~chronobt.config.RunOptions` fields (backtest, sweep, forecast)."""
+    if dependence.strip().lower() not in DEPENDENCE_CHOICES:
+        raise ConfigError(f"--dependence must be one of {', '.join(DEPENDENCE_CHOICES)}, got {dependence!r}")
+    return {
+        "horizon": horizon,
+        "context": context,
+        "targets": parse_name_list(targets, option="--targets"),
+        "quantiles": parse_float_list(quantiles, option="--quantiles"),
+        "seed": seed,
+        "dependence": dependence.strip().lower(),
+        "n_paths": paths,
+        "max_gap": max_gap,
+        "data_dir": data_dir,
+        "output_dir": output_dir,
+    }
+
+
+def evaluation_settings(
+    stride: StrideOpt = None, fee_bps: FeeOpt = 10.0, allow_short: AllowShortOpt = False
+) -> dict[str, Any]:
+    """The :class:`~chronobt.config.EvaluationOptions` fields past :func:`run_settings` (backtest, sweep)."""
+    return {"stride": stride, "fee_bps": fee_bps, "allow_short": allow_short}
+
+
+def engine_settings(
+    model: eo.ModelOpt = "auto",
+    device: eo.DeviceOpt = "auto",
+    dtype: eo.DtypeOpt = "auto",
+    compile: eo.CompileOpt = None,
+    compile_backend: eo.CompileBackendOpt = None,
+    compile_mode: eo.CompileModeOpt = None,
+    batch_size: eo.BatchSizeOpt = None,
+) -> EngineConfig:
+    """The :class:`~chronobt.engine.EngineConfig` (environment variables mapped here, in the CLI)."""
+    return eo.engine_config_from_options(
+        model=model,
+        device=device,
+        dtype=dtype,
+        compile=compile,
+        compile_backend=compile_backend,
+        compile_mode=compile_mode,
+        batch_size=batch_size,
+    )
+
+
+def lock_settings(wait: WaitOpt = 0.0) -> float:
+    """Seconds to wait for the output dir's lock."""
+    if wait < 0:
+        raise ConfigError(f"--wait {wait:g}: expected 0 or a positive number of seconds")
+    return wait
+
+
+def _ui_settings(
+    quiet: QuietOpt = False, debug: DebugOpt = False, json_out: JsonOpt = False, log_file: LogFileOpt = None
+) -> dict[str, Any]:
+    return {"quiet": quiet, "debug": debug, "json_out": json_out, "log_file": log_file}
+
+
+def _parameters(fn: Callable[..., Any]) -> list[inspect.Parameter]:
+    return list(inspect.signature(fn, eval_str=True).parameters.values())
+
+
+def command(app: typer.Typer, name: str, **sets: Callable[..., Any]) -> Callable[[F], F]:
+    """Register ``fn`` as command ``name`` with the option ``sets`` (and the UI options) appended.
+
+    ``fn`` receives ``ui`` (a :class:`~chronobt.cli.common.Ui`) and, for every set, the set's result
+    under the set's keyword; errors raised while building them or running ``fn`` become one line.
+    """
+    every = {"_ui": _ui_settings, **sets}
+    owned = {key: [p.name for p in _parameters(fn)] for key, fn in every.items()}
+
+    def decorate(fn: F) -> F:
+        own = [p for p in _parameters(fn) if p.name not in every and p.name != "ui"]
+
+        @functools.wraps(fn)
+        def wrapper(**kwargs: Any) -> Any:
+            groups = {key: {n: kwargs.pop(n) for n in names} for key, names in owned.items()}
+            with command_context(**_ui_settings(**groups.pop("_ui"))) as ui:
+                built = {key: every[key](**values) for key, values in groups.items()}
+                return fn(ui=ui, **kwargs, **built)
+
+        params = own + [p for key, fn_ in every.items() for p in _parameters(fn_)]
+        wrapper.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+            [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in params]
+        )
+        wrapper.__annotations__ = {p.name: p.annotation for p in params}
+        app.command(name, context_settings=CONTEXT_SETTINGS)(wrapper)
+        return fn
+
+    return decorate

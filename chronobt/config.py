@@ -1,0 +1,211 @@
+"""What a run is asked to do: the options of backtest, sweep and forecast, each declared and checked once.
+
+Engine options (model, device, dtype, compile, batch size) live in :class:`chronobt.engine.EngineConfig`.
+The configs are frozen keyword-only dataclasses that validate themselves in ``__post_init__`` and raise
+:class:`~chronobt.errors.ConfigError` (exit code 2) naming the option, the bad value and what is allowed:
+
+- :class:`RunOptions`: what every forecasting command shares (horizon, context, targets, quantiles, seed,
+  folders, gap limit, step dependence, sample paths);
+- :class:`EvaluationOptions`: plus what scoring past windows needs (stride, fee, shorting): backtest, sweep;
+- :class:`BacktestConfig`, :class:`SweepConfig`, :class:`ForecastConfig`: one per command.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from chronobt.augment import candidate_specs, parse_augmentation
+from chronobt.data import TARGETS
+from chronobt.errors import ConfigError
+from chronobt.windows import MIN_CONTEXT
+
+DEFAULT_QUANTILES: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+DEPENDENCE_CHOICES = ("auto", "independent", "comonotonic")
+CALIBRATE_CHOICES = ("none", "conformal")
+#: Selection metrics of a sweep and whether a higher value is better.
+SELECTION_METRICS: dict[str, bool] = {
+    "mase": False,
+    "wql": False,
+    "mae": False,
+    "rmse": False,
+    "smape": False,
+    "directional_accuracy": True,
+}
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunOptions:
+    """Options every forecasting command shares (backtest, sweep, forecast)."""
+
+    horizon: int = 24
+    context: int = 2048
+    targets: tuple[str, ...] = TARGETS
+    quantiles: tuple[float, ...] = DEFAULT_QUANTILES
+    seed: int = 0
+    data_dir: Path = Path("data")
+    output_dir: Path = Path("results")
+    max_gap: int | None = None
+    dependence: str = "independent"
+    n_paths: int | None = None
+    calibrate: str = "none"
+
+    def __post_init__(self) -> None:
+        if self.horizon < 1:
+            raise ConfigError(f"--horizon must be >= 1, got {self.horizon}")
+        if self.context < MIN_CONTEXT:
+            raise ConfigError(f"--context must be >= {MIN_CONTEXT} bars, got {self.context}")
+        bad = [t for t in self.targets if t not in TARGETS]
+        if bad or not self.targets or len(set(self.targets)) != len(self.targets):
+            raise ConfigError(
+                f"--targets {','.join(self.targets)} is invalid; "
+                f"choose distinct names from {','.join(TARGETS)}"
+            )
+        q = self.quantiles
+        if not q or any(not 0.0 < x < 1.0 for x in q) or list(q) != sorted(set(q)):
+            raise ConfigError(f"--quantiles must be ascending distinct levels in (0, 1), got {q}")
+        if 0.5 not in q:
+            raise ConfigError("--quantiles must include 0.5 (the median)")
+        if self.dependence not in DEPENDENCE_CHOICES:
+            raise ConfigError(
+                f"--dependence must be one of {', '.join(DEPENDENCE_CHOICES)}, got {self.dependence!r}"
+            )
+        if self.calibrate not in CALIBRATE_CHOICES:
+            raise ConfigError(
+                f"--calibrate must be one of {', '.join(CALIBRATE_CHOICES)}, got {self.calibrate!r}"
+            )
+        if self.max_gap is not None and self.max_gap < 0:
+            raise ConfigError(f"--max-gap {self.max_gap}: expected 0 or a positive number of bars")
+        if self.n_paths is not None and self.n_paths < 2:
+            raise ConfigError(f"--paths must be >= 2, got {self.n_paths}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class EvaluationOptions(RunOptions):
+    """:class:`RunOptions` plus what scoring past windows needs (backtest and sweep)."""
+
+    stride: int | None = None
+    fee_bps: float = 10.0
+    allow_short: bool = False
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.stride is not None and self.stride < 1:
+            raise ConfigError(f"--stride must be >= 1, got {self.stride}")
+        if self.fee_bps < 0:
+            raise ConfigError(f"--fee-bps must be >= 0, got {self.fee_bps}")
+
+    @property
+    def effective_stride(self) -> int:
+        return self.stride if self.stride is not None else self.horizon
+
+
+def _check_symbols_and_preaug(symbols: tuple[str, ...], preaug: str) -> None:
+    """The checks backtest and forecast share: at least one symbol, a valid spec (or ``auto``)."""
+    if not symbols:
+        raise ConfigError("no symbols given; pass at least one SYMBOL (see `chronobt data list`)")
+    if preaug != "auto":
+        parse_augmentation(preaug)  # a bad spec is a usage error for the whole run
+
+
+def parse_date(value: str | None, *, option: str) -> pd.Timestamp | None:
+    """``--start`` / ``--end`` as a UTC timestamp (no zone: UTC); ConfigError if not a date."""
+    if value is None:
+        return None
+    try:
+        ts = pd.Timestamp(value)
+    except (ValueError, TypeError):
+        ts = None
+    if ts is None or pd.isna(ts):
+        raise ConfigError(f"{option} {value!r} is not a date; use e.g. 2021-05-19 or 2021-05-19T12:00")
+    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+
+
+@dataclass(frozen=True, kw_only=True)
+class BacktestConfig(EvaluationOptions):
+    """Everything that defines a backtest run.
+
+    ``preaug`` is an augmentation spec or ``auto`` (the sweep's choice per symbol).
+    """
+
+    symbols: tuple[str, ...]
+    preaug: str = "none"
+    windows: int = 100
+    start: str | None = None
+    end: str | None = None
+
+    def __post_init__(self) -> None:
+        _check_symbols_and_preaug(self.symbols, self.preaug)
+        super().__post_init__()
+        if self.windows < 1:
+            raise ConfigError(f"--windows must be >= 1, got {self.windows}")
+        start, end = parse_date(self.start, option="--start"), parse_date(self.end, option="--end")
+        if start is not None and end is not None and end < start:
+            raise ConfigError(f"--end {self.end} is before --start {self.start}; swap them")
+
+
+@dataclass(frozen=True, kw_only=True)
+class SweepConfig(EvaluationOptions):
+    """What a sweep evaluates.
+
+    ``symbols`` empty means every symbol in ``data_dir``; ``preaugs`` empty means every registered
+    augmentation with default parameters. ``preaugs`` items may be grids (``rolling_norm:window=20|48``);
+    see :func:`chronobt.augment.expand_specs`. ``none`` is always swept: it is the reference a choice
+    must beat.
+    """
+
+    symbols: tuple[str, ...] = ()
+    preaugs: tuple[str, ...] = ()
+    metric: str = "mase"
+    target: str = "close"
+    validation_windows: int = 60
+    test_windows: int = 40
+    force: bool = False
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.metric not in SELECTION_METRICS:
+            raise ConfigError(f"--metric {self.metric!r} is not one of {', '.join(SELECTION_METRICS)}")
+        if self.validation_windows < 1 or self.test_windows < 1:
+            raise ConfigError(
+                f"--validation-windows and --test-windows must be >= 1, got "
+                f"{self.validation_windows} and {self.test_windows}"
+            )
+        if self.target not in self.targets:
+            raise ConfigError(
+                f"selection target {self.target!r} is not among --targets {','.join(self.targets)}; add it"
+            )
+        candidate_specs(self.preaugs)
+
+    @property
+    def windows(self) -> int:
+        """Windows cut per symbol: validation + test."""
+        return self.validation_windows + self.test_windows
+
+    @property
+    def higher_is_better(self) -> bool:
+        return SELECTION_METRICS[self.metric]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ForecastConfig(RunOptions):
+    """What to forecast: the bars after each symbol's last bar.
+
+    ``preaug`` is an augmentation spec or ``auto`` (the sweep's choice per symbol, ``none`` if there is none).
+    """
+
+    symbols: tuple[str, ...]
+    preaug: str = "none"
+
+    def __post_init__(self) -> None:
+        _check_symbols_and_preaug(self.symbols, self.preaug)
+        super().__post_init__()
+
+
+def config_record(config: RunOptions) -> dict[str, object]:
+    """The config as JSON-ready values (paths as strings), for manifests."""
+    from dataclasses import asdict
+
+    return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()}

@@ -1,0 +1,72 @@
+"""How the engine sizes its CPU work: series per forward and batches forecast side by side.
+
+Pure functions of the model's dimensions, the context and the thread count, so the rules can be read and
+tested without a model. The measurements behind the constants are in ``benchmarks/RESULTS.md`` (sections
+on the CPU batch and on CPU batches side by side; ``benchmarks/cpu_parallel_batches.py``).
+"""
+
+from __future__ import annotations
+
+import math
+
+#: Series x tokens x d_model of one CPU forward that keeps the activations in cache: the measured best
+#: batch of a 7M-parameter Chronos-2 (d_model 256) at context 2048 and a 24-step horizon, 16 series of
+#: 128 context patches + [REG] + 2 output patches. Larger activations fall out of cache; smaller ones are
+#: overhead-bound.
+CPU_ACTIVATION_BUDGET = 16 * 131 * 256
+#: Fewest and most series per CPU forward (before the cap at the model's d_ff).
+CPU_BATCH_RANGE = (4, 256)
+#: Models at least this wide run their CPU batches in turn: their matrix products already use every core.
+CPU_PARALLEL_MAX_D_MODEL = 256
+
+
+def tokens_per_series(*, context_length: int, patch_size: int, n_output_patches: int) -> int:
+    """Tokens one series puts through the encoder: context patches, the [REG] token, output patches."""
+    return math.ceil(context_length / patch_size) + 1 + n_output_patches
+
+
+def cpu_series_per_forward(
+    *, context_length: int, patch_size: int, n_output_patches: int, d_model: int, d_ff: int
+) -> int:
+    """Default series per forward on a CPU.
+
+    The series that keep ``series x tokens x d_model`` near :data:`CPU_ACTIVATION_BUDGET`, clipped to
+    :data:`CPU_BATCH_RANGE` and never above ``d_ff``: group (cross-series) attention is dense, so its cost
+    per series grows with the series per forward and passes the feed-forward layers' beyond ``d_ff``.
+
+    Parameters
+    ----------
+    context_length : time steps per series in the batch (the engine's fixed ``C``).
+    patch_size : the model's input patch size.
+    n_output_patches : output patches forecast per series (``ceil(horizon / output_patch_size)``).
+    d_model, d_ff : the model's hidden and feed-forward widths.
+
+    Returns
+    -------
+    int
+        Series per forward, at least ``min(CPU_BATCH_RANGE[0], d_ff)``.
+    """
+    tokens = tokens_per_series(
+        context_length=context_length, patch_size=patch_size, n_output_patches=n_output_patches
+    )
+    series = CPU_ACTIVATION_BUDGET // (tokens * d_model)
+    low, high = CPU_BATCH_RANGE
+    return int(min(high, d_ff, max(low, series)))
+
+
+def cpu_workers(*, n_batches: int, d_model: int, threads: int) -> int:
+    """Batches to forecast at once on a CPU, one thread each (1: in turn, every thread on each batch).
+
+    A small model's forward is a chain of small operations that intra-op threads share badly; whole
+    batches on separate threads keep every core busy. A model at least :data:`CPU_PARALLEL_MAX_D_MODEL`
+    wide already uses every core in its matrix products and stays sequential.
+
+    Parameters
+    ----------
+    n_batches : batches the call needs.
+    d_model : the model's hidden width.
+    threads : intra-op threads available (``torch.get_num_threads()``).
+    """
+    if n_batches < 2 or d_model >= CPU_PARALLEL_MAX_D_MODEL:
+        return 1
+    return max(1, min(threads, n_batches))

@@ -1,0 +1,252 @@
+"""What every command does to a symbol, from loaded bars to price quantiles.
+
+1. :func:`prepare_windows` cuts a loaded series' rolling windows (contexts end at their origin; the
+   context is capped at what the model can see, so the augmentation, the MASE scale and the baselines
+   are fitted on exactly the bars the model sees); :func:`latest_window` cuts the one window ending at
+   the last bar (forecast).
+2. :func:`make_job` fits an augmentation on each window's own context and transforms it.
+3. :func:`forecast_jobs` sends the transformed contexts of *all* jobs through the engine in one call.
+4. :func:`invert_job` maps the model's quantiles back to prices.
+
+Backtest, sweep and forecast call these; scoring lives in :mod:`chronobt.evaluate`, output files in
+:mod:`chronobt.results`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import PurePath
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from chronobt.augment import Augmentation, AugmentationSpec, get_augmentation
+from chronobt.config import EvaluationOptions, RunOptions, parse_date
+from chronobt.data import OHLC, load_ohlc
+from chronobt.engine import Chronos2Engine
+from chronobt.errors import ChronobtError, DataError
+from chronobt.windows import MIN_CONTEXT, cut_windows, plan_origins
+
+logger = logging.getLogger(__name__)
+
+#: progress(stage, done, total): stages "prepare", "cached", "forecast", "evaluate", "write".
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass
+class SymbolWindows:
+    """One symbol's data and rolling windows.
+
+    Attributes
+    ----------
+    contexts : ndarray [windows, variates, time]
+        Price contexts, left-padded with NaN; ``time`` is at most the model's maximum context.
+    futures : ndarray [windows, variates, horizon]
+        Realised prices after each origin (all NaN for a forecast).
+    origins : ndarray [windows]
+        Row index of each window's last observed bar.
+    """
+
+    ohlc: OHLC
+    targets: tuple[str, ...]
+    contexts: np.ndarray
+    futures: np.ndarray
+    origins: np.ndarray
+    notes: tuple[str, ...] = ()
+
+    @property
+    def symbol(self) -> str:
+        return self.ohlc.symbol
+
+    @property
+    def context_length(self) -> int:
+        """Bars of context the model sees (the width of ``contexts``)."""
+        return int(self.contexts.shape[-1])
+
+    @property
+    def origin_times(self) -> pd.DatetimeIndex:
+        return pd.DatetimeIndex(self.ohlc.frame.index[self.origins])
+
+    @property
+    def last(self) -> np.ndarray:
+        """Last observed price of each window, [windows, variates]."""
+        return self.contexts[:, :, -1]
+
+    def subset(self, index: np.ndarray) -> SymbolWindows:
+        """The windows at ``index`` (e.g. the validation or test split of a sweep)."""
+        return SymbolWindows(
+            ohlc=self.ohlc,
+            targets=self.targets,
+            contexts=self.contexts[index],
+            futures=self.futures[index],
+            origins=self.origins[index],
+            notes=self.notes,
+        )
+
+
+def symbol_key(symbol: str) -> str:
+    """The name a symbol argument is reported under before its file is loaded: ``data/x.parquet`` -> ``X``."""
+    text = str(symbol)
+    path = PurePath(text)
+    return path.stem.upper() if ("/" in text or "\\" in text or path.suffix) else text.upper()
+
+
+def load_symbol(symbol: str, options: RunOptions) -> OHLC:
+    """Load ``symbol`` from ``options.data_dir`` with the run's gap limit (repairs logged as warnings)."""
+    return load_ohlc(symbol, options.data_dir, max_gap=options.max_gap)
+
+
+def model_context(options: RunOptions, engine: Chronos2Engine) -> int:
+    """The context the model sees: ``--context`` capped at the model's maximum (one info line if capped)."""
+    if options.context <= engine.max_context:
+        return options.context
+    logger.info(
+        "--context %d is more than the model sees: capped at its maximum of %d bars",
+        options.context,
+        engine.max_context,
+    )
+    return engine.max_context
+
+
+def _bound_index(ohlc: OHLC, value: str | None, *, side: str) -> int | None:
+    ts = parse_date(value, option=f"--{side}")
+    if ts is None:
+        return None
+    index = ohlc.frame.index
+    if side == "start":
+        return int(index.searchsorted(ts, side="left"))
+    return int(index.searchsorted(ts, side="right")) - 1
+
+
+def prepare_windows(
+    ohlc: OHLC,
+    options: EvaluationOptions,
+    *,
+    windows: int,
+    context: int,
+    start: str | None = None,
+    end: str | None = None,
+) -> SymbolWindows:
+    """Cut up to ``windows`` rolling windows of ``ohlc`` with at most ``context`` bars each."""
+    values = ohlc.values(options.targets)
+    plan = plan_origins(
+        len(values),
+        horizon=options.horizon,
+        context=context,
+        windows=windows,
+        stride=options.effective_stride,
+        first=_bound_index(ohlc, start, side="start"),
+        last=_bound_index(ohlc, end, side="end"),
+        label=ohlc.symbol,
+    )
+    contexts, futures = cut_windows(values, plan.origins, context=plan.context, horizon=options.horizon)
+    if futures is None:  # cut_windows returns futures whenever with_future is true
+        raise ChronobtError("internal: windows were cut without their futures")
+    for note in plan.notes:
+        logger.warning("%s", note)
+    return SymbolWindows(
+        ohlc=ohlc,
+        targets=options.targets,
+        contexts=contexts,
+        futures=futures,
+        origins=plan.origins,
+        notes=plan.notes,
+    )
+
+
+def latest_window(ohlc: OHLC, options: RunOptions, *, context: int) -> SymbolWindows:
+    """One window whose origin is the last bar: contexts [1, variates, <= context], futures all NaN."""
+    values = ohlc.values(options.targets)
+    if len(values) < MIN_CONTEXT:
+        raise DataError(
+            f"{ohlc.path}: has {len(values)} bars; a forecast needs at least {MIN_CONTEXT} bars of context"
+        )
+    origins = np.array([len(values) - 1], dtype=np.int64)
+    contexts, _ = cut_windows(values, origins, context=context, horizon=0, with_future=False)
+    futures = np.full((1, len(options.targets), options.horizon), np.nan)
+    return SymbolWindows(
+        ohlc=ohlc, targets=options.targets, contexts=contexts, futures=futures, origins=origins
+    )
+
+
+@dataclass
+class Job:
+    """One (symbol windows, augmentation) pair: fitted state and the model's input."""
+
+    windows: SymbolWindows
+    augmentation: Augmentation
+    state: Any
+    model_input: np.ndarray  # [windows, variates, time]
+    raw_quantiles: np.ndarray | None = None  # [windows, variates, Q_model, horizon]
+
+    @property
+    def spec(self) -> str:
+        return str(self.augmentation.spec)
+
+
+def make_job(sw: SymbolWindows, spec: str | AugmentationSpec) -> Job:
+    """Fit ``spec`` on each window's own context and transform it."""
+    aug = get_augmentation(spec)
+    times = sw.ohlc.frame.index
+    origins = sw.origins
+    length = sw.contexts.shape[-1]
+
+    def label(window: int, step: int) -> str:
+        row = int(origins[window]) - (length - 1 - step)
+        when = times[row] if 0 <= row < len(times) else "?"
+        return f"{sw.symbol} {when}"
+
+    state = aug.fit(sw.contexts, variates=sw.targets, label=label)
+    return Job(windows=sw, augmentation=aug, state=state, model_input=aug.transform(sw.contexts, state))
+
+
+def _left_pad(arrays: Sequence[np.ndarray]) -> np.ndarray:
+    length = max(a.shape[-1] for a in arrays)
+    out = []
+    for a in arrays:
+        if a.shape[-1] < length:
+            pad = np.full((*a.shape[:-1], length - a.shape[-1]), np.nan)
+            a = np.concatenate([pad, a], axis=-1)
+        out.append(a)
+    return np.concatenate(out, axis=0)
+
+
+def forecast_jobs(
+    engine: Chronos2Engine,
+    jobs: Sequence[Job],
+    horizon: int,
+    *,
+    progress: Callable[[int, int], None] | None = None,
+) -> None:
+    """Forecast every job's windows in one batched engine call; fills ``job.raw_quantiles``."""
+    jobs = [j for j in jobs if len(j.model_input)]
+    if not jobs:
+        return
+    if len({j.model_input.shape[1] for j in jobs}) != 1:
+        # different target sets cannot share a call; forecast each group on its own
+        for n_var in sorted({j.model_input.shape[1] for j in jobs}):
+            forecast_jobs(
+                engine, [j for j in jobs if j.model_input.shape[1] == n_var], horizon, progress=progress
+            )
+        return
+    preds = engine.predict(_left_pad([j.model_input for j in jobs]), horizon, progress=progress)
+    start = 0
+    for job in jobs:
+        n = len(job.model_input)
+        job.raw_quantiles = np.asarray(preds[start : start + n], dtype=np.float64)
+        start += n
+
+
+def invert_job(job: Job, levels: Sequence[float], options: RunOptions) -> np.ndarray:
+    """Price quantiles at ``options.quantiles`` for each window, [windows, variates, Q_out, horizon]."""
+    if job.raw_quantiles is None:
+        raise ChronobtError("internal: job was not forecast before inversion")
+    kwargs: dict[str, Any] = {"dependence": options.dependence, "seed": options.seed}
+    if options.n_paths is not None:
+        kwargs["n_paths"] = options.n_paths
+    return job.augmentation.inverse_quantiles(
+        job.raw_quantiles, levels=levels, state=job.state, out_levels=options.quantiles, **kwargs
+    )

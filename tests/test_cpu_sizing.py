@@ -1,0 +1,62 @@
+"""CPU sizing rules: pure functions of the model's dimensions, the context and the threads."""
+
+from __future__ import annotations
+
+import pytest
+
+from chronobt.cpu_sizing import (
+    CPU_ACTIVATION_BUDGET,
+    CPU_BATCH_RANGE,
+    CPU_PARALLEL_MAX_D_MODEL,
+    cpu_series_per_forward,
+    cpu_workers,
+    tokens_per_series,
+)
+
+
+def test_tokens_are_context_patches_plus_register_plus_output_patches() -> None:
+    assert tokens_per_series(context_length=2048, patch_size=16, n_output_patches=2) == 131
+    assert (
+        tokens_per_series(context_length=100, patch_size=16, n_output_patches=1) == 9
+    )  # 7 patches, rounded up
+
+
+def test_the_measured_optimum_gives_16_series_and_a_shorter_context_more() -> None:
+    small = {"patch_size": 16, "n_output_patches": 2, "d_model": 256, "d_ff": 1024}
+    assert cpu_series_per_forward(context_length=2048, **small) == 16
+    assert CPU_ACTIVATION_BUDGET == 16 * 131 * 256
+    assert cpu_series_per_forward(context_length=512, **small) == CPU_ACTIVATION_BUDGET // (35 * 256)
+
+
+@pytest.mark.parametrize(
+    ("context_length", "d_model", "d_ff", "expected"),
+    [
+        (512, 32, 64, 64),  # overhead-bound tiny model: capped at its d_ff
+        (16, 32, 4096, CPU_BATCH_RANGE[1]),  # never above the range
+        (8192, 4096, 16384, CPU_BATCH_RANGE[0]),  # never below it
+        (8192, 4096, 2, 2),  # ... unless d_ff is smaller still
+    ],
+)
+def test_series_per_forward_stays_in_range_and_under_d_ff(
+    context_length: int, d_model: int, d_ff: int, expected: int
+) -> None:
+    got = cpu_series_per_forward(
+        context_length=context_length, patch_size=16, n_output_patches=2, d_model=d_model, d_ff=d_ff
+    )
+    assert got == expected
+
+
+@pytest.mark.parametrize(
+    ("n_batches", "d_model", "threads", "expected"),
+    [
+        (5, 32, 2, 2),
+        (5, 32, 16, 5),  # no more workers than batches
+        (1, 32, 2, 1),  # one batch: nothing to run side by side
+        (5, CPU_PARALLEL_MAX_D_MODEL, 2, 1),  # wide models use every core in their matrix products
+        (5, 32, 1, 1),
+    ],
+)
+def test_workers_run_small_models_batches_side_by_side(
+    n_batches: int, d_model: int, threads: int, expected: int
+) -> None:
+    assert cpu_workers(n_batches=n_batches, d_model=d_model, threads=threads) == expected

@@ -1,0 +1,257 @@
+"""Step dependence: PIT, the Gaussian-copula fits, no look-ahead, and copula sample paths."""
+
+from __future__ import annotations
+
+import json
+from statistics import NormalDist
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from chronobt import dependence as dep
+from chronobt.augment import get_augmentation
+from chronobt.augment.sampling import interpolate_quantiles
+from chronobt.checkpoints import STANDARD_QUANTILES
+from chronobt.errors import ConfigError
+
+LEVELS = np.array(STANDARD_QUANTILES)
+Z = np.array([NormalDist().inv_cdf(p) for p in LEVELS])
+
+
+def normal_quantiles(loc: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """Exact normal quantiles [w, v, 21, h] of N(loc, scale) with loc/scale [w, v, h]."""
+    return loc[:, :, None] + scale[:, :, None] * Z[:, None]
+
+
+def copula_rows(rng: np.random.Generator, corr: np.ndarray, n: int, v: int) -> np.ndarray:
+    """Normal scores [n, v, h] drawn from N(0, corr)."""
+    chol = np.linalg.cholesky(corr)
+    return np.asarray(rng.standard_normal((n, v, corr.shape[0])) @ chol.T)
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 10_000), u=st.floats(1e-5, 1 - 1e-5))
+def test_pit_inverts_the_inverse_cdf_interpolation(seed: int, u: float) -> None:
+    rng = np.random.default_rng(seed)
+    q = np.sort(rng.normal(0, 1, (3, 2, LEVELS.size, 4)), axis=2)
+    value = interpolate_quantiles(q, LEVELS, np.array([u]))[:, :, 0]  # [w, v, h]
+    np.testing.assert_allclose(dep.pit(quantiles=q, levels=LEVELS, actual=value), u, rtol=1e-7, atol=1e-9)
+
+
+def test_pit_of_draws_from_the_predictive_distribution_is_uniform() -> None:
+    rng = np.random.default_rng(0)
+    w, v, h = 4000, 2, 3
+    loc, scale = rng.normal(size=(w, v, h)), rng.uniform(0.5, 2.0, (w, v, h))
+    actual = loc + scale * rng.standard_normal((w, v, h))
+    u = dep.pit(quantiles=normal_quantiles(loc, scale), levels=LEVELS, actual=actual).ravel()
+    assert np.all((u > 0) & (u < 1))
+    hist = np.histogram(u, bins=20, range=(0, 1))[0] / u.size
+    assert np.abs(hist - 0.05).max() < 0.006  # 24000 draws: sd of a bin share ~0.0014
+    # in the Gaussian tails the interpolation is exact: PIT equals the normal CDF there
+    far = np.array([[[-3.0, 2.9, 0.0]]])
+    got = dep.pit(
+        quantiles=normal_quantiles(np.zeros((1, 1, 3)), np.ones((1, 1, 3))), levels=LEVELS, actual=far
+    )
+    np.testing.assert_allclose(got[0, 0, :2], [NormalDist().cdf(-3.0), NormalDist().cdf(2.9)], rtol=1e-9)
+    assert got[0, 0, 2] == pytest.approx(0.5)
+
+
+def test_pit_is_nan_where_undefined_and_the_middle_of_tied_levels() -> None:
+    q = np.array([0.0, 1.0, 1.0, 2.0])[None, None, :, None]
+    levels = [0.2, 0.4, 0.6, 0.8]
+    got = dep.pit(quantiles=q, levels=levels, actual=np.array([[[1.0]]]))
+    assert got[0, 0, 0] == pytest.approx(0.5)
+    assert dep.pit(quantiles=q, levels=levels, actual=np.array([[[1.5]]]))[0, 0, 0] == pytest.approx(0.7)
+    assert np.isnan(dep.pit(quantiles=q, levels=levels, actual=np.array([[[np.nan]]]))).all()
+    z = dep.normal_scores(np.array([0.0, 0.5, 1.0, np.nan]))
+    assert z[1] == 0.0 and z[0] == pytest.approx(NormalDist().inv_cdf(1e-6)) and z[2] == pytest.approx(-z[0])
+    assert np.isnan(z[3])
+
+
+@pytest.mark.parametrize("rho", [0.0, 0.5, 0.86])
+def test_ar1_fit_recovers_rho_from_correlated_scores(rho: float) -> None:
+    rng = np.random.default_rng(int(rho * 100))
+    z = copula_rows(rng, dep.ar1_correlation(rho, 12), 400, 2)
+    assert dep.ar1_rho(z.reshape(-1, 12)) == pytest.approx(rho, abs=0.03)
+    fit = dep.fit_step_dependence(z)
+    assert fit.rho == pytest.approx(rho, abs=0.03) and fit.n_windows == 400
+    if rho > 0.3:
+        assert fit.method in ("ar1", "shrunk")
+        np.testing.assert_allclose(fit.correlation, dep.ar1_correlation(rho, 12), atol=0.1)
+    record = fit.record()
+    json.dumps(record, allow_nan=False)
+    assert set(record) >= {"method", "rho", "mean_offdiag", "n_windows", "fallback_reason"}
+
+
+def test_a_non_ar1_dependence_chooses_the_shrunk_matrix() -> None:
+    rng = np.random.default_rng(1)
+    h = 10
+    equi = np.full((h, h), 0.6) + 0.4 * np.eye(h)  # equicorrelated: far from rho^|i-j|
+    fit = dep.fit_step_dependence(copula_rows(rng, equi, 300, 2))
+    assert fit.method == "shrunk"
+    assert fit.holdout_loglik is not None and fit.holdout_loglik["shrunk"] > fit.holdout_loglik["ar1"]
+    np.testing.assert_allclose(fit.correlation, equi, atol=0.08)
+    np.linalg.cholesky(fit.correlation)
+
+
+def test_shrinkage_keeps_the_matrix_positive_definite_with_fewer_rows_than_steps() -> None:
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((6, 24))
+    shrunk, lam = dep.shrunk_correlation(x, dep.ar1_correlation(0.3, 24))
+    assert 0.0 < lam <= 1.0
+    np.linalg.cholesky(shrunk)
+
+
+def test_too_few_windows_or_one_step_fall_back_to_independent_with_the_reason() -> None:
+    rng = np.random.default_rng(3)
+    z = copula_rows(rng, dep.ar1_correlation(0.8, 5), 19, 1)
+    z[4, 0, 2] = np.nan  # an incomplete row drops its window
+    few = dep.fit_step_dependence(z)
+    assert few.method == "independent" and few.n_windows == 18 and "fewer than the 20" in str(few.reason)
+    np.testing.assert_array_equal(few.correlation, np.eye(5))
+    one = dep.fit_step_dependence(z[..., :1], min_windows=4)
+    assert one.method == "independent" and "one-step" in str(one.reason)
+    assert few.record()["fallback_reason"] == few.reason
+
+
+def test_resolved_before_counts_the_windows_whose_horizon_ended_by_each_origin() -> None:
+    origins = np.array([10, 12, 14, 17, 30, 31])
+    got = dep.resolved_before(origins, 4)
+    slow = [sum(origins[j] + 4 <= origins[i] for j in range(6)) for i in range(6)]
+    np.testing.assert_array_equal(got, slow)
+    with pytest.raises(ConfigError):
+        dep.resolved_before(origins[::-1], 4)
+
+
+def test_rolling_estimates_never_use_outcomes_resolved_after_the_origin() -> None:
+    rng = np.random.default_rng(4)
+    w, h, stride = 200, 8, 2
+    origins = 100 + stride * np.arange(w)
+    z = copula_rows(rng, dep.ar1_correlation(0.7, h), w, 2)
+    roll = dep.rolling_step_dependence(z, origins, h, refit_every=10)
+    counts = dep.resolved_before(origins, h)
+    assert np.all(roll.counts <= counts)
+    assert len(roll.fits) <= w // 10 + 21
+    corr = roll.correlations()
+    assert corr.shape == (w, h, h)
+    for i in (0, 25, 90, 199):
+        perturbed = z.copy()
+        perturbed[counts[i] :] = rng.standard_normal(perturbed[counts[i] :].shape) * 3.0
+        again = dep.rolling_step_dependence(perturbed, origins, h, refit_every=10)
+        np.testing.assert_array_equal(again.correlations()[i], corr[i])
+    assert roll.fits[int(roll.fit_of[0])].method == "independent"
+    assert roll.fits[int(roll.fit_of[-1])].method in ("ar1", "shrunk")
+    json.dumps(roll.record(), allow_nan=False)
+
+
+# -- copula sample paths -------------------------------------------------------------------------
+
+
+def _differencing(horizon: int, n_w: int = 2) -> tuple[object, object, np.ndarray]:
+    aug = get_augmentation("differencing")
+    state = aug.fit(np.full((n_w, 1, 5), 100.0))
+    q = np.broadcast_to(Z[None, None, :, None], (n_w, 1, Z.size, horizon)).copy()  # N(0, 1) steps
+    return aug, state, q
+
+
+OUT = np.array([0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95])
+OUT_Z = np.array([NormalDist().inv_cdf(p) for p in OUT])
+
+
+def _plain_monte_carlo_sum_quantiles(corr: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """Quantiles [len(OUT), h] of the running sum of steps with the interpolated N(0, 1) marginals.
+
+    An independent reference: exact Gaussian-copula draws u = Phi(L g) (no Latin hypercube, no ranks),
+    each mapped through the marginal's inverse CDF, summed over the steps, empirical quantiles.
+    """
+    h = corr.shape[0]
+    g = np.random.default_rng(seed).standard_normal((n, h)) @ np.linalg.cholesky(corr).T
+    u = np.array([NormalDist().cdf(x) for x in np.linspace(-6, 6, 2001)])
+    values = interpolate_quantiles(Z[:, None], LEVELS, u)[:, 0]  # the marginal's inverse CDF on a grid
+    steps = np.interp(g, np.linspace(-6, 6, 2001), values)  # inverse CDF at Phi(g), via the z grid
+    return np.quantile(np.cumsum(steps, axis=1), OUT, axis=0)
+
+
+@pytest.mark.parametrize("rho", [0.0, 0.5, 0.9, -0.4])
+def test_ar1_copula_paths_match_plain_monte_carlo_of_the_gaussian_copula(rho: float) -> None:
+    h = 12
+    aug, state, q = _differencing(h)
+    corr = dep.ar1_correlation(rho, h)
+    got = aug.inverse_quantiles(
+        q, levels=LEVELS, state=state, out_levels=OUT, dependence="copula", correlation=corr
+    )[0, 0]
+    expected = 100.0 + _plain_monte_carlo_sum_quantiles(corr, 400_000, 1)
+    sd = np.sqrt(np.array([corr[: k + 1, : k + 1].sum() for k in range(h)]))  # of the normal sum
+    # 4 standard errors of plain Monte Carlo with 4096 paths (the reference's own error is 10x smaller)
+    plain_se = np.sqrt(OUT * (1 - OUT) / 4096) / np.exp(-(OUT_Z**2) / 2) * np.sqrt(2 * np.pi)
+    assert np.all(np.abs(got - expected) <= 4 * plain_se[:, None] * sd)
+
+
+def test_copula_limits_are_the_comonotonic_and_the_independent_inversions() -> None:
+    h = 10
+    aug, state, q = _differencing(h)
+    kwargs = {"levels": LEVELS, "state": state, "out_levels": OUT}
+    width = 2 * 1.2816 * np.arange(1, h + 1)
+    comonotone = aug.inverse_quantiles(q, dependence="comonotonic", **kwargs)
+    near_one = aug.inverse_quantiles(
+        q, dependence="copula", correlation=dep.ar1_correlation(0.9999, h), **kwargs
+    )
+    assert np.abs(near_one - comonotone).max() < 0.02 * width[-1]
+    independent = aug.inverse_quantiles(q, **kwargs)
+    identity = aug.inverse_quantiles(q, dependence="copula", correlation=np.eye(h), **kwargs)
+    assert np.all(np.abs(identity - independent) <= 0.03 * np.sqrt(np.arange(1, h + 1)) * 2 * 1.2816)
+
+
+def test_copula_paths_are_seeded_byte_identical_and_per_window_matrices_match_shared_ones() -> None:
+    h, n_w = 6, 5
+    aug, state, q = _differencing(h, n_w)
+    q = q + np.random.default_rng(5).normal(0, 0.3, (n_w, 1, 1, h))
+    a, b = dep.ar1_correlation(0.6, h), dep.ar1_correlation(-0.3, h)
+    kwargs = {"levels": LEVELS, "state": state, "out_levels": OUT, "dependence": "copula", "n_paths": 512}
+    first = aug.inverse_quantiles(q, correlation=a, seed=3, **kwargs)
+    np.testing.assert_array_equal(aug.inverse_quantiles(q, correlation=a, seed=3, **kwargs), first)
+    assert not np.array_equal(aug.inverse_quantiles(q, correlation=a, seed=4, **kwargs), first)
+    mixed = np.stack([a, b, a, b, b])
+    per_window = aug.inverse_quantiles(q, correlation=mixed, seed=3, **kwargs)
+    np.testing.assert_array_equal(per_window[[0, 2]], first[[0, 2]])
+    with_b = aug.inverse_quantiles(q, correlation=b, seed=3, **kwargs)
+    np.testing.assert_array_equal(per_window[[1, 3, 4]], with_b[[1, 3, 4]])
+
+
+def test_copula_options_are_validated() -> None:
+    h = 4
+    aug, state, q = _differencing(h)
+    kwargs = {"levels": LEVELS, "state": state, "out_levels": OUT}
+    with pytest.raises(ConfigError, match="copula"):
+        aug.inverse_quantiles(q, dependence="copula", **kwargs)
+    with pytest.raises(ConfigError, match="copula"):
+        aug.inverse_quantiles(q, correlation=np.eye(h), **kwargs)
+    with pytest.raises(ConfigError, match="positive definite"):
+        aug.inverse_quantiles(q, dependence="copula", correlation=np.ones((h, h)), **kwargs)
+    with pytest.raises(ConfigError, match=r"\[4, 4\]"):
+        aug.inverse_quantiles(q, dependence="copula", correlation=np.eye(3), **kwargs)
+    pointwise = get_augmentation("none")
+    st_none = pointwise.fit(np.ones((2, 1, 5)))
+    exact = pointwise.inverse_quantiles(q, levels=LEVELS, state=st_none, out_levels=OUT)
+    coupled = pointwise.inverse_quantiles(
+        q, levels=LEVELS, state=st_none, out_levels=OUT, dependence="copula", correlation=np.eye(h)
+    )
+    np.testing.assert_array_equal(coupled, exact)
+
+
+def test_rolling_dependence_from_forecasts_composes_pit_scores_and_the_rolling_fit() -> None:
+    rng = np.random.default_rng(6)
+    w, h = 80, 5
+    loc, scale = rng.normal(size=(w, 1, h)), np.full((w, 1, h), 1.5)
+    q = normal_quantiles(loc, scale)
+    scores = copula_rows(rng, dep.ar1_correlation(0.8, h), w, 1)
+    actual = loc + scale * scores
+    origins = np.arange(w) * 5
+    roll = dep.rolling_dependence(quantiles=q, levels=LEVELS, actual=actual, origins=origins, horizon=h)
+    z = dep.normal_scores(dep.pit(quantiles=q, levels=LEVELS, actual=actual))
+    np.testing.assert_array_equal(
+        roll.correlations(), dep.rolling_step_dependence(z, origins, h).correlations()
+    )
+    assert roll.fits[int(roll.fit_of[-1])].rho == pytest.approx(0.8, abs=0.15)
