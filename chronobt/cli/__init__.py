@@ -6,7 +6,7 @@ import typer
 
 from chronobt._version import __version__
 from chronobt.allocator import keep_freed_memory
-from chronobt.cli import backtest, data, forecast, sweep
+from chronobt.cli import backtest, data, forecast, report, sweep
 from chronobt.errors import ConfigError
 
 app = typer.Typer(
@@ -44,6 +44,7 @@ app.add_typer(data.app, name="data")
 backtest.register(app)
 sweep.register(app)
 forecast.register(app)
+report.register(app)
 
 
 def main() -> None:
