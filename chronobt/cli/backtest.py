@@ -12,6 +12,7 @@ from chronobt.cli.common import Ui, model_label, raise_for_failures
 from chronobt.cli.options import (
     EndOpt,
     PreaugOpt,
+    ReportOpt,
     StartOpt,
     SymbolsArg,
     WindowsOpt,
@@ -22,6 +23,7 @@ from chronobt.cli.options import (
     run_settings,
 )
 from chronobt.cli.progress import run_locked
+from chronobt.cli.report import write_reports
 from chronobt.config import BacktestConfig
 from chronobt.engine import EngineConfig
 
@@ -41,6 +43,7 @@ def register(app: typer.Typer) -> None:
         windows: WindowsOpt = 100,
         start: StartOpt = None,
         end: EndOpt = None,
+        report_html: ReportOpt = False,
         *,
         ui: Ui,
         run: dict[str, Any],
@@ -56,6 +59,8 @@ def register(app: typer.Typer) -> None:
             symbols=tuple(symbols), preaug=preaug, windows=windows, start=start, end=end, **run, **evaluation
         )
         report = run_locked(ui, run_backtest, config, engine, wait=wait)
+        if report_html:
+            write_reports(ui, [r.folder for r in report.results])
         render(ui, report)
         raise_for_failures(report.failures, succeeded=len(report.results))
 

@@ -8,8 +8,17 @@ import typer
 from rich.table import Table
 
 from chronobt.cli.common import Ui, model_label, raise_for_failures
-from chronobt.cli.options import PreaugOpt, SymbolsArg, command, engine_settings, lock_settings, run_settings
+from chronobt.cli.options import (
+    PreaugOpt,
+    ReportOpt,
+    SymbolsArg,
+    command,
+    engine_settings,
+    lock_settings,
+    run_settings,
+)
 from chronobt.cli.progress import run_locked
+from chronobt.cli.report import write_reports
 from chronobt.config import ForecastConfig
 from chronobt.engine import EngineConfig
 from chronobt.forecast import ForecastReport, run_forecast
@@ -20,6 +29,7 @@ def register(app: typer.Typer) -> None:
     def forecast(
         symbols: SymbolsArg,
         preaug: PreaugOpt = "none",
+        report_html: ReportOpt = False,
         *,
         ui: Ui,
         run: dict[str, Any],
@@ -32,6 +42,8 @@ def register(app: typer.Typer) -> None:
         """
         config = ForecastConfig(symbols=tuple(symbols), preaug=preaug, **run)
         report = run_locked(ui, run_forecast, config, engine, wait=wait)
+        if report_html:
+            write_reports(ui, [r.folder for r in report.results])
         render(ui, report)
         raise_for_failures(report.failures, succeeded=len(report.results))
 

@@ -106,6 +106,9 @@ AllowShortOpt = Annotated[bool, typer.Option("--allow-short", help="Let the trad
 WindowsOpt = Annotated[int, typer.Option("--windows", help="Number of rolling windows (the latest ones).")]
 StartOpt = Annotated[str | None, typer.Option("--start", help="Earliest origin date (UTC), e.g. 2021-05-19.")]
 EndOpt = Annotated[str | None, typer.Option("--end", help="Latest origin date (UTC).")]
+ReportOpt = Annotated[
+    bool, typer.Option("--report", help="Also write report.html (charts, offline) beside the outputs.")
+]
 SymbolsArg = Annotated[
     list[str], typer.Argument(help="Symbols (files <data-dir>/<SYMBOL>.parquet) or paths.")
 ]

@@ -9,7 +9,8 @@ import typer
 
 from chronobt.cli.common import Ui
 from chronobt.cli.options import command
-from chronobt.report import ReportSet, write_reports
+from chronobt.report import ReportSet, write_report
+from chronobt.report import write_reports as write_all
 
 PathArg = Annotated[
     Path,
@@ -29,7 +30,7 @@ def register(app: typer.Typer) -> None:
         A folder of several outputs gets one report in each output folder and an index,
         PATH/report.html, linking them.
         """
-        render(ui, write_reports(path))
+        render(ui, write_all(path))
 
 
 def render(ui: Ui, written: ReportSet) -> None:
@@ -58,3 +59,9 @@ def render(ui: Ui, written: ReportSet) -> None:
         ui.out.print(
             f"written: {r.path} ({r.kind}, {r.bytes / 1024:.0f} KiB, {r.seconds:.2f} s)", markup=False
         )
+
+
+def write_reports(ui: Ui, folders: list[Path]) -> None:
+    """``--report`` on backtest, sweep and forecast: one report.html in each result folder."""
+    for folder in folders:
+        ui.info(f"report: {write_report(folder)}")

@@ -9,8 +9,16 @@ import typer
 from rich.table import Table
 
 from chronobt.cli.common import Ui, model_label, raise_for_failures
-from chronobt.cli.options import command, engine_settings, evaluation_settings, lock_settings, run_settings
+from chronobt.cli.options import (
+    ReportOpt,
+    command,
+    engine_settings,
+    evaluation_settings,
+    lock_settings,
+    run_settings,
+)
 from chronobt.cli.progress import run_locked
+from chronobt.cli.report import write_reports
 from chronobt.config import SELECTION_METRICS, SweepConfig
 from chronobt.engine import EngineConfig
 from chronobt.sweep import SweepReport, run_sweep
@@ -53,6 +61,7 @@ def register(app: typer.Typer) -> None:
             int, typer.Option("--test-windows", help="Later windows that report the choice.")
         ] = 40,
         force: Annotated[bool, typer.Option("--force", help="Recompute cells already in the cache.")] = False,
+        report_html: ReportOpt = False,
         *,
         ui: Ui,
         run: dict[str, Any],
@@ -76,6 +85,8 @@ def register(app: typer.Typer) -> None:
             **evaluation,
         )
         report = run_locked(ui, run_sweep, config, engine, wait=wait)
+        if report_html and report.best:
+            write_reports(ui, [report.folder])
         render(ui, report)
         raise_for_failures(report.failures, succeeded=len(report.best))
 
