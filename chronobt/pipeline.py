@@ -7,9 +7,10 @@
    Bars forward-filled at load (``OHLC.filled``, a 24/7 series' gaps) are never actuals: their futures
    are NaN, and a window whose whole horizon is filled is dropped (counted, one warning line).
 2. :func:`make_job` fits an augmentation on each window's own context and transforms it; filled
-   context bars become NaN in the model input (missing to Chronos-2). The augmentation itself is
-   fitted on the flat forward-filled prices: its state (last price, base, rolling tail) needs finite
-   prices, and the last real price is the best stand-in for a bar nobody traded at.
+   context bars become NaN in the model input (missing to Chronos-2), except a filled run ending at
+   the origin, which stays flat (see :func:`_mask_filled`). The augmentation itself is fitted on the
+   flat forward-filled prices: its state (last price, base, rolling tail) needs finite prices, and
+   the last real price is the best stand-in for a bar nobody traded at.
 3. :func:`forecast_jobs` sends the transformed contexts of *all* jobs through the engine in one call.
 4. :func:`invert_job` maps the model's quantiles back to prices.
 
@@ -289,12 +290,16 @@ def make_job(sw: SymbolWindows, spec: str | AugmentationSpec) -> Job:
 def _mask_filled(sw: SymbolWindows, model_input: np.ndarray) -> np.ndarray:
     """Forward-filled context bars as NaN (missing) in the model input [windows, variates, time].
 
-    A window whose context is filled throughout keeps its flat values: the model needs something.
+    The run of filled bars that ends at the origin (a window cut inside a gap) keeps its flat values,
+    the last real price: Chronos-2 anchors on the latest observed values, and a missing last bar made
+    the bundled model's median errors several times larger, where missing interior bars cost about as
+    much as flat ones.
     """
     mask = sw.context_filled
     if not mask.any():
         return model_input
-    mask = mask & ~mask.all(axis=-1, keepdims=True)
+    trailing = np.flip(np.logical_and.accumulate(np.flip(mask, axis=-1), axis=-1), axis=-1)
+    mask = mask & ~trailing
     model_input[np.broadcast_to(mask[:, None, :], model_input.shape)] = np.nan
     return model_input
 
