@@ -68,7 +68,7 @@ def score_reference(sw: SymbolWindows, levels: Sequence[float], *, horizon: int)
         name: metrics.summarize(
             actual=sw.futures,
             median=forecast.point,
-            quantiles=forecast.quantiles,
+            quantiles=_unscored(sw, forecast.quantiles),
             levels=levels,
             last=sw.last,
             scale=scale,
@@ -98,7 +98,7 @@ def evaluate(
     summary = metrics.summarize(
         actual=sw.futures,
         median=median,
-        quantiles=price_q,
+        quantiles=_unscored(sw, price_q),
         levels=levels,
         last=sw.last,
         scale=reference.scale,
@@ -135,6 +135,15 @@ def evaluate(
         trades=trades,
         inversion=inversion_checks(sw, price_q),
     )
+
+
+def _unscored(sw: SymbolWindows, quantiles: np.ndarray) -> np.ndarray:
+    """``quantiles`` [w, v, Q, h] with NaN at forward-filled future bars, so that the interval width
+    (the one metric that does not read the actuals) also leaves them out."""
+    filled = sw.future_filled
+    if not filled.any():
+        return quantiles
+    return np.where(filled[:, None, None, :], np.nan, quantiles)
 
 
 def filled_record(sw: SymbolWindows) -> dict[str, int]:

@@ -136,9 +136,13 @@ def test_filled_bars_never_count_as_actuals_in_the_model_or_baseline_metrics(
     gappy: tuple[Path, pd.DataFrame],
 ) -> None:
     sw = _windows(gappy[0])
-    ev = evaluate(sw, _perfect_forecast(sw, gappy[1], at_filled=1e6), OPTIONS)
+    price_q = _perfect_forecast(sw, gappy[1], at_filled=1e6)
+    lowest = price_q[:, :, 0, :]  # the 0.1 quantile: a 1e6-wide interval at the filled bars
+    lowest[np.broadcast_to(sw.future_filled[:, None, :], lowest.shape)] = 0.0
+    ev = evaluate(sw, price_q, OPTIONS)
     for target in sw.targets:
         assert ev.metrics[target]["mae"] == 0.0 and ev.metrics[target]["coverage_80"] == 1.0
+        assert ev.metrics[target]["width_80"] == 0.0  # the filled bars' interval is not scored
     # the naive baseline (last context price) is scored on the 5 * 8 - 3 real future bars only
     close = sw.targets.index("close")
     errors = np.abs(sw.futures[:, close, :] - sw.last[:, close, None])
