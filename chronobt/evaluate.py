@@ -138,8 +138,11 @@ def evaluate(
 
 
 def _unscored(sw: SymbolWindows, quantiles: np.ndarray) -> np.ndarray:
-    """``quantiles`` [w, v, Q, h] with NaN at forward-filled future bars, so that the interval width
-    (the one metric that does not read the actuals) also leaves them out."""
+    """``quantiles`` [w, v, Q, h] with NaN at forward-filled future bars.
+
+    Every other metric skips them through their NaN actuals; this makes the interval width, which does
+    not read the actuals, leave them out too.
+    """
     filled = sw.future_filled
     if not filled.any():
         return quantiles
@@ -149,9 +152,9 @@ def _unscored(sw: SymbolWindows, quantiles: np.ndarray) -> np.ndarray:
 def filled_record(sw: SymbolWindows) -> dict[str, int]:
     """Forward-filled bars of ``sw``'s windows, as ``metrics.json`` reports them.
 
-    ``actual_bars``: future bars left unscored; ``context_bars``: context bars the model saw as missing
-    (summed over windows, so a bar in two contexts counts twice); ``windows_dropped``: windows left out
-    because their whole horizon was filled.
+    ``actual_bars``: future bars left unscored; ``context_bars``: filled context bars (missing to the
+    model but for a run ending at the origin; summed over windows, so a bar in two contexts counts
+    twice); ``windows_dropped``: windows left out because their whole horizon was filled.
     """
     return {
         "actual_bars": int(sw.future_filled.sum()),
