@@ -4,7 +4,9 @@
 each symbol is loaded, its ``--preaug`` resolved under the loaded symbol's name, its windows cut and its
 augmentation fitted (:mod:`chronobt.pipeline`); all windows of all symbols go through the engine in one
 call; each symbol is then inverted, scored (:mod:`chronobt.evaluate`) and written atomically to
-``<output-dir>/backtest/<SYMBOL>/<preaug>/`` (:func:`write_backtest`).
+``<output-dir>/backtest/<SYMBOL>/<preaug>/`` (:func:`write_backtest`). ``metrics.json`` counts the
+forward-filled bars left unscored (``filled``) and the inverted quantiles outside the price domain
+(``inversion``, also one warning line per symbol).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from chronobt.choice import resolve_preaug
 from chronobt.config import BacktestConfig
 from chronobt.engine import Chronos2Engine, EngineConfig
 from chronobt.errors import ChronobtError
-from chronobt.evaluate import Evaluation, evaluate
+from chronobt.evaluate import Evaluation, evaluate, filled_record, inversion_warning
 from chronobt.pipeline import (
     Job,
     Progress,
@@ -122,6 +124,11 @@ def run_backtest(
             price_q = invert_job(job, engine.quantile_levels, config)
             t4 = time.perf_counter()
             evaluation = evaluate(sw, price_q, config)
+            warning = inversion_warning(
+                sw.symbol, job.spec, evaluation.inversion, path_dependent=job.augmentation.path_dependent
+            )
+            if warning:
+                logger.warning("%s", warning)
             timings = {
                 "load": prepare_s / len(jobs),
                 "model_load": model_load,
@@ -175,6 +182,8 @@ def metrics_payload(
         "baselines": evaluation.baselines,
         "skill": evaluation.skill,
         "trading": evaluation.trading,
+        "filled": filled_record(sw),
+        "inversion": evaluation.inversion,
         "compile": engine.record().get("compile"),
         "timings": {},
     }
@@ -205,6 +214,7 @@ def write_backtest(
         levels=config.quantiles,
         preaug=spec,
         actual=sw.futures,
+        filled=sw.future_filled,
     )
     summary = metrics_payload(sw, spec, evaluation, config=config, engine=engine)
     manifest = run_record(

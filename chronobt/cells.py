@@ -19,7 +19,7 @@ import numpy as np
 from chronobt._version import __version__
 from chronobt.config import SweepConfig
 from chronobt.engine import Chronos2Engine
-from chronobt.evaluate import Reference, evaluate, score_reference
+from chronobt.evaluate import Reference, evaluate, filled_record, score_reference
 from chronobt.pipeline import Job, SymbolWindows, invert_job
 from chronobt.results import preaug_slug
 
@@ -27,7 +27,7 @@ logger = logging.getLogger(__name__)
 
 SPLITS = ("validation", "test")
 #: Bumped when the stored cell format or the scoring changes, so old cells are recomputed.
-CELL_FORMAT = 2
+CELL_FORMAT = 3
 
 
 @dataclass
@@ -124,5 +124,7 @@ def score_cell(plan: SymbolSweep, job: Job, config: SweepConfig, engine: Chronos
             "skill": ev.skill,
             "baselines": ev.baselines,
             "trading": ev.trading,
+            "filled": filled_record(sub),
+            "inversion": ev.inversion,
         }
     return {"key": plan.keys[job.spec], "symbol": plan.symbol, "preaug": job.spec, "splits": splits}

@@ -51,6 +51,7 @@ def test_backtest_writes_documented_files_and_columns(tmp_path: Path, engine: Ch
         "timestamp",
         "target",
         "actual",
+        "filled",
         "median",
         *quantile_cols,
         "preaug",

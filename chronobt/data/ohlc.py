@@ -128,7 +128,7 @@ class OHLC:
         The parquet file it was read from.
     frame : pd.DataFrame
         DatetimeIndex (tz UTC, named ``timestamp``, ascending, unique); float64 columns open, high, low,
-        close and volume when the file has one.
+        close and volume when the file has one; bool ``filled`` when gaps were filled (see ``filled``).
     freq : str
         Pandas offset alias of one bar: ``"h"``, ``"D"``, ``"B"``, ``"min"``, ``"15min"``, ...
     calendar : {"continuous", "exchange"}
@@ -168,6 +168,13 @@ class OHLC:
                 f"(has {', '.join(self.frame.columns)}); choose targets from those"
             )
         return self.frame.loc[:, list(targets)].to_numpy(dtype=np.float64, copy=True)
+
+    @property
+    def filled(self) -> np.ndarray:
+        """``[time]`` bool: bars missing from the file and forward-filled at load (all False if none)."""
+        if "filled" in self.frame.columns:
+            return self.frame["filled"].to_numpy(dtype=bool)
+        return np.zeros(len(self.frame), dtype=bool)
 
     @cached_property
     def _step(self) -> pd.Timedelta | None:
@@ -304,7 +311,7 @@ class OHLC:
             "season_length": self.season_length,
             "bars_per_year": self.bars_per_year,
             "annualisation": self.annualisation,
-            "columns": list(self.frame.columns),
+            "columns": [c for c in self.frame.columns if c != "filled"],
             "sha256": self.sha256,
             "report": self.report.to_dict(),
         }

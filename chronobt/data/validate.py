@@ -175,7 +175,10 @@ def _check_prices(col: pd.Series, index: pd.DatetimeIndex, source: str, name: st
 def _fill_gaps(
     frame: pd.DataFrame, step: pd.Timedelta, freq: str, source: str, max_gap: int | None, fill: bool
 ) -> tuple[pd.DataFrame, int, int, int, pd.Timestamp | None]:
-    """Put a 24/7 series on its regular grid: missing bars become flat bars at the previous close."""
+    """Put a 24/7 series on its regular grid: missing bars become flat bars at the previous close.
+
+    A filled frame gets a boolean ``filled`` column marking those bars (see :attr:`OHLC.filled`).
+    """
     ns = pd.DatetimeIndex(frame.index).asi8
     off_grid = (ns - ns[0]) % step.value != 0
     if off_grid.any():
@@ -202,6 +205,7 @@ def _fill_gaps(
         return frame, len(gap_at), total, longest, after
     grid = pd.date_range(frame.index[0], frame.index[-1], freq=step, name="timestamp")
     out = frame.reindex(grid)
+    out["filled"] = out["close"].isna().to_numpy()  # the synthetic bars: never scored nor traded on
     out["close"] = out["close"].ffill()
     for col in ("open", "high", "low"):
         out[col] = out[col].fillna(out["close"])
