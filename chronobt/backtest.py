@@ -33,13 +33,13 @@ from chronobt.pipeline import (
     Progress,
     SymbolWindows,
     forecast_jobs,
-    invert_job,
     load_symbol,
     make_job,
     model_context,
     prepare_windows,
     symbol_key,
 )
+from chronobt.uncertainty import calibrate, invert_job
 from chronobt.results import backtest_folder, forecast_table, run_record
 
 logger = logging.getLogger(__name__)
@@ -121,9 +121,13 @@ def run_backtest(
         sw = job.windows
         try:
             t3 = time.perf_counter()
-            price_q = invert_job(job, engine.quantile_levels, config)
+            inversion = invert_job(job, engine.quantile_levels, config)
+            price_q = inversion.price_q
+            calibrated, calibration = (
+                calibrate(sw, price_q, config) if config.calibrate == "conformal" else (None, None)
+            )
             t4 = time.perf_counter()
-            evaluation = evaluate(sw, price_q, config)
+            evaluation = evaluate(sw, price_q, config, calibrated=calibrated)
             warning = inversion_warning(
                 sw.symbol, job.spec, evaluation.inversion, path_dependent=job.augmentation.path_dependent
             )
@@ -146,6 +150,7 @@ def run_backtest(
                 engine=engine,
                 timings=timings,
                 command=command,
+                uncertainty={"dependence": inversion.dependence, "calibration": calibration},
             )
             report.results.append(
                 SymbolResult(symbol=sw.symbol, preaug=job.spec, folder=folder, summary=summary)
@@ -159,9 +164,22 @@ def run_backtest(
 
 
 def metrics_payload(
-    sw: SymbolWindows, spec: str, evaluation: Evaluation, *, config: BacktestConfig, engine: Chronos2Engine
+    sw: SymbolWindows,
+    spec: str,
+    evaluation: Evaluation,
+    *,
+    config: BacktestConfig,
+    engine: Chronos2Engine,
+    uncertainty: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The ``metrics.json`` payload of one symbol (timings are added by :func:`write_backtest`)."""
+    """The ``metrics.json`` payload of one symbol (timings are added by :func:`write_backtest`).
+
+    ``uncertainty``: ``{"dependence": record, "calibration": record or None}`` of the inversion.
+    """
+    uncertainty = uncertainty or {}
+    calibrated = None
+    if evaluation.calibrated is not None:
+        calibrated = {**evaluation.calibrated, "method": uncertainty.get("calibration")}
     model = engine.model_info
     origin_times = sw.origin_times
     return {
@@ -181,6 +199,9 @@ def metrics_payload(
         "per_step": evaluation.per_step,
         "baselines": evaluation.baselines,
         "skill": evaluation.skill,
+        "significance": evaluation.significance,
+        "dependence": uncertainty.get("dependence"),
+        "calibrated": calibrated,
         "trading": evaluation.trading,
         "filled": filled_record(sw),
         "inversion": evaluation.inversion,
@@ -199,6 +220,7 @@ def write_backtest(
     engine: Chronos2Engine,
     timings: dict[str, float],
     command: Sequence[str] | None = None,
+    uncertainty: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Write forecasts.parquet, metrics.json, trades.parquet, manifest.json; return metrics.json's dict."""
     t0 = time.perf_counter()
@@ -216,7 +238,9 @@ def write_backtest(
         actual=sw.futures,
         filled=sw.future_filled,
     )
-    summary = metrics_payload(sw, spec, evaluation, config=config, engine=engine)
+    summary = metrics_payload(
+        sw, spec, evaluation, config=config, engine=engine, uncertainty=uncertainty
+    )
     manifest = run_record(
         config=config,
         model=engine.model_info,

@@ -20,7 +20,8 @@ from chronobt._version import __version__
 from chronobt.config import SweepConfig
 from chronobt.engine import Chronos2Engine
 from chronobt.evaluate import Reference, evaluate, filled_record, score_reference
-from chronobt.pipeline import Job, SymbolWindows, invert_job
+from chronobt.pipeline import Job, SymbolWindows
+from chronobt.uncertainty import calibrate, invert_job
 from chronobt.results import preaug_slug
 
 logger = logging.getLogger(__name__)
@@ -108,13 +109,21 @@ def model_identity(engine: Chronos2Engine) -> dict[str, Any]:
 
 def score_cell(plan: SymbolSweep, job: Job, config: SweepConfig, engine: Chronos2Engine) -> dict[str, Any]:
     """Invert one forecast job and score it on each split; the JSON cell that is stored."""
-    price_q = invert_job(job, engine.quantile_levels, config)
+    inversion = invert_job(job, engine.quantile_levels, config)
+    price_q = inversion.price_q
+    calibrated = calibrate(plan.windows, price_q, config)[0] if config.calibrate == "conformal" else None
     splits: dict[str, Any] = {}
     for name, index in plan.split.items():
         sub = plan.windows.subset(index)
         if name not in plan.references:  # the same windows for every augmentation: score baselines once
             plan.references[name] = score_reference(sub, config.quantiles, horizon=config.horizon)
-        ev = evaluate(sub, price_q[index], config, reference=plan.references[name])
+        ev = evaluate(
+            sub,
+            price_q[index],
+            config,
+            reference=plan.references[name],
+            calibrated=None if calibrated is None else calibrated[index],
+        )
         times = sub.origin_times
         splits[name] = {
             "windows": len(index),

@@ -21,6 +21,7 @@ import pandas as pd
 from chronobt import baselines, metrics, trading
 from chronobt.config import EvaluationOptions
 from chronobt.pipeline import SymbolWindows
+from chronobt.significance import significance_block
 
 #: The baselines every forecast is scored against, in report order.
 BASELINE_NAMES = tuple(baselines.BASELINES)
@@ -34,10 +35,14 @@ EXPLODING_FACTOR = 10.0
 class Reference:
     """What a forecast is scored against that depends on the windows alone, not on the model.
 
-    The MASE scale per window ``[w, v]`` and the baselines' pooled metrics (``{name: {target: {metric}}}``).
+    The MASE scales per window ``[w, v]`` (lag 1, and the series' season for ``mase_seasonal``), the
+    baselines' forecasts (for the significance tests) and their pooled metrics
+    (``{name: {target: {metric}}}``).
     """
 
     scale: np.ndarray
+    seasonal_scale: np.ndarray
+    forecasts: dict[str, baselines.BaselineForecast]
     baselines: dict[str, dict[str, dict[str, float]]]
 
 
@@ -52,6 +57,8 @@ class Evaluation:
     trading: dict[str, Any] | None
     trades: pd.DataFrame | None
     inversion: dict[str, dict[str, int]]
+    significance: dict[str, Any]
+    calibrated: dict[str, Any] | None = None
 
 
 def score_reference(sw: SymbolWindows, levels: Sequence[float], *, horizon: int) -> Reference:
@@ -61,23 +68,49 @@ def score_reference(sw: SymbolWindows, levels: Sequence[float], *, horizon: int)
     last price is then the last real one) and are scored on the real future bars only.
     """
     scale = metrics.naive_scale(sw.real_contexts)
+    seasonal_scale = metrics.naive_scale(sw.real_contexts, lag=sw.ohlc.season_length)
     forecasts = baselines.run_baselines(
         sw.contexts, horizon=horizon, levels=levels, season=sw.ohlc.season_length
     )
     scored = {
-        name: metrics.summarize(
-            actual=sw.futures,
-            median=forecast.point,
-            quantiles=_unscored(sw, forecast.quantiles),
-            levels=levels,
-            last=sw.last,
-            scale=scale,
-            targets=sw.targets,
-            per_step=False,
+        name: _with_seasonal(
+            metrics.summarize(
+                actual=sw.futures,
+                median=forecast.point,
+                quantiles=_unscored(sw, forecast.quantiles),
+                levels=levels,
+                last=sw.last,
+                scale=scale,
+                targets=sw.targets,
+                per_step=False,
+            ),
+            sw,
+            forecast.point,
+            seasonal_scale,
         )["metrics"]
         for name, forecast in forecasts.items()
     }
-    return Reference(scale=scale, baselines=scored)
+    return Reference(scale=scale, seasonal_scale=seasonal_scale, forecasts=forecasts, baselines=scored)
+
+
+def _with_seasonal(
+    summary: dict[str, Any], sw: SymbolWindows, median: np.ndarray, seasonal_scale: np.ndarray
+) -> dict[str, Any]:
+    """Add ``mase_seasonal`` (MASE scaled by the in-context seasonal-naive error, as fev and utilsforecast
+    define it) beside the lag-1 ``mase`` of a :func:`chronobt.metrics.summarize` result."""
+    pooled = metrics.mase(actual=sw.futures, forecast=median, scale=seasonal_scale, axis=(0, 2))
+    for i, target in enumerate(sw.targets):
+        summary["metrics"][target]["mase_seasonal"] = _json(pooled[i])
+    if "per_step" in summary:
+        steps = metrics.mase(actual=sw.futures, forecast=median, scale=seasonal_scale, axis=0)  # [v, h]
+        for i, target in enumerate(sw.targets):
+            summary["per_step"][target]["mase_seasonal"] = [_json(x) for x in steps[i]]
+    return summary
+
+
+def _json(x: Any) -> float | None:
+    value = float(x)
+    return value if np.isfinite(value) else None
 
 
 def evaluate(
@@ -86,23 +119,32 @@ def evaluate(
     options: EvaluationOptions,
     *,
     reference: Reference | None = None,
+    calibrated: np.ndarray | None = None,
 ) -> Evaluation:
     """Score ``price_q`` [windows, variates, Q, horizon] (at ``options.quantiles``) on ``sw``'s windows.
 
-    ``reference`` is :func:`score_reference` of ``sw`` (computed here when not given).
+    ``reference`` is :func:`score_reference` of ``sw`` (computed here when not given). ``calibrated`` are
+    the conformally calibrated quantiles of the same windows (``--calibrate conformal``): their coverage,
+    width and WQL are reported beside the raw ones. Every score carries a Diebold-Mariano test against
+    each baseline (:mod:`chronobt.significance`).
     """
     levels = list(options.quantiles)
     if reference is None:
         reference = score_reference(sw, levels, horizon=options.horizon)
     median = price_q[:, :, levels.index(0.5), :]
-    summary = metrics.summarize(
-        actual=sw.futures,
-        median=median,
-        quantiles=_unscored(sw, price_q),
-        levels=levels,
-        last=sw.last,
-        scale=reference.scale,
-        targets=sw.targets,
+    summary = _with_seasonal(
+        metrics.summarize(
+            actual=sw.futures,
+            median=median,
+            quantiles=_unscored(sw, price_q),
+            levels=levels,
+            last=sw.last,
+            scale=reference.scale,
+            targets=sw.targets,
+        ),
+        sw,
+        median,
+        reference.seasonal_scale,
     )
     naive = reference.baselines["naive"]
     skill = {t: metrics.skill(summary["metrics"][t]["mase"], naive[t]["mase"]) for t in sw.targets}
@@ -124,7 +166,7 @@ def evaluate(
             tradable=tradable,
             bars=sw.origins,
         )
-        trade_summary = result.summary()
+        trade_summary = {**result.summary(), "annualisation": sw.ohlc.annualisation}
         trades = result.trades
     return Evaluation(
         metrics=summary["metrics"],
@@ -134,7 +176,43 @@ def evaluate(
         trading=trade_summary,
         trades=trades,
         inversion=inversion_checks(sw, price_q),
+        significance=significance_block(
+            actual=sw.futures,
+            median=median,
+            quantiles=price_q,
+            levels=levels,
+            baselines={name: (f.point, f.quantiles) for name, f in reference.forecasts.items()},
+            targets=sw.targets,
+            stride=options.effective_stride,
+            scale=reference.scale,
+            seed=options.seed,
+        ),
+        calibrated=None if calibrated is None else calibrated_scores(sw, calibrated, options, reference),
     )
+
+
+#: What ``metrics.json``'s ``calibrated`` block reports of the calibrated quantiles, beside the raw ones.
+CALIBRATED_METRICS = ("coverage_80", "width_80", "wql")
+
+
+def calibrated_scores(
+    sw: SymbolWindows, calibrated: np.ndarray, options: EvaluationOptions, reference: Reference
+) -> dict[str, Any]:
+    """Coverage, width and WQL (pooled and per step) of conformally calibrated quantiles."""
+    levels = list(options.quantiles)
+    summary = metrics.summarize(
+        actual=sw.futures,
+        median=calibrated[:, :, levels.index(0.5), :],
+        quantiles=_unscored(sw, calibrated),
+        levels=levels,
+        last=sw.last,
+        scale=reference.scale,
+        targets=sw.targets,
+    )
+    return {
+        part: {t: {m: summary[part][t][m] for m in CALIBRATED_METRICS} for t in sw.targets}
+        for part in ("metrics", "per_step")
+    }
 
 
 def _unscored(sw: SymbolWindows, quantiles: np.ndarray) -> np.ndarray:

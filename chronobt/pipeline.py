@@ -12,7 +12,8 @@
    flat forward-filled prices: its state (last price, base, rolling tail) needs finite prices, and
    the last real price is the best stand-in for a bar nobody traded at.
 3. :func:`forecast_jobs` sends the transformed contexts of *all* jobs through the engine in one call.
-4. :func:`invert_job` maps the model's quantiles back to prices.
+4. :func:`chronobt.uncertainty.invert_job` maps the model's quantiles back to prices (with the step
+   dependence learned from resolved windows).
 
 Backtest, sweep and forecast call these; scoring lives in :mod:`chronobt.evaluate`, output files in
 :mod:`chronobt.results`.
@@ -22,7 +23,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import PurePath
 from typing import Any
 
@@ -170,8 +171,10 @@ def prepare_windows(
     context: int,
     start: str | None = None,
     end: str | None = None,
+    log_notes: bool = True,
 ) -> SymbolWindows:
-    """Cut up to ``windows`` rolling windows of ``ohlc`` with at most ``context`` bars each."""
+    """Cut up to ``windows`` rolling windows of ``ohlc`` with at most ``context`` bars each (each shortfall
+    logged as one warning line unless ``log_notes`` is false)."""
     values = ohlc.values(options.targets)
     plan = plan_origins(
         len(values),
@@ -207,7 +210,7 @@ def prepare_windows(
             )
             contexts, futures, origins = contexts[keep], futures[keep], origins[keep]
             filled_context, filled_future = filled_context[keep], filled_future[keep]
-    for note in notes:
+    for note in notes if log_notes else ():
         logger.warning("%s", note)
     return SymbolWindows(
         ohlc=ohlc,
@@ -231,8 +234,10 @@ def _cut_filled(ohlc: OHLC, origins: np.ndarray, context: int, horizon: int) -> 
     return ctx[:, 0, :] == 1.0, fut[:, 0, :] == 1.0
 
 
-def latest_window(ohlc: OHLC, options: RunOptions, *, context: int) -> SymbolWindows:
-    """One window whose origin is the last bar: contexts [1, variates, <= context], futures all NaN."""
+def latest_window(ohlc: OHLC, options: RunOptions, *, context: int, history: int = 0) -> SymbolWindows:
+    """The window whose origin is the last bar (futures all NaN), last, after up to ``history`` resolved
+    windows before it (non-overlapping, the latest first ending at the last bar), from which a forecast
+    learns step dependence and calibration. Contexts [1 + history, variates, <= context]."""
     values = ohlc.values(options.targets)
     if len(values) < MIN_CONTEXT:
         raise DataError(
@@ -242,13 +247,41 @@ def latest_window(ohlc: OHLC, options: RunOptions, *, context: int) -> SymbolWin
     contexts, _ = cut_windows(values, origins, context=context, horizon=0, with_future=False)
     futures = np.full((1, len(options.targets), options.horizon), np.nan)
     filled_context = _cut_filled(ohlc, origins, context, 0)[0] if ohlc.filled.any() else None
-    return SymbolWindows(
+    live = SymbolWindows(
         ohlc=ohlc,
         targets=options.targets,
         contexts=contexts,
         futures=futures,
         origins=origins,
         filled_context=filled_context,
+    )
+    if history < 1 or len(values) < MIN_CONTEXT + options.horizon:
+        return live
+    past_options = EvaluationOptions(**{f.name: getattr(options, f.name) for f in fields(RunOptions)})
+    try:
+        past = prepare_windows(ohlc, past_options, windows=history, context=context, log_notes=False)
+    except DataError:  # no resolved window fits (e.g. all in a gap): the forecast learns from none
+        return live
+    return _stack(past, live)
+
+
+def _stack(first: SymbolWindows, second: SymbolWindows) -> SymbolWindows:
+    """``first``'s windows then ``second``'s (same series), contexts left-padded to one width."""
+    width = max(first.context_length, second.context_length)
+
+    def filled(sw: SymbolWindows) -> np.ndarray:
+        mask = sw.context_filled
+        return np.concatenate([np.zeros((len(mask), width - mask.shape[1]), dtype=bool), mask], axis=1)
+
+    return SymbolWindows(
+        ohlc=first.ohlc,
+        targets=first.targets,
+        contexts=_left_pad([first.contexts, second.contexts]),
+        futures=np.concatenate([first.futures, second.futures]),
+        origins=np.concatenate([first.origins, second.origins]),
+        filled_context=np.concatenate([filled(first), filled(second)]),
+        filled_future=np.concatenate([first.future_filled, second.future_filled]),
+        windows_dropped=first.windows_dropped,
     )
 
 
@@ -340,15 +373,3 @@ def forecast_jobs(
         n = len(job.model_input)
         job.raw_quantiles = np.asarray(preds[start : start + n], dtype=np.float64)
         start += n
-
-
-def invert_job(job: Job, levels: Sequence[float], options: RunOptions) -> np.ndarray:
-    """Price quantiles at ``options.quantiles`` for each window, [windows, variates, Q_out, horizon]."""
-    if job.raw_quantiles is None:
-        raise ChronobtError("internal: job was not forecast before inversion")
-    kwargs: dict[str, Any] = {"dependence": options.dependence, "seed": options.seed}
-    if options.n_paths is not None:
-        kwargs["n_paths"] = options.n_paths
-    return job.augmentation.inverse_quantiles(
-        job.raw_quantiles, levels=levels, state=job.state, out_levels=options.quantiles, **kwargs
-    )
