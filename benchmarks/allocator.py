@@ -13,7 +13,8 @@ Two modes, each measurement a fresh process (the allocator setting is per proces
   ``HF_HUB_OFFLINE=1``: the bundled model on daily ETHUSD); ``small`` backtests hourly BTCUSD
   (``data/BTCUSD.parquet``) with the 7M-parameter random model at context 2048, ``--windows`` windows.
   Prints the wall-time medians, min and max per setting and the paired ratio default / keep (> 1: keep
-  is faster) with its median, min and max.
+  is faster) with its median, min and max, and the same ratio of CPU time (user + kernel, which other
+  jobs on the machine disturb less than wall time).
 
 Usage::
 
@@ -111,6 +112,7 @@ def _run_cli(argv: list[str], mode: str, output_dir: Path) -> dict[str, float]:
         "seconds": seconds,
         "faults": after.ru_minflt - before.ru_minflt,
         "sys_seconds": after.ru_stime - before.ru_stime,
+        "cpu_seconds": after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime,
     }
 
 
@@ -139,20 +141,31 @@ def cli_mode(args: argparse.Namespace) -> None:
         f"# {time.strftime('%Y-%m-%d')} · {platform.processor() or platform.machine()} · {what}, "
         f"HF_HUB_OFFLINE=1, {args.pairs} pairs of fresh processes, keep and default alternating"
     )
-    print("| CHRONOBT_MALLOC | wall s (median) | min | max | all | minor faults (median) | kernel CPU s |")
-    print("|---|---|---|---|---|---|---|")
+    print(
+        "| CHRONOBT_MALLOC | wall s (median) | min | max | all | minor faults (median) | kernel CPU s "
+        "| CPU s (user + kernel) |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
     for mode in ("keep", "default"):
         s = [r["seconds"] for r in rows[mode]]
         faults = int(statistics.median(r["faults"] for r in rows[mode]))
         kernel = statistics.median(r["sys_seconds"] for r in rows[mode])
+        cpu = statistics.median(r["cpu_seconds"] for r in rows[mode])
         print(
             f"| {mode} | {statistics.median(s):.2f} | {min(s):.2f} | {max(s):.2f} | "
-            f"{', '.join(f'{x:.2f}' for x in s)} | {faults:,} | {kernel:.2f} |"
+            f"{', '.join(f'{x:.2f}' for x in s)} | {faults:,} | {kernel:.2f} | {cpu:.2f} |"
         )
     ratios = [d["seconds"] / k["seconds"] for k, d in zip(rows["keep"], rows["default"], strict=True)]
     print(
         f"paired ratio default / keep (> 1: keep faster): median {statistics.median(ratios):.3f}, "
         f"min {min(ratios):.3f}, max {max(ratios):.3f} ({', '.join(f'{r:.3f}' for r in ratios)})"
+    )
+    cpu_ratios = [
+        d["cpu_seconds"] / k["cpu_seconds"] for k, d in zip(rows["keep"], rows["default"], strict=True)
+    ]
+    print(
+        f"paired CPU-time ratio default / keep: median {statistics.median(cpu_ratios):.3f}, "
+        f"min {min(cpu_ratios):.3f}, max {max(cpu_ratios):.3f}"
     )
 
 
