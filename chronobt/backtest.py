@@ -39,8 +39,8 @@ from chronobt.pipeline import (
     prepare_windows,
     symbol_key,
 )
-from chronobt.uncertainty import calibrate, invert_job
 from chronobt.results import backtest_folder, forecast_table, run_record
+from chronobt.uncertainty import calibrate, invert_job
 
 logger = logging.getLogger(__name__)
 
@@ -238,9 +238,7 @@ def write_backtest(
         actual=sw.futures,
         filled=sw.future_filled,
     )
-    summary = metrics_payload(
-        sw, spec, evaluation, config=config, engine=engine, uncertainty=uncertainty
-    )
+    summary = metrics_payload(sw, spec, evaluation, config=config, engine=engine, uncertainty=uncertainty)
     manifest = run_record(
         config=config,
         model=engine.model_info,

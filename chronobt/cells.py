@@ -21,8 +21,8 @@ from chronobt.config import SweepConfig
 from chronobt.engine import Chronos2Engine
 from chronobt.evaluate import Reference, evaluate, filled_record, score_reference
 from chronobt.pipeline import Job, SymbolWindows
-from chronobt.uncertainty import calibrate, invert_job
 from chronobt.results import preaug_slug
+from chronobt.uncertainty import calibrate, invert_job
 
 logger = logging.getLogger(__name__)
 

@@ -49,7 +49,7 @@ class RunOptions:
     output_dir: Path = Path("results")
     max_gap: int | None = None
     calendar: str | None = None
-    dependence: str = "independent"
+    dependence: str = "auto"
     n_paths: int | None = None
     calibrate: str = "none"
 

@@ -32,8 +32,8 @@ from pathlib import Path
 from typing import Literal
 
 from chronobt._version import __version__
+from chronobt.atomic import sha256_file
 from chronobt.errors import ModelError
-from chronobt.results import sha256_file
 
 logger = logging.getLogger(__name__)
 

@@ -34,7 +34,7 @@ def _root(
 ) -> None:
     """Backtest Amazon's Chronos-2 on OHLC price data."""
     try:
-        keep_freed_memory()  # the command line owns its process: keep freed memory for the next forward
+        keep_freed_memory()  # opt-in: CHRONOBT_MALLOC=keep keeps freed memory for the next forward
     except ConfigError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(exc.exit_code) from None

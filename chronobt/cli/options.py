@@ -80,7 +80,16 @@ DependenceOpt = Annotated[
     typer.Option(
         "--dependence",
         help="How forecast steps are coupled when inverting quantiles of path-dependent augmentations "
-        "(differencing, rolling_norm): independent (sample paths) or comonotonic (per-quantile inversion).",
+        "(differencing, rolling_norm): auto (a copula learned from resolved windows), independent "
+        "(independent sample paths) or comonotonic (per-quantile inversion).",
+    ),
+]
+CalibrateOpt = Annotated[
+    str,
+    typer.Option(
+        "--calibrate",
+        help="none, or conformal: adjust each quantile level per step by adaptive conformal inference "
+        "on resolved windows (metrics.json reports raw and calibrated scores).",
     ),
 ]
 PathsOpt = Annotated[
@@ -137,7 +146,8 @@ def run_settings(
     targets: TargetsOpt = ALL_TARGETS,
     quantiles: QuantilesOpt = ALL_QUANTILES,
     seed: SeedOpt = 0,
-    dependence: DependenceOpt = "independent",
+    dependence: DependenceOpt = "auto",
+    calibrate: CalibrateOpt = "none",
     paths: PathsOpt = None,
     max_gap: MaxGapOpt = None,
     calendar: CalendarOpt = None,
@@ -154,6 +164,7 @@ def run_settings(
         "quantiles": parse_float_list(quantiles, option="--quantiles"),
         "seed": seed,
         "dependence": dependence.strip().lower(),
+        "calibrate": calibrate.strip().lower(),
         "n_paths": paths,
         "max_gap": max_gap,
         "calendar": calendar,
