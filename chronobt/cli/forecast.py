@@ -8,7 +8,15 @@ import typer
 from rich.table import Table
 
 from chronobt.cli.common import Ui, model_label, raise_for_failures
-from chronobt.cli.options import PreaugOpt, SymbolsArg, command, engine_settings, lock_settings, run_settings
+from chronobt.cli.options import (
+    PreaugOpt,
+    StrictAutoOpt,
+    SymbolsArg,
+    command,
+    engine_settings,
+    lock_settings,
+    run_settings,
+)
 from chronobt.cli.progress import run_locked
 from chronobt.config import ForecastConfig
 from chronobt.engine import EngineConfig
@@ -20,6 +28,7 @@ def register(app: typer.Typer) -> None:
     def forecast(
         symbols: SymbolsArg,
         preaug: PreaugOpt = "none",
+        strict_auto: StrictAutoOpt = False,
         *,
         ui: Ui,
         run: dict[str, Any],
@@ -30,7 +39,7 @@ def register(app: typer.Typer) -> None:
 
         Writes <output-dir>/forecast/<SYMBOL>/<last-bar>.parquet, latest.parquet and latest.json.
         """
-        config = ForecastConfig(symbols=tuple(symbols), preaug=preaug, **run)
+        config = ForecastConfig(symbols=tuple(symbols), preaug=preaug, strict_auto=strict_auto, **run)
         report = run_locked(ui, run_forecast, config, engine, wait=wait)
         render(ui, report)
         raise_for_failures(report.failures, succeeded=len(report.results))
