@@ -127,7 +127,9 @@ def leaderboard_frame(rows: Sequence[Mapping[Any, Any]]) -> pd.DataFrame:
     board = pd.DataFrame(list(rows), columns=list(LEADERBOARD_COLUMNS))
     for name in (*METRIC_NAMES, "skill"):
         board[name] = pd.to_numeric(board[name], errors="coerce").astype("float64")
-    board["equivalent_to"] = board["equivalent_to"].astype(object).where(board["equivalent_to"].notna(), None)
+    board["equivalent_to"] = pd.Series(
+        [v if isinstance(v, str) else None for v in board["equivalent_to"]], index=board.index
+    )  # dtype as pandas infers it, so the frame equals its parquet round trip
     return board.astype({"windows": "int64", "rank": "int64", "selected": "bool"})
 
 
