@@ -23,7 +23,7 @@ import pandas as pd
 
 from chronobt.atomic import replace_dir_atomic, write_json_atomic, write_parquet_atomic
 from chronobt.augment import parse_augmentation
-from chronobt.choice import resolve_preaug
+from chronobt.choice import ResolvedPreaug, auto_record, resolve_preaug
 from chronobt.config import BacktestConfig
 from chronobt.engine import Chronos2Engine, EngineConfig
 from chronobt.errors import ChronobtError
@@ -87,16 +87,21 @@ def run_backtest(
 
     t1 = time.perf_counter()
     jobs: list[Job] = []
+    auto: dict[str, ResolvedPreaug] = {}  # symbol -> how --preaug resolved (the sweep's span for auto)
     for i, symbol in enumerate(config.symbols):
         key = symbol_key(symbol)
         try:
             ohlc = load_symbol(symbol, config)
             key = ohlc.symbol
-            spec = resolve_preaug(ohlc.symbol, config.preaug, config.output_dir)
-            sw = prepare_windows(
-                ohlc, config, windows=config.windows, context=context, start=config.start, end=config.end
+            resolved = resolve_preaug(
+                ohlc, config.preaug, config, model=engine.model_info, strict=config.strict_auto
             )
-            jobs.append(make_job(sw, spec))
+            start = config.start if config.start is not None else resolved.start_after_selection(ohlc)
+            sw = prepare_windows(
+                ohlc, config, windows=config.windows, context=context, start=start, end=config.end
+            )
+            jobs.append(make_job(sw, resolved.spec))
+            auto[ohlc.symbol] = resolved
         except (ChronobtError, OSError) as exc:
             report.failures[key] = str(exc)
             logger.debug("symbol %s failed", key, exc_info=True)
@@ -151,6 +156,7 @@ def run_backtest(
                 timings=timings,
                 command=command,
                 uncertainty={"dependence": inversion.dependence, "calibration": calibration},
+                auto=auto_record(auto[sw.symbol], sw.ohlc, sw.origins, horizon=config.horizon),
             )
             report.results.append(
                 SymbolResult(symbol=sw.symbol, preaug=job.spec, folder=folder, summary=summary)
@@ -221,8 +227,13 @@ def write_backtest(
     timings: dict[str, float],
     command: Sequence[str] | None = None,
     uncertainty: dict[str, Any] | None = None,
+    auto: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Write forecasts.parquet, metrics.json, trades.parquet, manifest.json; return metrics.json's dict."""
+    """Write forecasts.parquet, metrics.json, trades.parquet, manifest.json; return metrics.json's dict.
+
+    ``auto`` (``--preaug auto`` with a sweep choice: :func:`chronobt.choice.auto_record`) goes into
+    metrics.json under ``"auto"``.
+    """
     t0 = time.perf_counter()
     sw, spec = job.windows, job.spec
     index = sw.ohlc.frame.index
@@ -239,6 +250,8 @@ def write_backtest(
         filled=sw.future_filled,
     )
     summary = metrics_payload(sw, spec, evaluation, config=config, engine=engine, uncertainty=uncertainty)
+    if auto is not None:
+        summary["auto"] = auto
     manifest = run_record(
         config=config,
         model=engine.model_info,

@@ -3,6 +3,10 @@
 Each finished cell is stored atomically as ``<output-dir>/sweep/cells/<SYMBOL>/<preaug>__<key>.json``.
 The key hashes everything the scores depend on (data checksum, windows, model checksum, options), so a
 rerun skips finished cells and new data or a new model recomputes.
+
+A cell of an augmentation that forecasts what ``none`` forecasts (:func:`chronobt.augment.affine_equivalent`)
+is not forecast: it is ``none``'s cell under its own name and key, marked ``"equivalent_to": "none"``
+(:func:`equivalent_cell`).
 """
 
 from __future__ import annotations
@@ -95,6 +99,11 @@ def read_cell(path: Path, key: str) -> dict[str, Any] | None:
     ):
         return None
     return cell
+
+
+def equivalent_cell(source: dict[str, Any], *, spec: str, key: str) -> dict[str, Any]:
+    """``source``'s scores stored for ``spec``, an augmentation with the same forecast as ``source``'s."""
+    return {**source, "key": key, "preaug": spec, "equivalent_to": source["preaug"]}
 
 
 def model_identity(engine: Chronos2Engine) -> dict[str, Any]:

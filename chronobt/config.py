@@ -128,11 +128,14 @@ def parse_date(value: str | None, *, option: str) -> pd.Timestamp | None:
 class BacktestConfig(EvaluationOptions):
     """Everything that defines a backtest run.
 
-    ``preaug`` is an augmentation spec or ``auto`` (the sweep's choice per symbol).
+    ``preaug`` is an augmentation spec or ``auto`` (the sweep's choice per symbol); with ``auto`` the
+    origins start after the sweep's validation span unless ``start`` is given, and ``strict_auto`` makes a
+    choice made on other data or another setup an error instead of a warning.
     """
 
     symbols: tuple[str, ...]
     preaug: str = "none"
+    strict_auto: bool = False
     windows: int = 100
     start: str | None = None
     end: str | None = None
@@ -194,11 +197,13 @@ class SweepConfig(EvaluationOptions):
 class ForecastConfig(RunOptions):
     """What to forecast: the bars after each symbol's last bar.
 
-    ``preaug`` is an augmentation spec or ``auto`` (the sweep's choice per symbol, ``none`` if there is none).
+    ``preaug`` is an augmentation spec or ``auto`` (the sweep's choice per symbol, ``none`` if there is none);
+    ``strict_auto`` makes a choice made on other data or another setup an error instead of a warning.
     """
 
     symbols: tuple[str, ...]
     preaug: str = "none"
+    strict_auto: bool = False
 
     def __post_init__(self) -> None:
         _check_symbols_and_preaug(self.symbols, self.preaug)

@@ -94,7 +94,9 @@ def run_forecast(
         try:
             ohlc = load_symbol(symbol, config)
             key = ohlc.symbol
-            spec = resolve_preaug(ohlc.symbol, config.preaug, config.output_dir)
+            spec = resolve_preaug(
+                ohlc, config.preaug, config, model=engine.model_info, strict=config.strict_auto
+            ).spec
             history = history_windows(spec, config)
             jobs.append(make_job(latest_window(ohlc, config, context=context, history=history), spec))
         except (ChronobtError, OSError) as exc:

@@ -14,6 +14,7 @@ from chronobt.cli.options import (
     PreaugOpt,
     ReportOpt,
     StartOpt,
+    StrictAutoOpt,
     SymbolsArg,
     WindowsOpt,
     command,
@@ -40,6 +41,7 @@ def register(app: typer.Typer) -> None:
     def backtest(
         symbols: SymbolsArg,
         preaug: PreaugOpt = "none",
+        strict_auto: StrictAutoOpt = False,
         windows: WindowsOpt = 100,
         start: StartOpt = None,
         end: EndOpt = None,
@@ -54,9 +56,17 @@ def register(app: typer.Typer) -> None:
         """Backtest Chronos-2 on SYMBOL(s) over rolling origins.
 
         Writes <output-dir>/backtest/<SYMBOL>/<preaug>/ (forecasts, metrics, trades, manifest).
+        With --preaug auto the origins start after the sweep's validation windows unless --start is given.
         """
         config = BacktestConfig(
-            symbols=tuple(symbols), preaug=preaug, windows=windows, start=start, end=end, **run, **evaluation
+            symbols=tuple(symbols),
+            preaug=preaug,
+            strict_auto=strict_auto,
+            windows=windows,
+            start=start,
+            end=end,
+            **run,
+            **evaluation,
         )
         report = run_locked(ui, run_backtest, config, engine, wait=wait)
         if report_html:

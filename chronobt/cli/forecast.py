@@ -11,6 +11,7 @@ from chronobt.cli.common import Ui, model_label, raise_for_failures
 from chronobt.cli.options import (
     PreaugOpt,
     ReportOpt,
+    StrictAutoOpt,
     SymbolsArg,
     command,
     engine_settings,
@@ -30,6 +31,7 @@ def register(app: typer.Typer) -> None:
         symbols: SymbolsArg,
         preaug: PreaugOpt = "none",
         report_html: ReportOpt = False,
+        strict_auto: StrictAutoOpt = False,
         *,
         ui: Ui,
         run: dict[str, Any],
@@ -40,7 +42,7 @@ def register(app: typer.Typer) -> None:
 
         Writes <output-dir>/forecast/<SYMBOL>/<last-bar>.parquet, latest.parquet and latest.json.
         """
-        config = ForecastConfig(symbols=tuple(symbols), preaug=preaug, **run)
+        config = ForecastConfig(symbols=tuple(symbols), preaug=preaug, strict_auto=strict_auto, **run)
         report = run_locked(ui, run_forecast, config, engine, wait=wait)
         if report_html:
             write_reports(ui, [r.folder for r in report.results])

@@ -65,6 +65,15 @@ PreaugOpt = Annotated[
         "percent_change, rolling_norm[:window=20]) or 'auto' for the sweep's choice.",
     ),
 ]
+StrictAutoOpt = Annotated[
+    bool,
+    typer.Option(
+        "--strict-auto",
+        help="With --preaug auto: fail (exit 1) instead of warning when the sweep's choice was made on "
+        "other data (replaced or truncated; appended bars are fine) or another horizon, context, "
+        "targets or model.",
+    ),
+]
 HorizonOpt = Annotated[int, typer.Option("--horizon", help="Bars to forecast after each origin.")]
 ContextOpt = Annotated[
     int,

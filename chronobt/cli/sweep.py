@@ -104,7 +104,11 @@ def render(ui: Ui, report: SweepReport) -> None:
                     for s, b in report.best.items()
                 },
                 "folder": str(report.folder),
-                "cells": {"cached": report.cells_cached, "computed": report.cells_computed},
+                "cells": {
+                    "cached": report.cells_cached,
+                    "computed": report.cells_computed,
+                    "derived": report.cells_derived,
+                },
                 "failures": report.failures,
             }
         )
@@ -126,10 +130,12 @@ def render(ui: Ui, report: SweepReport) -> None:
         )
         for name in ("preaug", "val rank", f"val {metric}", f"test {metric}", "test skill", "test cov80"):
             table.add_column(name, justify="left" if name == "preaug" else "right")
+        equivalent = best.get("equivalent_to", {})
         for spec in val.sort_values("rank").index:
             chosen = spec == best["best_preaug"]
+            label = f"{spec} (= {equivalent[spec]})" if spec in equivalent else spec
             table.add_row(
-                f"{spec} *" if chosen else spec,
+                f"{label} *" if chosen else label,
                 str(int(val.loc[spec, "rank"])),
                 _fmt(val.loc[spec, metric]),
                 _fmt(test.loc[spec, metric]),
@@ -142,8 +148,10 @@ def render(ui: Ui, report: SweepReport) -> None:
             "naive (baseline)", "-", "-", _fmt(naive.get(metric)), "-", _fmt(naive.get("coverage_80"))
         )
         ui.out.print(table)
+    derived = f", {report.cells_derived} equal to none's (affine)" if report.cells_derived else ""
     ui.out.print(
-        f"{report.cells_computed} cells computed, {report.cells_cached} cached; written: {report.folder}"
+        f"{report.cells_computed} cells computed, {report.cells_cached} cached{derived}; "
+        f"written: {report.folder}"
     )
 
 
