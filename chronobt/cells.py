@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,13 +27,14 @@ from chronobt.engine import Chronos2Engine
 from chronobt.evaluate import Reference, evaluate, filled_record, score_reference
 from chronobt.pipeline import Job, SymbolWindows
 from chronobt.results import preaug_slug
+from chronobt.significance import comparison, window_mae
 from chronobt.uncertainty import calibrate, invert_job
 
 logger = logging.getLogger(__name__)
 
 SPLITS = ("validation", "test")
 #: Bumped when the stored cell format or the scoring changes, so old cells are recomputed.
-CELL_FORMAT = 3
+CELL_FORMAT = 4
 
 
 @dataclass
@@ -116,6 +118,18 @@ def model_identity(engine: Chronos2Engine) -> dict[str, Any]:
     }
 
 
+def window_loss(
+    sw: SymbolWindows, price_q: np.ndarray, config: SweepConfig, reference: Reference
+) -> list[float | None]:
+    """The selection target's per-window MASE of the median, ``[windows]`` (JSON: ``None`` for NaN), so
+    two cells of a symbol can be compared by a Diebold-Mariano test (:mod:`chronobt.leaderboard`)."""
+    v = sw.targets.index(config.target)
+    median = price_q[:, :, list(config.quantiles).index(0.5), :]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        loss = window_mae(actual=sw.futures, median=median)[:, v] / reference.scale[:, v]
+    return [float(x) if np.isfinite(x) else None for x in loss]
+
+
 def score_cell(plan: SymbolSweep, job: Job, config: SweepConfig, engine: Chronos2Engine) -> dict[str, Any]:
     """Invert one forecast job and score it on each split; the JSON cell that is stored."""
     inversion = invert_job(job, engine.quantile_levels, config)
@@ -144,5 +158,22 @@ def score_cell(plan: SymbolSweep, job: Job, config: SweepConfig, engine: Chronos
             "trading": ev.trading,
             "filled": filled_record(sub),
             "inversion": ev.inversion,
+            "significance": ev.significance,
+            "window_loss": window_loss(sub, price_q[index], config, plan.references[name]),
         }
     return {"key": plan.keys[job.spec], "symbol": plan.symbol, "preaug": job.spec, "splits": splits}
+
+
+def against(
+    cell: Mapping[str, Any], other: Mapping[str, Any], split: str, config: SweepConfig
+) -> dict[str, Any]:
+    """Diebold-Mariano test (and bootstrap skill) of ``cell`` against ``other`` on one split, on the
+    selection target's per-window MASE (:func:`chronobt.significance.comparison`)."""
+    mine, theirs = (np.array(c["splits"][split]["window_loss"], dtype=np.float64) for c in (cell, other))
+    return comparison(
+        loss_model=mine,
+        loss_baseline=theirs,
+        horizon=config.horizon,
+        stride=config.effective_stride,
+        seed=config.seed,
+    )

@@ -22,6 +22,7 @@ import pandas as pd
 
 from chronobt.atomic import write_json_atomic
 from chronobt.augment import affine_equivalent, parse_augmentation
+from chronobt.cells import against
 from chronobt.config import RunOptions, SweepConfig
 from chronobt.data import OHLC
 from chronobt.errors import ConfigError, DataError
@@ -169,6 +170,10 @@ def build_choice(
             "best": test_scores(best),
             "none": test_scores(NONE),
             "naive": {**test_part["baselines"]["naive"][config.target], "skill": 0.0},
+            "significance": {
+                "vs_naive": test_part["significance"][config.target]["naive"]["mae"],
+                "vs_none": None if best == NONE or NONE not in cells else _against_none(cells, best, config),
+            },
         },
         "splits": {
             name: {k: cells[best]["splits"][name][k] for k in ("windows", "first_origin", "last_origin")}
@@ -198,6 +203,10 @@ def build_choice(
         },
         "created_at": created_at,
     }
+
+
+def _against_none(cells: Mapping[str, Mapping[str, Any]], best: str, config: SweepConfig) -> dict[str, Any]:
+    return against(cells[best], cells[NONE], "test", config)
 
 
 def write_choice(output_dir: Path, payload: Mapping[str, Any]) -> Path:

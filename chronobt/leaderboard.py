@@ -20,7 +20,8 @@ import pandas as pd
 
 from chronobt.atomic import write_parquet_atomic, write_text_atomic
 from chronobt.augment import affine_equivalent
-from chronobt.choice import SPLITS, split_score
+from chronobt.cells import against
+from chronobt.choice import NONE, SPLITS, split_score
 from chronobt.config import SweepConfig
 from chronobt.metrics import METRIC_NAMES
 
@@ -35,6 +36,8 @@ LEADERBOARD_COLUMNS = (
     "rank",
     "selected",
     "equivalent_to",
+    "p_value_naive",
+    "p_value_none",
 )
 #: Scores within this relative difference of each other tie (float noise), broken by candidate order.
 TIE_RTOL = 1e-9
@@ -117,6 +120,10 @@ def symbol_rows(
                     "rank": ranks[split][spec],
                     "selected": spec == best,
                     "equivalent_to": affine_equivalent(spec),
+                    "p_value_naive": part["significance"][config.target]["naive"]["mae"]["p_value"],
+                    "p_value_none": None
+                    if spec == NONE or NONE not in cells
+                    else against(cell, cells[NONE], split, config)["p_value"],
                 }
             )
     return rows
@@ -125,7 +132,7 @@ def symbol_rows(
 def leaderboard_frame(rows: Sequence[Mapping[Any, Any]]) -> pd.DataFrame:
     """Rows -> the leaderboard with its documented columns and dtypes."""
     board = pd.DataFrame(list(rows), columns=list(LEADERBOARD_COLUMNS))
-    for name in (*METRIC_NAMES, "skill"):
+    for name in (*METRIC_NAMES, "skill", "p_value_naive", "p_value_none"):
         board[name] = pd.to_numeric(board[name], errors="coerce").astype("float64")
     board["equivalent_to"] = pd.Series(
         [v if isinstance(v, str) else None for v in board["equivalent_to"]], index=board.index

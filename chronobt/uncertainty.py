@@ -110,5 +110,6 @@ def calibrate(
         actual=sw.futures,
         origins=sw.origins,
         horizon=sw.futures.shape[-1],
+        as_of=int(sw.origins[-1]),  # the record's final levels: those the last window was issued
     )
     return apply_levels(price_q, options.quantiles, fit.issued), fit.record(sw.targets)

@@ -11,7 +11,8 @@ from chronobt.augment import AVAILABLE_AUGMENTATIONS, affine_equivalent
 from chronobt.config import EvaluationOptions
 from chronobt.data import load_ohlc
 from chronobt.engine import Chronos2Engine, EngineConfig
-from chronobt.pipeline import forecast_jobs, invert_job, make_job, prepare_windows
+from chronobt.pipeline import forecast_jobs, make_job, prepare_windows
+from chronobt.uncertainty import invert_job
 from tests.synthetic import random_walk_contexts, write_symbol
 
 AFFINE = ("robust_scaling", "percent_change")
@@ -27,7 +28,7 @@ def inverted(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     sw = prepare_windows(load_ohlc("AAA", data), options, windows=8, context=256)
     jobs = {s: make_job(sw, s) for s in ("none", *AFFINE, "detrending", "log_returns")}
     forecast_jobs(engine, list(jobs.values()), options.horizon)
-    return {s: invert_job(job, engine.quantile_levels, options) for s, job in jobs.items()}
+    return {s: invert_job(job, engine.quantile_levels, options).price_q for s, job in jobs.items()}
 
 
 def test_the_affine_augmentations_are_robust_scaling_and_percent_change_equivalent_to_none() -> None:

@@ -15,7 +15,8 @@ from chronobt.backtest import run_backtest
 from chronobt.config import BacktestConfig, EvaluationOptions
 from chronobt.data import load_ohlc
 from chronobt.evaluate import EXPLODING_FACTOR, evaluate, inversion_checks, inversion_warning
-from chronobt.pipeline import SymbolWindows, invert_job, make_job, prepare_windows
+from chronobt.pipeline import SymbolWindows, make_job, prepare_windows
+from chronobt.uncertainty import invert_job
 from tests.synthetic import ohlc_frame, write_symbol
 
 HORIZON, CONTEXT, WINDOWS = 8, 128, 4
@@ -70,7 +71,7 @@ def test_rolling_norm_on_a_constant_context_inverts_to_negative_prices_that_are_
     sw = _windows(tmp_path / "data", "FLAT")
     job = make_job(sw, "rolling_norm:window=48")
     job.raw_quantiles = _raw(sw)
-    price_q = invert_job(job, LEVELS, OPTIONS)
+    price_q = invert_job(job, LEVELS, OPTIONS).price_q
     assert (price_q < 0).any()  # the zero-scale fallback (|last price|) times a -1.28 z-score
     ev = evaluate(sw, price_q, OPTIONS)
     assert (

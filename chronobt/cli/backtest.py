@@ -8,7 +8,7 @@ import typer
 from rich.table import Table
 
 from chronobt.backtest import BacktestReport, run_backtest
-from chronobt.cli.common import Ui, model_label, raise_for_failures
+from chronobt.cli.common import SIGNIFICANT, Ui, model_label, p_value_text, raise_for_failures
 from chronobt.cli.options import (
     EndOpt,
     PreaugOpt,
@@ -89,6 +89,7 @@ def render(ui: Ui, report: BacktestReport) -> None:
                             for k in ("model", "model_checksum", "windows", "metrics", "skill")
                         },
                         "baselines": r.summary["baselines"],
+                        "significance": r.summary["significance"],
                         "trading": r.summary["trading"],
                     }
                     for r in report.results
@@ -111,6 +112,7 @@ def render(ui: Ui, report: BacktestReport) -> None:
         for name in s["baselines"]:
             table.add_column(f"{name} MASE", justify="right")
         table.add_column("skill", justify="right")
+        table.add_column("p (DM)", justify="right")
         table.add_column("WQL", justify="right")
         table.add_column("naive WQL", justify="right")
         table.add_column("cov80", justify="right")
@@ -121,12 +123,17 @@ def render(ui: Ui, report: BacktestReport) -> None:
                 _fmt(m["mase"]),
                 *[_fmt(b[target]["mase"]) for b in s["baselines"].values()],
                 _fmt(s["skill"][target]),
+                p_value_text(s["significance"][target]["naive"]["mae"]["p_value"]),
                 _fmt(m["wql"]),
                 _fmt(s["baselines"]["naive"][target]["wql"]),
                 _fmt(m["coverage_80"]),
                 _fmt(m["directional_accuracy"]),
             )
         ui.out.print(table)
+        ui.out.print(
+            "skill = 1 - MASE / naive MASE; p (DM) = Diebold-Mariano p-value of the windows' MASE against "
+            f"naive's, * below {SIGNIFICANT}"
+        )
         if s.get("trading"):
             t = s["trading"]
             ui.out.print(

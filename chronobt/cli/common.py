@@ -172,3 +172,14 @@ def model_label(model_id: object, checksum: object) -> str:
     """How every console summary names the model that ran: ``chronos2-mini (sha256 1a2b3c4d5e6f)``."""
     short = str(checksum)[:12] if checksum else "no checksum"
     return f"{model_id} (sha256 {short})"
+
+
+#: p-values below this get a mark in the console tables.
+SIGNIFICANT = 0.05
+
+
+def p_value_text(p: object) -> str:
+    """``"0.012 *"`` (marked below :data:`SIGNIFICANT`), or ``"-"`` when the test is undefined."""
+    if not isinstance(p, (int, float)) or p != p:  # None or NaN
+        return "-"
+    return f"{float(p):.3f}" + (" *" if p < SIGNIFICANT else "")

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from chronobt.cli.common import Ui, model_label, raise_for_failures
+from chronobt.cli.common import SIGNIFICANT, Ui, model_label, p_value_text, raise_for_failures
 from chronobt.cli.options import (
     ReportOpt,
     command,
@@ -128,7 +128,16 @@ def render(ui: Ui, report: SweepReport) -> None:
             f"model {model_label(best['model'].get('id'), best['model'].get('checksum'))}",
             title_justify="left",
         )
-        for name in ("preaug", "val rank", f"val {metric}", f"test {metric}", "test skill", "test cov80"):
+        names = (
+            "preaug",
+            "val rank",
+            f"val {metric}",
+            f"test {metric}",
+            "test skill",
+            "p vs naive",
+            "p vs none",
+        )
+        for name in (*names, "test cov80"):
             table.add_column(name, justify="left" if name == "preaug" else "right")
         equivalent = best.get("equivalent_to", {})
         for spec in val.sort_values("rank").index:
@@ -140,14 +149,27 @@ def render(ui: Ui, report: SweepReport) -> None:
                 _fmt(val.loc[spec, metric]),
                 _fmt(test.loc[spec, metric]),
                 _fmt(test.loc[spec, "skill"]),
+                p_value_text(test.loc[spec, "p_value_naive"]),
+                p_value_text(test.loc[spec, "p_value_none"]),
                 _fmt(test.loc[spec, "coverage_80"]),
                 style="bold green" if chosen else None,
             )
         naive = best["test"]["naive"]
         table.add_row(
-            "naive (baseline)", "-", "-", _fmt(naive.get(metric)), "-", _fmt(naive.get("coverage_80"))
+            "naive (baseline)",
+            "-",
+            "-",
+            _fmt(naive.get(metric)),
+            "-",
+            "-",
+            "-",
+            _fmt(naive.get("coverage_80")),
         )
         ui.out.print(table)
+    ui.out.print(
+        "* chosen on validation; p = Diebold-Mariano p-value of the test windows' MASE against naive / none "
+        f"(* below {SIGNIFICANT})"
+    )
     derived = f", {report.cells_derived} equal to none's (affine)" if report.cells_derived else ""
     ui.out.print(
         f"{report.cells_computed} cells computed, {report.cells_cached} cached{derived}; "
