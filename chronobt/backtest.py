@@ -28,6 +28,14 @@ from chronobt.config import BacktestConfig
 from chronobt.engine import Chronos2Engine, EngineConfig
 from chronobt.errors import ChronobtError
 from chronobt.evaluate import Evaluation, evaluate, filled_record, inversion_warning
+from chronobt.finetune import (
+    FinetuneSettings,
+    finetune_engines,
+    forecast_refits,
+    refit_of,
+    require_peft,
+    symbol_record,
+)
 from chronobt.pipeline import (
     Job,
     Progress,
@@ -40,6 +48,7 @@ from chronobt.pipeline import (
     symbol_key,
 )
 from chronobt.results import backtest_folder, forecast_table, run_record
+from chronobt.significance import comparison, window_mae, window_quantile_loss
 from chronobt.uncertainty import calibrate, invert_job
 
 logger = logging.getLogger(__name__)
@@ -53,6 +62,7 @@ class SymbolResult:
     preaug: str
     folder: Path
     summary: dict[str, Any]
+    finetune: str | None = None  # "lora"/"full": the fine-tuned results beside the zero-shot ones
 
 
 @dataclass
@@ -79,6 +89,7 @@ def run_backtest(
     ``command`` is recorded in each manifest (``None``: called from Python).
     """
     report = BacktestReport()
+    require_peft(config.finetune)
     t0 = time.perf_counter()
     if engine is None:
         engine = Chronos2Engine(engine_config or EngineConfig())
@@ -122,51 +133,174 @@ def run_backtest(
     report.engine_record = engine.record()
     total_windows = sum(len(j.windows.origins) for j in jobs)
 
+    zero_shot: dict[int, np.ndarray] = {}  # job position -> price quantiles, for the fine-tuned comparison
     for k, job in enumerate(jobs):
-        sw = job.windows
-        try:
-            t3 = time.perf_counter()
-            inversion = invert_job(job, engine.quantile_levels, config)
-            price_q = inversion.price_q
-            calibrated, calibration = (
-                calibrate(sw, price_q, config) if config.calibrate == "conformal" else (None, None)
-            )
-            t4 = time.perf_counter()
-            evaluation = evaluate(sw, price_q, config, calibrated=calibrated)
-            warning = inversion_warning(
-                sw.symbol, job.spec, evaluation.inversion, path_dependent=job.augmentation.path_dependent
-            )
-            if warning:
-                logger.warning("%s", warning)
-            timings = {
-                "load": prepare_s / len(jobs),
-                "model_load": model_load,
-                "inference": inference_s * len(sw.origins) / total_windows,
-                "invert": t4 - t3,
-                "metrics": time.perf_counter() - t4,
-            }
-            folder = backtest_folder(config.output_dir, sw.symbol, job.spec)
-            summary = write_backtest(
-                folder,
-                job,
-                price_q,
-                evaluation,
-                config=config,
-                engine=engine,
-                timings=timings,
-                command=command,
-                uncertainty={"dependence": inversion.dependence, "calibration": calibration},
-                auto=auto_record(auto[sw.symbol], sw.ohlc, sw.origins, horizon=config.horizon),
-            )
-            report.results.append(
-                SymbolResult(symbol=sw.symbol, preaug=job.spec, folder=folder, summary=summary)
-            )
-        except (ChronobtError, OSError) as exc:
-            report.failures[sw.symbol] = str(exc)
-            logger.debug("symbol %s failed", sw.symbol, exc_info=True)
+        timings = {
+            "load": prepare_s / len(jobs),
+            "model_load": model_load,
+            "inference": inference_s * len(job.windows.origins) / total_windows,
+        }
+        result = _score_and_write(
+            job,
+            engine,
+            config,
+            auto=auto[job.windows.symbol],
+            timings=timings,
+            command=command,
+            report=report,
+        )
+        if result is not None:
+            zero_shot[k] = result
         if progress:
             progress("evaluate", k + 1, len(jobs))
+    settings = FinetuneSettings.from_config(config)
+    if settings is not None and zero_shot:
+        _finetuned(jobs, zero_shot, engine, settings, config, auto, command, report, progress)
     return report
+
+
+def _score_and_write(
+    job: Job,
+    engine: Chronos2Engine,
+    config: BacktestConfig,
+    *,
+    auto: ResolvedPreaug,
+    timings: dict[str, float],
+    command: Sequence[str] | None,
+    report: BacktestReport,
+    finetune: dict[str, Any] | None = None,
+    zero_shot: np.ndarray | None = None,
+) -> np.ndarray | None:
+    """Invert, score and write one job's forecasts; the price quantiles, or ``None`` (failure recorded).
+
+    ``finetune`` (fine-tuned forecasts: the refits and the comparison with zero-shot) goes into
+    metrics.json (with ``versus_zero_shot``: the test against ``zero_shot``, the zero-shot price
+    quantiles of the same windows) and the folder is ``<preaug>+finetune-<mode>``.
+    """
+    sw = job.windows
+    try:
+        t3 = time.perf_counter()
+        inversion = invert_job(job, engine.quantile_levels, config)
+        price_q = inversion.price_q
+        calibrated, calibration = (
+            calibrate(sw, price_q, config) if config.calibrate == "conformal" else (None, None)
+        )
+        t4 = time.perf_counter()
+        evaluation = evaluate(sw, price_q, config, calibrated=calibrated)
+        warning = inversion_warning(
+            sw.symbol, job.spec, evaluation.inversion, path_dependent=job.augmentation.path_dependent
+        )
+        if warning:
+            logger.warning("%s", warning)
+        timings = {**timings, "invert": t4 - t3, "metrics": time.perf_counter() - t4}
+        folder = backtest_folder(config.output_dir, sw.symbol, job.spec)
+        if finetune is not None:
+            folder = folder.with_name(f"{folder.name}+finetune-{config.finetune}")
+            if zero_shot is not None:
+                finetune = {**finetune, "versus_zero_shot": versus_zero_shot(sw, price_q, zero_shot, config)}
+        summary = write_backtest(
+            folder,
+            job,
+            price_q,
+            evaluation,
+            config=config,
+            engine=engine,
+            timings=timings,
+            command=command,
+            uncertainty={"dependence": inversion.dependence, "calibration": calibration},
+            auto=auto_record(auto, sw.ohlc, sw.origins, horizon=config.horizon),
+            finetune=finetune,
+        )
+        report.results.append(
+            SymbolResult(
+                symbol=sw.symbol,
+                preaug=job.spec,
+                folder=folder,
+                summary=summary,
+                finetune=None if finetune is None else config.finetune,
+            )
+        )
+        return np.asarray(price_q)
+    except (ChronobtError, OSError) as exc:
+        name = sw.symbol if finetune is None else f"{sw.symbol} (finetune {config.finetune})"
+        report.failures[name] = str(exc)
+        logger.debug("symbol %s failed", name, exc_info=True)
+        return None
+
+
+def _finetuned(
+    jobs: list[Job],
+    zero_shot: dict[int, np.ndarray],
+    engine: Chronos2Engine,
+    settings: FinetuneSettings,
+    config: BacktestConfig,
+    auto: dict[str, ResolvedPreaug],
+    command: Sequence[str] | None,
+    report: BacktestReport,
+    progress: Progress | None,
+) -> None:
+    """Fine-tune per refit point (:mod:`chronobt.finetune`), forecast the same windows, write them beside
+    the zero-shot results with the Diebold-Mariano test of fine-tuned vs zero-shot."""
+    scored = [jobs[k] for k in sorted(zero_shot)]
+    t0 = time.perf_counter()
+    refits = finetune_engines(
+        scored, engine, settings, horizon=config.horizon, output_dir=config.output_dir, progress=progress
+    )
+    train_s = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    tuned = forecast_refits(
+        refits,
+        scored,
+        config.horizon,
+        progress=(lambda done, total: progress("forecast finetuned", done, total)) if progress else None,
+    )
+    inference_s = time.perf_counter() - t1
+    total_windows = sum(len(j.windows.origins) for j in scored)
+    for pos, (k, job) in enumerate(zip(sorted(zero_shot), tuned, strict=True)):
+        used = refit_of(refits, pos)
+        timings = {
+            "finetune": train_s * len(job.windows.origins) / total_windows,
+            "inference": inference_s * len(job.windows.origins) / total_windows,
+        }
+        _score_and_write(
+            job,
+            used[0].engine,
+            config,
+            auto=auto[job.windows.symbol],
+            timings=timings,
+            command=command,
+            report=report,
+            finetune=symbol_record(refits, pos, settings),
+            zero_shot=zero_shot[k],
+        )
+        if progress:
+            progress("evaluate finetuned", pos + 1, len(tuned))
+
+
+def versus_zero_shot(
+    sw: SymbolWindows, tuned_q: np.ndarray, zero_q: np.ndarray, config: BacktestConfig
+) -> dict[str, Any]:
+    """Diebold-Mariano test and bootstrap skill of fine-tuned vs zero-shot on the same windows, per target,
+    on the per-window MAE of the median and the per-window quantile loss (:func:`significance.comparison`;
+    negative ``mean_diff`` / positive ``skill``: fine-tuning helped)."""
+    levels = list(config.quantiles)
+    mid = levels.index(0.5)
+    losses = {
+        "mae": lambda q: window_mae(actual=sw.futures, median=q[:, :, mid, :]),
+        "wql": lambda q: window_quantile_loss(actual=sw.futures, quantiles=q, levels=levels),
+    }
+    out: dict[str, Any] = {}
+    for name, loss in losses.items():
+        tuned, zero = loss(tuned_q), loss(zero_q)  # [windows, variates]
+        for v, target in enumerate(sw.targets):
+            out.setdefault(target, {})[name] = comparison(
+                loss_model=tuned[:, v],
+                loss_baseline=zero[:, v],
+                horizon=config.horizon,
+                stride=config.effective_stride,
+                seed=config.seed,
+            )
+    return out
 
 
 def metrics_payload(
@@ -228,6 +362,7 @@ def write_backtest(
     command: Sequence[str] | None = None,
     uncertainty: dict[str, Any] | None = None,
     auto: dict[str, Any] | None = None,
+    finetune: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Write forecasts.parquet, metrics.json, trades.parquet, manifest.json; return metrics.json's dict.
 
@@ -252,6 +387,8 @@ def write_backtest(
     summary = metrics_payload(sw, spec, evaluation, config=config, engine=engine, uncertainty=uncertainty)
     if auto is not None:
         summary["auto"] = auto
+    if finetune is not None:
+        summary["finetune"] = finetune
     manifest = run_record(
         config=config,
         model=engine.model_info,
@@ -259,6 +396,7 @@ def write_backtest(
         command=command,
         data=sw.ohlc,
         preaug=spec,
+        **({"finetune": finetune} if finetune is not None else {}),
     )
     with replace_dir_atomic(folder) as tmp:
         write_parquet_atomic(tmp / "forecasts.parquet", table)

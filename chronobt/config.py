@@ -25,6 +25,7 @@ from chronobt.windows import MIN_CONTEXT
 DEFAULT_QUANTILES: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 DEPENDENCE_CHOICES = ("auto", "independent", "comonotonic")
 CALIBRATE_CHOICES = ("none", "conformal")
+FINETUNE_CHOICES = ("off", "lora", "full")
 #: Selection metrics of a sweep and whether a higher value is better.
 SELECTION_METRICS: dict[str, bool] = {
     "mase": False,
@@ -52,6 +53,14 @@ class RunOptions:
     dependence: str = "auto"
     n_paths: int | None = None
     calibrate: str = "none"
+    #: walk-forward fine-tuning (:mod:`chronobt.finetune`); ``None`` steps/lr: chronos' defaults
+    finetune: str = "off"
+    finetune_steps: int | None = None
+    finetune_lr: float | None = None
+    finetune_context: int | None = None
+    finetune_batch: int | None = None
+    refit_every: int | None = None
+    finetune_per_symbol: bool = False
 
     def __post_init__(self) -> None:
         if self.horizon < 1:
@@ -81,6 +90,40 @@ class RunOptions:
             raise ConfigError(f"--max-gap {self.max_gap}: expected 0 or a positive number of bars")
         if self.n_paths is not None and self.n_paths < 2:
             raise ConfigError(f"--paths must be >= 2, got {self.n_paths}")
+        self._check_finetune()
+
+    def _check_finetune(self) -> None:
+        if self.finetune not in FINETUNE_CHOICES:
+            raise ConfigError(
+                f"--finetune must be one of {', '.join(FINETUNE_CHOICES)}, got {self.finetune!r}"
+            )
+        if self.finetune_steps is not None and self.finetune_steps < 1:
+            raise ConfigError(f"--finetune-steps must be >= 1, got {self.finetune_steps}")
+        if self.finetune_lr is not None and not self.finetune_lr > 0:
+            raise ConfigError(f"--finetune-lr must be > 0, got {self.finetune_lr}")
+        if self.finetune_context is not None and self.finetune_context < MIN_CONTEXT:
+            raise ConfigError(
+                f"--finetune-context must be >= {MIN_CONTEXT} bars, got {self.finetune_context}"
+            )
+        if self.finetune_batch is not None and self.finetune_batch < 1:
+            raise ConfigError(f"--finetune-batch must be >= 1 series, got {self.finetune_batch}")
+        if self.refit_every is not None and self.refit_every < 1:
+            raise ConfigError(f"--refit-every must be >= 1 windows, got {self.refit_every}")
+        if self.finetune == "off":
+            given = [
+                name
+                for name, value in (
+                    ("--finetune-steps", self.finetune_steps),
+                    ("--finetune-lr", self.finetune_lr),
+                    ("--finetune-context", self.finetune_context),
+                    ("--finetune-batch", self.finetune_batch),
+                    ("--refit-every", self.refit_every),
+                    ("--finetune-per-symbol", self.finetune_per_symbol or None),
+                )
+                if value is not None
+            ]
+            if given:
+                raise ConfigError(f"{', '.join(given)} need --finetune lora or --finetune full")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -20,6 +20,7 @@ from chronobt.cli.options import (
     command,
     engine_settings,
     evaluation_settings,
+    finetune_settings,
     lock_settings,
     run_settings,
 )
@@ -36,6 +37,7 @@ def register(app: typer.Typer) -> None:
         run=run_settings,
         evaluation=evaluation_settings,
         engine=engine_settings,
+        finetune=finetune_settings,
         wait=lock_settings,
     )
     def backtest(
@@ -51,11 +53,13 @@ def register(app: typer.Typer) -> None:
         run: dict[str, Any],
         evaluation: dict[str, Any],
         engine: EngineConfig,
+        finetune: dict[str, Any],
         wait: float,
     ) -> None:
         """Backtest Chronos-2 on SYMBOL(s) over rolling origins.
 
-        Writes <output-dir>/backtest/<SYMBOL>/<preaug>/ (forecasts, metrics, trades, manifest).
+        Writes <output-dir>/backtest/<SYMBOL>/<preaug>/ (forecasts, metrics, trades, manifest); with
+        --finetune lora|full also <preaug>+finetune-<mode>/ on the same windows, tested against zero-shot.
         With --preaug auto the origins start after the sweep's validation windows unless --start is given.
         """
         config = BacktestConfig(
@@ -67,6 +71,7 @@ def register(app: typer.Typer) -> None:
             end=end,
             **run,
             **evaluation,
+            **finetune,
         )
         report = run_locked(ui, run_backtest, config, engine, wait=wait)
         if report_html:
@@ -83,6 +88,7 @@ def render(ui: Ui, report: BacktestReport) -> None:
                     {
                         "symbol": r.symbol,
                         "preaug": r.preaug,
+                        "finetune": r.finetune,
                         "folder": str(r.folder),
                         **{
                             k: r.summary[k]
@@ -91,6 +97,7 @@ def render(ui: Ui, report: BacktestReport) -> None:
                         "baselines": r.summary["baselines"],
                         "significance": r.summary["significance"],
                         "trading": r.summary["trading"],
+                        **({"finetune_record": r.summary["finetune"]} if r.finetune else {}),
                     }
                     for r in report.results
                 ],
@@ -103,7 +110,8 @@ def render(ui: Ui, report: BacktestReport) -> None:
     for r in report.results:
         s = r.summary
         table = Table(
-            title=f"{r.symbol} · preaug {r.preaug} · {s['windows']} windows · horizon {s['horizon']} · "
+            title=f"{r.symbol} · preaug {r.preaug}{_variant(r.finetune)} · {s['windows']} windows · "
+            f"horizon {s['horizon']} · "
             f"model {model_label(s['model'], s['model_checksum'])}",
             title_justify="left",
         )
@@ -141,7 +149,20 @@ def render(ui: Ui, report: BacktestReport) -> None:
                 f"sharpe {_fmt(t['sharpe'], 2)}, {t['n_trades']} trades, "
                 f"max drawdown {_fmt(t['max_drawdown'] and 100 * t['max_drawdown'], 2)}%"
             )
+        versus = (s.get("finetune") or {}).get("versus_zero_shot")
+        if versus:
+            ui.out.print(
+                "fine-tuned vs zero-shot (DM p on per-window MAE; skill > 0: fine-tuning helped): "
+                + ", ".join(
+                    f"{t} skill {_fmt(v['mae']['skill'], 3)} p {p_value_text(v['mae']['p_value'])}"
+                    for t, v in versus.items()
+                )
+            )
         ui.out.print(f"written: {r.folder}")
+
+
+def _variant(finetune: str | None) -> str:
+    return "" if finetune is None else f" · finetune {finetune}"
 
 
 def _fmt(x: float | None, digits: int = 4) -> str:

@@ -127,6 +127,40 @@ EndOpt = Annotated[str | None, typer.Option("--end", help="Latest origin date (U
 ReportOpt = Annotated[
     bool, typer.Option("--report", help="Also write report.html (charts, offline) beside the outputs.")
 ]
+FinetuneOpt = Annotated[
+    str,
+    typer.Option(
+        "--finetune",
+        help="Walk-forward fine-tuning on the symbols' own history before each refit point: off, lora "
+        "(needs chronobt[finetune]) or full. Backtests write fine-tuned results beside zero-shot ones.",
+    ),
+]
+FinetuneStepsOpt = Annotated[
+    int | None,
+    typer.Option("--finetune-steps", help="Training steps per refit (default 1000, chronos' fit default)."),
+]
+FinetuneLrOpt = Annotated[
+    float | None,
+    typer.Option("--finetune-lr", help="Learning rate (default: 1e-6 full, 1e-5 lora, as chronos advises)."),
+]
+FinetuneContextOpt = Annotated[
+    int | None,
+    typer.Option("--finetune-context", help="Context length of training windows (default: the model's)."),
+]
+FinetuneBatchOpt = Annotated[
+    int | None,
+    typer.Option("--finetune-batch", help="Series per training batch (default 256; halved on CUDA OOM)."),
+]
+RefitEveryOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--refit-every", help="Fine-tune again every N windows (default: once, before the first origin)."
+    ),
+]
+FinetunePerSymbolOpt = Annotated[
+    bool,
+    typer.Option("--finetune-per-symbol", help="One fine-tuned model per symbol instead of one for all."),
+]
 SymbolsArg = Annotated[
     list[str], typer.Argument(help="Symbols (files <data-dir>/<SYMBOL>.parquet) or paths.")
 ]
@@ -208,6 +242,27 @@ def engine_settings(
         compile_mode=compile_mode,
         batch_size=batch_size,
     )
+
+
+def finetune_settings(
+    finetune: FinetuneOpt = "off",
+    finetune_steps: FinetuneStepsOpt = None,
+    finetune_lr: FinetuneLrOpt = None,
+    finetune_context: FinetuneContextOpt = None,
+    finetune_batch: FinetuneBatchOpt = None,
+    refit_every: RefitEveryOpt = None,
+    finetune_per_symbol: FinetunePerSymbolOpt = False,
+) -> dict[str, Any]:
+    """The fine-tuning fields of :class:`~chronobt.config.RunOptions` (backtest, sweep, forecast)."""
+    return {
+        "finetune": finetune.strip().lower(),
+        "finetune_steps": finetune_steps,
+        "finetune_lr": finetune_lr,
+        "finetune_context": finetune_context,
+        "finetune_batch": finetune_batch,
+        "refit_every": refit_every,
+        "finetune_per_symbol": finetune_per_symbol,
+    }
 
 
 def lock_settings(wait: WaitOpt = 0.0) -> float:
