@@ -251,6 +251,8 @@ class ForecastConfig(RunOptions):
     def __post_init__(self) -> None:
         _check_symbols_and_preaug(self.symbols, self.preaug)
         super().__post_init__()
+        if self.refit_every is not None:
+            raise ConfigError("--refit-every applies to backtests; a forecast fine-tunes once, on every bar")
 
 
 def config_record(config: RunOptions) -> dict[str, object]:

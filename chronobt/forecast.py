@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +31,7 @@ from chronobt.choice import resolve_preaug
 from chronobt.config import ForecastConfig
 from chronobt.engine import Chronos2Engine, EngineConfig
 from chronobt.errors import ChronobtError
+from chronobt.finetune import FinetuneSettings, finetune_engines, require_peft, symbol_record
 from chronobt.pipeline import (
     Job,
     Progress,
@@ -81,10 +82,14 @@ def run_forecast(
 ) -> ForecastReport:
     """Forecast ``config.horizon`` bars after the last bar of every symbol and write the files.
 
-    Progress stages: ``prepare`` (symbols), ``forecast`` (symbols through the model), ``write``.
+    Progress stages: ``prepare`` (symbols), ``forecast`` (symbols through the model), ``write``; with
+    ``--finetune``: ``finetune`` (training steps) or ``finetune cached``, before ``forecast``.
+    The fine-tuned model is trained on every bar up to the last one; the resolved history windows the
+    step dependence and calibration learn from are forecast by it too, so they are in-sample for it.
     A symbol that fails (data, augmentation) is recorded in ``report.failures``; the others are written.
     """
     report = ForecastReport()
+    require_peft(config.finetune)
     if engine is None:
         engine = Chronos2Engine(engine_config or EngineConfig())
     context = model_context(config, engine)
@@ -107,12 +112,14 @@ def run_forecast(
     if not jobs:
         return report
     t0 = time.perf_counter()
-    forecast_jobs(
-        engine,
-        jobs,
-        config.horizon,
-        progress=(lambda done, total: progress("forecast", done, total)) if progress else None,
-    )
+    on_batch = (lambda done, total: progress("forecast", done, total)) if progress else None
+    settings = FinetuneSettings.from_config(config)
+    engines: dict[int, Chronos2Engine] = {}
+    finetune: dict[int, dict[str, Any]] = {}
+    if settings is None:
+        forecast_jobs(engine, jobs, config.horizon, progress=on_batch)
+    else:
+        engines, finetune = _finetuned(jobs, engine, settings, config, progress, on_batch)
     inference_s = time.perf_counter() - t0
     report.engine_record = engine.record()
     for k, job in enumerate(jobs):
@@ -126,13 +133,15 @@ def run_forecast(
             if config.calibrate == "conformal":
                 price_q, uncertainty["calibration"] = calibrate(job.windows, price_q, config)
             live = np.array([len(job.windows.origins) - 1])  # the last window: its origin is the last bar
+            if k in finetune:
+                uncertainty["finetune"] = finetune[k]
             report.results.append(
                 write_forecast(
                     job.windows.subset(live),
                     price_q[live],
                     config=config,
                     spec=job.spec,
-                    engine=engine,
+                    engine=engines.get(k, engine),
                     inference_s=inference_s,
                     command=command,
                     uncertainty=uncertainty,
@@ -144,6 +153,38 @@ def run_forecast(
         if progress:
             progress("write", k + 1, len(jobs))
     return report
+
+
+def _finetuned(
+    jobs: list[Job],
+    engine: Chronos2Engine,
+    settings: FinetuneSettings,
+    config: ForecastConfig,
+    progress: Progress | None,
+    on_batch: Callable[[int, int], None] | None,
+) -> tuple[dict[int, Chronos2Engine], dict[int, dict[str, Any]]]:
+    """Fine-tune on every bar up to each symbol's last one and forecast every window of ``jobs`` (the
+    resolved history windows too) with it; the engine and the ``finetune`` record per job position."""
+    live = [
+        Job(
+            windows=j.windows.subset(np.array([len(j.windows.origins) - 1])),
+            augmentation=j.augmentation,
+            state=None,
+            model_input=j.model_input[-1:],
+        )
+        for j in jobs
+    ]
+    refits = finetune_engines(
+        live, engine, settings, horizon=config.horizon, output_dir=config.output_dir, progress=progress
+    )
+    engines: dict[int, Chronos2Engine] = {}
+    records: dict[int, dict[str, Any]] = {}
+    for refit in refits:
+        forecast_jobs(refit.engine, [jobs[pos] for pos in refit.windows], config.horizon, progress=on_batch)
+        for pos in refit.windows:
+            engines[pos] = refit.engine
+            records[pos] = symbol_record(refits, pos, settings)
+    return engines, records
 
 
 def write_forecast(

@@ -15,6 +15,7 @@ from chronobt.cli.options import (
     SymbolsArg,
     command,
     engine_settings,
+    finetune_settings,
     lock_settings,
     run_settings,
 )
@@ -26,7 +27,14 @@ from chronobt.forecast import ForecastReport, run_forecast
 
 
 def register(app: typer.Typer) -> None:
-    @command(app, "forecast", run=run_settings, engine=engine_settings, wait=lock_settings)
+    @command(
+        app,
+        "forecast",
+        run=run_settings,
+        engine=engine_settings,
+        finetune=finetune_settings,
+        wait=lock_settings,
+    )
     def forecast(
         symbols: SymbolsArg,
         preaug: PreaugOpt = "none",
@@ -36,13 +44,16 @@ def register(app: typer.Typer) -> None:
         ui: Ui,
         run: dict[str, Any],
         engine: EngineConfig,
+        finetune: dict[str, Any],
         wait: float,
     ) -> None:
         """Forecast the next --horizon bars of SYMBOL(s) from the latest --context bars.
 
         Writes <output-dir>/forecast/<SYMBOL>/<last-bar>.parquet, latest.parquet and latest.json.
         """
-        config = ForecastConfig(symbols=tuple(symbols), preaug=preaug, strict_auto=strict_auto, **run)
+        config = ForecastConfig(
+            symbols=tuple(symbols), preaug=preaug, strict_auto=strict_auto, **run, **finetune
+        )
         report = run_locked(ui, run_forecast, config, engine, wait=wait)
         if report_html:
             write_reports(ui, [r.folder for r in report.results])
