@@ -389,6 +389,7 @@ def write_backtest(
         summary["auto"] = auto
     if finetune is not None:
         summary["finetune"] = finetune
+    extra: dict[str, Any] = {"finetune": finetune} if finetune is not None else {}
     manifest = run_record(
         config=config,
         model=engine.model_info,
@@ -396,7 +397,7 @@ def write_backtest(
         command=command,
         data=sw.ohlc,
         preaug=spec,
-        **({"finetune": finetune} if finetune is not None else {}),
+        **extra,
     )
     with replace_dir_atomic(folder) as tmp:
         write_parquet_atomic(tmp / "forecasts.parquet", table)

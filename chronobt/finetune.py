@@ -269,7 +269,7 @@ def cache_key(
 def _loss_callback(progress: Progress | None, losses: list[float]) -> Any:
     from transformers.trainer_callback import TrainerCallback
 
-    class _Callback(TrainerCallback):  # type: ignore[misc]
+    class _Callback(TrainerCallback):
         def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kwargs: Any) -> None:
             if logs and "loss" in logs:
                 losses.append(float(logs["loss"]))
