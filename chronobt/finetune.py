@@ -446,3 +446,29 @@ def symbol_record(refits: Sequence[Refit], pos: int, settings: FinetuneSettings)
             for r in refit_of(refits, pos)
         ],
     }
+
+
+def forecast_sweep(
+    job_lists: Sequence[Sequence[Job]],
+    base: Chronos2Engine,
+    settings: FinetuneSettings,
+    *,
+    horizon: int,
+    output_dir: Path,
+    progress: Progress | None = None,
+) -> list[list[Job]]:
+    """A sweep's fine-tuned forecasts: ``job_lists[symbol][cell]`` -> the same jobs, forecast.
+
+    Each augmentation gets its own models (the training series are transformed by it), trained on
+    every symbol's series (one per symbol with ``per_symbol``) before each refit point.
+    """
+    out: list[list[Job]] = [list(jobs) for jobs in job_lists]
+    for spec in sorted({job.spec for jobs in job_lists for job in jobs}):
+        where = [(i, k) for i, jobs in enumerate(job_lists) for k, job in enumerate(jobs) if job.spec == spec]
+        jobs = [job_lists[i][k] for i, k in where]
+        refits = finetune_engines(
+            jobs, base, settings, horizon=horizon, output_dir=output_dir, progress=progress
+        )
+        for (i, k), tuned in zip(where, forecast_refits(refits, jobs, horizon), strict=True):
+            out[i][k] = tuned
+    return out

@@ -46,6 +46,7 @@ from chronobt.config import SweepConfig
 from chronobt.data import list_symbols
 from chronobt.engine import Chronos2Engine, EngineConfig
 from chronobt.errors import ChronobtError, ConfigError, DataError
+from chronobt.finetune import FinetuneSettings, forecast_sweep, require_peft
 from chronobt.leaderboard import (
     LEADERBOARD_COLUMNS,
     leaderboard_frame,
@@ -164,6 +165,11 @@ def run_sweep(
     if engine is None:
         engine = Chronos2Engine(engine_config or EngineConfig())
     model = model_identity(engine)
+    settings = FinetuneSettings.from_config(config)
+    if settings is not None:  # fine-tuned cells are cached apart from zero-shot ones
+        require_peft(settings.mode)
+        together = None if settings.per_symbol else sorted(symbol_key(s) for s in symbols)
+        model = {**model, "finetune": {**settings.record(), "trained_with": together}}
     context = model_context(config, engine)
 
     plans: list[SymbolSweep] = []
@@ -223,6 +229,7 @@ def _forecast_pending(
     total_windows = sum(len(p.windows.origins) * len(pending[p.symbol]) for p in plans)
     total_cells = sum(len(v) for v in pending.values())
     done_windows = 0
+    job_lists: list[list[Job]] = []
     for plan in plans:
         jobs: list[Job] = []
         for spec in pending[plan.symbol]:
@@ -231,6 +238,18 @@ def _forecast_pending(
             except (ChronobtError, ValueError) as exc:
                 plan.failed[spec] = str(exc)
                 logger.warning("%s: %s skipped: %s", plan.symbol, spec, exc)
+        job_lists.append(jobs)
+    settings = FinetuneSettings.from_config(config)
+    if settings is not None:  # fine-tuned forecasts: trained per augmentation and refit point
+        job_lists = forecast_sweep(
+            job_lists,
+            engine,
+            settings,
+            horizon=config.horizon,
+            output_dir=config.output_dir,
+            progress=progress,
+        )
+    for plan, jobs in zip(plans, job_lists, strict=True):
         if not jobs:
             _derive_cells(plan, derived, config, report)
             continue
@@ -240,7 +259,8 @@ def _forecast_pending(
             if progress:
                 progress("forecast", offset + round(chunk * done / max(total, 1)), total_windows)
 
-        forecast_jobs(engine, jobs, config.horizon, progress=on_batch)
+        if settings is None:
+            forecast_jobs(engine, jobs, config.horizon, progress=on_batch)
         done_windows += chunk
         for job in jobs:
             try:

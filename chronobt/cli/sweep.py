@@ -14,6 +14,7 @@ from chronobt.cli.options import (
     command,
     engine_settings,
     evaluation_settings,
+    finetune_settings,
     lock_settings,
     run_settings,
 )
@@ -31,6 +32,7 @@ def register(app: typer.Typer) -> None:
         run=run_settings,
         evaluation=evaluation_settings,
         engine=engine_settings,
+        finetune=finetune_settings,
         wait=lock_settings,
     )
     def sweep(
@@ -67,6 +69,7 @@ def register(app: typer.Typer) -> None:
         run: dict[str, Any],
         evaluation: dict[str, Any],
         engine: EngineConfig,
+        finetune: dict[str, Any],
         wait: float,
     ) -> None:
         """Try every pre-augmentation on every symbol; earlier windows choose, later windows report.
@@ -83,6 +86,7 @@ def register(app: typer.Typer) -> None:
             force=force,
             **run,
             **evaluation,
+            **finetune,
         )
         report = run_locked(ui, run_sweep, config, engine, wait=wait)
         if report_html and report.best:
