@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 from typing import Any
@@ -175,8 +176,10 @@ def test_lora_merges_the_adapter_into_weights_that_differ_from_the_base(
 def test_lora_without_peft_is_an_error_naming_the_extra(
     tmp_path: Path, engine: Chronos2Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real = ft.importlib.util.find_spec
-    monkeypatch.setattr(ft.importlib.util, "find_spec", lambda name: None if name == "peft" else real(name))
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "peft" else real(name, *a)
+    )
     write_symbol(tmp_path / "data", "AAA", 400)
     with pytest.raises(ConfigError, match=r"chronobt\[finetune\]"):
         run_backtest(_config(tmp_path / "data", tmp_path / "out", finetune="lora"), engine=engine)
