@@ -173,6 +173,21 @@ def test_lora_merges_the_adapter_into_weights_that_differ_from_the_base(
     assert np.isfinite(tuned.summary["metrics"]["close"]["mase"])
 
 
+def test_lora_training_is_reproducible_whatever_the_global_torch_generator_state(
+    tmp_path: Path, engine: Chronos2Engine
+) -> None:
+    pytest.importorskip("peft")
+    write_symbol(tmp_path / "data", "AAA", 400)
+    checksums = []
+    for run in (1, 2):
+        torch.manual_seed(100 + run)
+        report = run_backtest(
+            _config(tmp_path / "data", tmp_path / f"out{run}", finetune="lora"), engine=engine
+        )
+        checksums.append(_tuned(report).summary["model_checksum"])
+    assert checksums[0] == checksums[1]
+
+
 def test_lora_without_peft_is_an_error_naming_the_extra(
     tmp_path: Path, engine: Chronos2Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:

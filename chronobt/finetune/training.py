@@ -183,7 +183,10 @@ def train(
             losses: list[float] = []
             t0 = time.perf_counter()
             try:
-                with warnings.catch_warnings():
+                # fork_rng + manual_seed: LoRA's adapter init draws from torch's global generator before
+                # the trainer seeds it; seeding here makes the weights a function of the inputs only
+                with warnings.catch_warnings(), torch.random.fork_rng():
+                    torch.manual_seed(settings.seed)
                     # transformers 5 deprecation raised inside peft's LoRA wrapping; nothing for a user to do
                     warnings.filterwarnings(
                         "ignore", message=".*is_gradient_checkpointing", category=FutureWarning
