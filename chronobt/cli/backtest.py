@@ -18,6 +18,7 @@ from chronobt.cli.options import (
     command,
     engine_settings,
     evaluation_settings,
+    executor_settings,
     lock_settings,
     run_settings,
 )
@@ -32,6 +33,7 @@ def register(app: typer.Typer) -> None:
         "backtest",
         run=run_settings,
         evaluation=evaluation_settings,
+        executor=executor_settings,
         engine=engine_settings,
         wait=lock_settings,
     )
@@ -45,6 +47,7 @@ def register(app: typer.Typer) -> None:
         ui: Ui,
         run: dict[str, Any],
         evaluation: dict[str, Any],
+        executor: dict[str, Any],
         engine: EngineConfig,
         wait: float,
     ) -> None:
@@ -53,7 +56,14 @@ def register(app: typer.Typer) -> None:
         Writes <output-dir>/backtest/<SYMBOL>/<preaug>/ (forecasts, metrics, trades, manifest).
         """
         config = BacktestConfig(
-            symbols=tuple(symbols), preaug=preaug, windows=windows, start=start, end=end, **run, **evaluation
+            symbols=tuple(symbols),
+            preaug=preaug,
+            windows=windows,
+            start=start,
+            end=end,
+            **run,
+            **evaluation,
+            **executor,
         )
         report = run_locked(ui, run_backtest, config, engine, wait=wait)
         render(ui, report)

@@ -9,7 +9,14 @@ import typer
 from rich.table import Table
 
 from chronobt.cli.common import Ui, model_label, raise_for_failures
-from chronobt.cli.options import command, engine_settings, evaluation_settings, lock_settings, run_settings
+from chronobt.cli.options import (
+    command,
+    engine_settings,
+    evaluation_settings,
+    executor_settings,
+    lock_settings,
+    run_settings,
+)
 from chronobt.cli.progress import run_locked
 from chronobt.config import SELECTION_METRICS, SweepConfig
 from chronobt.engine import EngineConfig
@@ -22,6 +29,7 @@ def register(app: typer.Typer) -> None:
         "sweep",
         run=run_settings,
         evaluation=evaluation_settings,
+        executor=executor_settings,
         engine=engine_settings,
         wait=lock_settings,
     )
@@ -57,6 +65,7 @@ def register(app: typer.Typer) -> None:
         ui: Ui,
         run: dict[str, Any],
         evaluation: dict[str, Any],
+        executor: dict[str, Any],
         engine: EngineConfig,
         wait: float,
     ) -> None:
@@ -74,6 +83,7 @@ def register(app: typer.Typer) -> None:
             force=force,
             **run,
             **evaluation,
+            **executor,
         )
         report = run_locked(ui, run_sweep, config, engine, wait=wait)
         render(ui, report)
