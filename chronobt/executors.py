@@ -10,9 +10,11 @@ therefore the same as a local run's.
 The Ray executor starts a local Ray instance (``address=None``), joins a running cluster (``auto``) or
 connects to a remote one (``ray://host:port``). It starts one actor per GPU (``num_gpus=1``) or, without
 GPUs, ``min(chunks, cpus)`` CPU actors with ``cpus // actors`` torch threads each; every actor loads the
-model once from the run's :class:`~chronobt.engine.EngineConfig`. The driver ships its own chronobt
-package to the actors (Ray ``runtime_env`` ``py_modules``), so driver and workers run the same code; the
-workers need chronobt's dependencies and the model (hub cache, bundled, or a path they can read).
+model once from the run's :class:`~chronobt.engine.EngineConfig`. When this module starts or joins Ray,
+it ships the driver's own chronobt package with the job (``runtime_env`` ``py_modules``:
+:func:`package_env`), so driver and workers run the same code; a caller that initialises Ray itself
+passes :func:`package_env` or installs chronobt on the workers. Workers need chronobt's dependencies and
+the model (hub cache, bundled, or a path they can read).
 
 A chunk whose actor dies (killed, out of memory, node lost) is resubmitted, at most ``max_attempts``
 times in all, to the next free actor; the dead actor restarts (up to ``max_attempts`` times) and
@@ -111,7 +113,7 @@ def connect(address: str | None, *, num_cpus: int | None = None) -> bool:
     ray = import_ray()
     if ray.is_initialized():
         return False
-    quiet = {"logging_level": logging.WARNING, "log_to_driver": False}
+    quiet = {"logging_level": logging.WARNING, "log_to_driver": False, "runtime_env": package_env()}
     if address is None:
         ray.init(num_cpus=num_cpus, include_dashboard=False, **quiet)
         return True
@@ -126,6 +128,11 @@ def connect(address: str | None, *, num_cpus: int | None = None) -> bool:
     except (ConnectionError, TimeoutError, RuntimeError, ValueError) as exc:
         raise ExecutorError(_unreachable(address, exc)) from None
     return True
+
+
+def package_env() -> dict[str, Any]:
+    """A Ray ``runtime_env`` that ships this chronobt package to the workers (the driver's own code)."""
+    return {"py_modules": [str(Path(__file__).resolve().parent)]}
 
 
 def _unreachable(address: str, exc: BaseException) -> str:
@@ -222,12 +229,10 @@ class RayExecutor:
             n = self.actors or min(n_chunks, cpus)
             threads = max(1, cpus // n)
             options = {"num_cpus": min(threads, cpus)}
-        package = str(Path(__file__).resolve().parent)
         actor_class = ray.remote(_Worker).options(
             **options,
             max_restarts=self.max_attempts,
             max_task_retries=0,  # resubmitted by map(), which counts the attempts
-            runtime_env={"py_modules": [package]},
         )
         self._pool = [actor_class.remote(self.engine_config, threads) for _ in range(n)]
         logger.info("ray: %d actor(s), %s", n, "1 GPU each" if gpus else f"{threads} CPU thread(s) each")
