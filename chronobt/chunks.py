@@ -41,6 +41,10 @@ class SweepChunk:
     config: SweepConfig
 
     @property
+    def label(self) -> str:
+        return self.plan.symbol
+
+    @property
     def windows(self) -> int:
         """Windows through the model: the symbol's windows times the pending specs."""
         return len(self.plan.windows.origins) * len(self.specs)
@@ -89,6 +93,10 @@ class BacktestChunk:
 
     job: Job
     config: BacktestConfig
+
+    @property
+    def label(self) -> str:
+        return self.job.windows.symbol
 
     @property
     def windows(self) -> int:

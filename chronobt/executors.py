@@ -113,7 +113,8 @@ def connect(address: str | None, *, num_cpus: int | None = None) -> bool:
     ray = import_ray()
     if ray.is_initialized():
         return False
-    quiet = {"logging_level": logging.WARNING, "log_to_driver": False, "runtime_env": package_env()}
+    # Ray's own notices would break the progress bar; the workers' logs stay in Ray's log folder
+    quiet = {"logging_level": logging.ERROR, "log_to_driver": False, "runtime_env": package_env()}
     if address is None:
         ray.init(num_cpus=num_cpus, include_dashboard=False, **quiet)
         return True
@@ -280,7 +281,12 @@ class RayExecutor:
                     idle.append(actor)  # restarting: back of the line, another actor takes the chunk
                 if attempts[i] < self.max_attempts:
                     self.retries += 1
-                    logger.warning("ray: a worker died on chunk %d (attempt %d); retrying", i, attempts[i])
+                    logger.warning(
+                        "ray: a worker died on %s (attempt %d of %d); retrying on the next free worker",
+                        getattr(chunks[i], "label", f"chunk {i}"),
+                        attempts[i],
+                        self.max_attempts,
+                    )
                     queue.appendleft(i)
                     continue
                 done += weights[i]
@@ -290,7 +296,8 @@ class RayExecutor:
                 cause = getattr(exc, "cause", None)
                 if isinstance(cause, ChronobtError):
                     raise cause from None
-                raise ExecutorError(f"a Ray worker failed on chunk {i}: {_first(exc)}") from None
+                label = getattr(chunks[i], "label", f"chunk {i}")
+                raise ExecutorError(f"a Ray worker failed on {label}: {_first(exc)}") from None
             idle.append(actor)
             self._check_model(outcome)
             done += weights[i]
