@@ -8,8 +8,9 @@ come back through Ray's object store. The cell cache, resume, ``--force`` and th
 therefore the same as a local run's.
 
 The Ray executor starts a local Ray instance (``address=None``), joins a running cluster (``auto``) or
-connects to a remote one (``ray://host:port``). It starts one actor per GPU (``num_gpus=1``) or, without
-GPUs, ``min(chunks, cpus)`` CPU actors with ``cpus // actors`` torch threads each; every actor loads the
+connects to a remote one (``ray://host:port``). It starts one actor per GPU (``num_gpus=1``, and the
+cluster's ``cpus // gpus`` CPUs for inversion and scoring) or, without GPUs, ``min(chunks, cpus)`` CPU
+actors with ``cpus // actors`` torch threads each; every actor loads the
 model once from the run's :class:`~chronobt.engine.EngineConfig`. When this module starts or joins Ray,
 it ships the driver's own chronobt package with the job (``runtime_env`` ``py_modules``:
 :func:`package_env`), so driver and workers run the same code; a caller that initialises Ray itself
@@ -224,8 +225,9 @@ class RayExecutor:
         cpus = max(1, int(resources.get("CPU", 1)))
         if gpus:
             n = self.actors or min(n_chunks, gpus)
-            options: dict[str, Any] = {"num_gpus": 1, "num_cpus": 1}
-            threads = None
+            # the CPUs beside each GPU invert and score its forecasts (sample paths use every thread)
+            threads = max(1, cpus // gpus)
+            options: dict[str, Any] = {"num_gpus": 1, "num_cpus": threads}
         else:
             n = self.actors or min(n_chunks, cpus)
             threads = max(1, cpus // n)
@@ -236,7 +238,7 @@ class RayExecutor:
             max_task_retries=0,  # resubmitted by map(), which counts the attempts
         )
         self._pool = [actor_class.remote(self.engine_config, threads) for _ in range(n)]
-        logger.info("ray: %d actor(s), %s", n, "1 GPU each" if gpus else f"{threads} CPU thread(s) each")
+        logger.info("ray: %d actor(s), %s%d CPU thread(s) each", n, "1 GPU and " if gpus else "", threads)
 
     def map(
         self,
@@ -259,18 +261,22 @@ class RayExecutor:
         inflight: dict[Any, tuple[int, Any]] = {}
         refs = [ray.put(chunk) for chunk in chunks]
         total, done = sum(weights), 0
-        while queue or inflight:
-            if not idle and not inflight:
-                raise ExecutorError(
-                    f"every Ray worker died ({len(queue)} chunk(s) left); check the workers' logs "
-                    "(memory, GPU) or run with --executor local"
-                )
+
+        def dispatch() -> None:
             while queue and idle:
                 i, actor = queue.popleft(), idle.popleft()
                 attempts[i] += 1
                 inflight[actor.run.remote(fn, refs[i])] = (i, actor)
                 if self.on_dispatch is not None:
                     self.on_dispatch(actor, i, attempts[i])
+            if queue and not inflight:
+                raise ExecutorError(
+                    f"every Ray worker died ({len(queue)} chunk(s) left); check the workers' logs "
+                    "(memory, GPU) or run with --executor local"
+                )
+
+        dispatch()
+        while inflight:
             ready, _ = ray.wait(list(inflight), num_returns=1)
             i, actor = inflight.pop(ready[0])
             try:
@@ -288,7 +294,9 @@ class RayExecutor:
                         self.max_attempts,
                     )
                     queue.appendleft(i)
+                    dispatch()
                     continue
+                dispatch()
                 done += weights[i]
                 yield i, None, f"lost after {attempts[i]} attempts: the Ray worker died ({_first(exc)})"
                 continue
@@ -298,8 +306,9 @@ class RayExecutor:
                     raise cause from None
                 label = getattr(chunks[i], "label", f"chunk {i}")
                 raise ExecutorError(f"a Ray worker failed on {label}: {_first(exc)}") from None
-            idle.append(actor)
             self._check_model(outcome)
+            idle.append(actor)
+            dispatch()  # the actor takes its next chunk while the driver stores this one
             done += weights[i]
             if progress:
                 progress("forecast", done, total)
