@@ -23,8 +23,9 @@ from chronobt.cells import SymbolSweep, model_identity, score_cell
 from chronobt.config import BacktestConfig, SweepConfig
 from chronobt.engine import Chronos2Engine
 from chronobt.errors import ChronobtError
-from chronobt.evaluate import Evaluation, evaluate
-from chronobt.pipeline import Job, forecast_jobs, invert_job, make_job
+from chronobt.evaluate import Evaluation, evaluate, inversion_warning
+from chronobt.pipeline import Job, forecast_jobs, make_job
+from chronobt.uncertainty import calibrate, invert_job
 
 logger = logging.getLogger(__name__)
 
@@ -111,6 +112,8 @@ class BacktestOutcome:
     price_q: np.ndarray | None = None  # [windows, variates, Q_out, horizon]
     evaluation: Evaluation | None = None
     error: str | None = None
+    warning: str | None = None  # inverted quantiles outside the price domain: logged by the driver
+    uncertainty: dict[str, Any] = field(default_factory=dict)  # {"dependence": ..., "calibration": ...}
     timings: dict[str, float] = field(default_factory=dict)  # inference, invert, metrics (seconds)
     model: dict[str, Any] = field(default_factory=dict)
     engine_record: dict[str, Any] = field(default_factory=dict)
@@ -119,7 +122,7 @@ class BacktestOutcome:
 def run_backtest_chunk(
     chunk: BacktestChunk, engine: Chronos2Engine, on_batch: OnBatch | None = None
 ) -> BacktestOutcome:
-    """forecast_jobs -> invert_job -> evaluate for one symbol's backtest job."""
+    """forecast_jobs -> :func:`score_backtest_job` for one symbol's backtest job."""
     t0 = time.perf_counter()
     forecast_jobs(engine, [chunk.job], chunk.config.horizon, progress=on_batch)
     return score_backtest_job(chunk.job, chunk.config, engine, inference_s=time.perf_counter() - t0)
@@ -128,13 +131,25 @@ def run_backtest_chunk(
 def score_backtest_job(
     job: Job, config: BacktestConfig, engine: Chronos2Engine, *, inference_s: float
 ) -> BacktestOutcome:
-    """invert_job -> evaluate for one forecast job; an error of this symbol goes to ``outcome.error``."""
+    """invert_job -> calibrate (``--calibrate conformal``) -> evaluate for one forecast job.
+
+    An error of this symbol goes to ``outcome.error``, an inversion warning to ``outcome.warning``.
+    """
     outcome = BacktestOutcome(job=job, model=model_identity(engine))
+    sw = job.windows
     t1 = time.perf_counter()
     try:
-        outcome.price_q = invert_job(job, engine.quantile_levels, config)
+        inversion = invert_job(job, engine.quantile_levels, config)
+        outcome.price_q = price_q = inversion.price_q
+        calibrated, calibration = (
+            calibrate(sw, price_q, config) if config.calibrate == "conformal" else (None, None)
+        )
         t2 = time.perf_counter()
-        outcome.evaluation = evaluate(job.windows, outcome.price_q, config)
+        outcome.evaluation = evaluate(sw, price_q, config, calibrated=calibrated)
+        outcome.warning = inversion_warning(
+            sw.symbol, job.spec, outcome.evaluation.inversion, path_dependent=job.augmentation.path_dependent
+        )
+        outcome.uncertainty = {"dependence": inversion.dependence, "calibration": calibration}
         outcome.timings = {"inference": inference_s, "invert": t2 - t1, "metrics": time.perf_counter() - t2}
     except (ChronobtError, OSError) as exc:
         outcome.error = str(exc)

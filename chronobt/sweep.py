@@ -9,9 +9,13 @@ horizon``) are dropped, so the choice could have been made at the first test ori
 Every (symbol, augmentation) pair is a *cell* (:mod:`chronobt.cells`). Cells are forecast a symbol at a
 time, all of that symbol's augmentations in one batched engine call, and each cell is stored as soon as
 its chunk is done: a rerun skips finished cells, an interrupted sweep loses at most the chunk in flight.
+An augmentation that is affine per window (robust_scaling, percent_change) forecasts what ``none``
+forecasts, since Chronos-2 standardises each series itself: it is not forecast but gets ``none``'s
+scores, marked ``equivalent_to: none``, and a tie goes to ``none``.
 
 Outputs under ``<output-dir>/sweep/``: ``leaderboard.csv`` / ``leaderboard.parquet``
-(:mod:`chronobt.leaderboard`), ``best/<SYMBOL>.json`` (:mod:`chronobt.choice`, read by ``--preaug auto``)
+(:mod:`chronobt.leaderboard`; a sweep over some symbols keeps the other symbols' rows),
+``best/<SYMBOL>.json`` (:mod:`chronobt.choice`, read by ``--preaug auto``)
 and ``manifest.json``.
 """
 
@@ -28,8 +32,8 @@ import numpy as np
 import pandas as pd
 
 from chronobt.atomic import write_json_atomic
-from chronobt.augment import candidate_specs
-from chronobt.cells import SymbolSweep, cell_key, cell_path, model_identity, read_cell
+from chronobt.augment import affine_equivalent, candidate_specs
+from chronobt.cells import SymbolSweep, cell_key, cell_path, equivalent_cell, model_identity, read_cell
 from chronobt.choice import build_choice, write_choice
 from chronobt.chunks import SweepChunk, run_sweep_chunk
 from chronobt.config import SweepConfig
@@ -40,11 +44,13 @@ from chronobt.executors import Executor, open_executor
 from chronobt.leaderboard import (
     LEADERBOARD_COLUMNS,
     leaderboard_frame,
+    merge_leaderboard,
     rank_cells,
+    read_leaderboard,
     symbol_rows,
     write_leaderboard,
 )
-from chronobt.pipeline import Progress, load_symbol, model_context, prepare_windows, symbol_key
+from chronobt.pipeline import Progress, load_symbol, make_job, model_context, prepare_windows, symbol_key
 from chronobt.results import now_iso, run_record, sweep_folder
 
 logger = logging.getLogger(__name__)
@@ -57,9 +63,10 @@ class SweepReport:
     Attributes
     ----------
     best : symbol -> the payload written to ``best/<SYMBOL>.json``.
-    leaderboard : the rows of ``leaderboard.parquet``.
+    leaderboard : the rows of ``leaderboard.parquet`` (this sweep's symbols and earlier sweeps' others).
     failures : symbol -> why it has no result.
     cells_cached, cells_computed : how many cells came from the cache / went through the model.
+    cells_derived : how many cells took the scores of an equivalent augmentation's cell (``none``).
     """
 
     folder: Path
@@ -68,6 +75,7 @@ class SweepReport:
     failures: dict[str, str] = field(default_factory=dict)
     cells_cached: int = 0
     cells_computed: int = 0
+    cells_derived: int = 0
     engine_record: dict[str, Any] = field(default_factory=dict)
 
 
@@ -173,7 +181,7 @@ def run_sweep(
                 cell = read_cell(
                     cell_path(config.output_dir, plan.symbol, spec, plan.keys[spec]), plan.keys[spec]
                 )
-                if cell is not None:
+                if cell is not None and cell.get("equivalent_to") == affine_equivalent(spec):
                     plan.cells[spec] = cell
                     plan.cached.add(spec)
     report.cells_cached = sum(len(p.cached) for p in plans)
@@ -198,15 +206,15 @@ def _forecast_pending(
     """Forecast the uncached cells one symbol (chunk) at a time, storing each chunk's cells when done.
 
     The chunks run on ``executor`` (default: the one ``config.executor`` names); the driver writes the
-    cells, so the cache is the same whatever ran them.
+    cells, so the cache is the same whatever ran them. Cells of augmentations equivalent to another
+    candidate are not forecast: they take its scores.
     """
-    pending = {p.symbol: [s for s in specs if s not in p.cells] for p in plans}
+    derived = [s for s in specs if affine_equivalent(s) in specs]
+    pending = {p.symbol: [s for s in specs if s not in p.cells and s not in derived] for p in plans}
     total_cells = sum(len(v) for v in pending.values())
     work = [p for p in plans if pending[p.symbol]]
-    if not work:
-        return
     chunks = [SweepChunk(p, tuple(pending[p.symbol]), config) for p in work]
-    with _executor(executor, config, engine) as ex:
+    with _executor(executor, config, engine) as ex:  # Ray starts only if a chunk is to run
         outcomes = ex.map(
             run_sweep_chunk,
             [c.shipped() for c in chunks],
@@ -225,6 +233,8 @@ def _forecast_pending(
                 report.cells_computed += 1
                 if progress:
                     progress("evaluate", report.cells_computed, total_cells)
+    for plan in plans:
+        _derive_cells(plan, derived, config, report)
 
 
 @contextmanager
@@ -240,6 +250,27 @@ def _executor(given: Executor | None, config: SweepConfig, engine: Chronos2Engin
         yield ex
     finally:
         ex.close()
+
+
+def _derive_cells(plan: SymbolSweep, specs: Sequence[str], config: SweepConfig, report: SweepReport) -> None:
+    """Give each of ``specs`` missing from ``plan`` its equivalent's cell, if it applies to the data."""
+    for spec in specs:
+        if spec in plan.cells:
+            continue
+        source = str(affine_equivalent(spec))
+        if source not in plan.cells:
+            plan.failed[spec] = f"its forecast is {source}'s, which failed"
+            continue
+        try:
+            make_job(plan.windows, spec)  # the augmentation must apply (percent_change: positive prices)
+        except (ChronobtError, ValueError) as exc:
+            plan.failed[spec] = str(exc)
+            logger.warning("%s: %s skipped: %s", plan.symbol, spec, exc)
+            continue
+        cell = equivalent_cell(plan.cells[source], spec=spec, key=plan.keys[spec])
+        write_json_atomic(cell_path(config.output_dir, plan.symbol, spec, plan.keys[spec]), cell)
+        plan.cells[spec] = cell
+        report.cells_derived += 1
 
 
 def _publish(
@@ -273,6 +304,8 @@ def _publish(
         )
     report.leaderboard = leaderboard_frame(rows)
     if rows:
+        previous = read_leaderboard(report.folder)
+        report.leaderboard = merge_leaderboard(previous, report.leaderboard, replaced=report.best)
         write_leaderboard(report.folder, report.leaderboard)
     for payload in report.best.values():
         write_choice(config.output_dir, payload)
@@ -286,7 +319,11 @@ def _publish(
             created_at=created,
             symbols=[p.symbol for p in plans],
             candidates=list(specs),
-            cells={"cached": report.cells_cached, "computed": report.cells_computed},
+            cells={
+                "cached": report.cells_cached,
+                "computed": report.cells_computed,
+                "derived": report.cells_derived,
+            },
             failures=report.failures,
         ),
     )
