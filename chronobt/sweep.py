@@ -213,6 +213,9 @@ def _forecast_pending(
     pending = {p.symbol: [s for s in specs if s not in p.cells and s not in derived] for p in plans}
     total_cells = sum(len(v) for v in pending.values())
     work = [p for p in plans if pending[p.symbol]]
+    for plan in plans:
+        if not pending[plan.symbol]:
+            _derive_cells(plan, derived, config, report)
     chunks = [SweepChunk(p, tuple(pending[p.symbol]), config) for p in work]
     with _executor(executor, config, engine) as ex:  # Ray starts only if a chunk is to run
         outcomes = ex.map(
@@ -233,8 +236,7 @@ def _forecast_pending(
                 report.cells_computed += 1
                 if progress:
                     progress("evaluate", report.cells_computed, total_cells)
-    for plan in plans:
-        _derive_cells(plan, derived, config, report)
+            _derive_cells(plan, derived, config, report)  # stored with its chunk: resumable alike
 
 
 @contextmanager

@@ -26,7 +26,7 @@ from tests.synthetic import write_symbol
 ray = pytest.importorskip("ray")
 
 SYMBOLS = ("AAA", "BBB", "CCC")
-PREAUGS = "none,differencing,log_returns"
+PREAUGS = "none,differencing,log_returns,robust_scaling"  # robust_scaling takes none's cell
 SMALL = ["--horizon", "8", "--context", "128", "--validation-windows", "4", "--test-windows", "3"]
 
 
@@ -144,14 +144,14 @@ def test_sweep_on_ray_gives_the_local_leaderboard_and_shares_its_cache(
     monkeypatch.setenv("CHRONOBT_EXECUTOR", "ray")
     result = _cli(tiny_model_dir, data_dir, tmp_path, "--json")
     assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout)["cells"] == {"cached": 0, "computed": 9}
+    assert json.loads(result.stdout)["cells"] == {"cached": 0, "computed": 9, "derived": 3}
     _assert_same_leaderboard(tmp_path, local_sweep)
     assert json.loads((tmp_path / "sweep" / "manifest.json").read_text())["config"]["executor"] == "ray"
 
     # a local rerun finds every cell the Ray run stored
     again = _cli(tiny_model_dir, data_dir, tmp_path, "--json", "--executor", "local")
     assert again.exit_code == 0, again.output
-    assert json.loads(again.stdout)["cells"] == {"cached": 9, "computed": 0}
+    assert json.loads(again.stdout)["cells"] == {"cached": 12, "computed": 0, "derived": 0}
 
 
 @pytest.mark.slow
