@@ -189,7 +189,7 @@ def run_sweep(
         progress("cached", report.cells_cached, len(plans) * len(specs))
 
     _forecast_pending(plans, specs, config, engine, report, progress, executor)
-    report.engine_record = engine.record()
+    report.engine_record = report.engine_record or engine.record()  # Ray: what the workers ran
     _publish(plans, specs, config, engine, report, command)
     return report
 
@@ -237,6 +237,7 @@ def _forecast_pending(
                 if progress:
                     progress("evaluate", report.cells_computed, total_cells)
             _derive_cells(plan, derived, config, report)  # stored with its chunk: resumable alike
+        report.engine_record = dict(getattr(ex, "engine_record", None) or {})
 
 
 @contextmanager

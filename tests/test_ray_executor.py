@@ -172,6 +172,7 @@ def test_when_an_actor_is_killed_mid_sweep_its_chunk_is_retried_and_the_sweep_co
         report = run_sweep(_config(data_dir, tmp_path, executor="ray"), engine=engine, executor=executor)
     assert killed and executor.retries >= 1
     assert report.cells_computed == 9 and not report.failures
+    assert report.engine_record["calls"] >= 1  # the manifest records what a worker's engine ran
     _assert_same_leaderboard(tmp_path, local_sweep)
 
 
