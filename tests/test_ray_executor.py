@@ -62,8 +62,8 @@ def ray_cluster() -> Iterator[None]:
 
 
 def _config(data_dir: Path, out: Path, **kw: Any) -> SweepConfig:
+    kw.setdefault("symbols", SYMBOLS)
     return SweepConfig(
-        symbols=SYMBOLS,
         preaugs=(PREAUGS,),
         horizon=8,
         context=128,
@@ -174,6 +174,24 @@ def test_when_an_actor_is_killed_mid_sweep_its_chunk_is_retried_and_the_sweep_co
     assert report.cells_computed == 9 and not report.failures
     assert report.engine_record["calls"] >= 1  # the manifest records what a worker's engine ran
     _assert_same_leaderboard(tmp_path, local_sweep)
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("ray_cluster")
+def test_when_a_chunk_exhausts_its_attempts_only_its_symbol_fails(
+    engine_config: EngineConfig, data_dir: Path, tmp_path: Path
+) -> None:
+    def kill_second(actor: Any, index: int, attempt: int) -> None:
+        if index == 1:  # one actor: it has finished AAA and is alive
+            ray.kill(actor, no_restart=False)
+
+    engine = Chronos2Engine(engine_config)
+    config = _config(data_dir, tmp_path, executor="ray", symbols=("AAA", "BBB"))
+    with RayExecutor(engine_config, actors=1, max_attempts=1, on_dispatch=kill_second) as executor:
+        report = run_sweep(config, engine=engine, executor=executor)
+    assert set(report.best) == {"AAA"}
+    assert "lost after 1 attempts" in report.failures["BBB"]
+    assert not (tmp_path / "sweep" / "cells" / "BBB").exists()
 
 
 @pytest.mark.slow
