@@ -3,17 +3,18 @@
 :func:`run_backtest` orchestrates: the engine is loaded first (its maximum context caps every window),
 each symbol is loaded, its ``--preaug`` resolved under the loaded symbol's name, its windows cut and its
 augmentation fitted (:mod:`chronobt.pipeline`); all windows of all symbols go through the engine in one
-call; each symbol is then inverted, scored (:mod:`chronobt.evaluate`) and written atomically to
-``<output-dir>/backtest/<SYMBOL>/<preaug>/`` (:func:`write_backtest`). ``metrics.json`` counts the
-forward-filled bars left unscored (``filled``) and the inverted quantiles outside the price domain
-(``inversion``, also one warning line per symbol).
+call (with ``--executor ray``: each symbol on a Ray actor, :mod:`chronobt.executors`); each symbol is
+then inverted, scored (:mod:`chronobt.evaluate`) and written atomically to
+``<output-dir>/backtest/<SYMBOL>/<preaug>/`` (:func:`write_backtest`) by this process. ``metrics.json``
+counts the forward-filled bars left unscored (``filled``) and the inverted quantiles outside the price
+domain (``inversion``, also one warning line per symbol).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,11 +24,14 @@ import pandas as pd
 
 from chronobt.atomic import replace_dir_atomic, write_json_atomic, write_parquet_atomic
 from chronobt.augment import parse_augmentation
+from chronobt.cells import model_identity
 from chronobt.choice import ResolvedPreaug, auto_record, resolve_preaug
+from chronobt.chunks import BacktestChunk, BacktestOutcome, run_backtest_chunk, score_backtest_job
 from chronobt.config import BacktestConfig
 from chronobt.engine import Chronos2Engine, EngineConfig
 from chronobt.errors import ChronobtError
-from chronobt.evaluate import Evaluation, evaluate, filled_record, inversion_warning
+from chronobt.evaluate import Evaluation, filled_record
+from chronobt.executors import Executor, open_executor
 from chronobt.pipeline import (
     Job,
     Progress,
@@ -40,7 +44,6 @@ from chronobt.pipeline import (
     symbol_key,
 )
 from chronobt.results import backtest_folder, forecast_table, run_record
-from chronobt.uncertainty import calibrate, invert_job
 
 logger = logging.getLogger(__name__)
 
@@ -71,12 +74,14 @@ def run_backtest(
     engine: Chronos2Engine | None = None,
     progress: Progress | None = None,
     command: Sequence[str] | None = None,
+    executor: Executor | None = None,
 ) -> BacktestReport:
     """Backtest every symbol of ``config``; all windows of all symbols go through the engine together.
 
     A symbol whose data or augmentation fails is recorded in ``report.failures`` under its name; the
     others are still written. Raises only for errors that concern the whole run (bad config, model).
-    ``command`` is recorded in each manifest (``None``: called from Python).
+    ``command`` is recorded in each manifest (``None``: called from Python). With ``--executor ray`` (or
+    an ``executor`` given, which its owner closes) each symbol is a chunk forecast on a Ray actor.
     """
     report = BacktestReport()
     t0 = time.perf_counter()
@@ -111,51 +116,27 @@ def run_backtest(
         return report
     prepare_s = time.perf_counter() - t1
 
-    t2 = time.perf_counter()
-    forecast_jobs(
-        engine,
-        jobs,
-        config.horizon,
-        progress=(lambda done, total: progress("forecast", done, total)) if progress else None,
-    )
-    inference_s = time.perf_counter() - t2
-    report.engine_record = engine.record()
-    total_windows = sum(len(j.windows.origins) for j in jobs)
-
-    for k, job in enumerate(jobs):
+    scored = _score(jobs, config, engine, executor, progress)
+    for k, outcome in enumerate(scored):
+        job = outcome.job
         sw = job.windows
         try:
-            t3 = time.perf_counter()
-            inversion = invert_job(job, engine.quantile_levels, config)
-            price_q = inversion.price_q
-            calibrated, calibration = (
-                calibrate(sw, price_q, config) if config.calibrate == "conformal" else (None, None)
-            )
-            t4 = time.perf_counter()
-            evaluation = evaluate(sw, price_q, config, calibrated=calibrated)
-            warning = inversion_warning(
-                sw.symbol, job.spec, evaluation.inversion, path_dependent=job.augmentation.path_dependent
-            )
-            if warning:
-                logger.warning("%s", warning)
-            timings = {
-                "load": prepare_s / len(jobs),
-                "model_load": model_load,
-                "inference": inference_s * len(sw.origins) / total_windows,
-                "invert": t4 - t3,
-                "metrics": time.perf_counter() - t4,
-            }
+            if outcome.error is not None or outcome.price_q is None or outcome.evaluation is None:
+                raise ChronobtError(outcome.error or "internal: the job was not scored")
+            if outcome.warning:
+                logger.warning("%s", outcome.warning)
+            timings = {"load": prepare_s / len(jobs), "model_load": model_load, **outcome.timings}
             folder = backtest_folder(config.output_dir, sw.symbol, job.spec)
             summary = write_backtest(
                 folder,
                 job,
-                price_q,
-                evaluation,
+                outcome.price_q,
+                outcome.evaluation,
                 config=config,
                 engine=engine,
                 timings=timings,
                 command=command,
-                uncertainty={"dependence": inversion.dependence, "calibration": calibration},
+                uncertainty=outcome.uncertainty,
                 auto=auto_record(auto[sw.symbol], sw.ohlc, sw.origins, horizon=config.horizon),
             )
             report.results.append(
@@ -166,7 +147,48 @@ def run_backtest(
             logger.debug("symbol %s failed", sw.symbol, exc_info=True)
         if progress:
             progress("evaluate", k + 1, len(jobs))
+    report.engine_record = getattr(executor, "engine_record", None) or engine.record()
     return report
+
+
+def _score(
+    jobs: Sequence[Job],
+    config: BacktestConfig,
+    engine: Chronos2Engine,
+    executor: Executor | None,
+    progress: Progress | None,
+) -> Iterator[BacktestOutcome]:
+    """Each job forecast, inverted and evaluated, as it finishes.
+
+    ``local`` (and no ``executor``): all windows of all symbols through ``engine`` in one call. Else each
+    symbol is a chunk on the executor (``config.executor`` if none is given; closed afterwards).
+    """
+    if executor is None and config.executor == "local":
+        t0 = time.perf_counter()
+        forecast_jobs(
+            engine,
+            jobs,
+            config.horizon,
+            progress=(lambda done, total: progress("forecast", done, total)) if progress else None,
+        )
+        inference_s = time.perf_counter() - t0
+        total_windows = sum(len(j.windows.origins) for j in jobs)
+        for job in jobs:
+            share = inference_s * len(job.windows.origins) / total_windows
+            yield score_backtest_job(job, config, engine, inference_s=share)
+        return
+    chunks = [BacktestChunk(job, config) for job in jobs]
+    ex = executor or open_executor(
+        config.executor, engine=engine, ray_address=config.ray_address, expected_model=model_identity(engine)
+    )
+    try:
+        for i, outcome, lost in ex.map(
+            run_backtest_chunk, chunks, weights=[c.windows for c in chunks], progress=progress
+        ):
+            yield outcome if lost is None else BacktestOutcome(job=jobs[i], error=lost)
+    finally:
+        if executor is None:
+            ex.close()
 
 
 def metrics_payload(

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pandas as pd
 
@@ -25,6 +26,7 @@ from chronobt.windows import MIN_CONTEXT
 DEFAULT_QUANTILES: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 DEPENDENCE_CHOICES = ("auto", "independent", "comonotonic")
 CALIBRATE_CHOICES = ("none", "conformal")
+EXECUTOR_CHOICES = ("local", "ray")
 #: Selection metrics of a sweep and whether a higher value is better.
 SELECTION_METRICS: dict[str, bool] = {
     "mase": False,
@@ -90,6 +92,11 @@ class EvaluationOptions(RunOptions):
     stride: int | None = None
     fee_bps: float = 10.0
     allow_short: bool = False
+    #: where the symbols' chunks run: ``local`` (this process) or ``ray`` (:mod:`chronobt.executors`)
+    executor: str = "local"
+    #: with ``ray``: ``None`` starts a local Ray instance, ``auto`` joins a running cluster,
+    #: ``ray://host:port`` connects to a remote one
+    ray_address: str | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -97,10 +104,37 @@ class EvaluationOptions(RunOptions):
             raise ConfigError(f"--stride must be >= 1, got {self.stride}")
         if self.fee_bps < 0:
             raise ConfigError(f"--fee-bps must be >= 0, got {self.fee_bps}")
+        check_executor(self.executor, self.ray_address)
 
     @property
     def effective_stride(self) -> int:
         return self.stride if self.stride is not None else self.horizon
+
+
+def check_executor(executor: str, ray_address: str | None) -> None:
+    """ConfigError unless ``executor`` is a known one and ``ray_address`` is usable with it."""
+    if executor not in EXECUTOR_CHOICES:
+        raise ConfigError(f"--executor {executor!r} is not one of {', '.join(EXECUTOR_CHOICES)}")
+    if ray_address is None:
+        return
+    if executor != "ray":
+        raise ConfigError(f"--ray-address {ray_address} needs --executor ray; add it or drop the address")
+    if ray_address != "auto" and ray_host_port(ray_address) is None:
+        raise ConfigError(
+            f"--ray-address {ray_address!r}: expected auto, ray://HOST:PORT or HOST:PORT (a head's GCS port)"
+        )
+
+
+def ray_host_port(address: str) -> tuple[str, int] | None:
+    """``("host", port)`` of ``ray://host:port`` or ``host:port``; ``None`` if it is neither."""
+    parts = urlsplit(address if "://" in address else f"gcs://{address}")
+    if parts.scheme not in ("ray", "gcs") or not parts.hostname:
+        return None
+    try:
+        port = parts.port
+    except ValueError:
+        return None
+    return (parts.hostname, port) if port else None
 
 
 def _check_symbols_and_preaug(symbols: tuple[str, ...], preaug: str) -> None:

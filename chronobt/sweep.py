@@ -22,7 +22,8 @@ and ``manifest.json``.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,20 +33,14 @@ import pandas as pd
 
 from chronobt.atomic import write_json_atomic
 from chronobt.augment import affine_equivalent, candidate_specs
-from chronobt.cells import (
-    SymbolSweep,
-    cell_key,
-    cell_path,
-    equivalent_cell,
-    model_identity,
-    read_cell,
-    score_cell,
-)
+from chronobt.cells import SymbolSweep, cell_key, cell_path, equivalent_cell, model_identity, read_cell
 from chronobt.choice import build_choice, write_choice
+from chronobt.chunks import SweepChunk, run_sweep_chunk
 from chronobt.config import SweepConfig
 from chronobt.data import list_symbols
 from chronobt.engine import Chronos2Engine, EngineConfig
 from chronobt.errors import ChronobtError, ConfigError, DataError
+from chronobt.executors import Executor, open_executor
 from chronobt.leaderboard import (
     LEADERBOARD_COLUMNS,
     leaderboard_frame,
@@ -55,16 +50,7 @@ from chronobt.leaderboard import (
     symbol_rows,
     write_leaderboard,
 )
-from chronobt.pipeline import (
-    Job,
-    Progress,
-    forecast_jobs,
-    load_symbol,
-    make_job,
-    model_context,
-    prepare_windows,
-    symbol_key,
-)
+from chronobt.pipeline import Progress, load_symbol, make_job, model_context, prepare_windows, symbol_key
 from chronobt.results import now_iso, run_record, sweep_folder
 
 logger = logging.getLogger(__name__)
@@ -149,6 +135,7 @@ def run_sweep(
     engine: Chronos2Engine | None = None,
     progress: Progress | None = None,
     command: Sequence[str] | None = None,
+    executor: Executor | None = None,
 ) -> SweepReport:
     """Sweep every augmentation of ``config`` on every symbol and write ``<output-dir>/sweep/``.
 
@@ -156,7 +143,8 @@ def run_sweep(
     (windows through the model), ``evaluate`` (cells scored and stored).
 
     A symbol whose data fails is recorded in ``report.failures`` and the others go on; an augmentation
-    that cannot be applied to a symbol is left out of that symbol's candidates with a warning.
+    that cannot be applied to a symbol is left out of that symbol's candidates with a warning. The
+    symbols' chunks run on ``executor`` if given (its owner closes it), else on ``config.executor``.
     """
     symbols = config.symbols or discover_symbols(config.data_dir)
     specs = candidate_specs(config.preaugs)
@@ -200,8 +188,8 @@ def run_sweep(
     if progress and report.cells_cached:
         progress("cached", report.cells_cached, len(plans) * len(specs))
 
-    _forecast_pending(plans, specs, config, engine, report, progress)
-    report.engine_record = engine.record()
+    _forecast_pending(plans, specs, config, engine, report, progress, executor)
+    report.engine_record = report.engine_record or engine.record()  # Ray: what the workers ran
     _publish(plans, specs, config, engine, report, command)
     return report
 
@@ -213,48 +201,58 @@ def _forecast_pending(
     engine: Chronos2Engine,
     report: SweepReport,
     progress: Progress | None,
+    executor: Executor | None = None,
 ) -> None:
     """Forecast the uncached cells one symbol (chunk) at a time, storing each chunk's cells when done.
 
-    Cells of augmentations equivalent to another candidate are not forecast: they take its scores.
+    The chunks run on ``executor`` (default: the one ``config.executor`` names); the driver writes the
+    cells, so the cache is the same whatever ran them. Cells of augmentations equivalent to another
+    candidate are not forecast: they take its scores.
     """
     derived = [s for s in specs if affine_equivalent(s) in specs]
     pending = {p.symbol: [s for s in specs if s not in p.cells and s not in derived] for p in plans}
-    total_windows = sum(len(p.windows.origins) * len(pending[p.symbol]) for p in plans)
     total_cells = sum(len(v) for v in pending.values())
-    done_windows = 0
+    work = [p for p in plans if pending[p.symbol]]
     for plan in plans:
-        jobs: list[Job] = []
-        for spec in pending[plan.symbol]:
-            try:
-                jobs.append(make_job(plan.windows, spec))
-            except (ChronobtError, ValueError) as exc:
-                plan.failed[spec] = str(exc)
-                logger.warning("%s: %s skipped: %s", plan.symbol, spec, exc)
-        if not jobs:
+        if not pending[plan.symbol]:
             _derive_cells(plan, derived, config, report)
-            continue
-        chunk = sum(len(job.model_input) for job in jobs)
+    chunks = [SweepChunk(p, tuple(pending[p.symbol]), config) for p in work]
+    with _executor(executor, config, engine) as ex:  # Ray starts only if a chunk is to run
+        outcomes = ex.map(
+            run_sweep_chunk,
+            [c.shipped() for c in chunks],
+            weights=[c.windows for c in chunks],
+            progress=progress,
+        )
+        for i, outcome, lost in outcomes:
+            plan = work[i]
+            failed = {s: lost for s in chunks[i].specs} if lost is not None else outcome.failed
+            for spec, message in failed.items():
+                plan.failed[spec] = message
+                logger.warning("%s: %s skipped: %s", plan.symbol, spec, message)
+            for spec, cell in outcome.cells.items() if lost is None else ():
+                write_json_atomic(cell_path(config.output_dir, plan.symbol, spec, plan.keys[spec]), cell)
+                plan.cells[spec] = cell
+                report.cells_computed += 1
+                if progress:
+                    progress("evaluate", report.cells_computed, total_cells)
+            _derive_cells(plan, derived, config, report)  # stored with its chunk: resumable alike
+        report.engine_record = dict(getattr(ex, "engine_record", None) or {})
 
-        def on_batch(done: int, total: int, offset: int = done_windows, chunk: int = chunk) -> None:
-            if progress:
-                progress("forecast", offset + round(chunk * done / max(total, 1)), total_windows)
 
-        forecast_jobs(engine, jobs, config.horizon, progress=on_batch)
-        done_windows += chunk
-        for job in jobs:
-            try:
-                cell = score_cell(plan, job, config, engine)
-            except (ChronobtError, ValueError) as exc:
-                plan.failed[job.spec] = str(exc)
-                logger.warning("%s: %s skipped: %s", plan.symbol, job.spec, exc)
-                continue
-            write_json_atomic(cell_path(config.output_dir, plan.symbol, job.spec, plan.keys[job.spec]), cell)
-            plan.cells[job.spec] = cell
-            report.cells_computed += 1
-            if progress:
-                progress("evaluate", report.cells_computed, total_cells)
-        _derive_cells(plan, derived, config, report)
+@contextmanager
+def _executor(given: Executor | None, config: SweepConfig, engine: Chronos2Engine) -> Iterator[Executor]:
+    """``given`` as is (its owner closes it), else the executor ``config`` names, closed afterwards."""
+    if given is not None:
+        yield given
+        return
+    ex = open_executor(
+        config.executor, engine=engine, ray_address=config.ray_address, expected_model=model_identity(engine)
+    )
+    try:
+        yield ex
+    finally:
+        ex.close()
 
 
 def _derive_cells(plan: SymbolSweep, specs: Sequence[str], config: SweepConfig, report: SweepReport) -> None:

@@ -20,6 +20,7 @@ from chronobt.cli.options import (
     command,
     engine_settings,
     evaluation_settings,
+    executor_settings,
     lock_settings,
     run_settings,
 )
@@ -35,6 +36,7 @@ def register(app: typer.Typer) -> None:
         "backtest",
         run=run_settings,
         evaluation=evaluation_settings,
+        executor=executor_settings,
         engine=engine_settings,
         wait=lock_settings,
     )
@@ -50,6 +52,7 @@ def register(app: typer.Typer) -> None:
         ui: Ui,
         run: dict[str, Any],
         evaluation: dict[str, Any],
+        executor: dict[str, Any],
         engine: EngineConfig,
         wait: float,
     ) -> None:
@@ -67,6 +70,7 @@ def register(app: typer.Typer) -> None:
             end=end,
             **run,
             **evaluation,
+            **executor,
         )
         report = run_locked(ui, run_backtest, config, engine, wait=wait)
         if report_html:

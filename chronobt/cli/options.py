@@ -24,10 +24,11 @@ import typer
 
 from chronobt.cli import engine_options as eo
 from chronobt.cli.common import command_context
-from chronobt.config import DEFAULT_QUANTILES, DEPENDENCE_CHOICES
+from chronobt.config import DEFAULT_QUANTILES, DEPENDENCE_CHOICES, check_executor
 from chronobt.data import TARGETS
 from chronobt.engine import EngineConfig
 from chronobt.errors import ConfigError
+from chronobt.executors import import_ray
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -124,6 +125,24 @@ AllowShortOpt = Annotated[bool, typer.Option("--allow-short", help="Let the trad
 WindowsOpt = Annotated[int, typer.Option("--windows", help="Number of rolling windows (the latest ones).")]
 StartOpt = Annotated[str | None, typer.Option("--start", help="Earliest origin date (UTC), e.g. 2021-05-19.")]
 EndOpt = Annotated[str | None, typer.Option("--end", help="Latest origin date (UTC).")]
+ExecutorOpt = Annotated[
+    str,
+    typer.Option(
+        "--executor",
+        envvar="CHRONOBT_EXECUTOR",
+        help="Where symbols are forecast: local (this process) or ray (a pool of Ray actors, one model "
+        "each; needs pip install 'chronobt[ray]').",
+    ),
+]
+RayAddressOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--ray-address",
+        envvar="CHRONOBT_RAY_ADDRESS",
+        help="With --executor ray: auto joins a running cluster, ray://HOST:PORT a remote one; "
+        "default: start a local Ray instance.",
+    ),
+]
 ReportOpt = Annotated[
     bool, typer.Option("--report", help="Also write report.html (charts, offline) beside the outputs.")
 ]
@@ -187,6 +206,15 @@ def evaluation_settings(
 ) -> dict[str, Any]:
     """The :class:`~chronobt.config.EvaluationOptions` fields past :func:`run_settings` (backtest, sweep)."""
     return {"stride": stride, "fee_bps": fee_bps, "allow_short": allow_short}
+
+
+def executor_settings(executor: ExecutorOpt = "local", ray_address: RayAddressOpt = None) -> dict[str, Any]:
+    """The executor fields of :class:`~chronobt.config.EvaluationOptions` (backtest, sweep)."""
+    kind = executor.strip().lower()
+    check_executor(kind, ray_address)
+    if kind == "ray":
+        import_ray()  # a missing extra is a usage error before any model or data is loaded
+    return {"executor": kind, "ray_address": ray_address}
 
 
 def engine_settings(

@@ -14,6 +14,7 @@ from chronobt.cli.options import (
     command,
     engine_settings,
     evaluation_settings,
+    executor_settings,
     lock_settings,
     run_settings,
 )
@@ -30,6 +31,7 @@ def register(app: typer.Typer) -> None:
         "sweep",
         run=run_settings,
         evaluation=evaluation_settings,
+        executor=executor_settings,
         engine=engine_settings,
         wait=lock_settings,
     )
@@ -66,6 +68,7 @@ def register(app: typer.Typer) -> None:
         ui: Ui,
         run: dict[str, Any],
         evaluation: dict[str, Any],
+        executor: dict[str, Any],
         engine: EngineConfig,
         wait: float,
     ) -> None:
@@ -83,6 +86,7 @@ def register(app: typer.Typer) -> None:
             force=force,
             **run,
             **evaluation,
+            **executor,
         )
         report = run_locked(ui, run_sweep, config, engine, wait=wait)
         if report_html and report.best:
