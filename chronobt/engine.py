@@ -11,6 +11,10 @@ from :mod:`chronobt.cpu_sizing`), :meth:`Chronos2Engine.predict` plans and runs.
 * the forward runs through :func:`chronobt.lastblock.output_only_view` (the last encoder block computes
   only the forecast tokens) once :func:`chronobt.lastblock.check_output_only` found it equal to the full
   forward for this model and number of output patches; otherwise the full forward runs;
+* every block's group attention runs per task (:mod:`chronobt.group_attention`, block-diagonal: a task's
+  variates attend to each other only, as the dense masked attention does) once the view, composed with
+  the output-only last block, was found equal to the full forward for this number of variates and
+  output patches; otherwise dense group attention runs;
 * compile (:mod:`chronobt.compilation`): ``torch.compile(dynamic=False)``, one compilation per shape;
   later calls reuse the compiled shape, and any failure means eager for the rest of the engine's life;
 * a CUDA out-of-memory error halves ``tasks_per_batch`` and retries;
@@ -40,6 +44,7 @@ from chronobt.errors import ConfigError, ModelError
 if TYPE_CHECKING:
     import torch
 
+    from chronobt.group_attention import BlockDiagonalCheck
     from chronobt.lastblock import OutputOnlyCheck
 
 __all__ = ["Chronos2Engine", "EngineConfig", "Plan", "Progress", "load_pipeline", "resolve_compile"]
@@ -82,6 +87,7 @@ class Chronos2Engine:
     def __init__(self, config: EngineConfig = EngineConfig(), *, pipeline: Any = None) -> None:
         import torch
 
+        from chronobt.group_attention import supports_block_diagonal
         from chronobt.lastblock import supports_output_only
 
         self.config = config
@@ -122,6 +128,12 @@ class Chronos2Engine:
         self._output_only_layout = supports_output_only(self.model)
         self._checks: dict[int, OutputOnlyCheck] = {}
         self._views: dict[int, Any] = {}
+        #: the same for block-diagonal group attention, once per (output patches, variates); the model
+        #: the forward runs for the current call's key (``_forward_key``) is in ``_forward_models``
+        self._block_diagonal_layout = supports_block_diagonal(self.model)
+        self._group_checks: dict[tuple[int, int], BlockDiagonalCheck] = {}
+        self._forward_models: dict[tuple[int, int], Any] = {}
+        self._forward_key: tuple[int, int] = (0, 0)
 
     # ------------------------------------------------------------------ public API
 
@@ -216,12 +228,16 @@ class Chronos2Engine:
         ``batch_size``: series per forward of the last call; ``tasks_per_batch``: the last batch's;
         ``long_horizon_unrolling``: any call unrolled; ``compile``: :meth:`CompileState.record`;
         ``output_only_last_block``: the layout is supported and no check failed; ``output_only_check``:
-        the first failed check, else the latest (``None`` before any); ``cpu_workers``: most CPU batches
+        the first failed check, else the latest (``None`` before any); ``block_diagonal_groups`` and
+        ``block_diagonal_check``: the same for per-task group attention; ``cpu_workers``: most CPU batches
         side by side; ``forward_seconds``: wall time running batches.
         """
         t = self._totals
         failed = [c for c in self._checks.values() if not c.passed]
         latest = failed[0] if failed else (list(self._checks.values())[-1] if self._checks else None)
+        g_failed = [c for c in self._group_checks.values() if not c.passed]
+        groups = list(self._group_checks.values())
+        g_latest = g_failed[0] if g_failed else (groups[-1] if groups else None)
         return {
             "device": str(self.device),
             "dtype": str(self.dtype).removeprefix("torch."),
@@ -233,6 +249,8 @@ class Chronos2Engine:
             "oom_retries": t.oom_retries,
             "output_only_last_block": self._output_only_layout and not failed,
             "output_only_check": latest.record() if latest is not None else None,
+            "block_diagonal_groups": self._block_diagonal_layout and not g_failed,
+            "block_diagonal_check": g_latest.record() if g_latest is not None else None,
             "calls": t.calls,
             "tasks": t.tasks,
             "batches": t.batches,
@@ -333,7 +351,9 @@ class Chronos2Engine:
         return preds.reshape(shape)[: stop - start]
 
     def _prepare_view(self, plan: Plan) -> None:
-        """Check the output-only view for ``plan.output_patches`` once; keep it only if it passed."""
+        """Check the output-only view (per output patches) and the block-diagonal view composed with it
+        (per output patches and variates) once each; keep those that passed."""
+        from chronobt import group_attention
         from chronobt.lastblock import prepare_view
 
         n = plan.output_patches
@@ -347,13 +367,27 @@ class Chronos2Engine:
             )
             if view is not None:
                 self._views[n] = view
+        key = self._forward_key = (n, plan.n_variates)
+        if key not in self._group_checks:
+            model, self._group_checks[key] = group_attention.prepare_view(
+                self.model,
+                n_variates=plan.n_variates,
+                n_out=n,
+                output_only=n in self._views,
+                layout_ok=self._block_diagonal_layout,
+                context_length=plan.context_length,
+            )
+            if model is not None:
+                self._forward_models[key] = model
 
     # ------------------------------------------------------------------ internals
 
     def _model_forward(
         self, context: torch.Tensor, group_ids: torch.Tensor, num_output_patches: int
     ) -> torch.Tensor:
-        model = self._views.get(num_output_patches, self.model)
+        model = self._forward_models.get(self._forward_key)
+        if model is None or self._forward_key[0] != num_output_patches:
+            model = self._views.get(num_output_patches, self.model)
         output = model(context=context, group_ids=group_ids, num_output_patches=num_output_patches)
         return output.quantile_preds
 

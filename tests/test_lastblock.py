@@ -113,6 +113,7 @@ def engine_contexts() -> np.ndarray:
 def full_forecast(tiny_model_dir: Path, engine_contexts: np.ndarray) -> np.ndarray:
     full = Chronos2Engine(EngineConfig(model=str(tiny_model_dir), device="cpu", compile="off"))
     full._output_only_layout = False  # the plain chronos forward, as on a model without the expected layout
+    full._block_diagonal_layout = False  # dense group attention too
     forecast = full.predict(engine_contexts, 24)
     assert not full._views
     record = full.record()
