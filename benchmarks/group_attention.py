@@ -25,11 +25,13 @@ from chronobt.checkpoints import random_model
 from chronobt.engine import Chronos2Engine, EngineConfig
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from engine_gpu import rolling_ohlc  # noqa: E402
+from engine_gpu import rolling_ohlc
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--arch", default="small")
     parser.add_argument("--windows", type=int, default=64)
     parser.add_argument("--context", type=int, default=2048)
@@ -47,7 +49,9 @@ def main(argv: list[str] | None = None) -> int:
         engines: dict[tuple[str, int], Chronos2Engine] = {}
         for kind in ("dense", "block"):
             for size in sizes:
-                config = EngineConfig(model=str(model_dir), device=args.device, compile="off", batch_size=size)
+                config = EngineConfig(
+                    model=str(model_dir), device=args.device, compile="off", batch_size=size
+                )
                 engine = Chronos2Engine(config)
                 engine._block_diagonal_layout = kind == "block"
                 engine.predict(contexts[:1], args.horizon)  # checks and warm-up outside the timings
