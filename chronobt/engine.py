@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from chronobt import cpu_sizing
+from chronobt import compilation, cpu_sizing
 from chronobt.batching import Plan, RunTotals, batch_array, context_length
 from chronobt.compilation import CompileState
 from chronobt.engine_config import DEFAULT_BATCH_SIZE, EngineConfig, resolve_device, resolve_dtype
@@ -161,10 +161,11 @@ class Chronos2Engine:
         horizon = int(horizon)
         n_tasks, n_variates, _ = contexts.shape
         length = context_length(contexts, patch_size=self.patch_size, max_context=self.max_context)
-        shape = self._compile.shape
-        if self._compile.active and shape is not None:
-            length = max(length, shape[1])  # reuse a longer compiled length instead of compiling again
         n_patches = math.ceil(horizon / self.output_patch_size)
+        compile_call, compile_reason = self._compile_preview(n_tasks, n_variates, length, n_patches)
+        shape = self._compile.shape
+        if compile_call and shape is not None:
+            length = max(length, shape[1])  # reuse a longer compiled length instead of compiling again
         series = self.batch_size
         if self.config.batch_size is None and self.device.type == "cpu":
             series = cpu_sizing.cpu_series_per_forward(
@@ -175,12 +176,12 @@ class Chronos2Engine:
                 d_ff=int(self.model.config.d_ff),
             )
         tasks_per_batch = max(1, series // max(n_variates, 1))
-        if not self._compile.active:
+        if not compile_call:
             tasks_per_batch = min(tasks_per_batch, max(n_tasks, 1))  # eager: no dummy tasks below one batch
         elif shape is not None and n_variates and shape[0] % n_variates == 0:
             tasks_per_batch = shape[0] // n_variates  # keep the compiled shape (after OOM halving)
         workers = 1
-        if self.device.type == "cpu" and not self._compile.active:
+        if self.device.type == "cpu" and not compile_call:
             import torch
 
             workers = cpu_sizing.cpu_workers(
@@ -198,7 +199,27 @@ class Chronos2Engine:
             tasks_per_batch=tasks_per_batch,
             workers=workers,
             long_horizon=n_patches > self.max_output_patches,
+            compile=compile_call,
+            compile_reason=compile_reason,
         )
+
+    def _compile_preview(
+        self, n_tasks: int, n_variates: int, length: int, n_patches: int
+    ) -> tuple[bool, str]:
+        """Whether a call would run compiled (``auto``: when its batches earn the compile back)."""
+        series = self.batch_size if self.config.batch_size is None else self.config.batch_size
+        tasks_per_batch = max(1, series // max(n_variates, 1))
+        config = self.model.config
+        flops = compilation.batch_flops(
+            series=tasks_per_batch * max(n_variates, 1),
+            tokens=cpu_sizing.tokens_per_series(
+                context_length=length, patch_size=self.patch_size, n_output_patches=n_patches
+            ),
+            d_model=int(config.d_model),
+            d_ff=int(config.d_ff),
+            num_layers=int(config.num_layers),
+        )
+        return self._compile.preview(n_batches=math.ceil(n_tasks / tasks_per_batch), flops_per_batch=flops)
 
     def predict(self, contexts: np.ndarray, horizon: int, *, progress: Progress | None = None) -> np.ndarray:
         """Quantile forecasts for every task.
@@ -267,6 +288,7 @@ class Chronos2Engine:
         totals = self._totals
         totals.calls += 1
         totals.long_horizon_calls += plan.long_horizon
+        self._compile.settle(plan.compile, plan.compile_reason)
         self.batch_size = plan.series_per_forward
         if not plan.long_horizon:
             self._prepare_view(plan)
