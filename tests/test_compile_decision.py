@@ -8,10 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import typer
+from typer.testing import CliRunner
 
 import chronobt.compilation as compilation
 from chronobt.checkpoints import ARCHITECTURES
-from chronobt.cli.engine_options import default_cache_dir, engine_config_from_options
+from chronobt.cli.engine_options import CacheDirOpt, default_cache_dir, engine_config_from_options
+from chronobt.cli.options import engine_settings
 from chronobt.compilation import CompileState, batch_flops, compile_decision, inductor_cache_dir
 from chronobt.engine import Chronos2Engine, EngineConfig
 from chronobt.errors import ConfigError
@@ -130,8 +133,20 @@ def test_compiled_calls_run_with_the_cache_dir_and_record_it(
 
 def test_cli_maps_the_cache_dir_option_and_defaults_under_the_user_cache(tmp_path: Path) -> None:
     assert engine_config_from_options(cache_dir=tmp_path, environ={}).cache_dir == tmp_path
-    default = engine_config_from_options(environ={"XDG_CACHE_HOME": str(tmp_path)}).cache_dir
-    assert default is not None and default.name == "chronobt"
-    assert default_cache_dir({"XDG_CACHE_HOME": str(tmp_path)}) == default
+    assert engine_config_from_options(environ={}).cache_dir is None  # torch's own folder
+    default = default_cache_dir({"XDG_CACHE_HOME": str(tmp_path)})
+    assert default.name == "chronobt"
+    seen: list[EngineConfig] = []
+    app = typer.Typer()
+
+    @app.command()
+    def run(cache_dir: CacheDirOpt = None) -> None:
+        seen.append(engine_settings(cache_dir=cache_dir))
+
+    runner = CliRunner()
+    assert runner.invoke(app, [], env={"CHRONOBT_CACHE_DIR": str(tmp_path / "c")}).exit_code == 0
+    assert runner.invoke(app, ["--cache-dir", str(tmp_path / "d")]).exit_code == 0
+    assert runner.invoke(app, [], env={"CHRONOBT_CACHE_DIR": None}).exit_code == 0
+    assert [c.cache_dir for c in seen] == [tmp_path / "c", tmp_path / "d", default_cache_dir()]
     with pytest.raises(ConfigError, match="cache dir"):
         EngineConfig(cache_dir="not-a-path")  # type: ignore[arg-type]

@@ -440,6 +440,8 @@ def test_plan_fixes_the_shapes_of_a_call_and_runs_nothing(tiny_model_dir: Path, 
         tasks_per_batch=2,
         workers=min(torch.get_num_threads(), 3),
         long_horizon=False,
+        compile=False,
+        compile_reason="off: requested",
     )
     assert plan.n_batches == 3
     with pytest.raises(dataclasses.FrozenInstanceError):

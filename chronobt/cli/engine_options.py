@@ -155,7 +155,8 @@ def engine_config_from_options(
     compile : ``--compile`` (or ``CHRONOBT_COMPILE``); ``None`` lets ``TORCH_COMPILED`` then
         ``CHRONOS_COMPILE`` decide (0/1/true/false), else ``auto``.
     compile_backend, compile_mode : ``None`` for inductor and torch's default mode.
-    cache_dir : ``--cache-dir`` (or ``CHRONOBT_CACHE_DIR``); ``None``: :func:`default_cache_dir`.
+    cache_dir : ``--cache-dir`` (or ``CHRONOBT_CACHE_DIR``); commands pass ``--cache-dir`` or
+        :func:`default_cache_dir` (``None`` here: torch's own cache folder).
     environ : the environment to read the legacy switches from (default ``os.environ``).
 
     Raises
@@ -178,7 +179,7 @@ def engine_config_from_options(
         compile_mode=compile_mode.strip().lower() if compile_mode is not None else None,
         compile_source=source,
         batch_size=batch_size,
-        cache_dir=Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir(env),
+        cache_dir=Path(cache_dir).expanduser() if cache_dir is not None else None,
     )
 
 
