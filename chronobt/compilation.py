@@ -235,9 +235,11 @@ class CompileState:
         graphs_before, started, cache_before = graph_count(), time.perf_counter(), cache_counts()
         with inductor_cache_dir(self.cache_dir):
             preds = self.fn(context, group_ids, n_patches)
-            if context.device.type == "cuda":
-                torch.cuda.synchronize(context.device)
         graphs_after, cache_after = graph_count(), cache_counts()
+        compiled_now = graphs_before is not None and graphs_after is not None and graphs_after > graphs_before
+        if compiled_now and context.device.type == "cuda":
+            torch.cuda.synchronize(context.device)  # the compile's seconds include its first run; later
+            # batches are not waited for here (the engine overlaps the next batch's upload with them)
         if (
             cache_before is None
             or cache_after is None

@@ -17,6 +17,8 @@ from :mod:`chronobt.cpu_sizing`), :meth:`Chronos2Engine.predict` plans and runs.
   output patches; otherwise dense group attention runs;
 * compile (:mod:`chronobt.compilation`): ``torch.compile(dynamic=False)``, one compilation per shape;
   later calls reuse the compiled shape, and any failure means eager for the rest of the engine's life;
+* on CUDA the next batch is prepared and uploaded while the current one computes
+  (:mod:`chronobt.staging`: pinned buffers, a second stream, ``non_blocking`` copies); CPU runs in turn;
 * a CUDA out-of-memory error halves ``tasks_per_batch`` and retries;
 * dtype ``bfloat16`` casts the weights (CUDA only; float32 with one warning elsewhere).
 
@@ -46,6 +48,7 @@ if TYPE_CHECKING:
 
     from chronobt.group_attention import BlockDiagonalCheck
     from chronobt.lastblock import OutputOnlyCheck
+    from chronobt.staging import Stager
 
 __all__ = ["Chronos2Engine", "EngineConfig", "Plan", "Progress", "load_pipeline", "resolve_compile"]
 
@@ -134,6 +137,9 @@ class Chronos2Engine:
         self._group_checks: dict[tuple[int, int], BlockDiagonalCheck] = {}
         self._forward_models: dict[tuple[int, int], Any] = {}
         self._forward_key: tuple[int, int] = (0, 0)
+        #: stage batches ahead (:mod:`chronobt.staging`): on CUDA; tests force it on a CPU
+        self._stage_batches = self.device.type == "cuda"
+        self._stager: Stager | None = None
 
     # ------------------------------------------------------------------ public API
 
@@ -181,7 +187,7 @@ class Chronos2Engine:
         elif shape is not None and n_variates and shape[0] % n_variates == 0:
             tasks_per_batch = shape[0] // n_variates  # keep the compiled shape (after OOM halving)
         workers = 1
-        if self.device.type == "cpu" and not compile_call:
+        if self.device.type == "cpu" and not compile_call and not self._stage_batches:
             import torch
 
             workers = cpu_sizing.cpu_workers(
@@ -313,11 +319,23 @@ class Chronos2Engine:
 
         has_inf = np.isinf(contexts).any(axis=(1, 2))  # [tasks]
         tasks_per_batch, start = plan.tasks_per_batch, 0
+        stager = None
+        if self._stage_batches and not plan.long_horizon:
+            from chronobt.staging import Stager
+
+            def make_batch(first: int, per_batch: int) -> np.ndarray:
+                last = min(first + per_batch, plan.n_tasks)
+                return batch_array(contexts, first, last, per_batch, plan.context_length)
+
+            stager = self._stager = Stager(self.device, make_batch, cuda=self.device.type == "cuda")
         with torch.inference_mode():
             while start < plan.n_tasks:
                 stop = min(start + tasks_per_batch, plan.n_tasks)
                 try:
-                    preds = self._forecast_tasks(contexts, start, stop, tasks_per_batch, plan)
+                    if stager is None:
+                        preds = self._forecast_tasks(contexts, start, stop, tasks_per_batch, plan)
+                    else:
+                        preds = self._forecast_staged(stager, start, stop, tasks_per_batch, plan)
                 except torch.OutOfMemoryError as exc:
                     tasks_per_batch = self._after_oom(exc, tasks_per_batch)
                     continue
@@ -367,10 +385,30 @@ class Chronos2Engine:
         self, contexts: np.ndarray, start: int, stop: int, tasks_per_batch: int, plan: Plan
     ) -> np.ndarray:
         """Tasks ``start:stop`` as one fixed-shape batch -> float32 ``[stop - start, V, Q, horizon]``."""
+        import torch
+
         batch = batch_array(contexts, start, stop, tasks_per_batch, plan.context_length)  # [tpb*V, C]
-        preds = self._run_batch(batch, plan, tasks_per_batch)
+        context = torch.from_numpy(batch)
+        if self.device.type == "cuda":
+            context = context.pin_memory().to(self.device, non_blocking=True)
+        else:
+            context = context.to(self.device)
+        preds = self._run_batch(context, plan, tasks_per_batch)
+        host = preds[..., : plan.horizon].to(device="cpu", dtype=torch.float32).numpy()
         shape = (tasks_per_batch, plan.n_variates, len(self.quantile_levels), plan.horizon)
-        return preds.reshape(shape)[: stop - start]
+        return host.reshape(shape)[: stop - start]
+
+    def _forecast_staged(
+        self, stager: Stager, start: int, stop: int, tasks_per_batch: int, plan: Plan
+    ) -> np.ndarray:
+        """As :meth:`_forecast_tasks`, with the next batch prepared while this one computes."""
+        context = stager.take(start, tasks_per_batch)
+        preds = self._run_batch(context, plan, tasks_per_batch)  # queued on the device, not waited for
+        if stop < plan.n_tasks:
+            stager.stage(stop, tasks_per_batch)
+        host = stager.download(preds[..., : plan.horizon])
+        shape = (tasks_per_batch, plan.n_variates, len(self.quantile_levels), plan.horizon)
+        return host.reshape(shape)[: stop - start]
 
     def _prepare_view(self, plan: Plan) -> None:
         """Check the output-only view (per output patches) and the block-diagonal view composed with it
@@ -413,15 +451,10 @@ class Chronos2Engine:
         output = model(context=context, group_ids=group_ids, num_output_patches=num_output_patches)
         return output.quantile_preds
 
-    def _run_batch(self, batch: np.ndarray, plan: Plan, tasks_per_batch: int) -> np.ndarray:
-        """Forward one fixed-shape batch ``[tpb*V, C]`` -> float32 ``[tpb*V, Q, horizon]`` on the host."""
+    def _run_batch(self, context: torch.Tensor, plan: Plan, tasks_per_batch: int) -> torch.Tensor:
+        """Forward one fixed-shape batch ``[tpb*V, C]`` on the device -> ``[tpb*V, Q, >= horizon]`` there."""
         import torch
 
-        context = torch.from_numpy(batch)
-        if self.device.type == "cuda":
-            context = context.pin_memory().to(self.device, non_blocking=True)
-        else:
-            context = context.to(self.device)
         group_ids = torch.arange(tasks_per_batch, device=self.device).repeat_interleave(plan.n_variates)
         n_patches = plan.output_patches
         if plan.long_horizon:
@@ -436,7 +469,7 @@ class Chronos2Engine:
                 preds = self._eager_forward(context, group_ids, n_patches)
         else:
             preds = self._eager_forward(context, group_ids, n_patches)
-        return preds[..., : plan.horizon].to(device="cpu", dtype=torch.float32).numpy()
+        return preds
 
     def _unroll(self, context: torch.Tensor, group_ids: torch.Tensor, horizon: int) -> torch.Tensor:
         """Horizons beyond ``max_output_patches``: chronos' own autoregressive unrolling (eager).
