@@ -180,6 +180,8 @@ class Chronos2Engine:
                 n_output_patches=n_patches,
                 d_model=int(self.model.config.d_model),
                 d_ff=int(self.model.config.d_ff),
+                dense_groups=not self._block_diagonal_layout
+                or any(not c.passed for c in self._group_checks.values()),
             )
         tasks_per_batch = max(1, series // max(n_variates, 1))
         if not compile_call:
