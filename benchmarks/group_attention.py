@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
                     model=str(model_dir), device=args.device, compile="off", batch_size=size
                 )
                 engine = Chronos2Engine(config)
-                engine._block_diagonal_layout = kind == "block"
+                engine.views.block_diagonal_layout = kind == "block"
                 engine.predict(contexts[:1], args.horizon)  # checks and warm-up outside the timings
                 engines[kind, size] = engine
         for _ in range(args.rounds):

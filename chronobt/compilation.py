@@ -212,6 +212,20 @@ class CompileState:
             n_batches=n_batches, flops_per_batch=flops_per_batch, cache_warm=cache_is_warm(self.cache_dir)
         )
 
+    def preview_call(
+        self, model_config: Any, *, n_tasks: int, n_variates: int, series: int, tokens: int
+    ) -> tuple[bool, str]:
+        """:meth:`preview` for ``n_tasks`` tasks of ``n_variates`` at ``series`` per forward of ``tokens``."""
+        tasks_per_batch = max(1, series // max(n_variates, 1))
+        flops = batch_flops(
+            series=tasks_per_batch * max(n_variates, 1),
+            tokens=tokens,
+            d_model=int(model_config.d_model),
+            d_ff=int(model_config.d_ff),
+            num_layers=int(model_config.num_layers),
+        )
+        return self.preview(n_batches=-(-n_tasks // tasks_per_batch), flops_per_batch=flops)
+
     def settle(self, compile_call: bool, reason: str) -> None:
         """Record the decision of a call (:meth:`preview`); once compiling, the run stays compiled."""
         if self.enabled and not self.decided and self.fallback_reason is None:

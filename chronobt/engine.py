@@ -7,7 +7,7 @@ Inference runs the model directly at fixed shapes rather than through ``predict_
 from :mod:`chronobt.cpu_sizing`), :meth:`Chronos2Engine.predict` plans and runs.
 
 * ``num_output_patches = ceil(horizon / patch)``. Above the model's ``max_output_patches`` the engine uses
-  chronos' own autoregressive unrolling (the private ``Chronos2Pipeline._predict_batch``), eager;
+  chronos' own autoregressive unrolling (:mod:`chronobt.unrolling`), eager;
 * the forward runs through :func:`chronobt.lastblock.output_only_view` (the last encoder block computes
   only the forecast tokens) once :func:`chronobt.lastblock.check_output_only` found it equal to the full
   forward for this model and number of output patches; otherwise the full forward runs;
@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from chronobt import compilation, cpu_sizing
+from chronobt import cpu_sizing
 from chronobt.batching import Plan, RunTotals, batch_array, context_length
 from chronobt.compilation import CompileState
 from chronobt.engine_config import DEFAULT_BATCH_SIZE, EngineConfig, resolve_device, resolve_dtype
@@ -46,16 +46,11 @@ from chronobt.errors import ConfigError, ModelError
 if TYPE_CHECKING:
     import torch
 
-    from chronobt.group_attention import BlockDiagonalCheck
-    from chronobt.lastblock import OutputOnlyCheck
     from chronobt.staging import Stager
 
 __all__ = ["Chronos2Engine", "EngineConfig", "Plan", "Progress", "load_pipeline", "resolve_compile"]
 
 logger = logging.getLogger(__name__)
-
-#: chronos' default quantiles for long-horizon unrolling.
-_UNROLLED_QUANTILES = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 
 Progress = Callable[[int, int], None]
 
@@ -90,8 +85,7 @@ class Chronos2Engine:
     def __init__(self, config: EngineConfig = EngineConfig(), *, pipeline: Any = None) -> None:
         import torch
 
-        from chronobt.group_attention import supports_block_diagonal
-        from chronobt.lastblock import supports_output_only
+        from chronobt.forward_views import ForwardViews
 
         self.config = config
         self.device = resolve_device(config.device)
@@ -126,17 +120,8 @@ class Chronos2Engine:
         self._compile = CompileState.resolve(config, self.device)
         self._eager_forward: Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor] = self._model_forward
         self._totals = RunTotals()
-        #: whether the last block has the layout the output-only view relies on (checked by behaviour
-        #: too, once per number of output patches: ``_checks``; views that passed: ``_views``)
-        self._output_only_layout = supports_output_only(self.model)
-        self._checks: dict[int, OutputOnlyCheck] = {}
-        self._views: dict[int, Any] = {}
-        #: the same for block-diagonal group attention, once per (output patches, variates); the model
-        #: the forward runs for the current call's key (``_forward_key``) is in ``_forward_models``
-        self._block_diagonal_layout = supports_block_diagonal(self.model)
-        self._group_checks: dict[tuple[int, int], BlockDiagonalCheck] = {}
-        self._forward_models: dict[tuple[int, int], Any] = {}
-        self._forward_key: tuple[int, int] = (0, 0)
+        #: the checked views of the model the forward runs (:mod:`chronobt.forward_views`)
+        self.views = ForwardViews(self.model)
         #: stage batches ahead (:mod:`chronobt.staging`): on CUDA; tests force it on a CPU
         self._stage_batches = self.device.type == "cuda"
         self._stager: Stager | None = None
@@ -180,8 +165,7 @@ class Chronos2Engine:
                 n_output_patches=n_patches,
                 d_model=int(self.model.config.d_model),
                 d_ff=int(self.model.config.d_ff),
-                dense_groups=not self._block_diagonal_layout
-                or any(not c.passed for c in self._group_checks.values()),
+                dense_groups=self.views.dense_groups,
             )
         tasks_per_batch = max(1, series // max(n_variates, 1))
         if not compile_call:
@@ -216,18 +200,15 @@ class Chronos2Engine:
     ) -> tuple[bool, str]:
         """Whether a call would run compiled (``auto``: when its batches earn the compile back)."""
         series = self.batch_size if self.config.batch_size is None else self.config.batch_size
-        tasks_per_batch = max(1, series // max(n_variates, 1))
-        config = self.model.config
-        flops = compilation.batch_flops(
-            series=tasks_per_batch * max(n_variates, 1),
+        return self._compile.preview_call(
+            self.model.config,
+            n_tasks=n_tasks,
+            n_variates=n_variates,
+            series=series,
             tokens=cpu_sizing.tokens_per_series(
                 context_length=length, patch_size=self.patch_size, n_output_patches=n_patches
             ),
-            d_model=int(config.d_model),
-            d_ff=int(config.d_ff),
-            num_layers=int(config.num_layers),
         )
-        return self._compile.preview(n_batches=math.ceil(n_tasks / tasks_per_batch), flops_per_batch=flops)
 
     def predict(self, contexts: np.ndarray, horizon: int, *, progress: Progress | None = None) -> np.ndarray:
         """Quantile forecasts for every task.
@@ -262,11 +243,6 @@ class Chronos2Engine:
         side by side; ``forward_seconds``: wall time running batches.
         """
         t = self._totals
-        failed = [c for c in self._checks.values() if not c.passed]
-        latest = failed[0] if failed else (list(self._checks.values())[-1] if self._checks else None)
-        g_failed = [c for c in self._group_checks.values() if not c.passed]
-        groups = list(self._group_checks.values())
-        g_latest = g_failed[0] if g_failed else (groups[-1] if groups else None)
         return {
             "device": str(self.device),
             "dtype": str(self.dtype).removeprefix("torch."),
@@ -276,10 +252,7 @@ class Chronos2Engine:
             "long_horizon_unrolling": t.long_horizon_calls > 0,
             "compile": self._compile.record(),
             "oom_retries": t.oom_retries,
-            "output_only_last_block": self._output_only_layout and not failed,
-            "output_only_check": latest.record() if latest is not None else None,
-            "block_diagonal_groups": self._block_diagonal_layout and not g_failed,
-            "block_diagonal_check": g_latest.record() if g_latest is not None else None,
+            **self.views.record(),
             "calls": t.calls,
             "tasks": t.tasks,
             "batches": t.batches,
@@ -299,7 +272,7 @@ class Chronos2Engine:
         self._compile.settle(plan.compile, plan.compile_reason)
         self.batch_size = plan.series_per_forward
         if not plan.long_horizon:
-            self._prepare_view(plan)
+            self.views.prepare(plan)
         started = time.perf_counter()
         try:
             if plan.workers > 1:
@@ -412,44 +385,12 @@ class Chronos2Engine:
         shape = (tasks_per_batch, plan.n_variates, len(self.quantile_levels), plan.horizon)
         return host.reshape(shape)[: stop - start]
 
-    def _prepare_view(self, plan: Plan) -> None:
-        """Check the output-only view (per output patches) and the block-diagonal view composed with it
-        (per output patches and variates) once each; keep those that passed."""
-        from chronobt import group_attention
-        from chronobt.lastblock import prepare_view
-
-        n = plan.output_patches
-        if n not in self._checks:
-            view, self._checks[n] = prepare_view(
-                self.model,
-                n,
-                layout_ok=self._output_only_layout,
-                n_variates=plan.n_variates,
-                context_length=plan.context_length,
-            )
-            if view is not None:
-                self._views[n] = view
-        key = self._forward_key = (n, plan.n_variates)
-        if key not in self._group_checks:
-            model, self._group_checks[key] = group_attention.prepare_view(
-                self.model,
-                n_variates=plan.n_variates,
-                n_out=n,
-                output_only=n in self._views,
-                layout_ok=self._block_diagonal_layout,
-                context_length=plan.context_length,
-            )
-            if model is not None:
-                self._forward_models[key] = model
-
     # ------------------------------------------------------------------ internals
 
     def _model_forward(
         self, context: torch.Tensor, group_ids: torch.Tensor, num_output_patches: int
     ) -> torch.Tensor:
-        model = self._forward_models.get(self._forward_key)
-        if model is None or self._forward_key[0] != num_output_patches:
-            model = self._views.get(num_output_patches, self.model)
+        model = self.views.model_for(num_output_patches)
         output = model(context=context, group_ids=group_ids, num_output_patches=num_output_patches)
         return output.quantile_preds
 
@@ -474,35 +415,18 @@ class Chronos2Engine:
         return preds
 
     def _unroll(self, context: torch.Tensor, group_ids: torch.Tensor, horizon: int) -> torch.Tensor:
-        """Horizons beyond ``max_output_patches``: chronos' own autoregressive unrolling (eager).
+        """Horizons beyond ``max_output_patches``: chronos' own unrolling (:mod:`chronobt.unrolling`)."""
+        from chronobt.unrolling import unroll
 
-        ``Chronos2Pipeline._predict_batch`` is private to chronos; its failure is a :class:`ModelError`
-        that says so (an out-of-memory error still propagates, to halve the batch).
-        """
-        import torch
-
-        levels = [q for q in _UNROLLED_QUANTILES if q in self.quantile_levels] or list(self.quantile_levels)
-        future = torch.full((context.shape[0], horizon), torch.nan, device=self.device)
-        try:
-            (preds,) = self.pipeline._predict_batch(
-                context=context,
-                group_ids=group_ids,
-                future_covariates=future,
-                unrolled_quantiles_tensor=torch.tensor(levels),
-                prediction_length=horizon,
-                max_output_patches=self.max_output_patches,
-                target_idx_ranges=[(0, context.shape[0])],
-            )
-        except torch.OutOfMemoryError:
-            raise
-        except Exception as exc:
-            steps = self.max_output_patches * self.output_patch_size
-            raise ModelError(
-                f"chronos' internal Chronos2Pipeline._predict_batch failed ({type(exc).__name__}: "
-                f"{_first_line(exc)}); horizon {horizon} > {steps} steps needs its long-horizon unrolling: "
-                f"use --horizon {steps} or less, or chronos-forecasting 2.3.2"
-            ) from exc
-        return preds
+        return unroll(
+            self.pipeline,
+            context,
+            group_ids,
+            horizon,
+            quantile_levels=self.quantile_levels,
+            max_output_patches=self.max_output_patches,
+            output_patch_size=self.output_patch_size,
+        )
 
     def _nonfinite_from_finite(self, preds: np.ndarray, has_inf: np.ndarray) -> bool:
         bad = ~np.isfinite(preds).all(axis=(1, 2, 3))  # [tasks]

@@ -357,7 +357,7 @@ def test_cpu_default_batch_keeps_activation_size_near_the_measured_optimum(
     tiny.predict(np.ones((3, 4, 100)), 8)
     assert tiny.record()["batch_size"] == cpu_sizing.CPU_BATCH_RANGE[1]
     dense = engine_for(tiny_model_dir, batch_size=None)
-    dense._block_diagonal_layout = False
+    dense.views.block_diagonal_layout = False
     assert dense.plan(np.ones((40, 4, 512)), 24).series_per_forward == 64
     # an explicit --batch-size always wins
     explicit = engine_for(tiny_model_dir, batch_size=8)

@@ -105,7 +105,7 @@ def engine_contexts() -> np.ndarray:
 @pytest.fixture(scope="module")
 def dense_forecast(tiny_model_dir: Path, engine_contexts: np.ndarray) -> np.ndarray:
     dense = Chronos2Engine(EngineConfig(model=str(tiny_model_dir), device="cpu", compile="off", batch_size=8))
-    dense._block_diagonal_layout = False
+    dense.views.block_diagonal_layout = False
     forecast = dense.predict(engine_contexts, 24)
     record = dense.record()
     assert record["block_diagonal_groups"] is False and "layout" in record["block_diagonal_check"]["reason"]
@@ -126,7 +126,7 @@ def test_engine_uses_the_view_after_checking_it_and_matches_dense_attention(
     check = record["block_diagonal_check"]
     assert check["passed"] and (check["n_variates"], check["num_output_patches"]) == (4, 2)
     assert check["max_abs_diff"] <= check["tolerance"]
-    assert list(engine._group_checks) == [(2, 4)]  # once per output patches and variates
+    assert list(engine.views.group_checks) == [(2, 4)]  # once per output patches and variates
 
 
 def test_when_the_view_differs_the_engine_runs_dense_attention_and_records_why(
