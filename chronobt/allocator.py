@@ -1,18 +1,20 @@
-"""Keep freed memory in the process (glibc): CPU forward passes stop page-faulting their activations.
+"""Opt-in glibc tuning (``CHRONOBT_MALLOC=keep``): keep freed memory so CPU forwards stop page-faulting.
 
 glibc returns large freed blocks to the kernel (``munmap``, or trimming the heap top), so the next forward
-pass's activations of the same size fault in fresh zeroed pages: a 7M-parameter Chronos-2 at context 2048
-took ~210,000 minor page faults per 40 windows (about 0.8 GB of fresh pages), ~18 ms of kernel CPU time
-per window, against ~900 faults and 0.3 ms with the memory kept (``benchmarks/allocator.py``,
-``benchmarks/RESULTS.md``, 2026-11-29). PyTorch's CPU tuning guide suggests jemalloc or tcmalloc for the
-same reason; :func:`keep_freed_memory` gets most of it from glibc itself with two ``mallopt`` calls:
-blocks up to 32 MiB come from the heap (``M_MMAP_THRESHOLD``) and the heap is trimmed only above 1 GiB of
-free space at its top (``M_TRIM_THRESHOLD``). The cost: the process keeps its peak memory until it exits,
-which suits a command-line run.
+pass's activations of the same size fault in fresh zeroed pages; with a 7M-parameter Chronos-2 at context
+2048 that is a few hundred thousand minor page faults per backtest. PyTorch's CPU tuning guide suggests
+jemalloc or tcmalloc for the same reason; :func:`keep_freed_memory` gets most of it from glibc itself
+with two ``mallopt`` calls: blocks up to 32 MiB come from the heap (``M_MMAP_THRESHOLD``) and the heap is
+trimmed only above 1 GiB of free space at its top (``M_TRIM_THRESHOLD``). The cost: the process keeps
+its peak memory until it exits.
 
-Only the command line calls this (a library should not change its host process's allocator). It does
-nothing on other C libraries, when ``CHRONOBT_MALLOC=default`` (``keep``, the default, tunes), when the
-user set glibc's own ``MALLOC_MMAP_THRESHOLD_`` / ``MALLOC_TRIM_THRESHOLD_`` / ``GLIBC_TUNABLES``, or
+It is off by default: it removes most page faults, but whole ``chronobt backtest`` runs (the README's
+main command, and a 7M-parameter backtest) were not measurably faster end to end
+(``benchmarks/allocator.py --cli main|small``; numbers in ``benchmarks/RESULTS.md``).
+
+Only the command line calls this (a library should not change its host process's allocator). It tunes
+only when ``CHRONOBT_MALLOC=keep``; it does nothing with ``default`` or unset, on other C libraries, when
+the user set glibc's own ``MALLOC_MMAP_THRESHOLD_`` / ``MALLOC_TRIM_THRESHOLD_`` / ``GLIBC_TUNABLES``, or
 when another allocator is preloaded.
 """
 
@@ -36,14 +38,14 @@ _OTHER_ALLOCATORS = ("jemalloc", "tcmalloc", "mimalloc")
 
 
 def keep_freed_memory(environ: Mapping[str, str] | None = None) -> bool:
-    """Set glibc's mmap and trim thresholds as described above; True when both were set.
+    """With ``CHRONOBT_MALLOC=keep``, set glibc's mmap and trim thresholds as above; True when both were set.
 
     Raises :class:`ConfigError` when ``CHRONOBT_MALLOC`` is neither ``keep`` nor ``default``.
     """
     env = os.environ if environ is None else environ
-    mode = env.get(ENV, "keep").strip().lower() or "keep"
+    mode = env.get(ENV, "default").strip().lower() or "default"
     if mode not in ("keep", "default"):
-        raise ConfigError(f"{ENV}={env[ENV]!r} is not a choice: use keep (the default) or default")
+        raise ConfigError(f"{ENV}={env[ENV]!r} is not a choice: use keep or default (the default)")
     if mode == "default" or sys.platform != "linux":
         return False
     if any(name in env for name in _USER_SETTINGS):

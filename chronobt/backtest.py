@@ -4,7 +4,9 @@
 each symbol is loaded, its ``--preaug`` resolved under the loaded symbol's name, its windows cut and its
 augmentation fitted (:mod:`chronobt.pipeline`); all windows of all symbols go through the engine in one
 call; each symbol is then inverted, scored (:mod:`chronobt.evaluate`) and written atomically to
-``<output-dir>/backtest/<SYMBOL>/<preaug>/`` (:func:`write_backtest`).
+``<output-dir>/backtest/<SYMBOL>/<preaug>/`` (:func:`write_backtest`). ``metrics.json`` counts the
+forward-filled bars left unscored (``filled``) and the inverted quantiles outside the price domain
+(``inversion``, also one warning line per symbol).
 """
 
 from __future__ import annotations
@@ -21,17 +23,16 @@ import pandas as pd
 
 from chronobt.atomic import replace_dir_atomic, write_json_atomic, write_parquet_atomic
 from chronobt.augment import parse_augmentation
-from chronobt.choice import resolve_preaug
+from chronobt.choice import ResolvedPreaug, auto_record, resolve_preaug
 from chronobt.config import BacktestConfig
 from chronobt.engine import Chronos2Engine, EngineConfig
 from chronobt.errors import ChronobtError
-from chronobt.evaluate import Evaluation, evaluate
+from chronobt.evaluate import Evaluation, evaluate, filled_record, inversion_warning
 from chronobt.pipeline import (
     Job,
     Progress,
     SymbolWindows,
     forecast_jobs,
-    invert_job,
     load_symbol,
     make_job,
     model_context,
@@ -39,6 +40,7 @@ from chronobt.pipeline import (
     symbol_key,
 )
 from chronobt.results import backtest_folder, forecast_table, run_record
+from chronobt.uncertainty import calibrate, invert_job
 
 logger = logging.getLogger(__name__)
 
@@ -85,16 +87,21 @@ def run_backtest(
 
     t1 = time.perf_counter()
     jobs: list[Job] = []
+    auto: dict[str, ResolvedPreaug] = {}  # symbol -> how --preaug resolved (the sweep's span for auto)
     for i, symbol in enumerate(config.symbols):
         key = symbol_key(symbol)
         try:
             ohlc = load_symbol(symbol, config)
             key = ohlc.symbol
-            spec = resolve_preaug(ohlc.symbol, config.preaug, config.output_dir)
-            sw = prepare_windows(
-                ohlc, config, windows=config.windows, context=context, start=config.start, end=config.end
+            resolved = resolve_preaug(
+                ohlc, config.preaug, config, model=engine.model_info, strict=config.strict_auto
             )
-            jobs.append(make_job(sw, spec))
+            start = config.start if config.start is not None else resolved.start_after_selection(ohlc)
+            sw = prepare_windows(
+                ohlc, config, windows=config.windows, context=context, start=start, end=config.end
+            )
+            jobs.append(make_job(sw, resolved.spec))
+            auto[ohlc.symbol] = resolved
         except (ChronobtError, OSError) as exc:
             report.failures[key] = str(exc)
             logger.debug("symbol %s failed", key, exc_info=True)
@@ -119,9 +126,18 @@ def run_backtest(
         sw = job.windows
         try:
             t3 = time.perf_counter()
-            price_q = invert_job(job, engine.quantile_levels, config)
+            inversion = invert_job(job, engine.quantile_levels, config)
+            price_q = inversion.price_q
+            calibrated, calibration = (
+                calibrate(sw, price_q, config) if config.calibrate == "conformal" else (None, None)
+            )
             t4 = time.perf_counter()
-            evaluation = evaluate(sw, price_q, config)
+            evaluation = evaluate(sw, price_q, config, calibrated=calibrated)
+            warning = inversion_warning(
+                sw.symbol, job.spec, evaluation.inversion, path_dependent=job.augmentation.path_dependent
+            )
+            if warning:
+                logger.warning("%s", warning)
             timings = {
                 "load": prepare_s / len(jobs),
                 "model_load": model_load,
@@ -139,6 +155,8 @@ def run_backtest(
                 engine=engine,
                 timings=timings,
                 command=command,
+                uncertainty={"dependence": inversion.dependence, "calibration": calibration},
+                auto=auto_record(auto[sw.symbol], sw.ohlc, sw.origins, horizon=config.horizon),
             )
             report.results.append(
                 SymbolResult(symbol=sw.symbol, preaug=job.spec, folder=folder, summary=summary)
@@ -152,9 +170,22 @@ def run_backtest(
 
 
 def metrics_payload(
-    sw: SymbolWindows, spec: str, evaluation: Evaluation, *, config: BacktestConfig, engine: Chronos2Engine
+    sw: SymbolWindows,
+    spec: str,
+    evaluation: Evaluation,
+    *,
+    config: BacktestConfig,
+    engine: Chronos2Engine,
+    uncertainty: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The ``metrics.json`` payload of one symbol (timings are added by :func:`write_backtest`)."""
+    """The ``metrics.json`` payload of one symbol (timings are added by :func:`write_backtest`).
+
+    ``uncertainty``: ``{"dependence": record, "calibration": record or None}`` of the inversion.
+    """
+    uncertainty = uncertainty or {}
+    calibrated = None
+    if evaluation.calibrated is not None:
+        calibrated = {**evaluation.calibrated, "method": uncertainty.get("calibration")}
     model = engine.model_info
     origin_times = sw.origin_times
     return {
@@ -174,7 +205,12 @@ def metrics_payload(
         "per_step": evaluation.per_step,
         "baselines": evaluation.baselines,
         "skill": evaluation.skill,
+        "significance": evaluation.significance,
+        "dependence": uncertainty.get("dependence"),
+        "calibrated": calibrated,
         "trading": evaluation.trading,
+        "filled": filled_record(sw),
+        "inversion": evaluation.inversion,
         "compile": engine.record().get("compile"),
         "timings": {},
     }
@@ -190,8 +226,14 @@ def write_backtest(
     engine: Chronos2Engine,
     timings: dict[str, float],
     command: Sequence[str] | None = None,
+    uncertainty: dict[str, Any] | None = None,
+    auto: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Write forecasts.parquet, metrics.json, trades.parquet, manifest.json; return metrics.json's dict."""
+    """Write forecasts.parquet, metrics.json, trades.parquet, manifest.json; return metrics.json's dict.
+
+    ``auto`` (``--preaug auto`` with a sweep choice: :func:`chronobt.choice.auto_record`) goes into
+    metrics.json under ``"auto"``.
+    """
     t0 = time.perf_counter()
     sw, spec = job.windows, job.spec
     index = sw.ohlc.frame.index
@@ -205,8 +247,11 @@ def write_backtest(
         levels=config.quantiles,
         preaug=spec,
         actual=sw.futures,
+        filled=sw.future_filled,
     )
-    summary = metrics_payload(sw, spec, evaluation, config=config, engine=engine)
+    summary = metrics_payload(sw, spec, evaluation, config=config, engine=engine, uncertainty=uncertainty)
+    if auto is not None:
+        summary["auto"] = auto
     manifest = run_record(
         config=config,
         model=engine.model_info,

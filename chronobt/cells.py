@@ -3,6 +3,10 @@
 Each finished cell is stored atomically as ``<output-dir>/sweep/cells/<SYMBOL>/<preaug>__<key>.json``.
 The key hashes everything the scores depend on (data checksum, windows, model checksum, options), so a
 rerun skips finished cells and new data or a new model recomputes.
+
+A cell of an augmentation that forecasts what ``none`` forecasts (:func:`chronobt.augment.affine_equivalent`)
+is not forecast: it is ``none``'s cell under its own name and key, marked ``"equivalent_to": "none"``
+(:func:`equivalent_cell`).
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,15 +24,17 @@ import numpy as np
 from chronobt._version import __version__
 from chronobt.config import SweepConfig
 from chronobt.engine import Chronos2Engine
-from chronobt.evaluate import Reference, evaluate, score_reference
-from chronobt.pipeline import Job, SymbolWindows, invert_job
+from chronobt.evaluate import Reference, evaluate, filled_record, score_reference
+from chronobt.pipeline import Job, SymbolWindows
 from chronobt.results import preaug_slug
+from chronobt.significance import comparison, window_mae
+from chronobt.uncertainty import calibrate, invert_job
 
 logger = logging.getLogger(__name__)
 
 SPLITS = ("validation", "test")
 #: Bumped when the stored cell format or the scoring changes, so old cells are recomputed.
-CELL_FORMAT = 2
+CELL_FORMAT = 4
 
 
 @dataclass
@@ -96,6 +103,11 @@ def read_cell(path: Path, key: str) -> dict[str, Any] | None:
     return cell
 
 
+def equivalent_cell(source: dict[str, Any], *, spec: str, key: str) -> dict[str, Any]:
+    """``source``'s scores stored for ``spec``, an augmentation with the same forecast as ``source``'s."""
+    return {**source, "key": key, "preaug": spec, "equivalent_to": source["preaug"]}
+
+
 def model_identity(engine: Chronos2Engine) -> dict[str, Any]:
     """What of the model a cell's scores depend on: id, weights checksum, dtype."""
     info = engine.model_info
@@ -106,15 +118,35 @@ def model_identity(engine: Chronos2Engine) -> dict[str, Any]:
     }
 
 
+def window_loss(
+    sw: SymbolWindows, price_q: np.ndarray, config: SweepConfig, reference: Reference
+) -> list[float | None]:
+    """The selection target's per-window MASE of the median, ``[windows]`` (JSON: ``None`` for NaN), so
+    two cells of a symbol can be compared by a Diebold-Mariano test (:mod:`chronobt.leaderboard`)."""
+    v = sw.targets.index(config.target)
+    median = price_q[:, :, list(config.quantiles).index(0.5), :]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        loss = window_mae(actual=sw.futures, median=median)[:, v] / reference.scale[:, v]
+    return [float(x) if np.isfinite(x) else None for x in loss]
+
+
 def score_cell(plan: SymbolSweep, job: Job, config: SweepConfig, engine: Chronos2Engine) -> dict[str, Any]:
     """Invert one forecast job and score it on each split; the JSON cell that is stored."""
-    price_q = invert_job(job, engine.quantile_levels, config)
+    inversion = invert_job(job, engine.quantile_levels, config)
+    price_q = inversion.price_q
+    calibrated = calibrate(plan.windows, price_q, config)[0] if config.calibrate == "conformal" else None
     splits: dict[str, Any] = {}
     for name, index in plan.split.items():
         sub = plan.windows.subset(index)
         if name not in plan.references:  # the same windows for every augmentation: score baselines once
             plan.references[name] = score_reference(sub, config.quantiles, horizon=config.horizon)
-        ev = evaluate(sub, price_q[index], config, reference=plan.references[name])
+        ev = evaluate(
+            sub,
+            price_q[index],
+            config,
+            reference=plan.references[name],
+            calibrated=None if calibrated is None else calibrated[index],
+        )
         times = sub.origin_times
         splits[name] = {
             "windows": len(index),
@@ -124,5 +156,24 @@ def score_cell(plan: SymbolSweep, job: Job, config: SweepConfig, engine: Chronos
             "skill": ev.skill,
             "baselines": ev.baselines,
             "trading": ev.trading,
+            "filled": filled_record(sub),
+            "inversion": ev.inversion,
+            "significance": ev.significance,
+            "window_loss": window_loss(sub, price_q[index], config, plan.references[name]),
         }
     return {"key": plan.keys[job.spec], "symbol": plan.symbol, "preaug": job.spec, "splits": splits}
+
+
+def against(
+    cell: Mapping[str, Any], other: Mapping[str, Any], split: str, config: SweepConfig
+) -> dict[str, Any]:
+    """Diebold-Mariano test (and bootstrap skill) of ``cell`` against ``other`` on one split, on the
+    selection target's per-window MASE (:func:`chronobt.significance.comparison`)."""
+    mine, theirs = (np.array(c["splits"][split]["window_loss"], dtype=np.float64) for c in (cell, other))
+    return comparison(
+        loss_model=mine,
+        loss_baseline=theirs,
+        horizon=config.horizon,
+        stride=config.effective_stride,
+        seed=config.seed,
+    )

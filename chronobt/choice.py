@@ -1,28 +1,128 @@
 """The sweep's choice per symbol, ``<output-dir>/sweep/best/<SYMBOL>.json``: written and read here.
 
 A sweep writes it (:func:`build_choice`, :func:`write_choice`); ``--preaug auto`` in backtest and forecast
-reads it (:func:`resolve_preaug`) under the loaded symbol's name.
+reads it (:func:`resolve_preaug`) under the loaded symbol's name and checks that it still applies
+(:func:`choice_differences`): bars appended after the sweep's last bar are fine; replaced or truncated
+data, another horizon, context, target set or model is one warning line (an error with ``strict``).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pandas as pd
+
 from chronobt.atomic import write_json_atomic
-from chronobt.augment import parse_augmentation
-from chronobt.config import SweepConfig
+from chronobt.augment import affine_equivalent, parse_augmentation
+from chronobt.cells import against
+from chronobt.config import RunOptions, SweepConfig
 from chronobt.data import OHLC
-from chronobt.errors import ConfigError
+from chronobt.errors import ConfigError, DataError
 
 logger = logging.getLogger(__name__)
 
 SPLITS = ("validation", "test")
 NONE = "none"
+
+
+class StaleChoiceError(DataError):
+    """``--preaug auto --strict-auto``: the sweep's choice was made on other data or another setup."""
+
+
+@dataclass(frozen=True)
+class ResolvedPreaug:
+    """What ``--preaug`` resolved to for one symbol.
+
+    Attributes
+    ----------
+    spec : the augmentation to run (canonical spec).
+    choice : the ``best/<SYMBOL>.json`` payload when ``spec`` came from a sweep, else ``None``.
+    differences : what differs between the sweep and this run (empty when the choice still applies).
+    """
+
+    spec: str
+    choice: dict[str, Any] | None = None
+    differences: tuple[str, ...] = field(default=())
+
+    def selection_span(self, ohlc: OHLC) -> tuple[int, int] | None:
+        """Bar indices ``(first origin, last future bar)`` of the sweep's validation windows in ``ohlc``.
+
+        ``None`` without a choice, or when the span's origins are not bars of ``ohlc`` (other data).
+        """
+        if self.choice is None:
+            return None
+        try:
+            part = self.choice["splits"]["validation"]
+            horizon = int(self.choice["config"]["horizon"])
+            first, last = (pd.Timestamp(part[k]) for k in ("first_origin", "last_origin"))
+        except (KeyError, TypeError, ValueError):
+            return None
+        index = ohlc.frame.index
+        at = index.get_indexer(pd.DatetimeIndex([first, last]))
+        if (at < 0).any():
+            return None
+        return int(at[0]), int(at[1]) + horizon
+
+    def start_after_selection(self, ohlc: OHLC) -> str | None:
+        """The earliest origin (``--start``) whose scored bars all lie after the selection span.
+
+        An origin at the span's last bar forecasts only later bars. ``None`` without a span.
+        """
+        span = self.selection_span(ohlc)
+        if span is None:
+            return None
+        index = ohlc.frame.index
+        if span[1] >= len(index):  # the span reaches past the data: nothing after it
+            return (index[-1] + pd.Timedelta(1, "ns")).isoformat()
+        return str(index[span[1]].isoformat())
+
+
+def auto_record(
+    resolved: ResolvedPreaug, ohlc: OHLC, origins: np.ndarray, *, horizon: int
+) -> dict[str, Any] | None:
+    """metrics.json's ``"auto"`` part: the choice, the selection span and how many of ``origins``
+    [windows] (bar indices, each scoring ``origin + 1 .. origin + horizon``) score bars inside it.
+
+    ``None`` when the spec did not come from a sweep choice.
+    """
+    if resolved.choice is None:
+        return None
+    span = resolved.selection_span(ohlc)
+    record: dict[str, Any] = {
+        "choice": resolved.spec,
+        "chosen_at": resolved.choice.get("created_at"),
+        "selection_span": None,
+        "windows_in_selection_span": None,
+        "differences": list(resolved.differences),
+    }
+    if span is not None:
+        index = ohlc.frame.index
+        first, last = span
+        inside = (origins + 1 <= last) & (origins + horizon >= first + 1)
+        record["selection_span"] = [
+            index[first].isoformat(),
+            index[min(last, len(index) - 1)].isoformat(),
+        ]
+        record["windows_in_selection_span"] = int(np.count_nonzero(inside))
+    return record
+
+
+def data_prefix_sha256(ohlc: OHLC, rows: int | None = None) -> str:
+    """SHA-256 of the first ``rows`` bars' timestamps and close prices (all bars when ``None``)."""
+    frame = ohlc.frame.iloc[: len(ohlc.frame) if rows is None else rows]
+    digest = hashlib.sha256(
+        np.ascontiguousarray(pd.DatetimeIndex(frame.index).asi8, dtype=np.int64).tobytes()
+    )
+    digest.update(np.ascontiguousarray(frame["close"].to_numpy(dtype=np.float64)).tobytes())
+    return digest.hexdigest()
 
 
 def choice_path(output_dir: Path, symbol: str) -> Path:
@@ -57,6 +157,7 @@ def build_choice(
         return {**part["metrics"][config.target], "skill": part["skill"].get(config.target)}
 
     test_part = cells[best]["splits"]["test"]
+    equivalent = {s: affine_equivalent(s) for s in cells}
     return {
         "symbol": ohlc.symbol,
         "best_preaug": best,
@@ -69,11 +170,16 @@ def build_choice(
             "best": test_scores(best),
             "none": test_scores(NONE),
             "naive": {**test_part["baselines"]["naive"][config.target], "skill": 0.0},
+            "significance": {
+                "vs_naive": test_part["significance"][config.target]["naive"]["mae"],
+                "vs_none": None if best == NONE or NONE not in cells else _against_none(cells, best, config),
+            },
         },
         "splits": {
             name: {k: cells[best]["splits"][name][k] for k in ("windows", "first_origin", "last_origin")}
             for name in SPLITS
         },
+        "equivalent_to": {s: e for s, e in equivalent.items() if e is not None},
         "failed": dict(failed),
         "config": {
             "horizon": config.horizon,
@@ -93,9 +199,14 @@ def build_choice(
             "rows": len(ohlc.frame),
             "first": ohlc.frame.index[0].isoformat(),
             "last": ohlc.frame.index[-1].isoformat(),
+            "prefix_sha256": data_prefix_sha256(ohlc),
         },
         "created_at": created_at,
     }
+
+
+def _against_none(cells: Mapping[str, Mapping[str, Any]], best: str, config: SweepConfig) -> dict[str, Any]:
+    return against(cells[best], cells[NONE], "test", config)
 
 
 def write_choice(output_dir: Path, payload: Mapping[str, Any]) -> Path:
@@ -122,23 +233,91 @@ def read_choice(output_dir: Path, symbol: str) -> dict[str, Any] | None:
     return payload
 
 
-def resolve_preaug(symbol: str, preaug: str, output_dir: Path) -> str:
-    """``auto`` -> the sweep's choice for ``symbol`` (or ``none`` with a warning); otherwise ``preaug``.
+def choice_differences(
+    payload: Mapping[str, Any], ohlc: OHLC, options: RunOptions, model: Mapping[str, Any]
+) -> tuple[str, ...]:
+    """What differs between the sweep that wrote ``payload`` and a run on ``ohlc`` with ``options``.
 
-    ``symbol`` is the loaded series' name (``OHLC.symbol``), so a path argument finds its choice too.
+    Bars appended after the sweep's last bar are not a difference: the current series must start at the
+    sweep's first bar, hold the sweep's last bar at the same position and (when the payload has its hash)
+    the same timestamps and close prices up to it.
+    """
+    found: list[str] = []
+    data = payload.get("data") or {}
+    index = ohlc.frame.index
+    try:
+        rows, first, last = int(data["rows"]), pd.Timestamp(data["first"]), pd.Timestamp(data["last"])
+    except (KeyError, TypeError, ValueError):
+        found.append("data (the sweep result records no data fingerprint)")
+    else:
+        if index[0] != first:
+            found.append(f"data (first bar {index[0].isoformat()}, the sweep's was {first.isoformat()})")
+        elif len(index) < rows or index[rows - 1] != last:
+            found.append(
+                f"data ({len(index)} bars up to {index[-1].isoformat()}; the sweep's {rows} bars up to "
+                f"{last.isoformat()} are not all there: truncated or replaced)"
+            )
+        elif data.get("prefix_sha256") and data["prefix_sha256"] != data_prefix_sha256(ohlc, rows):
+            found.append(f"data (bars up to {last.isoformat()} changed since the sweep)")
+    swept = payload.get("config") or {}
+    for name, now in (
+        ("horizon", options.horizon),
+        ("context", options.context),
+        ("targets", list(options.targets)),
+    ):
+        then = swept.get(name)
+        if then is not None and then != now:
+            show = (lambda v: ",".join(v)) if name == "targets" else str
+            found.append(f"{name} {show(now)} (the sweep's was {show(then)})")
+    then_model = (payload.get("model") or {}).get("checksum")
+    now_model = model.get("checksum")
+    if then_model and now_model and then_model != now_model:
+        found.append(f"model sha256 {str(now_model)[:12]} (the sweep's was {str(then_model)[:12]})")
+    return tuple(found)
+
+
+def resolve_preaug(
+    ohlc: OHLC,
+    preaug: str,
+    options: RunOptions,
+    *,
+    model: Mapping[str, Any] | None = None,
+    strict: bool = False,
+) -> ResolvedPreaug:
+    """``auto`` -> the sweep's choice for ``ohlc.symbol`` (or ``none`` with a warning); otherwise ``preaug``.
+
+    The choice is looked up under the loaded series' name, so a path argument finds its choice too. A
+    choice made on other data or with another horizon, context, target set or ``model`` (its checksum)
+    is one warning line naming what differs, or :class:`StaleChoiceError` with ``strict``.
     """
     if preaug != "auto":
-        return str(parse_augmentation(preaug))
-    payload = read_choice(output_dir, symbol)
+        return ResolvedPreaug(spec=str(parse_augmentation(preaug)))
+    symbol = ohlc.symbol
+    payload = read_choice(options.output_dir, symbol)
     if payload is None:
         logger.warning(
             "%s: no sweep result at %s; using --preaug none (run `chronobt sweep %s` first)",
             symbol,
-            choice_path(output_dir, symbol),
+            choice_path(options.output_dir, symbol),
             symbol,
         )
-        return NONE
-    return str(parse_augmentation(str(payload["best_preaug"])))
+        return ResolvedPreaug(spec=NONE)
+    spec = str(parse_augmentation(str(payload["best_preaug"])))
+    differences = choice_differences(payload, ohlc, options, model or {})
+    if differences:
+        what = "; ".join(differences)
+        where = choice_path(options.output_dir, symbol)
+        if strict:
+            raise StaleChoiceError(
+                f"{where}: the sweep chose {spec} under other conditions: {what}; "
+                f"rerun `chronobt sweep {symbol}` with this run's options, or drop --strict-auto"
+            )
+        logger.warning(
+            "%s: --preaug auto uses %s from %s, chosen under other conditions: %s; "
+            "rerun `chronobt sweep %s` with this run's options (--strict-auto makes this an error)",
+            symbol, spec, where, what, symbol,
+        )  # fmt: skip
+    return ResolvedPreaug(spec=spec, choice=payload, differences=differences)
 
 
 def _json_float(x: float) -> float | None:

@@ -23,7 +23,8 @@ from chronobt.errors import ConfigError
 from chronobt.windows import MIN_CONTEXT
 
 DEFAULT_QUANTILES: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
-DEPENDENCE_CHOICES = ("independent", "comonotonic")
+DEPENDENCE_CHOICES = ("auto", "independent", "comonotonic")
+CALIBRATE_CHOICES = ("none", "conformal")
 #: Selection metrics of a sweep and whether a higher value is better.
 SELECTION_METRICS: dict[str, bool] = {
     "mase": False,
@@ -47,8 +48,10 @@ class RunOptions:
     data_dir: Path = Path("data")
     output_dir: Path = Path("results")
     max_gap: int | None = None
-    dependence: str = "independent"
+    calendar: str | None = None
+    dependence: str = "auto"
     n_paths: int | None = None
+    calibrate: str = "none"
 
     def __post_init__(self) -> None:
         if self.horizon < 1:
@@ -69,6 +72,10 @@ class RunOptions:
         if self.dependence not in DEPENDENCE_CHOICES:
             raise ConfigError(
                 f"--dependence must be one of {', '.join(DEPENDENCE_CHOICES)}, got {self.dependence!r}"
+            )
+        if self.calibrate not in CALIBRATE_CHOICES:
+            raise ConfigError(
+                f"--calibrate must be one of {', '.join(CALIBRATE_CHOICES)}, got {self.calibrate!r}"
             )
         if self.max_gap is not None and self.max_gap < 0:
             raise ConfigError(f"--max-gap {self.max_gap}: expected 0 or a positive number of bars")
@@ -121,11 +128,14 @@ def parse_date(value: str | None, *, option: str) -> pd.Timestamp | None:
 class BacktestConfig(EvaluationOptions):
     """Everything that defines a backtest run.
 
-    ``preaug`` is an augmentation spec or ``auto`` (the sweep's choice per symbol).
+    ``preaug`` is an augmentation spec or ``auto`` (the sweep's choice per symbol); with ``auto`` the
+    origins start after the sweep's validation span unless ``start`` is given, and ``strict_auto`` makes a
+    choice made on other data or another setup an error instead of a warning.
     """
 
     symbols: tuple[str, ...]
     preaug: str = "none"
+    strict_auto: bool = False
     windows: int = 100
     start: str | None = None
     end: str | None = None
@@ -187,11 +197,13 @@ class SweepConfig(EvaluationOptions):
 class ForecastConfig(RunOptions):
     """What to forecast: the bars after each symbol's last bar.
 
-    ``preaug`` is an augmentation spec or ``auto`` (the sweep's choice per symbol, ``none`` if there is none).
+    ``preaug`` is an augmentation spec or ``auto`` (the sweep's choice per symbol, ``none`` if there is none);
+    ``strict_auto`` makes a choice made on other data or another setup an error instead of a warning.
     """
 
     symbols: tuple[str, ...]
     preaug: str = "none"
+    strict_auto: bool = False
 
     def __post_init__(self) -> None:
         _check_symbols_and_preaug(self.symbols, self.preaug)

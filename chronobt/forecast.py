@@ -36,7 +36,6 @@ from chronobt.pipeline import (
     Progress,
     SymbolWindows,
     forecast_jobs,
-    invert_job,
     latest_window,
     load_symbol,
     make_job,
@@ -44,6 +43,7 @@ from chronobt.pipeline import (
     symbol_key,
 )
 from chronobt.results import forecast_folder, forecast_table, run_record
+from chronobt.uncertainty import calibrate, history_windows, invert_job
 
 logger = logging.getLogger(__name__)
 
@@ -94,8 +94,11 @@ def run_forecast(
         try:
             ohlc = load_symbol(symbol, config)
             key = ohlc.symbol
-            spec = resolve_preaug(ohlc.symbol, config.preaug, config.output_dir)
-            jobs.append(make_job(latest_window(ohlc, config, context=context), spec))
+            spec = resolve_preaug(
+                ohlc, config.preaug, config, model=engine.model_info, strict=config.strict_auto
+            ).spec
+            history = history_windows(spec, config)
+            jobs.append(make_job(latest_window(ohlc, config, context=context, history=history), spec))
         except (ChronobtError, OSError) as exc:
             report.failures[key] = str(exc)
             logger.debug("symbol %s failed", key, exc_info=True)
@@ -114,16 +117,25 @@ def run_forecast(
     report.engine_record = engine.record()
     for k, job in enumerate(jobs):
         try:
-            price_q = invert_job(job, engine.quantile_levels, config)
+            inversion = invert_job(job, engine.quantile_levels, config)
+            price_q = inversion.price_q
+            uncertainty: dict[str, Any] = {
+                "history_windows": len(job.windows.origins) - 1,
+                "dependence": inversion.dependence,
+            }
+            if config.calibrate == "conformal":
+                price_q, uncertainty["calibration"] = calibrate(job.windows, price_q, config)
+            live = np.array([len(job.windows.origins) - 1])  # the last window: its origin is the last bar
             report.results.append(
                 write_forecast(
-                    job.windows,
-                    price_q,
+                    job.windows.subset(live),
+                    price_q[live],
                     config=config,
                     spec=job.spec,
                     engine=engine,
                     inference_s=inference_s,
                     command=command,
+                    uncertainty=uncertainty,
                 )
             )
         except (ChronobtError, OSError) as exc:
@@ -143,10 +155,12 @@ def write_forecast(
     engine: Chronos2Engine,
     inference_s: float = 0.0,
     command: Sequence[str] | None = None,
+    uncertainty: dict[str, Any] | None = None,
 ) -> SymbolForecast:
     """Write ``<last-bar>.parquet``, ``latest.parquet`` and (last) ``latest.json`` for one symbol.
 
-    ``price_q`` is ``[1, variates, Q, horizon]`` at ``config.quantiles``.
+    ``price_q`` is ``[1, variates, Q, horizon]`` at ``config.quantiles``; ``uncertainty`` records how the
+    steps were coupled and calibrated (learned from the resolved windows before the last bar).
     """
     model = dict(engine.model_info)
     origin = sw.origin_times[0]
@@ -181,6 +195,7 @@ def write_forecast(
         "file": history.name,
         "forecast": records,
         "inference_seconds": round(inference_s, 4),
+        **(uncertainty or {}),
         **run_record(config=config, model=model, engine=engine.record(), command=command, data=sw.ohlc),
     }
     write_parquet_atomic(history, table)

@@ -63,16 +63,16 @@ def output_lock(
     lock = FileLock(str(_writable_folder(output_dir) / LOCK_NAME))
     try:
         lock.acquire(timeout=max(wait, 0.0), poll_interval=0.1)
-    except OSError as exc:
-        raise ChronobtError(
-            f"{output_dir}: cannot write there ({exc.strerror or exc}); pass a writable --output-dir "
-            "or fix its permissions"
-        ) from None
     except Timeout:
         waited = f" after waiting {wait:g} s" if wait > 0 else ""
         raise LockError(
             f"{output_dir}: locked by {_describe_holder(output_dir)}{waited}; "
             "wait for it to finish, pass --wait SECONDS, or use another --output-dir"
+        ) from None
+    except OSError as exc:  # after Timeout, which is an OSError too
+        raise ChronobtError(
+            f"{output_dir}: cannot write there ({exc.strerror or exc}); pass a writable --output-dir "
+            "or fix its permissions"
         ) from None
     holder = output_dir / HOLDER_NAME
     try:

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Literal
 
 from chronobt._version import __version__
+from chronobt.atomic import sha256_file
 from chronobt.errors import ModelError
 
 logger = logging.getLogger(__name__)
@@ -284,16 +285,8 @@ def _weight_files(folder: Path) -> list[Path]:
 
 def weights_checksum(files: list[Path]) -> str:
     """sha256 of the single weights file, or of ``"name digest"`` lines when the weights are sharded."""
-    digests = [_sha256(path) for path in files]
+    digests = [sha256_file(path) for path in files]
     if len(files) == 1:
         return digests[0]
     lines = "".join(f"{path.name} {digest}\n" for path, digest in zip(files, digests, strict=True))
     return hashlib.sha256(lines.encode()).hexdigest()
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

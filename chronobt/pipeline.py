@@ -4,9 +4,16 @@
    context is capped at what the model can see, so the augmentation, the MASE scale and the baselines
    are fitted on exactly the bars the model sees); :func:`latest_window` cuts the one window ending at
    the last bar (forecast).
-2. :func:`make_job` fits an augmentation on each window's own context and transforms it.
+   Bars forward-filled at load (``OHLC.filled``, a 24/7 series' gaps) are never actuals: their futures
+   are NaN, and a window whose whole horizon is filled is dropped (counted, one warning line).
+2. :func:`make_job` fits an augmentation on each window's own context and transforms it; filled
+   context bars become NaN in the model input (missing to Chronos-2), except a filled run ending at
+   the origin, which stays flat (see :func:`_mask_filled`). The augmentation itself is fitted on the
+   flat forward-filled prices: its state (last price, base, rolling tail) needs finite prices, and
+   the last real price is the best stand-in for a bar nobody traded at.
 3. :func:`forecast_jobs` sends the transformed contexts of *all* jobs through the engine in one call.
-4. :func:`invert_job` maps the model's quantiles back to prices.
+4. :func:`chronobt.uncertainty.invert_job` maps the model's quantiles back to prices (with the step
+   dependence learned from resolved windows).
 
 Backtest, sweep and forecast call these; scoring lives in :mod:`chronobt.evaluate`, output files in
 :mod:`chronobt.results`.
@@ -16,7 +23,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import PurePath
 from typing import Any
 
@@ -48,6 +55,12 @@ class SymbolWindows:
         Realised prices after each origin (all NaN for a forecast).
     origins : ndarray [windows]
         Row index of each window's last observed bar.
+    filled_context : ndarray [windows, time] bool
+        Context bars that were forward-filled at load (``None``: none are).
+    filled_future : ndarray [windows, horizon] bool
+        Future bars that were forward-filled at load; their ``futures`` are NaN (``None``: none are).
+    windows_dropped : int
+        Windows left out because their whole horizon was forward-filled.
     """
 
     ohlc: OHLC
@@ -56,6 +69,9 @@ class SymbolWindows:
     futures: np.ndarray
     origins: np.ndarray
     notes: tuple[str, ...] = ()
+    filled_context: np.ndarray | None = None
+    filled_future: np.ndarray | None = None
+    windows_dropped: int = 0
 
     @property
     def symbol(self) -> str:
@@ -75,6 +91,28 @@ class SymbolWindows:
         """Last observed price of each window, [windows, variates]."""
         return self.contexts[:, :, -1]
 
+    @property
+    def context_filled(self) -> np.ndarray:
+        """``[windows, time]`` bool: forward-filled context bars (all False when the data had no gaps)."""
+        if self.filled_context is None:
+            return np.zeros((self.contexts.shape[0], self.contexts.shape[-1]), dtype=bool)
+        return self.filled_context
+
+    @property
+    def future_filled(self) -> np.ndarray:
+        """``[windows, horizon]`` bool: forward-filled future bars (never scored, never traded at)."""
+        if self.filled_future is None:
+            return np.zeros((self.futures.shape[0], self.futures.shape[-1]), dtype=bool)
+        return self.filled_future
+
+    @property
+    def real_contexts(self) -> np.ndarray:
+        """``contexts`` with forward-filled bars as NaN, [windows, variates, time] (a copy if any)."""
+        mask = self.context_filled
+        if not mask.any():
+            return self.contexts
+        return np.where(mask[:, None, :], np.nan, self.contexts)
+
     def subset(self, index: np.ndarray) -> SymbolWindows:
         """The windows at ``index`` (e.g. the validation or test split of a sweep)."""
         return SymbolWindows(
@@ -84,6 +122,9 @@ class SymbolWindows:
             futures=self.futures[index],
             origins=self.origins[index],
             notes=self.notes,
+            filled_context=None if self.filled_context is None else self.filled_context[index],
+            filled_future=None if self.filled_future is None else self.filled_future[index],
+            windows_dropped=self.windows_dropped,
         )
 
 
@@ -95,8 +136,9 @@ def symbol_key(symbol: str) -> str:
 
 
 def load_symbol(symbol: str, options: RunOptions) -> OHLC:
-    """Load ``symbol`` from ``options.data_dir`` with the run's gap limit (repairs logged as warnings)."""
-    return load_ohlc(symbol, options.data_dir, max_gap=options.max_gap)
+    """Load ``symbol`` from ``options.data_dir`` with the run's gap limit and trading calendar (repairs
+    logged as warnings)."""
+    return load_ohlc(symbol, options.data_dir, max_gap=options.max_gap, calendar=options.calendar)
 
 
 def model_context(options: RunOptions, engine: Chronos2Engine) -> int:
@@ -129,8 +171,10 @@ def prepare_windows(
     context: int,
     start: str | None = None,
     end: str | None = None,
+    log_notes: bool = True,
 ) -> SymbolWindows:
-    """Cut up to ``windows`` rolling windows of ``ohlc`` with at most ``context`` bars each."""
+    """Cut up to ``windows`` rolling windows of ``ohlc`` with at most ``context`` bars each (each shortfall
+    logged as one warning line unless ``log_notes`` is false)."""
     values = ohlc.values(options.targets)
     plan = plan_origins(
         len(values),
@@ -145,20 +189,55 @@ def prepare_windows(
     contexts, futures = cut_windows(values, plan.origins, context=plan.context, horizon=options.horizon)
     if futures is None:  # cut_windows returns futures whenever with_future is true
         raise ChronobtError("internal: windows were cut without their futures")
-    for note in plan.notes:
+    notes = list(plan.notes)
+    origins = plan.origins
+    filled_context = filled_future = None
+    dropped = 0
+    if ohlc.filled.any():
+        filled_context, filled_future = _cut_filled(ohlc, origins, plan.context, options.horizon)
+        futures[np.broadcast_to(filled_future[:, None, :], futures.shape)] = np.nan
+        keep = ~filled_future.all(axis=1)
+        dropped = int((~keep).sum())
+        if not keep.any():
+            raise DataError(
+                f"{ohlc.path}: every window's {options.horizon}-bar horizon lies in forward-filled bars "
+                "(missing from the file); move --start/--end off the gap or use data without it"
+            )
+        if dropped:
+            notes.append(
+                f"{ohlc.symbol}: {dropped} of {len(origins)} windows dropped: their whole "
+                f"{options.horizon}-bar horizon lies in forward-filled bars (missing from the file)"
+            )
+            contexts, futures, origins = contexts[keep], futures[keep], origins[keep]
+            filled_context, filled_future = filled_context[keep], filled_future[keep]
+    for note in notes if log_notes else ():
         logger.warning("%s", note)
     return SymbolWindows(
         ohlc=ohlc,
         targets=options.targets,
         contexts=contexts,
         futures=futures,
-        origins=plan.origins,
-        notes=plan.notes,
+        origins=origins,
+        notes=tuple(notes),
+        filled_context=filled_context,
+        filled_future=filled_future,
+        windows_dropped=dropped,
     )
 
 
-def latest_window(ohlc: OHLC, options: RunOptions, *, context: int) -> SymbolWindows:
-    """One window whose origin is the last bar: contexts [1, variates, <= context], futures all NaN."""
+def _cut_filled(ohlc: OHLC, origins: np.ndarray, context: int, horizon: int) -> tuple[np.ndarray, np.ndarray]:
+    """The filled marks cut like the prices: context [w, time] and future [w, horizon] bool."""
+    marks = ohlc.filled.astype(np.float64)[:, None]  # [time, 1]; left padding (NaN) is not filled
+    ctx, fut = cut_windows(marks, origins, context=context, horizon=horizon)
+    if fut is None:  # cut_windows returns futures whenever with_future is true
+        raise ChronobtError("internal: filled marks were cut without their futures")
+    return ctx[:, 0, :] == 1.0, fut[:, 0, :] == 1.0
+
+
+def latest_window(ohlc: OHLC, options: RunOptions, *, context: int, history: int = 0) -> SymbolWindows:
+    """The window whose origin is the last bar (futures all NaN), last, after up to ``history`` resolved
+    windows before it (non-overlapping, the latest first ending at the last bar), from which a forecast
+    learns step dependence and calibration. Contexts [1 + history, variates, <= context]."""
     values = ohlc.values(options.targets)
     if len(values) < MIN_CONTEXT:
         raise DataError(
@@ -167,8 +246,42 @@ def latest_window(ohlc: OHLC, options: RunOptions, *, context: int) -> SymbolWin
     origins = np.array([len(values) - 1], dtype=np.int64)
     contexts, _ = cut_windows(values, origins, context=context, horizon=0, with_future=False)
     futures = np.full((1, len(options.targets), options.horizon), np.nan)
+    filled_context = _cut_filled(ohlc, origins, context, 0)[0] if ohlc.filled.any() else None
+    live = SymbolWindows(
+        ohlc=ohlc,
+        targets=options.targets,
+        contexts=contexts,
+        futures=futures,
+        origins=origins,
+        filled_context=filled_context,
+    )
+    if history < 1 or len(values) < MIN_CONTEXT + options.horizon:
+        return live
+    past_options = EvaluationOptions(**{f.name: getattr(options, f.name) for f in fields(RunOptions)})
+    try:
+        past = prepare_windows(ohlc, past_options, windows=history, context=context, log_notes=False)
+    except DataError:  # no resolved window fits (e.g. all in a gap): the forecast learns from none
+        return live
+    return _stack(past, live)
+
+
+def _stack(first: SymbolWindows, second: SymbolWindows) -> SymbolWindows:
+    """``first``'s windows then ``second``'s (same series), contexts left-padded to one width."""
+    width = max(first.context_length, second.context_length)
+
+    def filled(sw: SymbolWindows) -> np.ndarray:
+        mask = sw.context_filled
+        return np.concatenate([np.zeros((len(mask), width - mask.shape[1]), dtype=bool), mask], axis=1)
+
     return SymbolWindows(
-        ohlc=ohlc, targets=options.targets, contexts=contexts, futures=futures, origins=origins
+        ohlc=first.ohlc,
+        targets=first.targets,
+        contexts=_left_pad([first.contexts, second.contexts]),
+        futures=np.concatenate([first.futures, second.futures]),
+        origins=np.concatenate([first.origins, second.origins]),
+        filled_context=np.concatenate([filled(first), filled(second)]),
+        filled_future=np.concatenate([first.future_filled, second.future_filled]),
+        windows_dropped=first.windows_dropped,
     )
 
 
@@ -200,7 +313,29 @@ def make_job(sw: SymbolWindows, spec: str | AugmentationSpec) -> Job:
         return f"{sw.symbol} {when}"
 
     state = aug.fit(sw.contexts, variates=sw.targets, label=label)
-    return Job(windows=sw, augmentation=aug, state=state, model_input=aug.transform(sw.contexts, state))
+    return Job(
+        windows=sw,
+        augmentation=aug,
+        state=state,
+        model_input=_mask_filled(sw, aug.transform(sw.contexts, state)),
+    )
+
+
+def _mask_filled(sw: SymbolWindows, model_input: np.ndarray) -> np.ndarray:
+    """Forward-filled context bars as NaN (missing) in the model input [windows, variates, time].
+
+    The run of filled bars that ends at the origin (a window cut inside a gap) keeps its flat values,
+    the last real price: Chronos-2 anchors on the latest observed values, and a missing last bar made
+    the bundled model's median errors several times larger, where missing interior bars cost about as
+    much as flat ones.
+    """
+    mask = sw.context_filled
+    if not mask.any():
+        return model_input
+    trailing = np.flip(np.logical_and.accumulate(np.flip(mask, axis=-1), axis=-1), axis=-1)
+    mask = mask & ~trailing
+    model_input[np.broadcast_to(mask[:, None, :], model_input.shape)] = np.nan
+    return model_input
 
 
 def _left_pad(arrays: Sequence[np.ndarray]) -> np.ndarray:
@@ -238,15 +373,3 @@ def forecast_jobs(
         n = len(job.model_input)
         job.raw_quantiles = np.asarray(preds[start : start + n], dtype=np.float64)
         start += n
-
-
-def invert_job(job: Job, levels: Sequence[float], options: RunOptions) -> np.ndarray:
-    """Price quantiles at ``options.quantiles`` for each window, [windows, variates, Q_out, horizon]."""
-    if job.raw_quantiles is None:
-        raise ChronobtError("internal: job was not forecast before inversion")
-    kwargs: dict[str, Any] = {"dependence": options.dependence, "seed": options.seed}
-    if options.n_paths is not None:
-        kwargs["n_paths"] = options.n_paths
-    return job.augmentation.inverse_quantiles(
-        job.raw_quantiles, levels=levels, state=job.state, out_levels=options.quantiles, **kwargs
-    )

@@ -57,6 +57,7 @@ def forecast_table(
     levels: Sequence[float],
     preaug: str,
     actual: np.ndarray | None = None,
+    filled: np.ndarray | None = None,
     extra: Mapping[str, str] | None = None,
 ) -> pa.Table:
     """Long table: one row per (origin, step, target), steps inside origins, targets inside steps.
@@ -66,10 +67,14 @@ def forecast_table(
     origins : [windows] timestamp of each window's last observed bar.
     timestamps : [windows * horizon] timestamp of each forecast step, windows outermost.
     price_q : [windows, variates, Q, horizon] price quantiles at ``levels`` (0.5 among them).
-    actual : [windows, variates, horizon] realised values, or ``None`` (a forecast: no column).
+    actual : [windows, variates, horizon] realised values, or ``None`` (a forecast: no column); NaN is
+        written as null.
+    filled : [windows, horizon] bool, bars forward-filled at load (their ``actual`` is null); written as
+        the ``filled`` column with ``actual`` (all False when ``None``).
     extra : constant string columns appended at the end (e.g. ``{"model": ...}``).
 
-    Columns: ``symbol, origin, step, timestamp, target[, actual], median, <one per level>, preaug[, extra]``.
+    Columns: ``symbol, origin, step, timestamp, target[, actual, filled], median, <one per level>, preaug[,
+    extra]``.
     Built as an Arrow table straight from the arrays (no DataFrame in between).
     """
     n_win, n_var, _, horizon = price_q.shape
@@ -91,7 +96,10 @@ def forecast_table(
         ).dictionary_decode(),
     }
     if actual is not None:
-        columns["actual"] = pa.array(long(actual))
+        values = long(actual)
+        columns["actual"] = pa.array(values, mask=np.isnan(values))
+        marks = np.zeros((n_win, horizon), dtype=bool) if filled is None else np.asarray(filled, dtype=bool)
+        columns["filled"] = pa.array(np.repeat(marks.ravel(), n_var))
     columns["median"] = pa.array(long(price_q[:, :, list(levels).index(0.5), :]))
     for k, level in enumerate(levels):
         columns[quantile_column(level)] = pa.array(long(price_q[:, :, k, :]))
@@ -111,6 +119,7 @@ def data_record(ohlc: OHLC) -> dict[str, Any]:
         "last": ohlc.frame.index[-1].isoformat(),
         "freq": ohlc.freq,
         "calendar": ohlc.calendar,
+        "trading_calendar": ohlc.trading_calendar,
     }
 
 

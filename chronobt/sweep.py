@@ -9,9 +9,13 @@ horizon``) are dropped, so the choice could have been made at the first test ori
 Every (symbol, augmentation) pair is a *cell* (:mod:`chronobt.cells`). Cells are forecast a symbol at a
 time, all of that symbol's augmentations in one batched engine call, and each cell is stored as soon as
 its chunk is done: a rerun skips finished cells, an interrupted sweep loses at most the chunk in flight.
+An augmentation that is affine per window (robust_scaling, percent_change) forecasts what ``none``
+forecasts, since Chronos-2 standardises each series itself: it is not forecast but gets ``none``'s
+scores, marked ``equivalent_to: none``, and a tie goes to ``none``.
 
 Outputs under ``<output-dir>/sweep/``: ``leaderboard.csv`` / ``leaderboard.parquet``
-(:mod:`chronobt.leaderboard`), ``best/<SYMBOL>.json`` (:mod:`chronobt.choice`, read by ``--preaug auto``)
+(:mod:`chronobt.leaderboard`; a sweep over some symbols keeps the other symbols' rows),
+``best/<SYMBOL>.json`` (:mod:`chronobt.choice`, read by ``--preaug auto``)
 and ``manifest.json``.
 """
 
@@ -27,8 +31,16 @@ import numpy as np
 import pandas as pd
 
 from chronobt.atomic import write_json_atomic
-from chronobt.augment import candidate_specs
-from chronobt.cells import SymbolSweep, cell_key, cell_path, model_identity, read_cell, score_cell
+from chronobt.augment import affine_equivalent, candidate_specs
+from chronobt.cells import (
+    SymbolSweep,
+    cell_key,
+    cell_path,
+    equivalent_cell,
+    model_identity,
+    read_cell,
+    score_cell,
+)
 from chronobt.choice import build_choice, write_choice
 from chronobt.config import SweepConfig
 from chronobt.data import list_symbols
@@ -37,7 +49,9 @@ from chronobt.errors import ChronobtError, ConfigError, DataError
 from chronobt.leaderboard import (
     LEADERBOARD_COLUMNS,
     leaderboard_frame,
+    merge_leaderboard,
     rank_cells,
+    read_leaderboard,
     symbol_rows,
     write_leaderboard,
 )
@@ -63,9 +77,10 @@ class SweepReport:
     Attributes
     ----------
     best : symbol -> the payload written to ``best/<SYMBOL>.json``.
-    leaderboard : the rows of ``leaderboard.parquet``.
+    leaderboard : the rows of ``leaderboard.parquet`` (this sweep's symbols and earlier sweeps' others).
     failures : symbol -> why it has no result.
     cells_cached, cells_computed : how many cells came from the cache / went through the model.
+    cells_derived : how many cells took the scores of an equivalent augmentation's cell (``none``).
     """
 
     folder: Path
@@ -74,6 +89,7 @@ class SweepReport:
     failures: dict[str, str] = field(default_factory=dict)
     cells_cached: int = 0
     cells_computed: int = 0
+    cells_derived: int = 0
     engine_record: dict[str, Any] = field(default_factory=dict)
 
 
@@ -177,7 +193,7 @@ def run_sweep(
                 cell = read_cell(
                     cell_path(config.output_dir, plan.symbol, spec, plan.keys[spec]), plan.keys[spec]
                 )
-                if cell is not None:
+                if cell is not None and cell.get("equivalent_to") == affine_equivalent(spec):
                     plan.cells[spec] = cell
                     plan.cached.add(spec)
     report.cells_cached = sum(len(p.cached) for p in plans)
@@ -198,8 +214,12 @@ def _forecast_pending(
     report: SweepReport,
     progress: Progress | None,
 ) -> None:
-    """Forecast the uncached cells one symbol (chunk) at a time, storing each chunk's cells when done."""
-    pending = {p.symbol: [s for s in specs if s not in p.cells] for p in plans}
+    """Forecast the uncached cells one symbol (chunk) at a time, storing each chunk's cells when done.
+
+    Cells of augmentations equivalent to another candidate are not forecast: they take its scores.
+    """
+    derived = [s for s in specs if affine_equivalent(s) in specs]
+    pending = {p.symbol: [s for s in specs if s not in p.cells and s not in derived] for p in plans}
     total_windows = sum(len(p.windows.origins) * len(pending[p.symbol]) for p in plans)
     total_cells = sum(len(v) for v in pending.values())
     done_windows = 0
@@ -212,6 +232,7 @@ def _forecast_pending(
                 plan.failed[spec] = str(exc)
                 logger.warning("%s: %s skipped: %s", plan.symbol, spec, exc)
         if not jobs:
+            _derive_cells(plan, derived, config, report)
             continue
         chunk = sum(len(job.model_input) for job in jobs)
 
@@ -233,6 +254,28 @@ def _forecast_pending(
             report.cells_computed += 1
             if progress:
                 progress("evaluate", report.cells_computed, total_cells)
+        _derive_cells(plan, derived, config, report)
+
+
+def _derive_cells(plan: SymbolSweep, specs: Sequence[str], config: SweepConfig, report: SweepReport) -> None:
+    """Give each of ``specs`` missing from ``plan`` its equivalent's cell, if it applies to the data."""
+    for spec in specs:
+        if spec in plan.cells:
+            continue
+        source = str(affine_equivalent(spec))
+        if source not in plan.cells:
+            plan.failed[spec] = f"its forecast is {source}'s, which failed"
+            continue
+        try:
+            make_job(plan.windows, spec)  # the augmentation must apply (percent_change: positive prices)
+        except (ChronobtError, ValueError) as exc:
+            plan.failed[spec] = str(exc)
+            logger.warning("%s: %s skipped: %s", plan.symbol, spec, exc)
+            continue
+        cell = equivalent_cell(plan.cells[source], spec=spec, key=plan.keys[spec])
+        write_json_atomic(cell_path(config.output_dir, plan.symbol, spec, plan.keys[spec]), cell)
+        plan.cells[spec] = cell
+        report.cells_derived += 1
 
 
 def _publish(
@@ -266,6 +309,8 @@ def _publish(
         )
     report.leaderboard = leaderboard_frame(rows)
     if rows:
+        previous = read_leaderboard(report.folder)
+        report.leaderboard = merge_leaderboard(previous, report.leaderboard, replaced=report.best)
         write_leaderboard(report.folder, report.leaderboard)
     for payload in report.best.values():
         write_choice(config.output_dir, payload)
@@ -279,7 +324,11 @@ def _publish(
             created_at=created,
             symbols=[p.symbol for p in plans],
             candidates=list(specs),
-            cells={"cached": report.cells_cached, "computed": report.cells_computed},
+            cells={
+                "cached": report.cells_cached,
+                "computed": report.cells_computed,
+                "derived": report.cells_derived,
+            },
             failures=report.failures,
         ),
     )

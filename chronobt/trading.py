@@ -9,17 +9,26 @@ fee_bps / 10_000`` paid per side (entry and exit, on the entry notional):
 - enter at ``c_0``, exit at ``c_h``: gross return ``side * (c_h / c_0 - 1)`` (side +1 long, -1 short),
   net return ``gross - 2 fee``;
 - the equity curve compounds the per-window net returns (flat windows hold cash at 0%).
+- a window that is not ``tradable`` stays flat: the backtest marks a window untradable when its entry
+  (origin) bar or its exit bar was missing from the data and forward-filled at load (nobody could trade
+  at that price).
 
 Overlapping windows (stride < horizon) cannot all be traded with one unit of capital, so only every
 ``ceil(horizon / stride)``-th window is used, counting back from the latest one. Consecutive used windows
 are then ``step = ceil(horizon / stride) * stride`` bars apart (the horizon itself with the default stride).
+With ``bars`` (each origin's bar index) the used windows are those on that grid, so a window left out of
+the arrays (the backtest drops windows whose whole horizon was forward-filled) leaves a hole in the grid
+instead of shifting it.
 
 Reported: total return; annualized return ``(1 + total) ** (bars_per_year / span) - 1`` with ``span`` the
 bars from the first entry to the last exit; Sharpe ratio of the per-window net returns (flat windows
-included, zero risk-free rate, sample sd) times ``sqrt(bars_per_year / step)``; max drawdown of the
+included, zero risk-free rate, sample sd) times ``sqrt(bars_per_year / step)``, undefined (``None``) with
+fewer than two trades (the flat windows' zero returns alone would make one trade look like a track
+record); max drawdown of the
 equity curve (from 1.0, a positive fraction: 0.25 is a 25% fall from a peak); win rate (net return > 0,
-among trades); exposure (bars in a position / span); number of trades; buy and hold over the same span,
-paying the fee on entry and exit like a trade.
+among trades); exposure (bars in a position / span); number of trades; buy and hold from the first
+tradable used window's entry to the last one's exit (the same span when all are tradable), paying the
+fee on entry and exit like a trade; the number of used windows that were not tradable.
 """
 
 from __future__ import annotations
@@ -40,8 +49,8 @@ TRADE_COLUMNS = ("origin", "side", "entry", "exit", "gross_return", "net_return"
 class TradingResult:
     """Summary of the trading view plus its per-trade table (see the module docstring for definitions).
 
-    Undefined values (Sharpe with fewer than two windows or no variation, win rate without trades) are
-    NaN here and ``None`` in :meth:`summary`.
+    Undefined values (Sharpe with fewer than two trades or no variation, win rate without trades, buy
+    and hold without a tradable window) are NaN here and ``None`` in :meth:`summary`.
     """
 
     total_return: float
@@ -54,6 +63,7 @@ class TradingResult:
     buy_and_hold: float
     windows_used: int
     step: int
+    untradable: int
     trades: pd.DataFrame  # columns TRADE_COLUMNS, one row per trade (flat windows omitted)
 
     def summary(self) -> dict[str, Any]:
@@ -77,6 +87,8 @@ def simulate(
     fee_bps: float = 10.0,
     allow_short: bool = False,
     origins: Sequence[Any] | pd.Index | npt.NDArray[Any] | None = None,
+    tradable: npt.ArrayLike | None = None,
+    bars: npt.ArrayLike | None = None,
 ) -> TradingResult:
     """Trade each non-overlapping window on its median forecast and score the result.
 
@@ -101,6 +113,10 @@ def simulate(
     origins
         ``[w]`` labels of the windows (origin timestamps or bar indices) for the trade table's ``origin``
         column; default the window numbers ``0 .. w-1``.
+    tradable
+        ``[w]`` bool: windows that may be traded (the others stay flat); default all.
+    bars
+        ``[w]`` ascending bar index of each origin; default evenly spaced by ``stride``.
 
     Returns
     -------
@@ -121,29 +137,42 @@ def simulate(
     labels = pd.RangeIndex(n) if origins is None else pd.Index(origins)
     if labels.shape != (n,):
         raise ValueError(f"origins must label the {n} windows, got shape {labels.shape}")
+    ok = np.ones(n, dtype=bool) if tradable is None else np.asarray(tradable, dtype=bool)
+    at = stride * np.arange(n, dtype=np.int64) if bars is None else np.asarray(bars, dtype=np.int64)
+    if ok.shape != (n,) or at.shape != (n,) or np.any(np.diff(at) <= 0):
+        raise ValueError(
+            f"tradable and bars must have the {n} windows' shape (bars ascending), "
+            f"got {ok.shape} and {at.shape}"
+        )
     every = math.ceil(horizon / stride)
-    used = np.arange(n - 1, -1, -every)[::-1]  # anchored at the latest window
+    step = every * stride
+    used = np.flatnonzero((at[-1] - at) % step == 0)  # the grid anchored at the latest window
     entry, forecast, exit_ = (p[used] for p in prices)
+    ok = ok[used]
     fee = fee_bps / 10_000.0
 
-    expected = forecast / entry - 1.0
-    side = np.where(expected > 2 * fee, 1, 0)
-    if allow_short:
-        side = np.where(expected < -2 * fee, -1, side)
-    gross = side * (exit_ / entry - 1.0)
+    with np.errstate(invalid="ignore"):
+        expected = forecast / entry - 1.0
+        side = np.where(expected > 2 * fee, 1, 0)
+        if allow_short:
+            side = np.where(expected < -2 * fee, -1, side)
+        side = np.where(ok, side, 0)
+        gross = np.where(side != 0, side * (exit_ / entry - 1.0), 0.0)
     net = gross - 2 * fee * np.abs(side)
 
-    step = every * stride
-    span = (used.size - 1) * step + horizon  # bars from the first entry to the last exit
+    span = int(at[used[-1]] - at[used[0]]) + horizon  # bars from the first entry to the last exit
     equity = np.concatenate([[1.0], np.cumprod(1.0 + net)])
     total = float(equity[-1] - 1.0)
     growth = 1.0 + total
     annualized = growth ** (bars_per_year / span) - 1.0 if growth > 0 else -1.0
-    sd = float(np.std(net, ddof=1)) if net.size > 1 else 0.0
-    sharpe = float(net.mean() / sd * math.sqrt(bars_per_year / step)) if sd > 0 else math.nan
-    drawdown = float(np.max(1.0 - equity / np.maximum.accumulate(equity)))
     traded = side != 0
     n_trades = int(traded.sum())
+    sd = float(np.std(net, ddof=1)) if net.size > 1 else 0.0
+    defined = n_trades >= 2 and sd > 0
+    sharpe = float(net.mean() / sd * math.sqrt(bars_per_year / step)) if defined else math.nan
+    drawdown = float(np.max(1.0 - equity / np.maximum.accumulate(equity)))
+    held = np.flatnonzero(ok)
+    hold = float(exit_[held[-1]] / entry[held[0]] - 1.0 - 2 * fee) if held.size else math.nan
 
     table = pd.DataFrame(
         {
@@ -164,8 +193,9 @@ def simulate(
         win_rate=float(np.mean(net[traded] > 0)) if n_trades else math.nan,
         exposure=n_trades * horizon / span,
         n_trades=n_trades,
-        buy_and_hold=float(exit_[-1] / entry[0] - 1.0 - 2 * fee),
+        buy_and_hold=hold,
         windows_used=int(used.size),
         step=int(step),
+        untradable=int((~ok).sum()),
         trades=table,
     )

@@ -1,30 +1,33 @@
-"""Honest uncertainty of a job's price quantiles, learned only from windows resolved before each origin.
+"""Inverting a job's forecasts to price quantiles, with uncertainty learned only from resolved windows.
 
-- :func:`invert_quantiles`: the price quantiles of a forecast job. With ``--dependence auto`` (the default)
-  and a path-dependent augmentation, the dependence between forecast steps is estimated per window from
-  the windows whose whole horizon was realised at or before its origin (:mod:`chronobt.dependence`: PITs
-  of the realised model-space values, normal scores, a Gaussian copula chosen between AR(1) and a shrunk
-  correlation by held-out likelihood), and the sample paths are drawn from that copula. Below
+- :func:`invert_job`: the price quantiles of a forecast job. With ``--dependence auto`` (the default) and a
+  path-dependent augmentation (differencing, rolling_norm), the dependence between forecast steps is
+  estimated per window from the windows whose whole horizon was realised at or before its origin
+  (:mod:`chronobt.dependence`: PITs of the realised model-space values under each step's predictive
+  distribution, normal scores, a Gaussian copula chosen between AR(1) and a shrunk correlation by held-out
+  likelihood), and the sample paths are drawn from that copula. Below
   :data:`~chronobt.dependence.MIN_WINDOWS` resolved windows the steps are independent, and the record says
-  so. Pointwise augmentations invert each step exactly: no dependence is needed.
+  so. Pointwise augmentations invert each step exactly: no dependence is involved.
 - :func:`calibrate`: ``--calibrate conformal``, adaptive conformal inference per level and step
-  (:mod:`chronobt.calibration`), fitted only on resolved windows.
+  (:mod:`chronobt.calibration`), each window adjusted only by windows resolved by its origin.
 
-A forecast has no realised future: it forecasts the latest resolved windows of the same series in the
-same run (:data:`HISTORY_WINDOWS`) and uses what they resolved.
+A forecast has no realised future: it also forecasts the latest :data:`HISTORY_WINDOWS` resolved windows
+of the same series in the same run (:func:`chronobt.pipeline.latest_window`) and learns from those.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from chronobt.calibration import fit_conformal
+from chronobt.augment import get_augmentation
+from chronobt.calibration import apply_levels, fit_conformal
 from chronobt.config import RunOptions
-from chronobt.dependence import MIN_WINDOWS, rolling_dependence
+from chronobt.dependence import rolling_dependence
 from chronobt.errors import ChronobtError
 from chronobt.pipeline import Job, SymbolWindows
 
@@ -34,84 +37,79 @@ logger = logging.getLogger(__name__)
 HISTORY_WINDOWS = 100
 
 
-def needs_history(job_spec_path_dependent: bool, options: RunOptions) -> bool:
-    """Whether a forecast must also forecast past windows (auto dependence of a path-dependent
-    augmentation, or conformal calibration)."""
-    return (options.dependence == "auto" and job_spec_path_dependent) or options.calibrate == "conformal"
+@dataclass(frozen=True)
+class Inversion:
+    """Price quantiles ``[w, v, Q_out, h]`` and how the forecast steps were coupled (JSON record)."""
+
+    price_q: np.ndarray
+    dependence: dict[str, Any]
 
 
-def invert_quantiles(
-    job: Job, levels: Sequence[float], options: RunOptions
-) -> tuple[np.ndarray, dict[str, Any]]:
-    """Price quantiles ``[w, v, Q_out, h]`` of ``job`` and the record of how steps were coupled."""
-    if job.raw_quantiles is None:
+def history_windows(spec: str, options: RunOptions) -> int:
+    """Resolved windows a forecast needs before its live one: :data:`HISTORY_WINDOWS` for ``auto``
+    dependence of a path-dependent augmentation or for conformal calibration, else 0."""
+    learns = (options.dependence == "auto" and get_augmentation(spec).path_dependent) or (
+        options.calibrate == "conformal"
+    )
+    return HISTORY_WINDOWS if learns else 0
+
+
+def invert_job(job: Job, levels: Sequence[float], options: RunOptions) -> Inversion:
+    """Invert ``job``'s model quantiles (at ``levels``) to price quantiles at ``options.quantiles``."""
+    raw = job.raw_quantiles
+    if raw is None:
         raise ChronobtError("internal: job was not forecast before inversion")
     aug, sw = job.augmentation, job.windows
-    kwargs: dict[str, Any] = {"seed": options.seed}
-    if options.n_paths is not None:
-        kwargs["n_paths"] = options.n_paths
 
-    def invert(
-        rows: np.ndarray | slice, dependence: str, correlation: np.ndarray | None = None
-    ) -> np.ndarray:
-        extra = {"correlation": correlation} if correlation is not None else {}
+    def invert(rows: Any, dependence: str, correlation: np.ndarray | None = None) -> np.ndarray:
+        kwargs: dict[str, Any] = {"dependence": dependence, "seed": options.seed}
+        if options.n_paths is not None:
+            kwargs["n_paths"] = options.n_paths
+        if correlation is not None:
+            kwargs["correlation"] = correlation
         return aug.inverse_quantiles(
-            job.raw_quantiles[rows],  # type: ignore[index]
-            levels=levels,
-            state=job.state.take(rows),
-            out_levels=options.quantiles,
-            dependence=dependence,
-            **kwargs,
-            **extra,
+            raw[rows], levels=levels, state=job.state.take(rows), out_levels=options.quantiles, **kwargs
         )
 
     if options.dependence != "auto":
-        return invert(slice(None), options.dependence), {
-            "requested": options.dependence,
-            "method": options.dependence,
-        }
+        record: dict[str, Any] = {"requested": options.dependence, "method": options.dependence}
+        return Inversion(invert(slice(None), options.dependence), record)
     if not aug.path_dependent:
         record = {"requested": "auto", "method": "exact", "reason": f"{aug.spec} inverts each step exactly"}
-        return invert(slice(None), "independent"), record
+        return Inversion(invert(slice(None), "independent"), record)
     realised = aug.transform_future(sw.futures, job.state)  # model space; NaN where not realised
     rolling = rolling_dependence(
-        quantiles=job.raw_quantiles,
-        levels=levels,
-        actual=realised,
-        origins=sw.origins,
-        horizon=sw.futures.shape[-1],
+        quantiles=raw, levels=levels, actual=realised, origins=sw.origins, horizon=sw.futures.shape[-1]
     )
-    out = np.empty((*job.raw_quantiles.shape[:2], len(options.quantiles), job.raw_quantiles.shape[-1]))
+    out = np.empty((*raw.shape[:2], len(options.quantiles), raw.shape[-1]))
     for f, fit in enumerate(rolling.fits):
         rows = np.flatnonzero(rolling.fit_of == f)
         if fit.method == "independent":
             out[rows] = invert(rows, "independent")
         else:
             out[rows] = invert(rows, "copula", fit.correlation)
-    record = {"requested": "auto", **rolling.record()}
-    latest = record["latest"]
-    if latest.get("fallback_reason") and int(rolling.counts[-1]) < MIN_WINDOWS:
+    latest = rolling.fits[int(rolling.fit_of[-1])]
+    if latest.method == "independent" and latest.reason:
         logger.info(
-            "%s %s: --dependence auto fell back to independent steps for the latest window (%s)",
-            sw.symbol,
-            aug.spec,
-            latest["fallback_reason"],
+            "%s %s: --dependence auto used independent steps (%s)", sw.symbol, aug.spec, latest.reason
         )
-    return out, record
+    return Inversion(out, {"requested": "auto", **rolling.record()})
 
 
 def calibrate(
     sw: SymbolWindows, price_q: np.ndarray, options: RunOptions
 ) -> tuple[np.ndarray, dict[str, Any]]:
-    """Conformally calibrated ``price_q`` ``[w, v, Q, h]`` (window ``i`` adjusted only by windows resolved
-    by its origin) and the record of the fit."""
+    """Conformally calibrated ``price_q`` ``[w, v, Q, h]`` and the record of the fit.
+
+    Window ``i``'s levels are adjusted only by windows resolved by its origin, so the last window of a
+    forecast (futures unknown) gets the levels learned from every resolved window before it.
+    """
     fit = fit_conformal(
         quantiles=price_q,
         levels=options.quantiles,
         actual=sw.futures,
         origins=sw.origins,
         horizon=sw.futures.shape[-1],
+        as_of=int(sw.origins[-1]),  # the record's final levels: those the last window was issued
     )
-    from chronobt.calibration import apply_levels
-
     return apply_levels(price_q, options.quantiles, fit.issued), fit.record(sw.targets)

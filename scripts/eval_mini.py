@@ -5,11 +5,16 @@ non-overlapping windows whose forecast origin is at or after ``--cutoff`` (every
 after the cutoff), forecasts open/high/low/close jointly as one 4-variate task with the pipeline's
 ``predict`` on a ``[windows, 4, context]`` array, and reports on the close:
 
-* MASE of the median (scale: mean |one-step change| of that window's close context), model and naive
-  (last value), and their ratio;
-* weighted quantile loss over the levels 0.1..0.9, model and naive (naive quantiles:
-  ``last + sigma * sqrt(k) * z_q``, sigma the sd of one-step changes in the context);
-* 80% interval (0.1-0.9) coverage.
+* MASE of the median (``chronobt.metrics.mase``, scale ``naive_scale``: mean |one-step change| of that
+  window's close context), model and naive (last value), and their ratio;
+* weighted quantile loss over the levels 0.1..0.9 (``chronobt.metrics.wql``), model and naive (the
+  quantiles of ``chronobt.baselines.naive``: ``last + sigma * sqrt(k) * z_q``, the FPP3 random-walk
+  interval, as ``chronobt backtest`` scores it);
+* 80% interval (0.1-0.9) coverage (``chronobt.metrics.coverage``).
+
+It also runs the sine/trend check (no data files needed): three clean series (trend plus sine, periods
+24, 12 and 48) of 480 bars, 24 steps ahead; it prints each series' MAE of the median divided by the MAE
+of the last value (< 1: better than naive; a model that extrapolates seasonality gets well below 0.8).
 
 Example::
 
@@ -22,10 +27,12 @@ import argparse
 import json
 import time
 from pathlib import Path
-from statistics import NormalDist
+from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from chronobt import baselines, metrics
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 OHLC_DIR = REPO_ROOT.parent / "shared" / "data" / "ohlc"
@@ -63,29 +70,48 @@ def cut_windows(
     return values[ctx_idx].transpose(0, 2, 1), values[fut_idx].transpose(0, 2, 1)
 
 
-def naive_quantiles(context: np.ndarray, horizon: int, levels: np.ndarray) -> np.ndarray:
-    """``[windows, Q, horizon]`` random-walk quantiles from ``context [windows, time]``."""
-    sigma = np.diff(context, axis=-1).std(axis=-1)
-    k = np.arange(1, horizon + 1)
-    z = np.array([NormalDist().inv_cdf(float(q)) for q in levels])
-    return context[:, -1, None, None] + sigma[:, None, None] * np.sqrt(k)[None, None, :] * z[None, :, None]
-
-
 def close_metrics(
     q: np.ndarray, levels: np.ndarray, context: np.ndarray, future: np.ndarray
 ) -> dict[str, float]:
-    """Metrics of quantile forecasts ``q [windows, Q, horizon]`` for ``future [windows, horizon]``."""
-    scale = np.abs(np.diff(context, axis=-1)).mean(axis=-1)  # [windows]
-    median = q[:, int(np.argmin(np.abs(levels - 0.5)))]
-    mase = float((np.abs(future - median).mean(axis=-1) / scale).mean())
-    sel = [int(np.argmin(np.abs(levels - lv))) for lv in WQL_LEVELS]
-    qs = q[:, sel]  # [windows, 9, horizon]
-    err = future[:, None, :] - qs
-    pinball = np.maximum(WQL_LEVELS[None, :, None] * err, (WQL_LEVELS[None, :, None] - 1) * err)
-    wql = float(2 * pinball.sum(axis=(0, 2)).mean() / np.abs(future).sum())
-    lo, hi = q[:, int(np.argmin(np.abs(levels - 0.1)))], q[:, int(np.argmin(np.abs(levels - 0.9)))]
-    coverage = float(((future >= lo) & (future <= hi)).mean())
-    return {"mase": mase, "wql": wql, "coverage80": coverage}
+    """Metrics of quantile forecasts ``q [windows, Q, horizon]`` for ``future [windows, horizon]``.
+
+    ``context`` ``[windows, time]`` gives the MASE scale; ``levels`` ``[Q]`` must contain 0.1..0.9.
+    """
+    actual = future[:, None, :]  # [windows, 1, horizon]
+    quantiles = q[:, None]  # [windows, 1, Q, horizon]
+    at = {float(lv): metrics.quantile_at(quantiles=quantiles, levels=levels, level=lv) for lv in WQL_LEVELS}
+    scale = metrics.naive_scale(context[:, None, :])  # [windows, 1]
+    wql_quantiles = np.stack([at[float(lv)] for lv in WQL_LEVELS], axis=-2)  # [windows, 1, 9, horizon]
+    return {
+        "mase": float(metrics.mase(actual=actual, forecast=at[0.5], scale=scale)),
+        "wql": float(metrics.wql(actual=actual, quantiles=wql_quantiles, levels=list(WQL_LEVELS))),
+        "coverage80": float(metrics.coverage(actual=actual, lower=at[0.1], upper=at[0.9])),
+    }
+
+
+def naive_quantiles(context: np.ndarray, horizon: int, levels: np.ndarray) -> np.ndarray:
+    """``[windows, Q, horizon]``: :func:`chronobt.baselines.naive` on ``context [windows, time]``."""
+    return baselines.naive(context[:, None, :], horizon=horizon, levels=list(levels)).quantiles[:, 0]
+
+
+def sine_check(pipeline: Any, levels: np.ndarray) -> list[float]:
+    """MAE of the median / MAE of the last value on three clean sine/trend series (< 1: beats naive)."""
+    horizon, length = 24, 480
+    t = np.arange(length + horizon, dtype=np.float64)
+    series = np.stack(
+        [
+            100.0 + 0.05 * t + 5.0 * np.sin(2 * np.pi * t / 24),
+            20.0 + 2.0 * np.sin(2 * np.pi * t / 12 + 1.0),
+            -0.02 * t + 3.0 * np.cos(2 * np.pi * t / 48),
+        ]
+    )  # [series, time]
+    context, future = series[:, :length], series[:, length:]
+    preds = pipeline.predict(context[:, None, :].astype(np.float32), prediction_length=horizon)
+    q = np.stack([p.numpy()[0] for p in preds]).astype(np.float64)  # [series, Q, horizon]
+    median = metrics.quantile_at(quantiles=q, levels=levels, level=0.5)  # [series, horizon]
+    model = metrics.mae(actual=future, forecast=median, axis=1)
+    last = metrics.mae(actual=future, forecast=np.repeat(context[:, -1:], horizon, axis=1), axis=1)
+    return [float(r) for r in model / last]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -106,7 +132,8 @@ def main(argv: list[str] | None = None) -> None:
 
     torch.set_num_threads(args.threads)
     pipeline = BaseChronosPipeline.from_pretrained(args.model, device_map="cpu")
-    levels = np.asarray(pipeline.quantiles, dtype=np.float64)
+    levels = np.round(np.asarray(pipeline.quantiles, dtype=np.float64), 6)  # float32 0.1 -> 0.1
+    sine = sine_check(pipeline, levels)
     cutoff = pd.Timestamp(args.cutoff, tz="UTC")
     rows = []
     for file in args.files:
@@ -152,12 +179,13 @@ def main(argv: list[str] | None = None) -> None:
         cells += [f"{m['wql']:.5f}", f"{n['wql']:.5f}", f"{r['wql_ratio']:.3f}"]
         cells += [f"{m['coverage80']:.3f}", f"{n['coverage80']:.3f}"]
         print("| " + " | ".join(cells) + " |")
+    print(
+        "sine/trend check, MAE of the median / MAE of the last value (periods 24, 12, 48; < 1 beats naive): "
+        + " / ".join(f"{r:.2f}" for r in sine)
+    )
     if args.json:
-        args.json.write_text(
-            json.dumps(
-                {"model": args.model, "args": vars(args) | {"json": str(args.json)}, "rows": rows}, indent=2
-            )
-        )
+        payload = {"model": args.model, "args": vars(args) | {"json": str(args.json)}, "rows": rows}
+        args.json.write_text(json.dumps(payload | {"sine_mae_ratio": sine}, indent=2))
 
 
 if __name__ == "__main__":

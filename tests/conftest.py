@@ -8,22 +8,11 @@ import pytest
 
 from chronobt.checkpoints import save_random_checkpoint
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
-
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A random tiny Chronos-2 checkpoint (1 layer, d_model 32, context 512, 21 quantiles)."""
     return save_random_checkpoint(tmp_path_factory.mktemp("models") / "tiny-chronos2", "tiny", seed=0)
-
-
-@pytest.fixture(scope="session")
-def shared_data() -> Path:
-    """``../shared/data`` beside the checkout; tests that need it skip when it is absent."""
-    if not SHARED_DATA.is_dir():
-        pytest.skip("../shared/data is not present")
-    return SHARED_DATA
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -112,8 +112,8 @@ def _input_specs() -> list[Spec]:
     no_time = hourly.drop(columns=["timestamp"])
     two_closes = hourly.rename(columns={"close": "BTC:close"}).assign(**{"ETH:close": hourly["close"]})
     unix_seconds = (hourly["timestamp"] - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)
-    mixed_units = hourly.assign(timestamp=unix_seconds.astype("int64"))
-    mixed_units.loc[5, "timestamp"] = mixed_units.loc[5, "timestamp"] * 1000
+    mixed_units = hourly.assign(timestamp=unix_seconds.astype("int64"), date=hourly["timestamp"].astype(str))
+    mixed_units.loc[5, "timestamp"] = mixed_units.loc[5, "timestamp"] * 1000 + 3 * 3_600_000  # ms, 3 h off
     same_time = hourly.assign(timestamp=hourly["timestamp"].iloc[0])
     return [
         ("missing_file", "absent.parquet", _nothing, "file not found"),
@@ -164,7 +164,7 @@ def _input_specs() -> list[Spec]:
             "mixes",
         ),
         ("missing_timestamps", "nattime.parquet", _parquet(_with("timestamp", [None])), "missing timestamps"),
-        ("unix_units_mixed", "units.parquet", _parquet(mixed_units), "mixes unix units"),
+        ("unix_units_mixed", "units.parquet", _parquet(mixed_units), "data row 5: column 'timestamp'"),
         ("single_row", "onerow.parquet", _parquet(hourly.iloc[:1]), "only 1 distinct timestamp"),
         ("all_rows_one_timestamp", "sametime.parquet", _parquet(same_time), "only 1 distinct timestamp"),
         ("off_grid_timestamp", "offgrid.parquet", _parquet(off_grid), "off the regular h grid"),

@@ -51,6 +51,7 @@ def test_backtest_writes_documented_files_and_columns(tmp_path: Path, engine: Ch
         "timestamp",
         "target",
         "actual",
+        "filled",
         "median",
         *quantile_cols,
         "preaug",
@@ -300,7 +301,7 @@ def test_dependence_and_paths_options_change_the_inversion_of_path_dependent_aug
     write_symbol(tmp_path / "data", "AAA", 300)
     frames = {}
     for name, extra in (
-        ("independent", ["--paths", "512"]),
+        ("independent", ["--dependence", "independent", "--paths", "512"]),
         ("comonotonic", ["--dependence", "comonotonic"]),
     ):
         out = tmp_path / name

@@ -214,3 +214,17 @@ def test_json_summary_of_a_backtest_is_machine_readable(tmp_path: Path, tiny_mod
     result = _backtest(tmp_path, tiny_model_dir, "--json")
     assert result.exit_code == 0
     assert json.loads(result.stdout)["results"][0]["symbol"] == "AAA"
+
+
+@pytest.mark.parametrize("command", ["backtest", "forecast"])
+def test_report_flag_writes_report_html_beside_the_outputs(
+    tmp_path: Path, tiny_model_dir: Path, command: str
+) -> None:
+    write_symbol(tmp_path / "data", "AAA", 300)
+    args = [command, "AAA", "--model", str(tiny_model_dir), "--horizon", "8", "--compile", "off"]
+    result = CliRunner().invoke(
+        app, [*args, "--data-dir", str(tmp_path / "data"), "--output-dir", str(tmp_path / "out"), "--report"]
+    )
+    assert result.exit_code == 0, result.output
+    reports = list((tmp_path / "out").rglob("report.html"))
+    assert len(reports) == 1 and "<svg" in reports[0].read_text()

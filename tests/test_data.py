@@ -25,7 +25,8 @@ from tests.data_cases import bad_csv_cases, bad_input_cases, good_frame
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = REPO / "data"
-CDD_CSV = "csv/ETHUSDT_Binance_futures_data_hour.csv"
+#: A CryptoDataDownload-style hourly export made from data/BTCUSD.parquet (tests/fixtures/make_fixtures.py).
+CDD_CSV = REPO / "tests" / "fixtures" / "BTCUSD_cdd_1h.csv"
 
 
 def write(frame: pd.DataFrame, path: Path) -> Path:
@@ -357,18 +358,30 @@ def test_fifteen_minute_bars_keep_their_alias(tmp_path: Path) -> None:
     assert (ohlc.freq, ohlc.season_length, ohlc.bars_per_year) == ("15min", 96, 365 * 96)
 
 
-def test_shared_daily_stock_is_business_days(shared_data: Path) -> None:
-    ohlc = check_ohlc(shared_data / "ohlc" / "MSFT_1d__yahoo_gcfc.parquet")
+def test_shipped_daily_stock_is_business_days() -> None:
+    ohlc = check_ohlc(SHIPPED / "MSFT.parquet")
     assert (ohlc.freq, ohlc.calendar, ohlc.report.filled_bars) == ("B", "exchange", 0)
 
 
-def test_shared_hourly_fx_is_exchange_and_hourly_crypto_continuous(shared_data: Path) -> None:
-    fx = check_ohlc(shared_data / "ohlc" / "EURUSD_1h__pypi-gym-anytrading.parquet")
-    assert (fx.freq, fx.calendar) == ("h", "exchange")
-    sol = check_ohlc(shared_data / "ohlc" / "SOLUSDT_1h__binance-spot_stitched.parquet")
-    assert (sol.freq, sol.calendar) == ("h", "continuous")
-    # PROVENANCE.md: 12 missing bars in 5 gaps, the longest 5 hours apart (4 missing bars).
-    assert (sol.report.filled_bars, sol.report.gaps, sol.report.longest_gap) == (12, 5, 4)
+def test_hourly_fx_is_exchange_and_shipped_hourly_crypto_continuous(tmp_path: Path) -> None:
+    # FX hours: Sunday 22:00 .. Friday 21:00 UTC, closed over the weekend
+    grid = pd.date_range("2017-01-01 22:00", "2017-02-24 21:00", freq="h", tz="UTC")
+    weekday, hour = grid.day_of_week, grid.hour
+    open_hours = ~((weekday == 5) | ((weekday == 4) & (hour >= 22)) | ((weekday == 6) & (hour < 22)))
+    close = 1.05 + np.cumsum(np.random.default_rng(0).normal(0.0, 0.0005, int(open_hours.sum())))
+    fx = pd.DataFrame(
+        {"timestamp": grid[open_hours], "open": close, "high": close + 0.0004, "low": close - 0.0004}
+    ).assign(close=close, volume=0.0)
+    fx_ohlc = check_ohlc(write(fx, tmp_path / "EURUSD.parquet"))
+    assert (fx_ohlc.freq, fx_ohlc.calendar, fx_ohlc.report.filled_bars) == ("h", "exchange", 0)
+    btc = check_ohlc(SHIPPED / "BTCUSD.parquet")
+    assert (btc.freq, btc.calendar, btc.report.filled_bars) == ("h", "continuous", 0)
+    # 12 missing bars in 5 gaps, the longest 5 hours apart (4 missing bars), are filled and reported
+    frame = pd.read_parquet(SHIPPED / "BTCUSD.parquet").iloc[:2000]
+    missing = [100, 101, 102, 103, 400, 401, 402, 900, 901, 1500, 1501, 1800]
+    holed = check_ohlc(write(frame.drop(index=missing), tmp_path / "BTC.parquet"))
+    assert (holed.freq, holed.calendar) == ("h", "continuous")
+    assert (holed.report.filled_bars, holed.report.gaps, holed.report.longest_gap) == (12, 5, 4)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -382,37 +395,37 @@ def _read_cdd(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
-def test_shipped_exchange_csv_imports_completely_in_ascending_order(
-    shared_data: Path, tmp_path: Path
-) -> None:
-    source = shared_data / CDD_CSV
+def test_exchange_csv_imports_completely_in_ascending_order(tmp_path: Path) -> None:
+    source = CDD_CSV
     rows = _read_cdd(source)
     unix_ms = sorted({int(r["unix"]) for r in rows})
-    path = import_csv(source, symbol="ethusdt", data_dir=tmp_path)
-    assert path == tmp_path / "ETHUSDT.parquet"
-    ohlc = load_ohlc("ETHUSDT", tmp_path)
-    assert len(ohlc) == len(unix_ms) == 3599  # no duplicate timestamps, no gaps in this export
+    path = import_csv(source, symbol="btcusd", data_dir=tmp_path)
+    assert path == tmp_path / "BTCUSD.parquet"
+    ohlc = load_ohlc("BTCUSD", tmp_path)
+    assert len(ohlc) == len(unix_ms) == 300  # no duplicate timestamps, no gaps in this export
     assert ohlc.frame.index.is_monotonic_increasing
     assert (
         ohlc.frame.index[0]
         == pd.Timestamp(unix_ms[0], unit="ms", tz="UTC")
-        == pd.Timestamp("2020-08-02 02:00", tz="UTC")
+        == pd.Timestamp("2019-01-01 00:00", tz="UTC")
     )
     assert ohlc.frame.index[-1] == pd.Timestamp(unix_ms[-1], unit="ms", tz="UTC")
     by_time = {int(r["unix"]): r for r in rows}
     first = by_time[unix_ms[0]]
     assert ohlc.frame["close"].iloc[0] == float(first["close"])
-    assert ohlc.frame["volume"].iloc[0] == float(first["Volume ETH"])  # base asset, not USDT
+    assert ohlc.frame["volume"].iloc[0] == float(first["Volume BTC"])  # base asset, not USD
+    shipped = load_ohlc(SHIPPED / "BTCUSD.parquet").frame.loc[ohlc.frame.index]  # the fixture's source
+    np.testing.assert_array_equal(ohlc.values(), shipped[list(TARGETS)].to_numpy())
     assert (ohlc.freq, ohlc.calendar) == ("h", "continuous")
 
 
-def test_import_refuses_to_overwrite_without_force(shared_data: Path, tmp_path: Path) -> None:
-    source = shared_data / CDD_CSV
-    path = import_csv(source, symbol="ETHUSDT", data_dir=tmp_path)
+def test_import_refuses_to_overwrite_without_force(tmp_path: Path) -> None:
+    source = CDD_CSV
+    path = import_csv(source, symbol="BTCUSD", data_dir=tmp_path)
     before = path.read_bytes()
     with pytest.raises(DataError, match="already exists; pass --force"):
-        import_csv(source, symbol="ethusdt", data_dir=tmp_path)
-    assert import_csv(source, symbol="ETHUSDT", data_dir=tmp_path, overwrite=True) == path
+        import_csv(source, symbol="btcusd", data_dir=tmp_path)
+    assert import_csv(source, symbol="BTCUSD", data_dir=tmp_path, overwrite=True) == path
     assert path.read_bytes() == before
 
 
@@ -443,9 +456,9 @@ def test_import_semicolon_csv_with_capitalised_columns(tmp_path: Path) -> None:
     assert len(ohlc) == 10 and ohlc.freq == "D"
 
 
-def test_import_writes_no_temporary_files(shared_data: Path, tmp_path: Path) -> None:
-    import_csv(shared_data / CDD_CSV, symbol="ETHUSDT", data_dir=tmp_path)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["ETHUSDT.parquet"]
+def test_import_writes_no_temporary_files(tmp_path: Path) -> None:
+    import_csv(CDD_CSV, symbol="BTCUSD", data_dir=tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["BTCUSD.parquet"]
 
 
 def test_bad_symbol_name_is_a_config_error(tmp_path: Path) -> None:

@@ -14,7 +14,8 @@ from tests.data_cases import bad_csv_cases, bad_csv_names, bad_input_cases, bad_
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = REPO / "data"
-CDD_CSV = "csv/ETHUSDT_Binance_futures_data_hour.csv"
+#: A CryptoDataDownload-style hourly export made from data/BTCUSD.parquet (tests/fixtures/make_fixtures.py).
+CDD_CSV = REPO / "tests" / "fixtures" / "BTCUSD_cdd_1h.csv"
 
 runner = CliRunner()
 
@@ -116,14 +117,14 @@ def test_check_table_goes_to_stdout_and_names_findings(tmp_path: Path) -> None:
     assert result.stderr == ""  # findings are the result here, not repeated as warnings
 
 
-def test_import_of_the_shipped_exchange_csv(shared_data: Path, tmp_path: Path) -> None:
+def test_import_of_an_exchange_csv(tmp_path: Path) -> None:
     out = tmp_path / "data"
     args = [
         "data",
         "import",
-        str(shared_data / CDD_CSV),
+        str(CDD_CSV),
         "--symbol",
-        "ETHUSDT",
+        "BTCUSD",
         "--data-dir",
         str(out),
         "--json",
@@ -131,12 +132,12 @@ def test_import_of_the_shipped_exchange_csv(shared_data: Path, tmp_path: Path) -
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout)
-    assert payload["rows"] == 3599
-    assert payload["first"] == "2020-08-02T02:00:00+00:00"
-    assert payload["last"] == "2020-12-30T00:00:00+00:00"
+    assert payload["rows"] == 300
+    assert payload["first"] == "2019-01-01T00:00:00+00:00"
+    assert payload["last"] == "2019-01-13T11:00:00+00:00"
     assert "newest-first" in result.stderr  # the repair is announced on stderr
-    assert tree(out) == ["ETHUSDT.parquet"]
-    stored = pd.read_parquet(out / "ETHUSDT.parquet")
+    assert tree(out) == ["BTCUSD.parquet"]
+    stored = pd.read_parquet(out / "BTCUSD.parquet")
     assert list(stored.columns) == ["timestamp", "open", "high", "low", "close", "volume"]
     assert stored["timestamp"].is_monotonic_increasing
 
@@ -146,8 +147,8 @@ def test_import_of_the_shipped_exchange_csv(shared_data: Path, tmp_path: Path) -
     assert forced.exit_code == 0, forced.output
 
 
-def test_import_quiet_hides_warnings_but_not_errors(shared_data: Path, tmp_path: Path) -> None:
-    args = ["data", "import", str(shared_data / CDD_CSV), "--symbol", "E", "--data-dir", str(tmp_path), "-q"]
+def test_import_quiet_hides_warnings_but_not_errors(tmp_path: Path) -> None:
+    args = ["data", "import", str(CDD_CSV), "--symbol", "E", "--data-dir", str(tmp_path), "-q"]
     result = runner.invoke(app, args)
     assert result.exit_code == 0 and result.stderr == ""
     result = runner.invoke(app, args)

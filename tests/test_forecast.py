@@ -88,13 +88,13 @@ def test_daily_stock_forecast_skips_weekends(tmp_path: Path, engine: Chronos2Eng
     data.mkdir()
     frame = ohlc_frame(300, freq="B", start="2022-01-03")
     frame.to_parquet(data / "STK.parquet", index=False)
-    assert frame["timestamp"].iloc[-1].dayofweek == 4  # the series ends on a Friday
+    assert frame["timestamp"].iloc[-1].day_of_week == 4  # the series ends on a Friday
     cfg = ForecastConfig(symbols=("STK",), horizon=8, context=128, data_dir=data, output_dir=tmp_path / "out")
     report = run_forecast(cfg, engine=engine)
     assert not report.failures
     stamps = pd.DatetimeIndex(sorted(set(report.results[0].frame["timestamp"])))
     assert len(stamps) == 8
-    assert (stamps.dayofweek < 5).all()
+    assert (stamps.day_of_week < 5).all()
     assert stamps[0] == frame["timestamp"].iloc[-1] + pd.Timedelta(days=3)  # Friday -> Monday
     assert list(stamps) == list(pd.bdate_range(stamps[0], periods=8, tz="UTC"))
 

@@ -34,7 +34,8 @@ def test_readme_main_command_runs_as_written_on_the_bundled_model(tmp_path: Path
     _, main, _ = quickstart_commands()
     argv = shlex.split(main)
     assert argv[0] == "chronobt"
-    env = {**os.environ, "CHRONOBT_OUTPUT_DIR": str(tmp_path / "results")}
+    # offline: no hub probe, no network; auto then resolves to the bundled model at once
+    env = {**os.environ, "CHRONOBT_OUTPUT_DIR": str(tmp_path / "results"), "HF_HUB_OFFLINE": "1"}
     env.pop("CHRONOBT_MODEL", None)
     env.pop("CHRONOBT_DATA_DIR", None)
     proc = subprocess.run(

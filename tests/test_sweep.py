@@ -222,7 +222,8 @@ def test_changed_data_invalidates_that_symbols_cells_only(
     run_sweep(_config(data_dir, out), engine=engine)
     write_symbol(data_dir, "BBB", 300, seed=3)  # new bars for BBB
     report = run_sweep(_config(data_dir, out), engine=engine)
-    assert (report.cells_cached, report.cells_computed) == (3, 3)
+    # BBB: none and differencing through the model, robust_scaling takes none's cell
+    assert (report.cells_cached, report.cells_computed, report.cells_derived) == (3, 2, 1)
 
 
 def test_interrupted_sweep_resumes_to_the_same_leaderboard_as_an_uninterrupted_one(
@@ -242,7 +243,8 @@ def test_interrupted_sweep_resumes_to_the_same_leaderboard_as_an_uninterrupted_o
 
     resumed_engine = CountingEngine(engine)
     report = run_sweep(_config(data_dir, out), engine=resumed_engine)  # type: ignore[arg-type]
-    assert resumed_engine.calls == 1 and (report.cells_cached, report.cells_computed) == (3, 3)
+    assert resumed_engine.calls == 1
+    assert (report.cells_cached, report.cells_computed, report.cells_derived) == (3, 2, 1)
     pd.testing.assert_frame_equal(pd.read_parquet(out / "sweep" / "leaderboard.parquet"), reference)
 
 
@@ -346,7 +348,7 @@ def test_baselines_are_scored_once_per_symbol_and_split_and_match_a_backtest_of_
     config = _config(data_dir, tmp_path / "out")
     report = run_sweep(config, engine=engine)
     n_specs = len(expand_preaugs(PREAUGS))
-    assert n_specs > 1 and report.cells_computed == 2 * n_specs
+    assert n_specs > 1 and report.cells_computed + report.cells_derived == 2 * n_specs
     assert sorted(calls) == [3, 3, 4, 4]  # 2 symbols x (validation, test), not per augmentation
     # every augmentation's cell carries the same baselines, equal to scoring that split's windows directly
     sw = prepare_windows(
@@ -363,3 +365,84 @@ def test_baselines_are_scored_once_per_symbol_and_split_and_match_a_backtest_of_
         for name, by_target in direct.items():
             for target, values in by_target.items():
                 assert stored[name][target] == pytest.approx(values), (name, target)
+
+
+# ------------------------------------------------------------------------ equivalent cells, partial sweeps
+
+
+def test_rank_specs_treats_scores_within_relative_tolerance_as_a_tie_for_the_earlier_candidate() -> None:
+    # float noise must not beat the simpler augmentation listed first
+    assert rank_specs([1.0 + 1e-12, 1.0, 2.0], higher_is_better=False) == [1, 2, 3]
+    assert rank_specs([0.7 - 1e-12, 0.7, 0.1], higher_is_better=True) == [1, 2, 3]
+    assert rank_specs([1.0 + 1e-6, 1.0], higher_is_better=False) == [2, 1]  # a real difference still counts
+
+
+def test_affine_augmentations_are_not_forecast_but_take_nones_scores_and_are_marked_equivalent(
+    tmp_path: Path, data_dir: Path, engine: Chronos2Engine
+) -> None:
+    counting = CountingEngine(engine)
+    config = _config(data_dir, tmp_path / "out", preaugs=("none,robust_scaling,percent_change,differencing",))
+    report = run_sweep(config, engine=counting)  # type: ignore[arg-type]
+    assert (report.cells_computed, report.cells_derived) == (2 * 2, 2 * 2)
+
+    board = pd.read_parquet(tmp_path / "out" / "sweep" / "leaderboard.parquet")
+    marked = dict(zip(board["preaug"], board["equivalent_to"], strict=True))
+    assert marked["robust_scaling"] == marked["percent_change"] == "none"
+    assert pd.isna(marked["none"]) and pd.isna(marked["differencing"])
+    for (_symbol, _split), rows in board.groupby(["symbol", "split"]):
+        scores = rows.set_index("preaug")[["mase", "wql", "mae"]]
+        for spec in ("robust_scaling", "percent_change"):
+            assert scores.loc[spec].tolist() == scores.loc["none"].tolist()
+    for symbol, best in report.best.items():
+        assert best["best_preaug"] not in ("robust_scaling", "percent_change"), symbol
+        assert best["equivalent_to"] == {"robust_scaling": "none", "percent_change": "none"}
+        stored = json.loads((tmp_path / "out" / "sweep" / "best" / f"{symbol}.json").read_text())
+        assert stored["equivalent_to"] == best["equivalent_to"]
+
+
+def test_equivalent_cell_is_skipped_where_its_augmentation_does_not_apply(
+    tmp_path: Path, engine: Chronos2Engine
+) -> None:
+    from tests.synthetic import ohlc_frame
+
+    frame = ohlc_frame(300, seed=4)
+    frame[["open", "high", "low", "close"]] -= frame["low"].iloc[-100:].min() + 1.0  # recent prices <= 0
+    (tmp_path / "data").mkdir()
+    frame.to_parquet(tmp_path / "data" / "NEG.parquet", index=False)
+    config = _config(
+        tmp_path / "data", tmp_path / "out", symbols=("NEG",), preaugs=("none,percent_change,robust_scaling",)
+    )
+    report = run_sweep(config, engine=engine)
+    assert set(report.best["NEG"]["failed"]) == {"percent_change"}
+    assert set(report.leaderboard["preaug"]) == {"none", "robust_scaling"}
+
+
+def test_sweep_over_some_symbols_keeps_the_other_symbols_leaderboard_rows(
+    tmp_path: Path, data_dir: Path, engine: Chronos2Engine
+) -> None:
+    out = tmp_path / "out"
+    first = run_sweep(_config(data_dir, out), engine=engine).leaderboard
+    write_symbol(data_dir, "AAA", 300, seed=7)  # AAA changes; BBB's rows must survive a sweep of AAA
+    report = run_sweep(_config(data_dir, out, symbols=("AAA",)), engine=engine)
+
+    board = pd.read_parquet(out / "sweep" / "leaderboard.parquet")
+    assert sorted(set(board["symbol"])) == sorted(p.stem for p in (out / "sweep" / "best").glob("*.json"))
+    pd.testing.assert_frame_equal(
+        board[board["symbol"] == "BBB"].reset_index(drop=True),
+        first[first["symbol"] == "BBB"].reset_index(drop=True),
+    )
+    new_aaa = report.leaderboard[report.leaderboard["symbol"] == "AAA"].reset_index(drop=True)
+    pd.testing.assert_frame_equal(board[board["symbol"] == "AAA"].reset_index(drop=True), new_aaa)
+    assert not new_aaa.equals(first[first["symbol"] == "AAA"].reset_index(drop=True))
+    assert len(pd.read_csv(out / "sweep" / "leaderboard.csv")) == len(board) == len(first)
+
+
+def test_an_unreadable_leaderboard_is_replaced_by_this_sweeps_rows_with_a_warning(
+    tmp_path: Path, data_dir: Path, engine: Chronos2Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    out = tmp_path / "out"
+    (out / "sweep").mkdir(parents=True)
+    (out / "sweep" / "leaderboard.parquet").write_bytes(b"not parquet")
+    run_sweep(_config(data_dir, out, symbols=("AAA",)), engine=engine)
+    assert set(pd.read_parquet(out / "sweep" / "leaderboard.parquet")["symbol"]) == {"AAA"}
+    assert any("unreadable" in r.getMessage() for r in caplog.records if r.levelname == "WARNING")

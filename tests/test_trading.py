@@ -123,3 +123,77 @@ def test_mismatched_inputs_are_rejected() -> None:
         simulate(
             last_close=[1.0, 2.0], forecast_close=[1.0], realized_close=[1.0, 2.0], horizon=1, bars_per_year=1
         )
+
+
+def test_sharpe_is_none_with_a_single_trade_among_many_flat_windows() -> None:
+    # ten windows, one forecast move beyond the fee: one trade; the flat windows' zeros are no track record
+    last = [100.0] * 10
+    forecast = [100.0] * 9 + [110.0]
+    realized = [101.0, 99.0] * 4 + [100.0, 105.0]
+    result = simulate(
+        last_close=last, forecast_close=forecast, realized_close=realized, horizon=1, bars_per_year=8760
+    )
+    assert result.n_trades == 1 and result.windows_used == 10
+    assert math.isnan(result.sharpe)
+    assert result.summary()["sharpe"] is None and result.summary()["n_trades"] == 1
+
+
+def test_sharpe_is_defined_from_two_trades() -> None:
+    result = simulate(
+        last_close=[100.0, 100.0, 100.0],
+        forecast_close=[110.0, 100.0, 110.0],
+        realized_close=[105.0, 100.0, 102.0],
+        horizon=1,
+        bars_per_year=100,
+        fee_bps=0,
+    )
+    nets = np.array([0.05, 0.0, 0.02])
+    assert result.n_trades == 2
+    assert result.sharpe == pytest.approx(nets.mean() / nets.std(ddof=1) * 10)
+
+
+def test_untradable_windows_stay_flat_and_buy_and_hold_spans_the_tradable_ones() -> None:
+    # all four forecasts beat the fee; window 0 (entry) and window 3 (exit) are marked untradable
+    result = simulate(
+        last_close=[100.0, 110.0, 120.0, 130.0],
+        forecast_close=[200.0] * 4,
+        realized_close=[110.0, 121.0, 132.0, float("nan")],
+        horizon=2,
+        bars_per_year=16,
+        fee_bps=0,
+        tradable=[False, True, True, False],
+    )
+    assert result.n_trades == 2 and result.untradable == 2 and result.windows_used == 4
+    assert result.trades["origin"].tolist() == [1, 2]
+    assert result.total_return == pytest.approx(1.1 * 1.1 - 1)
+    assert result.buy_and_hold == pytest.approx(132 / 110 - 1)  # entry of window 1 to exit of window 2
+    assert math.isfinite(result.max_drawdown) and result.exposure == pytest.approx(4 / 8)
+
+
+def test_a_window_missing_from_the_arrays_leaves_a_hole_in_the_trading_grid() -> None:
+    # horizon 4, stride 2: every 2nd window from the latest. Origins at bars 0, 2, 6, 8, 10: the window
+    # at bar 4 is absent; the grid (bars 10, 6, 2) is kept, not shifted by position (bars 10, 6, 0).
+    result = simulate(
+        last_close=[10.0, 20.0, 30.0, 40.0, 50.0],
+        forecast_close=[11.0, 22.0, 33.0, 44.0, 55.0],
+        realized_close=[11.0, 22.0, 33.0, 44.0, 55.0],
+        horizon=4,
+        stride=2,
+        bars_per_year=100,
+        fee_bps=0,
+        bars=[0, 2, 6, 8, 10],
+    )
+    assert result.windows_used == 3 and result.trades["origin"].tolist() == [1, 2, 4]
+    assert result.exposure == pytest.approx(12 / 12)  # bars 2 .. 14: span 8 + 4
+
+
+def test_bars_must_be_ascending_and_label_every_window() -> None:
+    with pytest.raises(ValueError, match="bars ascending"):
+        simulate(
+            last_close=[1.0, 2.0],
+            forecast_close=[1.0, 2.0],
+            realized_close=[1.0, 2.0],
+            horizon=1,
+            bars_per_year=1,
+            bars=[3, 1],
+        )

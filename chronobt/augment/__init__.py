@@ -38,6 +38,7 @@ __all__ = [
     "Augmentation",
     "AugmentationSpec",
     "AugmentationState",
+    "affine_equivalent",
     "candidate_specs",
     "expand_specs",
     "get_augmentation",
@@ -155,6 +156,21 @@ def _expand_grid(token: str) -> list[str]:
         f"{name}:" + ",".join(f"{k}={v}" for k, v in zip(keys, combo, strict=True))
         for combo in itertools.product(*choices)
     ]
+
+
+def affine_equivalent(spec: str | AugmentationSpec) -> str | None:
+    """``"none"`` when ``spec`` forecasts exactly what ``none`` forecasts, else ``None`` (also for none).
+
+    An augmentation whose class sets ``affine = True`` is ``y = a x + b`` per window and variate, with
+    ``a > 0`` and ``a``, ``b`` constant over time (robust_scaling, percent_change). Chronos-2 standardises
+    every series itself, so the model sees the same input and, after inversion, the forecast is ``none``'s
+    to float32 rounding (measured: at most 4e-7 relative). Detrending subtracts a time-varying line and
+    log_returns is not linear: both forecast differently.
+    """
+    parsed = parse_augmentation(str(spec))
+    if parsed.name == "none" or not getattr(AVAILABLE_AUGMENTATIONS[parsed.name], "affine", False):
+        return None
+    return "none"
 
 
 def candidate_specs(preaugs: Sequence[str]) -> tuple[str, ...]:

@@ -8,7 +8,7 @@ All arrays handed to the primitives are whole batches: contexts [w, v, t], time-
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -25,6 +25,7 @@ class NoAugmentation(Augmentation):
     """Identity: ``y = x``; inverse ``x = y``."""
 
     name = "none"
+    affine: ClassVar[bool] = True  # y = a x + b per window: see augment.affine_equivalent
 
     def _fit_chunk(self, x: np.ndarray, start: np.ndarray) -> dict[str, np.ndarray]:
         return {}
@@ -146,6 +147,7 @@ class RobustScaling(Augmentation):
 
     name = "robust_scaling"
     state_type = ScaleState
+    affine: ClassVar[bool] = True  # y = a x + b per window: see augment.affine_equivalent
 
     def _fit_chunk(self, x: np.ndarray, start: np.ndarray) -> dict[str, np.ndarray]:
         n = x.shape[-1] - start
@@ -208,6 +210,7 @@ class PercentChange(Augmentation):
     name = "percent_change"
     needs_positive = True
     state_type = BaseState
+    affine: ClassVar[bool] = True  # y = a x + b per window: see augment.affine_equivalent
 
     def _fit_chunk(self, x: np.ndarray, start: np.ndarray) -> dict[str, np.ndarray]:
         return _first_valid(x, start)

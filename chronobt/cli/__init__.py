@@ -6,7 +6,7 @@ import typer
 
 from chronobt._version import __version__
 from chronobt.allocator import keep_freed_memory
-from chronobt.cli import backtest, data, forecast, sweep
+from chronobt.cli import backtest, data, forecast, report, sweep
 from chronobt.errors import ConfigError
 
 app = typer.Typer(
@@ -34,7 +34,7 @@ def _root(
 ) -> None:
     """Backtest Amazon's Chronos-2 on OHLC price data."""
     try:
-        keep_freed_memory()  # the command line owns its process: keep freed memory for the next forward
+        keep_freed_memory()  # opt-in: CHRONOBT_MALLOC=keep keeps freed memory for the next forward
     except ConfigError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(exc.exit_code) from None
@@ -44,6 +44,7 @@ app.add_typer(data.app, name="data")
 backtest.register(app)
 sweep.register(app)
 forecast.register(app)
+report.register(app)
 
 
 def main() -> None:

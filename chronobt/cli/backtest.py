@@ -8,11 +8,13 @@ import typer
 from rich.table import Table
 
 from chronobt.backtest import BacktestReport, run_backtest
-from chronobt.cli.common import Ui, model_label, raise_for_failures
+from chronobt.cli.common import SIGNIFICANT, Ui, model_label, p_value_text, raise_for_failures
 from chronobt.cli.options import (
     EndOpt,
     PreaugOpt,
+    ReportOpt,
     StartOpt,
+    StrictAutoOpt,
     SymbolsArg,
     WindowsOpt,
     command,
@@ -22,6 +24,7 @@ from chronobt.cli.options import (
     run_settings,
 )
 from chronobt.cli.progress import run_locked
+from chronobt.cli.report import write_reports
 from chronobt.config import BacktestConfig
 from chronobt.engine import EngineConfig
 
@@ -38,9 +41,11 @@ def register(app: typer.Typer) -> None:
     def backtest(
         symbols: SymbolsArg,
         preaug: PreaugOpt = "none",
+        strict_auto: StrictAutoOpt = False,
         windows: WindowsOpt = 100,
         start: StartOpt = None,
         end: EndOpt = None,
+        report_html: ReportOpt = False,
         *,
         ui: Ui,
         run: dict[str, Any],
@@ -51,11 +56,21 @@ def register(app: typer.Typer) -> None:
         """Backtest Chronos-2 on SYMBOL(s) over rolling origins.
 
         Writes <output-dir>/backtest/<SYMBOL>/<preaug>/ (forecasts, metrics, trades, manifest).
+        With --preaug auto the origins start after the sweep's validation windows unless --start is given.
         """
         config = BacktestConfig(
-            symbols=tuple(symbols), preaug=preaug, windows=windows, start=start, end=end, **run, **evaluation
+            symbols=tuple(symbols),
+            preaug=preaug,
+            strict_auto=strict_auto,
+            windows=windows,
+            start=start,
+            end=end,
+            **run,
+            **evaluation,
         )
         report = run_locked(ui, run_backtest, config, engine, wait=wait)
+        if report_html:
+            write_reports(ui, [r.folder for r in report.results])
         render(ui, report)
         raise_for_failures(report.failures, succeeded=len(report.results))
 
@@ -74,6 +89,7 @@ def render(ui: Ui, report: BacktestReport) -> None:
                             for k in ("model", "model_checksum", "windows", "metrics", "skill")
                         },
                         "baselines": r.summary["baselines"],
+                        "significance": r.summary["significance"],
                         "trading": r.summary["trading"],
                     }
                     for r in report.results
@@ -96,6 +112,7 @@ def render(ui: Ui, report: BacktestReport) -> None:
         for name in s["baselines"]:
             table.add_column(f"{name} MASE", justify="right")
         table.add_column("skill", justify="right")
+        table.add_column("p (DM)", justify="right")
         table.add_column("WQL", justify="right")
         table.add_column("naive WQL", justify="right")
         table.add_column("cov80", justify="right")
@@ -106,12 +123,17 @@ def render(ui: Ui, report: BacktestReport) -> None:
                 _fmt(m["mase"]),
                 *[_fmt(b[target]["mase"]) for b in s["baselines"].values()],
                 _fmt(s["skill"][target]),
+                p_value_text(s["significance"][target]["naive"]["mae"]["p_value"]),
                 _fmt(m["wql"]),
                 _fmt(s["baselines"]["naive"][target]["wql"]),
                 _fmt(m["coverage_80"]),
                 _fmt(m["directional_accuracy"]),
             )
         ui.out.print(table)
+        ui.out.print(
+            "skill = 1 - MASE / naive MASE; p (DM) = Diebold-Mariano p-value of the windows' MASE against "
+            f"naive's, * below {SIGNIFICANT}"
+        )
         if s.get("trading"):
             t = s["trading"]
             ui.out.print(

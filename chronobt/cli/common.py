@@ -16,7 +16,7 @@ from typing import Any
 import typer
 from rich.console import Console
 
-from chronobt.errors import ChronobtError, ConfigError, PartialFailure
+from chronobt.errors import ChronobtError, PartialFailure
 
 
 @dataclass
@@ -150,23 +150,6 @@ def _print_error(ui: Ui, message: str) -> None:
     )
 
 
-def parse_float_list(text: str, *, option: str) -> tuple[float, ...]:
-    """Parse "0.1,0.5,0.9" -> (0.1, 0.5, 0.9); a bad item is a usage error naming the option."""
-    items = [p.strip() for p in text.split(",") if p.strip()]
-    try:
-        return tuple(float(p) for p in items)
-    except ValueError:
-        raise ConfigError(f"{option} {text!r}: expected comma-separated numbers like 0.1,0.5,0.9") from None
-
-
-def parse_name_list(text: str, *, option: str) -> tuple[str, ...]:
-    """Parse "open, Close" -> ("open", "close")."""
-    names = tuple(p.strip().lower() for p in text.split(",") if p.strip())
-    if not names:
-        raise ConfigError(f"{option} is empty; give comma-separated names")
-    return names
-
-
 def raise_for_failures(failures: dict[str, str], *, succeeded: int) -> None:
     """Turn per-symbol failures into the exit code: none -> return; all -> 1; some -> 3 (partial).
 
@@ -189,3 +172,14 @@ def model_label(model_id: object, checksum: object) -> str:
     """How every console summary names the model that ran: ``chronos2-mini (sha256 1a2b3c4d5e6f)``."""
     short = str(checksum)[:12] if checksum else "no checksum"
     return f"{model_id} (sha256 {short})"
+
+
+#: p-values below this get a mark in the console tables.
+SIGNIFICANT = 0.05
+
+
+def p_value_text(p: object) -> str:
+    """``"0.012 *"`` (marked below :data:`SIGNIFICANT`), or ``"-"`` when the test is undefined."""
+    if not isinstance(p, (int, float)) or p != p:  # None or NaN
+        return "-"
+    return f"{float(p):.3f}" + (" *" if p < SIGNIFICANT else "")

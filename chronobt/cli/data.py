@@ -9,8 +9,8 @@ import typer
 from rich.table import Table
 
 from chronobt.cli.common import Ui, command_context
-from chronobt.cli.options import DEFAULT_DATA_DIR, DataDirOpt, DebugOpt, JsonOpt, QuietOpt
-from chronobt.data import check_ohlc, import_csv, list_symbols, require_bars
+from chronobt.cli.options import DEFAULT_DATA_DIR, CalendarOpt, DataDirOpt, DebugOpt, JsonOpt, QuietOpt
+from chronobt.data import check_ohlc, import_csv_report, list_symbols, require_bars
 
 app = typer.Typer(
     help="Import, list and check OHLC data files.",
@@ -22,6 +22,14 @@ MaxGapOpt = Annotated[
     int | None,
     typer.Option("--max-gap", min=0, help="Largest gap (bars) in 24/7 data to fill; longer is an error."),
 ]
+TzOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--tz",
+        help="Zone of timestamps written without one, e.g. America/New_York (default UTC). "
+        "Timestamps with a zone or offset are converted as written.",
+    ),
+]
 
 
 @app.command("import")
@@ -30,6 +38,7 @@ def import_cmd(
     symbol: Annotated[str, typer.Option("--symbol", "-s", help="Symbol to store it as, e.g. ETHUSD.")],
     force: Annotated[bool, typer.Option("--force", help="Replace an existing <SYMBOL>.parquet.")] = False,
     max_gap: MaxGapOpt = None,
+    tz: TzOpt = None,
     data_dir: DataDirOpt = DEFAULT_DATA_DIR,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
@@ -37,9 +46,11 @@ def import_cmd(
 ) -> None:
     """Convert FILE.csv to <data-dir>/<SYMBOL>.parquet (validated, sorted, de-duplicated; atomic write)."""
     with command_context(quiet=quiet, debug=debug, json_out=json_out) as ui:
-        path = import_csv(csv_file, symbol=symbol, data_dir=data_dir, max_gap=max_gap, overwrite=force)
-        ohlc = check_ohlc(path, max_gap=max_gap)
-        summary = ohlc.summary()
+        path, imported = import_csv_report(
+            csv_file, symbol=symbol, data_dir=data_dir, max_gap=max_gap, overwrite=force, tz=tz
+        )
+        summary = check_ohlc(path, max_gap=max_gap).summary()
+        summary["import_report"] = imported.to_dict()
         if json_out:
             ui.print_json(summary)
             return
@@ -75,7 +86,7 @@ def list_cmd(
                 _ts(info.first),
                 _ts(info.last),
                 info.freq,
-                info.calendar,
+                f"{info.calendar} ({info.trading_calendar})" if info.trading_calendar else info.calendar,
                 notes,
             )
         ui.out.print(table)
@@ -88,6 +99,7 @@ def check_cmd(
     min_bars: Annotated[
         int | None, typer.Option("--min-bars", min=1, help="Fail unless the series has this many bars.")
     ] = None,
+    calendar: CalendarOpt = None,
     data_dir: DataDirOpt = DEFAULT_DATA_DIR,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
@@ -95,7 +107,7 @@ def check_cmd(
 ) -> None:
     """Validate one series and print its report: gaps, duplicates, OHLC inconsistencies, non-positive."""
     with command_context(quiet=quiet, debug=debug, json_out=json_out) as ui:
-        ohlc = check_ohlc(target, data_dir, max_gap=max_gap)
+        ohlc = check_ohlc(target, data_dir, max_gap=max_gap, calendar=calendar)
         if min_bars is not None:
             require_bars(ohlc, min_bars, purpose=f"--min-bars {min_bars}")
         summary = ohlc.summary()
@@ -112,13 +124,24 @@ def _print_summary(ui: Ui, summary: dict[str, Any]) -> None:
     table.add_column("value", overflow="fold")
     table.add_row("rows", f"{summary['rows']:,} (read {report['rows_read']:,})")
     table.add_row("span (UTC)", f"{summary['first'][:16]} .. {summary['last'][:16]}".replace("T", " "))
-    table.add_row("freq / calendar", f"{summary['freq']} / {summary['calendar']}")
-    table.add_row("season / bars per year", f"{summary['season_length']} / {summary['bars_per_year']:g}")
+    trading = summary.get("trading_calendar") or "no holiday calendar"
+    table.add_row("freq / calendar", f"{summary['freq']} / {summary['calendar']} ({trading})")
+    annual = summary["annualisation"]
+    table.add_row(
+        "season / bars per year",
+        f"{summary['season_length']} / {annual['bars_per_year']:.6g} ({annual['method']}, "
+        f"{annual['span_years']:.2f} years)",
+    )
     table.add_row("columns", ", ".join(summary["columns"]))
     table.add_row("sha256", summary["sha256"])
+    imported = summary.get("import_report")
+    if imported is not None:
+        repairs = imported["warnings"] or ["none: the CSV was clean"]
+        for i, line in enumerate(repairs):
+            table.add_row("import repairs" if i == 0 else "", line)
     findings = report["warnings"] or ["clean: no repairs or findings"]
     for i, line in enumerate(findings):
-        table.add_row("report" if i == 0 else "", line)
+        table.add_row(("stored file" if imported is not None else "report") if i == 0 else "", line)
     ui.out.print(table)
 
 

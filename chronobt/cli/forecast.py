@@ -8,8 +8,18 @@ import typer
 from rich.table import Table
 
 from chronobt.cli.common import Ui, model_label, raise_for_failures
-from chronobt.cli.options import PreaugOpt, SymbolsArg, command, engine_settings, lock_settings, run_settings
+from chronobt.cli.options import (
+    PreaugOpt,
+    ReportOpt,
+    StrictAutoOpt,
+    SymbolsArg,
+    command,
+    engine_settings,
+    lock_settings,
+    run_settings,
+)
 from chronobt.cli.progress import run_locked
+from chronobt.cli.report import write_reports
 from chronobt.config import ForecastConfig
 from chronobt.engine import EngineConfig
 from chronobt.forecast import ForecastReport, run_forecast
@@ -20,6 +30,8 @@ def register(app: typer.Typer) -> None:
     def forecast(
         symbols: SymbolsArg,
         preaug: PreaugOpt = "none",
+        report_html: ReportOpt = False,
+        strict_auto: StrictAutoOpt = False,
         *,
         ui: Ui,
         run: dict[str, Any],
@@ -30,8 +42,10 @@ def register(app: typer.Typer) -> None:
 
         Writes <output-dir>/forecast/<SYMBOL>/<last-bar>.parquet, latest.parquet and latest.json.
         """
-        config = ForecastConfig(symbols=tuple(symbols), preaug=preaug, **run)
+        config = ForecastConfig(symbols=tuple(symbols), preaug=preaug, strict_auto=strict_auto, **run)
         report = run_locked(ui, run_forecast, config, engine, wait=wait)
+        if report_html:
+            write_reports(ui, [r.folder for r in report.results])
         render(ui, report)
         raise_for_failures(report.failures, succeeded=len(report.results))
 

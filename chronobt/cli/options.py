@@ -65,6 +65,15 @@ PreaugOpt = Annotated[
         "percent_change, rolling_norm[:window=20]) or 'auto' for the sweep's choice.",
     ),
 ]
+StrictAutoOpt = Annotated[
+    bool,
+    typer.Option(
+        "--strict-auto",
+        help="With --preaug auto: fail (exit 1) instead of warning when the sweep's choice was made on "
+        "other data (replaced or truncated; appended bars are fine) or another horizon, context, "
+        "targets or model.",
+    ),
+]
 HorizonOpt = Annotated[int, typer.Option("--horizon", help="Bars to forecast after each origin.")]
 ContextOpt = Annotated[
     int,
@@ -80,7 +89,16 @@ DependenceOpt = Annotated[
     typer.Option(
         "--dependence",
         help="How forecast steps are coupled when inverting quantiles of path-dependent augmentations "
-        "(differencing, rolling_norm): independent (sample paths) or comonotonic (per-quantile inversion).",
+        "(differencing, rolling_norm): auto (a copula learned from resolved windows), independent "
+        "(independent sample paths) or comonotonic (per-quantile inversion).",
+    ),
+]
+CalibrateOpt = Annotated[
+    str,
+    typer.Option(
+        "--calibrate",
+        help="none, or conformal: adjust each quantile level per step by adaptive conformal inference "
+        "on resolved windows (metrics.json reports raw and calibrated scores).",
     ),
 ]
 PathsOpt = Annotated[
@@ -90,6 +108,14 @@ MaxGapOpt = Annotated[
     int | None,
     typer.Option("--max-gap", help="Largest gap (bars) in 24/7 data to fill; a larger one is an error."),
 ]
+CalendarOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--calendar",
+        help="Exchange calendar the bars follow (XNYS, XLON, ...; 'none' for no holidays). "
+        "Default: XNYS when the sessions match it, else none.",
+    ),
+]
 StrideOpt = Annotated[
     int | None, typer.Option("--stride", help="Bars between origins (default: the horizon).")
 ]
@@ -98,6 +124,9 @@ AllowShortOpt = Annotated[bool, typer.Option("--allow-short", help="Let the trad
 WindowsOpt = Annotated[int, typer.Option("--windows", help="Number of rolling windows (the latest ones).")]
 StartOpt = Annotated[str | None, typer.Option("--start", help="Earliest origin date (UTC), e.g. 2021-05-19.")]
 EndOpt = Annotated[str | None, typer.Option("--end", help="Latest origin date (UTC).")]
+ReportOpt = Annotated[
+    bool, typer.Option("--report", help="Also write report.html (charts, offline) beside the outputs.")
+]
 SymbolsArg = Annotated[
     list[str], typer.Argument(help="Symbols (files <data-dir>/<SYMBOL>.parquet) or paths.")
 ]
@@ -126,9 +155,11 @@ def run_settings(
     targets: TargetsOpt = ALL_TARGETS,
     quantiles: QuantilesOpt = ALL_QUANTILES,
     seed: SeedOpt = 0,
-    dependence: DependenceOpt = "independent",
+    dependence: DependenceOpt = "auto",
+    calibrate: CalibrateOpt = "none",
     paths: PathsOpt = None,
     max_gap: MaxGapOpt = None,
+    calendar: CalendarOpt = None,
     data_dir: DataDirOpt = DEFAULT_DATA_DIR,
     output_dir: OutputDirOpt = DEFAULT_OUTPUT_DIR,
 ) -> dict[str, Any]:
@@ -142,8 +173,10 @@ def run_settings(
         "quantiles": parse_float_list(quantiles, option="--quantiles"),
         "seed": seed,
         "dependence": dependence.strip().lower(),
+        "calibrate": calibrate.strip().lower(),
         "n_paths": paths,
         "max_gap": max_gap,
+        "calendar": calendar,
         "data_dir": data_dir,
         "output_dir": output_dir,
     }

@@ -8,9 +8,17 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from chronobt.cli.common import Ui, model_label, raise_for_failures
-from chronobt.cli.options import command, engine_settings, evaluation_settings, lock_settings, run_settings
+from chronobt.cli.common import SIGNIFICANT, Ui, model_label, p_value_text, raise_for_failures
+from chronobt.cli.options import (
+    ReportOpt,
+    command,
+    engine_settings,
+    evaluation_settings,
+    lock_settings,
+    run_settings,
+)
 from chronobt.cli.progress import run_locked
+from chronobt.cli.report import write_reports
 from chronobt.config import SELECTION_METRICS, SweepConfig
 from chronobt.engine import EngineConfig
 from chronobt.sweep import SweepReport, run_sweep
@@ -53,6 +61,7 @@ def register(app: typer.Typer) -> None:
             int, typer.Option("--test-windows", help="Later windows that report the choice.")
         ] = 40,
         force: Annotated[bool, typer.Option("--force", help="Recompute cells already in the cache.")] = False,
+        report_html: ReportOpt = False,
         *,
         ui: Ui,
         run: dict[str, Any],
@@ -76,6 +85,8 @@ def register(app: typer.Typer) -> None:
             **evaluation,
         )
         report = run_locked(ui, run_sweep, config, engine, wait=wait)
+        if report_html and report.best:
+            write_reports(ui, [report.folder])
         render(ui, report)
         raise_for_failures(report.failures, succeeded=len(report.best))
 
@@ -93,7 +104,11 @@ def render(ui: Ui, report: SweepReport) -> None:
                     for s, b in report.best.items()
                 },
                 "folder": str(report.folder),
-                "cells": {"cached": report.cells_cached, "computed": report.cells_computed},
+                "cells": {
+                    "cached": report.cells_cached,
+                    "computed": report.cells_computed,
+                    "derived": report.cells_derived,
+                },
                 "failures": report.failures,
             }
         )
@@ -113,26 +128,52 @@ def render(ui: Ui, report: SweepReport) -> None:
             f"model {model_label(best['model'].get('id'), best['model'].get('checksum'))}",
             title_justify="left",
         )
-        for name in ("preaug", "val rank", f"val {metric}", f"test {metric}", "test skill", "test cov80"):
+        names = (
+            "preaug",
+            "val rank",
+            f"val {metric}",
+            f"test {metric}",
+            "test skill",
+            "p vs naive",
+            "p vs none",
+        )
+        for name in (*names, "test cov80"):
             table.add_column(name, justify="left" if name == "preaug" else "right")
+        equivalent = best.get("equivalent_to", {})
         for spec in val.sort_values("rank").index:
             chosen = spec == best["best_preaug"]
+            label = f"{spec} (= {equivalent[spec]})" if spec in equivalent else spec
             table.add_row(
-                f"{spec} *" if chosen else spec,
+                f"{label} *" if chosen else label,
                 str(int(val.loc[spec, "rank"])),
                 _fmt(val.loc[spec, metric]),
                 _fmt(test.loc[spec, metric]),
                 _fmt(test.loc[spec, "skill"]),
+                p_value_text(test.loc[spec, "p_value_naive"]),
+                p_value_text(test.loc[spec, "p_value_none"]),
                 _fmt(test.loc[spec, "coverage_80"]),
                 style="bold green" if chosen else None,
             )
         naive = best["test"]["naive"]
         table.add_row(
-            "naive (baseline)", "-", "-", _fmt(naive.get(metric)), "-", _fmt(naive.get("coverage_80"))
+            "naive (baseline)",
+            "-",
+            "-",
+            _fmt(naive.get(metric)),
+            "-",
+            "-",
+            "-",
+            _fmt(naive.get("coverage_80")),
         )
         ui.out.print(table)
     ui.out.print(
-        f"{report.cells_computed} cells computed, {report.cells_cached} cached; written: {report.folder}"
+        "* chosen on validation; p = Diebold-Mariano p-value of the test windows' MASE against naive / none "
+        f"(* below {SIGNIFICANT})"
+    )
+    derived = f", {report.cells_derived} equal to none's (affine)" if report.cells_derived else ""
+    ui.out.print(
+        f"{report.cells_computed} cells computed, {report.cells_cached} cached{derived}; "
+        f"written: {report.folder}"
     )
 
 

@@ -17,18 +17,21 @@ Calendars
 Modules: :mod:`~chronobt.data.ohlc` (the types), :mod:`~chronobt.data.store` (the entry points below),
 :mod:`~chronobt.data.files` (finding and reading files), :mod:`~chronobt.data.columns` (column mapping,
 timestamp parsing), :mod:`~chronobt.data.validate` (checks and repairs), :mod:`~chronobt.data.frequency`
-(bar frequency and calendar inference).
+(bar frequency and calendar inference), :mod:`~chronobt.data.sessions` (exchange trading calendars:
+XNYS inference, session bar patterns, future bars).
 """
 
 from chronobt.data.ohlc import MAX_ABS_PRICE, OHLC, TARGETS, DataReport, SymbolInfo
 from chronobt.data.store import (
     check_ohlc,
     import_csv,
+    import_csv_report,
     list_symbols,
     load_ohlc,
     require_bars,
     resolve_path,
     save_ohlc,
+    save_ohlc_report,
 )
 
 __all__ = [
@@ -39,9 +42,11 @@ __all__ = [
     "SymbolInfo",
     "check_ohlc",
     "import_csv",
+    "import_csv_report",
     "list_symbols",
     "load_ohlc",
     "require_bars",
     "resolve_path",
     "save_ohlc",
+    "save_ohlc_report",
 ]

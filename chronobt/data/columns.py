@@ -125,9 +125,66 @@ def time_values(raw: pd.DataFrame, source: str) -> tuple[pd.Series, str]:
     )
 
 
-def parse_timestamps(values: pd.Series, source: str, column: str) -> pd.DatetimeIndex:
-    """Parse a timestamp column to a UTC DatetimeIndex (naive taken as UTC; unix s/ms/us/ns detected)."""
+def parse_timestamps(
+    values: pd.Series, source: str, column: str, *, tz: str | None = None
+) -> tuple[pd.DatetimeIndex, bool]:
+    """Parse a timestamp column to a UTC DatetimeIndex ``[time]`` in file order, and whether it was naive.
+
+    Unix times (s/ms/us/ns, chosen per row by magnitude) are UTC. Timestamps without a zone are local
+    times in ``tz`` when given (a DST-ambiguous or nonexistent wall time is a DataError naming the row),
+    else taken as UTC (the caller warns). Timestamps with a zone are converted to UTC; ``tz`` must then
+    agree with their offsets (else a DataError: drop ``--tz``).
+    """
     where = f"{source}: column {column!r}"
+    parsed = _parse_any(values, where)
+    naive = parsed.tz is None
+    if naive and tz is None:
+        return to_utc_index(parsed), True
+    if naive and tz is not None:
+        return _localize(parsed, tz, where, values), False
+    if tz is not None:
+        _check_zone_agrees(parsed, tz, where, values)
+    return to_utc_index(parsed), False
+
+
+def _zone(tz: str) -> Any:
+    try:
+        return pd.Timestamp("2000-01-01", tz=tz).tz
+    except Exception:  # pytz/zoneinfo raise different types for unknown zones
+        raise DataError(
+            f"--tz {tz!r}: unknown time zone; use an IANA name like America/New_York or Europe/London"
+        ) from None
+
+
+def _localize(parsed: pd.DatetimeIndex, tz: str, where: str, values: pd.Series) -> pd.DatetimeIndex:
+    zone = _zone(tz)
+    local = parsed.tz_localize(zone, ambiguous="NaT", nonexistent="NaT")
+    bad = np.asarray(local.isna())
+    if bad.any():
+        i = int(bad.argmax())
+        exists = parsed[i : i + 1].tz_localize(zone, ambiguous="NaT", nonexistent="shift_forward")
+        why = "is ambiguous (it occurs twice when DST ends)" if exists.isna().any() else "does not exist"
+        raise DataError(
+            f"{where}: local time {values.iloc[i]!r} at data row {i} {why} in {tz} ({int(bad.sum())} such "
+            "rows); export the file in UTC or with UTC offsets"
+        )
+    return to_utc_index(local)
+
+
+def _check_zone_agrees(parsed: pd.DatetimeIndex, tz: str, where: str, values: pd.Series) -> None:
+    wall = parsed.tz_localize(None)
+    in_tz = parsed.tz_convert(_zone(tz)).tz_localize(None)
+    differ = np.asarray(wall != in_tz)
+    if differ.any():
+        i = int(differ.argmax())
+        raise DataError(
+            f"{where}: timestamps already carry a zone ({values.iloc[i]!r} at data row {i} is not {tz} "
+            "time); drop --tz (zoned timestamps are converted to UTC as they are)"
+        )
+
+
+def _parse_any(values: pd.Series, where: str) -> pd.DatetimeIndex:
+    """The column as a DatetimeIndex: naive or zoned as written, unix times as UTC."""
     missing = values.isna().to_numpy()
     if missing.any():
         raise DataError(
@@ -135,7 +192,7 @@ def parse_timestamps(values: pd.Series, source: str, column: str) -> pd.Datetime
             f"(first at data row {int(missing.argmax())}); drop those rows"
         )
     if isinstance(values.dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_dtype(values.dtype):
-        return to_utc_index(pd.DatetimeIndex(values))
+        return pd.DatetimeIndex(values)
     if pd.api.types.is_bool_dtype(values.dtype):
         raise DataError(f"{where} holds booleans, not timestamps; point it at the time column")
     if pd.api.types.is_numeric_dtype(values.dtype):
@@ -159,7 +216,7 @@ def parse_timestamps(values: pd.Series, source: str, column: str) -> pd.Datetime
     for f in formats:
         parsed = _try_format(text, f, where)
         if parsed is not None and parsed.notna().all():
-            return to_utc_index(pd.DatetimeIndex(parsed))
+            return pd.DatetimeIndex(parsed)
         if best is None and parsed is not None and parsed.notna().any():
             best = parsed
     # Report the first row that does not follow the first row's format.
@@ -169,7 +226,7 @@ def parse_timestamps(values: pd.Series, source: str, column: str) -> pd.Datetime
         warnings.simplefilter("ignore")
         alone = pd.to_datetime(text[bad], format="mixed", errors="coerce")
     if best is None and alone.notna().all():
-        return to_utc_index(pd.DatetimeIndex(alone))  # no single format, but every row parses alone
+        return pd.DatetimeIndex(alone)  # no single format, but every row parses alone
     if best is not None and alone.notna().all():
         raise DataError(
             f"{where} mixes date formats: row 0 {text.iloc[0]!r} vs row {first} {text.iloc[first]!r} "
@@ -202,31 +259,84 @@ def _parse_objects(values: pd.Series, where: str) -> pd.DatetimeIndex:
             f"{where} mixes time zones ({', '.join(sorted(tzs))}); convert every timestamp to one zone (UTC)"
         )
     try:
-        return to_utc_index(pd.DatetimeIndex(pd.to_datetime(values)))
+        return pd.DatetimeIndex(pd.to_datetime(values))
     except (ValueError, TypeError) as exc:
         raise DataError(f"{where} is not parseable as timestamps ({exc}); use ISO 8601 strings") from None
 
 
+def epoch_units(numbers: np.ndarray) -> np.ndarray:
+    """Per value, the unix unit its magnitude implies: 0 s, 1 ms, 2 us, 3 ns ``[rows]``.
+
+    Seconds are below 1e11 (year 5138), milliseconds below 1e14, microseconds below 1e17.
+    """
+    mag = np.abs(numbers)
+    return np.select([mag < 1e11, mag < 1e14, mag < 1e17], [0, 1, 2], default=3)
+
+
 def _parse_epoch(numbers: np.ndarray, where: str) -> pd.DatetimeIndex:
-    """Unix time, unit chosen per value by magnitude; a column mixing units is an error."""
+    """Unix time, the unit chosen per row by magnitude (exports switch from ms to s mid-file)."""
     if not np.isfinite(numbers).all():
         first = int((~np.isfinite(numbers)).argmax())
         raise DataError(f"{where} has non-finite unix times (first at data row {first}); drop those rows")
     mag = np.abs(numbers)
-    if mag.max() < 1e8:
+    small = mag < 1e8
+    if small.any():
+        i = int(small.argmax())
         raise DataError(
-            f"{where} holds numbers up to {mag.max():g}, too small for unix time (seconds since 1970 are "
-            "> 1e8 after 1973); point it at a real timestamp column"
+            f"{where} holds numbers as small as {mag[i]:g} (data row {i}), too small for unix time (seconds "
+            "since 1970 are > 1e8 after 1973); point it at a real timestamp column"
         )
-    units = np.select([mag < 1e11, mag < 1e14, mag < 1e17], [0, 1, 2], default=3)
-    names = np.array(["s", "ms", "us", "ns"])
-    if len(np.unique(units)) > 1:
-        odd = int((units != units[0]).argmax())
-        raise DataError(
-            f"{where} mixes unix units: row 0 looks like {names[units[0]]}, "
-            f"row {odd} like {names[units[odd]]}; use one unit"
-        )
-    unit = str(names[units[0]])
-    scale = {"s": 10**9, "ms": 10**6, "us": 10**3, "ns": 1}[unit]
+    scale = np.array([10**9, 10**6, 10**3, 1], dtype=np.float64)[epoch_units(numbers)]
     ns = np.round(numbers * scale).astype(np.int64)
     return pd.DatetimeIndex(pd.to_datetime(ns, unit="ns", utc=True))
+
+
+def second_time_column(frame: pd.DataFrame, used: str) -> Any | None:
+    """Another column holding date/time text beside the (unix) time column ``used``, or None."""
+    for c in frame.columns:
+        if str(c) == used or pd.api.types.is_numeric_dtype(frame[c].dtype):
+            continue
+        toks = _norm(c).split("_")
+        if _norm(c) in _TIME_NAMES or toks[0] in ("date", "time", "datetime"):
+            return c
+    return None
+
+
+def merge_case_twins(raw: pd.DataFrame, source: str) -> tuple[pd.DataFrame, list[str]]:
+    """Merge columns whose names differ only in case (``open`` and ``Open``, each partly filled).
+
+    Rows take the one filled value; both filled must be equal. Returns the frame and one note per merge;
+    a row where both hold different values is a DataError naming the rows.
+    """
+    groups: dict[str, list[Any]] = {}
+    for c in raw.columns:
+        groups.setdefault(str(c).strip().lower(), []).append(c)
+    notes: list[str] = []
+    for cols in (g for g in groups.values() if len(g) > 1):
+        merged = raw[cols[0]].copy()
+        for other in cols[1:]:
+            a, b = merged, raw[other]
+            both = (a.notna() & b.notna()).to_numpy()
+            differ = both & ~_same(a, b)
+            if differ.any():
+                rows = np.flatnonzero(differ)
+                shown = ", ".join(map(str, rows[:5])) + (" ..." if len(rows) > 5 else "")
+                i = int(rows[0])
+                raise DataError(
+                    f"{source}: columns {str(cols[0])!r} and {str(other)!r} differ only in case and "
+                    f"conflict in {len(rows)} rows (data rows {shown}; row {i}: {a.iloc[i]!r} vs "
+                    f"{b.iloc[i]!r}); keep one of them or make them agree"
+                )
+            merged = a.where(a.notna(), b)
+        raw = raw.drop(columns=cols[1:]).assign(**{str(cols[0]): merged})
+        notes.append(f"columns {', '.join(repr(str(c)) for c in cols)} differ only in case; merged")
+    return raw, notes
+
+
+def _same(a: pd.Series, b: pd.Series) -> np.ndarray:
+    na = pd.to_numeric(a, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+    nb = pd.to_numeric(b, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+    numeric = np.isfinite(na) & np.isfinite(nb)
+    close = np.isclose(na, nb, rtol=1e-12, atol=0.0)
+    text = (a.astype(str).str.strip() == b.astype(str).str.strip()).to_numpy()
+    return np.where(numeric, close, text)

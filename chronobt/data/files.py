@@ -22,14 +22,22 @@ _SYMBOL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._^=-]*$")
 
 
 def parquet_files(data_dir: Path) -> list[Path]:
+    try:
+        entries = list(data_dir.iterdir())
+    except PermissionError:
+        raise DataError(f"{data_dir}: permission denied listing the folder; {_PERMISSION_FIX}") from None
     return sorted(
-        (
-            p
-            for p in data_dir.iterdir()
-            if p.suffix.lower() in PARQUET_SUFFIXES and not p.name.startswith(".")
-        ),
+        (p for p in entries if p.suffix.lower() in PARQUET_SUFFIXES and not p.name.startswith(".")),
         key=lambda p: p.stem.upper(),
     )
+
+
+_PERMISSION_FIX = "make it readable for your user (e.g. chmod u+r) or copy it somewhere you can read"
+
+
+def permission_denied(path: Path) -> DataError:
+    """The error for a file the user may not read: what and how to fix it."""
+    return DataError(f"{path}: permission denied reading the file; {_PERMISSION_FIX}")
 
 
 def find_symbol(symbol: str, data_dir: Path) -> Path | None:
@@ -61,7 +69,15 @@ def _check_file(path: Path, kind: str) -> None:
     if not path.exists():
         raise DataError(f"{path}: file not found; check the path")
     if path.is_dir():
-        raise DataError(f"{path}: is a directory, expected a {kind} file")
+        parts = sorted(path.rglob("*.parquet"))
+        if parts and kind == ".parquet":
+            raise DataError(
+                f"{path}: is a directory of {len(parts)} parquet part files (a dataset, e.g. "
+                f"{parts[0].relative_to(path)}), expected one .parquet file; combine the parts into one "
+                f"file with python -c \"import pandas as pd; pd.read_parquet('{path}')"
+                f".to_parquet('{path.stem}_all.parquet')\" and load that"
+            )
+        raise DataError(f"{path}: is a directory, expected a {kind} file; pass the file inside it")
     if path.stat().st_size == 0:
         raise DataError(f"{path}: file is empty (0 bytes); re-export or re-import it")
 
@@ -85,6 +101,8 @@ def check_parquet_path(path: Path) -> Path:
 def read_parquet(path: Path) -> pd.DataFrame:
     try:
         return pd.read_parquet(path)
+    except PermissionError:
+        raise permission_denied(path) from None
     except Exception as exc:  # pyarrow raises several unrelated types for corrupt files
         reason = " ".join(str(exc).split())[:200]
         raise DataError(
@@ -102,6 +120,8 @@ def read_csv(path: Path) -> pd.DataFrame:
     try:
         with opener(path, "rt", encoding="utf-8-sig") as handle:
             head = [handle.readline() for _ in range(30)]
+    except PermissionError:
+        raise permission_denied(path) from None
     except (UnicodeDecodeError, OSError, EOFError) as exc:
         raise DataError(
             f"{path}: not a readable text CSV ({type(exc).__name__}); export it as UTF-8 CSV"
@@ -116,7 +136,8 @@ def read_csv(path: Path) -> pd.DataFrame:
     header_row = None
     for i, line in enumerate(h.rstrip("\r\n") for h in head):
         fields = next(csv.reader([line], delimiter=delimiter), [])
-        if map_prices(fields, strict=False).keys() >= {"open", "close"}:
+        once = list({f.strip().lower(): f for f in fields}.values())  # case twins (open, Open) count once
+        if map_prices(once, strict=False).keys() >= {"open", "close"}:
             header_row = i
             break
     if header_row is None:
@@ -130,6 +151,8 @@ def read_csv(path: Path) -> pd.DataFrame:
         return pd.read_csv(
             path, skiprows=header_row, sep=delimiter, skipinitialspace=True, encoding="utf-8-sig"
         )
+    except PermissionError:
+        raise permission_denied(path) from None
     except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
         reason = " ".join(str(exc).split())[:200]
         raise DataError(f"{path}: cannot parse CSV ({reason}); fix the malformed lines") from None

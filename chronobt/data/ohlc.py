@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from chronobt.data import sessions
 from chronobt.data.frequency import DAY, Calendar, as_utc, fmt_time, freq_step
 from chronobt.errors import DataError
 
@@ -21,6 +22,9 @@ MAX_ABS_PRICE = 1e15  # larger magnitudes are corrupt values (1e308, overflowed 
 
 
 MIN_ROWS = 2  # fewer bars cannot define a frequency
+
+
+MIN_MEASURED_YEARS = 0.5  # a shorter series annualises with the nominal bars per year
 
 
 @dataclass(frozen=True)
@@ -49,10 +53,21 @@ class DataReport:
     freq: str = ""
     calendar: str = ""
     columns: dict[str, str] = field(default_factory=dict)  # target -> source column name
+    naive_timestamps: bool = False  # written without a zone and taken as UTC
+    tz: str = ""  # zone the naive timestamps were converted from (import --tz)
+    merged_columns: tuple[str, ...] = ()  # one note per pair of case-twin columns merged
 
     def warnings(self) -> list[str]:
         """One line per repair or finding worth a user's attention (empty when the file is clean)."""
         out: list[str] = []
+        if self.naive_timestamps:
+            out.append(
+                "timestamps have no time zone; taken as UTC (if they are local times, re-import with "
+                "--tz ZONE, e.g. --tz America/New_York)"
+            )
+        elif self.tz:
+            out.append(f"local {self.tz} timestamps converted to UTC")
+        out.extend(self.merged_columns)
         if self.newest_first:
             out.append("rows were newest-first; reversed to ascending time order")
         elif self.unsorted_rows:
@@ -113,7 +128,7 @@ class OHLC:
         The parquet file it was read from.
     frame : pd.DataFrame
         DatetimeIndex (tz UTC, named ``timestamp``, ascending, unique); float64 columns open, high, low,
-        close and volume when the file has one.
+        close and volume when the file has one; bool ``filled`` when gaps were filled (see ``filled``).
     freq : str
         Pandas offset alias of one bar: ``"h"``, ``"D"``, ``"B"``, ``"min"``, ``"15min"``, ...
     calendar : {"continuous", "exchange"}
@@ -122,6 +137,9 @@ class OHLC:
         Repairs and findings.
     sha256 : str
         Hex SHA-256 of the file.
+    trading_calendar : str or None
+        ``exchange_calendars`` name (``"XNYS"``) whose sessions and holidays the bars follow, named by
+        the caller or inferred (see :mod:`chronobt.data.sessions`); None when there is none.
     """
 
     symbol: str
@@ -131,6 +149,7 @@ class OHLC:
     calendar: Calendar
     report: DataReport
     sha256: str
+    trading_calendar: str | None = None
 
     def __len__(self) -> int:
         return len(self.frame)
@@ -150,14 +169,26 @@ class OHLC:
             )
         return self.frame.loc[:, list(targets)].to_numpy(dtype=np.float64, copy=True)
 
+    @property
+    def filled(self) -> np.ndarray:
+        """``[time]`` bool: bars missing from the file and forward-filled at load (all False if none)."""
+        if "filled" in self.frame.columns:
+            return self.frame["filled"].to_numpy(dtype=bool)
+        return np.zeros(len(self.frame), dtype=bool)
+
     @cached_property
     def _step(self) -> pd.Timedelta | None:
         return freq_step(self.freq)
 
     @cached_property
     def _bars_per_day(self) -> int:
-        """Bars per trading day (median over calendar dates) for intraday exchange series."""
-        counts = pd.Series(1, index=self.index.normalize()).groupby(level=0).size()
+        """Bars per trading day for intraday exchange series: per recent session of the trading calendar,
+        else the median over recent UTC dates."""
+        if self.trading_calendar is not None:
+            pattern = sessions.session_pattern(self.trading_calendar, self.index)
+            return max(1, round(pattern["per_session"]))
+        recent = self.index[self.index > self.index[-1] - sessions.RECENT]
+        counts = pd.Series(1, index=recent.normalize()).groupby(level=0).size()
         return max(1, round(float(counts.median())))
 
     @property
@@ -181,26 +212,58 @@ class OHLC:
 
     @property
     def bars_per_year(self) -> float:
-        """Bars per year for annualising: 8760 hourly 24/7, 365 daily 24/7, 252 business days, ..."""
+        """Bars per year for annualising: measured from the series (see :attr:`annualisation`)."""
+        return float(self.annualisation["bars_per_year"])
+
+    @cached_property
+    def annualisation(self) -> dict[str, Any]:
+        """How :attr:`bars_per_year` was derived: ``{"bars_per_year", "method", "span_years"}``.
+
+        ``method`` is ``"measured"`` (bars in the series / years spanned, the span counting the last bar's
+        length) for a series of at least :data:`MIN_MEASURED_YEARS`, else ``"nominal"``: 8760 hourly 24/7,
+        365 daily 24/7, 252 business days, the weekly trading slots x 365/7 for intraday exchange series.
+        Filled gaps of a 24/7 series count as bars; closed hours and holidays of an exchange do not.
+        """
+        step = self._step
+        last_bar = step if step is not None else pd.Timedelta(0)
+        span = self.index[-1] - self.index[0] + last_bar
+        span_years = float(span / pd.Timedelta(days=365.25))
+        if span_years >= MIN_MEASURED_YEARS:
+            bars, method = len(self) / span_years, "measured"
+        else:
+            bars, method = self._nominal_bars_per_year(), "nominal"
+        return {"bars_per_year": float(bars), "method": method, "span_years": round(span_years, 4)}
+
+    def _nominal_bars_per_year(self) -> float:
         if self.freq == "B":
             return 252.0
         step = self._step
         if step is None:
             return {"M": 12.0, "Q": 4.0, "Y": 1.0}.get(self.freq[:1], 1.0)
         if self.calendar == "exchange" and step < DAY:
+            if self.trading_calendar is not None:
+                return 252.0 * self._bars_per_day
             return len(self._session_slots) * 365.0 / 7.0  # trading bars per week, 52.14 weeks
         return float(pd.Timedelta(days=365) / step)
 
     def future_timestamps(self, after: pd.Timestamp | str, n: int) -> pd.DatetimeIndex:
         """The ``n`` bar timestamps after ``after``, following the series' own frequency and calendar.
 
-        Hourly 24/7 continues hourly; daily stocks continue on business days; intraday exchange series
-        (FX) skip the weekly hours that never trade in the file.
+        Hourly 24/7 continues hourly; daily stocks continue on business days (on the trading calendar's
+        sessions when there is one: holidays skipped); intraday series on a trading calendar follow its
+        coming sessions with the bar offsets from the open seen in the series' last weeks (DST, early
+        closes and holidays followed); other intraday exchange series (FX) skip the weekly hours that
+        did not trade in the series' last weeks.
         """
         start = as_utc(pd.Timestamp(after))
         if n <= 0:
             return pd.DatetimeIndex([], tz="UTC", name="timestamp")
         step = self._step
+        if self.trading_calendar is not None:
+            if self.freq == "B" or step == DAY:
+                return sessions.future_daily(self.trading_calendar, self.index, start, n)
+            if step is not None and step < DAY:
+                return sessions.future_intraday(self.trading_calendar, self.index, start, n)
         if self.calendar == "exchange" and step is not None and step < DAY:
             return self._future_in_session(start, n, step)
         rng = pd.date_range(start=start, periods=n + 2, freq=self.freq)
@@ -210,10 +273,12 @@ class OHLC:
     def _session_slots(self) -> np.ndarray:
         """Positions within the week (ns since Thursday 1970-01-01 00:00) at which the series trades.
 
-        A slot counts when it holds at least a fifth of the busiest slot's bars, so a stray weekend bar
+        Read from the last :data:`~chronobt.data.sessions.RECENT` weeks, so a DST change is followed. A
+        slot counts when it holds at least a fifth of the busiest slot's bars, so a stray weekend bar
         does not open the weekend.
         """
-        slots, counts = np.unique(self.index.asi8 % (7 * DAY.value), return_counts=True)
+        recent = self.index[self.index > self.index[-1] - sessions.RECENT]
+        slots, counts = np.unique(recent.asi8 % (7 * DAY.value), return_counts=True)
         return slots[counts >= 0.2 * counts.max()]
 
     def _future_in_session(self, start: pd.Timestamp, n: int, step: pd.Timedelta) -> pd.DatetimeIndex:
@@ -242,9 +307,11 @@ class OHLC:
             "last": self.index[-1].isoformat(),
             "freq": self.freq,
             "calendar": self.calendar,
+            "trading_calendar": self.trading_calendar,
             "season_length": self.season_length,
             "bars_per_year": self.bars_per_year,
-            "columns": list(self.frame.columns),
+            "annualisation": self.annualisation,
+            "columns": [c for c in self.frame.columns if c != "filled"],
             "sha256": self.sha256,
             "report": self.report.to_dict(),
         }
@@ -263,6 +330,7 @@ class SymbolInfo:
     calendar: str = ""
     warnings: int = 0
     error: str | None = None
+    trading_calendar: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)

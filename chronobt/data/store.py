@@ -19,8 +19,9 @@ from chronobt.data.files import (
     read_csv,
     read_parquet,
 )
-from chronobt.data.frequency import fmt_time
-from chronobt.data.ohlc import OHLC, SymbolInfo
+from chronobt.data.frequency import fmt_time, freq_step
+from chronobt.data.ohlc import OHLC, DataReport, SymbolInfo
+from chronobt.data.sessions import NO_CALENDAR, check_calendar_name, infer_trading_calendar
 from chronobt.data.validate import validate_frame
 from chronobt.errors import ConfigError, DataError
 
@@ -28,7 +29,11 @@ logger = logging.getLogger(__name__)
 
 
 def load_ohlc(
-    symbol_or_path: str | Path, data_dir: str | Path = Path("data"), *, max_gap: int | None = None
+    symbol_or_path: str | Path,
+    data_dir: str | Path = Path("data"),
+    *,
+    max_gap: int | None = None,
+    calendar: str | None = None,
 ) -> OHLC:
     """Load, validate and repair one OHLC series; each repair is logged as a one-line warning.
 
@@ -42,20 +47,29 @@ def load_ohlc(
     max_gap
         Longest run of missing bars a 24/7 series may have filled; a longer gap is a DataError.
         ``None`` fills any gap.
+    calendar
+        Exchange calendar (``exchange_calendars`` name, e.g. ``"XNYS"``) the bars follow: future
+        timestamps skip its holidays and follow its sessions. ``None`` infers one (XNYS or none, see
+        :mod:`chronobt.data.sessions`); ``"none"`` uses no holiday calendar. Stored as
+        ``OHLC.trading_calendar``.
 
     Raises
     ------
     DataError
         The file is missing, unreadable or invalid (the message says which rows and how to fix it).
     """
-    ohlc = check_ohlc(symbol_or_path, data_dir, max_gap=max_gap)
+    ohlc = check_ohlc(symbol_or_path, data_dir, max_gap=max_gap, calendar=calendar)
     for line in ohlc.report.warnings():
         logger.warning("%s: %s", ohlc.path, line)
     return ohlc
 
 
 def check_ohlc(
-    symbol_or_path: str | Path, data_dir: str | Path = Path("data"), *, max_gap: int | None = None
+    symbol_or_path: str | Path,
+    data_dir: str | Path = Path("data"),
+    *,
+    max_gap: int | None = None,
+    calendar: str | None = None,
 ) -> OHLC:
     """Like :func:`load_ohlc` but without logging: the findings are in ``result.report``."""
     if max_gap is not None and max_gap < 0:
@@ -63,6 +77,8 @@ def check_ohlc(
     path, symbol = resolve_path(symbol_or_path, data_dir)
     raw = read_parquet(path)
     frame, report = validate_frame(raw, source=str(path), max_gap=max_gap, fill=True)
+    index = pd.DatetimeIndex(frame.index)
+    trading = _trading_calendar(calendar, index, report.freq, report.calendar, str(path))
     return OHLC(
         symbol=symbol,
         path=path,
@@ -71,7 +87,27 @@ def check_ohlc(
         calendar=report.calendar,  # type: ignore[arg-type]
         report=report,
         sha256=sha256_file(path),
+        trading_calendar=trading,
     )
+
+
+def _trading_calendar(
+    requested: str | None, index: pd.DatetimeIndex, freq: str, calendar: str, source: str
+) -> str | None:
+    """The named calendar (checked), None for "none", or the inferred one for ``requested=None``."""
+    if requested is not None and requested.strip().lower() in NO_CALENDAR:
+        return None
+    if requested is not None:
+        name = check_calendar_name(requested.strip())
+        if calendar != "exchange":
+            raise DataError(
+                f"{source}: is a 24/7 {freq} series (bars on weekends), so --calendar {name} does not "
+                "apply; drop --calendar"
+            )
+        return name
+    if calendar != "exchange":
+        return None
+    return infer_trading_calendar(index, freq_step(freq), freq)
 
 
 def require_bars(ohlc: OHLC, n: int, *, purpose: str) -> None:
@@ -97,7 +133,7 @@ def resolve_path(symbol_or_path: str | Path, data_dir: str | Path = Path("data")
     if not looks_like_path:
         found = find_symbol(text, data_dir)
         if found is not None:
-            return found, found.stem.upper()
+            return check_parquet_path(found), found.stem.upper()
         if not as_path.exists():
             raise DataError(
                 f"no data for symbol {text!r} in {data_dir}/ ({available_symbols(data_dir)}); "
@@ -134,6 +170,7 @@ def list_symbols(data_dir: str | Path = Path("data")) -> list[SymbolInfo]:
                 freq=ohlc.freq,
                 calendar=ohlc.calendar,
                 warnings=len(ohlc.report.warnings()),
+                trading_calendar=ohlc.trading_calendar,
             )
         )
     return infos
@@ -146,19 +183,37 @@ def import_csv(
     data_dir: str | Path = Path("data"),
     max_gap: int | None = None,
     overwrite: bool = False,
+    tz: str | None = None,
 ) -> Path:
     """Convert an exchange CSV export to ``<data_dir>/<SYMBOL>.parquet`` (atomically) and return its path.
 
-    Handles banner lines before the header, newest-first rows, unix seconds/milliseconds or date
-    strings, capitalised or prefixed column names and several volume columns (the base-asset one is
-    kept). The written file holds the sorted, de-duplicated bars (gaps are filled at load time, loudly).
-    Nothing is written when validation fails.
+    Handles banner lines before the header, newest-first rows, unix seconds/milliseconds (even switching
+    mid-file, cross-checked with a date column beside them) or date strings, capitalised or prefixed
+    column names, case-twin columns that fill each other's rows, and several volume columns (the
+    base-asset one is kept). ``tz``: the zone of local timestamps written without one (default UTC).
+    The written file holds the sorted, de-duplicated bars (gaps are filled at load time, loudly).
+    Nothing is written when validation fails. :func:`import_csv_report` also returns what was repaired.
     """
+    return import_csv_report(
+        csv_path, symbol=symbol, data_dir=data_dir, max_gap=max_gap, overwrite=overwrite, tz=tz
+    )[0]
+
+
+def import_csv_report(
+    csv_path: str | Path,
+    *,
+    symbol: str,
+    data_dir: str | Path = Path("data"),
+    max_gap: int | None = None,
+    overwrite: bool = False,
+    tz: str | None = None,
+) -> tuple[Path, DataReport]:
+    """Like :func:`import_csv`, returning ``(written path, report of the repairs made while importing)``."""
     symbol = check_symbol(symbol)
     path = Path(csv_path)
     raw = read_csv(path)
-    return save_ohlc(
-        raw, symbol=symbol, data_dir=data_dir, source=str(path), max_gap=max_gap, overwrite=overwrite
+    return save_ohlc_report(
+        raw, symbol=symbol, data_dir=data_dir, source=str(path), max_gap=max_gap, overwrite=overwrite, tz=tz
     )
 
 
@@ -170,18 +225,35 @@ def save_ohlc(
     source: str = "<frame>",
     max_gap: int | None = None,
     overwrite: bool = False,
+    tz: str | None = None,
 ) -> Path:
     """Validate a raw OHLC frame (any column spelling) and write ``<data_dir>/<SYMBOL>.parquet`` atomically.
 
     Repairs are logged as warnings with counts; the file gets a ``timestamp`` column (UTC) and float64
     open, high, low, close[, volume].
     """
+    return save_ohlc_report(
+        raw, symbol=symbol, data_dir=data_dir, source=source, max_gap=max_gap, overwrite=overwrite, tz=tz
+    )[0]
+
+
+def save_ohlc_report(
+    raw: pd.DataFrame,
+    *,
+    symbol: str,
+    data_dir: str | Path = Path("data"),
+    source: str = "<frame>",
+    max_gap: int | None = None,
+    overwrite: bool = False,
+    tz: str | None = None,
+) -> tuple[Path, DataReport]:
+    """Like :func:`save_ohlc`, returning ``(written path, report of the repairs made while saving)``."""
     symbol = check_symbol(symbol)
     data_dir = Path(data_dir)
     existing = find_symbol(symbol, data_dir) if data_dir.is_dir() else None
     if existing is not None and not overwrite:
         raise DataError(f"{existing} already exists; pass --force to replace it")
-    frame, report = validate_frame(raw, source=source, max_gap=max_gap, fill=False, symbol=symbol)
+    frame, report = validate_frame(raw, source=source, max_gap=max_gap, fill=False, symbol=symbol, tz=tz)
     for line in report.warnings():
         logger.warning("%s: %s", source, line)
     target = existing if existing is not None else data_dir / f"{symbol}.parquet"
@@ -190,4 +262,4 @@ def save_ohlc(
     logger.info(
         "wrote %s (%d rows, %s .. %s)", target, len(out), fmt_time(frame.index[0]), fmt_time(frame.index[-1])
     )
-    return target
+    return target, report

@@ -5,21 +5,40 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from chronobt.data.columns import map_prices, parse_timestamps, pick_volume, time_values
+from chronobt.data.columns import (
+    map_prices,
+    merge_case_twins,
+    parse_timestamps,
+    pick_volume,
+    second_time_column,
+    time_values,
+)
 from chronobt.data.frequency import first_flagged, fmt_time, infer_calendar
 from chronobt.data.ohlc import MAX_ABS_PRICE, MIN_ROWS, TARGETS, DataReport
 from chronobt.errors import DataError
 
 
 def validate_frame(
-    raw: pd.DataFrame, *, source: str, max_gap: int | None, fill: bool, symbol: str | None = None
+    raw: pd.DataFrame,
+    *,
+    source: str,
+    max_gap: int | None,
+    fill: bool,
+    symbol: str | None = None,
+    tz: str | None = None,
 ) -> tuple[pd.DataFrame, DataReport]:
-    """Map columns, parse timestamps, check prices, repair order/duplicates, infer calendar, fill gaps."""
+    """Map columns, parse timestamps, check prices, repair order/duplicates, infer calendar, fill gaps.
+
+    ``tz``: the zone of timestamps written without one (None: they are taken as UTC and reported).
+    """
     if len(raw) == 0:
         raise DataError(f"{source}: has no rows; export some bars")
+    raw, merged = merge_case_twins(raw, source)
     columns = map_prices(list(raw.columns), strict=True, source=source)
     times, time_col = time_values(raw, source)
-    index = parse_timestamps(times, source, time_col)
+    index, naive = parse_timestamps(times, source, time_col, tz=tz)
+    if pd.api.types.is_numeric_dtype(times.dtype) and not isinstance(raw.index, pd.DatetimeIndex):
+        _cross_check_dates(raw, time_col, index, source, tz)
     data: dict[str, np.ndarray] = {}
     for target in TARGETS:
         data[target] = _check_prices(raw[columns[target]], index, source, str(columns[target]))
@@ -91,8 +110,35 @@ def validate_frame(
         freq=freq,
         calendar=calendar,
         columns={k: str(v) for k, v in columns.items()},
+        naive_timestamps=naive,
+        tz=tz or "",
+        merged_columns=tuple(merged),
     )
     return frame, report
+
+
+def _cross_check_dates(
+    raw: pd.DataFrame, time_col: str, index: pd.DatetimeIndex, source: str, tz: str | None
+) -> None:
+    """Unix times must agree with a date column beside them to within one bar (the median spacing)."""
+    other = second_time_column(raw, time_col)
+    if other is None or len(index) < 2:
+        return
+    try:
+        dates, _ = parse_timestamps(raw[other].reset_index(drop=True), source, str(other), tz=tz)
+    except DataError:
+        return  # not a usable date column: nothing to cross-check
+    ns = index.asi8
+    spacing = np.abs(np.diff(np.sort(ns)))
+    bar = int(np.median(spacing[spacing > 0])) if (spacing > 0).any() else 0
+    off = np.abs(ns - dates.asi8) > bar
+    if off.any():
+        i = int(off.argmax())
+        raise DataError(
+            f"{source}: data row {i}: column {time_col!r} {raw[time_col].iloc[i]!r} reads "
+            f"{fmt_time(index[i])} but column {str(other)!r} says {raw[other].iloc[i]!r} ({int(off.sum())} "
+            "rows disagree by more than a bar); fix those rows or drop one of the two columns"
+        )
 
 
 def _check_prices(col: pd.Series, index: pd.DatetimeIndex, source: str, name: str) -> np.ndarray:
@@ -129,7 +175,10 @@ def _check_prices(col: pd.Series, index: pd.DatetimeIndex, source: str, name: st
 def _fill_gaps(
     frame: pd.DataFrame, step: pd.Timedelta, freq: str, source: str, max_gap: int | None, fill: bool
 ) -> tuple[pd.DataFrame, int, int, int, pd.Timestamp | None]:
-    """Put a 24/7 series on its regular grid: missing bars become flat bars at the previous close."""
+    """Put a 24/7 series on its regular grid: missing bars become flat bars at the previous close.
+
+    A filled frame gets a boolean ``filled`` column marking those bars (see :attr:`OHLC.filled`).
+    """
     ns = pd.DatetimeIndex(frame.index).asi8
     off_grid = (ns - ns[0]) % step.value != 0
     if off_grid.any():
@@ -156,6 +205,7 @@ def _fill_gaps(
         return frame, len(gap_at), total, longest, after
     grid = pd.date_range(frame.index[0], frame.index[-1], freq=step, name="timestamp")
     out = frame.reindex(grid)
+    out["filled"] = out["close"].isna().to_numpy()  # the synthetic bars: never scored nor traded on
     out["close"] = out["close"].ffill()
     for col in ("open", "high", "low"):
         out[col] = out[col].fillna(out["close"])
