@@ -162,6 +162,8 @@ def main(argv: list[str] | None = None) -> int:
             except Exception as exc:  # a mode that cannot run is a row with its error, not a failed run
                 rows.append({"mode": mode, "note": f"{type(exc).__name__}: {str(exc)[:160]}"})
                 return None
+            finally:  # each row as it comes, so a run stopped at its time limit still reports
+                print(json.dumps(rows[-1] if rows else {}, default=str), file=sys.stderr, flush=True)
 
         base = engine("float32", "off")
         reference, _ = base.predict(contexts, horizon), None
@@ -239,6 +241,7 @@ def main(argv: list[str] | None = None) -> int:
                 stride=1,
                 data_dir=data_dir,
                 output_dir=Path(tmp) / "out",
+                dependence="independent",  # "auto" learns a copula with scipy (absent on the GPU machine?)
             )
             report, s = timed(device, lambda: run_backtest(config, engine=eng))
             timings = report.results[0].summary["timings"]
