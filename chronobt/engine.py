@@ -303,7 +303,9 @@ class Chronos2Engine:
                 return batch_array(contexts, first, last, per_batch, plan.context_length)
 
             stager = self._stager = Stager(self.device, make_batch, cuda=self.device.type == "cuda")
-        with torch.inference_mode():
+        from chronobt.staging import released_after
+
+        with torch.inference_mode(), released_after(stager):
             while start < plan.n_tasks:
                 stop = min(start + tasks_per_batch, plan.n_tasks)
                 try:

@@ -23,7 +23,8 @@ On a CPU the engine does not stage (nothing to overlap). The class also runs wit
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -91,6 +92,11 @@ class Stager:
         done.synchronize()
         return self._out.numpy().copy()  # the pinned buffer is refilled by the next batch
 
+    def release(self) -> None:
+        """Drop the batch source (it holds the call's contexts), the buffers and any staged batch."""
+        self.make_batch = _released
+        self._pinned, self._uploads, self._staged, self._out = [None, None], [None, None], None, None
+
     def _upload(self, batch: np.ndarray) -> tuple[torch.Tensor, Any]:
         if not self.cuda:
             return torch.from_numpy(np.ascontiguousarray(batch)).to(self.device), None
@@ -107,3 +113,17 @@ class Stager:
             event = self.copy_stream.record_event()
         self._uploads[slot] = event
         return tensor, event
+
+
+def _released(start: int, tasks_per_batch: int) -> np.ndarray:
+    raise RuntimeError("this Stager was released at the end of its call")
+
+
+@contextmanager
+def released_after(stager: Stager | None) -> Iterator[None]:
+    """Release ``stager`` (if any) when the block ends, also on an error."""
+    try:
+        yield
+    finally:
+        if stager is not None:
+            stager.release()

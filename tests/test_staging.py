@@ -66,3 +66,6 @@ def test_the_stager_keys_batches_by_start_and_size() -> None:
     assert made == [(0, 2), (2, 2), (4, 2), (4, 1)]
     out = stager.download(torch.ones(2, 3, dtype=torch.float64))
     assert out.dtype == np.float32 and out.shape == (2, 3)
+    stager.release()  # the engine releases it after its call: the call's contexts are not kept
+    with pytest.raises(RuntimeError, match="released"):
+        stager.take(6, 2)
