@@ -27,6 +27,7 @@ class Plan:
     tasks_per_batch : tasks per forward (``series_per_forward // n_variates``, at least 1).
     workers : CPU batches forecast side by side (1: in turn).
     long_horizon : ``output_patches`` exceeds the model's ``max_output_patches`` (chronos' unrolling).
+    compile : whether the call runs compiled; ``compile_reason``: why (one line).
     """
 
     n_tasks: int
@@ -38,6 +39,8 @@ class Plan:
     tasks_per_batch: int
     workers: int
     long_horizon: bool
+    compile: bool = False
+    compile_reason: str = ""
 
     @property
     def n_batches(self) -> int:

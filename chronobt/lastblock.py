@@ -108,10 +108,10 @@ class OutputOnlyBlock(nn.Module):
         time_attn, group_attn, feed_forward = layers
         attended = self._time_attention(time_attn, hidden_states, position_ids, attention_mask)
         tail = hidden_states[:, -n:] + attended
-        # group attention runs along the batch axis, one time position at a time: only the last n positions
-        by_time = tail.transpose(0, 1)  # [n, batch, d]
-        mixed = group_attn.self_attention(group_attn.layer_norm(by_time), mask=group_time_mask[-n:])[0]
-        tail = (by_time + mixed).transpose(0, 1)
+        # group attention works one time position at a time: only the last n positions (the group layer's
+        # own forward, so a block-diagonal one from chronobt.group_attention composes; both masks are
+        # time-first)
+        tail = group_attn(tail, attention_mask=group_time_mask[-n:])[0]
         tail = feed_forward(tail)
         out = torch.cat([hidden_states[:, :-n], tail], dim=1)
         return Chronos2EncoderBlockOutput(hidden_states=out)

@@ -225,6 +225,7 @@ def engine_settings(
     compile_backend: eo.CompileBackendOpt = None,
     compile_mode: eo.CompileModeOpt = None,
     batch_size: eo.BatchSizeOpt = None,
+    cache_dir: eo.CacheDirOpt = None,
 ) -> EngineConfig:
     """The :class:`~chronobt.engine.EngineConfig` (environment variables mapped here, in the CLI)."""
     return eo.engine_config_from_options(
@@ -235,6 +236,7 @@ def engine_settings(
         compile_backend=compile_backend,
         compile_mode=compile_mode,
         batch_size=batch_size,
+        cache_dir=cache_dir if cache_dir is not None else eo.default_cache_dir(),
     )
 
 
