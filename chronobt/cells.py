@@ -132,7 +132,7 @@ def window_loss(
 
 def score_cell(plan: SymbolSweep, job: Job, config: SweepConfig, engine: Chronos2Engine) -> dict[str, Any]:
     """Invert one forecast job and score it on each split; the JSON cell that is stored."""
-    inversion = invert_job(job, engine.quantile_levels, config)
+    inversion = invert_job(job, engine.quantile_levels, config, device=engine.device)
     price_q = inversion.price_q
     calibrated = calibrate(plan.windows, price_q, config)[0] if config.calibrate == "conformal" else None
     splits: dict[str, Any] = {}

@@ -139,7 +139,7 @@ def score_backtest_job(
     sw = job.windows
     t1 = time.perf_counter()
     try:
-        inversion = invert_job(job, engine.quantile_levels, config)
+        inversion = invert_job(job, engine.quantile_levels, config, device=engine.device)
         outcome.price_q = price_q = inversion.price_q
         calibrated, calibration = (
             calibrate(sw, price_q, config) if config.calibrate == "conformal" else (None, None)

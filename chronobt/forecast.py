@@ -117,7 +117,7 @@ def run_forecast(
     report.engine_record = engine.record()
     for k, job in enumerate(jobs):
         try:
-            inversion = invert_job(job, engine.quantile_levels, config)
+            inversion = invert_job(job, engine.quantile_levels, config, device=engine.device)
             price_q = inversion.price_q
             uncertainty: dict[str, Any] = {
                 "history_windows": len(job.windows.origins) - 1,
