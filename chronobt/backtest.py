@@ -4,7 +4,8 @@
 each symbol is loaded, its ``--preaug`` resolved under the loaded symbol's name, its windows cut and its
 augmentation fitted (:mod:`chronobt.pipeline`); all windows of all symbols go through the engine in one
 call; each symbol is then inverted, scored (:mod:`chronobt.evaluate`) and written atomically to
-``<output-dir>/backtest/<SYMBOL>/<preaug>/`` (:func:`write_backtest`). ``metrics.json`` counts the
+``<output-dir>/backtest/<SYMBOL>/<preaug>[+<covariate>...]/`` (:func:`write_backtest`; covariates:
+:mod:`chronobt.covariates`). ``metrics.json`` counts the
 forward-filled bars left unscored (``filled``) and the inverted quantiles outside the price domain
 (``inversion``, also one warning line per symbol).
 """
@@ -25,6 +26,7 @@ from chronobt.atomic import replace_dir_atomic, write_json_atomic, write_parquet
 from chronobt.augment import parse_augmentation
 from chronobt.choice import ResolvedPreaug, auto_record, resolve_preaug
 from chronobt.config import BacktestConfig
+from chronobt.covariates import covariates_label, run_label
 from chronobt.engine import Chronos2Engine, EngineConfig
 from chronobt.errors import ChronobtError
 from chronobt.evaluate import Evaluation, evaluate, filled_record, inversion_warning
@@ -145,7 +147,7 @@ def run_backtest(
                 "invert": t4 - t3,
                 "metrics": time.perf_counter() - t4,
             }
-            folder = backtest_folder(config.output_dir, sw.symbol, job.spec)
+            folder = backtest_folder(config.output_dir, sw.symbol, run_label(job.spec, sw.covariates))
             summary = write_backtest(
                 folder,
                 job,
@@ -192,6 +194,9 @@ def metrics_payload(
         "symbol": sw.symbol,
         "preaug": spec,
         "preaug_params": dict(parse_augmentation(spec).params),
+        "covariates": covariates_label(sw.covariates),
+        "covariate_rows": list(sw.covariate_names),
+        "run": run_label(spec, sw.covariates),
         "model": model.get("id"),
         "model_checksum": model.get("checksum"),
         "horizon": config.horizon,
@@ -248,6 +253,7 @@ def write_backtest(
         preaug=spec,
         actual=sw.futures,
         filled=sw.future_filled,
+        extra={"covariates": covariates_label(sw.covariates)} if sw.covariates else None,
     )
     summary = metrics_payload(sw, spec, evaluation, config=config, engine=engine, uncertainty=uncertainty)
     if auto is not None:

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-Forward = Callable[["torch.Tensor", "torch.Tensor", int], "torch.Tensor"]
+Forward = Callable[..., "torch.Tensor"]  # (context, group_ids, n_patches, future_covariates or None)
 
 
 def _compile(fn: Callable[..., Any], backend: str, mode: str | None) -> Callable[..., Any]:
@@ -94,8 +94,9 @@ class CompileState:
         context: torch.Tensor,
         group_ids: torch.Tensor,
         n_patches: int,
+        future: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """``eager(context, group_ids, n_patches)`` through torch.compile (compiled on first use)."""
+        """``eager(context, group_ids, n_patches, future)`` through torch.compile (compiled on first use)."""
         import torch
 
         if self.fn is None:
@@ -103,7 +104,8 @@ class CompileState:
         if self.mode == "reduce-overhead":
             torch.compiler.cudagraph_mark_step_begin()
         graphs_before, started = graph_count(), time.perf_counter()
-        preds = self.fn(context, group_ids, n_patches)
+        args = (context, group_ids, n_patches) if future is None else (context, group_ids, n_patches, future)
+        preds = self.fn(*args)
         if context.device.type == "cuda":
             torch.cuda.synchronize(context.device)
         graphs_after = graph_count()

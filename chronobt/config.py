@@ -5,7 +5,7 @@ The configs are frozen keyword-only dataclasses that validate themselves in ``__
 :class:`~chronobt.errors.ConfigError` (exit code 2) naming the option, the bad value and what is allowed:
 
 - :class:`RunOptions`: what every forecasting command shares (horizon, context, targets, quantiles, seed,
-  folders, gap limit, step dependence, sample paths);
+  folders, gap limit, step dependence, sample paths, covariates: :mod:`chronobt.covariates`);
 - :class:`EvaluationOptions`: plus what scoring past windows needs (stride, fee, shorting): backtest, sweep;
 - :class:`BacktestConfig`, :class:`SweepConfig`, :class:`ForecastConfig`: one per command.
 """
@@ -52,6 +52,7 @@ class RunOptions:
     dependence: str = "auto"
     n_paths: int | None = None
     calibrate: str = "none"
+    covariates: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.horizon < 1:
@@ -81,6 +82,10 @@ class RunOptions:
             raise ConfigError(f"--max-gap {self.max_gap}: expected 0 or a positive number of bars")
         if self.n_paths is not None and self.n_paths < 2:
             raise ConfigError(f"--paths must be >= 2, got {self.n_paths}")
+        if len(set(self.covariates)) != len(self.covariates):
+            raise ConfigError(
+                f"--covariates {','.join(self.covariates)} names a covariate twice; list each once"
+            )
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from chronobt import cpu_sizing
-from chronobt.batching import Plan, RunTotals, batch_array, context_length
+from chronobt.batching import Plan, RunTotals, batch_array, context_length, future_array
 from chronobt.compilation import CompileState
 from chronobt.engine_config import DEFAULT_BATCH_SIZE, EngineConfig, resolve_device, resolve_dtype
 from chronobt.errors import ConfigError, ModelError
@@ -122,6 +122,8 @@ class Chronos2Engine:
         self._output_only_layout = supports_output_only(self.model)
         self._checks: dict[int, OutputOnlyCheck] = {}
         self._views: dict[int, Any] = {}
+        #: the known future values of the running predict call (``None``: none)
+        self._future: np.ndarray | None = None
 
     # ------------------------------------------------------------------ public API
 
@@ -188,7 +190,14 @@ class Chronos2Engine:
             long_horizon=n_patches > self.max_output_patches,
         )
 
-    def predict(self, contexts: np.ndarray, horizon: int, *, progress: Progress | None = None) -> np.ndarray:
+    def predict(
+        self,
+        contexts: np.ndarray,
+        horizon: int,
+        *,
+        progress: Progress | None = None,
+        future: np.ndarray | None = None,
+    ) -> np.ndarray:
         """Quantile forecasts for every task.
 
         Parameters
@@ -196,6 +205,9 @@ class Chronos2Engine:
         contexts : ``[tasks, variates, time]`` float; left NaN padding allowed (NaN = missing).
         horizon : steps to forecast after each context.
         progress : called as ``progress(done_tasks, total_tasks)`` after each batch.
+        future : ``[tasks, variates, horizon]`` known future values (NaN = unknown: targets and past-only
+            covariates), passed to the model as ``future_covariates`` as chronos' own predict does;
+            ``None``: nothing known (the same forecast as all-NaN).
 
         Returns
         -------
@@ -204,10 +216,23 @@ class Chronos2Engine:
         """
         contexts = np.asarray(contexts)
         plan = self.plan(contexts, horizon)
+        if future is not None:
+            future = np.asarray(future, dtype=np.float32)
+            expected = (plan.n_tasks, plan.n_variates, plan.horizon)
+            if future.shape != expected:
+                raise ConfigError(
+                    f"future must be a [tasks, variates, horizon] {expected} array, got shape {future.shape}"
+                )
+            if np.isnan(future).all():
+                future = None  # nothing known: the model's own default (same forecast, same compiled graph)
+        self._future = future
         shape = (plan.n_tasks, plan.n_variates, len(self.quantile_levels), plan.horizon)
         out = np.full(shape, np.nan, dtype=np.float32)
-        if plan.n_tasks and plan.n_variates:
-            self._run(contexts, plan, out, progress)
+        try:
+            if plan.n_tasks and plan.n_variates:
+                self._run(contexts, plan, out, progress)
+        finally:
+            self._future = None
         return out
 
     def record(self) -> dict[str, Any]:
@@ -328,7 +353,11 @@ class Chronos2Engine:
     ) -> np.ndarray:
         """Tasks ``start:stop`` as one fixed-shape batch -> float32 ``[stop - start, V, Q, horizon]``."""
         batch = batch_array(contexts, start, stop, tasks_per_batch, plan.context_length)  # [tpb*V, C]
-        preds = self._run_batch(batch, plan, tasks_per_batch)
+        future = None
+        if self._future is not None:
+            width = plan.horizon if plan.long_horizon else plan.output_patches * self.output_patch_size
+            future = future_array(self._future, start, stop, tasks_per_batch, width)  # [tpb*V, width]
+        preds = self._run_batch(batch, plan, tasks_per_batch, future)
         shape = (tasks_per_batch, plan.n_variates, len(self.quantile_levels), plan.horizon)
         return preds.reshape(shape)[: stop - start]
 
@@ -351,38 +380,57 @@ class Chronos2Engine:
     # ------------------------------------------------------------------ internals
 
     def _model_forward(
-        self, context: torch.Tensor, group_ids: torch.Tensor, num_output_patches: int
+        self,
+        context: torch.Tensor,
+        group_ids: torch.Tensor,
+        num_output_patches: int,
+        future_covariates: torch.Tensor | None = None,
     ) -> torch.Tensor:
         model = self._views.get(num_output_patches, self.model)
-        output = model(context=context, group_ids=group_ids, num_output_patches=num_output_patches)
+        known = {} if future_covariates is None else {"future_covariates": future_covariates}
+        output = model(context=context, group_ids=group_ids, num_output_patches=num_output_patches, **known)
         return output.quantile_preds
 
-    def _run_batch(self, batch: np.ndarray, plan: Plan, tasks_per_batch: int) -> np.ndarray:
-        """Forward one fixed-shape batch ``[tpb*V, C]`` -> float32 ``[tpb*V, Q, horizon]`` on the host."""
+    def _run_batch(
+        self, batch: np.ndarray, plan: Plan, tasks_per_batch: int, future: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Forward one fixed-shape batch ``[tpb*V, C]`` (known future ``[tpb*V, patches * patch]`` or
+        ``None``) -> float32 ``[tpb*V, Q, horizon]`` on the host."""
         import torch
 
-        context = torch.from_numpy(batch)
-        if self.device.type == "cuda":
-            context = context.pin_memory().to(self.device, non_blocking=True)
-        else:
-            context = context.to(self.device)
+        context = self._to_device(batch)
+        known = () if future is None else (self._to_device(future),)
         group_ids = torch.arange(tasks_per_batch, device=self.device).repeat_interleave(plan.n_variates)
         n_patches = plan.output_patches
         if plan.long_horizon:
-            preds = self._unroll(context, group_ids, plan.horizon)
+            preds = self._unroll(context, group_ids, plan.horizon, *known)
         elif self._compile.active:
             try:
-                preds = self._compile.forward(self._eager_forward, context, group_ids, n_patches)
+                preds = self._compile.forward(self._eager_forward, context, group_ids, n_patches, *known)
             except torch.OutOfMemoryError:
                 raise
             except Exception as exc:
                 self._compile.fall_back(f"{type(exc).__name__}: {_first_line(exc)}")
-                preds = self._eager_forward(context, group_ids, n_patches)
+                preds = self._eager_forward(context, group_ids, n_patches, *known)
         else:
-            preds = self._eager_forward(context, group_ids, n_patches)
+            preds = self._eager_forward(context, group_ids, n_patches, *known)
         return preds[..., : plan.horizon].to(device="cpu", dtype=torch.float32).numpy()
 
-    def _unroll(self, context: torch.Tensor, group_ids: torch.Tensor, horizon: int) -> torch.Tensor:
+    def _to_device(self, array: np.ndarray) -> torch.Tensor:
+        import torch
+
+        tensor = torch.from_numpy(array)
+        if self.device.type == "cuda":
+            return tensor.pin_memory().to(self.device, non_blocking=True)
+        return tensor.to(self.device)
+
+    def _unroll(
+        self,
+        context: torch.Tensor,
+        group_ids: torch.Tensor,
+        horizon: int,
+        future: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """Horizons beyond ``max_output_patches``: chronos' own autoregressive unrolling (eager).
 
         ``Chronos2Pipeline._predict_batch`` is private to chronos; its failure is a :class:`ModelError`
@@ -391,7 +439,8 @@ class Chronos2Engine:
         import torch
 
         levels = [q for q in _UNROLLED_QUANTILES if q in self.quantile_levels] or list(self.quantile_levels)
-        future = torch.full((context.shape[0], horizon), torch.nan, device=self.device)
+        if future is None:
+            future = torch.full((context.shape[0], horizon), torch.nan, device=self.device)
         try:
             (preds,) = self.pipeline._predict_batch(
                 context=context,

@@ -29,6 +29,7 @@ from chronobt.atomic import write_json_atomic, write_parquet_atomic
 from chronobt.augment import parse_augmentation
 from chronobt.choice import resolve_preaug
 from chronobt.config import ForecastConfig
+from chronobt.covariates import covariates_label, run_label
 from chronobt.engine import Chronos2Engine, EngineConfig
 from chronobt.errors import ChronobtError
 from chronobt.pipeline import (
@@ -172,7 +173,10 @@ def write_forecast(
         price_q=price_q,
         levels=config.quantiles,
         preaug=spec,
-        extra={"model": str(model.get("id"))},
+        extra={
+            "model": str(model.get("id")),
+            **({"covariates": covariates_label(sw.covariates)} if sw.covariates else {}),
+        },
     )
     frame = table.to_pandas()
     folder = forecast_folder(config.output_dir, sw.symbol)
@@ -187,6 +191,9 @@ def write_forecast(
         "preaug": spec,
         "preaug_params": dict(parse_augmentation(spec).params),
         "requested_preaug": config.preaug,
+        "covariates": covariates_label(sw.covariates),
+        "covariate_rows": list(sw.covariate_names),
+        "run": run_label(spec, sw.covariates),
         "horizon": config.horizon,
         "context_length": int(np.count_nonzero(~np.isnan(sw.contexts[0, 0]))),
         "targets": list(sw.targets),

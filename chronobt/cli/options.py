@@ -25,6 +25,7 @@ import typer
 from chronobt.cli import engine_options as eo
 from chronobt.cli.common import command_context
 from chronobt.config import DEFAULT_QUANTILES, DEPENDENCE_CHOICES
+from chronobt.covariates import parse_covariates
 from chronobt.data import TARGETS
 from chronobt.engine import EngineConfig
 from chronobt.errors import ConfigError
@@ -116,6 +117,15 @@ CalendarOpt = Annotated[
         "Default: XNYS when the sessions match it, else none.",
     ),
 ]
+CovariatesOpt = Annotated[
+    str,
+    typer.Option(
+        "--covariates",
+        help="Comma-separated covariates beside the targets: volume (log1p, past only), calendar (hour of "
+        "day and day of week as sin/cos, known ahead), or a SYMBOL of the data folder (its close, past "
+        "only). Default: none.",
+    ),
+]
 StrideOpt = Annotated[
     int | None, typer.Option("--stride", help="Bars between origins (default: the horizon).")
 ]
@@ -160,6 +170,7 @@ def run_settings(
     paths: PathsOpt = None,
     max_gap: MaxGapOpt = None,
     calendar: CalendarOpt = None,
+    covariates: CovariatesOpt = "none",
     data_dir: DataDirOpt = DEFAULT_DATA_DIR,
     output_dir: OutputDirOpt = DEFAULT_OUTPUT_DIR,
 ) -> dict[str, Any]:
@@ -177,6 +188,7 @@ def run_settings(
         "n_paths": paths,
         "max_gap": max_gap,
         "calendar": calendar,
+        "covariates": parse_covariates(covariates),
         "data_dir": data_dir,
         "output_dir": output_dir,
     }
