@@ -116,7 +116,7 @@ def calendar_features(timestamps: pd.DatetimeIndex, *, with_hour: bool) -> np.nd
     ts = pd.DatetimeIndex(timestamps)
     ts = ts.tz_localize("UTC") if ts.tz is None else ts.tz_convert("UTC")
     day_fraction = _seconds_of_day(ts) / _SECONDS_PER_DAY  # [time] in [0, 1)
-    week_phase = 2 * np.pi * (ts.dayofweek.to_numpy(dtype=np.float64) + day_fraction) / 7.0
+    week_phase = 2 * np.pi * (ts.day_of_week.to_numpy(dtype=np.float64) + day_fraction) / 7.0
     columns = [np.sin(week_phase), np.cos(week_phase)]
     if with_hour:
         day_phase = 2 * np.pi * day_fraction
