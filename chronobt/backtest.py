@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -99,8 +99,9 @@ def run_backtest(
                 ohlc, config.preaug, config, model=engine.model_info, strict=config.strict_auto
             )
             start = config.start if config.start is not None else resolved.start_after_selection(ohlc)
+            options = replace(config, covariates=resolved.covariates)  # auto: the sweep's covariates
             sw = prepare_windows(
-                ohlc, config, windows=config.windows, context=context, start=start, end=config.end
+                ohlc, options, windows=config.windows, context=context, start=start, end=config.end
             )
             jobs.append(make_job(sw, resolved.spec))
             auto[ohlc.symbol] = resolved

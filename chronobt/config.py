@@ -172,6 +172,7 @@ class SweepConfig(EvaluationOptions):
     validation_windows: int = 60
     test_windows: int = 40
     force: bool = False
+    covariate_sets: tuple[tuple[str, ...], ...] = ()
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -187,6 +188,13 @@ class SweepConfig(EvaluationOptions):
                 f"selection target {self.target!r} is not among --targets {','.join(self.targets)}; add it"
             )
         candidate_specs(self.preaugs)
+
+    @property
+    def candidate_covariates(self) -> tuple[tuple[str, ...], ...]:
+        """The covariate sets swept, no covariates first (the reference; ``covariate_sets`` or, when
+        empty, ``covariates`` as the one other set)."""
+        sets = [(), *(self.covariate_sets or (self.covariates,))]
+        return tuple(dict.fromkeys(tuple(s) for s in sets))
 
     @property
     def windows(self) -> int:

@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from chronobt.data import OHLC
-from chronobt.errors import ConfigError, DataError
+from chronobt.errors import DataError
 from chronobt.windows import cut_windows
 
 VOLUME = "volume"
@@ -45,7 +45,7 @@ _SECONDS_PER_DAY = 86_400.0
 def parse_covariates(text: str | Sequence[str] | None) -> tuple[str, ...]:
     """``"volume, Calendar,btcusd"`` -> ``("volume", "calendar", "BTCUSD")``; ``none`` or empty -> ``()``.
 
-    Separators are commas or ``+`` (``volume+calendar``). A repeated name is a :class:`ConfigError`.
+    Separators are commas or ``+`` (``volume+calendar``); a repeated name counts once.
     """
     if text is None:
         return ()
@@ -58,9 +58,7 @@ def parse_covariates(text: str | Sequence[str] | None) -> tuple[str, ...]:
                 continue
             low = token.lower()
             names.append(low if low in (VOLUME, CALENDAR) else token.upper())
-    if len(set(names)) != len(names):
-        raise ConfigError(f"--covariates {text!r} names a covariate twice; list each once")
-    return tuple(names)
+    return tuple(dict.fromkeys(names))
 
 
 def parse_covariate_sets(text: str) -> tuple[tuple[str, ...], ...]:
@@ -82,6 +80,22 @@ def covariates_label(covariates: Sequence[str]) -> str:
 def run_label(spec: str, covariates: Sequence[str]) -> str:
     """The augmentation spec with its covariates: ``differencing+volume+calendar`` (just ``spec`` if none)."""
     return "+".join([spec, *covariates]) if covariates else spec
+
+
+def split_label(label: str) -> tuple[str, tuple[str, ...]]:
+    """:func:`run_label`'s inverse: ``differencing+volume`` -> ``("differencing", ("volume",))``."""
+    spec, *covariates = label.split("+")
+    return spec, tuple(covariates)
+
+
+def equivalent_label(label: str) -> str | None:
+    """The label whose forecast ``label``'s equals (an affine augmentation is ``none``'s, with the same
+    covariates: :func:`chronobt.augment.affine_equivalent`), else ``None``."""
+    from chronobt.augment import affine_equivalent
+
+    spec, covariates = split_label(label)
+    same = affine_equivalent(spec)
+    return None if same is None else run_label(same, covariates)
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -95,11 +95,13 @@ def run_forecast(
         try:
             ohlc = load_symbol(symbol, config)
             key = ohlc.symbol
-            spec = resolve_preaug(
+            resolved = resolve_preaug(
                 ohlc, config.preaug, config, model=engine.model_info, strict=config.strict_auto
-            ).spec
-            history = history_windows(spec, config)
-            jobs.append(make_job(latest_window(ohlc, config, context=context, history=history), spec))
+            )
+            spec = resolved.spec
+            options = replace(config, covariates=resolved.covariates)  # auto: the sweep's covariates
+            history = history_windows(spec, options)
+            jobs.append(make_job(latest_window(ohlc, options, context=context, history=history), spec))
         except (ChronobtError, OSError) as exc:
             report.failures[key] = str(exc)
             logger.debug("symbol %s failed", key, exc_info=True)

@@ -35,7 +35,7 @@ import pandas as pd
 
 from chronobt.augment import Augmentation, AugmentationSpec, get_augmentation
 from chronobt.config import EvaluationOptions, RunOptions, parse_date
-from chronobt.covariates import covariate_series, cut_covariates
+from chronobt.covariates import covariate_series, cut_covariates, run_label
 from chronobt.data import OHLC, load_ohlc
 from chronobt.engine import Chronos2Engine
 from chronobt.errors import ChronobtError, DataError
@@ -372,6 +372,11 @@ class Job:
     @property
     def n_targets(self) -> int:
         return int(self.windows.contexts.shape[1])
+
+    @property
+    def label(self) -> str:
+        """The spec with the windows' covariates, e.g. ``differencing+volume`` (:func:`run_label`)."""
+        return run_label(self.spec, self.windows.covariates)
 
     @property
     def spec(self) -> str:

@@ -13,6 +13,11 @@ An augmentation that is affine per window (robust_scaling, percent_change) forec
 forecasts, since Chronos-2 standardises each series itself: it is not forecast but gets ``none``'s
 scores, marked ``equivalent_to: none``, and a tie goes to ``none``.
 
+Covariate sets (``covariate_sets``, :mod:`chronobt.covariates`) are a second dimension: every
+(augmentation, covariate set) pair is a cell named by its label (``differencing+volume``; no covariates:
+the spec alone), all ranked together, so the nested selection picks the best pair. No covariates is
+always swept (the reference ``none`` is the plain model).
+
 Outputs under ``<output-dir>/sweep/``: ``leaderboard.csv`` / ``leaderboard.parquet``
 (:mod:`chronobt.leaderboard`; a sweep over some symbols keeps the other symbols' rows),
 ``best/<SYMBOL>.json`` (:mod:`chronobt.choice`, read by ``--preaug auto``)
@@ -23,7 +28,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +36,7 @@ import numpy as np
 import pandas as pd
 
 from chronobt.atomic import write_json_atomic
-from chronobt.augment import affine_equivalent, candidate_specs
+from chronobt.augment import candidate_specs
 from chronobt.cells import (
     SymbolSweep,
     cell_key,
@@ -43,6 +48,7 @@ from chronobt.cells import (
 )
 from chronobt.choice import build_choice, write_choice
 from chronobt.config import SweepConfig
+from chronobt.covariates import equivalent_label, run_label, split_label
 from chronobt.data import list_symbols
 from chronobt.engine import Chronos2Engine, EngineConfig
 from chronobt.errors import ChronobtError, ConfigError, DataError
@@ -64,6 +70,7 @@ from chronobt.pipeline import (
     model_context,
     prepare_windows,
     symbol_key,
+    with_covariates,
 )
 from chronobt.results import now_iso, run_record, sweep_folder
 
@@ -159,7 +166,8 @@ def run_sweep(
     that cannot be applied to a symbol is left out of that symbol's candidates with a warning.
     """
     symbols = config.symbols or discover_symbols(config.data_dir)
-    specs = candidate_specs(config.preaugs)
+    covariate_sets = config.candidate_covariates
+    specs = tuple(run_label(s, c) for c in covariate_sets for s in candidate_specs(config.preaugs))
     report = SweepReport(folder=sweep_folder(config.output_dir))
     if engine is None:
         engine = Chronos2Engine(engine_config or EngineConfig())
@@ -172,7 +180,12 @@ def run_sweep(
         try:
             ohlc = load_symbol(symbol, config)
             key = ohlc.symbol
-            sw = prepare_windows(ohlc, config, windows=config.windows, context=context)
+            sw = prepare_windows(
+                ohlc, replace(config, covariates=()), windows=config.windows, context=context
+            )
+            by_covariates = {
+                c: with_covariates(sw, c, config, horizon=config.horizon) for c in covariate_sets if c
+            }
             split = split_windows(
                 sw.origins,
                 validation=config.validation_windows,
@@ -180,7 +193,8 @@ def run_sweep(
                 horizon=config.horizon,
                 label=sw.symbol,
             )
-            plans.append(SymbolSweep(sw, split, {s: cell_key(sw, s, config, model) for s in specs}))
+            keys = {s: cell_key(by_covariates.get(split_label(s)[1], sw), s, config, model) for s in specs}
+            plans.append(SymbolSweep(sw, split, keys, by_covariates=by_covariates))
         except (ChronobtError, OSError) as exc:
             report.failures[key] = str(exc)
             logger.debug("symbol %s failed", key, exc_info=True)
@@ -193,7 +207,7 @@ def run_sweep(
                 cell = read_cell(
                     cell_path(config.output_dir, plan.symbol, spec, plan.keys[spec]), plan.keys[spec]
                 )
-                if cell is not None and cell.get("equivalent_to") == affine_equivalent(spec):
+                if cell is not None and cell.get("equivalent_to") == equivalent_label(spec):
                     plan.cells[spec] = cell
                     plan.cached.add(spec)
     report.cells_cached = sum(len(p.cached) for p in plans)
@@ -218,7 +232,7 @@ def _forecast_pending(
 
     Cells of augmentations equivalent to another candidate are not forecast: they take its scores.
     """
-    derived = [s for s in specs if affine_equivalent(s) in specs]
+    derived = [s for s in specs if equivalent_label(s) in specs]
     pending = {p.symbol: [s for s in specs if s not in p.cells and s not in derived] for p in plans}
     total_windows = sum(len(p.windows.origins) * len(pending[p.symbol]) for p in plans)
     total_cells = sum(len(v) for v in pending.values())
@@ -227,7 +241,8 @@ def _forecast_pending(
         jobs: list[Job] = []
         for spec in pending[plan.symbol]:
             try:
-                jobs.append(make_job(plan.windows, spec))
+                augmentation, covariates = split_label(spec)
+                jobs.append(make_job(plan.windows_for(covariates), augmentation))
             except (ChronobtError, ValueError) as exc:
                 plan.failed[spec] = str(exc)
                 logger.warning("%s: %s skipped: %s", plan.symbol, spec, exc)
@@ -246,11 +261,13 @@ def _forecast_pending(
             try:
                 cell = score_cell(plan, job, config, engine)
             except (ChronobtError, ValueError) as exc:
-                plan.failed[job.spec] = str(exc)
-                logger.warning("%s: %s skipped: %s", plan.symbol, job.spec, exc)
+                plan.failed[job.label] = str(exc)
+                logger.warning("%s: %s skipped: %s", plan.symbol, job.label, exc)
                 continue
-            write_json_atomic(cell_path(config.output_dir, plan.symbol, job.spec, plan.keys[job.spec]), cell)
-            plan.cells[job.spec] = cell
+            write_json_atomic(
+                cell_path(config.output_dir, plan.symbol, job.label, plan.keys[job.label]), cell
+            )
+            plan.cells[job.label] = cell
             report.cells_computed += 1
             if progress:
                 progress("evaluate", report.cells_computed, total_cells)
@@ -262,12 +279,12 @@ def _derive_cells(plan: SymbolSweep, specs: Sequence[str], config: SweepConfig, 
     for spec in specs:
         if spec in plan.cells:
             continue
-        source = str(affine_equivalent(spec))
+        source = str(equivalent_label(spec))
         if source not in plan.cells:
             plan.failed[spec] = f"its forecast is {source}'s, which failed"
             continue
         try:
-            make_job(plan.windows, spec)  # the augmentation must apply (percent_change: positive prices)
+            make_job(plan.windows, split_label(spec)[0])  # it must apply (percent_change: positive prices)
         except (ChronobtError, ValueError) as exc:
             plan.failed[spec] = str(exc)
             logger.warning("%s: %s skipped: %s", plan.symbol, spec, exc)

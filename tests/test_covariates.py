@@ -209,8 +209,9 @@ def test_parse_covariates_normalises_names_and_sets() -> None:
     assert parse_covariates("none") == ()
     assert parse_covariate_sets("none,volume,volume+calendar") == ((), ("volume",), ("volume", "calendar"))
     assert run_label("differencing", ("volume", "calendar")) == "differencing+volume+calendar"
+    assert parse_covariates("volume,volume+calendar") == ("volume", "calendar")
     with pytest.raises(ConfigError, match="twice"):
-        parse_covariates("volume,volume")
+        BacktestConfig(symbols=("AAA",), covariates=("volume", "volume"))
 
 
 def test_backtest_with_covariates_writes_a_folder_named_after_preaug_and_covariates(
@@ -258,3 +259,38 @@ def test_backtest_api_with_covariates_scores_the_targets_only(
     assert result.folder.name == "none+volume"
     assert result.summary["targets"] == ["open", "high", "low", "close"]
     assert result.summary["covariate_rows"] == ["volume"]
+
+
+def test_sweep_ranks_augmentation_and_covariate_pairs_and_auto_brings_back_the_chosen_covariates(
+    tmp_path: Path, data_dir: Path, tiny_model_dir: Path
+) -> None:
+    out = tmp_path / "out"
+    common = ["--horizon", "8", "--context", "64", "--compile", "off", "--model", str(tiny_model_dir)]
+    common += ["--data-dir", str(data_dir), "--output-dir", str(out)]
+    sweep = [
+        "sweep",
+        "AAA",
+        "--preaug",
+        "none,differencing,robust_scaling",
+        "--covariates",
+        "none,volume+BBB",
+    ]
+    sweep += ["--validation-windows", "4", "--test-windows", "3"]
+    result = CliRunner().invoke(app, [*sweep, *common])
+    assert result.exit_code == 0, result.output
+    board = pd.read_parquet(out / "sweep" / "leaderboard.parquet")
+    labels = ["none", "differencing", "robust_scaling"]
+    labels += ["none+volume+BBB", "differencing+volume+BBB", "robust_scaling+volume+BBB"]
+    assert list(board.loc[board["split"] == "validation", "preaug"]) == labels
+    equivalent = dict(zip(board["preaug"], board["equivalent_to"], strict=False))
+    assert equivalent["robust_scaling+volume+BBB"] == "none+volume+BBB"  # affine: not forecast again
+    best = json.loads((out / "sweep" / "best" / "AAA.json").read_text())
+    val = board[board["split"] == "validation"].reset_index(drop=True)
+    assert best["best"] == val.loc[int(np.argmin(val["mase"].to_numpy())), "preaug"]
+    assert run_label(best["best_preaug"], parse_covariates(best["best_covariates"])) == best["best"]
+
+    backtest = ["backtest", "AAA", "--preaug", "auto", "--windows", "2", *common]
+    result = CliRunner().invoke(app, backtest)
+    assert result.exit_code == 0, result.output
+    (folder,) = (out / "backtest" / "AAA").iterdir()
+    assert folder.name == best["best"]

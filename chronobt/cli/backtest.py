@@ -18,6 +18,7 @@ from chronobt.cli.options import (
     SymbolsArg,
     WindowsOpt,
     command,
+    covariate_settings,
     engine_settings,
     evaluation_settings,
     lock_settings,
@@ -26,6 +27,7 @@ from chronobt.cli.options import (
 from chronobt.cli.progress import run_locked
 from chronobt.cli.report import write_reports
 from chronobt.config import BacktestConfig
+from chronobt.covariates import parse_covariates
 from chronobt.engine import EngineConfig
 
 
@@ -34,6 +36,7 @@ def register(app: typer.Typer) -> None:
         app,
         "backtest",
         run=run_settings,
+        covariates=covariate_settings,
         evaluation=evaluation_settings,
         engine=engine_settings,
         wait=lock_settings,
@@ -49,6 +52,7 @@ def register(app: typer.Typer) -> None:
         *,
         ui: Ui,
         run: dict[str, Any],
+        covariates: str,
         evaluation: dict[str, Any],
         engine: EngineConfig,
         wait: float,
@@ -65,6 +69,7 @@ def register(app: typer.Typer) -> None:
             windows=windows,
             start=start,
             end=end,
+            covariates=parse_covariates(covariates),
             **run,
             **evaluation,
         )

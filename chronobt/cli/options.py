@@ -25,7 +25,6 @@ import typer
 from chronobt.cli import engine_options as eo
 from chronobt.cli.common import command_context
 from chronobt.config import DEFAULT_QUANTILES, DEPENDENCE_CHOICES
-from chronobt.covariates import parse_covariates
 from chronobt.data import TARGETS
 from chronobt.engine import EngineConfig
 from chronobt.errors import ConfigError
@@ -123,7 +122,8 @@ CovariatesOpt = Annotated[
         "--covariates",
         help="Comma-separated covariates beside the targets: volume (log1p, past only), calendar (hour of "
         "day and day of week as sin/cos, known ahead), or a SYMBOL of the data folder (its close, past "
-        "only). Default: none.",
+        "only). Default: none. In a sweep each comma-separated item is one set to try, + joins "
+        "(none,volume,calendar,volume+calendar).",
     ),
 ]
 StrideOpt = Annotated[
@@ -170,7 +170,6 @@ def run_settings(
     paths: PathsOpt = None,
     max_gap: MaxGapOpt = None,
     calendar: CalendarOpt = None,
-    covariates: CovariatesOpt = "none",
     data_dir: DataDirOpt = DEFAULT_DATA_DIR,
     output_dir: OutputDirOpt = DEFAULT_OUTPUT_DIR,
 ) -> dict[str, Any]:
@@ -188,10 +187,15 @@ def run_settings(
         "n_paths": paths,
         "max_gap": max_gap,
         "calendar": calendar,
-        "covariates": parse_covariates(covariates),
         "data_dir": data_dir,
         "output_dir": output_dir,
     }
+
+
+def covariate_settings(covariates: CovariatesOpt = "none") -> str:
+    """``--covariates`` as given: one set for backtest and forecast (:func:`parse_covariates`), one set per
+    comma-separated item for sweep (:func:`~chronobt.covariates.parse_covariate_sets`)."""
+    return covariates
 
 
 def evaluation_settings(
