@@ -24,7 +24,8 @@ and not written as forecasts. A run's label is ``<preaug>+<covariate>+...`` (:fu
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -32,6 +33,9 @@ import pandas as pd
 from chronobt.data import OHLC
 from chronobt.errors import DataError
 from chronobt.windows import cut_windows
+
+if TYPE_CHECKING:
+    from chronobt.pipeline import SymbolWindows
 
 VOLUME = "volume"
 CALENDAR = "calendar"
@@ -209,12 +213,16 @@ def cut_covariates(
 
     Returns
     -------
-    contexts : ``[windows, rows, L]`` bars ending at each origin, cut as the targets are.
+    contexts : ``[windows, rows, context]`` bars ending at each origin, cut as the targets are (left
+        NaN padding up to ``context``, the targets' width).
     futures : ``[windows, rows, horizon]``: NaN for past-only rows; the known rows' values at the bars
         after each origin, or, with ``future_times`` (a forecast: one window at the last bar), computed
         from those timestamps.
     """
     contexts, _ = cut_windows(series.values, origins, context=context, horizon=0, with_future=False)
+    if contexts.shape[-1] < context:  # origins dropped after the targets were cut: pad to their width
+        pad = np.full((*contexts.shape[:2], context - contexts.shape[-1]), np.nan)
+        contexts = np.concatenate([pad, contexts], axis=-1)
     futures = np.full((len(origins), len(series.names), horizon), np.nan)
     if not series.known.any():
         return contexts, futures
@@ -227,3 +235,28 @@ def cut_covariates(
         raise DataError("internal: calendar covariates were cut without their futures")
     futures[:, series.known, :] = known_future
     return contexts, futures
+
+
+def with_covariates(
+    sw: SymbolWindows,
+    covariates: Sequence[str],
+    *,
+    load: Callable[[str], OHLC],
+    horizon: int,
+    future_times: pd.DatetimeIndex | None = None,
+) -> SymbolWindows:
+    """``sw`` with ``covariates`` cut beside its targets (``load(symbol)``: another symbol of the data
+    folder); ``future_times``: the forecast's future bar timestamps (one window at the last bar)."""
+    if not covariates:
+        return sw
+    series = covariate_series(sw.ohlc, covariates, load=load)
+    contexts, futures = cut_covariates(
+        series, sw.origins, context=sw.context_length, horizon=horizon, future_times=future_times
+    )
+    return replace(
+        sw,
+        covariates=tuple(covariates),
+        covariate_names=series.names,
+        covariate_contexts=contexts,
+        covariate_futures=futures,
+    )

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, fields
 from pathlib import PurePath
 from typing import Any
 
@@ -35,7 +35,7 @@ import pandas as pd
 
 from chronobt.augment import Augmentation, AugmentationSpec, get_augmentation
 from chronobt.config import EvaluationOptions, RunOptions, parse_date
-from chronobt.covariates import covariate_series, cut_covariates, run_label
+from chronobt.covariates import run_label, with_covariates
 from chronobt.data import OHLC, load_ohlc
 from chronobt.engine import Chronos2Engine
 from chronobt.errors import ChronobtError, DataError
@@ -161,6 +161,11 @@ def load_symbol(symbol: str, options: RunOptions) -> OHLC:
     return load_ohlc(symbol, options.data_dir, max_gap=options.max_gap, calendar=options.calendar)
 
 
+def symbol_loader(options: RunOptions) -> Callable[[str], OHLC]:
+    """``load(symbol)`` from ``options.data_dir`` as :func:`load_symbol` (covariates' other symbols)."""
+    return lambda symbol: load_symbol(symbol, options)
+
+
 def model_context(options: RunOptions, engine: Chronos2Engine) -> int:
     """The context the model sees: ``--context`` capped at the model's maximum (one info line if capped)."""
     if options.context <= engine.max_context:
@@ -243,37 +248,7 @@ def prepare_windows(
         filled_future=filled_future,
         windows_dropped=dropped,
     )
-    return with_covariates(sw, options.covariates, options, horizon=options.horizon)
-
-
-def with_covariates(
-    sw: SymbolWindows,
-    covariates: Sequence[str],
-    options: RunOptions,
-    *,
-    horizon: int,
-    future_times: pd.DatetimeIndex | None = None,
-) -> SymbolWindows:
-    """``sw`` with ``covariates`` cut beside its targets (other symbols loaded from ``options.data_dir``);
-    ``future_times``: the forecast's future bar timestamps (one window at the last bar)."""
-    if not covariates:
-        return sw
-    series = covariate_series(sw.ohlc, covariates, load=lambda symbol: load_symbol(symbol, options))
-    contexts, futures = cut_covariates(
-        series, sw.origins, context=sw.context_length, horizon=horizon, future_times=future_times
-    )
-    if contexts.shape[-1] < sw.context_length:  # windows dropped after cutting: pad to the targets' width
-        contexts = np.concatenate(
-            [np.full((*contexts.shape[:2], sw.context_length - contexts.shape[-1]), np.nan), contexts],
-            axis=-1,
-        )
-    return replace(
-        sw,
-        covariates=tuple(covariates),
-        covariate_names=series.names,
-        covariate_contexts=contexts,
-        covariate_futures=futures,
-    )
+    return with_covariates(sw, options.covariates, load=symbol_loader(options), horizon=options.horizon)
 
 
 def _cut_filled(ohlc: OHLC, origins: np.ndarray, context: int, horizon: int) -> tuple[np.ndarray, np.ndarray]:
@@ -311,7 +286,7 @@ def latest_window(ohlc: OHLC, options: RunOptions, *, context: int, history: int
         live = with_covariates(
             live,
             options.covariates,
-            options,
+            load=symbol_loader(options),
             horizon=options.horizon,
             future_times=ohlc.future_timestamps(after, options.horizon),
         )

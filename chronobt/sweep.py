@@ -48,7 +48,7 @@ from chronobt.cells import (
 )
 from chronobt.choice import build_choice, write_choice
 from chronobt.config import SweepConfig
-from chronobt.covariates import equivalent_label, run_label, split_label
+from chronobt.covariates import equivalent_label, run_label, split_label, with_covariates
 from chronobt.data import list_symbols
 from chronobt.engine import Chronos2Engine, EngineConfig
 from chronobt.errors import ChronobtError, ConfigError, DataError
@@ -70,7 +70,7 @@ from chronobt.pipeline import (
     model_context,
     prepare_windows,
     symbol_key,
-    with_covariates,
+    symbol_loader,
 )
 from chronobt.results import now_iso, run_record, sweep_folder
 
@@ -184,7 +184,9 @@ def run_sweep(
                 ohlc, replace(config, covariates=()), windows=config.windows, context=context
             )
             by_covariates = {
-                c: with_covariates(sw, c, config, horizon=config.horizon) for c in covariate_sets if c
+                c: with_covariates(sw, c, load=symbol_loader(config), horizon=config.horizon)
+                for c in covariate_sets
+                if c
             }
             split = split_windows(
                 sw.origins,
