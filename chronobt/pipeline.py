@@ -426,12 +426,10 @@ def forecast_jobs(
                 engine, [j for j in jobs if j.model_input.shape[1] == n_var], horizon, progress=progress
             )
         return
-    future = None
+    known = {}  # future only when some job has known future values (engines without covariates work)
     if any(j.future is not None for j in jobs):
-        future = np.concatenate([_job_future(j, horizon) for j in jobs])
-    preds = engine.predict(
-        _left_pad([j.model_input for j in jobs]), horizon, progress=progress, future=future
-    )
+        known["future"] = np.concatenate([_job_future(j, horizon) for j in jobs])
+    preds = engine.predict(_left_pad([j.model_input for j in jobs]), horizon, progress=progress, **known)
     start = 0
     for job in jobs:
         n = len(job.model_input)
