@@ -294,3 +294,44 @@ def test_sweep_ranks_augmentation_and_covariate_pairs_and_auto_brings_back_the_c
     assert result.exit_code == 0, result.output
     (folder,) = (out / "backtest" / "AAA").iterdir()
     assert folder.name == best["best"]
+
+
+def test_compiled_engine_with_known_futures_compiles_on_the_first_call_only_and_gives_eager_numbers(
+    tiny_model_dir: Path, engine: Chronos2Engine
+) -> None:
+    import torch
+    from torch._dynamo.backends.registry import register_backend
+
+    counter = {"compilations": 0}
+
+    def backend(graph_module, example_inputs):
+        counter["compilations"] += 1
+        return graph_module.forward
+
+    register_backend(backend, name="chronobt_test_counting_covariates")
+    torch._dynamo.reset()
+    compiled = Chronos2Engine(
+        EngineConfig(
+            model=str(tiny_model_dir),
+            device="cpu",
+            compile="on",
+            compile_backend="chronobt_test_counting_covariates",
+            batch_size=6,
+        )
+    )
+    rng = np.random.default_rng(5)
+    counts = []
+    for n_tasks in (5, 3):  # two calls, the last batch of each padded with a dummy task
+        contexts = 100 + rng.normal(size=(n_tasks, 3, 48)).cumsum(axis=-1)
+        future = np.full((n_tasks, 3, HORIZON), np.nan)
+        future[:, 2] = rng.normal(size=(n_tasks, HORIZON))
+        got = compiled.predict(contexts, HORIZON, future=future)
+        np.testing.assert_allclose(
+            got, engine.predict(contexts, HORIZON, future=future), rtol=1e-5, atol=1e-5
+        )
+        counts.append(counter["compilations"])
+    record = compiled.record()["compile"]
+    # chronos' forward checks the known future for NaN (`if torch.isnan(...).any()`): dynamo splits the
+    # forward at that data-dependent branch into a few graphs, all compiled by the first call, none after
+    assert counts[0] >= 1 and counts[1] == counts[0]
+    assert record["used"] and record["fallback_reason"] is None
