@@ -188,7 +188,10 @@ def _other_close(ohlc: OHLC, symbol: str, load: Callable[[str], OHLC]) -> np.nda
     """``symbol``'s close on ``ohlc``'s timestamps ``[time]`` (NaN where it has no real bar)."""
     if symbol == ohlc.symbol:
         raise DataError(f"{ohlc.path}: --covariates {symbol} is the target's own series; name another symbol")
-    other = load(symbol)
+    try:
+        other = load(symbol)
+    except DataError as exc:
+        raise DataError(f"--covariates {symbol} (for {ohlc.symbol}): {exc}") from exc
     close = pd.Series(
         np.where(other.filled, np.nan, other.frame["close"].to_numpy()), index=other.frame.index
     )
