@@ -335,3 +335,32 @@ def test_compiled_engine_with_known_futures_compiles_on_the_first_call_only_and_
     # forward at that data-dependent branch into a few graphs, all compiled by the first call, none after
     assert counts[0] >= 1 and counts[1] == counts[0]
     assert record["used"] and record["fallback_reason"] is None
+
+
+def test_long_horizon_unrolling_with_known_futures_matches_chronos_predict(tmp_path: Path) -> None:
+    from chronobt.checkpoints import ArchSpec, save_random_checkpoint
+
+    spec = ArchSpec(
+        d_model=32, d_kv=8, d_ff=64, num_layers=1, num_heads=4, context_length=256, max_output_patches=2
+    )
+    model = save_random_checkpoint(tmp_path / "unroll", spec, seed=1)
+    unrolling = Chronos2Engine(EngineConfig(model=str(model), device="cpu", compile="off"))
+    horizon = 3 * unrolling.output_patch_size + 5  # beyond 2 output patches: chronos' unrolling
+    rng = np.random.default_rng(6)
+    length = 60
+    target = 100 + rng.normal(size=(2, length)).cumsum(axis=-1)
+    known = np.sin(np.arange(length + horizon) / 4.0)[None] + rng.normal(size=(2, 1))
+    contexts = np.stack([target, known[:, :length]], axis=1)
+    future = np.full((2, 2, horizon), np.nan)
+    future[:, 1] = known[:, length:]
+    forecast = unrolling.predict(contexts, horizon, future=future)
+    assert unrolling.record()["long_horizon_unrolling"] is True
+    for i in range(2):
+        inputs = {
+            "target": target[i],
+            "past_covariates": {"k": known[i, :length]},
+            "future_covariates": {"k": known[i, length:]},
+        }
+        with pytest.warns(UserWarning, match="prediction length"):
+            (expected,) = unrolling.pipeline.predict([inputs], prediction_length=horizon)
+        np.testing.assert_allclose(forecast[i, :1], expected.numpy(), rtol=1e-5, atol=1e-5)
