@@ -312,6 +312,11 @@ def resolve_preaug(
     spec = str(parse_augmentation(str(payload["best_preaug"])))
     chosen = payload.get("best_covariates")
     covariates = parse_covariates(str(chosen)) if chosen is not None else tuple(options.covariates)
+    if options.covariates and covariates != tuple(options.covariates):
+        logger.warning(
+            "%s: --preaug auto runs the sweep's covariates %s, not --covariates %s",
+            symbol, covariates_label(covariates), covariates_label(options.covariates),
+        )  # fmt: skip
     differences = choice_differences(payload, ohlc, options, model or {})
     if differences:
         what = "; ".join(differences)
