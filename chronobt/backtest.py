@@ -5,9 +5,10 @@ each symbol is loaded, its ``--preaug`` resolved under the loaded symbol's name,
 augmentation fitted (:mod:`chronobt.pipeline`); all windows of all symbols go through the engine in one
 call (with ``--executor ray``: each symbol on a Ray actor, :mod:`chronobt.executors`); each symbol is
 then inverted, scored (:mod:`chronobt.evaluate`) and written atomically to
-``<output-dir>/backtest/<SYMBOL>/<preaug>/`` (:func:`write_backtest`) by this process. ``metrics.json``
-counts the forward-filled bars left unscored (``filled``) and the inverted quantiles outside the price
-domain (``inversion``, also one warning line per symbol).
+``<output-dir>/backtest/<SYMBOL>/<preaug>[+<covariate>...]/`` (:func:`write_backtest`; covariates:
+:mod:`chronobt.covariates`) by this process. ``metrics.json`` counts the forward-filled bars left
+unscored (``filled``) and the inverted quantiles outside the price domain (``inversion``, also one warning
+line per symbol).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from chronobt.cells import model_identity
 from chronobt.choice import ResolvedPreaug, auto_record, resolve_preaug
 from chronobt.chunks import BacktestChunk, BacktestOutcome, run_backtest_chunk, score_backtest_job
 from chronobt.config import BacktestConfig
+from chronobt.covariates import covariates_label, run_label
 from chronobt.engine import Chronos2Engine, EngineConfig
 from chronobt.errors import ChronobtError
 from chronobt.evaluate import Evaluation, filled_record
@@ -102,8 +104,9 @@ def run_backtest(
                 ohlc, config.preaug, config, model=engine.model_info, strict=config.strict_auto
             )
             start = config.start if config.start is not None else resolved.start_after_selection(ohlc)
+            options = replace(config, covariates=resolved.covariates)  # auto: the sweep's covariates
             sw = prepare_windows(
-                ohlc, config, windows=config.windows, context=context, start=start, end=config.end
+                ohlc, options, windows=config.windows, context=context, start=start, end=config.end
             )
             jobs.append(make_job(sw, resolved.spec))
             auto[ohlc.symbol] = resolved
@@ -126,7 +129,7 @@ def run_backtest(
             if outcome.warning:
                 logger.warning("%s", outcome.warning)
             timings = {"load": prepare_s / len(jobs), "model_load": model_load, **outcome.timings}
-            folder = backtest_folder(config.output_dir, sw.symbol, job.spec)
+            folder = backtest_folder(config.output_dir, sw.symbol, run_label(job.spec, sw.covariates))
             summary = write_backtest(
                 folder,
                 job,
@@ -214,6 +217,9 @@ def metrics_payload(
         "symbol": sw.symbol,
         "preaug": spec,
         "preaug_params": dict(parse_augmentation(spec).params),
+        "covariates": covariates_label(sw.covariates),
+        "covariate_rows": list(sw.covariate_names),
+        "run": run_label(spec, sw.covariates),
         "model": model.get("id"),
         "model_checksum": model.get("checksum"),
         "horizon": config.horizon,
@@ -270,6 +276,7 @@ def write_backtest(
         preaug=spec,
         actual=sw.futures,
         filled=sw.future_filled,
+        extra={"covariates": covariates_label(sw.covariates)} if sw.covariates else None,
     )
     summary = metrics_payload(sw, spec, evaluation, config=config, engine=engine, uncertainty=uncertainty)
     if auto is not None:

@@ -21,6 +21,7 @@ import numpy as np
 
 from chronobt.cells import SymbolSweep, model_identity, score_cell
 from chronobt.config import BacktestConfig, SweepConfig
+from chronobt.covariates import split_label
 from chronobt.engine import Chronos2Engine
 from chronobt.errors import ChronobtError
 from chronobt.evaluate import Evaluation, evaluate, inversion_warning
@@ -72,18 +73,19 @@ def run_sweep_chunk(
     plan, config = chunk.plan, chunk.config
     outcome = SweepOutcome(model=model_identity(engine))
     jobs: list[Job] = []
-    for spec in chunk.specs:
+    for label in chunk.specs:  # spec[+covariates]
         try:
-            jobs.append(make_job(plan.windows, spec))
+            augmentation, covariates = split_label(label)
+            jobs.append(make_job(plan.windows_for(covariates), augmentation))
         except (ChronobtError, ValueError) as exc:
-            outcome.failed[spec] = str(exc)
+            outcome.failed[label] = str(exc)
     if jobs:
         forecast_jobs(engine, jobs, config.horizon, progress=on_batch)
     for job in jobs:
         try:
-            outcome.cells[job.spec] = score_cell(plan, job, config, engine)
+            outcome.cells[job.label] = score_cell(plan, job, config, engine)
         except (ChronobtError, ValueError) as exc:
-            outcome.failed[job.spec] = str(exc)
+            outcome.failed[job.label] = str(exc)
     outcome.engine_record = engine.record()
     return outcome
 

@@ -44,7 +44,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-Forward = Callable[["torch.Tensor", "torch.Tensor", int], "torch.Tensor"]
+Forward = Callable[..., "torch.Tensor"]
 
 #: Fraction of an eager batch's time a compiled one saves (estimate; measured by the GPU checks).
 COMPILE_SAVING = 0.3
@@ -238,8 +238,10 @@ class CompileState:
         context: torch.Tensor,
         group_ids: torch.Tensor,
         n_patches: int,
+        future: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """``eager(context, group_ids, n_patches)`` through torch.compile (compiled on first use)."""
+        """``eager(context, group_ids, n_patches[, future])`` through torch.compile (compiled on first use);
+        ``future`` (known future covariates) is passed only when given."""
         import torch
 
         if self.fn is None:
@@ -247,8 +249,9 @@ class CompileState:
         if self.mode == "reduce-overhead":
             torch.compiler.cudagraph_mark_step_begin()
         graphs_before, started, cache_before = graph_count(), time.perf_counter(), cache_counts()
+        args = (context, group_ids, n_patches) if future is None else (context, group_ids, n_patches, future)
         with inductor_cache_dir(self.cache_dir):
-            preds = self.fn(context, group_ids, n_patches)
+            preds = self.fn(*args)
         graphs_after, cache_after = graph_count(), cache_counts()
         compiled_now = graphs_before is not None and graphs_after is not None and graphs_after > graphs_before
         if compiled_now and context.device.type == "cuda":

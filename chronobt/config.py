@@ -5,7 +5,7 @@ The configs are frozen keyword-only dataclasses that validate themselves in ``__
 :class:`~chronobt.errors.ConfigError` (exit code 2) naming the option, the bad value and what is allowed:
 
 - :class:`RunOptions`: what every forecasting command shares (horizon, context, targets, quantiles, seed,
-  folders, gap limit, step dependence, sample paths);
+  folders, gap limit, step dependence, sample paths, covariates: :mod:`chronobt.covariates`);
 - :class:`EvaluationOptions`: plus what scoring past windows needs (stride, fee, shorting): backtest, sweep;
 - :class:`BacktestConfig`, :class:`SweepConfig`, :class:`ForecastConfig`: one per command.
 """
@@ -54,6 +54,7 @@ class RunOptions:
     dependence: str = "auto"
     n_paths: int | None = None
     calibrate: str = "none"
+    covariates: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.horizon < 1:
@@ -83,6 +84,10 @@ class RunOptions:
             raise ConfigError(f"--max-gap {self.max_gap}: expected 0 or a positive number of bars")
         if self.n_paths is not None and self.n_paths < 2:
             raise ConfigError(f"--paths must be >= 2, got {self.n_paths}")
+        if len(set(self.covariates)) != len(self.covariates):
+            raise ConfigError(
+                f"--covariates {','.join(self.covariates)} names a covariate twice; list each once"
+            )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -201,6 +206,7 @@ class SweepConfig(EvaluationOptions):
     validation_windows: int = 60
     test_windows: int = 40
     force: bool = False
+    covariate_sets: tuple[tuple[str, ...], ...] = ()
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -216,6 +222,13 @@ class SweepConfig(EvaluationOptions):
                 f"selection target {self.target!r} is not among --targets {','.join(self.targets)}; add it"
             )
         candidate_specs(self.preaugs)
+
+    @property
+    def candidate_covariates(self) -> tuple[tuple[str, ...], ...]:
+        """The covariate sets swept, no covariates first (the reference; ``covariate_sets`` or, when
+        empty, ``covariates`` as the one other set)."""
+        sets = [(), *(self.covariate_sets or (self.covariates,))]
+        return tuple(dict.fromkeys(tuple(s) for s in sets))
 
     @property
     def windows(self) -> int:

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from chronobt import cpu_sizing
-from chronobt.batching import Plan, RunTotals, batch_array, context_length
+from chronobt.batching import Plan, RunTotals, batch_array, context_length, future_array
 from chronobt.compilation import CompileState
 from chronobt.engine_config import DEFAULT_BATCH_SIZE, EngineConfig, resolve_device, resolve_dtype
 from chronobt.errors import ConfigError, ModelError
@@ -125,6 +125,8 @@ class Chronos2Engine:
         #: stage batches ahead (:mod:`chronobt.staging`): on CUDA; tests force it on a CPU
         self._stage_batches = self.device.type == "cuda"
         self._stager: Stager | None = None
+        #: the known future values of the running predict call (``None``: none)
+        self._future: np.ndarray | None = None
 
     # ------------------------------------------------------------------ public API
 
@@ -210,7 +212,14 @@ class Chronos2Engine:
             ),
         )
 
-    def predict(self, contexts: np.ndarray, horizon: int, *, progress: Progress | None = None) -> np.ndarray:
+    def predict(
+        self,
+        contexts: np.ndarray,
+        horizon: int,
+        *,
+        progress: Progress | None = None,
+        future: np.ndarray | None = None,
+    ) -> np.ndarray:
         """Quantile forecasts for every task.
 
         Parameters
@@ -218,6 +227,10 @@ class Chronos2Engine:
         contexts : ``[tasks, variates, time]`` float; left NaN padding allowed (NaN = missing).
         horizon : steps to forecast after each context.
         progress : called as ``progress(done_tasks, total_tasks)`` after each batch.
+        future : ``[tasks, variates, horizon]`` known future values (NaN = unknown: targets and past-only
+            covariates), passed to the model as ``future_covariates`` as chronos' own predict does;
+            ``None``: nothing known (the same forecast as all-NaN). Calls with a known future are not
+            staged ahead on CUDA (the staging buffers hold contexts only).
 
         Returns
         -------
@@ -226,10 +239,23 @@ class Chronos2Engine:
         """
         contexts = np.asarray(contexts)
         plan = self.plan(contexts, horizon)
+        if future is not None:
+            future = np.asarray(future, dtype=np.float32)
+            expected = (plan.n_tasks, plan.n_variates, plan.horizon)
+            if future.shape != expected:
+                raise ConfigError(
+                    f"future must be a [tasks, variates, horizon] {expected} array, got shape {future.shape}"
+                )
+            if np.isnan(future).all():
+                future = None  # nothing known: the model's own default (same forecast, same compiled graph)
+        self._future = future
         shape = (plan.n_tasks, plan.n_variates, len(self.quantile_levels), plan.horizon)
         out = np.full(shape, np.nan, dtype=np.float32)
-        if plan.n_tasks and plan.n_variates:
-            self._run(contexts, plan, out, progress)
+        try:
+            if plan.n_tasks and plan.n_variates:
+                self._run(contexts, plan, out, progress)
+        finally:
+            self._future = None
         return out
 
     def record(self) -> dict[str, Any]:
@@ -295,7 +321,7 @@ class Chronos2Engine:
         has_inf = np.isinf(contexts).any(axis=(1, 2))  # [tasks]
         tasks_per_batch, start = plan.tasks_per_batch, 0
         stager = None
-        if self._stage_batches and not plan.long_horizon:
+        if self._stage_batches and not plan.long_horizon and self._future is None:
             from chronobt.staging import Stager
 
             def make_batch(first: int, per_batch: int) -> np.ndarray:
@@ -365,12 +391,11 @@ class Chronos2Engine:
         import torch
 
         batch = batch_array(contexts, start, stop, tasks_per_batch, plan.context_length)  # [tpb*V, C]
-        context = torch.from_numpy(batch)
-        if self.device.type == "cuda":
-            context = context.pin_memory().to(self.device, non_blocking=True)
-        else:
-            context = context.to(self.device)
-        preds = self._run_batch(context, plan, tasks_per_batch)
+        future = None
+        if self._future is not None:
+            width = plan.horizon if plan.long_horizon else plan.output_patches * self.output_patch_size
+            future = self._to_device(future_array(self._future, start, stop, tasks_per_batch, width))
+        preds = self._run_batch(self._to_device(batch), plan, tasks_per_batch, future)
         host = preds[..., : plan.horizon].to(device="cpu", dtype=torch.float32).numpy()
         shape = (tasks_per_batch, plan.n_variates, len(self.quantile_levels), plan.horizon)
         return host.reshape(shape)[: stop - start]
@@ -390,33 +415,52 @@ class Chronos2Engine:
     # ------------------------------------------------------------------ internals
 
     def _model_forward(
-        self, context: torch.Tensor, group_ids: torch.Tensor, num_output_patches: int
+        self,
+        context: torch.Tensor,
+        group_ids: torch.Tensor,
+        num_output_patches: int,
+        future_covariates: torch.Tensor | None = None,
     ) -> torch.Tensor:
         model = self.views.model_for(num_output_patches)
-        output = model(context=context, group_ids=group_ids, num_output_patches=num_output_patches)
+        known = {} if future_covariates is None else {"future_covariates": future_covariates}
+        output = model(context=context, group_ids=group_ids, num_output_patches=num_output_patches, **known)
         return output.quantile_preds
 
-    def _run_batch(self, context: torch.Tensor, plan: Plan, tasks_per_batch: int) -> torch.Tensor:
-        """Forward one fixed-shape batch ``[tpb*V, C]`` on the device -> ``[tpb*V, Q, >= horizon]`` there."""
+    def _to_device(self, array: np.ndarray) -> torch.Tensor:
+        import torch
+
+        tensor = torch.from_numpy(array)
+        if self.device.type == "cuda":
+            return tensor.pin_memory().to(self.device, non_blocking=True)
+        return tensor.to(self.device)
+
+    def _run_batch(
+        self, context: torch.Tensor, plan: Plan, tasks_per_batch: int, future: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Forward one fixed-shape batch ``[tpb*V, C]`` (known future ``[tpb*V, width]`` or ``None``) on the
+        device -> ``[tpb*V, Q, >= horizon]`` there."""
         import torch
 
         group_ids = torch.arange(tasks_per_batch, device=self.device).repeat_interleave(plan.n_variates)
         n_patches = plan.output_patches
+        known = () if future is None else (future,)
         if plan.long_horizon:
-            preds = self._unroll(context, group_ids, plan.horizon)
+            preds = self._unroll(context, group_ids, plan.horizon, future)
         elif self._compile.active:
             try:
-                preds = self._compile.forward(self._eager_forward, context, group_ids, n_patches)
+                preds = self._compile.forward(self._eager_forward, context, group_ids, n_patches, *known)
             except torch.OutOfMemoryError:
                 raise
             except Exception as exc:
                 self._compile.fall_back(f"{type(exc).__name__}: {_first_line(exc)}")
-                preds = self._eager_forward(context, group_ids, n_patches)
+                preds = self._eager_forward(context, group_ids, n_patches, *known)
         else:
-            preds = self._eager_forward(context, group_ids, n_patches)
+            preds = self._eager_forward(context, group_ids, n_patches, *known)
         return preds
 
-    def _unroll(self, context: torch.Tensor, group_ids: torch.Tensor, horizon: int) -> torch.Tensor:
+    def _unroll(
+        self, context: torch.Tensor, group_ids: torch.Tensor, horizon: int, future: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Horizons beyond ``max_output_patches``: chronos' own unrolling (:mod:`chronobt.unrolling`)."""
         from chronobt.unrolling import unroll
 
@@ -428,6 +472,7 @@ class Chronos2Engine:
             quantile_levels=self.quantile_levels,
             max_output_patches=self.max_output_patches,
             output_patch_size=self.output_patch_size,
+            future=future,
         )
 
     def _nonfinite_from_finite(self, preds: np.ndarray, has_inf: np.ndarray) -> bool:

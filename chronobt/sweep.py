@@ -13,6 +13,11 @@ An augmentation that is affine per window (robust_scaling, percent_change) forec
 forecasts, since Chronos-2 standardises each series itself: it is not forecast but gets ``none``'s
 scores, marked ``equivalent_to: none``, and a tie goes to ``none``.
 
+Covariate sets (``covariate_sets``, :mod:`chronobt.covariates`) are a second dimension: every
+(augmentation, covariate set) pair is a cell named by its label (``differencing+volume``; no covariates:
+the spec alone), all ranked together, so the nested selection picks the best pair. No covariates is
+always swept (the reference ``none`` is the plain model).
+
 Outputs under ``<output-dir>/sweep/``: ``leaderboard.csv`` / ``leaderboard.parquet``
 (:mod:`chronobt.leaderboard`; a sweep over some symbols keeps the other symbols' rows),
 ``best/<SYMBOL>.json`` (:mod:`chronobt.choice`, read by ``--preaug auto``)
@@ -24,7 +29,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -32,11 +37,12 @@ import numpy as np
 import pandas as pd
 
 from chronobt.atomic import write_json_atomic
-from chronobt.augment import affine_equivalent, candidate_specs
+from chronobt.augment import candidate_specs
 from chronobt.cells import SymbolSweep, cell_key, cell_path, equivalent_cell, model_identity, read_cell
 from chronobt.choice import build_choice, write_choice
 from chronobt.chunks import SweepChunk, run_sweep_chunk
 from chronobt.config import SweepConfig
+from chronobt.covariates import equivalent_label, run_label, split_label, with_covariates
 from chronobt.data import list_symbols
 from chronobt.engine import Chronos2Engine, EngineConfig
 from chronobt.errors import ChronobtError, ConfigError, DataError
@@ -50,7 +56,15 @@ from chronobt.leaderboard import (
     symbol_rows,
     write_leaderboard,
 )
-from chronobt.pipeline import Progress, load_symbol, make_job, model_context, prepare_windows, symbol_key
+from chronobt.pipeline import (
+    Progress,
+    load_symbol,
+    make_job,
+    model_context,
+    prepare_windows,
+    symbol_key,
+    symbol_loader,
+)
 from chronobt.results import now_iso, run_record, sweep_folder
 
 logger = logging.getLogger(__name__)
@@ -147,7 +161,8 @@ def run_sweep(
     symbols' chunks run on ``executor`` if given (its owner closes it), else on ``config.executor``.
     """
     symbols = config.symbols or discover_symbols(config.data_dir)
-    specs = candidate_specs(config.preaugs)
+    covariate_sets = config.candidate_covariates
+    specs = tuple(run_label(s, c) for c in covariate_sets for s in candidate_specs(config.preaugs))
     report = SweepReport(folder=sweep_folder(config.output_dir))
     if engine is None:
         engine = Chronos2Engine(engine_config or EngineConfig())
@@ -160,7 +175,14 @@ def run_sweep(
         try:
             ohlc = load_symbol(symbol, config)
             key = ohlc.symbol
-            sw = prepare_windows(ohlc, config, windows=config.windows, context=context)
+            sw = prepare_windows(
+                ohlc, replace(config, covariates=()), windows=config.windows, context=context
+            )
+            by_covariates = {
+                c: with_covariates(sw, c, load=symbol_loader(config), horizon=config.horizon)
+                for c in covariate_sets
+                if c
+            }
             split = split_windows(
                 sw.origins,
                 validation=config.validation_windows,
@@ -168,7 +190,8 @@ def run_sweep(
                 horizon=config.horizon,
                 label=sw.symbol,
             )
-            plans.append(SymbolSweep(sw, split, {s: cell_key(sw, s, config, model) for s in specs}))
+            keys = {s: cell_key(by_covariates.get(split_label(s)[1], sw), s, config, model) for s in specs}
+            plans.append(SymbolSweep(sw, split, keys, by_covariates=by_covariates))
         except (ChronobtError, OSError) as exc:
             report.failures[key] = str(exc)
             logger.debug("symbol %s failed", key, exc_info=True)
@@ -181,7 +204,7 @@ def run_sweep(
                 cell = read_cell(
                     cell_path(config.output_dir, plan.symbol, spec, plan.keys[spec]), plan.keys[spec]
                 )
-                if cell is not None and cell.get("equivalent_to") == affine_equivalent(spec):
+                if cell is not None and cell.get("equivalent_to") == equivalent_label(spec):
                     plan.cells[spec] = cell
                     plan.cached.add(spec)
     report.cells_cached = sum(len(p.cached) for p in plans)
@@ -209,7 +232,7 @@ def _forecast_pending(
     cells, so the cache is the same whatever ran them. Cells of augmentations equivalent to another
     candidate are not forecast: they take its scores.
     """
-    derived = [s for s in specs if affine_equivalent(s) in specs]
+    derived = [s for s in specs if equivalent_label(s) in specs]
     pending = {p.symbol: [s for s in specs if s not in p.cells and s not in derived] for p in plans}
     total_cells = sum(len(v) for v in pending.values())
     work = [p for p in plans if pending[p.symbol]]
@@ -260,12 +283,12 @@ def _derive_cells(plan: SymbolSweep, specs: Sequence[str], config: SweepConfig, 
     for spec in specs:
         if spec in plan.cells:
             continue
-        source = str(affine_equivalent(spec))
+        source = str(equivalent_label(spec))
         if source not in plan.cells:
             plan.failed[spec] = f"its forecast is {source}'s, which failed"
             continue
         try:
-            make_job(plan.windows, spec)  # the augmentation must apply (percent_change: positive prices)
+            make_job(plan.windows, split_label(spec)[0])  # it must apply (percent_change: positive prices)
         except (ChronobtError, ValueError) as exc:
             plan.failed[spec] = str(exc)
             logger.warning("%s: %s skipped: %s", plan.symbol, spec, exc)

@@ -26,10 +26,13 @@ def unroll(
     quantile_levels: Sequence[float],
     max_output_patches: int,
     output_patch_size: int,
+    future: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Quantile forecasts ``[rows, Q, horizon]`` of ``context`` ``[rows, C]`` on its device."""
+    """Quantile forecasts ``[rows, Q, horizon]`` of ``context`` ``[rows, C]`` on its device (``future``:
+    known future covariates ``[rows, horizon]``, NaN where unknown)."""
     levels = [q for q in UNROLLED_QUANTILES if q in quantile_levels] or list(quantile_levels)
-    future = torch.full((context.shape[0], horizon), torch.nan, device=context.device)
+    if future is None:
+        future = torch.full((context.shape[0], horizon), torch.nan, device=context.device)
     try:
         (preds,) = pipeline._predict_batch(
             context=context,

@@ -18,6 +18,7 @@ from chronobt.cli.options import (
     SymbolsArg,
     WindowsOpt,
     command,
+    covariate_settings,
     engine_settings,
     evaluation_settings,
     executor_settings,
@@ -27,6 +28,7 @@ from chronobt.cli.options import (
 from chronobt.cli.progress import run_locked
 from chronobt.cli.report import write_reports
 from chronobt.config import BacktestConfig
+from chronobt.covariates import parse_covariates
 from chronobt.engine import EngineConfig
 
 
@@ -35,6 +37,7 @@ def register(app: typer.Typer) -> None:
         app,
         "backtest",
         run=run_settings,
+        covariates=covariate_settings,
         evaluation=evaluation_settings,
         executor=executor_settings,
         engine=engine_settings,
@@ -51,6 +54,7 @@ def register(app: typer.Typer) -> None:
         *,
         ui: Ui,
         run: dict[str, Any],
+        covariates: str,
         evaluation: dict[str, Any],
         executor: dict[str, Any],
         engine: EngineConfig,
@@ -68,6 +72,7 @@ def register(app: typer.Typer) -> None:
             windows=windows,
             start=start,
             end=end,
+            covariates=parse_covariates(covariates),
             **run,
             **evaluation,
             **executor,

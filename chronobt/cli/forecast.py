@@ -14,6 +14,7 @@ from chronobt.cli.options import (
     StrictAutoOpt,
     SymbolsArg,
     command,
+    covariate_settings,
     engine_settings,
     lock_settings,
     run_settings,
@@ -21,12 +22,20 @@ from chronobt.cli.options import (
 from chronobt.cli.progress import run_locked
 from chronobt.cli.report import write_reports
 from chronobt.config import ForecastConfig
+from chronobt.covariates import parse_covariates
 from chronobt.engine import EngineConfig
 from chronobt.forecast import ForecastReport, run_forecast
 
 
 def register(app: typer.Typer) -> None:
-    @command(app, "forecast", run=run_settings, engine=engine_settings, wait=lock_settings)
+    @command(
+        app,
+        "forecast",
+        run=run_settings,
+        covariates=covariate_settings,
+        engine=engine_settings,
+        wait=lock_settings,
+    )
     def forecast(
         symbols: SymbolsArg,
         preaug: PreaugOpt = "none",
@@ -35,6 +44,7 @@ def register(app: typer.Typer) -> None:
         *,
         ui: Ui,
         run: dict[str, Any],
+        covariates: str,
         engine: EngineConfig,
         wait: float,
     ) -> None:
@@ -42,7 +52,13 @@ def register(app: typer.Typer) -> None:
 
         Writes <output-dir>/forecast/<SYMBOL>/<last-bar>.parquet, latest.parquet and latest.json.
         """
-        config = ForecastConfig(symbols=tuple(symbols), preaug=preaug, strict_auto=strict_auto, **run)
+        config = ForecastConfig(
+            symbols=tuple(symbols),
+            preaug=preaug,
+            strict_auto=strict_auto,
+            covariates=parse_covariates(covariates),
+            **run,
+        )
         report = run_locked(ui, run_forecast, config, engine, wait=wait)
         if report_html:
             write_reports(ui, [r.folder for r in report.results])

@@ -117,6 +117,16 @@ CalendarOpt = Annotated[
         "Default: XNYS when the sessions match it, else none.",
     ),
 ]
+CovariatesOpt = Annotated[
+    str,
+    typer.Option(
+        "--covariates",
+        help="Comma-separated covariates beside the targets: volume (log1p, past only), calendar (hour of "
+        "day and day of week as sin/cos, known ahead), or a SYMBOL of the data folder (its close, past "
+        "only). Default: none. In a sweep each comma-separated item is one set to try, + joins "
+        "(none,volume,calendar,volume+calendar).",
+    ),
+]
 StrideOpt = Annotated[
     int | None, typer.Option("--stride", help="Bars between origins (default: the horizon).")
 ]
@@ -199,6 +209,12 @@ def run_settings(
         "data_dir": data_dir,
         "output_dir": output_dir,
     }
+
+
+def covariate_settings(covariates: CovariatesOpt = "none") -> str:
+    """``--covariates`` as given: one set for backtest and forecast (:func:`parse_covariates`), one set per
+    comma-separated item for sweep (:func:`~chronobt.covariates.parse_covariate_sets`)."""
+    return covariates
 
 
 def evaluation_settings(
