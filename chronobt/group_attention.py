@@ -32,6 +32,8 @@ import torch
 from chronos.chronos2.layers import AttentionOutput
 from torch import nn
 
+from chronobt.lastblock import encoder_view
+
 logger = logging.getLogger(__name__)
 
 #: The encoder method the view overrides (chronos builds the dense group mask there).
@@ -129,14 +131,9 @@ def block_diagonal_view(model: Any, n_variates: int) -> Any:
             [time_attn, BlockDiagonalGroupAttention(group_attn, n_variates), feed_forward]
         )
         blocks.append(view_block)
-    view_encoder = copy.copy(encoder)
-    view_encoder._modules = dict(encoder._modules)
-    view_encoder.block = nn.ModuleList(blocks)
-    setattr(view_encoder, _MASK_METHOD, functools.partial(per_task_mask, n_variates=n_variates))
-    view = copy.copy(model)
-    view._modules = dict(model._modules)
-    view.encoder = view_encoder
-    return view
+    return encoder_view(
+        model, blocks, **{_MASK_METHOD: functools.partial(per_task_mask, n_variates=n_variates)}
+    )
 
 
 @dataclass(frozen=True)

@@ -144,11 +144,21 @@ def output_only_view(model: Any, n_out: int) -> Any:
 
     A shallow copy: every parameter and buffer is shared with ``model``, which stays as it was.
     """
+    blocks = list(model.encoder.block)
+    return encoder_view(model, [*blocks[:-1], OutputOnlyBlock(blocks[-1], n_out)])
+
+
+def encoder_view(model: Any, blocks: list[nn.Module], **encoder_attributes: Any) -> Any:
+    """A shallow copy of ``model`` whose encoder runs ``blocks`` (and has ``encoder_attributes`` set).
+
+    Every parameter and buffer stays shared with ``model``, which is left as it was.
+    """
     encoder = model.encoder
-    blocks = list(encoder.block)
     view_encoder = copy.copy(encoder)
     view_encoder._modules = dict(encoder._modules)
-    view_encoder.block = nn.ModuleList([*blocks[:-1], OutputOnlyBlock(blocks[-1], n_out)])
+    view_encoder.block = nn.ModuleList(blocks)
+    for name, value in encoder_attributes.items():
+        setattr(view_encoder, name, value)
     view = copy.copy(model)
     view._modules = dict(model._modules)
     view.encoder = view_encoder
