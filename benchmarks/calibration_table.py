@@ -26,7 +26,7 @@ from chronobt.config import EvaluationOptions
 from chronobt.data import load_ohlc
 from chronobt.engine import Chronos2Engine, EngineConfig
 from chronobt.pipeline import forecast_jobs, make_job, model_context, prepare_windows
-from chronobt.uncertainty import calibrate, invert_quantiles
+from chronobt.uncertainty import calibrate, invert_job
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "ohlc"
 HOURLY = ("BTCUSDT_1h", "ETHUSDT_1h", "SOLUSDT_1h", "LTCUSDT_1h")
@@ -81,7 +81,8 @@ def main() -> None:
         for job in jobs:
             for mode in MODES:
                 opts = EvaluationOptions(horizon=24, context=2048, dependence=mode)
-                price_q, record = invert_quantiles(job, engine.quantile_levels, opts)
+                inversion = invert_job(job, engine.quantile_levels, opts)
+                price_q, record = inversion.price_q, inversion.dependence
                 rows.setdefault((job.spec, mode), []).append(
                     scores(sw.futures, price_q, scale, sw.last, levels)
                 )

@@ -3,18 +3,20 @@
 :func:`run_backtest` orchestrates: the engine is loaded first (its maximum context caps every window),
 each symbol is loaded, its ``--preaug`` resolved under the loaded symbol's name, its windows cut and its
 augmentation fitted (:mod:`chronobt.pipeline`); all windows of all symbols go through the engine in one
-call; each symbol is then inverted, scored (:mod:`chronobt.evaluate`) and written atomically to
-``<output-dir>/backtest/<SYMBOL>/<preaug>/`` (:func:`write_backtest`). ``metrics.json`` counts the
-forward-filled bars left unscored (``filled``) and the inverted quantiles outside the price domain
-(``inversion``, also one warning line per symbol).
+call (with ``--executor ray``: each symbol on a Ray actor, :mod:`chronobt.executors`); each symbol is
+then inverted, scored (:mod:`chronobt.evaluate`) and written atomically to
+``<output-dir>/backtest/<SYMBOL>/<preaug>[+<covariate>...]/`` (:func:`write_backtest`; covariates:
+:mod:`chronobt.covariates`) by this process. ``metrics.json`` counts the forward-filled bars left
+unscored (``filled``) and the inverted quantiles outside the price domain (``inversion``, also one warning
+line per symbol).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,11 +25,15 @@ import pandas as pd
 
 from chronobt.atomic import replace_dir_atomic, write_json_atomic, write_parquet_atomic
 from chronobt.augment import parse_augmentation
+from chronobt.cells import model_identity
 from chronobt.choice import ResolvedPreaug, auto_record, resolve_preaug
+from chronobt.chunks import BacktestChunk, BacktestOutcome, run_backtest_chunk, score_backtest_job
 from chronobt.config import BacktestConfig
+from chronobt.covariates import covariates_label, run_label
 from chronobt.engine import Chronos2Engine, EngineConfig
 from chronobt.errors import ChronobtError
-from chronobt.evaluate import Evaluation, evaluate, filled_record, inversion_warning
+from chronobt.evaluate import Evaluation, filled_record
+from chronobt.executors import Executor, open_executor
 from chronobt.finetune import (
     FinetuneSettings,
     finetune_engines,
@@ -49,7 +55,6 @@ from chronobt.pipeline import (
 )
 from chronobt.results import backtest_folder, forecast_table, run_record
 from chronobt.significance import comparison, window_mae, window_quantile_loss
-from chronobt.uncertainty import calibrate, invert_job
 
 logger = logging.getLogger(__name__)
 
@@ -81,12 +86,14 @@ def run_backtest(
     engine: Chronos2Engine | None = None,
     progress: Progress | None = None,
     command: Sequence[str] | None = None,
+    executor: Executor | None = None,
 ) -> BacktestReport:
     """Backtest every symbol of ``config``; all windows of all symbols go through the engine together.
 
     A symbol whose data or augmentation fails is recorded in ``report.failures`` under its name; the
     others are still written. Raises only for errors that concern the whole run (bad config, model).
-    ``command`` is recorded in each manifest (``None``: called from Python).
+    ``command`` is recorded in each manifest (``None``: called from Python). With ``--executor ray`` (or
+    an ``executor`` given, which its owner closes) each symbol is a chunk forecast on a Ray actor.
     """
     report = BacktestReport()
     require_peft(config.finetune)
@@ -108,8 +115,9 @@ def run_backtest(
                 ohlc, config.preaug, config, model=engine.model_info, strict=config.strict_auto
             )
             start = config.start if config.start is not None else resolved.start_after_selection(ohlc)
+            options = replace(config, covariates=resolved.covariates)  # auto: the sweep's covariates
             sw = prepare_windows(
-                ohlc, config, windows=config.windows, context=context, start=start, end=config.end
+                ohlc, options, windows=config.windows, context=context, start=start, end=config.end
             )
             jobs.append(make_job(sw, resolved.spec))
             auto[ohlc.symbol] = resolved
@@ -122,93 +130,65 @@ def run_backtest(
         return report
     prepare_s = time.perf_counter() - t1
 
-    t2 = time.perf_counter()
-    forecast_jobs(
-        engine,
-        jobs,
-        config.horizon,
-        progress=(lambda done, total: progress("forecast", done, total)) if progress else None,
-    )
-    inference_s = time.perf_counter() - t2
-    report.engine_record = engine.record()
-    total_windows = sum(len(j.windows.origins) for j in jobs)
-
+    scored = _score(jobs, config, engine, executor, progress)
     zero_shot: dict[int, np.ndarray] = {}  # job position -> price quantiles, for the fine-tuned comparison
-    for k, job in enumerate(jobs):
-        timings = {
-            "load": prepare_s / len(jobs),
-            "model_load": model_load,
-            "inference": inference_s * len(job.windows.origins) / total_windows,
-        }
-        result = _score_and_write(
-            job,
-            engine,
-            config,
-            auto=auto[job.windows.symbol],
-            timings=timings,
-            command=command,
-            report=report,
-        )
-        if result is not None:
-            zero_shot[k] = result
+    for k, outcome in enumerate(scored):
+        timings = {"load": prepare_s / len(jobs), "model_load": model_load}
+        price_q = _write_outcome(outcome, engine, config, auto, timings, command, report)
+        if price_q is not None:
+            zero_shot[k] = price_q
         if progress:
             progress("evaluate", k + 1, len(jobs))
+    report.engine_record = getattr(executor, "engine_record", None) or engine.record()
     settings = FinetuneSettings.from_config(config)
     if settings is not None and zero_shot:
         _finetuned(jobs, zero_shot, engine, settings, config, auto, command, report, progress)
     return report
 
 
-def _score_and_write(
-    job: Job,
+def _write_outcome(
+    outcome: BacktestOutcome,
     engine: Chronos2Engine,
     config: BacktestConfig,
-    *,
-    auto: ResolvedPreaug,
+    auto: dict[str, ResolvedPreaug],
     timings: dict[str, float],
     command: Sequence[str] | None,
     report: BacktestReport,
+    *,
     finetune: dict[str, Any] | None = None,
     zero_shot: np.ndarray | None = None,
 ) -> np.ndarray | None:
-    """Invert, score and write one job's forecasts; the price quantiles, or ``None`` (failure recorded).
+    """Write one scored job; its price quantiles, or ``None`` (the failure recorded in ``report``).
 
-    ``finetune`` (fine-tuned forecasts: the refits and the comparison with zero-shot) goes into
-    metrics.json (with ``versus_zero_shot``: the test against ``zero_shot``, the zero-shot price
-    quantiles of the same windows) and the folder is ``<preaug>+finetune-<mode>``.
+    ``finetune`` (fine-tuned forecasts: the refits) goes into metrics.json with ``versus_zero_shot``, the
+    test against ``zero_shot`` (the zero-shot price quantiles of the same windows), and the folder is
+    ``<preaug>+finetune-<mode>``.
     """
+    job = outcome.job
     sw = job.windows
+    name = sw.symbol if finetune is None else f"{sw.symbol} (finetune {config.finetune})"
     try:
-        t3 = time.perf_counter()
-        inversion = invert_job(job, engine.quantile_levels, config)
-        price_q = inversion.price_q
-        calibrated, calibration = (
-            calibrate(sw, price_q, config) if config.calibrate == "conformal" else (None, None)
-        )
-        t4 = time.perf_counter()
-        evaluation = evaluate(sw, price_q, config, calibrated=calibrated)
-        warning = inversion_warning(
-            sw.symbol, job.spec, evaluation.inversion, path_dependent=job.augmentation.path_dependent
-        )
-        if warning:
-            logger.warning("%s", warning)
-        timings = {**timings, "invert": t4 - t3, "metrics": time.perf_counter() - t4}
-        folder = backtest_folder(config.output_dir, sw.symbol, job.spec)
+        if outcome.error is not None or outcome.price_q is None or outcome.evaluation is None:
+            raise ChronobtError(outcome.error or "internal: the job was not scored")
+        if outcome.warning:
+            logger.warning("%s", outcome.warning)
+        folder = backtest_folder(config.output_dir, sw.symbol, run_label(job.spec, sw.covariates))
         if finetune is not None:
             folder = folder.with_name(f"{folder.name}+finetune-{config.finetune}")
             if zero_shot is not None:
-                finetune = {**finetune, "versus_zero_shot": versus_zero_shot(sw, price_q, zero_shot, config)}
+                versus = versus_zero_shot(sw, outcome.price_q, zero_shot, config)
+                finetune = {**finetune, "versus_zero_shot": versus}
         summary = write_backtest(
             folder,
             job,
-            price_q,
-            evaluation,
+            outcome.price_q,
+            outcome.evaluation,
             config=config,
             engine=engine,
-            timings=timings,
+            timings={**timings, **outcome.timings},
             command=command,
-            uncertainty={"dependence": inversion.dependence, "calibration": calibration},
-            auto=auto_record(auto, sw.ohlc, sw.origins, horizon=config.horizon),
+            uncertainty=outcome.uncertainty,
+            auto=auto_record(auto[sw.symbol], sw.ohlc, sw.origins, horizon=config.horizon),
             finetune=finetune,
         )
         report.results.append(
@@ -220,9 +200,8 @@ def _score_and_write(
                 finetune=None if finetune is None else config.finetune,
             )
         )
-        return np.asarray(price_q)
+        return np.asarray(outcome.price_q)
     except (ChronobtError, OSError) as exc:
-        name = sw.symbol if finetune is None else f"{sw.symbol} (finetune {config.finetune})"
         report.failures[name] = str(exc)
         logger.debug("symbol %s failed", name, exc_info=True)
         return None
@@ -239,9 +218,10 @@ def _finetuned(
     report: BacktestReport,
     progress: Progress | None,
 ) -> None:
-    """Fine-tune per refit point (:mod:`chronobt.finetune`), forecast the same windows, write them beside
-    the zero-shot results with the Diebold-Mariano test of fine-tuned vs zero-shot."""
-    scored = [jobs[k] for k in sorted(zero_shot)]
+    """Fine-tune per refit point (:mod:`chronobt.finetune`), forecast the same windows (locally), write
+    them beside the zero-shot results with the Diebold-Mariano test of fine-tuned vs zero-shot."""
+    positions = sorted(zero_shot)
+    scored = [jobs[k] for k in positions]
     t0 = time.perf_counter()
     refits = finetune_engines(
         scored, engine, settings, horizon=config.horizon, output_dir=config.output_dir, progress=progress
@@ -256,20 +236,18 @@ def _finetuned(
     )
     inference_s = time.perf_counter() - t1
     total_windows = sum(len(j.windows.origins) for j in scored)
-    for pos, (k, job) in enumerate(zip(sorted(zero_shot), tuned, strict=True)):
-        used = refit_of(refits, pos)
-        timings = {
-            "finetune": train_s * len(job.windows.origins) / total_windows,
-            "inference": inference_s * len(job.windows.origins) / total_windows,
-        }
-        _score_and_write(
-            job,
-            used[0].engine,
+    for pos, (k, job) in enumerate(zip(positions, tuned, strict=True)):
+        share = len(job.windows.origins) / total_windows
+        tuned_engine = refit_of(refits, pos)[0].engine
+        outcome = score_backtest_job(job, config, tuned_engine, inference_s=inference_s * share)
+        _write_outcome(
+            outcome,
+            tuned_engine,
             config,
-            auto=auto[job.windows.symbol],
-            timings=timings,
-            command=command,
-            report=report,
+            auto,
+            {"finetune": train_s * share},
+            command,
+            report,
             finetune=symbol_record(refits, pos, settings),
             zero_shot=zero_shot[k],
         )
@@ -303,6 +281,46 @@ def versus_zero_shot(
     return out
 
 
+def _score(
+    jobs: Sequence[Job],
+    config: BacktestConfig,
+    engine: Chronos2Engine,
+    executor: Executor | None,
+    progress: Progress | None,
+) -> Iterator[BacktestOutcome]:
+    """Each job forecast, inverted and evaluated, as it finishes.
+
+    ``local`` (and no ``executor``): all windows of all symbols through ``engine`` in one call. Else each
+    symbol is a chunk on the executor (``config.executor`` if none is given; closed afterwards).
+    """
+    if executor is None and config.executor == "local":
+        t0 = time.perf_counter()
+        forecast_jobs(
+            engine,
+            jobs,
+            config.horizon,
+            progress=(lambda done, total: progress("forecast", done, total)) if progress else None,
+        )
+        inference_s = time.perf_counter() - t0
+        total_windows = sum(len(j.windows.origins) for j in jobs)
+        for job in jobs:
+            share = inference_s * len(job.windows.origins) / total_windows
+            yield score_backtest_job(job, config, engine, inference_s=share)
+        return
+    chunks = [BacktestChunk(job, config) for job in jobs]
+    ex = executor or open_executor(
+        config.executor, engine=engine, ray_address=config.ray_address, expected_model=model_identity(engine)
+    )
+    try:
+        for i, outcome, lost in ex.map(
+            run_backtest_chunk, chunks, weights=[c.windows for c in chunks], progress=progress
+        ):
+            yield outcome if lost is None else BacktestOutcome(job=jobs[i], error=lost)
+    finally:
+        if executor is None:
+            ex.close()
+
+
 def metrics_payload(
     sw: SymbolWindows,
     spec: str,
@@ -326,6 +344,9 @@ def metrics_payload(
         "symbol": sw.symbol,
         "preaug": spec,
         "preaug_params": dict(parse_augmentation(spec).params),
+        "covariates": covariates_label(sw.covariates),
+        "covariate_rows": list(sw.covariate_names),
+        "run": run_label(spec, sw.covariates),
         "model": model.get("id"),
         "model_checksum": model.get("checksum"),
         "horizon": config.horizon,
@@ -383,6 +404,7 @@ def write_backtest(
         preaug=spec,
         actual=sw.futures,
         filled=sw.future_filled,
+        extra={"covariates": covariates_label(sw.covariates)} if sw.covariates else None,
     )
     summary = metrics_payload(sw, spec, evaluation, config=config, engine=engine, uncertainty=uncertainty)
     if auto is not None:

@@ -27,6 +27,7 @@ class Plan:
     tasks_per_batch : tasks per forward (``series_per_forward // n_variates``, at least 1).
     workers : CPU batches forecast side by side (1: in turn).
     long_horizon : ``output_patches`` exceeds the model's ``max_output_patches`` (chronos' unrolling).
+    compile : whether the call runs compiled; ``compile_reason``: why (one line).
     """
 
     n_tasks: int
@@ -38,6 +39,8 @@ class Plan:
     tasks_per_batch: int
     workers: int
     long_horizon: bool
+    compile: bool = False
+    compile_reason: str = ""
 
     @property
     def n_batches(self) -> int:
@@ -85,3 +88,16 @@ def batch_array(contexts: np.ndarray, start: int, stop: int, tasks_per_batch: in
     take = min(length, n_time)
     batch[: stop - start, :, length - take :] = contexts[start:stop, :, n_time - take :]
     return batch.reshape(tasks_per_batch * n_variates, length)
+
+
+def future_array(future: np.ndarray, start: int, stop: int, tasks_per_batch: int, width: int) -> np.ndarray:
+    """Known future values of tasks ``start:stop`` as a float32 ``[tasks_per_batch * variates, width]`` array.
+
+    ``future`` is ``[tasks, variates, horizon]`` (NaN = unknown: targets, past-only covariates); steps past
+    the horizon up to ``width`` (whole output patches) and dummy tasks are NaN, as chronos pads them.
+    """
+    _, n_variates, horizon = future.shape
+    batch = np.full((tasks_per_batch, n_variates, width), np.nan, dtype=np.float32)
+    take = min(width, horizon)
+    batch[: stop - start, :, :take] = future[start:stop, :, :take]
+    return batch.reshape(tasks_per_batch * n_variates, width)

@@ -43,11 +43,16 @@ class SymbolSweep:
 
     windows: SymbolWindows
     split: dict[str, np.ndarray]  # split name -> window indices, ascending
-    keys: dict[str, str]  # spec -> cell hash
+    keys: dict[str, str]  # label (spec[+covariates]) -> cell hash
     cells: dict[str, dict[str, Any]] = field(default_factory=dict)
     cached: set[str] = field(default_factory=set)
     failed: dict[str, str] = field(default_factory=dict)
     references: dict[str, Reference] = field(default_factory=dict)  # split -> baselines, scored once
+    #: covariate set -> the windows with those covariate rows (``()``: ``windows``)
+    by_covariates: dict[tuple[str, ...], SymbolWindows] = field(default_factory=dict)
+
+    def windows_for(self, covariates: tuple[str, ...]) -> SymbolWindows:
+        return self.by_covariates.get(covariates, self.windows)
 
     @property
     def symbol(self) -> str:
@@ -77,6 +82,7 @@ def cell_key(sw: SymbolWindows, spec: str, config: SweepConfig, model: dict[str,
         "dependence": config.dependence,
         "n_paths": config.n_paths,
         "model": model,
+        **({"covariates": list(sw.covariates)} if sw.covariates else {}),
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -132,7 +138,7 @@ def window_loss(
 
 def score_cell(plan: SymbolSweep, job: Job, config: SweepConfig, engine: Chronos2Engine) -> dict[str, Any]:
     """Invert one forecast job and score it on each split; the JSON cell that is stored."""
-    inversion = invert_job(job, engine.quantile_levels, config)
+    inversion = invert_job(job, engine.quantile_levels, config, device=engine.device)
     price_q = inversion.price_q
     calibrated = calibrate(plan.windows, price_q, config)[0] if config.calibrate == "conformal" else None
     splits: dict[str, Any] = {}
@@ -161,7 +167,7 @@ def score_cell(plan: SymbolSweep, job: Job, config: SweepConfig, engine: Chronos
             "significance": ev.significance,
             "window_loss": window_loss(sub, price_q[index], config, plan.references[name]),
         }
-    return {"key": plan.keys[job.spec], "symbol": plan.symbol, "preaug": job.spec, "splits": splits}
+    return {"key": plan.keys[job.label], "symbol": plan.symbol, "preaug": job.label, "splits": splits}
 
 
 def against(

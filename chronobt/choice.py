@@ -21,9 +21,10 @@ import numpy as np
 import pandas as pd
 
 from chronobt.atomic import write_json_atomic
-from chronobt.augment import affine_equivalent, parse_augmentation
+from chronobt.augment import parse_augmentation
 from chronobt.cells import against
 from chronobt.config import RunOptions, SweepConfig
+from chronobt.covariates import covariates_label, equivalent_label, parse_covariates, split_label
 from chronobt.data import OHLC
 from chronobt.errors import ConfigError, DataError
 
@@ -46,11 +47,14 @@ class ResolvedPreaug:
     spec : the augmentation to run (canonical spec).
     choice : the ``best/<SYMBOL>.json`` payload when ``spec`` came from a sweep, else ``None``.
     differences : what differs between the sweep and this run (empty when the choice still applies).
+    covariates : the covariates to run with: the sweep's chosen set with ``auto`` (when the sweep
+        recorded one), else ``--covariates``.
     """
 
     spec: str
     choice: dict[str, Any] | None = None
     differences: tuple[str, ...] = field(default=())
+    covariates: tuple[str, ...] = ()
 
     def selection_span(self, ohlc: OHLC) -> tuple[int, int] | None:
         """Bar indices ``(first origin, last future bar)`` of the sweep's validation windows in ``ohlc``.
@@ -157,11 +161,14 @@ def build_choice(
         return {**part["metrics"][config.target], "skill": part["skill"].get(config.target)}
 
     test_part = cells[best]["splits"]["test"]
-    equivalent = {s: affine_equivalent(s) for s in cells}
+    equivalent = {s: equivalent_label(s) for s in cells}
+    best_spec, best_covariates = split_label(best)
     return {
         "symbol": ohlc.symbol,
-        "best_preaug": best,
-        "best_params": dict(parse_augmentation(best).params),
+        "best_preaug": best_spec,
+        "best_covariates": covariates_label(best_covariates),
+        "best": best,
+        "best_params": dict(parse_augmentation(best_spec).params),
         "selection_metric": config.metric,
         "selection_target": config.target,
         "higher_is_better": config.higher_is_better,
@@ -291,7 +298,7 @@ def resolve_preaug(
     is one warning line naming what differs, or :class:`StaleChoiceError` with ``strict``.
     """
     if preaug != "auto":
-        return ResolvedPreaug(spec=str(parse_augmentation(preaug)))
+        return ResolvedPreaug(spec=str(parse_augmentation(preaug)), covariates=tuple(options.covariates))
     symbol = ohlc.symbol
     payload = read_choice(options.output_dir, symbol)
     if payload is None:
@@ -301,8 +308,15 @@ def resolve_preaug(
             choice_path(options.output_dir, symbol),
             symbol,
         )
-        return ResolvedPreaug(spec=NONE)
+        return ResolvedPreaug(spec=NONE, covariates=tuple(options.covariates))
     spec = str(parse_augmentation(str(payload["best_preaug"])))
+    chosen = payload.get("best_covariates")
+    covariates = parse_covariates(str(chosen)) if chosen is not None else tuple(options.covariates)
+    if options.covariates and covariates != tuple(options.covariates):
+        logger.warning(
+            "%s: --preaug auto runs the sweep's covariates %s, not --covariates %s",
+            symbol, covariates_label(covariates), covariates_label(options.covariates),
+        )  # fmt: skip
     differences = choice_differences(payload, ohlc, options, model or {})
     if differences:
         what = "; ".join(differences)
@@ -317,7 +331,7 @@ def resolve_preaug(
             "rerun `chronobt sweep %s` with this run's options (--strict-auto makes this an error)",
             symbol, spec, where, what, symbol,
         )  # fmt: skip
-    return ResolvedPreaug(spec=spec, choice=payload, differences=differences)
+    return ResolvedPreaug(spec=spec, choice=payload, differences=differences, covariates=covariates)
 
 
 def _json_float(x: float) -> float | None:

@@ -5,7 +5,7 @@ The configs are frozen keyword-only dataclasses that validate themselves in ``__
 :class:`~chronobt.errors.ConfigError` (exit code 2) naming the option, the bad value and what is allowed:
 
 - :class:`RunOptions`: what every forecasting command shares (horizon, context, targets, quantiles, seed,
-  folders, gap limit, step dependence, sample paths);
+  folders, gap limit, step dependence, sample paths, covariates: :mod:`chronobt.covariates`);
 - :class:`EvaluationOptions`: plus what scoring past windows needs (stride, fee, shorting): backtest, sweep;
 - :class:`BacktestConfig`, :class:`SweepConfig`, :class:`ForecastConfig`: one per command.
 """
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pandas as pd
 
@@ -25,6 +26,7 @@ from chronobt.windows import MIN_CONTEXT
 DEFAULT_QUANTILES: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 DEPENDENCE_CHOICES = ("auto", "independent", "comonotonic")
 CALIBRATE_CHOICES = ("none", "conformal")
+EXECUTOR_CHOICES = ("local", "ray")
 FINETUNE_CHOICES = ("off", "lora", "full")
 #: Selection metrics of a sweep and whether a higher value is better.
 SELECTION_METRICS: dict[str, bool] = {
@@ -53,6 +55,7 @@ class RunOptions:
     dependence: str = "auto"
     n_paths: int | None = None
     calibrate: str = "none"
+    covariates: tuple[str, ...] = ()
     #: walk-forward fine-tuning (:mod:`chronobt.finetune`); ``None`` steps/lr: chronos' defaults
     finetune: str = "off"
     finetune_steps: int | None = None
@@ -90,6 +93,10 @@ class RunOptions:
             raise ConfigError(f"--max-gap {self.max_gap}: expected 0 or a positive number of bars")
         if self.n_paths is not None and self.n_paths < 2:
             raise ConfigError(f"--paths must be >= 2, got {self.n_paths}")
+        if len(set(self.covariates)) != len(self.covariates):
+            raise ConfigError(
+                f"--covariates {','.join(self.covariates)} names a covariate twice; list each once"
+            )
         self._check_finetune()
 
     def _check_finetune(self) -> None:
@@ -109,6 +116,8 @@ class RunOptions:
             raise ConfigError(f"--finetune-batch must be >= 1 series, got {self.finetune_batch}")
         if self.refit_every is not None and self.refit_every < 1:
             raise ConfigError(f"--refit-every must be >= 1 windows, got {self.refit_every}")
+        if self.finetune != "off" and self.covariates:
+            raise ConfigError("--finetune does not take --covariates yet; drop one of them")
         if self.finetune == "off":
             given = [
                 name
@@ -133,6 +142,11 @@ class EvaluationOptions(RunOptions):
     stride: int | None = None
     fee_bps: float = 10.0
     allow_short: bool = False
+    #: where the symbols' chunks run: ``local`` (this process) or ``ray`` (:mod:`chronobt.executors`)
+    executor: str = "local"
+    #: with ``ray``: ``None`` starts a local Ray instance, ``auto`` joins a running cluster,
+    #: ``ray://host:port`` connects to a remote one
+    ray_address: str | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -140,10 +154,37 @@ class EvaluationOptions(RunOptions):
             raise ConfigError(f"--stride must be >= 1, got {self.stride}")
         if self.fee_bps < 0:
             raise ConfigError(f"--fee-bps must be >= 0, got {self.fee_bps}")
+        check_executor(self.executor, self.ray_address)
 
     @property
     def effective_stride(self) -> int:
         return self.stride if self.stride is not None else self.horizon
+
+
+def check_executor(executor: str, ray_address: str | None) -> None:
+    """ConfigError unless ``executor`` is a known one and ``ray_address`` is usable with it."""
+    if executor not in EXECUTOR_CHOICES:
+        raise ConfigError(f"--executor {executor!r} is not one of {', '.join(EXECUTOR_CHOICES)}")
+    if ray_address is None:
+        return
+    if executor != "ray":
+        raise ConfigError(f"--ray-address {ray_address} needs --executor ray; add it or drop the address")
+    if ray_address != "auto" and ray_host_port(ray_address) is None:
+        raise ConfigError(
+            f"--ray-address {ray_address!r}: expected auto, ray://HOST:PORT or HOST:PORT (a head's GCS port)"
+        )
+
+
+def ray_host_port(address: str) -> tuple[str, int] | None:
+    """``("host", port)`` of ``ray://host:port`` or ``host:port``; ``None`` if it is neither."""
+    parts = urlsplit(address if "://" in address else f"gcs://{address}")
+    if parts.scheme not in ("ray", "gcs") or not parts.hostname:
+        return None
+    try:
+        port = parts.port
+    except ValueError:
+        return None
+    return (parts.hostname, port) if port else None
 
 
 def _check_symbols_and_preaug(symbols: tuple[str, ...], preaug: str) -> None:
@@ -210,9 +251,14 @@ class SweepConfig(EvaluationOptions):
     validation_windows: int = 60
     test_windows: int = 40
     force: bool = False
+    covariate_sets: tuple[tuple[str, ...], ...] = ()
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.finetune != "off":
+            raise ConfigError(
+                "--finetune is not supported by sweep yet; sweep zero-shot, then backtest --finetune"
+            )
         if self.metric not in SELECTION_METRICS:
             raise ConfigError(f"--metric {self.metric!r} is not one of {', '.join(SELECTION_METRICS)}")
         if self.validation_windows < 1 or self.test_windows < 1:
@@ -225,6 +271,13 @@ class SweepConfig(EvaluationOptions):
                 f"selection target {self.target!r} is not among --targets {','.join(self.targets)}; add it"
             )
         candidate_specs(self.preaugs)
+
+    @property
+    def candidate_covariates(self) -> tuple[tuple[str, ...], ...]:
+        """The covariate sets swept, no covariates first (the reference; ``covariate_sets`` or, when
+        empty, ``covariates`` as the one other set)."""
+        sets = [(), *(self.covariate_sets or (self.covariates,))]
+        return tuple(dict.fromkeys(tuple(s) for s in sets))
 
     @property
     def windows(self) -> int:

@@ -14,7 +14,7 @@ import math
 #: 128 context patches + [REG] + 2 output patches. Larger activations fall out of cache; smaller ones are
 #: overhead-bound.
 CPU_ACTIVATION_BUDGET = 16 * 131 * 256
-#: Fewest and most series per CPU forward (before the cap at the model's d_ff).
+#: Fewest and most series per CPU forward (before the cap at the model's d_ff with dense group attention).
 CPU_BATCH_RANGE = (4, 256)
 #: Models at least this wide run their CPU batches in turn: their matrix products already use every core.
 CPU_PARALLEL_MAX_D_MODEL = 256
@@ -26,13 +26,21 @@ def tokens_per_series(*, context_length: int, patch_size: int, n_output_patches:
 
 
 def cpu_series_per_forward(
-    *, context_length: int, patch_size: int, n_output_patches: int, d_model: int, d_ff: int
+    *,
+    context_length: int,
+    patch_size: int,
+    n_output_patches: int,
+    d_model: int,
+    d_ff: int,
+    dense_groups: bool = True,
 ) -> int:
     """Default series per forward on a CPU.
 
     The series that keep ``series x tokens x d_model`` near :data:`CPU_ACTIVATION_BUDGET`, clipped to
-    :data:`CPU_BATCH_RANGE` and never above ``d_ff``: group (cross-series) attention is dense, so its cost
-    per series grows with the series per forward and passes the feed-forward layers' beyond ``d_ff``.
+    :data:`CPU_BATCH_RANGE`. With dense group attention (chronos' own, across the whole batch) never above
+    ``d_ff``: its cost per series grows with the series per forward and passes the feed-forward layers'
+    beyond ``d_ff``. Block-diagonal group attention (:mod:`chronobt.group_attention`) costs the same per
+    series at any batch, so there is no cap.
 
     Parameters
     ----------
@@ -40,18 +48,20 @@ def cpu_series_per_forward(
     patch_size : the model's input patch size.
     n_output_patches : output patches forecast per series (``ceil(horizon / output_patch_size)``).
     d_model, d_ff : the model's hidden and feed-forward widths.
+    dense_groups : whether group attention runs dense across the batch (``False``: per task).
 
     Returns
     -------
     int
-        Series per forward, at least ``min(CPU_BATCH_RANGE[0], d_ff)``.
+        Series per forward, at least ``min(CPU_BATCH_RANGE[0], d_ff)`` (``CPU_BATCH_RANGE[0]`` per task).
     """
     tokens = tokens_per_series(
         context_length=context_length, patch_size=patch_size, n_output_patches=n_output_patches
     )
     series = CPU_ACTIVATION_BUDGET // (tokens * d_model)
     low, high = CPU_BATCH_RANGE
-    return int(min(high, d_ff, max(low, series)))
+    cap = min(high, d_ff) if dense_groups else high
+    return int(min(cap, max(low, series)))
 
 
 def cpu_workers(*, n_batches: int, d_model: int, threads: int) -> int:

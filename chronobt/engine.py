@@ -7,12 +7,18 @@ Inference runs the model directly at fixed shapes rather than through ``predict_
 from :mod:`chronobt.cpu_sizing`), :meth:`Chronos2Engine.predict` plans and runs.
 
 * ``num_output_patches = ceil(horizon / patch)``. Above the model's ``max_output_patches`` the engine uses
-  chronos' own autoregressive unrolling (the private ``Chronos2Pipeline._predict_batch``), eager;
+  chronos' own autoregressive unrolling (:mod:`chronobt.unrolling`), eager;
 * the forward runs through :func:`chronobt.lastblock.output_only_view` (the last encoder block computes
   only the forecast tokens) once :func:`chronobt.lastblock.check_output_only` found it equal to the full
   forward for this model and number of output patches; otherwise the full forward runs;
+* every block's group attention runs per task (:mod:`chronobt.group_attention`, block-diagonal: a task's
+  variates attend to each other only, as the dense masked attention does) once the view, composed with
+  the output-only last block, was found equal to the full forward for this number of variates and
+  output patches; otherwise dense group attention runs;
 * compile (:mod:`chronobt.compilation`): ``torch.compile(dynamic=False)``, one compilation per shape;
   later calls reuse the compiled shape, and any failure means eager for the rest of the engine's life;
+* on CUDA the next batch is prepared and uploaded while the current one computes
+  (:mod:`chronobt.staging`: pinned buffers, a second stream, ``non_blocking`` copies); CPU runs in turn;
 * a CUDA out-of-memory error halves ``tasks_per_batch`` and retries;
 * dtype ``bfloat16`` casts the weights (CUDA only; float32 with one warning elsewhere).
 
@@ -32,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from chronobt import cpu_sizing
-from chronobt.batching import Plan, RunTotals, batch_array, context_length
+from chronobt.batching import Plan, RunTotals, batch_array, context_length, future_array
 from chronobt.compilation import CompileState
 from chronobt.engine_config import DEFAULT_BATCH_SIZE, EngineConfig, resolve_device, resolve_dtype
 from chronobt.errors import ConfigError, ModelError
@@ -40,14 +46,11 @@ from chronobt.errors import ConfigError, ModelError
 if TYPE_CHECKING:
     import torch
 
-    from chronobt.lastblock import OutputOnlyCheck
+    from chronobt.staging import Stager
 
 __all__ = ["Chronos2Engine", "EngineConfig", "Plan", "Progress", "load_pipeline", "resolve_compile"]
 
 logger = logging.getLogger(__name__)
-
-#: chronos' default quantiles for long-horizon unrolling.
-_UNROLLED_QUANTILES = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 
 Progress = Callable[[int, int], None]
 
@@ -82,7 +85,7 @@ class Chronos2Engine:
     def __init__(self, config: EngineConfig = EngineConfig(), *, pipeline: Any = None) -> None:
         import torch
 
-        from chronobt.lastblock import supports_output_only
+        from chronobt.forward_views import ForwardViews
 
         self.config = config
         self.device = resolve_device(config.device)
@@ -117,11 +120,13 @@ class Chronos2Engine:
         self._compile = CompileState.resolve(config, self.device)
         self._eager_forward: Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor] = self._model_forward
         self._totals = RunTotals()
-        #: whether the last block has the layout the output-only view relies on (checked by behaviour
-        #: too, once per number of output patches: ``_checks``; views that passed: ``_views``)
-        self._output_only_layout = supports_output_only(self.model)
-        self._checks: dict[int, OutputOnlyCheck] = {}
-        self._views: dict[int, Any] = {}
+        #: the checked views of the model the forward runs (:mod:`chronobt.forward_views`)
+        self.views = ForwardViews(self.model)
+        #: stage batches ahead (:mod:`chronobt.staging`): on CUDA; tests force it on a CPU
+        self._stage_batches = self.device.type == "cuda"
+        self._stager: Stager | None = None
+        #: the known future values of the running predict call (``None``: none)
+        self._future: np.ndarray | None = None
 
     # ------------------------------------------------------------------ public API
 
@@ -149,10 +154,11 @@ class Chronos2Engine:
         horizon = int(horizon)
         n_tasks, n_variates, _ = contexts.shape
         length = context_length(contexts, patch_size=self.patch_size, max_context=self.max_context)
-        shape = self._compile.shape
-        if self._compile.active and shape is not None:
-            length = max(length, shape[1])  # reuse a longer compiled length instead of compiling again
         n_patches = math.ceil(horizon / self.output_patch_size)
+        compile_call, compile_reason = self._compile_preview(n_tasks, n_variates, length, n_patches)
+        shape = self._compile.shape
+        if compile_call and shape is not None:
+            length = max(length, shape[1])  # reuse a longer compiled length instead of compiling again
         series = self.batch_size
         if self.config.batch_size is None and self.device.type == "cpu":
             series = cpu_sizing.cpu_series_per_forward(
@@ -161,14 +167,15 @@ class Chronos2Engine:
                 n_output_patches=n_patches,
                 d_model=int(self.model.config.d_model),
                 d_ff=int(self.model.config.d_ff),
+                dense_groups=self.views.dense_groups,
             )
         tasks_per_batch = max(1, series // max(n_variates, 1))
-        if not self._compile.active:
+        if not compile_call:
             tasks_per_batch = min(tasks_per_batch, max(n_tasks, 1))  # eager: no dummy tasks below one batch
         elif shape is not None and n_variates and shape[0] % n_variates == 0:
             tasks_per_batch = shape[0] // n_variates  # keep the compiled shape (after OOM halving)
         workers = 1
-        if self.device.type == "cpu" and not self._compile.active:
+        if self.device.type == "cpu" and not compile_call and not self._stage_batches:
             import torch
 
             workers = cpu_sizing.cpu_workers(
@@ -186,9 +193,33 @@ class Chronos2Engine:
             tasks_per_batch=tasks_per_batch,
             workers=workers,
             long_horizon=n_patches > self.max_output_patches,
+            compile=compile_call,
+            compile_reason=compile_reason,
         )
 
-    def predict(self, contexts: np.ndarray, horizon: int, *, progress: Progress | None = None) -> np.ndarray:
+    def _compile_preview(
+        self, n_tasks: int, n_variates: int, length: int, n_patches: int
+    ) -> tuple[bool, str]:
+        """Whether a call would run compiled (``auto``: when its batches earn the compile back)."""
+        series = self.batch_size if self.config.batch_size is None else self.config.batch_size
+        return self._compile.preview_call(
+            self.model.config,
+            n_tasks=n_tasks,
+            n_variates=n_variates,
+            series=series,
+            tokens=cpu_sizing.tokens_per_series(
+                context_length=length, patch_size=self.patch_size, n_output_patches=n_patches
+            ),
+        )
+
+    def predict(
+        self,
+        contexts: np.ndarray,
+        horizon: int,
+        *,
+        progress: Progress | None = None,
+        future: np.ndarray | None = None,
+    ) -> np.ndarray:
         """Quantile forecasts for every task.
 
         Parameters
@@ -196,6 +227,10 @@ class Chronos2Engine:
         contexts : ``[tasks, variates, time]`` float; left NaN padding allowed (NaN = missing).
         horizon : steps to forecast after each context.
         progress : called as ``progress(done_tasks, total_tasks)`` after each batch.
+        future : ``[tasks, variates, horizon]`` known future values (NaN = unknown: targets and past-only
+            covariates), passed to the model as ``future_covariates`` as chronos' own predict does;
+            ``None``: nothing known (the same forecast as all-NaN). Calls with a known future are not
+            staged ahead on CUDA (the staging buffers hold contexts only).
 
         Returns
         -------
@@ -204,10 +239,23 @@ class Chronos2Engine:
         """
         contexts = np.asarray(contexts)
         plan = self.plan(contexts, horizon)
+        if future is not None:
+            future = np.asarray(future, dtype=np.float32)
+            expected = (plan.n_tasks, plan.n_variates, plan.horizon)
+            if future.shape != expected:
+                raise ConfigError(
+                    f"future must be a [tasks, variates, horizon] {expected} array, got shape {future.shape}"
+                )
+            if np.isnan(future).all():
+                future = None  # nothing known: the model's own default (same forecast, same compiled graph)
+        self._future = future
         shape = (plan.n_tasks, plan.n_variates, len(self.quantile_levels), plan.horizon)
         out = np.full(shape, np.nan, dtype=np.float32)
-        if plan.n_tasks and plan.n_variates:
-            self._run(contexts, plan, out, progress)
+        try:
+            if plan.n_tasks and plan.n_variates:
+                self._run(contexts, plan, out, progress)
+        finally:
+            self._future = None
         return out
 
     def record(self) -> dict[str, Any]:
@@ -216,12 +264,11 @@ class Chronos2Engine:
         ``batch_size``: series per forward of the last call; ``tasks_per_batch``: the last batch's;
         ``long_horizon_unrolling``: any call unrolled; ``compile``: :meth:`CompileState.record`;
         ``output_only_last_block``: the layout is supported and no check failed; ``output_only_check``:
-        the first failed check, else the latest (``None`` before any); ``cpu_workers``: most CPU batches
+        the first failed check, else the latest (``None`` before any); ``block_diagonal_groups`` and
+        ``block_diagonal_check``: the same for per-task group attention; ``cpu_workers``: most CPU batches
         side by side; ``forward_seconds``: wall time running batches.
         """
         t = self._totals
-        failed = [c for c in self._checks.values() if not c.passed]
-        latest = failed[0] if failed else (list(self._checks.values())[-1] if self._checks else None)
         return {
             "device": str(self.device),
             "dtype": str(self.dtype).removeprefix("torch."),
@@ -231,8 +278,7 @@ class Chronos2Engine:
             "long_horizon_unrolling": t.long_horizon_calls > 0,
             "compile": self._compile.record(),
             "oom_retries": t.oom_retries,
-            "output_only_last_block": self._output_only_layout and not failed,
-            "output_only_check": latest.record() if latest is not None else None,
+            **self.views.record(),
             "calls": t.calls,
             "tasks": t.tasks,
             "batches": t.batches,
@@ -249,9 +295,10 @@ class Chronos2Engine:
         totals = self._totals
         totals.calls += 1
         totals.long_horizon_calls += plan.long_horizon
+        self._compile.settle(plan.compile, plan.compile_reason)
         self.batch_size = plan.series_per_forward
         if not plan.long_horizon:
-            self._prepare_view(plan)
+            self.views.prepare(plan)
         started = time.perf_counter()
         try:
             if plan.workers > 1:
@@ -273,11 +320,25 @@ class Chronos2Engine:
 
         has_inf = np.isinf(contexts).any(axis=(1, 2))  # [tasks]
         tasks_per_batch, start = plan.tasks_per_batch, 0
-        with torch.inference_mode():
+        stager = None
+        if self._stage_batches and not plan.long_horizon and self._future is None:
+            from chronobt.staging import Stager
+
+            def make_batch(first: int, per_batch: int) -> np.ndarray:
+                last = min(first + per_batch, plan.n_tasks)
+                return batch_array(contexts, first, last, per_batch, plan.context_length)
+
+            stager = self._stager = Stager(self.device, make_batch, cuda=self.device.type == "cuda")
+        from chronobt.staging import released_after
+
+        with torch.inference_mode(), released_after(stager):
             while start < plan.n_tasks:
                 stop = min(start + tasks_per_batch, plan.n_tasks)
                 try:
-                    preds = self._forecast_tasks(contexts, start, stop, tasks_per_batch, plan)
+                    if stager is None:
+                        preds = self._forecast_tasks(contexts, start, stop, tasks_per_batch, plan)
+                    else:
+                        preds = self._forecast_staged(stager, start, stop, tasks_per_batch, plan)
                 except torch.OutOfMemoryError as exc:
                     tasks_per_batch = self._after_oom(exc, tasks_per_batch)
                     continue
@@ -327,91 +388,92 @@ class Chronos2Engine:
         self, contexts: np.ndarray, start: int, stop: int, tasks_per_batch: int, plan: Plan
     ) -> np.ndarray:
         """Tasks ``start:stop`` as one fixed-shape batch -> float32 ``[stop - start, V, Q, horizon]``."""
+        import torch
+
         batch = batch_array(contexts, start, stop, tasks_per_batch, plan.context_length)  # [tpb*V, C]
-        preds = self._run_batch(batch, plan, tasks_per_batch)
+        future = None
+        if self._future is not None:
+            width = plan.horizon if plan.long_horizon else plan.output_patches * self.output_patch_size
+            future = self._to_device(future_array(self._future, start, stop, tasks_per_batch, width))
+        preds = self._run_batch(self._to_device(batch), plan, tasks_per_batch, future)
+        host = preds[..., : plan.horizon].to(device="cpu", dtype=torch.float32).numpy()
         shape = (tasks_per_batch, plan.n_variates, len(self.quantile_levels), plan.horizon)
-        return preds.reshape(shape)[: stop - start]
+        return host.reshape(shape)[: stop - start]
 
-    def _prepare_view(self, plan: Plan) -> None:
-        """Check the output-only view for ``plan.output_patches`` once; keep it only if it passed."""
-        from chronobt.lastblock import prepare_view
-
-        n = plan.output_patches
-        if n not in self._checks:
-            view, self._checks[n] = prepare_view(
-                self.model,
-                n,
-                layout_ok=self._output_only_layout,
-                n_variates=plan.n_variates,
-                context_length=plan.context_length,
-            )
-            if view is not None:
-                self._views[n] = view
+    def _forecast_staged(
+        self, stager: Stager, start: int, stop: int, tasks_per_batch: int, plan: Plan
+    ) -> np.ndarray:
+        """As :meth:`_forecast_tasks`, with the next batch prepared while this one computes."""
+        context = stager.take(start, tasks_per_batch)
+        preds = self._run_batch(context, plan, tasks_per_batch)  # queued on the device, not waited for
+        if stop < plan.n_tasks:
+            stager.stage(stop, tasks_per_batch)
+        host = stager.download(preds[..., : plan.horizon])
+        shape = (tasks_per_batch, plan.n_variates, len(self.quantile_levels), plan.horizon)
+        return host.reshape(shape)[: stop - start]
 
     # ------------------------------------------------------------------ internals
 
     def _model_forward(
-        self, context: torch.Tensor, group_ids: torch.Tensor, num_output_patches: int
+        self,
+        context: torch.Tensor,
+        group_ids: torch.Tensor,
+        num_output_patches: int,
+        future_covariates: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        model = self._views.get(num_output_patches, self.model)
-        output = model(context=context, group_ids=group_ids, num_output_patches=num_output_patches)
+        model = self.views.model_for(num_output_patches)
+        known = {} if future_covariates is None else {"future_covariates": future_covariates}
+        output = model(context=context, group_ids=group_ids, num_output_patches=num_output_patches, **known)
         return output.quantile_preds
 
-    def _run_batch(self, batch: np.ndarray, plan: Plan, tasks_per_batch: int) -> np.ndarray:
-        """Forward one fixed-shape batch ``[tpb*V, C]`` -> float32 ``[tpb*V, Q, horizon]`` on the host."""
+    def _to_device(self, array: np.ndarray) -> torch.Tensor:
         import torch
 
-        context = torch.from_numpy(batch)
+        tensor = torch.from_numpy(array)
         if self.device.type == "cuda":
-            context = context.pin_memory().to(self.device, non_blocking=True)
-        else:
-            context = context.to(self.device)
+            return tensor.pin_memory().to(self.device, non_blocking=True)
+        return tensor.to(self.device)
+
+    def _run_batch(
+        self, context: torch.Tensor, plan: Plan, tasks_per_batch: int, future: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Forward one fixed-shape batch ``[tpb*V, C]`` (known future ``[tpb*V, width]`` or ``None``) on the
+        device -> ``[tpb*V, Q, >= horizon]`` there."""
+        import torch
+
         group_ids = torch.arange(tasks_per_batch, device=self.device).repeat_interleave(plan.n_variates)
         n_patches = plan.output_patches
+        known = () if future is None else (future,)
         if plan.long_horizon:
-            preds = self._unroll(context, group_ids, plan.horizon)
+            preds = self._unroll(context, group_ids, plan.horizon, future)
         elif self._compile.active:
             try:
-                preds = self._compile.forward(self._eager_forward, context, group_ids, n_patches)
+                preds = self._compile.forward(self._eager_forward, context, group_ids, n_patches, *known)
             except torch.OutOfMemoryError:
                 raise
             except Exception as exc:
                 self._compile.fall_back(f"{type(exc).__name__}: {_first_line(exc)}")
-                preds = self._eager_forward(context, group_ids, n_patches)
+                preds = self._eager_forward(context, group_ids, n_patches, *known)
         else:
-            preds = self._eager_forward(context, group_ids, n_patches)
-        return preds[..., : plan.horizon].to(device="cpu", dtype=torch.float32).numpy()
-
-    def _unroll(self, context: torch.Tensor, group_ids: torch.Tensor, horizon: int) -> torch.Tensor:
-        """Horizons beyond ``max_output_patches``: chronos' own autoregressive unrolling (eager).
-
-        ``Chronos2Pipeline._predict_batch`` is private to chronos; its failure is a :class:`ModelError`
-        that says so (an out-of-memory error still propagates, to halve the batch).
-        """
-        import torch
-
-        levels = [q for q in _UNROLLED_QUANTILES if q in self.quantile_levels] or list(self.quantile_levels)
-        future = torch.full((context.shape[0], horizon), torch.nan, device=self.device)
-        try:
-            (preds,) = self.pipeline._predict_batch(
-                context=context,
-                group_ids=group_ids,
-                future_covariates=future,
-                unrolled_quantiles_tensor=torch.tensor(levels),
-                prediction_length=horizon,
-                max_output_patches=self.max_output_patches,
-                target_idx_ranges=[(0, context.shape[0])],
-            )
-        except torch.OutOfMemoryError:
-            raise
-        except Exception as exc:
-            steps = self.max_output_patches * self.output_patch_size
-            raise ModelError(
-                f"chronos' internal Chronos2Pipeline._predict_batch failed ({type(exc).__name__}: "
-                f"{_first_line(exc)}); horizon {horizon} > {steps} steps needs its long-horizon unrolling: "
-                f"use --horizon {steps} or less, or chronos-forecasting 2.3.2"
-            ) from exc
+            preds = self._eager_forward(context, group_ids, n_patches, *known)
         return preds
+
+    def _unroll(
+        self, context: torch.Tensor, group_ids: torch.Tensor, horizon: int, future: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Horizons beyond ``max_output_patches``: chronos' own unrolling (:mod:`chronobt.unrolling`)."""
+        from chronobt.unrolling import unroll
+
+        return unroll(
+            self.pipeline,
+            context,
+            group_ids,
+            horizon,
+            quantile_levels=self.quantile_levels,
+            max_output_patches=self.max_output_patches,
+            output_patch_size=self.output_patch_size,
+            future=future,
+        )
 
     def _nonfinite_from_finite(self, preds: np.ndarray, has_inf: np.ndarray) -> bool:
         bad = ~np.isfinite(preds).all(axis=(1, 2, 3))  # [tasks]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from chronobt.errors import ConfigError
@@ -43,7 +44,9 @@ class EngineConfig:
     compile_source : where the compile choice came from, for the record (the CLI sets ``"default"``,
         ``"option"`` or ``"env NAME"``).
     batch_size : series per forward pass; default 256 on CUDA, 64 on MPS, and on a CPU sized per call
-        (:func:`chronobt.cpu_sizing.cpu_series_per_forward`, capped at the model's d_ff).
+        (:func:`chronobt.cpu_sizing.cpu_series_per_forward`).
+    cache_dir : chronobt's cache folder; inductor's compile cache goes to ``cache_dir/inductor``
+        (``None``: torch's default). The CLI maps ``--cache-dir`` / ``CHRONOBT_CACHE_DIR`` onto it.
     """
 
     model: str = "auto"
@@ -54,6 +57,7 @@ class EngineConfig:
     compile_mode: str | None = None
     compile_source: str = "option"
     batch_size: int | None = None
+    cache_dir: Path | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.model, str) or not self.model.strip():
@@ -79,6 +83,8 @@ class EngineConfig:
             raise ConfigError(
                 f"batch size {self.batch_size!r} must be a positive integer (series per forward)"
             )
+        if self.cache_dir is not None and not isinstance(self.cache_dir, Path):
+            raise ConfigError(f"cache dir {self.cache_dir!r} must be a pathlib.Path or None")
 
 
 def resolve_device(spec: str) -> torch.device:

@@ -27,6 +27,10 @@ class ConfigError(ChronobtError):
     exit_code = 2
 
 
+class ExecutorError(ChronobtError):
+    """A Ray cluster cannot be reached, or its workers fail or run another model."""
+
+
 class LockError(ChronobtError):
     """Another run holds the output directory's lock (exit code 75, EX_TEMPFAIL)."""
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,7 @@ from chronobt.atomic import write_json_atomic, write_parquet_atomic
 from chronobt.augment import parse_augmentation
 from chronobt.choice import resolve_preaug
 from chronobt.config import ForecastConfig
+from chronobt.covariates import covariates_label, run_label
 from chronobt.engine import Chronos2Engine, EngineConfig
 from chronobt.errors import ChronobtError
 from chronobt.finetune import FinetuneSettings, finetune_engines, require_peft, symbol_record
@@ -99,11 +100,13 @@ def run_forecast(
         try:
             ohlc = load_symbol(symbol, config)
             key = ohlc.symbol
-            spec = resolve_preaug(
+            resolved = resolve_preaug(
                 ohlc, config.preaug, config, model=engine.model_info, strict=config.strict_auto
-            ).spec
-            history = history_windows(spec, config)
-            jobs.append(make_job(latest_window(ohlc, config, context=context, history=history), spec))
+            )
+            spec = resolved.spec
+            options = replace(config, covariates=resolved.covariates)  # auto: the sweep's covariates
+            history = history_windows(spec, options)
+            jobs.append(make_job(latest_window(ohlc, options, context=context, history=history), spec))
         except (ChronobtError, OSError) as exc:
             report.failures[key] = str(exc)
             logger.debug("symbol %s failed", key, exc_info=True)
@@ -124,7 +127,7 @@ def run_forecast(
     report.engine_record = engine.record()
     for k, job in enumerate(jobs):
         try:
-            inversion = invert_job(job, engine.quantile_levels, config)
+            inversion = invert_job(job, engine.quantile_levels, config, device=engine.device)
             price_q = inversion.price_q
             uncertainty: dict[str, Any] = {
                 "history_windows": len(job.windows.origins) - 1,
@@ -213,7 +216,10 @@ def write_forecast(
         price_q=price_q,
         levels=config.quantiles,
         preaug=spec,
-        extra={"model": str(model.get("id"))},
+        extra={
+            "model": str(model.get("id")),
+            **({"covariates": covariates_label(sw.covariates)} if sw.covariates else {}),
+        },
     )
     frame = table.to_pandas()
     folder = forecast_folder(config.output_dir, sw.symbol)
@@ -228,6 +234,9 @@ def write_forecast(
         "preaug": spec,
         "preaug_params": dict(parse_augmentation(spec).params),
         "requested_preaug": config.preaug,
+        "covariates": covariates_label(sw.covariates),
+        "covariate_rows": list(sw.covariate_names),
+        "run": run_label(spec, sw.covariates),
         "horizon": config.horizon,
         "context_length": int(np.count_nonzero(~np.isnan(sw.contexts[0, 0]))),
         "targets": list(sw.targets),

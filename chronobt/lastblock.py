@@ -108,10 +108,10 @@ class OutputOnlyBlock(nn.Module):
         time_attn, group_attn, feed_forward = layers
         attended = self._time_attention(time_attn, hidden_states, position_ids, attention_mask)
         tail = hidden_states[:, -n:] + attended
-        # group attention runs along the batch axis, one time position at a time: only the last n positions
-        by_time = tail.transpose(0, 1)  # [n, batch, d]
-        mixed = group_attn.self_attention(group_attn.layer_norm(by_time), mask=group_time_mask[-n:])[0]
-        tail = (by_time + mixed).transpose(0, 1)
+        # group attention works one time position at a time: only the last n positions (the group layer's
+        # own forward, so a block-diagonal one from chronobt.group_attention composes; both masks are
+        # time-first)
+        tail = group_attn(tail, attention_mask=group_time_mask[-n:])[0]
         tail = feed_forward(tail)
         out = torch.cat([hidden_states[:, :-n], tail], dim=1)
         return Chronos2EncoderBlockOutput(hidden_states=out)
@@ -144,11 +144,21 @@ def output_only_view(model: Any, n_out: int) -> Any:
 
     A shallow copy: every parameter and buffer is shared with ``model``, which stays as it was.
     """
+    blocks = list(model.encoder.block)
+    return encoder_view(model, [*blocks[:-1], OutputOnlyBlock(blocks[-1], n_out)])
+
+
+def encoder_view(model: Any, blocks: list[nn.Module], **encoder_attributes: Any) -> Any:
+    """A shallow copy of ``model`` whose encoder runs ``blocks`` (and has ``encoder_attributes`` set).
+
+    Every parameter and buffer stays shared with ``model``, which is left as it was.
+    """
     encoder = model.encoder
-    blocks = list(encoder.block)
     view_encoder = copy.copy(encoder)
     view_encoder._modules = dict(encoder._modules)
-    view_encoder.block = nn.ModuleList([*blocks[:-1], OutputOnlyBlock(blocks[-1], n_out)])
+    view_encoder.block = nn.ModuleList(blocks)
+    for name, value in encoder_attributes.items():
+        setattr(view_encoder, name, value)
     view = copy.copy(model)
     view._modules = dict(model._modules)
     view.encoder = view_encoder

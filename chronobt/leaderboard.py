@@ -19,10 +19,10 @@ from typing import Any
 import pandas as pd
 
 from chronobt.atomic import write_parquet_atomic, write_text_atomic
-from chronobt.augment import affine_equivalent
 from chronobt.cells import against
 from chronobt.choice import NONE, SPLITS, split_score
 from chronobt.config import SweepConfig
+from chronobt.covariates import equivalent_label
 from chronobt.metrics import METRIC_NAMES
 
 LEADERBOARD_COLUMNS = (
@@ -119,7 +119,7 @@ def symbol_rows(
                     "skill": part["skill"].get(config.target),
                     "rank": ranks[split][spec],
                     "selected": spec == best,
-                    "equivalent_to": affine_equivalent(spec),
+                    "equivalent_to": equivalent_label(spec),
                     "p_value_naive": part["significance"][config.target]["naive"]["mae"]["p_value"],
                     "p_value_none": None
                     if spec == NONE or NONE not in cells

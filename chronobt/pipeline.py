@@ -11,7 +11,10 @@
    the origin, which stays flat (see :func:`_mask_filled`). The augmentation itself is fitted on the
    flat forward-filled prices: its state (last price, base, rolling tail) needs finite prices, and
    the last real price is the best stand-in for a bar nobody traded at.
-3. :func:`forecast_jobs` sends the transformed contexts of *all* jobs through the engine in one call.
+   Covariates (``--covariates``, :mod:`chronobt.covariates`) are cut beside the targets and appended
+   to each window's rows untransformed; their known future values go to the engine as ``future``.
+3. :func:`forecast_jobs` sends the transformed contexts of *all* jobs through the engine in one call;
+   the covariate rows are dropped from the forecasts (targets only are inverted and scored).
 4. :func:`chronobt.uncertainty.invert_job` maps the model's quantiles back to prices (with the step
    dependence learned from resolved windows).
 
@@ -32,6 +35,7 @@ import pandas as pd
 
 from chronobt.augment import Augmentation, AugmentationSpec, get_augmentation
 from chronobt.config import EvaluationOptions, RunOptions, parse_date
+from chronobt.covariates import run_label, with_covariates
 from chronobt.data import OHLC, load_ohlc
 from chronobt.engine import Chronos2Engine
 from chronobt.errors import ChronobtError, DataError
@@ -61,6 +65,14 @@ class SymbolWindows:
         Future bars that were forward-filled at load; their ``futures`` are NaN (``None``: none are).
     windows_dropped : int
         Windows left out because their whole horizon was forward-filled.
+    covariates : tuple of str
+        The ``--covariates`` names these windows carry (``()``: none).
+    covariate_names : tuple of str
+        One per covariate row (calendar is several rows).
+    covariate_contexts : ndarray [windows, rows, time]
+        Covariate rows cut like ``contexts`` (``None``: no covariates).
+    covariate_futures : ndarray [windows, rows, horizon]
+        Known future values of the covariate rows, NaN for past-only ones (``None``: no covariates).
     """
 
     ohlc: OHLC
@@ -72,6 +84,10 @@ class SymbolWindows:
     filled_context: np.ndarray | None = None
     filled_future: np.ndarray | None = None
     windows_dropped: int = 0
+    covariates: tuple[str, ...] = ()
+    covariate_names: tuple[str, ...] = ()
+    covariate_contexts: np.ndarray | None = None
+    covariate_futures: np.ndarray | None = None
 
     @property
     def symbol(self) -> str:
@@ -125,6 +141,10 @@ class SymbolWindows:
             filled_context=None if self.filled_context is None else self.filled_context[index],
             filled_future=None if self.filled_future is None else self.filled_future[index],
             windows_dropped=self.windows_dropped,
+            covariates=self.covariates,
+            covariate_names=self.covariate_names,
+            covariate_contexts=None if self.covariate_contexts is None else self.covariate_contexts[index],
+            covariate_futures=None if self.covariate_futures is None else self.covariate_futures[index],
         )
 
 
@@ -139,6 +159,11 @@ def load_symbol(symbol: str, options: RunOptions) -> OHLC:
     """Load ``symbol`` from ``options.data_dir`` with the run's gap limit and trading calendar (repairs
     logged as warnings)."""
     return load_ohlc(symbol, options.data_dir, max_gap=options.max_gap, calendar=options.calendar)
+
+
+def symbol_loader(options: RunOptions) -> Callable[[str], OHLC]:
+    """``load(symbol)`` from ``options.data_dir`` as :func:`load_symbol` (covariates' other symbols)."""
+    return lambda symbol: load_symbol(symbol, options)
 
 
 def model_context(options: RunOptions, engine: Chronos2Engine) -> int:
@@ -212,7 +237,7 @@ def prepare_windows(
             filled_context, filled_future = filled_context[keep], filled_future[keep]
     for note in notes if log_notes else ():
         logger.warning("%s", note)
-    return SymbolWindows(
+    sw = SymbolWindows(
         ohlc=ohlc,
         targets=options.targets,
         contexts=contexts,
@@ -223,6 +248,7 @@ def prepare_windows(
         filled_future=filled_future,
         windows_dropped=dropped,
     )
+    return with_covariates(sw, options.covariates, load=symbol_loader(options), horizon=options.horizon)
 
 
 def _cut_filled(ohlc: OHLC, origins: np.ndarray, context: int, horizon: int) -> tuple[np.ndarray, np.ndarray]:
@@ -255,6 +281,15 @@ def latest_window(ohlc: OHLC, options: RunOptions, *, context: int, history: int
         origins=origins,
         filled_context=filled_context,
     )
+    if options.covariates:
+        after = ohlc.frame.index[-1]
+        live = with_covariates(
+            live,
+            options.covariates,
+            load=symbol_loader(options),
+            horizon=options.horizon,
+            future_times=ohlc.future_timestamps(after, options.horizon),
+        )
     if history < 1 or len(values) < MIN_CONTEXT + options.horizon:
         return live
     past_options = EvaluationOptions(**{f.name: getattr(options, f.name) for f in fields(RunOptions)})
@@ -282,7 +317,19 @@ def _stack(first: SymbolWindows, second: SymbolWindows) -> SymbolWindows:
         filled_context=np.concatenate([filled(first), filled(second)]),
         filled_future=np.concatenate([first.future_filled, second.future_filled]),
         windows_dropped=first.windows_dropped,
+        covariates=first.covariates,
+        covariate_names=first.covariate_names,
+        covariate_contexts=_stack_rows(first.covariate_contexts, second.covariate_contexts),
+        covariate_futures=_stack_rows(first.covariate_futures, second.covariate_futures, pad=False),
     )
+
+
+def _stack_rows(
+    first: np.ndarray | None, second: np.ndarray | None, *, pad: bool = True
+) -> np.ndarray | None:
+    if first is None or second is None:
+        return None
+    return _left_pad([first, second]) if pad else np.concatenate([first, second])
 
 
 @dataclass
@@ -292,8 +339,19 @@ class Job:
     windows: SymbolWindows
     augmentation: Augmentation
     state: Any
-    model_input: np.ndarray  # [windows, variates, time]
-    raw_quantiles: np.ndarray | None = None  # [windows, variates, Q_model, horizon]
+    model_input: np.ndarray  # [windows, targets + covariate rows, time]
+    raw_quantiles: np.ndarray | None = None  # [windows, targets, Q_model, horizon]
+    #: [windows, targets + covariate rows, horizon] known future values (NaN: unknown); None: none known
+    future: np.ndarray | None = None
+
+    @property
+    def n_targets(self) -> int:
+        return int(self.windows.contexts.shape[1])
+
+    @property
+    def label(self) -> str:
+        """The spec with the windows' covariates, e.g. ``differencing+volume`` (:func:`run_label`)."""
+        return run_label(self.spec, self.windows.covariates)
 
     @property
     def spec(self) -> str:
@@ -313,12 +371,13 @@ def make_job(sw: SymbolWindows, spec: str | AugmentationSpec) -> Job:
         return f"{sw.symbol} {when}"
 
     state = aug.fit(sw.contexts, variates=sw.targets, label=label)
-    return Job(
-        windows=sw,
-        augmentation=aug,
-        state=state,
-        model_input=_mask_filled(sw, aug.transform(sw.contexts, state)),
-    )
+    model_input = _mask_filled(sw, aug.transform(sw.contexts, state))
+    future = None
+    if sw.covariate_contexts is not None and sw.covariate_futures is not None:
+        model_input = np.concatenate([model_input, sw.covariate_contexts], axis=1)
+        unknown = np.full(sw.futures.shape, np.nan)  # targets have no known future
+        future = np.concatenate([unknown, sw.covariate_futures], axis=1)
+    return Job(windows=sw, augmentation=aug, state=state, model_input=model_input, future=future)
 
 
 def _mask_filled(sw: SymbolWindows, model_input: np.ndarray) -> np.ndarray:
@@ -367,9 +426,19 @@ def forecast_jobs(
                 engine, [j for j in jobs if j.model_input.shape[1] == n_var], horizon, progress=progress
             )
         return
-    preds = engine.predict(_left_pad([j.model_input for j in jobs]), horizon, progress=progress)
+    known = {}  # future only when some job has known future values (engines without covariates work)
+    if any(j.future is not None for j in jobs):
+        known["future"] = np.concatenate([_job_future(j, horizon) for j in jobs])
+    preds = engine.predict(_left_pad([j.model_input for j in jobs]), horizon, progress=progress, **known)
     start = 0
     for job in jobs:
         n = len(job.model_input)
-        job.raw_quantiles = np.asarray(preds[start : start + n], dtype=np.float64)
+        job.raw_quantiles = np.asarray(preds[start : start + n, : job.n_targets], dtype=np.float64)
         start += n
+
+
+def _job_future(job: Job, horizon: int) -> np.ndarray:
+    """``job.future`` or all NaN, [windows, rows, horizon]."""
+    if job.future is not None:
+        return job.future
+    return np.full((*job.model_input.shape[:2], horizon), np.nan)

@@ -13,6 +13,11 @@ An augmentation that is affine per window (robust_scaling, percent_change) forec
 forecasts, since Chronos-2 standardises each series itself: it is not forecast but gets ``none``'s
 scores, marked ``equivalent_to: none``, and a tie goes to ``none``.
 
+Covariate sets (``covariate_sets``, :mod:`chronobt.covariates`) are a second dimension: every
+(augmentation, covariate set) pair is a cell named by its label (``differencing+volume``; no covariates:
+the spec alone), all ranked together, so the nested selection picks the best pair. No covariates is
+always swept (the reference ``none`` is the plain model).
+
 Outputs under ``<output-dir>/sweep/``: ``leaderboard.csv`` / ``leaderboard.parquet``
 (:mod:`chronobt.leaderboard`; a sweep over some symbols keeps the other symbols' rows),
 ``best/<SYMBOL>.json`` (:mod:`chronobt.choice`, read by ``--preaug auto``)
@@ -22,8 +27,9 @@ and ``manifest.json``.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,22 +37,16 @@ import numpy as np
 import pandas as pd
 
 from chronobt.atomic import write_json_atomic
-from chronobt.augment import affine_equivalent, candidate_specs
-from chronobt.cells import (
-    SymbolSweep,
-    cell_key,
-    cell_path,
-    equivalent_cell,
-    model_identity,
-    read_cell,
-    score_cell,
-)
+from chronobt.augment import candidate_specs
+from chronobt.cells import SymbolSweep, cell_key, cell_path, equivalent_cell, model_identity, read_cell
 from chronobt.choice import build_choice, write_choice
+from chronobt.chunks import SweepChunk, run_sweep_chunk
 from chronobt.config import SweepConfig
+from chronobt.covariates import equivalent_label, run_label, split_label, with_covariates
 from chronobt.data import list_symbols
 from chronobt.engine import Chronos2Engine, EngineConfig
 from chronobt.errors import ChronobtError, ConfigError, DataError
-from chronobt.finetune import FinetuneSettings, forecast_sweep, require_peft
+from chronobt.executors import Executor, open_executor
 from chronobt.leaderboard import (
     LEADERBOARD_COLUMNS,
     leaderboard_frame,
@@ -57,14 +57,13 @@ from chronobt.leaderboard import (
     write_leaderboard,
 )
 from chronobt.pipeline import (
-    Job,
     Progress,
-    forecast_jobs,
     load_symbol,
     make_job,
     model_context,
     prepare_windows,
     symbol_key,
+    symbol_loader,
 )
 from chronobt.results import now_iso, run_record, sweep_folder
 
@@ -150,6 +149,7 @@ def run_sweep(
     engine: Chronos2Engine | None = None,
     progress: Progress | None = None,
     command: Sequence[str] | None = None,
+    executor: Executor | None = None,
 ) -> SweepReport:
     """Sweep every augmentation of ``config`` on every symbol and write ``<output-dir>/sweep/``.
 
@@ -157,19 +157,16 @@ def run_sweep(
     (windows through the model), ``evaluate`` (cells scored and stored).
 
     A symbol whose data fails is recorded in ``report.failures`` and the others go on; an augmentation
-    that cannot be applied to a symbol is left out of that symbol's candidates with a warning.
+    that cannot be applied to a symbol is left out of that symbol's candidates with a warning. The
+    symbols' chunks run on ``executor`` if given (its owner closes it), else on ``config.executor``.
     """
     symbols = config.symbols or discover_symbols(config.data_dir)
-    specs = candidate_specs(config.preaugs)
+    covariate_sets = config.candidate_covariates
+    specs = tuple(run_label(s, c) for c in covariate_sets for s in candidate_specs(config.preaugs))
     report = SweepReport(folder=sweep_folder(config.output_dir))
     if engine is None:
         engine = Chronos2Engine(engine_config or EngineConfig())
     model = model_identity(engine)
-    settings = FinetuneSettings.from_config(config)
-    if settings is not None:  # fine-tuned cells are cached apart from zero-shot ones
-        require_peft(settings.mode)
-        together = None if settings.per_symbol else sorted(symbol_key(s) for s in symbols)
-        model = {**model, "finetune": {**settings.record(), "trained_with": together}}
     context = model_context(config, engine)
 
     plans: list[SymbolSweep] = []
@@ -178,7 +175,14 @@ def run_sweep(
         try:
             ohlc = load_symbol(symbol, config)
             key = ohlc.symbol
-            sw = prepare_windows(ohlc, config, windows=config.windows, context=context)
+            sw = prepare_windows(
+                ohlc, replace(config, covariates=()), windows=config.windows, context=context
+            )
+            by_covariates = {
+                c: with_covariates(sw, c, load=symbol_loader(config), horizon=config.horizon)
+                for c in covariate_sets
+                if c
+            }
             split = split_windows(
                 sw.origins,
                 validation=config.validation_windows,
@@ -186,7 +190,8 @@ def run_sweep(
                 horizon=config.horizon,
                 label=sw.symbol,
             )
-            plans.append(SymbolSweep(sw, split, {s: cell_key(sw, s, config, model) for s in specs}))
+            keys = {s: cell_key(by_covariates.get(split_label(s)[1], sw), s, config, model) for s in specs}
+            plans.append(SymbolSweep(sw, split, keys, by_covariates=by_covariates))
         except (ChronobtError, OSError) as exc:
             report.failures[key] = str(exc)
             logger.debug("symbol %s failed", key, exc_info=True)
@@ -199,15 +204,15 @@ def run_sweep(
                 cell = read_cell(
                     cell_path(config.output_dir, plan.symbol, spec, plan.keys[spec]), plan.keys[spec]
                 )
-                if cell is not None and cell.get("equivalent_to") == affine_equivalent(spec):
+                if cell is not None and cell.get("equivalent_to") == equivalent_label(spec):
                     plan.cells[spec] = cell
                     plan.cached.add(spec)
     report.cells_cached = sum(len(p.cached) for p in plans)
     if progress and report.cells_cached:
         progress("cached", report.cells_cached, len(plans) * len(specs))
 
-    _forecast_pending(plans, specs, config, engine, report, progress)
-    report.engine_record = engine.record()
+    _forecast_pending(plans, specs, config, engine, report, progress, executor)
+    report.engine_record = report.engine_record or engine.record()  # Ray: what the workers ran
     _publish(plans, specs, config, engine, report, command)
     return report
 
@@ -219,62 +224,58 @@ def _forecast_pending(
     engine: Chronos2Engine,
     report: SweepReport,
     progress: Progress | None,
+    executor: Executor | None = None,
 ) -> None:
     """Forecast the uncached cells one symbol (chunk) at a time, storing each chunk's cells when done.
 
-    Cells of augmentations equivalent to another candidate are not forecast: they take its scores.
+    The chunks run on ``executor`` (default: the one ``config.executor`` names); the driver writes the
+    cells, so the cache is the same whatever ran them. Cells of augmentations equivalent to another
+    candidate are not forecast: they take its scores.
     """
-    derived = [s for s in specs if affine_equivalent(s) in specs]
+    derived = [s for s in specs if equivalent_label(s) in specs]
     pending = {p.symbol: [s for s in specs if s not in p.cells and s not in derived] for p in plans}
-    total_windows = sum(len(p.windows.origins) * len(pending[p.symbol]) for p in plans)
     total_cells = sum(len(v) for v in pending.values())
-    done_windows = 0
-    job_lists: list[list[Job]] = []
+    work = [p for p in plans if pending[p.symbol]]
     for plan in plans:
-        jobs: list[Job] = []
-        for spec in pending[plan.symbol]:
-            try:
-                jobs.append(make_job(plan.windows, spec))
-            except (ChronobtError, ValueError) as exc:
-                plan.failed[spec] = str(exc)
-                logger.warning("%s: %s skipped: %s", plan.symbol, spec, exc)
-        job_lists.append(jobs)
-    settings = FinetuneSettings.from_config(config)
-    if settings is not None:  # fine-tuned forecasts: trained per augmentation and refit point
-        job_lists = forecast_sweep(
-            job_lists,
-            engine,
-            settings,
-            horizon=config.horizon,
-            output_dir=config.output_dir,
+        if not pending[plan.symbol]:
+            _derive_cells(plan, derived, config, report)
+    chunks = [SweepChunk(p, tuple(pending[p.symbol]), config) for p in work]
+    with _executor(executor, config, engine) as ex:  # Ray starts only if a chunk is to run
+        outcomes = ex.map(
+            run_sweep_chunk,
+            [c.shipped() for c in chunks],
+            weights=[c.windows for c in chunks],
             progress=progress,
         )
-    for plan, jobs in zip(plans, job_lists, strict=True):
-        if not jobs:
-            _derive_cells(plan, derived, config, report)
-            continue
-        chunk = sum(len(job.model_input) for job in jobs)
+        for i, outcome, lost in outcomes:
+            plan = work[i]
+            failed = {s: lost for s in chunks[i].specs} if lost is not None else outcome.failed
+            for spec, message in failed.items():
+                plan.failed[spec] = message
+                logger.warning("%s: %s skipped: %s", plan.symbol, spec, message)
+            for spec, cell in outcome.cells.items() if lost is None else ():
+                write_json_atomic(cell_path(config.output_dir, plan.symbol, spec, plan.keys[spec]), cell)
+                plan.cells[spec] = cell
+                report.cells_computed += 1
+                if progress:
+                    progress("evaluate", report.cells_computed, total_cells)
+            _derive_cells(plan, derived, config, report)  # stored with its chunk: resumable alike
+        report.engine_record = dict(getattr(ex, "engine_record", None) or {})
 
-        def on_batch(done: int, total: int, offset: int = done_windows, chunk: int = chunk) -> None:
-            if progress:
-                progress("forecast", offset + round(chunk * done / max(total, 1)), total_windows)
 
-        if settings is None:
-            forecast_jobs(engine, jobs, config.horizon, progress=on_batch)
-        done_windows += chunk
-        for job in jobs:
-            try:
-                cell = score_cell(plan, job, config, engine)
-            except (ChronobtError, ValueError) as exc:
-                plan.failed[job.spec] = str(exc)
-                logger.warning("%s: %s skipped: %s", plan.symbol, job.spec, exc)
-                continue
-            write_json_atomic(cell_path(config.output_dir, plan.symbol, job.spec, plan.keys[job.spec]), cell)
-            plan.cells[job.spec] = cell
-            report.cells_computed += 1
-            if progress:
-                progress("evaluate", report.cells_computed, total_cells)
-        _derive_cells(plan, derived, config, report)
+@contextmanager
+def _executor(given: Executor | None, config: SweepConfig, engine: Chronos2Engine) -> Iterator[Executor]:
+    """``given`` as is (its owner closes it), else the executor ``config`` names, closed afterwards."""
+    if given is not None:
+        yield given
+        return
+    ex = open_executor(
+        config.executor, engine=engine, ray_address=config.ray_address, expected_model=model_identity(engine)
+    )
+    try:
+        yield ex
+    finally:
+        ex.close()
 
 
 def _derive_cells(plan: SymbolSweep, specs: Sequence[str], config: SweepConfig, report: SweepReport) -> None:
@@ -282,12 +283,12 @@ def _derive_cells(plan: SymbolSweep, specs: Sequence[str], config: SweepConfig, 
     for spec in specs:
         if spec in plan.cells:
             continue
-        source = str(affine_equivalent(spec))
+        source = str(equivalent_label(spec))
         if source not in plan.cells:
             plan.failed[spec] = f"its forecast is {source}'s, which failed"
             continue
         try:
-            make_job(plan.windows, spec)  # the augmentation must apply (percent_change: positive prices)
+            make_job(plan.windows, split_label(spec)[0])  # it must apply (percent_change: positive prices)
         except (ChronobtError, ValueError) as exc:
             plan.failed[spec] = str(exc)
             logger.warning("%s: %s skipped: %s", plan.symbol, spec, exc)

@@ -29,6 +29,7 @@ from chronobt.calibration import apply_levels, fit_conformal
 from chronobt.config import RunOptions
 from chronobt.dependence import rolling_dependence
 from chronobt.errors import ChronobtError
+from chronobt.inversion_torch import inversion_device
 from chronobt.pipeline import Job, SymbolWindows
 
 logger = logging.getLogger(__name__)
@@ -54,15 +55,20 @@ def history_windows(spec: str, options: RunOptions) -> int:
     return HISTORY_WINDOWS if learns else 0
 
 
-def invert_job(job: Job, levels: Sequence[float], options: RunOptions) -> Inversion:
-    """Invert ``job``'s model quantiles (at ``levels``) to price quantiles at ``options.quantiles``."""
+def invert_job(job: Job, levels: Sequence[float], options: RunOptions, *, device: Any = None) -> Inversion:
+    """Invert ``job``'s model quantiles (at ``levels``) to price quantiles at ``options.quantiles``.
+
+    ``device`` is the engine's: on CUDA the sample paths are drawn and read there
+    (:mod:`chronobt.inversion_torch`, the same numbers); elsewhere numpy is faster and runs.
+    """
+    target = inversion_device(device)
     raw = job.raw_quantiles
     if raw is None:
         raise ChronobtError("internal: job was not forecast before inversion")
     aug, sw = job.augmentation, job.windows
 
     def invert(rows: Any, dependence: str, correlation: np.ndarray | None = None) -> np.ndarray:
-        kwargs: dict[str, Any] = {"dependence": dependence, "seed": options.seed}
+        kwargs: dict[str, Any] = {"dependence": dependence, "seed": options.seed, "device": target}
         if options.n_paths is not None:
             kwargs["n_paths"] = options.n_paths
         if correlation is not None:

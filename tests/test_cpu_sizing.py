@@ -60,3 +60,9 @@ def test_workers_run_small_models_batches_side_by_side(
     n_batches: int, d_model: int, threads: int, expected: int
 ) -> None:
     assert cpu_workers(n_batches=n_batches, d_model=d_model, threads=threads) == expected
+
+
+def test_per_task_group_attention_lifts_the_d_ff_cap() -> None:
+    tiny = {"context_length": 512, "patch_size": 16, "n_output_patches": 2, "d_model": 32, "d_ff": 64}
+    assert cpu_series_per_forward(**tiny) == 64
+    assert cpu_series_per_forward(**tiny, dense_groups=False) == CPU_BATCH_RANGE[1]

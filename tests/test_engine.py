@@ -350,13 +350,16 @@ def test_cpu_default_batch_keeps_activation_size_near_the_measured_optimum(
     # the 7M-parameter architecture at context 2048, horizon 24 is where 16 series per forward was best
     small = engine_for(save_random_checkpoint(tmp_path / "small", ARCHITECTURES["small"]), batch_size=None)
     assert small.plan(np.ones((40, 4, 2048)), 24).series_per_forward == 16
-    # a shorter context leaves room for more series; a tiny model (d_model 32) is overhead-bound, but
-    # dense cross-series attention caps the series per forward at its d_ff (64)
+    # a shorter context leaves room for more series; a tiny model (d_model 32) is overhead-bound: with
+    # per-task group attention up to the most series per forward, with dense attention up to its d_ff (64)
     assert small.plan(np.ones((40, 4, 512)), 24).series_per_forward > 16
     tiny = engine_for(tiny_model_dir, batch_size=None)
-    assert tiny.plan(np.ones((40, 4, 512)), 24).series_per_forward == 64
+    assert tiny.plan(np.ones((40, 4, 512)), 24).series_per_forward == cpu_sizing.CPU_BATCH_RANGE[1]
     tiny.predict(np.ones((3, 4, 100)), 8)
-    assert tiny.record()["batch_size"] == 64
+    assert tiny.record()["batch_size"] == cpu_sizing.CPU_BATCH_RANGE[1]
+    dense = engine_for(tiny_model_dir, batch_size=None)
+    dense.views.block_diagonal_layout = False
+    assert dense.plan(np.ones((40, 4, 512)), 24).series_per_forward == 64
     # an explicit --batch-size always wins
     explicit = engine_for(tiny_model_dir, batch_size=8)
     explicit.predict(np.ones((3, 4, 100)), 8)
@@ -441,6 +444,8 @@ def test_plan_fixes_the_shapes_of_a_call_and_runs_nothing(tiny_model_dir: Path, 
         tasks_per_batch=2,
         workers=min(torch.get_num_threads(), 3),
         long_horizon=False,
+        compile=False,
+        compile_reason="off: requested",
     )
     assert plan.n_batches == 3
     with pytest.raises(dataclasses.FrozenInstanceError):

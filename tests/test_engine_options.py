@@ -25,6 +25,7 @@ from chronobt.cli.engine_options import (
     DeviceOpt,
     DtypeOpt,
     ModelOpt,
+    default_cache_dir,
     engine_config_from_options,
     quiet_transformers,
 )
@@ -205,6 +206,7 @@ def test_every_command_passes_compile_backend_and_mode_to_the_engine_config(
             compile_source="env TORCH_COMPILED",
             compile_backend="aot_eager",
             compile_mode="reduce-overhead",
+            cache_dir=default_cache_dir(),  # the CLI's default cache folder
         )
     ]
 

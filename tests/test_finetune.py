@@ -295,26 +295,13 @@ def test_cli_backtest_finetune_quiet_prints_nothing_and_writes_both_folders(
     assert folders == ["none", "none+finetune-full"]
 
 
-def test_sweep_finetunes_one_model_per_augmentation_and_a_rerun_reuses_the_cells(
-    tmp_path: Path, engine: Chronos2Engine
-) -> None:
+def test_sweep_with_finetune_is_a_config_error_until_it_runs_on_the_executors() -> None:
     from chronobt.config import SweepConfig
-    from chronobt.sweep import run_sweep
 
-    write_symbol(tmp_path / "data", "AAA", 400)
-    common: dict[str, Any] = dict(
-        symbols=("AAA",),
-        preaugs=("none,differencing",),
-        validation_windows=3,
-        test_windows=2,
-        horizon=8,
-        context=128,
-        data_dir=tmp_path / "data",
-        output_dir=tmp_path / "out",
-        n_paths=64,
-    )
-    tuned = run_sweep(SweepConfig(**common, **TUNE), engine=engine)
-    assert tuned.cells_computed == 2 and not tuned.failures
-    assert len(list((tmp_path / "out" / "finetune").iterdir())) == 2  # one model per augmentation
-    again = run_sweep(SweepConfig(**common, **TUNE), engine=engine)
-    assert again.cells_cached == 2
+    with pytest.raises(ConfigError, match="--finetune is not supported by sweep yet"):
+        SweepConfig(symbols=("AAA",), **TUNE)
+
+
+def test_finetune_with_covariates_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="--finetune does not take --covariates"):
+        BacktestConfig(symbols=("AAA",), covariates=("volume",), **TUNE)

@@ -49,3 +49,36 @@ def test_cuda_output_only_view_passes_its_check_within_the_dtype_tolerance(
     check = record["output_only_check"]
     assert record["output_only_last_block"] is True and check["passed"], check
     assert check["max_abs_diff"] <= check["tolerance"]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_cuda_block_diagonal_groups_pass_their_check_and_batches_are_staged(
+    tiny_model_dir: Path, dtype: str
+) -> None:
+    engine = Chronos2Engine(
+        EngineConfig(model=str(tiny_model_dir), device="cuda", dtype=dtype, compile="off")
+    )
+    forecast = engine.predict(_contexts(300, 300), 24)  # several batches: staged one ahead
+    assert np.isfinite(forecast).all()
+    record = engine.record()
+    check = record["block_diagonal_check"]
+    assert record["block_diagonal_groups"] is True and check["passed"], check
+    assert engine._stager is not None and engine._stager.hits == record["batches"] - 1
+
+
+def test_cuda_inversion_equals_the_numpy_one() -> None:
+    import torch
+
+    from chronobt.augment import get_augmentation
+
+    ctx = _contexts(8, 200)
+    aug = get_augmentation("differencing")
+    state = aug.fit(ctx)
+    levels = np.linspace(0.05, 0.95, 19)
+    rng = np.random.default_rng(0)
+    q = np.sort(rng.normal(0, 1, (8, 4, 19, 12)), axis=2)
+    kwargs = {"levels": levels, "state": state, "out_levels": (0.1, 0.5, 0.9), "n_paths": 1024}
+    host = aug.inverse_quantiles(q, **kwargs)
+    cuda = aug.inverse_quantiles(q, device=torch.device("cuda"), **kwargs)
+    np.testing.assert_allclose(cuda, host, rtol=1e-9, atol=1e-9)
+    assert cuda.tobytes() == aug.inverse_quantiles(q, device=torch.device("cuda"), **kwargs).tobytes()

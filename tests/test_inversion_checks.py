@@ -98,6 +98,7 @@ class _ZScoreEngine:
     def __init__(self) -> None:
         self.quantile_levels = list(LEVELS)
         self.max_context = 512
+        self.device = "cpu"
         self.model_info: dict[str, Any] = {"id": "z-score-stub", "checksum": "0"}
 
     def predict(self, contexts: np.ndarray, horizon: int, progress: Any = None) -> np.ndarray:

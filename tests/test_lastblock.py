@@ -112,9 +112,12 @@ def engine_contexts() -> np.ndarray:
 @pytest.fixture(scope="module")
 def full_forecast(tiny_model_dir: Path, engine_contexts: np.ndarray) -> np.ndarray:
     full = Chronos2Engine(EngineConfig(model=str(tiny_model_dir), device="cpu", compile="off"))
-    full._output_only_layout = False  # the plain chronos forward, as on a model without the expected layout
+    full.views.output_only_layout = (
+        False  # the plain chronos forward, as on a model without the expected layout
+    )
+    full.views.block_diagonal_layout = False  # dense group attention too
     forecast = full.predict(engine_contexts, 24)
-    assert not full._views
+    assert not full.views.views
     record = full.record()
     assert record["output_only_last_block"] is False
     assert "layout" in record["output_only_check"]["reason"]
@@ -127,12 +130,12 @@ def test_engine_uses_the_view_after_checking_it_and_matches_the_full_model(
     fast = Chronos2Engine(EngineConfig(model=str(tiny_model_dir), device="cpu", compile="off"))
     assert fast.record()["output_only_last_block"] is True  # the layout; checked on the first call
     np.testing.assert_allclose(fast.predict(engine_contexts, 24), full_forecast, rtol=1e-5, atol=1e-5)
-    assert set(fast._views) == {2}
+    assert set(fast.views.views) == {2}
     check = fast.record()["output_only_check"]
     assert check["passed"] is True and check["num_output_patches"] == 2
     assert check["max_abs_diff"] <= check["tolerance"]
     fast.predict(engine_contexts[:2], 24)
-    assert len(fast._checks) == 1  # once per number of output patches
+    assert len(fast.views.checks) == 1  # once per number of output patches
 
 
 def _perturbed(self: OutputOnlyBlock, hidden_states: torch.Tensor, **kwargs: object):
@@ -166,7 +169,7 @@ def test_when_the_view_differs_or_raises_the_engine_runs_the_full_forward_and_re
         forecast = engine.predict(engine_contexts, 24)
         engine.predict(engine_contexts, 24)
     np.testing.assert_allclose(forecast, full_forecast, rtol=1e-5, atol=1e-5)
-    assert not engine._views
+    assert not engine.views.views
     record = engine.record()
     assert record["output_only_last_block"] is False
     check = record["output_only_check"]

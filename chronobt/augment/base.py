@@ -282,6 +282,7 @@ class Augmentation(ABC):
         n_paths: int = DEFAULT_N_PATHS,
         seed: int = 0,
         correlation: np.ndarray | None = None,
+        device: Any = None,
     ) -> np.ndarray:
         """Price quantiles [w, v, len(out_levels), h] from augmented quantiles ``q`` [w, v, Q, h].
 
@@ -299,6 +300,11 @@ class Augmentation(ABC):
           Gaussian copula with ``correlation`` (``[h, h]`` shared, or ``[w, h, h]`` per window; see
           :func:`chronobt.augment.sampling.copula_draws` and :mod:`chronobt.dependence`). Windows with
           equal matrices share their draws, so a window's result depends only on its own matrix.
+
+        ``device``: ``None`` (default) runs the sample-path steps in numpy; a torch device draws the
+        step values and reads the quantiles in torch there (:mod:`chronobt.inversion_torch`; the same
+        numbers to float rounding). Pass :func:`chronobt.inversion_torch.inversion_device` of the
+        engine's device: CUDA, else ``None`` (numpy is faster on a CPU).
         """
         qa = np.asarray(q, dtype=np.float64)
         if qa.ndim != 4:
@@ -322,7 +328,7 @@ class Augmentation(ABC):
             return prices
         if int(n_paths) < 2:
             raise ConfigError(f"n_paths must be an integer >= 2, got {n_paths!r}")
-        return self._sampled_quantiles(qs, lv, out_lv, st, int(n_paths), seed, corr)
+        return self._sampled_quantiles(qs, lv, out_lv, st, int(n_paths), seed, corr, device)
 
     def _sampled_quantiles(
         self,
@@ -333,6 +339,7 @@ class Augmentation(ABC):
         n_paths: int,
         seed: int,
         correlation: np.ndarray | None = None,
+        device: Any = None,
     ) -> np.ndarray:
         n_w, n_v, n_q, h = qs.shape
         out = np.empty((n_w, n_v, out_levels.size, h))
@@ -352,17 +359,31 @@ class Augmentation(ABC):
                 idx = np.flatnonzero(group.reshape(-1) == g)
                 tasks += [(idx[part], seg, frac) for part in window_chunks(idx.size, per_window)]
 
+        if device is not None:
+            from chronobt import inversion_torch
+
+            torch_device = inversion_torch.torch.device(device)
+
         def invert_chunk(task: tuple[slice | np.ndarray, np.ndarray, np.ndarray]) -> None:
             rows, seg, frac = task
             with np.errstate(over="ignore", invalid="ignore"):  # thread-local: set in the worker
                 chunk = qs[rows]
                 q_tf = chunk.transpose(3, 0, 1, 2).reshape(h, -1, n_q)  # [h, w*v, Q]
-                steps = sample_steps(q_tf, seg, frac).reshape(h, chunk.shape[0], n_v, n_paths)
+                if device is None:
+                    drawn = sample_steps(q_tf, seg, frac)
+                else:
+                    drawn = inversion_torch.sample_steps(q_tf, seg, frac, torch_device)
+                steps = drawn.reshape(h, chunk.shape[0], n_v, n_paths)
                 prices = self._inverse_tf(steps, state.take(rows))  # [h, w, v, P]
-                out[rows] = path_quantiles(prices, out_levels).transpose(1, 2, 3, 0)
+                if device is None:
+                    read = path_quantiles(prices, out_levels)
+                else:
+                    read = inversion_torch.path_quantiles(prices, out_levels, torch_device)
+                out[rows] = read.transpose(1, 2, 3, 0)
 
-        # Chunks are independent and numpy's sort releases the GIL: one thread per core.
-        workers = min(len(tasks), os.cpu_count() or 1, MAX_INVERSION_THREADS)
+        # Chunks are independent and numpy's sort releases the GIL: one thread per core (the torch
+        # path runs its chunks in turn: the device serialises them anyway).
+        workers = 1 if device is not None else min(len(tasks), os.cpu_count() or 1, MAX_INVERSION_THREADS)
         if workers <= 1:
             for task in tasks:
                 invert_chunk(task)

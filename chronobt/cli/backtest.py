@@ -18,8 +18,10 @@ from chronobt.cli.options import (
     SymbolsArg,
     WindowsOpt,
     command,
+    covariate_settings,
     engine_settings,
     evaluation_settings,
+    executor_settings,
     finetune_settings,
     lock_settings,
     run_settings,
@@ -27,6 +29,7 @@ from chronobt.cli.options import (
 from chronobt.cli.progress import run_locked
 from chronobt.cli.report import write_reports
 from chronobt.config import BacktestConfig
+from chronobt.covariates import parse_covariates
 from chronobt.engine import EngineConfig
 
 
@@ -35,7 +38,9 @@ def register(app: typer.Typer) -> None:
         app,
         "backtest",
         run=run_settings,
+        covariates=covariate_settings,
         evaluation=evaluation_settings,
+        executor=executor_settings,
         engine=engine_settings,
         finetune=finetune_settings,
         wait=lock_settings,
@@ -51,7 +56,9 @@ def register(app: typer.Typer) -> None:
         *,
         ui: Ui,
         run: dict[str, Any],
+        covariates: str,
         evaluation: dict[str, Any],
+        executor: dict[str, Any],
         engine: EngineConfig,
         finetune: dict[str, Any],
         wait: float,
@@ -69,8 +76,10 @@ def register(app: typer.Typer) -> None:
             windows=windows,
             start=start,
             end=end,
+            covariates=parse_covariates(covariates),
             **run,
             **evaluation,
+            **executor,
             **finetune,
         )
         report = run_locked(ui, run_backtest, config, engine, wait=wait)

@@ -14,6 +14,10 @@ annotations and turn them into an :class:`~chronobt.engine.EngineConfig`::
         with quiet_transformers():
             ...  # load and run
 
+The cache folder (``--cache-dir`` / ``CHRONOBT_CACHE_DIR``; inductor's compile cache goes under it)
+defaults to ``chronobt`` in the user's cache directory: ``platformdirs.user_cache_dir`` when platformdirs
+is installed, else ``$XDG_CACHE_HOME/chronobt``, else ``~/.cache/chronobt`` (:func:`default_cache_dir`).
+
 Precedence of the compile choice: ``--compile`` / ``CHRONOBT_COMPILE``; when unset, the first of
 ``TORCH_COMPILED``, ``CHRONOS_COMPILE`` that is set (0/1/true/false) turns it off or on; else ``auto``.
 """
@@ -24,6 +28,7 @@ import logging
 import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -107,6 +112,28 @@ BatchSizeOpt = Annotated[
         show_default=False,
     ),
 ]
+CacheDirOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--cache-dir",
+        envvar="CHRONOBT_CACHE_DIR",
+        help="chronobt's cache folder (torch.compile's inductor cache goes under it; default: chronobt "
+        "in the user's cache directory, e.g. ~/.cache/chronobt).",
+        show_default=False,
+    ),
+]
+
+
+def default_cache_dir(environ: Mapping[str, str] | None = None) -> Path:
+    """``chronobt`` in the user's cache directory (platformdirs if installed, else XDG, else ~/.cache)."""
+    env = os.environ if environ is None else environ
+    try:
+        import platformdirs
+    except ImportError:
+        xdg = env.get("XDG_CACHE_HOME", "").strip()
+        base = Path(xdg) if xdg else Path(env.get("HOME", "") or Path.home()) / ".cache"
+        return base / "chronobt"
+    return Path(platformdirs.user_cache_dir("chronobt"))
 
 
 def engine_config_from_options(
@@ -118,6 +145,7 @@ def engine_config_from_options(
     compile_backend: str | None = None,
     compile_mode: str | None = None,
     batch_size: int | None = None,
+    cache_dir: Path | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> EngineConfig:
     """An :class:`EngineConfig` from the parsed options and, for the legacy compile switches, ``environ``.
@@ -127,6 +155,8 @@ def engine_config_from_options(
     compile : ``--compile`` (or ``CHRONOBT_COMPILE``); ``None`` lets ``TORCH_COMPILED`` then
         ``CHRONOS_COMPILE`` decide (0/1/true/false), else ``auto``.
     compile_backend, compile_mode : ``None`` for inductor and torch's default mode.
+    cache_dir : ``--cache-dir`` (or ``CHRONOBT_CACHE_DIR``); commands pass ``--cache-dir`` or
+        :func:`default_cache_dir` (``None`` here: torch's own cache folder).
     environ : the environment to read the legacy switches from (default ``os.environ``).
 
     Raises
@@ -149,6 +179,7 @@ def engine_config_from_options(
         compile_mode=compile_mode.strip().lower() if compile_mode is not None else None,
         compile_source=source,
         batch_size=batch_size,
+        cache_dir=Path(cache_dir).expanduser() if cache_dir is not None else None,
     )
 
 

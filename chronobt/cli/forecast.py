@@ -14,6 +14,7 @@ from chronobt.cli.options import (
     StrictAutoOpt,
     SymbolsArg,
     command,
+    covariate_settings,
     engine_settings,
     finetune_settings,
     lock_settings,
@@ -22,6 +23,7 @@ from chronobt.cli.options import (
 from chronobt.cli.progress import run_locked
 from chronobt.cli.report import write_reports
 from chronobt.config import ForecastConfig
+from chronobt.covariates import parse_covariates
 from chronobt.engine import EngineConfig
 from chronobt.forecast import ForecastReport, run_forecast
 
@@ -31,6 +33,7 @@ def register(app: typer.Typer) -> None:
         app,
         "forecast",
         run=run_settings,
+        covariates=covariate_settings,
         engine=engine_settings,
         finetune=finetune_settings,
         wait=lock_settings,
@@ -43,6 +46,7 @@ def register(app: typer.Typer) -> None:
         *,
         ui: Ui,
         run: dict[str, Any],
+        covariates: str,
         engine: EngineConfig,
         finetune: dict[str, Any],
         wait: float,
@@ -52,7 +56,12 @@ def register(app: typer.Typer) -> None:
         Writes <output-dir>/forecast/<SYMBOL>/<last-bar>.parquet, latest.parquet and latest.json.
         """
         config = ForecastConfig(
-            symbols=tuple(symbols), preaug=preaug, strict_auto=strict_auto, **run, **finetune
+            symbols=tuple(symbols),
+            preaug=preaug,
+            strict_auto=strict_auto,
+            covariates=parse_covariates(covariates),
+            **run,
+            **finetune,
         )
         report = run_locked(ui, run_forecast, config, engine, wait=wait)
         if report_html:

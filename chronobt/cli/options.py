@@ -24,10 +24,11 @@ import typer
 
 from chronobt.cli import engine_options as eo
 from chronobt.cli.common import command_context
-from chronobt.config import DEFAULT_QUANTILES, DEPENDENCE_CHOICES
+from chronobt.config import DEFAULT_QUANTILES, DEPENDENCE_CHOICES, check_executor
 from chronobt.data import TARGETS
 from chronobt.engine import EngineConfig
 from chronobt.errors import ConfigError
+from chronobt.executors import import_ray
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -116,6 +117,16 @@ CalendarOpt = Annotated[
         "Default: XNYS when the sessions match it, else none.",
     ),
 ]
+CovariatesOpt = Annotated[
+    str,
+    typer.Option(
+        "--covariates",
+        help="Comma-separated covariates beside the targets: volume (log1p, past only), calendar (hour of "
+        "day and day of week as sin/cos, known ahead), or a SYMBOL of the data folder (its close, past "
+        "only). Default: none. In a sweep each comma-separated item is one set to try, + joins "
+        "(none,volume,calendar,volume+calendar).",
+    ),
+]
 StrideOpt = Annotated[
     int | None, typer.Option("--stride", help="Bars between origins (default: the horizon).")
 ]
@@ -124,6 +135,24 @@ AllowShortOpt = Annotated[bool, typer.Option("--allow-short", help="Let the trad
 WindowsOpt = Annotated[int, typer.Option("--windows", help="Number of rolling windows (the latest ones).")]
 StartOpt = Annotated[str | None, typer.Option("--start", help="Earliest origin date (UTC), e.g. 2021-05-19.")]
 EndOpt = Annotated[str | None, typer.Option("--end", help="Latest origin date (UTC).")]
+ExecutorOpt = Annotated[
+    str,
+    typer.Option(
+        "--executor",
+        envvar="CHRONOBT_EXECUTOR",
+        help="Where symbols are forecast: local (this process) or ray (a pool of Ray actors, one model "
+        "each; needs pip install 'chronobt[ray]').",
+    ),
+]
+RayAddressOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--ray-address",
+        envvar="CHRONOBT_RAY_ADDRESS",
+        help="With --executor ray: auto joins a running cluster, ray://HOST:PORT a remote one; "
+        "default: start a local Ray instance.",
+    ),
+]
 ReportOpt = Annotated[
     bool, typer.Option("--report", help="Also write report.html (charts, offline) beside the outputs.")
 ]
@@ -220,11 +249,26 @@ def run_settings(
     }
 
 
+def covariate_settings(covariates: CovariatesOpt = "none") -> str:
+    """``--covariates`` as given: one set for backtest and forecast (:func:`parse_covariates`), one set per
+    comma-separated item for sweep (:func:`~chronobt.covariates.parse_covariate_sets`)."""
+    return covariates
+
+
 def evaluation_settings(
     stride: StrideOpt = None, fee_bps: FeeOpt = 10.0, allow_short: AllowShortOpt = False
 ) -> dict[str, Any]:
     """The :class:`~chronobt.config.EvaluationOptions` fields past :func:`run_settings` (backtest, sweep)."""
     return {"stride": stride, "fee_bps": fee_bps, "allow_short": allow_short}
+
+
+def executor_settings(executor: ExecutorOpt = "local", ray_address: RayAddressOpt = None) -> dict[str, Any]:
+    """The executor fields of :class:`~chronobt.config.EvaluationOptions` (backtest, sweep)."""
+    kind = executor.strip().lower()
+    check_executor(kind, ray_address)
+    if kind == "ray":
+        import_ray()  # a missing extra is a usage error before any model or data is loaded
+    return {"executor": kind, "ray_address": ray_address}
 
 
 def engine_settings(
@@ -235,6 +279,7 @@ def engine_settings(
     compile_backend: eo.CompileBackendOpt = None,
     compile_mode: eo.CompileModeOpt = None,
     batch_size: eo.BatchSizeOpt = None,
+    cache_dir: eo.CacheDirOpt = None,
 ) -> EngineConfig:
     """The :class:`~chronobt.engine.EngineConfig` (environment variables mapped here, in the CLI)."""
     return eo.engine_config_from_options(
@@ -245,6 +290,7 @@ def engine_settings(
         compile_backend=compile_backend,
         compile_mode=compile_mode,
         batch_size=batch_size,
+        cache_dir=cache_dir if cache_dir is not None else eo.default_cache_dir(),
     )
 
 

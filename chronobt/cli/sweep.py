@@ -12,8 +12,10 @@ from chronobt.cli.common import SIGNIFICANT, Ui, model_label, p_value_text, rais
 from chronobt.cli.options import (
     ReportOpt,
     command,
+    covariate_settings,
     engine_settings,
     evaluation_settings,
+    executor_settings,
     finetune_settings,
     lock_settings,
     run_settings,
@@ -21,6 +23,7 @@ from chronobt.cli.options import (
 from chronobt.cli.progress import run_locked
 from chronobt.cli.report import write_reports
 from chronobt.config import SELECTION_METRICS, SweepConfig
+from chronobt.covariates import parse_covariate_sets
 from chronobt.engine import EngineConfig
 from chronobt.sweep import SweepReport, run_sweep
 
@@ -30,7 +33,9 @@ def register(app: typer.Typer) -> None:
         app,
         "sweep",
         run=run_settings,
+        covariates=covariate_settings,
         evaluation=evaluation_settings,
+        executor=executor_settings,
         engine=engine_settings,
         finetune=finetune_settings,
         wait=lock_settings,
@@ -67,7 +72,9 @@ def register(app: typer.Typer) -> None:
         *,
         ui: Ui,
         run: dict[str, Any],
+        covariates: str,
         evaluation: dict[str, Any],
+        executor: dict[str, Any],
         engine: EngineConfig,
         finetune: dict[str, Any],
         wait: float,
@@ -79,6 +86,8 @@ def register(app: typer.Typer) -> None:
         """
         config = SweepConfig(
             symbols=tuple(symbols or ()),
+            # sweep: each comma-separated item is one covariate set (volume+calendar: both together)
+            covariate_sets=parse_covariate_sets(covariates),
             preaugs=(preaug,) if preaug else (),
             metric=metric,
             validation_windows=validation_windows,
@@ -86,6 +95,7 @@ def register(app: typer.Typer) -> None:
             force=force,
             **run,
             **evaluation,
+            **executor,
             **finetune,
         )
         report = run_locked(ui, run_sweep, config, engine, wait=wait)

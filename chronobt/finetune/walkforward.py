@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from chronobt.engine import Chronos2Engine
-from chronobt.errors import DataError
+from chronobt.errors import ConfigError, DataError
 from chronobt.finetune.training import (
     RECORD_FILE,
     FinetuneSettings,
@@ -103,6 +103,8 @@ def finetune_engines(
     (models served from the cache).
     """
     require_peft(settings.mode)
+    if any(job.windows.covariates for job in jobs):
+        raise ConfigError("--finetune does not take covariates yet (here from --preaug auto's sweep choice)")
     base_checksum = base.model_info.get("checksum") or weights_checksum(base.pipeline.model)
     groups = [[pos] for pos in range(len(jobs))] if settings.per_symbol else [list(range(len(jobs)))]
     refits: list[Refit] = []
@@ -216,29 +218,3 @@ def symbol_record(refits: Sequence[Refit], pos: int, settings: FinetuneSettings)
             for r in refit_of(refits, pos)
         ],
     }
-
-
-def forecast_sweep(
-    job_lists: Sequence[Sequence[Job]],
-    base: Chronos2Engine,
-    settings: FinetuneSettings,
-    *,
-    horizon: int,
-    output_dir: Path,
-    progress: Progress | None = None,
-) -> list[list[Job]]:
-    """A sweep's fine-tuned forecasts: ``job_lists[symbol][cell]`` -> the same jobs, forecast.
-
-    Each augmentation gets its own models (the training series are transformed by it), trained on
-    every symbol's series (one per symbol with ``per_symbol``) before each refit point.
-    """
-    out: list[list[Job]] = [list(jobs) for jobs in job_lists]
-    for spec in sorted({job.spec for jobs in job_lists for job in jobs}):
-        where = [(i, k) for i, jobs in enumerate(job_lists) for k, job in enumerate(jobs) if job.spec == spec]
-        jobs = [job_lists[i][k] for i, k in where]
-        refits = finetune_engines(
-            jobs, base, settings, horizon=horizon, output_dir=output_dir, progress=progress
-        )
-        for (i, k), tuned in zip(where, forecast_refits(refits, jobs, horizon), strict=True):
-            out[i][k] = tuned
-    return out

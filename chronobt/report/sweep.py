@@ -1,7 +1,8 @@
 """The report of a sweep folder: test-skill heatmap (symbol x augmentation), validation vs test, choices.
 
-Significance: when the leaderboard carries a p-value column (``p_value``, ``dm_p_value``, ``pvalue``,
-``p``), each heatmap cell and table row shows it; without one the report shows none.
+Significance: each heatmap cell and table row shows the leaderboard's Diebold-Mariano p-value against
+the naive baseline (``p_value_naive``; any ``p_value``-like column in leaderboards of other versions);
+without one the report shows none.
 """
 
 from __future__ import annotations
@@ -26,7 +27,9 @@ _P_VALUE = re.compile(r"^p$|(^|_)p[_-]?val(ue)?$", re.IGNORECASE)
 
 
 def p_value_column(board: pd.DataFrame) -> str | None:
-    """The leaderboard's significance column, if it has one."""
+    """The leaderboard's significance column (``p_value_naive``), if it has one."""
+    if "p_value_naive" in board.columns:
+        return "p_value_naive"
     return next((str(col) for col in board.columns if _P_VALUE.match(str(col))), None)
 
 
