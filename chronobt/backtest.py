@@ -30,6 +30,7 @@ from chronobt.choice import ResolvedPreaug, auto_record, resolve_preaug
 from chronobt.chunks import BacktestChunk, BacktestOutcome, run_backtest_chunk, score_backtest_job
 from chronobt.config import BacktestConfig
 from chronobt.covariates import covariates_label, run_label
+from chronobt.data import OHLC
 from chronobt.engine import Chronos2Engine, EngineConfig
 from chronobt.errors import ChronobtError
 from chronobt.evaluate import Evaluation, filled_record
@@ -47,11 +48,10 @@ from chronobt.pipeline import (
     Progress,
     SymbolWindows,
     forecast_jobs,
-    load_symbol,
     make_job,
     model_context,
+    prepare_each,
     prepare_windows,
-    symbol_key,
 )
 from chronobt.results import backtest_folder, forecast_table, run_record
 from chronobt.significance import comparison, window_mae, window_quantile_loss
@@ -104,28 +104,22 @@ def run_backtest(
     context = model_context(config, engine)
 
     t1 = time.perf_counter()
-    jobs: list[Job] = []
     auto: dict[str, ResolvedPreaug] = {}  # symbol -> how --preaug resolved (the sweep's span for auto)
-    for i, symbol in enumerate(config.symbols):
-        key = symbol_key(symbol)
-        try:
-            ohlc = load_symbol(symbol, config)
-            key = ohlc.symbol
-            resolved = resolve_preaug(
-                ohlc, config.preaug, config, model=engine.model_info, strict=config.strict_auto
-            )
-            start = config.start if config.start is not None else resolved.start_after_selection(ohlc)
-            options = replace(config, covariates=resolved.covariates)  # auto: the sweep's covariates
-            sw = prepare_windows(
-                ohlc, options, windows=config.windows, context=context, start=start, end=config.end
-            )
-            jobs.append(make_job(sw, resolved.spec))
-            auto[ohlc.symbol] = resolved
-        except (ChronobtError, OSError) as exc:
-            report.failures[key] = str(exc)
-            logger.debug("symbol %s failed", key, exc_info=True)
-        if progress:
-            progress("prepare", i + 1, len(config.symbols))
+
+    def prepare(ohlc: OHLC) -> Job:
+        resolved = resolve_preaug(
+            ohlc, config.preaug, config, model=engine.model_info, strict=config.strict_auto
+        )
+        start = config.start if config.start is not None else resolved.start_after_selection(ohlc)
+        options = replace(config, covariates=resolved.covariates)  # auto: the sweep's covariates
+        sw = prepare_windows(
+            ohlc, options, windows=config.windows, context=context, start=start, end=config.end
+        )
+        job = make_job(sw, resolved.spec)
+        auto[ohlc.symbol] = resolved
+        return job
+
+    jobs = prepare_each(config.symbols, config, prepare, failures=report.failures, progress=progress)
     if not jobs:
         return report
     prepare_s = time.perf_counter() - t1

@@ -30,6 +30,7 @@ from chronobt.augment import parse_augmentation
 from chronobt.choice import resolve_preaug
 from chronobt.config import ForecastConfig
 from chronobt.covariates import covariates_label, run_label
+from chronobt.data import OHLC
 from chronobt.engine import Chronos2Engine, EngineConfig
 from chronobt.errors import ChronobtError
 from chronobt.finetune import FinetuneSettings, finetune_engines, require_peft, symbol_record
@@ -39,10 +40,9 @@ from chronobt.pipeline import (
     SymbolWindows,
     forecast_jobs,
     latest_window,
-    load_symbol,
     make_job,
     model_context,
-    symbol_key,
+    prepare_each,
 )
 from chronobt.results import forecast_folder, forecast_table, run_record
 from chronobt.uncertainty import calibrate, history_windows, invert_job
@@ -94,24 +94,16 @@ def run_forecast(
     if engine is None:
         engine = Chronos2Engine(engine_config or EngineConfig())
     context = model_context(config, engine)
-    jobs: list[Job] = []
-    for i, symbol in enumerate(config.symbols):
-        key = symbol_key(symbol)
-        try:
-            ohlc = load_symbol(symbol, config)
-            key = ohlc.symbol
-            resolved = resolve_preaug(
-                ohlc, config.preaug, config, model=engine.model_info, strict=config.strict_auto
-            )
-            spec = resolved.spec
-            options = replace(config, covariates=resolved.covariates)  # auto: the sweep's covariates
-            history = history_windows(spec, options)
-            jobs.append(make_job(latest_window(ohlc, options, context=context, history=history), spec))
-        except (ChronobtError, OSError) as exc:
-            report.failures[key] = str(exc)
-            logger.debug("symbol %s failed", key, exc_info=True)
-        if progress:
-            progress("prepare", i + 1, len(config.symbols))
+
+    def prepare(ohlc: OHLC) -> Job:
+        resolved = resolve_preaug(
+            ohlc, config.preaug, config, model=engine.model_info, strict=config.strict_auto
+        )
+        options = replace(config, covariates=resolved.covariates)  # auto: the sweep's covariates
+        history = history_windows(resolved.spec, options)
+        return make_job(latest_window(ohlc, options, context=context, history=history), resolved.spec)
+
+    jobs = prepare_each(config.symbols, config, prepare, failures=report.failures, progress=progress)
     if not jobs:
         return report
     t0 = time.perf_counter()

@@ -28,7 +28,7 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from pathlib import PurePath
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -42,6 +42,8 @@ from chronobt.errors import ChronobtError, DataError
 from chronobt.windows import MIN_CONTEXT, cut_windows, plan_origins
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 #: progress(stage, done, total): stages "prepare", "cached", "forecast", "evaluate", "write".
 Progress = Callable[[str, int, int], None]
@@ -164,6 +166,34 @@ def load_symbol(symbol: str, options: RunOptions) -> OHLC:
 def symbol_loader(options: RunOptions) -> Callable[[str], OHLC]:
     """``load(symbol)`` from ``options.data_dir`` as :func:`load_symbol` (covariates' other symbols)."""
     return lambda symbol: load_symbol(symbol, options)
+
+
+def prepare_each(
+    symbols: Sequence[str],
+    options: RunOptions,
+    prepare: Callable[[OHLC], T],
+    *,
+    failures: dict[str, str],
+    progress: Progress | None = None,
+) -> list[T]:
+    """Load every symbol and ``prepare`` it (progress stage ``prepare``).
+
+    A symbol whose data or preparation fails is recorded in ``failures`` under its name (the loaded
+    symbol's, else the argument's stem) and left out; the others go on.
+    """
+    prepared: list[T] = []
+    for i, symbol in enumerate(symbols):
+        key = symbol_key(symbol)
+        try:
+            ohlc = load_symbol(symbol, options)
+            key = ohlc.symbol
+            prepared.append(prepare(ohlc))
+        except (ChronobtError, OSError) as exc:
+            failures[key] = str(exc)
+            logger.debug("symbol %s failed", key, exc_info=True)
+        if progress:
+            progress("prepare", i + 1, len(symbols))
+    return prepared
 
 
 def model_context(options: RunOptions, engine: Chronos2Engine) -> int:

@@ -43,7 +43,7 @@ from chronobt.choice import build_choice, write_choice
 from chronobt.chunks import SweepChunk, run_sweep_chunk
 from chronobt.config import SweepConfig
 from chronobt.covariates import equivalent_label, run_label, split_label, with_covariates
-from chronobt.data import list_symbols
+from chronobt.data import OHLC, list_symbols
 from chronobt.engine import Chronos2Engine, EngineConfig
 from chronobt.errors import ChronobtError, ConfigError, DataError
 from chronobt.executors import Executor, open_executor
@@ -58,11 +58,10 @@ from chronobt.leaderboard import (
 )
 from chronobt.pipeline import (
     Progress,
-    load_symbol,
     make_job,
     model_context,
+    prepare_each,
     prepare_windows,
-    symbol_key,
     symbol_loader,
 )
 from chronobt.results import now_iso, run_record, sweep_folder
@@ -169,34 +168,24 @@ def run_sweep(
     model = model_identity(engine)
     context = model_context(config, engine)
 
-    plans: list[SymbolSweep] = []
-    for i, symbol in enumerate(symbols):
-        key = symbol_key(symbol)
-        try:
-            ohlc = load_symbol(symbol, config)
-            key = ohlc.symbol
-            sw = prepare_windows(
-                ohlc, replace(config, covariates=()), windows=config.windows, context=context
-            )
-            by_covariates = {
-                c: with_covariates(sw, c, load=symbol_loader(config), horizon=config.horizon)
-                for c in covariate_sets
-                if c
-            }
-            split = split_windows(
-                sw.origins,
-                validation=config.validation_windows,
-                test=config.test_windows,
-                horizon=config.horizon,
-                label=sw.symbol,
-            )
-            keys = {s: cell_key(by_covariates.get(split_label(s)[1], sw), s, config, model) for s in specs}
-            plans.append(SymbolSweep(sw, split, keys, by_covariates=by_covariates))
-        except (ChronobtError, OSError) as exc:
-            report.failures[key] = str(exc)
-            logger.debug("symbol %s failed", key, exc_info=True)
-        if progress:
-            progress("prepare", i + 1, len(symbols))
+    def prepare(ohlc: OHLC) -> SymbolSweep:
+        sw = prepare_windows(ohlc, replace(config, covariates=()), windows=config.windows, context=context)
+        by_covariates = {
+            c: with_covariates(sw, c, load=symbol_loader(config), horizon=config.horizon)
+            for c in covariate_sets
+            if c
+        }
+        split = split_windows(
+            sw.origins,
+            validation=config.validation_windows,
+            test=config.test_windows,
+            horizon=config.horizon,
+            label=sw.symbol,
+        )
+        keys = {s: cell_key(by_covariates.get(split_label(s)[1], sw), s, config, model) for s in specs}
+        return SymbolSweep(sw, split, keys, by_covariates=by_covariates)
+
+    plans = prepare_each(symbols, config, prepare, failures=report.failures, progress=progress)
 
     if not config.force:
         for plan in plans:
