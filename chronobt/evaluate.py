@@ -23,9 +23,6 @@ from chronobt.config import EvaluationOptions
 from chronobt.pipeline import SymbolWindows
 from chronobt.significance import significance_block
 
-#: The baselines every forecast is scored against, in report order.
-BASELINE_NAMES = tuple(baselines.BASELINES)
-
 #: An inverted price quantile "explodes" when it is non-finite or its magnitude exceeds this many times
 #: the largest absolute price in its window's context.
 EXPLODING_FACTOR = 10.0
