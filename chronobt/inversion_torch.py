@@ -3,16 +3,16 @@
 Path-dependent inversion (:meth:`chronobt.augment.base.Augmentation.inverse_quantiles`) draws
 ``P`` sample paths per window, inverts them to prices and reads quantiles off the prices. Two steps
 dominate: drawing the step values (a gather from the quantile forecasts, :func:`sample_steps`) and
-reading quantiles off ``P`` prices per step (a sort, :func:`path_quantiles`). The inverse itself stays
-the augmentation's numpy code. These functions compute exactly what
-:func:`chronobt.augment.sampling.sample_steps` and :func:`~chronobt.augment.sampling.path_quantiles`
-compute, in float64, so the numbers equal the numpy path to float rounding and a rerun on the same
-device is byte-identical (gathers, sorts and elementwise arithmetic are deterministic).
+reading quantiles off ``P`` prices per step (:func:`path_quantiles`). The inverse itself stays the
+augmentation's numpy code. These functions compute what :func:`chronobt.augment.sampling.sample_steps`
+and :func:`~chronobt.augment.sampling.keyed_quantiles` compute, in float64, so the numbers equal the
+numpy path to float rounding and a rerun on the same device is byte-identical (gathers, integer sorts
+and elementwise arithmetic are deterministic).
 
-Why a sort and not a partial selection: the quantiles read need 2 order statistics per level
-(interpolation), 18 for the 9 default levels; ``torch.kthvalue`` runs one selection per order statistic
-and ``torch.topk`` needs ``k`` up to ``0.9 P``. On CUDA a segmented sort of 4,096 values per row is one
-pass of a radix sort. On a CPU numpy's SIMD sort beats every torch variant (timings in
+Why a sort of 16-bit keys and not a partial selection: the quantiles read need 2 order statistics per
+level (interpolation), 18 for the 9 default levels; ``torch.kthvalue`` runs one selection per order
+statistic and ``torch.topk`` needs ``k`` up to ``0.9 P``, while an integer sort is a radix sort, one
+linear pass per digit. On a CPU numpy's 16-bit radix sort beats every torch variant (timings in
 ``benchmarks/RESULTS.md``), so the library uses this module only on CUDA (:func:`inversion_device`).
 """
 
@@ -22,6 +22,8 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from chronobt.augment import sampling
 
 
 def inversion_device(device: Any) -> torch.device | None:
@@ -45,18 +47,26 @@ def sample_steps(q_tf: np.ndarray, seg: np.ndarray, frac: np.ndarray, device: to
 
 
 def path_quantiles(paths: np.ndarray, targets: np.ndarray, device: torch.device) -> np.ndarray:
-    """Empirical quantiles ``[..., K]`` of ``paths`` ``[..., P]`` at ``targets`` on ``device`` (Hazen).
+    """:func:`chronobt.augment.sampling.keyed_quantiles` of ``paths`` ``[..., P]`` on ``device``.
 
-    The rule of :func:`chronobt.augment.sampling.path_quantiles`: the ``j``-th smallest of ``P`` values
-    sits at level ``(j + 0.5) / P``, linear in between, the extremes beyond.
+    The same 16-bit keys (as int32: what CUDA sorts fastest among the types that hold them), the same
+    order statistics and interpolation; rows holding a NaN or an infinity are sorted exactly.
     """
     n = paths.shape[-1]
-    pos = np.clip(np.asarray(targets, dtype=np.float64) * n - 0.5, 0.0, n - 1.0)
-    lo = np.floor(pos).astype(np.int64)
-    hi = np.minimum(lo + 1, n - 1)
-    x = torch.as_tensor(paths, dtype=torch.float64).to(device)
-    ordered = torch.sort(x, dim=-1).values
-    at_lo = ordered[..., torch.as_tensor(lo, device=device)]
-    at_hi = ordered[..., torch.as_tensor(hi, device=device)]
-    f = torch.as_tensor(pos - lo, dtype=torch.float64, device=device)
-    return (at_lo * (1.0 - f) + at_hi * f).cpu().numpy()
+    lo, hi, frac = sampling.hazen_positions(targets, n)
+    at_lo, at_hi = torch.as_tensor(lo, device=device), torch.as_tensor(hi, device=device)
+    f = torch.as_tensor(frac, dtype=torch.float64, device=device)
+    flat = torch.as_tensor(paths, dtype=torch.float64).to(device).reshape(-1, n)
+    low, high = flat.amin(dim=1), flat.amax(dim=1)
+    step = (high - low) / sampling.KEY_STEPS
+    finite = torch.isfinite(step)
+    out = torch.empty((flat.shape[0], lo.size), dtype=torch.float64, device=device)
+    if not bool(finite.all()):
+        ordered = torch.sort(flat[~finite], dim=-1).values
+        out[~finite] = ordered[:, at_lo] * (1.0 - f) + ordered[:, at_hi] * f
+    scale = torch.where(step > 0, 1.0 / torch.where(step > 0, step, 1.0), 0.0)
+    keys = flat[finite] * scale[finite, None] - (low[finite] * scale[finite] - 0.5)[:, None]
+    keyed = torch.sort(keys.to(torch.int32), dim=-1).values
+    read = keyed[:, at_lo] * (1.0 - f) + keyed[:, at_hi] * f
+    out[finite] = low[finite, None] + read * step[finite, None]
+    return out.reshape(*paths.shape[:-1], -1).cpu().numpy()

@@ -88,12 +88,13 @@ def invert_job(job: Job, levels: Sequence[float], options: RunOptions, *, device
         quantiles=raw, levels=levels, actual=realised, origins=sw.origins, horizon=sw.futures.shape[-1]
     )
     out = np.empty((*raw.shape[:2], len(options.quantiles), raw.shape[-1]))
-    for f, fit in enumerate(rolling.fits):
-        rows = np.flatnonzero(rolling.fit_of == f)
-        if fit.method == "independent":
-            out[rows] = invert(rows, "independent")
-        else:
-            out[rows] = invert(rows, "copula", fit.correlation)
+    coupled = np.array([fit.method != "independent" for fit in rolling.fits])[rolling.fit_of]
+    if (~coupled).any():
+        out[~coupled] = invert(~coupled, "independent")
+    if coupled.any():  # one call: the fits' chunks run in parallel; each window's draws follow its matrix
+        rows = np.flatnonzero(coupled)
+        matrices = np.stack([rolling.fits[int(f)].correlation for f in rolling.fit_of[rows]])
+        out[rows] = invert(rows, "copula", matrices)
     latest = rolling.fits[int(rolling.fit_of[-1])]
     if latest.method == "independent" and latest.reason:
         logger.info(

@@ -16,6 +16,7 @@ from chronobt.augment import (
     AugmentationSpec,
     get_augmentation,
     parse_augmentation,
+    sampling,
 )
 from chronobt.checkpoints import STANDARD_QUANTILES
 from chronobt.errors import AugmentationError, ConfigError
@@ -356,3 +357,31 @@ def test_interpolating_to_levels_the_forecast_has_copies_them_exactly_in_the_ask
     between = interpolate_quantiles(q, levels, np.array([0.3, 0.5]))  # 0.3: a fifth of 0.25 -> 0.5
     np.testing.assert_allclose(between[1:, :, 0], 0.8 * q[1:, :, 1] + 0.2 * q[1:, :, 2])
     np.testing.assert_array_equal(between[:, :, 1], q[:, :, 2])
+
+
+def test_keyed_quantiles_are_within_half_a_key_step_of_the_exact_ones() -> None:
+    rng = np.random.default_rng(4)
+    paths = np.concatenate(
+        [rng.normal(1e5, 300.0, (3, 4096)), rng.standard_t(2.0, (3, 4096)), np.full((1, 4096), 7.5)]
+    )
+    targets = np.array([0.0001, 0.1, 0.25, 0.5, 0.75, 0.9, 0.9999])
+    exact = sampling.path_quantiles(paths, targets)
+    keyed = sampling.keyed_quantiles(paths, targets)
+    half_step = (paths.max(axis=1) - paths.min(axis=1))[:, None] / (2 * sampling.KEY_STEPS)
+    assert np.all(np.abs(keyed - exact) <= half_step * (1 + 1e-9) + 1e-9)
+    np.testing.assert_allclose(keyed[:, [0, -1]], exact[:, [0, -1]], rtol=1e-13)  # the extremes
+    np.testing.assert_array_equal(keyed[-1], 7.5)  # a constant row
+
+
+def test_keyed_quantiles_read_rows_with_nan_or_inf_exactly() -> None:
+    rng = np.random.default_rng(5)
+    paths = rng.normal(size=(2, 3, 512))
+    paths[0, 1, 7] = np.nan
+    paths[1, 2, 9] = np.inf
+    targets = np.array([0.1, 0.5, 0.9])
+    keyed = sampling.keyed_quantiles(paths, targets)
+    exact = sampling.path_quantiles(paths, targets)
+    assert keyed.shape == (2, 3, 3)
+    np.testing.assert_array_equal(keyed[0, 1], exact[0, 1])
+    np.testing.assert_array_equal(keyed[1, 2], exact[1, 2])
+    np.testing.assert_allclose(keyed, exact, atol=1e-3)

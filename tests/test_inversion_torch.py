@@ -35,7 +35,7 @@ def test_torch_steps_and_quantiles_equal_the_numpy_ones() -> None:
     paths[0, 0, :5] = np.nan
     np.testing.assert_allclose(
         path_quantiles(paths, np.asarray(OUT), CPU),
-        sampling.path_quantiles(paths, np.asarray(OUT)),
+        sampling.keyed_quantiles(paths, np.asarray(OUT)),
         rtol=1e-12,
         atol=1e-12,
     )

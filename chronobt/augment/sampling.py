@@ -19,6 +19,9 @@ from chronobt.errors import ConfigError
 
 _NORMAL = NormalDist()
 
+#: Key steps between a row's minimum and maximum in :func:`keyed_quantiles` (16-bit keys).
+KEY_STEPS = 65535
+
 
 def check_levels(levels: Sequence[float], n: int | None = None, *, what: str = "levels") -> np.ndarray:
     """Return ``levels`` as a float64 array after checking they are strictly ascending in (0, 1)."""
@@ -126,26 +129,70 @@ def copula_draws(
 def sample_steps(q_tf: np.ndarray, seg: np.ndarray, frac: np.ndarray) -> np.ndarray:
     """Sampled step values [h, rows, P] from per-step quantiles ``q_tf`` [h, rows, Q].
 
-    A gather per step rather than one matrix product: BLAS threads oversubscribe small machines.
+    ``q[seg] + (q[seg + 1] - q[seg]) * frac`` as two gathers per step (the lower quantile and the
+    segment's rise, differenced once): a matrix product against the sparse weights is slower on
+    these shapes, and BLAS threads oversubscribe small machines.
     """
+    rise = np.diff(q_tf, axis=-1)  # [h, rows, Q - 1]
     out = np.empty((q_tf.shape[0], q_tf.shape[1], seg.shape[1]))
     for k in range(q_tf.shape[0]):
-        lo = q_tf[k][:, seg[k]]
-        out[k] = lo + (q_tf[k][:, seg[k] + 1] - lo) * frac[k]
+        np.multiply(np.take(rise[k], seg[k], axis=1), frac[k], out=out[k])
+        out[k] += np.take(q_tf[k], seg[k], axis=1)
     return out
 
 
-def path_quantiles(paths: np.ndarray, targets: np.ndarray) -> np.ndarray:
-    """Empirical quantiles [..., K] of ``paths`` [..., P] at ``targets`` (Hazen plotting positions).
+def hazen_positions(targets: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Order statistics ``lo``, ``hi`` [K] and weight ``frac`` [K] of ``targets`` among ``n`` values.
 
-    The ``j``-th smallest of ``P`` values sits at level ``(j + 0.5) / P``, matching the stratum
-    midpoints of :func:`stratified_draws`; levels between two positions are linear interpolations and
-    levels beyond the outermost positions take the extreme values.
+    The ``j``-th smallest of ``n`` values sits at level ``(j + 0.5) / n`` (Hazen plotting positions,
+    matching the stratum midpoints of :func:`stratified_draws`); levels between two positions are
+    linear interpolations and levels beyond the outermost positions take the extreme values.
+    """
+    pos = np.clip(np.asarray(targets, dtype=np.float64) * n - 0.5, 0.0, n - 1.0)
+    lo = np.floor(pos).astype(np.intp)
+    return lo, np.minimum(lo + 1, n - 1), pos - lo
+
+
+def path_quantiles(paths: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """Empirical quantiles [..., K] of ``paths`` [..., P] at ``targets`` (:func:`hazen_positions`), exact.
+
+    The reference for :func:`keyed_quantiles`, and its fallback for rows with a non-finite value.
+    """
+    lo, hi, frac = hazen_positions(targets, paths.shape[-1])
+    ordered = np.sort(paths, axis=-1)
+    return ordered[..., lo] * (1.0 - frac) + ordered[..., hi] * frac
+
+
+def keyed_quantiles(paths: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """:func:`path_quantiles` read off 16-bit keys: within ``(max - min) / 131070`` of it per row.
+
+    Each row's values are rounded to one of :data:`KEY_STEPS` + 1 evenly spaced keys between its minimum
+    and maximum (a map that keeps the order), the keys are radix-sorted (numpy's stable sort of
+    16-bit integers: linear time, ~5x faster than sorting the float32 values, ~10x float64) and the
+    order statistics are read back at their keys. Each differs from the exact one by at most half a
+    key step: for 4,096 paths of a near-normal step, under 0.3% of the quantile's Monte Carlo standard
+    error. A row's minimum and maximum are exact to rounding. Rows holding a NaN or an infinity are
+    read exactly (:func:`path_quantiles`).
     """
     n = paths.shape[-1]
-    pos = np.clip(targets * n - 0.5, 0.0, n - 1.0)
-    lo = np.floor(pos).astype(np.intp)
-    hi = np.minimum(lo + 1, n - 1)
-    frac = pos - lo
-    ordered = np.sort(paths, axis=-1)  # numpy's SIMD sort beats partition even for a few levels
-    return ordered[..., lo] * (1.0 - frac) + ordered[..., hi] * frac
+    flat = paths.reshape(-1, n)
+    low, high = flat.min(axis=1), flat.max(axis=1)
+    step = (high - low) / KEY_STEPS
+    finite = np.isfinite(step)
+    out = np.empty((flat.shape[0], np.size(targets)))
+    if not finite.all():
+        out[~finite] = path_quantiles(flat[~finite], targets)
+        flat, low, step = flat[finite], low[finite], step[finite]
+    scale = np.divide(1.0, step, out=np.zeros_like(step), where=step > 0)
+    keys = np.multiply(flat, scale[:, None])
+    keys -= (low * scale - 0.5)[:, None]  # (x - low) / step + 0.5: rounded half up by the cast
+    ordered = keys.astype(np.uint16)
+    ordered.sort(axis=-1, kind="stable")
+    lo, hi, frac = hazen_positions(targets, n)
+    at = ordered[:, lo] * (1.0 - frac) + ordered[:, hi] * frac
+    read = low[:, None] + at * step[:, None]
+    if finite.all():
+        out = read
+    else:
+        out[finite] = read
+    return out.reshape(*paths.shape[:-1], -1)
