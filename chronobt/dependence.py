@@ -15,11 +15,14 @@ measures that dependence on windows whose outcomes are known:
    (b) ``"shrunk"``: the sample correlation shrunk toward that AR(1) matrix with the Schaefer-Strimmer
    (2005) intensity ``lambda = sum Var(r_ij) / sum (r_ij - t_ij)^2`` over off-diagonal pairs, clipped to
    [0.001, 1] (the floor keeps it positive definite when windows are fewer than steps).
-   The choice is by measured calibration: both are fitted on the earlier half of the windows and scored
-   by the mean Gaussian-copula log-density of the later half (a proper score of the dependence alone;
-   independence scores 0). The better one - or ``"independent"`` when neither beats 0 - is refitted on
-   all windows. Holding out the later half keeps the ``h (h - 1) / 2``-parameter matrix from winning by
-   overfitting, and matches how the estimate is used: on windows after the ones it was fitted on.
+   Both are fitted on the earlier half of the windows and scored, with ``"independent"``, on the later
+   half; the best is refitted on all windows. Holding out the later half keeps the
+   ``h (h - 1) / 2``-parameter matrix from winning by overfitting, and matches how the estimate is
+   used: on windows after the ones it was fitted on. The score is a ``choose`` callback's: chronobt's
+   inversion (:mod:`chronobt.uncertainty`) inverts the held-out windows under each candidate and
+   scores the calibration of their *price* quantiles (measured calibration, what the dependence is
+   for). Without one, the mean Gaussian-copula log-density of the held-out normal scores (a proper
+   score of the dependence alone; independence scores 0).
 3. :func:`resolved_before` / :func:`rolling_step_dependence` - the no-look-ahead version for a
    backtest: window ``i`` (origin = index of its last observed bar) may use window ``j`` only when
    ``origin_j + horizon <= origin_i`` (its last forecast bar was observed by then).
@@ -29,7 +32,7 @@ Below :data:`MIN_WINDOWS` resolved windows the estimate is ``"independent"`` wit
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -42,6 +45,10 @@ from chronobt.errors import ConfigError
 
 FloatArray = npt.NDArray[np.float64]
 Method = Literal["ar1", "shrunk", "independent"]
+
+#: A choice among candidate correlations ``{"independent": I, "ar1": ..., "shrunk": ...}`` fitted on the
+#: earlier half, given the later half's window indices: the chosen name and every candidate's score.
+Chooser = Callable[[Mapping[str, "FloatArray"], np.ndarray], tuple[str, dict[str, float]]]
 
 #: Fewest resolved windows for a dependence estimate (below it: independent steps).
 MIN_WINDOWS = 20
@@ -120,7 +127,8 @@ class StepDependence:
     correlation : ``[h, h]`` correlation of the normal scores (identity when independent).
     n_windows : resolved windows with a complete normal-score vector that the estimate used.
     reason : why the estimate is ``"independent"`` (``None`` when chosen on its merits or not independent).
-    holdout_loglik : mean held-out copula log-density per candidate (``None`` when not compared).
+    criterion : what chose among the candidates (``"calibration"``, ``"loglik"``; ``None``: no choice).
+    holdout_scores : each candidate's held-out score under ``criterion`` (``None`` when not compared).
     """
 
     method: Method
@@ -128,7 +136,8 @@ class StepDependence:
     correlation: FloatArray
     n_windows: int
     reason: str | None = None
-    holdout_loglik: dict[str, float] | None = field(default=None)
+    criterion: str | None = None
+    holdout_scores: dict[str, float] | None = field(default=None)
 
     def record(self) -> dict[str, Any]:
         """Strict-JSON summary: method, rho, mean off-diagonal correlation, windows, fallback reason."""
@@ -140,9 +149,10 @@ class StepDependence:
             "mean_offdiag": float(off),
             "n_windows": int(self.n_windows),
             "fallback_reason": self.reason,
-            "holdout_loglik": None
-            if self.holdout_loglik is None
-            else {k: float(v) for k, v in self.holdout_loglik.items()},
+            "criterion": self.criterion,
+            "holdout_scores": None
+            if self.holdout_scores is None
+            else {k: float(v) for k, v in self.holdout_scores.items()},
         }
 
 
@@ -212,12 +222,26 @@ def _candidates(x: FloatArray) -> dict[str, tuple[FloatArray, float]]:
     return {"ar1": (target, rho), "shrunk": (shrunk_correlation(x, target)[0], rho)}
 
 
-def fit_step_dependence(z: npt.ArrayLike, *, min_windows: int = MIN_WINDOWS) -> StepDependence:
+def _loglik_chooser(x: FloatArray) -> Chooser:
+    """The default choice: the highest mean copula log-density of the held-out rows of ``x``."""
+
+    def choose(candidates: Mapping[str, FloatArray], held: np.ndarray) -> tuple[str, dict[str, float]]:
+        scores = {name: copula_loglik(x[held], r) for name, r in candidates.items()}
+        return max(scores, key=lambda name: scores[name]), scores  # ties keep the first (simpler)
+
+    return choose
+
+
+def fit_step_dependence(
+    z: npt.ArrayLike, *, min_windows: int = MIN_WINDOWS, choose: Chooser | None = None
+) -> StepDependence:
     """Fit the Gaussian copula of the steps on normal scores ``z`` ``[windows, variates, h]``.
 
     Windows are in ascending origin order (the held-out half is the later one); a window-variate row
-    with a NaN step is left out. See the module docstring for the candidates and the choice; fewer than
-    ``min_windows`` windows with a complete row (or ``h == 1``) gives ``"independent"`` with the reason.
+    with a NaN step is left out. See the module docstring for the candidates and the choice: ``choose``
+    gets the candidates fitted on the earlier half and the later half's window indices (into ``z``);
+    ``None`` chooses by held-out copula log-density. Fewer than ``min_windows`` windows with a complete
+    row (or ``h == 1``) gives ``"independent"`` with the reason.
     """
     arr = np.asarray(z, dtype=np.float64)
     if arr.ndim != 3:
@@ -235,16 +259,19 @@ def fit_step_dependence(z: npt.ArrayLike, *, min_windows: int = MIN_WINDOWS) -> 
             h, n_windows, f"{n_windows} resolved windows, fewer than the {min_windows} needed"
         )
     later = window >= windows[n_windows // 2]
-    fitted = _candidates(x[~later])
-    scores = {name: copula_loglik(x[later], r) for name, (r, _) in fitted.items()}
-    scores["independent"] = 0.0
-    best = max(scores, key=lambda name: scores[name])  # ties keep the first (simpler) candidate
+    fitted = {"independent": np.eye(h)} | {name: r for name, (r, _) in _candidates(x[~later]).items()}
+    if choose is None:
+        best, scores = _loglik_chooser(x)(fitted, np.flatnonzero(later))
+        criterion = "loglik"
+    else:
+        best, scores = choose(fitted, windows[n_windows // 2 :])
+        criterion = "calibration"
     final = _candidates(x)
     rho = final["ar1"][1]
     if best == "independent":
-        return StepDependence("independent", rho, np.eye(h), n_windows, None, scores)
+        return StepDependence("independent", rho, np.eye(h), n_windows, None, criterion, scores)
     method: Method = "ar1" if best == "ar1" else "shrunk"
-    return StepDependence(method, rho, final[best][0], n_windows, None, scores)
+    return StepDependence(method, rho, final[best][0], n_windows, None, criterion, scores)
 
 
 def resolved_before(origins: npt.ArrayLike, horizon: int) -> npt.NDArray[np.int64]:
@@ -298,6 +325,7 @@ def rolling_step_dependence(
     *,
     min_windows: int = MIN_WINDOWS,
     refit_every: int = REFIT_EVERY,
+    choose: Chooser | None = None,
 ) -> RollingDependence:
     """Step dependence of every window from the windows resolved before it (no look-ahead).
 
@@ -317,7 +345,7 @@ def rolling_step_dependence(
         counts < min_windows, counts, min_windows + (counts - min_windows) // refit_every * refit_every
     )
     points, fit_of = np.unique(used, return_inverse=True)
-    fits = tuple(fit_step_dependence(arr[: int(u)], min_windows=min_windows) for u in points)
+    fits = tuple(fit_step_dependence(arr[: int(u)], min_windows=min_windows, choose=choose) for u in points)
     return RollingDependence(fits, fit_of.astype(np.int64), used.astype(np.int64), refit_every, min_windows)
 
 
@@ -330,8 +358,11 @@ def rolling_dependence(
     horizon: int,
     min_windows: int = MIN_WINDOWS,
     refit_every: int = REFIT_EVERY,
+    choose: Chooser | None = None,
 ) -> RollingDependence:
     """:func:`rolling_step_dependence` of the normal scores of :func:`pit` (model-space quantiles
     ``[w, v, Q, h]`` and realised model-space values ``[w, v, h]``, e.g. ``transform_future``)."""
     z = normal_scores(pit(quantiles=quantiles, levels=levels, actual=actual))
-    return rolling_step_dependence(z, origins, horizon, min_windows=min_windows, refit_every=refit_every)
+    return rolling_step_dependence(
+        z, origins, horizon, min_windows=min_windows, refit_every=refit_every, choose=choose
+    )

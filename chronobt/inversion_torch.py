@@ -49,24 +49,28 @@ def sample_steps(q_tf: np.ndarray, seg: np.ndarray, frac: np.ndarray, device: to
 def path_quantiles(paths: np.ndarray, targets: np.ndarray, device: torch.device) -> np.ndarray:
     """:func:`chronobt.augment.sampling.keyed_quantiles` of ``paths`` ``[..., P]`` on ``device``.
 
-    The same 16-bit keys (as int32: what CUDA sorts fastest among the types that hold them), the same
-    order statistics and interpolation; rows holding a NaN or an infinity are sorted exactly.
+    The same bracket (:func:`~chronobt.augment.sampling.key_bracket`, on the host), the same 16-bit keys
+    (as int32: what CUDA sorts fastest among the types that hold them), order statistics and
+    interpolation; rows the keys cannot read are sorted exactly.
     """
     n = paths.shape[-1]
     lo, hi, frac = sampling.hazen_positions(targets, n)
+    flat_host = paths.reshape(-1, n)
+    low, step, usable = sampling.key_bracket(flat_host, targets)
+    scale = np.divide(1.0, step, out=np.zeros_like(step), where=usable)
+
+    def column(x: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(x, dtype=torch.float64, device=device)[:, None]
+
     at_lo, at_hi = torch.as_tensor(lo, device=device), torch.as_tensor(hi, device=device)
     f = torch.as_tensor(frac, dtype=torch.float64, device=device)
-    flat = torch.as_tensor(paths, dtype=torch.float64).to(device).reshape(-1, n)
-    low, high = flat.amin(dim=1), flat.amax(dim=1)
-    step = (high - low) / sampling.KEY_STEPS
-    finite = torch.isfinite(step)
-    out = torch.empty((flat.shape[0], lo.size), dtype=torch.float64, device=device)
-    if not bool(finite.all()):
-        ordered = torch.sort(flat[~finite], dim=-1).values
-        out[~finite] = ordered[:, at_lo] * (1.0 - f) + ordered[:, at_hi] * f
-    scale = torch.where(step > 0, 1.0 / torch.where(step > 0, step, 1.0), 0.0)
-    keys = flat[finite] * scale[finite, None] - (low[finite] * scale[finite] - 0.5)[:, None]
+    flat = torch.as_tensor(flat_host, dtype=torch.float64).to(device)
+    keys = torch.nan_to_num(flat * column(scale) - column(low * scale - 0.5)).clamp_(0.0, sampling.KEY_STEPS)
     keyed = torch.sort(keys.to(torch.int32), dim=-1).values
-    read = keyed[:, at_lo] * (1.0 - f) + keyed[:, at_hi] * f
-    out[finite] = low[finite, None] + read * step[finite, None]
+    out = column(low) + (keyed[:, at_lo] * (1.0 - f) + keyed[:, at_hi] * f) * column(step)
+    inside = (keyed[:, int(lo.min())] > 0) & (keyed[:, int(hi.max())] < sampling.KEY_STEPS)
+    missed = ~(torch.as_tensor(usable, device=device) & inside)
+    if bool(missed.any()):
+        ordered = torch.sort(flat[missed], dim=-1).values
+        out[missed] = ordered[:, at_lo] * (1.0 - f) + ordered[:, at_hi] * f
     return out.reshape(*paths.shape[:-1], -1).cpu().numpy()

@@ -206,6 +206,19 @@ def _inside(actual: npt.ArrayLike, lower: npt.ArrayLike, upper: npt.ArrayLike) -
     return np.asarray(np.where(np.isnan(a), np.nan, inside))
 
 
+def calibration_error(*, actual: npt.ArrayLike, quantiles: npt.ArrayLike, levels: Sequence[float]) -> float:
+    """Mean ``|F(tau) - tau|`` over levels and steps, with ``F(tau)`` the fraction of realised values at
+    or below the ``tau`` quantile (pooled over windows and variates; NaN actuals left out).
+
+    ``actual`` ``[w, v, h]``, ``quantiles`` ``[w, v, Q, h]`` at ``levels``. 0 for quantiles that are
+    calibrated at every level and step; NaN when nothing was realised.
+    """
+    a = np.asarray(actual, dtype=np.float64)[:, :, None, :]
+    below = np.where(np.isnan(a), np.nan, (a <= np.asarray(quantiles)).astype(np.float64))
+    freq = _mean(below, (0, 1))  # [Q, h]
+    return float(_mean(np.abs(freq - np.asarray(levels, dtype=np.float64)[:, None]), None))
+
+
 def interval_width(*, lower: npt.ArrayLike, upper: npt.ArrayLike, axis: Axis = None) -> Reduced:
     """Mean interval width ``mean (upper - lower)``, in the units of the series; both ``[w, v, h]``."""
     return _mean(np.subtract(upper, lower), axis)

@@ -4,8 +4,9 @@
   path-dependent augmentation (differencing, rolling_norm), the dependence between forecast steps is
   estimated per window from the windows whose whole horizon was realised at or before its origin
   (:mod:`chronobt.dependence`: PITs of the realised model-space values under each step's predictive
-  distribution, normal scores, a Gaussian copula chosen between AR(1) and a shrunk correlation by held-out
-  likelihood), and the sample paths are drawn from that copula. Below
+  distribution, normal scores, a Gaussian copula: AR(1), a shrunk correlation or independent steps,
+  chosen by the calibration of the held-out windows' price quantiles under each, :data:`SELECTION_WINDOWS`
+  of them with :data:`SELECTION_PATHS` paths), and the sample paths are drawn from that copula. Below
   :data:`~chronobt.dependence.MIN_WINDOWS` resolved windows the steps are independent, and the record says
   so. Pointwise augmentations invert each step exactly: no dependence is involved.
 - :func:`calibrate`: ``--calibrate conformal``, adaptive conformal inference per level and step
@@ -18,7 +19,7 @@ of the same series in the same run (:func:`chronobt.pipeline.latest_window`) and
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,12 +31,16 @@ from chronobt.config import RunOptions
 from chronobt.dependence import rolling_dependence
 from chronobt.errors import ChronobtError
 from chronobt.inversion_torch import inversion_device
+from chronobt.metrics import calibration_error
 from chronobt.pipeline import Job, SymbolWindows
 
 logger = logging.getLogger(__name__)
 
 #: Resolved windows a forecast adds before the live one to learn dependence and calibration from.
 HISTORY_WINDOWS = 100
+#: Choosing the dependence: the latest held-out windows inverted per candidate, and their sample paths.
+SELECTION_WINDOWS = 60
+SELECTION_PATHS = 512
 
 
 @dataclass(frozen=True)
@@ -84,8 +89,34 @@ def invert_job(job: Job, levels: Sequence[float], options: RunOptions, *, device
         record = {"requested": "auto", "method": "exact", "reason": f"{aug.spec} inverts each step exactly"}
         return Inversion(invert(slice(None), "independent"), record)
     realised = aug.transform_future(sw.futures, job.state)  # model space; NaN where not realised
+
+    def by_calibration(
+        candidates: Mapping[str, np.ndarray], held: np.ndarray
+    ) -> tuple[str, dict[str, float]]:
+        """Invert the latest held-out windows under each candidate; the best price calibration wins."""
+        rows = held[-SELECTION_WINDOWS:]
+        scores: dict[str, float] = {}
+        for name, matrix in candidates.items():  # independent first: ties keep the simplest
+            kwargs: dict[str, Any] = {"dependence": "independent", "correlation": None}
+            if name != "independent":
+                kwargs = {"dependence": "copula", "correlation": matrix}
+            price_q = aug.inverse_quantiles(
+                raw[rows], levels=levels, state=job.state.take(rows), out_levels=options.quantiles,
+                n_paths=SELECTION_PATHS, seed=options.seed, device=target, **kwargs,
+            )  # fmt: skip
+            scores[name] = calibration_error(
+                actual=sw.futures[rows], quantiles=price_q, levels=options.quantiles
+            )
+        finite = {name: score for name, score in scores.items() if np.isfinite(score)}
+        return (min(finite, key=lambda name: finite[name]) if finite else "independent"), scores
+
     rolling = rolling_dependence(
-        quantiles=raw, levels=levels, actual=realised, origins=sw.origins, horizon=sw.futures.shape[-1]
+        quantiles=raw,
+        levels=levels,
+        actual=realised,
+        origins=sw.origins,
+        horizon=sw.futures.shape[-1],
+        choose=by_calibration,
     )
     out = np.empty((*raw.shape[:2], len(options.quantiles), raw.shape[-1]))
     coupled = np.array([fit.method != "independent" for fit in rolling.fits])[rolling.fit_of]

@@ -362,15 +362,27 @@ def test_interpolating_to_levels_the_forecast_has_copies_them_exactly_in_the_ask
 def test_keyed_quantiles_are_within_half_a_key_step_of_the_exact_ones() -> None:
     rng = np.random.default_rng(4)
     paths = np.concatenate(
-        [rng.normal(1e5, 300.0, (3, 4096)), rng.standard_t(2.0, (3, 4096)), np.full((1, 4096), 7.5)]
+        [rng.normal(1e5, 300.0, (3, 4096)), rng.standard_t(2.0, (3, 4096)), rng.normal(size=(2, 4096))]
     )
-    targets = np.array([0.0001, 0.1, 0.25, 0.5, 0.75, 0.9, 0.9999])
+    paths[-2:, ::97] = 1e12  # exploding paths (rolling_norm under strong dependence) stay outside
+    paths[-1, 5::97] = -1e12
+    targets = np.array([0.1, 0.25, 0.5, 0.75, 0.9])
     exact = sampling.path_quantiles(paths, targets)
     keyed = sampling.keyed_quantiles(paths, targets)
-    half_step = (paths.max(axis=1) - paths.min(axis=1))[:, None] / (2 * sampling.KEY_STEPS)
-    assert np.all(np.abs(keyed - exact) <= half_step * (1 + 1e-9) + 1e-9)
-    np.testing.assert_allclose(keyed[:, [0, -1]], exact[:, [0, -1]], rtol=1e-13)  # the extremes
-    np.testing.assert_array_equal(keyed[-1], 7.5)  # a constant row
+    _low, step, usable = sampling.key_bracket(paths, targets)
+    assert usable.all()
+    assert np.all(np.abs(keyed - exact) <= 0.5 * step[:, None] * (1 + 1e-9))
+    assert np.all(step[-2:] < 1e-3)  # the bracket ignores the outliers
+
+
+def test_keyed_quantiles_fall_back_to_the_exact_read_where_the_bracket_misses() -> None:
+    targets = np.array([0.01, 0.5, 0.99])
+    paths = np.tile(np.linspace(0.0, 1.0, 512), (3, 1))
+    paths[1] = 7.5  # a constant row
+    paths[2, ::4] = np.linspace(10.0, 11.0, 128)  # the pilot sees only the upper quarter
+    np.testing.assert_array_equal(
+        sampling.keyed_quantiles(paths, targets)[1:], sampling.path_quantiles(paths, targets)[1:]
+    )
 
 
 def test_keyed_quantiles_read_rows_with_nan_or_inf_exactly() -> None:

@@ -91,7 +91,8 @@ def test_a_non_ar1_dependence_chooses_the_shrunk_matrix() -> None:
     equi = np.full((h, h), 0.6) + 0.4 * np.eye(h)  # equicorrelated: far from rho^|i-j|
     fit = dep.fit_step_dependence(copula_rows(rng, equi, 300, 2))
     assert fit.method == "shrunk"
-    assert fit.holdout_loglik is not None and fit.holdout_loglik["shrunk"] > fit.holdout_loglik["ar1"]
+    assert fit.criterion == "loglik" and fit.holdout_scores is not None
+    assert fit.holdout_scores["shrunk"] > fit.holdout_scores["ar1"]
     np.testing.assert_allclose(fit.correlation, equi, atol=0.08)
     np.linalg.cholesky(fit.correlation)
 

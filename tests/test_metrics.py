@@ -354,3 +354,14 @@ def test_summarize_equals_the_single_metric_functions_with_missing_points() -> N
             assert out["metrics"][target][name] == pytest.approx(pooled[i], rel=1e-12), (name, target)
             assert out["per_step"][target][name] == pytest.approx(list(steps[i]), rel=1e-12), (name, target)
     assert metrics.summarize(**inputs, per_step=False) == {"metrics": out["metrics"]}
+
+
+def test_calibration_error_by_hand() -> None:
+    # two windows, one variate, two steps, levels 0.25 / 0.75
+    q = np.array([[[[0.0, 0.0], [1.0, 1.0]]], [[[0.0, 0.0], [1.0, 1.0]]]])  # [w, v, Q, h]
+    actual = np.array([[[-1.0, 0.5]], [[0.5, np.nan]]])  # the NaN is left out
+    # step 1: below q25 1/2, below q75 2/2; step 2: 0/1, 1/1
+    expected = np.mean([abs(0.5 - 0.25), abs(1.0 - 0.75), abs(0.0 - 0.25), abs(1.0 - 0.75)])
+    got = metrics.calibration_error(actual=actual, quantiles=q, levels=[0.25, 0.75])
+    assert got == pytest.approx(expected)
+    assert np.isnan(metrics.calibration_error(actual=actual * np.nan, quantiles=q, levels=[0.25, 0.75]))

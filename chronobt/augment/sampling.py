@@ -19,8 +19,11 @@ from chronobt.errors import ConfigError
 
 _NORMAL = NormalDist()
 
-#: Key steps between a row's minimum and maximum in :func:`keyed_quantiles` (16-bit keys).
+#: Key steps over a row's bracket in :func:`keyed_quantiles` (16-bit keys).
 KEY_STEPS = 65535
+#: Paths in the pilot that places the bracket (:func:`key_bracket`), and its spare ranks on each side.
+PILOT_PATHS = 128
+PILOT_MARGIN = 8
 
 
 def check_levels(levels: Sequence[float], n: int | None = None, *, what: str = "levels") -> np.ndarray:
@@ -163,36 +166,56 @@ def path_quantiles(paths: np.ndarray, targets: np.ndarray) -> np.ndarray:
     return ordered[..., lo] * (1.0 - frac) + ordered[..., hi] * frac
 
 
-def keyed_quantiles(paths: np.ndarray, targets: np.ndarray) -> np.ndarray:
-    """:func:`path_quantiles` read off 16-bit keys: within ``(max - min) / 131070`` of it per row.
+def key_bracket(flat: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per row of ``flat`` ``[rows, P]``: the lowest key's value, the key step and whether keys apply.
 
-    Each row's values are rounded to one of :data:`KEY_STEPS` + 1 evenly spaced keys between its minimum
-    and maximum (a map that keeps the order), the keys are radix-sorted (numpy's stable sort of
-    16-bit integers: linear time, ~5x faster than sorting the float32 values, ~10x float64) and the
-    order statistics are read back at their keys. Each differs from the exact one by at most half a
-    key step: for 4,096 paths of a near-normal step, under 0.3% of the quantile's Monte Carlo standard
-    error. A row's minimum and maximum are exact to rounding. Rows holding a NaN or an infinity are
-    read exactly (:func:`path_quantiles`).
+    The bracket holds the order statistics at ``targets`` with room to spare but not the outliers: from
+    a pilot of :data:`PILOT_PATHS` evenly strided paths (exchangeable: every step's strata are assigned
+    to the paths at random), the values :data:`PILOT_MARGIN` pilot ranks beyond the outermost targets,
+    widened by a quarter of their distance on each side. Rows holding a NaN or an infinity, and rows
+    whose bracket is empty (a constant centre), are marked for an exact read.
+    """
+    n = flat.shape[1]
+    pilot = flat[:, :: max(1, n // PILOT_PATHS)]
+    m = pilot.shape[1]
+    t = np.asarray(targets, dtype=np.float64)
+    ranks = np.clip(
+        [int(np.floor(t.min() * m)) - PILOT_MARGIN, int(np.ceil(t.max() * m)) + PILOT_MARGIN], 0, m - 1
+    )
+    part = np.partition(pilot, ranks, axis=1)
+    a, b = part[:, ranks[0]], part[:, ranks[1]]
+    with np.errstate(invalid="ignore", over="ignore"):
+        low = a - 0.25 * (b - a)
+        step = 1.5 * (b - a) / KEY_STEPS
+        usable = np.isfinite(flat.sum(axis=1)) & np.isfinite(step) & (step > 0)
+    return np.where(usable, low, 0.0), np.where(usable, step, 0.0), usable
+
+
+def keyed_quantiles(paths: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """:func:`path_quantiles` read off 16-bit keys: within half a key step of it.
+
+    Each row's values are rounded to one of :data:`KEY_STEPS` + 1 evenly spaced keys over a bracket of
+    the order statistics needed (:func:`key_bracket`; values beyond it take the end keys), a map that
+    keeps the order. The keys are radix-sorted (numpy's stable sort of 16-bit integers: linear time,
+    ~5x faster than sorting the float32 values, ~10x float64) and the order statistics read back at
+    their keys. Each differs from the exact one by at most half a key step, 1/131,070 of the bracket:
+    for 4,096 paths of a near-normal step, under 0.3% of the quantile's Monte Carlo standard error.
+    Rows the bracket misses (an order statistic at an end key), rows holding a NaN or an infinity and
+    rows with a constant centre are read exactly (:func:`path_quantiles`).
     """
     n = paths.shape[-1]
     flat = paths.reshape(-1, n)
-    low, high = flat.min(axis=1), flat.max(axis=1)
-    step = (high - low) / KEY_STEPS
-    finite = np.isfinite(step)
-    out = np.empty((flat.shape[0], np.size(targets)))
-    if not finite.all():
-        out[~finite] = path_quantiles(flat[~finite], targets)
-        flat, low, step = flat[finite], low[finite], step[finite]
-    scale = np.divide(1.0, step, out=np.zeros_like(step), where=step > 0)
-    keys = np.multiply(flat, scale[:, None])
-    keys -= (low * scale - 0.5)[:, None]  # (x - low) / step + 0.5: rounded half up by the cast
-    ordered = keys.astype(np.uint16)
-    ordered.sort(axis=-1, kind="stable")
     lo, hi, frac = hazen_positions(targets, n)
-    at = ordered[:, lo] * (1.0 - frac) + ordered[:, hi] * frac
-    read = low[:, None] + at * step[:, None]
-    if finite.all():
-        out = read
-    else:
-        out[finite] = read
+    low, step, usable = key_bracket(flat, targets)
+    scale = np.divide(1.0, step, out=np.zeros_like(step), where=usable)
+    with np.errstate(invalid="ignore"):
+        keys = np.multiply(flat, scale[:, None])
+        keys -= (low * scale - 0.5)[:, None]  # (x - low) / step + 0.5: rounded half up by the cast
+        np.clip(keys, 0.0, KEY_STEPS, out=keys)
+        ordered = keys.astype(np.uint16)  # rows with a NaN get garbage keys and are read exactly below
+    ordered.sort(axis=-1, kind="stable")
+    out = low[:, None] + (ordered[:, lo] * (1.0 - frac) + ordered[:, hi] * frac) * step[:, None]
+    missed = ~(usable & (ordered[:, lo.min()] > 0) & (ordered[:, hi.max()] < KEY_STEPS))
+    if missed.any():
+        out[missed] = path_quantiles(flat[missed], targets)
     return out.reshape(*paths.shape[:-1], -1)
