@@ -116,8 +116,6 @@ class RunOptions:
             raise ConfigError(f"--finetune-batch must be >= 1 series, got {self.finetune_batch}")
         if self.refit_every is not None and self.refit_every < 1:
             raise ConfigError(f"--refit-every must be >= 1 windows, got {self.refit_every}")
-        if self.finetune != "off" and self.covariates:
-            raise ConfigError("--finetune does not take --covariates yet; drop one of them")
         if self.finetune == "off":
             given = [
                 name
