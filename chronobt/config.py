@@ -253,10 +253,6 @@ class SweepConfig(EvaluationOptions):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.finetune != "off":
-            raise ConfigError(
-                "--finetune is not supported by sweep yet; sweep zero-shot, then backtest --finetune"
-            )
         if self.metric not in SELECTION_METRICS:
             raise ConfigError(f"--metric {self.metric!r} is not one of {', '.join(SELECTION_METRICS)}")
         if self.validation_windows < 1 or self.test_windows < 1:

@@ -296,13 +296,6 @@ def test_cli_backtest_finetune_quiet_prints_nothing_and_writes_both_folders(
     assert folders == ["none", "none+finetune-full"]
 
 
-def test_sweep_with_finetune_is_a_config_error_until_it_runs_on_the_executors() -> None:
-    from chronobt.config import SweepConfig
-
-    with pytest.raises(ConfigError, match="--finetune is not supported by sweep yet"):
-        SweepConfig(symbols=("AAA",), **TUNE)
-
-
 def _spy_fit(engine: Chronos2Engine, monkeypatch: pytest.MonkeyPatch) -> list[list[dict[str, Any]]]:
     """Record the inputs of every ``pipeline.fit`` call (training still runs)."""
     real = engine.pipeline.fit
