@@ -236,6 +236,26 @@ def test_refit_every_walks_the_sweeps_windows_forward_and_per_symbol_trains_one_
     assert [r["windows"] for r in cell["finetune"]["refits"]] == [4, 3]
 
 
+def test_a_symbol_without_bars_before_the_joint_cutoff_loses_its_finetuned_cells_until_per_symbol(
+    tmp_path: Path, engine: Chronos2Engine
+) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    ohlc_frame(300, seed=1).to_parquet(data / "AAA.parquet", index=False)
+    ohlc_frame(300, seed=2, start="2022-01-14").to_parquet(data / "BBB.parquet", index=False)  # after AAA's
+    joint = run_sweep(_config(data, tmp_path / "out1", preaugs=("none",)), engine=engine)
+    assert not joint.failures  # BBB still has its zero-shot cells
+    labels = joint.leaderboard.groupby("symbol")["preaug"].unique()
+    assert list(labels["AAA"]) == ["none", "none+finetune-full"] and list(labels["BBB"]) == ["none"]
+    assert "--finetune-per-symbol" in joint.best["BBB"]["failed"]["none+finetune-full"]
+
+    apart = run_sweep(
+        _config(data, tmp_path / "out2", preaugs=("none",), finetune_per_symbol=True), engine=engine
+    )
+    labels = apart.leaderboard.groupby("symbol")["preaug"].unique()
+    assert list(labels["BBB"]) == ["none", "none+finetune-full"]
+
+
 def test_sweep_finetune_with_covariates_trains_each_candidate_on_its_covariates_up_to_the_cutoff(
     tmp_path: Path, data_dir: Path, engine: Chronos2Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -184,7 +184,7 @@ def plan_models(
                     if row + 1 < 2 * horizon:
                         raise DataError(
                             f"{sw.ohlc.path}: {row + 1} bars up to {cutoff_time.isoformat()} are too few to "
-                            f"fine-tune on (need {2 * horizon}); start the windows later (--start)"
+                            f"fine-tune on (need {2 * horizon}); {_short_hint(len(members))}"
                         )
                     series.append(training_series(sw, sources[pos].spec, row, load=load))
                 except (ChronobtError, ValueError) as exc:
@@ -215,6 +215,15 @@ def plan_models(
             }
             plans.append(ModelPlan(key=key, series=series, info=info, windows={p: segment[p] for p in kept}))
     return plans
+
+
+def _short_hint(members: int) -> str:
+    if members > 1:  # the cutoff is the earliest first origin of the symbols trained together
+        return (
+            "a model trained on several symbols stops at their earliest first origin: pass "
+            "--finetune-per-symbol to train each up to its own"
+        )
+    return "start the windows later (backtest --start; sweep: fewer --validation-windows/--test-windows)"
 
 
 def fit_models(
