@@ -52,6 +52,7 @@ from chronobt.pipeline import (
     model_context,
     prepare_each,
     prepare_windows,
+    symbol_loader,
 )
 from chronobt.results import backtest_folder, forecast_table, run_record
 from chronobt.significance import comparison, window_mae, window_quantile_loss
@@ -166,12 +167,11 @@ def _write_outcome(
             raise ChronobtError(outcome.error or "internal: the job was not scored")
         if outcome.warning:
             logger.warning("%s", outcome.warning)
-        folder = backtest_folder(config.output_dir, sw.symbol, run_label(job.spec, sw.covariates))
-        if finetune is not None:
-            folder = folder.with_name(f"{folder.name}+finetune-{config.finetune}")
-            if zero_shot is not None:
-                versus = versus_zero_shot(sw, outcome.price_q, zero_shot, config)
-                finetune = {**finetune, "versus_zero_shot": versus}
+        mode = None if finetune is None else config.finetune
+        folder = backtest_folder(config.output_dir, sw.symbol, run_label(job.spec, sw.covariates, mode))
+        if finetune is not None and zero_shot is not None:
+            versus = versus_zero_shot(sw, outcome.price_q, zero_shot, config)
+            finetune = {**finetune, "versus_zero_shot": versus}
         summary = write_backtest(
             folder,
             job,
@@ -218,7 +218,13 @@ def _finetuned(
     scored = [jobs[k] for k in positions]
     t0 = time.perf_counter()
     refits = finetune_engines(
-        scored, engine, settings, horizon=config.horizon, output_dir=config.output_dir, progress=progress
+        scored,
+        engine,
+        settings,
+        horizon=config.horizon,
+        output_dir=config.output_dir,
+        load=symbol_loader(config),
+        progress=progress,
     )
     train_s = time.perf_counter() - t0
     t1 = time.perf_counter()
@@ -405,6 +411,7 @@ def write_backtest(
         summary["auto"] = auto
     if finetune is not None:
         summary["finetune"] = finetune
+        summary["run"] = run_label(spec, sw.covariates, finetune.get("mode"))
     extra: dict[str, Any] = {"finetune": finetune} if finetune is not None else {}
     manifest = run_record(
         config=config,

@@ -39,7 +39,7 @@ CELL_FORMAT = 4
 
 @dataclass
 class SymbolSweep:
-    """One symbol's windows, split, and cells (scores per augmentation spec)."""
+    """One symbol's windows, split, and cells (scores per label: spec[+covariates][+finetune-<mode>])."""
 
     windows: SymbolWindows
     split: dict[str, np.ndarray]  # split name -> window indices, ascending
@@ -59,8 +59,16 @@ class SymbolSweep:
         return self.windows.symbol
 
 
-def cell_key(sw: SymbolWindows, spec: str, config: SweepConfig, model: dict[str, Any]) -> str:
-    """A 16-hex hash of everything a cell's scores depend on."""
+def cell_key(
+    sw: SymbolWindows,
+    spec: str,
+    config: SweepConfig,
+    model: dict[str, Any],
+    *,
+    finetune: dict[str, Any] | None = None,
+) -> str:
+    """A 16-hex hash of everything a cell's scores depend on (``finetune``: a fine-tuned cell's settings
+    and the cache keys of the models that forecast it, :mod:`chronobt.finetune.cells`)."""
     payload = {
         "format": CELL_FORMAT,
         "chronobt": __version__,
@@ -83,6 +91,7 @@ def cell_key(sw: SymbolWindows, spec: str, config: SweepConfig, model: dict[str,
         "n_paths": config.n_paths,
         "model": model,
         **({"covariates": list(sw.covariates)} if sw.covariates else {}),
+        **({"finetune": finetune} if finetune is not None else {}),
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -136,8 +145,12 @@ def window_loss(
     return [float(x) if np.isfinite(x) else None for x in loss]
 
 
-def score_cell(plan: SymbolSweep, job: Job, config: SweepConfig, engine: Chronos2Engine) -> dict[str, Any]:
-    """Invert one forecast job and score it on each split; the JSON cell that is stored."""
+def score_cell(
+    plan: SymbolSweep, job: Job, config: SweepConfig, engine: Chronos2Engine, *, label: str | None = None
+) -> dict[str, Any]:
+    """Invert one forecast job and score it on each split; the JSON cell that is stored under ``label``
+    (default: the job's, ``spec[+covariates]``; a fine-tuned cell's ends with ``+finetune-<mode>``)."""
+    label = label or job.label
     inversion = invert_job(job, engine.quantile_levels, config, device=engine.device)
     price_q = inversion.price_q
     calibrated = calibrate(plan.windows, price_q, config)[0] if config.calibrate == "conformal" else None
@@ -167,7 +180,7 @@ def score_cell(plan: SymbolSweep, job: Job, config: SweepConfig, engine: Chronos
             "significance": ev.significance,
             "window_loss": window_loss(sub, price_q[index], config, plan.references[name]),
         }
-    return {"key": plan.keys[job.label], "symbol": plan.symbol, "preaug": job.label, "splits": splits}
+    return {"key": plan.keys[label], "symbol": plan.symbol, "preaug": label, "splits": splits}
 
 
 def against(

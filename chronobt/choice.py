@@ -4,6 +4,12 @@ A sweep writes it (:func:`build_choice`, :func:`write_choice`); ``--preaug auto`
 reads it (:func:`resolve_preaug`) under the loaded symbol's name and checks that it still applies
 (:func:`choice_differences`): bars appended after the sweep's last bar are fine; replaced or truncated
 data, another horizon, context, target set or model is one warning line (an error with ``strict``).
+
+A choice can be a fine-tuned cell (``best_finetune``: ``lora``/``full``, from ``sweep --finetune``). A
+run reads it only when it fine-tunes the same way (``--finetune`` of that mode: the backtest then writes
+the fine-tuned results beside the zero-shot ones, the forecast uses the fine-tuned model); otherwise it is
+an error naming the option to add, since training is never started implicitly. Other fine-tune settings
+(steps, learning rate, context, batch, per symbol) than the sweep's are a difference like the horizon.
 """
 
 from __future__ import annotations
@@ -24,14 +30,23 @@ from chronobt.atomic import write_json_atomic
 from chronobt.augment import parse_augmentation
 from chronobt.cells import against
 from chronobt.config import RunOptions, SweepConfig
-from chronobt.covariates import covariates_label, equivalent_label, parse_covariates, split_label
+from chronobt.covariates import (
+    covariates_label,
+    equivalent_label,
+    label_finetune,
+    parse_covariates,
+    split_label,
+)
 from chronobt.data import OHLC
 from chronobt.errors import ConfigError, DataError
+from chronobt.finetune.training import FinetuneSettings
 
 logger = logging.getLogger(__name__)
 
 SPLITS = ("validation", "test")
 NONE = "none"
+#: Fine-tune settings a run must share with the sweep for its fine-tuned choice to apply unchanged.
+RECIPE = ("steps", "learning_rate", "context", "batch_size", "per_symbol")
 
 
 class StaleChoiceError(DataError):
@@ -49,12 +64,14 @@ class ResolvedPreaug:
     differences : what differs between the sweep and this run (empty when the choice still applies).
     covariates : the covariates to run with: the sweep's chosen set with ``auto`` (when the sweep
         recorded one), else ``--covariates``.
+    finetune : ``lora``/``full`` when the sweep chose a fine-tuned cell, else ``None``.
     """
 
     spec: str
     choice: dict[str, Any] | None = None
     differences: tuple[str, ...] = field(default=())
     covariates: tuple[str, ...] = ()
+    finetune: str | None = None
 
     def selection_span(self, ohlc: OHLC) -> tuple[int, int] | None:
         """Bar indices ``(first origin, last future bar)`` of the sweep's validation windows in ``ohlc``.
@@ -102,6 +119,7 @@ def auto_record(
     span = resolved.selection_span(ohlc)
     record: dict[str, Any] = {
         "choice": resolved.spec,
+        "finetune": resolved.finetune,
         "chosen_at": resolved.choice.get("created_at"),
         "selection_span": None,
         "windows_in_selection_span": None,
@@ -163,10 +181,12 @@ def build_choice(
     test_part = cells[best]["splits"]["test"]
     equivalent = {s: equivalent_label(s) for s in cells}
     best_spec, best_covariates = split_label(best)
+    settings = FinetuneSettings.from_config(config)
     return {
         "symbol": ohlc.symbol,
         "best_preaug": best_spec,
         "best_covariates": covariates_label(best_covariates),
+        "best_finetune": label_finetune(best),
         "best": best,
         "best_params": dict(parse_augmentation(best_spec).params),
         "selection_metric": config.metric,
@@ -197,6 +217,7 @@ def build_choice(
             "targets": list(config.targets),
             "quantiles": list(config.quantiles),
             "seed": config.seed,
+            "finetune": None if settings is None else settings.record(),
             "candidates": list(cells),
         },
         "model": {"id": model.get("id"), "checksum": model.get("checksum")},
@@ -276,6 +297,14 @@ def choice_differences(
         if then is not None and then != now:
             show = (lambda v: ",".join(v)) if name == "targets" else str
             found.append(f"{name} {show(now)} (the sweep's was {show(then)})")
+    mode = payload.get("best_finetune")
+    settings = FinetuneSettings.from_config(options)
+    then_tune = swept.get("finetune") or {}
+    if mode and settings is not None and settings.mode == mode and then_tune:
+        now_tune = settings.record()
+        for name in RECIPE:
+            if name in then_tune and then_tune[name] != now_tune[name]:
+                found.append(f"finetune {name} {now_tune[name]} (the sweep's was {then_tune[name]})")
     then_model = (payload.get("model") or {}).get("checksum")
     now_model = model.get("checksum")
     if then_model and now_model and then_model != now_model:
@@ -310,6 +339,14 @@ def resolve_preaug(
         )
         return ResolvedPreaug(spec=NONE, covariates=tuple(options.covariates))
     spec = str(parse_augmentation(str(payload["best_preaug"])))
+    mode = payload.get("best_finetune")
+    if mode and options.finetune != mode:
+        where = choice_path(options.output_dir, symbol)
+        raise ConfigError(
+            f"{where}: the sweep chose {payload.get('best', spec)}, a model fine-tuned with --finetune "
+            f"{mode}; add --finetune {mode} (with the sweep's --finetune-* options) to fine-tune it the "
+            "same way, or sweep without --finetune"
+        )
     chosen = payload.get("best_covariates")
     covariates = parse_covariates(str(chosen)) if chosen is not None else tuple(options.covariates)
     if options.covariates and covariates != tuple(options.covariates):
@@ -321,17 +358,20 @@ def resolve_preaug(
     if differences:
         what = "; ".join(differences)
         where = choice_path(options.output_dir, symbol)
+        chosen_run = str(payload.get("best") or spec) if mode else spec  # name the fine-tuned cell
         if strict:
             raise StaleChoiceError(
-                f"{where}: the sweep chose {spec} under other conditions: {what}; "
+                f"{where}: the sweep chose {chosen_run} under other conditions: {what}; "
                 f"rerun `chronobt sweep {symbol}` with this run's options, or drop --strict-auto"
             )
         logger.warning(
             "%s: --preaug auto uses %s from %s, chosen under other conditions: %s; "
             "rerun `chronobt sweep %s` with this run's options (--strict-auto makes this an error)",
-            symbol, spec, where, what, symbol,
+            symbol, chosen_run, where, what, symbol,
         )  # fmt: skip
-    return ResolvedPreaug(spec=spec, choice=payload, differences=differences, covariates=covariates)
+    return ResolvedPreaug(
+        spec=spec, choice=payload, differences=differences, covariates=covariates, finetune=mode or None
+    )
 
 
 def _json_float(x: float) -> float | None:

@@ -116,8 +116,6 @@ class RunOptions:
             raise ConfigError(f"--finetune-batch must be >= 1 series, got {self.finetune_batch}")
         if self.refit_every is not None and self.refit_every < 1:
             raise ConfigError(f"--refit-every must be >= 1 windows, got {self.refit_every}")
-        if self.finetune != "off" and self.covariates:
-            raise ConfigError("--finetune does not take --covariates yet; drop one of them")
         if self.finetune == "off":
             given = [
                 name
@@ -255,10 +253,6 @@ class SweepConfig(EvaluationOptions):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.finetune != "off":
-            raise ConfigError(
-                "--finetune is not supported by sweep yet; sweep zero-shot, then backtest --finetune"
-            )
         if self.metric not in SELECTION_METRICS:
             raise ConfigError(f"--metric {self.metric!r} is not one of {', '.join(SELECTION_METRICS)}")
         if self.validation_windows < 1 or self.test_windows < 1:

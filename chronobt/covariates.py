@@ -18,7 +18,8 @@
 Rows follow chronos' own order: targets, then the past-only covariates (in the order given), then the
 known ones. Covariates are not pre-augmented (the augmentation applies to the targets only), not scored
 and not written as forecasts. A run's label is ``<preaug>+<covariate>+...`` (:func:`run_label`), e.g.
-``differencing+volume+calendar``: the backtest folder name and the ``preaug`` of every record.
+``differencing+volume+calendar``: the backtest folder name and the ``preaug`` of every record; a
+fine-tuned run's ends with ``+finetune-<mode>`` (``differencing+volume+finetune-lora``).
 """
 
 from __future__ import annotations
@@ -42,6 +43,8 @@ CALENDAR = "calendar"
 #: Covariates whose future values are known (computed from timestamps).
 KNOWN = frozenset({CALENDAR})
 NONE = "none"
+#: How a fine-tuned run's label ends: ``<preaug>[+<covariate>...]+finetune-<mode>``.
+FINETUNE_TAG = "finetune-"
 
 _SECONDS_PER_DAY = 86_400.0
 
@@ -81,25 +84,46 @@ def covariates_label(covariates: Sequence[str]) -> str:
     return "+".join(covariates) if covariates else NONE
 
 
-def run_label(spec: str, covariates: Sequence[str]) -> str:
-    """The augmentation spec with its covariates: ``differencing+volume+calendar`` (just ``spec`` if none)."""
-    return "+".join([spec, *covariates]) if covariates else spec
+def run_label(spec: str, covariates: Sequence[str], finetune: str | None = None) -> str:
+    """The augmentation spec with its covariates, and the fine-tune mode of a fine-tuned run:
+    ``differencing+volume+calendar``, ``differencing+volume+finetune-lora`` (just ``spec`` if neither)."""
+    tuned = [f"{FINETUNE_TAG}{finetune}"] if finetune else []
+    return "+".join([spec, *covariates, *tuned])
 
 
 def split_label(label: str) -> tuple[str, tuple[str, ...]]:
-    """:func:`run_label`'s inverse: ``differencing+volume`` -> ``("differencing", ("volume",))``."""
-    spec, *covariates = label.split("+")
-    return spec, tuple(covariates)
+    """:func:`run_label`'s inverse without the fine-tune part: ``differencing+volume+finetune-lora`` ->
+    ``("differencing", ("volume",))`` (:func:`label_finetune` reads the mode)."""
+    spec, *rest = label.split("+")
+    return spec, tuple(p for p in rest if not p.startswith(FINETUNE_TAG))
+
+
+def label_finetune(label: str) -> str | None:
+    """The fine-tune mode of a run label (``...+finetune-lora`` -> ``lora``), ``None`` for zero-shot.
+
+    Unambiguous: a covariate symbol is upper case, so ``finetune-...`` is never one.
+    """
+    tags = [p for p in label.split("+")[1:] if p.startswith(FINETUNE_TAG)]
+    return tags[-1][len(FINETUNE_TAG) :] if tags else None
+
+
+def zero_shot_label(label: str) -> str:
+    """``label`` without its fine-tune part: the zero-shot run it is compared with."""
+    return run_label(*split_label(label))
 
 
 def equivalent_label(label: str) -> str | None:
     """The label whose forecast ``label``'s equals (an affine augmentation is ``none``'s, with the same
-    covariates: :func:`chronobt.augment.affine_equivalent`), else ``None``."""
+    covariates and fine-tuning: :func:`chronobt.augment.affine_equivalent`), else ``None``.
+
+    Fine-tuned too: Chronos-2 standardises every context and scores its training loss on the
+    standardised targets, so a per-series affine map leaves the training gradients as they are.
+    """
     from chronobt.augment import affine_equivalent
 
     spec, covariates = split_label(label)
     same = affine_equivalent(spec)
-    return None if same is None else run_label(same, covariates)
+    return None if same is None else run_label(same, covariates, label_finetune(label))
 
 
 @dataclass(frozen=True)

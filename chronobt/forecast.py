@@ -43,6 +43,7 @@ from chronobt.pipeline import (
     make_job,
     model_context,
     prepare_each,
+    symbol_loader,
 )
 from chronobt.results import forecast_folder, forecast_table, run_record
 from chronobt.uncertainty import calibrate, history_windows, invert_job
@@ -170,7 +171,13 @@ def _finetuned(
         for j in jobs
     ]
     refits = finetune_engines(
-        live, engine, settings, horizon=config.horizon, output_dir=config.output_dir, progress=progress
+        live,
+        engine,
+        settings,
+        horizon=config.horizon,
+        output_dir=config.output_dir,
+        load=symbol_loader(config),
+        progress=progress,
     )
     engines: dict[int, Chronos2Engine] = {}
     records: dict[int, dict[str, Any]] = {}

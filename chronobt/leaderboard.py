@@ -5,7 +5,9 @@ selection target's metrics, the skill against the naive baseline, the rank withi
 the augmentation was selected (on validation) and ``equivalent_to``: ``"none"`` for an augmentation that
 forecasts what ``none`` forecasts (:func:`chronobt.augment.affine_equivalent`; its scores are ``none``'s).
 Scores within a relative :data:`TIE_RTOL` of each other tie, and a tie goes to the earlier candidate
-(``none`` first). A sweep over some symbols replaces only those symbols' rows (:func:`merge_leaderboard`).
+(``none`` first). With ``--finetune`` a fine-tuned cell (``<label>+finetune-<mode>``) has ``finetune``
+``lora``/``full`` (``off`` for zero-shot) and ``p_value_zero_shot``, its test against its zero-shot
+twin. A sweep over some symbols replaces only those symbols' rows (:func:`merge_leaderboard`).
 """
 
 from __future__ import annotations
@@ -22,12 +24,13 @@ from chronobt.atomic import write_parquet_atomic, write_text_atomic
 from chronobt.cells import against
 from chronobt.choice import NONE, SPLITS, split_score
 from chronobt.config import SweepConfig
-from chronobt.covariates import equivalent_label
+from chronobt.covariates import equivalent_label, label_finetune, zero_shot_label
 from chronobt.metrics import METRIC_NAMES
 
 LEADERBOARD_COLUMNS = (
     "symbol",
     "preaug",
+    "finetune",
     "split",
     "target",
     "windows",
@@ -38,6 +41,7 @@ LEADERBOARD_COLUMNS = (
     "equivalent_to",
     "p_value_naive",
     "p_value_none",
+    "p_value_zero_shot",
 )
 #: Scores within this relative difference of each other tie (float noise), broken by candidate order.
 TIE_RTOL = 1e-9
@@ -108,10 +112,12 @@ def symbol_rows(
     for split in SPLITS:
         for spec, cell in cells.items():
             part = cell["splits"][split]
+            mode, twin = label_finetune(spec), zero_shot_label(spec)
             rows.append(
                 {
                     "symbol": symbol,
                     "preaug": spec,
+                    "finetune": mode or "off",
                     "split": split,
                     "target": config.target,
                     "windows": part["windows"],
@@ -124,6 +130,9 @@ def symbol_rows(
                     "p_value_none": None
                     if spec == NONE or NONE not in cells
                     else against(cell, cells[NONE], split, config)["p_value"],
+                    "p_value_zero_shot": against(cell, cells[twin], split, config)["p_value"]
+                    if mode and twin in cells
+                    else None,
                 }
             )
     return rows
@@ -132,11 +141,14 @@ def symbol_rows(
 def leaderboard_frame(rows: Sequence[Mapping[Any, Any]]) -> pd.DataFrame:
     """Rows -> the leaderboard with its documented columns and dtypes."""
     board = pd.DataFrame(list(rows), columns=list(LEADERBOARD_COLUMNS))
-    for name in (*METRIC_NAMES, "skill", "p_value_naive", "p_value_none"):
+    for name in (*METRIC_NAMES, "skill", "p_value_naive", "p_value_none", "p_value_zero_shot"):
         board[name] = pd.to_numeric(board[name], errors="coerce").astype("float64")
     board["equivalent_to"] = pd.Series(
         [v if isinstance(v, str) else None for v in board["equivalent_to"]], index=board.index
     )  # dtype as pandas infers it, so the frame equals its parquet round trip
+    board["finetune"] = pd.Series(
+        [v if isinstance(v, str) else "off" for v in board["finetune"]], index=board.index
+    )  # a leaderboard written before fine-tuning: zero-shot rows
     return board.astype({"windows": "int64", "rank": "int64", "selected": "bool"})
 
 

@@ -18,6 +18,11 @@ Covariate sets (``covariate_sets``, :mod:`chronobt.covariates`) are a second dim
 the spec alone), all ranked together, so the nested selection picks the best pair. No covariates is
 always swept (the reference ``none`` is the plain model).
 
+With ``--finetune lora|full`` every candidate also gets a fine-tuned twin ``<label>+finetune-<mode>``
+(:mod:`chronobt.finetune.cells`): forecast on the same windows by a model fine-tuned on bars before the
+first validation origin, ranked with the zero-shot cells, cached and resumed like them. They run in this
+process after the zero-shot cells (with ``--executor ray`` too).
+
 Outputs under ``<output-dir>/sweep/``: ``leaderboard.csv`` / ``leaderboard.parquet``
 (:mod:`chronobt.leaderboard`; a sweep over some symbols keeps the other symbols' rows),
 ``best/<SYMBOL>.json`` (:mod:`chronobt.choice`, read by ``--preaug auto``)
@@ -46,7 +51,14 @@ from chronobt.covariates import equivalent_label, run_label, split_label, with_c
 from chronobt.data import OHLC, list_symbols
 from chronobt.engine import Chronos2Engine, EngineConfig
 from chronobt.errors import ChronobtError, ConfigError, DataError
-from chronobt.executors import Executor, open_executor
+from chronobt.executors import Executor, LocalExecutor, open_executor
+from chronobt.finetune import FinetuneSettings, base_checksum_of, require_peft
+from chronobt.finetune.cells import (
+    TunedCandidate,
+    models_record,
+    plan_candidates,
+    tuned_cells,
+)
 from chronobt.leaderboard import (
     LEADERBOARD_COLUMNS,
     leaderboard_frame,
@@ -80,6 +92,9 @@ class SweepReport:
     failures : symbol -> why it has no result.
     cells_cached, cells_computed : how many cells came from the cache / went through the model.
     cells_derived : how many cells took the scores of an equivalent augmentation's cell (``none``).
+    finetune : with ``--finetune``: the settings and every fine-tuned model (``manifest.json``'s
+        ``finetune``: cutoff, steps, loss summary, checksum, cache key, ``cached``, ``used``).
+    models_trained, models_cached : fine-tuned models trained by this run / found in the cache.
     """
 
     folder: Path
@@ -90,6 +105,9 @@ class SweepReport:
     cells_computed: int = 0
     cells_derived: int = 0
     engine_record: dict[str, Any] = field(default_factory=dict)
+    finetune: dict[str, Any] | None = None
+    models_trained: int = 0
+    models_cached: int = 0
 
 
 def discover_symbols(data_dir: Path) -> tuple[str, ...]:
@@ -160,8 +178,12 @@ def run_sweep(
     symbols' chunks run on ``executor`` if given (its owner closes it), else on ``config.executor``.
     """
     symbols = config.symbols or discover_symbols(config.data_dir)
+    require_peft(config.finetune)
+    settings = FinetuneSettings.from_config(config)
     covariate_sets = config.candidate_covariates
-    specs = tuple(run_label(s, c) for c in covariate_sets for s in candidate_specs(config.preaugs))
+    zero_shot = tuple(run_label(s, c) for c in covariate_sets for s in candidate_specs(config.preaugs))
+    tuned = tuple(run_label(*split_label(s), settings.mode) for s in zero_shot) if settings else ()
+    specs = zero_shot + tuned  # tie-break order: none first, a zero-shot cell before its fine-tuned twin
     report = SweepReport(folder=sweep_folder(config.output_dir))
     if engine is None:
         engine = Chronos2Engine(engine_config or EngineConfig())
@@ -182,14 +204,15 @@ def run_sweep(
             horizon=config.horizon,
             label=sw.symbol,
         )
-        keys = {s: cell_key(by_covariates.get(split_label(s)[1], sw), s, config, model) for s in specs}
+        keys = {s: cell_key(by_covariates.get(split_label(s)[1], sw), s, config, model) for s in zero_shot}
         return SymbolSweep(sw, split, keys, by_covariates=by_covariates)
 
     plans = prepare_each(symbols, config, prepare, failures=report.failures, progress=progress)
+    candidates = plan_candidates(plans, tuned, config, engine, settings) if settings else {}
 
     if not config.force:
         for plan in plans:
-            for spec in specs:
+            for spec in (s for s in specs if s in plan.keys):  # a fine-tuned one may have failed already
                 cell = read_cell(
                     cell_path(config.output_dir, plan.symbol, spec, plan.keys[spec]), plan.keys[spec]
                 )
@@ -200,8 +223,10 @@ def run_sweep(
     if progress and report.cells_cached:
         progress("cached", report.cells_cached, len(plans) * len(specs))
 
-    _forecast_pending(plans, specs, config, engine, report, progress, executor)
+    _forecast_pending(plans, zero_shot, config, engine, report, progress, executor)
     report.engine_record = report.engine_record or engine.record()  # Ray: what the workers ran
+    if settings:
+        _forecast_finetuned(plans, tuned, candidates, config, engine, settings, report, progress, executor)
     _publish(plans, specs, config, engine, report, command)
     return report
 
@@ -288,6 +313,57 @@ def _derive_cells(plan: SymbolSweep, specs: Sequence[str], config: SweepConfig, 
         report.cells_derived += 1
 
 
+def _forecast_finetuned(
+    plans: Sequence[SymbolSweep],
+    labels: Sequence[str],
+    candidates: dict[str, TunedCandidate],
+    config: SweepConfig,
+    engine: Chronos2Engine,
+    settings: FinetuneSettings,
+    report: SweepReport,
+    progress: Progress | None,
+    executor: Executor | None,
+) -> None:
+    """Train (or load) and forecast the uncached fine-tuned cells in this process, one label at a time,
+    storing each cell when scored; then give the equivalent labels their source's cells."""
+    pending = {
+        label: [p.symbol for p in plans if label in p.keys and label not in p.cells] for label in candidates
+    }
+    elsewhere = config.executor != "local" if executor is None else not isinstance(executor, LocalExecutor)
+    if any(pending.values()) and elsewhere:
+        logger.warning(
+            "fine-tuned cells run in this process, not on the Ray workers (their weights are not shipped)"
+        )
+    checksum = base_checksum_of(engine)
+    for label, candidate in candidates.items():
+        if not pending[label]:
+            continue
+        outcomes = tuned_cells(
+            candidate,
+            plans,
+            pending[label],
+            config,
+            engine,
+            settings,
+            base_checksum=checksum,
+            progress=progress,
+        )
+        for plan, cell, why in outcomes:
+            if cell is None:
+                plan.failed[label] = str(why)
+                logger.warning("%s: %s skipped: %s", plan.symbol, label, why)
+                continue
+            write_json_atomic(cell_path(config.output_dir, plan.symbol, label, plan.keys[label]), cell)
+            plan.cells[label] = cell
+            report.cells_computed += 1
+    for plan in plans:
+        _derive_cells(plan, [s for s in labels if equivalent_label(s) in labels], config, report)
+    models = models_record(list(candidates.values()), config.output_dir)
+    report.finetune = {"settings": settings.record(), "models": models}
+    report.models_trained = sum(1 for m in models if not m["cached"] and m["used"])
+    report.models_cached = sum(1 for m in models if m["cached"])
+
+
 def _publish(
     plans: Sequence[SymbolSweep],
     specs: Sequence[str],
@@ -324,6 +400,7 @@ def _publish(
         write_leaderboard(report.folder, report.leaderboard)
     for payload in report.best.values():
         write_choice(config.output_dir, payload)
+    extra: dict[str, Any] = {"finetune": report.finetune} if report.finetune is not None else {}
     write_json_atomic(
         report.folder / "manifest.json",
         run_record(
@@ -340,5 +417,6 @@ def _publish(
                 "derived": report.cells_derived,
             },
             failures=report.failures,
+            **extra,
         ),
     )

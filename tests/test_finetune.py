@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -295,13 +296,68 @@ def test_cli_backtest_finetune_quiet_prints_nothing_and_writes_both_folders(
     assert folders == ["none", "none+finetune-full"]
 
 
-def test_sweep_with_finetune_is_a_config_error_until_it_runs_on_the_executors() -> None:
-    from chronobt.config import SweepConfig
+def _spy_fit(engine: Chronos2Engine, monkeypatch: pytest.MonkeyPatch) -> list[list[dict[str, Any]]]:
+    """Record the inputs of every ``pipeline.fit`` call (training still runs)."""
+    real = engine.pipeline.fit
+    calls: list[list[dict[str, Any]]] = []
 
-    with pytest.raises(ConfigError, match="--finetune is not supported by sweep yet"):
-        SweepConfig(symbols=("AAA",), **TUNE)
+    def spy(inputs: Any, *args: Any, **kwargs: Any) -> Any:
+        calls.append(list(inputs))
+        return real(inputs, *args, **kwargs)
+
+    monkeypatch.setattr(engine.pipeline, "fit", spy)
+    return calls
 
 
-def test_finetune_with_covariates_is_a_config_error() -> None:
-    with pytest.raises(ConfigError, match="--finetune does not take --covariates"):
-        BacktestConfig(symbols=("AAA",), covariates=("volume",), **TUNE)
+def test_finetune_with_covariates_trains_on_targets_and_covariates_up_to_the_cutoff(
+    tmp_path: Path, engine: Chronos2Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    frame = ohlc_frame(400, seed=5)
+    data = tmp_path / "data"
+    data.mkdir()
+    frame.to_parquet(data / "AAA.parquet", index=False)
+    calls = _spy_fit(engine, monkeypatch)
+    config = _config(data, tmp_path / "out", covariates=("volume", "calendar"), preaug="differencing")
+    report = run_backtest(config, engine=engine)
+    assert not report.failures
+    tuned = _tuned(report)
+    assert tuned.folder.name == "differencing+volume+calendar+finetune-full"
+    assert tuned.summary["run"] == "differencing+volume+calendar+finetune-full"
+    assert tuned.summary["covariate_rows"] == ["volume", "hour_sin", "hour_cos", "dow_sin", "dow_cos"]
+    refit = tuned.summary["finetune"]["refits"][0]
+    cutoff = pd.Timestamp(refit["cutoff"])
+    assert cutoff == pd.Timestamp(_forecasts(tuned)["origin"].min())  # the first evaluated origin
+    (series,) = calls[0]
+    rows = int((frame["timestamp"] <= cutoff).sum())  # bars up to and including the cutoff
+    assert series["context"].shape == (4 + 5, rows)
+    assert (series["n_targets"], series["n_covariates"], series["n_future_covariates"]) == (4, 5, 4)
+    volume = np.log1p(frame["volume"].to_numpy()[:rows])
+    np.testing.assert_allclose(series["context"][4].numpy(), volume, rtol=1e-6)
+
+    _perturb_after(frame, cutoff)  # prices and volume after the cutoff
+    frame.loc[frame["timestamp"] > cutoff, "volume"] *= 3.0
+    frame.to_parquet(data / "AAA.parquet", index=False)
+    again = _tuned(run_backtest(replace(config, output_dir=tmp_path / "out2"), engine=engine))
+    assert again.summary["finetune"]["refits"][0]["checksum"] == refit["checksum"]
+
+
+def test_finetune_with_another_symbols_close_as_covariate_runs_in_forecast(
+    tmp_path: Path, engine: Chronos2Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_symbol(tmp_path / "data", "AAA", 400, seed=1)
+    write_symbol(tmp_path / "data", "BBB", 400, seed=2)
+    calls = _spy_fit(engine, monkeypatch)
+    config = ForecastConfig(
+        symbols=("AAA",),
+        horizon=8,
+        context=128,
+        data_dir=tmp_path / "data",
+        output_dir=tmp_path / "out",
+        covariates=("BBB",),
+        **TUNE,
+    )
+    result = run_forecast(config, engine=engine).results[0]
+    assert result.payload["model"]["source"] == "finetune"
+    (series,) = calls[0]
+    assert series["context"].shape == (5, 400)  # every bar up to the last, with BBB's close beside
+    assert series["n_future_covariates"] == 0

@@ -82,7 +82,9 @@ def register(app: typer.Typer) -> None:
         """Try every pre-augmentation on every symbol; earlier windows choose, later windows report.
 
         Writes <output-dir>/sweep/ (leaderboard.csv/.parquet, best/<SYMBOL>.json read by --preaug auto).
-        Finished cells are cached: a rerun skips them, --force recomputes.
+        Finished cells are cached: a rerun skips them, --force recomputes. With --finetune lora|full each
+        candidate also runs fine-tuned (<preaug>+finetune-<mode>) on bars before the first validation
+        origin, ranked with the zero-shot ones; the weights are cached under <output-dir>/finetune/.
         """
         config = SweepConfig(
             symbols=tuple(symbols or ()),
@@ -113,7 +115,15 @@ def render(ui: Ui, report: SweepReport) -> None:
                 "best": {
                     s: {
                         k: b[k]
-                        for k in ("best_preaug", "best_params", "selection_metric", "validation", "test")
+                        for k in (
+                            "best",
+                            "best_preaug",
+                            "best_finetune",
+                            "best_params",
+                            "selection_metric",
+                            "validation",
+                            "test",
+                        )
                     }
                     for s, b in report.best.items()
                 },
@@ -124,6 +134,7 @@ def render(ui: Ui, report: SweepReport) -> None:
                     "derived": report.cells_derived,
                 },
                 "failures": report.failures,
+                **({"finetune": report.finetune} if report.finetune is not None else {}),
             }
         )
         return
@@ -151,7 +162,8 @@ def render(ui: Ui, report: SweepReport) -> None:
             "p vs naive",
             "p vs none",
         )
-        for name in (*names, "test cov80"):
+        tuned = report.finetune is not None
+        for name in (*names, *(("p vs zero-shot",) if tuned else ()), "test cov80"):
             table.add_column(name, justify="left" if name == "preaug" else "right")
         equivalent = best.get("equivalent_to", {})
         for spec in val.sort_values("rank").index:
@@ -165,6 +177,7 @@ def render(ui: Ui, report: SweepReport) -> None:
                 _fmt(test.loc[spec, "skill"]),
                 p_value_text(test.loc[spec, "p_value_naive"]),
                 p_value_text(test.loc[spec, "p_value_none"]),
+                *((p_value_text(test.loc[spec, "p_value_zero_shot"]),) if tuned else ()),
                 _fmt(test.loc[spec, "coverage_80"]),
                 style="bold green" if chosen else None,
             )
@@ -177,18 +190,26 @@ def render(ui: Ui, report: SweepReport) -> None:
             "-",
             "-",
             "-",
+            *(("-",) if tuned else ()),
             _fmt(naive.get("coverage_80")),
         )
         ui.out.print(table)
+    twin = " / its zero-shot twin" if report.finetune is not None else ""
     ui.out.print(
-        "* chosen on validation; p = Diebold-Mariano p-value of the test windows' MASE against naive / none "
-        f"(* below {SIGNIFICANT})"
+        "* chosen on validation; p = Diebold-Mariano p-value of the test windows' MASE against naive / none"
+        f"{twin} (* below {SIGNIFICANT})"
     )
     derived = f", {report.cells_derived} equal to none's (affine)" if report.cells_derived else ""
     ui.out.print(
         f"{report.cells_computed} cells computed, {report.cells_cached} cached{derived}; "
         f"written: {report.folder}"
     )
+    if report.finetune is not None:
+        mode = report.finetune["settings"]["mode"]
+        ui.out.print(
+            f"fine-tuned models ({mode}): {report.models_trained} trained, {report.models_cached} cached "
+            f"(under {report.folder.parent / 'finetune'})"
+        )
 
 
 def _fmt(x: Any) -> str:

@@ -1,17 +1,24 @@
 """Walk-forward fine-tuning (``--finetune lora|full``): :mod:`.walkforward` plans the refits and forecasts
-with them, :mod:`.training` fine-tunes and caches one model."""
+with them, :mod:`.training` fine-tunes and caches one model, :mod:`.cells` runs a sweep's fine-tuned
+cells."""
 
 from chronobt.finetune.training import (
     DEFAULT_LR,
     DEFAULT_STEPS,
     FinetuneSettings,
+    TrainingSeries,
     require_peft,
     weights_checksum,
 )
 from chronobt.finetune.walkforward import (
+    Member,
+    ModelPlan,
     Refit,
+    base_checksum_of,
     finetune_engines,
+    fit_models,
     forecast_refits,
+    plan_models,
     plan_refits,
     refit_of,
     symbol_record,
@@ -22,9 +29,15 @@ __all__ = [
     "DEFAULT_LR",
     "DEFAULT_STEPS",
     "FinetuneSettings",
+    "Member",
+    "ModelPlan",
     "Refit",
+    "TrainingSeries",
+    "base_checksum_of",
     "finetune_engines",
+    "fit_models",
     "forecast_refits",
+    "plan_models",
     "plan_refits",
     "refit_of",
     "require_peft",

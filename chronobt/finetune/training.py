@@ -10,6 +10,11 @@ callback is removed and its tqdm bar disabled: progress goes to the ``progress``
 
 Defaults follow ``Chronos2Pipeline.fit``: 1000 steps, batch 256, learning rate 1e-6 for ``full``; for
 ``lora`` chronos' docstring recommends a higher rate, 1e-5, which is our default there.
+
+Training series go to ``fit`` in chronos' prepared-input form (``context`` rows: targets, past-only
+covariates, then the covariates known into the future, with ``n_targets``, ``n_covariates`` and
+``n_future_covariates``), the row order the forecasts use. In training chronos takes a known covariate's
+future from the series' own later bars, so a series that ends at the cutoff reads nothing after it.
 """
 
 from __future__ import annotations
@@ -46,6 +51,33 @@ DEFAULT_LR = {"full": 1e-6, "lora": 1e-5}
 #: Bumped when the cache folder's layout or the training recipe changes.
 CACHE_FORMAT = 1
 RECORD_FILE = "finetune.json"
+
+
+@dataclass(frozen=True)
+class TrainingSeries:
+    """One training series: ``values`` ``[rows, time]`` float64, the targets (augmented) first, then the
+    covariate rows as the forecasts see them, past-only before the ``n_known`` known into the future."""
+
+    values: np.ndarray
+    n_targets: int
+    n_known: int = 0
+
+    @property
+    def n_covariates(self) -> int:
+        return int(self.values.shape[0]) - self.n_targets
+
+    def prepared(self, horizon: int) -> dict[str, Any]:
+        """chronos' prepared input (``chronos.chronos2.preprocess.PreparedInput``) of this series."""
+        import torch
+
+        rows = int(self.values.shape[0])
+        return {
+            "context": torch.tensor(self.values, dtype=torch.float32),
+            "future_covariates": torch.full((rows, horizon), float("nan")),  # read at inference only
+            "n_targets": self.n_targets,
+            "n_covariates": self.n_covariates,
+            "n_future_covariates": self.n_known,
+        }
 
 
 @dataclass(frozen=True)
@@ -122,10 +154,11 @@ def data_fingerprint(series: Sequence[np.ndarray]) -> str:
 def cache_key(
     *,
     base_checksum: str,
-    series: Sequence[np.ndarray],
+    series: Sequence[TrainingSeries],
     specs: Sequence[str],
     settings: FinetuneSettings,
     horizon: int,
+    covariates: Sequence[str] = (),
 ) -> str:
     """A 16-hex hash of everything the fine-tuned weights depend on."""
     import chronos
@@ -135,10 +168,12 @@ def cache_key(
         "chronobt": __version__,
         "chronos": getattr(chronos, "__version__", None),
         "base_checksum": base_checksum,
-        "data": data_fingerprint(series),
+        "data": data_fingerprint([s.values for s in series]),
         "preaugs": list(specs),
         "horizon": horizon,
         **settings.record(),
+        # only with covariates, so the keys of runs without them stay what they were
+        **({"covariates": list(covariates), "known": [s.n_known for s in series]} if covariates else {}),
     }
     text = json.dumps(payload, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
@@ -161,7 +196,7 @@ def _loss_callback(progress: Progress | None, losses: list[float]) -> Any:
 
 def train(
     base: Chronos2Engine,
-    series: Sequence[np.ndarray],
+    series: Sequence[TrainingSeries],
     settings: FinetuneSettings,
     *,
     horizon: int,
@@ -169,7 +204,7 @@ def train(
     info: dict[str, Any],
     progress: Progress | None = None,
 ) -> None:
-    """Fine-tune ``base`` on ``series`` (each ``[variates, time]``) into ``folder``, atomically.
+    """Fine-tune ``base`` on ``series`` (targets and covariate rows) into ``folder``, atomically.
 
     A CUDA out-of-memory error halves the batch and retries; an interrupt leaves no folder behind.
     """
@@ -177,7 +212,7 @@ def train(
     from chronos import Chronos2Pipeline
 
     batch = settings.batch_size
-    inputs = [{"target": s} for s in series]
+    inputs = [s.prepared(horizon) for s in series]
     with replace_dir_atomic(folder) as tmp:
         while True:
             losses: list[float] = []

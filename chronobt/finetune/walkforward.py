@@ -8,8 +8,13 @@ series ends at its last bar at or before that time.
 
 Training data: each symbol's bars up to the cutoff, transformed by the run's augmentation fitted on that
 whole training series (:func:`training_series`; the same fit/transform/filled-bar masking as inference,
-applied to one window ending at the cutoff). Chronos-2 samples its training windows from these series.
+applied to one window ending at the cutoff), with the run's covariate rows up to the cutoff beside them
+(untransformed, as at inference; a known covariate's future in training comes from the series' own later
+bars, so from bars up to the cutoff too). Chronos-2 samples its training windows from these series.
 There is no validation split (the fit's own validation stays off), so nothing after the cutoff is read.
+
+Two steps, so a caller can key its results by the models before training any: :func:`plan_models`
+cuts the training series and computes each model's cache key; :func:`fit_models` trains (or loads) them.
 
 By default one model per refit point is trained on every symbol's series; ``per_symbol`` trains one per
 symbol. Weights are cached under ``<output-dir>/finetune/<key>/`` (a ``save_pretrained`` folder plus
@@ -22,15 +27,18 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
+from chronobt.covariates import covariate_series
+from chronobt.data import OHLC
 from chronobt.engine import Chronos2Engine
-from chronobt.errors import ConfigError, DataError
+from chronobt.errors import ChronobtError, DataError
 from chronobt.finetune.training import (
     RECORD_FILE,
     FinetuneSettings,
+    TrainingSeries,
     cache_key,
     load_finetuned,
     require_peft,
@@ -39,12 +47,39 @@ from chronobt.finetune.training import (
 )
 from chronobt.pipeline import Job, Progress, SymbolWindows, forecast_jobs, make_job
 
+#: load(symbol): another symbol of the data folder (a covariate's series).
+Loader = Callable[[str], OHLC]
+#: on_error(member position, message): a member left out of training (instead of raising).
+OnError = Callable[[int, str], None]
 
-def training_series(sw: SymbolWindows, spec: str, cutoff: int) -> np.ndarray:
-    """One symbol's training series: bars ``0..cutoff`` transformed by ``spec`` fitted on them.
 
-    Returns ``[variates, time]`` float64 (forward-filled bars NaN except a run ending at the cutoff,
-    as at inference). Nothing after ``cutoff`` is read.
+class Source(Protocol):
+    """What a model is trained for: a symbol's windows and the augmentation spec (a :class:`Job` is one)."""
+
+    @property
+    def windows(self) -> SymbolWindows: ...
+
+    @property
+    def spec(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class Member:
+    """A :class:`Source` without a fitted job: the windows and the spec they are forecast with."""
+
+    windows: SymbolWindows
+    spec: str
+
+
+def training_series(
+    sw: SymbolWindows, spec: str, cutoff: int, *, load: Loader | None = None
+) -> TrainingSeries:
+    """One symbol's training series: bars ``0..cutoff`` transformed by ``spec`` fitted on them, and the
+    windows' covariate rows (``sw.covariates``; ``load`` loads another symbol's) up to ``cutoff``.
+
+    Targets are forward-filled bars NaN except a run ending at the cutoff, as at inference; the
+    covariate rows are those of :func:`chronobt.covariates.covariate_series`. Nothing after ``cutoff``
+    reaches the series.
     """
     ohlc = sw.ohlc
     values = ohlc.values(sw.targets)[: cutoff + 1]  # [time, variates]
@@ -57,7 +92,20 @@ def training_series(sw: SymbolWindows, spec: str, cutoff: int) -> np.ndarray:
         origins=np.array([cutoff], dtype=np.int64),
         filled_context=filled[None].copy() if filled.any() else None,
     )
-    return make_job(window, spec).model_input[0]
+    targets = make_job(window, spec).model_input[0]
+    if not sw.covariates:
+        return TrainingSeries(values=targets, n_targets=len(sw.targets))
+    if load is None:
+        raise ChronobtError("internal: fine-tuning with covariates needs a loader for their symbols")
+    series = covariate_series(ohlc, sw.covariates, load=load)
+    if series.names != sw.covariate_names:
+        raise ChronobtError(
+            f"internal: covariate rows {series.names} differ from the windows' {sw.covariate_names}"
+        )
+    rows = series.values[: cutoff + 1].T  # [rows, time]
+    return TrainingSeries(
+        values=np.concatenate([targets, rows]), n_targets=len(sw.targets), n_known=int(series.known.sum())
+    )
 
 
 @dataclass
@@ -69,7 +117,24 @@ class Refit:
     windows: dict[int, np.ndarray] = field(default_factory=dict)
 
 
-def plan_refits(jobs: Sequence[Job], settings: FinetuneSettings) -> list[dict[int, np.ndarray]]:
+@dataclass
+class ModelPlan:
+    """One model to fine-tune or load: its cache key, training series, record and the windows it forecasts
+    (``windows[member position] -> window indices``)."""
+
+    key: str
+    series: list[TrainingSeries]
+    info: dict[str, Any]
+    windows: dict[int, np.ndarray]
+
+    def folder(self, output_dir: Path) -> Path:
+        return output_dir / "finetune" / self.key
+
+    def cached(self, output_dir: Path) -> bool:
+        return (self.folder(output_dir) / RECORD_FILE).is_file()
+
+
+def plan_refits(jobs: Sequence[Source], settings: FinetuneSettings) -> list[dict[int, np.ndarray]]:
     """Window groups per refit point: ``[{job position: window indices}]`` in time order.
 
     Segment ``k`` holds windows ``k*refit_every .. (k+1)*refit_every - 1`` of every job (all windows
@@ -88,6 +153,118 @@ def plan_refits(jobs: Sequence[Job], settings: FinetuneSettings) -> list[dict[in
     return segments
 
 
+def plan_models(
+    sources: Sequence[Source],
+    settings: FinetuneSettings,
+    *,
+    base_checksum: str,
+    horizon: int,
+    load: Loader | None = None,
+    on_error: OnError | None = None,
+) -> list[ModelPlan]:
+    """The model of every refit segment (and source, with ``per_symbol``): training series cut at the
+    segment's cutoff and the cache key. Nothing is trained.
+
+    A source whose training series cannot be made (too few bars, an augmentation that does not apply)
+    raises, or with ``on_error`` is reported there and left out of that model.
+    """
+    groups = [[pos] for pos in range(len(sources))] if settings.per_symbol else [list(range(len(sources)))]
+    plans: list[ModelPlan] = []
+    for segment in plan_refits(sources, settings):
+        for group in groups:
+            members = [pos for pos in group if pos in segment]
+            if not members:
+                continue
+            cutoff_time = min(sources[pos].windows.origin_times[segment[pos][0]] for pos in members)
+            series, cutoffs, kept = [], {}, []
+            for pos in members:
+                sw = sources[pos].windows
+                row = int(sw.ohlc.frame.index.searchsorted(cutoff_time, side="right")) - 1
+                try:
+                    if row + 1 < 2 * horizon:
+                        raise DataError(
+                            f"{sw.ohlc.path}: {row + 1} bars up to {cutoff_time.isoformat()} are too few to "
+                            f"fine-tune on (need {2 * horizon}); {_short_hint(len(members))}"
+                        )
+                    series.append(training_series(sw, sources[pos].spec, row, load=load))
+                except (ChronobtError, ValueError) as exc:
+                    if on_error is None:
+                        raise
+                    on_error(pos, f"fine-tuning: {exc}")
+                    continue
+                cutoffs[sw.symbol] = sw.ohlc.frame.index[row].isoformat()
+                kept.append(pos)
+            if not kept:
+                continue
+            covariates = sources[kept[0]].windows.covariates
+            key = cache_key(
+                base_checksum=base_checksum,
+                series=series,
+                specs=[sources[pos].spec for pos in kept],
+                settings=settings,
+                horizon=horizon,
+                covariates=covariates,
+            )
+            info = {
+                "key": key,
+                "cutoff": cutoff_time.isoformat(),
+                "cutoffs": cutoffs,
+                "symbols": [sources[pos].windows.symbol for pos in kept],
+                "preaugs": sorted({sources[pos].spec for pos in kept}),
+                **({"covariates": list(covariates)} if covariates else {}),
+            }
+            plans.append(ModelPlan(key=key, series=series, info=info, windows={p: segment[p] for p in kept}))
+    return plans
+
+
+def _short_hint(members: int) -> str:
+    if members > 1:  # the cutoff is the earliest first origin of the symbols trained together
+        return (
+            "a model trained on several symbols stops at their earliest first origin: pass "
+            "--finetune-per-symbol to train each up to its own"
+        )
+    return "start the windows later (backtest --start; sweep: fewer --validation-windows/--test-windows)"
+
+
+def fit_models(
+    plans: Sequence[ModelPlan],
+    base: Chronos2Engine,
+    settings: FinetuneSettings,
+    *,
+    horizon: int,
+    output_dir: Path,
+    base_checksum: str,
+    progress: Progress | None = None,
+) -> list[Refit]:
+    """The fine-tuned engine of every plan, trained into ``<output_dir>/finetune/<key>/`` or loaded from it.
+
+    Progress: stage ``finetune`` (training steps of the model being trained), ``finetune cached``
+    (models served from the cache).
+    """
+    refits: list[Refit] = []
+    cached = 0
+    for plan in plans:
+        folder = plan.folder(output_dir)
+        was_cached = plan.cached(output_dir)
+        if not was_cached:
+            train(
+                base, plan.series, settings, horizon=horizon, folder=folder, info=plan.info, progress=progress
+            )
+        else:
+            cached += 1
+            if progress:
+                progress("finetune cached", cached, cached)
+        engine, record = load_finetuned(base, folder, base_checksum=base_checksum)
+        record["cached"] = was_cached
+        refits.append(Refit(engine=engine, record=record, windows=dict(plan.windows)))
+    return refits
+
+
+def base_checksum_of(base: Chronos2Engine) -> str:
+    """The base weights' checksum: the model record's, else computed."""
+    return str(base.model_info.get("checksum") or weights_checksum(base.pipeline.model))
+
+
 def finetune_engines(
     jobs: Sequence[Job],
     base: Chronos2Engine,
@@ -95,64 +272,23 @@ def finetune_engines(
     *,
     horizon: int,
     output_dir: Path,
+    load: Loader | None = None,
     progress: Progress | None = None,
 ) -> list[Refit]:
-    """The fine-tuned engine of every refit segment (and symbol, with ``per_symbol``), trained or cached.
-
-    Progress: stage ``finetune`` (training steps of the model being trained), ``finetune cached``
-    (models served from the cache).
-    """
+    """The fine-tuned engine of every refit segment (and symbol, with ``per_symbol``), trained or cached
+    (:func:`plan_models` then :func:`fit_models`); ``load`` loads covariate symbols."""
     require_peft(settings.mode)
-    if any(job.windows.covariates for job in jobs):
-        raise ConfigError("--finetune does not take covariates yet (here from --preaug auto's sweep choice)")
-    base_checksum = base.model_info.get("checksum") or weights_checksum(base.pipeline.model)
-    groups = [[pos] for pos in range(len(jobs))] if settings.per_symbol else [list(range(len(jobs)))]
-    refits: list[Refit] = []
-    cached = 0
-    for segment in plan_refits(jobs, settings):
-        for group in groups:
-            members = [pos for pos in group if pos in segment]
-            if not members:
-                continue
-            cutoff_time = min(jobs[pos].windows.origin_times[segment[pos][0]] for pos in members)
-            series, cutoffs = [], {}
-            for pos in members:
-                sw = jobs[pos].windows
-                row = int(sw.ohlc.frame.index.searchsorted(cutoff_time, side="right")) - 1
-                if row + 1 < 2 * horizon:
-                    raise DataError(
-                        f"{sw.ohlc.path}: {row + 1} bars up to {cutoff_time.isoformat()} are too few to "
-                        f"fine-tune on (need {2 * horizon}); start the windows later (--start)"
-                    )
-                series.append(training_series(sw, jobs[pos].spec, row))
-                cutoffs[sw.symbol] = sw.ohlc.frame.index[row].isoformat()
-            key = cache_key(
-                base_checksum=base_checksum,
-                series=series,
-                specs=[jobs[pos].spec for pos in members],
-                settings=settings,
-                horizon=horizon,
-            )
-            folder = output_dir / "finetune" / key
-            info = {
-                "key": key,
-                "cutoff": cutoff_time.isoformat(),
-                "cutoffs": cutoffs,
-                "symbols": [jobs[pos].windows.symbol for pos in members],
-                "preaugs": sorted({jobs[pos].spec for pos in members}),
-            }
-            if not (folder / RECORD_FILE).is_file():
-                train(base, series, settings, horizon=horizon, folder=folder, info=info, progress=progress)
-                was_cached = False
-            else:
-                cached += 1
-                was_cached = True
-                if progress:
-                    progress("finetune cached", cached, cached)
-            engine, record = load_finetuned(base, folder, base_checksum=base_checksum)
-            record["cached"] = was_cached
-            refits.append(Refit(engine=engine, record=record, windows={p: segment[p] for p in members}))
-    return refits
+    checksum = base_checksum_of(base)
+    plans = plan_models(jobs, settings, base_checksum=checksum, horizon=horizon, load=load)
+    return fit_models(
+        plans,
+        base,
+        settings,
+        horizon=horizon,
+        output_dir=output_dir,
+        base_checksum=checksum,
+        progress=progress,
+    )
 
 
 def forecast_refits(
