@@ -29,7 +29,6 @@ from chronobt.pipeline import forecast_jobs, make_job, model_context, prepare_wi
 from chronobt.uncertainty import calibrate, invert_job
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "ohlc"
-HOURLY = ("BTCUSDT_1h", "ETHUSDT_1h", "SOLUSDT_1h", "LTCUSDT_1h")
 STEPS = (1, 6, 12, 24)
 MODES = ("auto", "independent", "comonotonic")
 
@@ -62,8 +61,9 @@ def main() -> None:
     parser.add_argument("--windows", type=int, default=200)
     parser.add_argument("--preaugs", default="differencing,rolling_norm")
     parser.add_argument("--model", default="bundled")
+    parser.add_argument("--per-series", action="store_true", help="also one row per series")
     args = parser.parse_args()
-    files = args.files or sorted(p for p in SHARED.glob("*.parquet") if p.name.startswith(HOURLY))
+    files = args.files or sorted(SHARED.glob("*_1h_*.parquet"))  # every hourly series there
     engine = Chronos2Engine(EngineConfig(model=args.model, device="cpu", compile="off"))
     options = EvaluationOptions(horizon=24, context=2048)
     context = model_context(options, engine)
@@ -72,7 +72,7 @@ def main() -> None:
         f"{time.strftime('%Y-%m-%d')}, {platform.machine()}, torch {torch.__version__}, "
         f"model {engine.model_info['id']}, {args.windows} windows x {len(files)} series, horizon 24\n"
     )
-    rows: dict[tuple[str, str], list[dict]] = {}
+    rows: dict[tuple[str, str], list[tuple[str, dict]]] = {}
     for path in files:
         sw = prepare_windows(load_ohlc(path), options, windows=args.windows, context=context)
         scale = metrics.naive_scale(sw.contexts)
@@ -84,26 +84,32 @@ def main() -> None:
                 inversion = invert_job(job, engine.quantile_levels, opts)
                 price_q, record = inversion.price_q, inversion.dependence
                 rows.setdefault((job.spec, mode), []).append(
-                    scores(sw.futures, price_q, scale, sw.last, levels)
+                    (path.stem.split("_")[0], scores(sw.futures, price_q, scale, sw.last, levels))
                 )
                 if mode == "auto":
                     cal, _ = calibrate(sw, price_q, opts)
                     rows.setdefault((job.spec, "auto + conformal"), []).append(
-                        scores(sw.futures, cal, scale, sw.last, levels)
+                        (path.stem.split("_")[0], scores(sw.futures, cal, scale, sw.last, levels))
                     )
                     latest = record.get("latest", {})
                     print(f"{path.stem} {job.spec} auto: {latest.get('method', record.get('method'))} "
-                          f"rho={latest.get('rho')} mean_offdiag={latest.get('mean_offdiag')}")  # fmt: skip
+                          f"rho={latest.get('rho')} mean_offdiag={latest.get('mean_offdiag')} "
+                          f"windows_per_method={record.get('windows_per_method')}")  # fmt: skip
     head = " | ".join(f"cov80 s{s}" for s in STEPS) + " | " + " | ".join(f"width% s{s}" for s in STEPS)
     print(f"\n| preaug | dependence | {head} | WQL | MASE |")
     print("|---|---|" + "---|" * (2 * len(STEPS) + 2))
-    for (spec, mode), parts in rows.items():
-        cov = [np.mean([p["coverage"][s] for p in parts]) for s in STEPS]
-        wid = [np.mean([p["width"][s] for p in parts]) for s in STEPS]
-        wql = np.mean([p["wql"] for p in parts])
-        mase = np.mean([p["mase"] for p in parts])
-        cells = " | ".join(f"{x:.3f}" for x in cov) + " | " + " | ".join(f"{x:.2f}" for x in wid)
-        print(f"| {spec} | {mode} | {cells} | {wql:.5f} | {mase:.4f} |")
+    for (spec, mode), named in rows.items():
+        groups = [("all", [p for _, p in named])]
+        if args.per_series:
+            groups += [(name, [p]) for name, p in named]
+        for label, parts in groups:
+            cov = [np.mean([p["coverage"][s] for p in parts]) for s in STEPS]
+            wid = [np.mean([p["width"][s] for p in parts]) for s in STEPS]
+            wql = np.mean([p["wql"] for p in parts])
+            mase = np.mean([p["mase"] for p in parts])
+            cells = " | ".join(f"{x:.3f}" for x in cov) + " | " + " | ".join(f"{x:.2f}" for x in wid)
+            name = mode if label == "all" else f"{mode} ({label})"
+            print(f"| {spec} | {name} | {cells} | {wql:.5f} | {mase:.4f} |")
 
 
 if __name__ == "__main__":

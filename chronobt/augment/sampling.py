@@ -138,9 +138,11 @@ def sample_steps(q_tf: np.ndarray, seg: np.ndarray, frac: np.ndarray) -> np.ndar
     """
     rise = np.diff(q_tf, axis=-1)  # [h, rows, Q - 1]
     out = np.empty((q_tf.shape[0], q_tf.shape[1], seg.shape[1]))
+    lower = np.empty(out.shape[1:])  # one buffer for every step: no allocation in the loop
     for k in range(q_tf.shape[0]):
-        np.multiply(np.take(rise[k], seg[k], axis=1), frac[k], out=out[k])
-        out[k] += np.take(q_tf[k], seg[k], axis=1)
+        np.take(rise[k], seg[k], axis=1, out=out[k])
+        out[k] *= frac[k]
+        out[k] += np.take(q_tf[k], seg[k], axis=1, out=lower)
     return out
 
 
