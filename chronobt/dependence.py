@@ -14,7 +14,15 @@ measures that dependence on windows whose outcomes are known:
    consecutive steps (pooled over the ``h - 1`` step pairs), or
    (b) ``"shrunk"``: the sample correlation shrunk toward that AR(1) matrix with the Schaefer-Strimmer
    (2005) intensity ``lambda = sum Var(r_ij) / sum (r_ij - t_ij)^2`` over off-diagonal pairs, clipped to
-   [0.001, 1] (the floor keeps it positive definite when windows are fewer than steps).
+   [0.001, 1] and raised toward 1 until the matrix is positive definite.
+   **Missing steps.** A realised value that was not observed (a forward-filled bar is NaN in the
+   futures) has a NaN normal score. Rows are not dropped for it: a row enters with its finite steps
+   when it has at least 2, and a window counts toward ``n_windows`` (and :data:`MIN_WINDOWS`) when at
+   least one of its rows does. Correlations are pairwise-complete: pair ``(i, j)`` uses the rows where
+   both steps are finite (each column standardized by the mean and sd of all its finite values), and a
+   pair with fewer than 3 such rows takes the AR(1) target's value; ``rho`` averages the lag-1 pairs
+   that have 3. A held-out row is scored by the copula density of its observed sub-vector. Without NaN
+   this is the plain complete-data estimate, by the same arithmetic (the same numbers as before).
    Both are fitted on the earlier half of the windows and scored, with ``"independent"``, on the later
    half; the best is refitted on all windows. Holding out the later half keeps the
    ``h (h - 1) / 2``-parameter matrix from winning by overfitting, and matches how the estimate is
@@ -58,6 +66,7 @@ REFIT_EVERY = 50
 PIT_CLIP = 1e-6
 _RHO_MAX = 0.995  # |rho| bound: keeps the AR(1) matrix well conditioned for the Cholesky factor
 _MIN_SHRINK = 1e-3
+_MIN_PAIR = 3  # fewest rows with both steps finite for a pair's sample correlation (else: the target)
 
 
 def pit(*, quantiles: npt.ArrayLike, levels: Sequence[float], actual: npt.ArrayLike) -> FloatArray:
@@ -125,7 +134,7 @@ class StepDependence:
     method : ``"ar1"``, ``"shrunk"`` or ``"independent"``.
     rho : the AR(1) coefficient fitted on the windows (``None`` when none was fitted).
     correlation : ``[h, h]`` correlation of the normal scores (identity when independent).
-    n_windows : resolved windows with a complete normal-score vector that the estimate used.
+    n_windows : resolved windows the estimate used: those with a row of at least 2 finite normal scores.
     reason : why the estimate is ``"independent"`` (``None`` when chosen on its merits or not independent).
     criterion : what chose among the candidates (``"calibration"``, ``"loglik"``; ``None``: no choice).
     holdout_scores : each candidate's held-out score under ``criterion`` (``None`` when not compared).
@@ -157,29 +166,54 @@ class StepDependence:
 
 
 def _rows(z: FloatArray) -> tuple[FloatArray, np.ndarray]:
-    """Complete normal-score vectors ``[N, h]`` (window-major) and the window of each row ``[N]``."""
+    """Normal-score rows ``[N, h]`` with at least 2 finite steps (window-major, NaN where a step is
+    missing) and the window of each row ``[N]``; with no NaN every window-variate row is kept."""
     n, v, h = z.shape
     rows = z.reshape(n * v, h)
-    keep = np.isfinite(rows).all(axis=1)
+    keep = np.isfinite(rows).sum(axis=1) >= 2
     return rows[keep], np.repeat(np.arange(n), v)[keep]
 
 
-def _standardize(x: FloatArray) -> FloatArray:
-    sd = x.std(axis=0, ddof=1)
-    return np.asarray((x - x.mean(axis=0)) / np.where(sd > 0, sd, np.inf))
+def _standardize(x: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """Columns of ``x`` ``[N, h]`` centred and scaled by the mean and sd (ddof 1) of their own finite
+    values, 0 where a value is missing (a constant column is all 0); and the finite mask as 0/1 floats."""
+    ok = np.isfinite(x)
+    count = ok.sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.where(ok, x, 0.0).sum(axis=0) / count
+        dev = np.where(ok, x - mean, 0.0)
+        sd = np.sqrt((dev * dev).sum(axis=0) / (count - 1))
+    return np.asarray(dev / np.where(sd > 0, sd, np.inf)), ok.astype(np.float64)
 
 
-def _sample_correlation(x: FloatArray) -> FloatArray:
-    s = _standardize(x)
-    r = s.T @ s / (s.shape[0] - 1)
+def _pair_counts(ok: FloatArray) -> FloatArray:
+    """``[h, h]`` rows where both steps are finite, from the 0/1 mask ``[N, h]``."""
+    return np.asarray(ok.T @ ok)
+
+
+def _sample_correlation(x: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """Pairwise-complete correlation of rows ``x`` ``[N, h]`` and the joint counts ``n_ij`` ``[h, h]``.
+
+    ``r_ij = sum_k s_ki s_kj / (n_ij - 1)`` over the rows ``k`` where both steps are finite, with the
+    column standardization of :func:`_standardize` (each column's mean and sd from all its finite
+    values, not re-estimated per pair); NaN where ``n_ij < 3``. Without NaN: the sample correlation.
+    """
+    s, ok = _standardize(x)
+    n_ij = _pair_counts(ok)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = s.T @ s / (n_ij - 1)
+    r = np.where(n_ij >= _MIN_PAIR, r, np.nan)
     np.fill_diagonal(r, 1.0)
-    return np.asarray(r)
+    return np.asarray(r), n_ij
 
 
 def ar1_rho(x: npt.ArrayLike) -> float:
-    """AR(1) coefficient of normal-score rows ``[N, h]``: the mean lag-1 sample correlation, bounded."""
-    r = _sample_correlation(np.asarray(x, dtype=np.float64))
-    return float(np.clip(np.mean(np.diag(r, 1)), -_RHO_MAX, _RHO_MAX))
+    """AR(1) coefficient of normal-score rows ``[N, h]`` (NaN: missing step): the mean of the lag-1
+    pairwise-complete correlations of :func:`_sample_correlation` over the step pairs with at least 3
+    joint rows (0 when none has), bounded to ``|rho| <= 0.995``."""
+    lag1 = np.diag(_sample_correlation(np.asarray(x, dtype=np.float64))[0], 1)
+    lag1 = lag1[np.isfinite(lag1)]
+    return float(np.clip(np.mean(lag1), -_RHO_MAX, _RHO_MAX)) if lag1.size else 0.0
 
 
 def shrunk_correlation(x: npt.ArrayLike, target: npt.ArrayLike) -> tuple[FloatArray, float]:
@@ -188,28 +222,59 @@ def shrunk_correlation(x: npt.ArrayLike, target: npt.ArrayLike) -> tuple[FloatAr
     Schaefer & Strimmer (2005): with standardized columns and ``w_kij = x_ki x_kj``,
     ``Var(r_ij) = N / (N - 1)^3 sum_k (w_kij - mean_k w_kij)^2`` and
     ``lambda = sum_{i != j} Var(r_ij) / sum_{i != j} (r_ij - t_ij)^2``, clipped to [0.001, 1].
+    With missing steps (NaN) each pair uses its ``n_ij`` pairwise-complete rows in place of ``N``
+    (standardization as in :func:`_sample_correlation`); a pair with fewer than 3 takes ``t_ij`` (and
+    adds nothing to either sum). A pairwise matrix need not be positive definite: while the Cholesky
+    factor of the result fails, lambda moves half way to 1 (``target`` itself must be positive definite).
     """
-    s = _standardize(np.asarray(x, dtype=np.float64))
-    n = s.shape[0]
+    s, ok = _standardize(np.asarray(x, dtype=np.float64))
+    n = _pair_counts(ok)
     t = np.asarray(target, dtype=np.float64)
-    mean_w = s.T @ s / n
-    r = n / (n - 1) * mean_w
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_w = s.T @ s / n
+        r = n / (n - 1) * mean_w
+        sq = s * s
+        var_r = n / (n - 1) ** 3 * (sq.T @ sq - n * mean_w**2)
+    few = n < _MIN_PAIR
+    r = np.where(few, t, r)
     np.fill_diagonal(r, 1.0)
-    sq = s * s
-    var_r = n / (n - 1) ** 3 * (sq.T @ sq - n * mean_w**2)
     off = ~np.eye(s.shape[1], dtype=bool)
     denom = float(np.sum((r - t)[off] ** 2))
-    lam = 1.0 if denom <= 0 else float(np.clip(var_r[off].sum() / denom, _MIN_SHRINK, 1.0))
-    return np.asarray(lam * t + (1.0 - lam) * r), lam
+    lam = 1.0 if denom <= 0 else float(np.clip(var_r[off & ~few].sum() / denom, _MIN_SHRINK, 1.0))
+    for _ in range(60):  # 1 - lambda halves each time: after 60 it is below 1e-18, i.e. lambda == 1
+        shrunk = np.asarray(lam * t + (1.0 - lam) * r)
+        try:
+            np.linalg.cholesky(shrunk)
+        except np.linalg.LinAlgError:
+            lam += (1.0 - lam) / 2
+            continue
+        return shrunk, lam
+    return t.copy(), 1.0
 
 
 def copula_loglik(x: npt.ArrayLike, correlation: npt.ArrayLike) -> float:
-    """Mean Gaussian-copula log-density ``-log|R| / 2 - z'(R^-1 - I) z / 2`` of rows ``x`` ``[N, h]``."""
+    """Mean Gaussian-copula log-density ``-log|R| / 2 - z'(R^-1 - I) z / 2`` of rows ``x`` ``[N, h]``.
+
+    A row with missing steps (NaN) scores its observed sub-vector under the matching sub-matrix of ``R``
+    (the copula density of its observed margins); a row with fewer than 2 observed steps scores 0. The
+    mean is over all ``N`` rows; rows sharing a pattern of missing steps are scored together.
+    """
     z = np.asarray(x, dtype=np.float64)
-    chol = np.linalg.cholesky(np.asarray(correlation, dtype=np.float64))
-    white = np.linalg.solve(chol, z.T)  # [h, N]: L^-1 z, so z' R^-1 z = |L^-1 z|^2
-    quad = np.sum(white**2, axis=0) - np.sum(z**2, axis=1)
-    return float(-np.log(np.diag(chol)).sum() - 0.5 * quad.mean())
+    corr = np.asarray(correlation, dtype=np.float64)
+    ok = np.isfinite(z)
+    patterns, group = np.unique(ok, axis=0, return_inverse=True)
+    group = group.reshape(-1)
+    total = 0.0
+    for p, observed in enumerate(patterns):
+        if observed.sum() < 2:
+            continue
+        members = group == p
+        sub = z if members.all() and observed.all() else z[np.ix_(members, observed)]
+        chol = np.linalg.cholesky(corr[np.ix_(observed, observed)])
+        white = np.linalg.solve(chol, sub.T)  # [h_obs, N_p]: L^-1 z, so z' R^-1 z = |L^-1 z|^2
+        quad = np.sum(white**2, axis=0) - np.sum(sub**2, axis=1)
+        total += members.sum() / z.shape[0] * float(-np.log(np.diag(chol)).sum() - 0.5 * quad.mean())
+    return total
 
 
 def _independent(h: int, n_windows: int, reason: str | None, rho: float | None = None) -> StepDependence:
@@ -237,11 +302,12 @@ def fit_step_dependence(
 ) -> StepDependence:
     """Fit the Gaussian copula of the steps on normal scores ``z`` ``[windows, variates, h]``.
 
-    Windows are in ascending origin order (the held-out half is the later one); a window-variate row
-    with a NaN step is left out. See the module docstring for the candidates and the choice: ``choose``
-    gets the candidates fitted on the earlier half and the later half's window indices (into ``z``);
-    ``None`` chooses by held-out copula log-density. Fewer than ``min_windows`` windows with a complete
-    row (or ``h == 1``) gives ``"independent"`` with the reason.
+    Windows are in ascending origin order (the held-out half is the later one); NaN marks a missing
+    step, and a window-variate row with fewer than 2 finite steps is left out (see "Missing steps" in
+    the module docstring). See the module docstring for the candidates and the choice: ``choose``
+    gets the candidates fitted on the earlier half and the later half's window indices (into ``z``,
+    windows with a usable row only); ``None`` chooses by held-out copula log-density. Fewer than
+    ``min_windows`` windows with a usable row (or ``h == 1``) gives ``"independent"`` with the reason.
     """
     arr = np.asarray(z, dtype=np.float64)
     if arr.ndim != 3:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from statistics import NormalDist
+from typing import Any
 
 import numpy as np
 import pytest
@@ -108,13 +109,144 @@ def test_shrinkage_keeps_the_matrix_positive_definite_with_fewer_rows_than_steps
 def test_too_few_windows_or_one_step_fall_back_to_independent_with_the_reason() -> None:
     rng = np.random.default_rng(3)
     z = copula_rows(rng, dep.ar1_correlation(0.8, 5), 19, 1)
-    z[4, 0, 2] = np.nan  # an incomplete row drops its window
+    z[4, 0, 1:] = np.nan  # a row with a single finite step drops its window
     few = dep.fit_step_dependence(z)
     assert few.method == "independent" and few.n_windows == 18 and "fewer than the 20" in str(few.reason)
     np.testing.assert_array_equal(few.correlation, np.eye(5))
     one = dep.fit_step_dependence(z[..., :1], min_windows=4)
     assert one.method == "independent" and "one-step" in str(one.reason)
     assert few.record()["fallback_reason"] == few.reason
+
+
+# -- missing steps (NaN normal scores) -----------------------------------------------------------
+
+
+def _old_complete_row_fit(z: np.ndarray) -> dict[str, Any]:
+    """The complete-row estimator before missing steps were supported, written out as a reference:
+    rows with any NaN dropped, np.corrcoef, the Schaefer-Strimmer intensity, the held-out log-density."""
+    n_w, v, h = z.shape
+    rows = z.reshape(n_w * v, h)
+    keep = np.isfinite(rows).all(axis=1)
+    x, window = rows[keep], np.repeat(np.arange(n_w), v)[keep]
+    windows = np.unique(window)
+
+    def candidates(y: np.ndarray) -> tuple[dict[str, np.ndarray], float]:
+        rho = float(np.clip(np.mean(np.diag(np.corrcoef(y, rowvar=False), 1)), -0.995, 0.995))
+        t = dep.ar1_correlation(rho, h)
+        s = (y - y.mean(axis=0)) / y.std(axis=0, ddof=1)
+        n = y.shape[0]
+        r = np.corrcoef(y, rowvar=False)
+        w = s[:, :, None] * s[:, None, :]  # [n, h, h]
+        var_r = n / (n - 1) ** 3 * ((w - w.mean(axis=0)) ** 2).sum(axis=0)
+        off = ~np.eye(h, dtype=bool)
+        lam = float(np.clip(var_r[off].sum() / ((r - t)[off] ** 2).sum(), 1e-3, 1.0))
+        return {"ar1": t, "shrunk": lam * t + (1 - lam) * r}, rho
+
+    def loglik(y: np.ndarray, corr: np.ndarray) -> float:
+        _, logdet = np.linalg.slogdet(corr)
+        quad = np.einsum("ki,ij,kj->k", y, np.linalg.inv(corr) - np.eye(h), y)
+        return float(-0.5 * logdet - 0.5 * quad.mean())
+
+    later = window >= windows[windows.size // 2]
+    fitted = {"independent": np.eye(h)} | candidates(x[~later])[0]
+    scores = {name: loglik(x[later], r) for name, r in fitted.items()}
+    best = max(scores, key=lambda name: scores[name])
+    final, rho = candidates(x)
+    return {
+        "method": best,
+        "rho": rho,
+        "correlation": np.eye(h) if best == "independent" else final[best],
+        "n_windows": windows.size,
+        "scores": scores,
+    }
+
+
+@pytest.mark.parametrize(("rho", "v"), [(0.0, 1), (0.6, 2), (0.9, 1)])
+def test_without_missing_steps_the_fit_is_the_old_complete_row_estimate(rho: float, v: int) -> None:
+    rng = np.random.default_rng(int(rho * 10) + v)
+    z = copula_rows(rng, dep.ar1_correlation(rho, 16), 150, v)
+    fit = dep.fit_step_dependence(z)
+    old = _old_complete_row_fit(z)
+    assert fit.method == old["method"] and fit.n_windows == old["n_windows"] == z.shape[0]
+    assert fit.rho == pytest.approx(old["rho"], rel=1e-12, abs=1e-14)
+    np.testing.assert_allclose(fit.correlation, old["correlation"], rtol=1e-12, atol=1e-14)
+    assert fit.holdout_scores is not None
+    for name, score in old["scores"].items():
+        assert fit.holdout_scores[name] == pytest.approx(score, rel=1e-10, abs=1e-12)
+    x = z.reshape(-1, 16)
+    np.testing.assert_allclose(dep._sample_correlation(x)[0], np.corrcoef(x, rowvar=False), atol=1e-13)
+
+
+def test_missing_step_in_every_row_still_fits_the_ar1_dependence() -> None:
+    rng = np.random.default_rng(7)
+    h = 24
+    z = copula_rows(rng, dep.ar1_correlation(0.6, h), 300, 1)
+    z[:, :, 2] = np.nan  # as on BTCUSDT hourly: the forward-filled bar of each day is never realised
+    fit = dep.fit_step_dependence(z)
+    assert fit.method in ("ar1", "shrunk") and fit.reason is None and fit.n_windows == 300
+    assert fit.rho == pytest.approx(0.6, abs=0.1)
+    np.linalg.cholesky(fit.correlation)
+    assert fit.holdout_scores is not None and fit.holdout_scores[fit.method] > 0.1
+    # pairs with step 2 had no joint rows: they are the AR(1) target's values
+    np.testing.assert_allclose(fit.correlation[2], dep.ar1_correlation(float(fit.rho), h)[2], atol=0.05)
+
+
+def test_random_missing_entries_keep_the_fit_positive_definite_and_count_windows() -> None:
+    rng = np.random.default_rng(8)
+    w, v, h = 200, 2, 24
+    z = copula_rows(rng, dep.ar1_correlation(0.7, h), w, v)
+    z[rng.random(z.shape) < 0.1] = np.nan
+    z[11, :, 1:] = np.nan  # window 11: no row with 2 finite steps, not counted
+    z[12, 0, :] = np.nan  # window 12: one usable row, counted
+    assert np.isfinite(z).all(axis=2).mean() < 0.2  # most rows have a missing step
+    fit = dep.fit_step_dependence(z)
+    assert fit.n_windows == w - 1
+    assert fit.method in ("ar1", "shrunk") and fit.rho == pytest.approx(0.7, abs=0.05)
+    np.linalg.cholesky(fit.correlation)
+    x = z.reshape(-1, h)
+    shrunk, lam = dep.shrunk_correlation(x, dep.ar1_correlation(dep.ar1_rho(x), h))
+    assert 0.0 < lam <= 1.0
+    np.linalg.cholesky(shrunk)
+    np.testing.assert_allclose(np.diag(shrunk), 1.0)
+
+
+def test_shrinkage_raises_lambda_until_a_pairwise_matrix_is_positive_definite() -> None:
+    rng = np.random.default_rng(9)
+    a, b, c = rng.standard_normal((3, 200))
+    nan = np.full(200, np.nan)
+    # pairs seen on disjoint rows: r_01 = r_12 = 1 and r_02 = -1, eigenvalues -1, 2, 2
+    x = np.concatenate([np.stack([a, a, nan], 1), np.stack([nan, b, b], 1), np.stack([c, nan, -c], 1)])
+    shrunk, lam = dep.shrunk_correlation(x, np.eye(3))
+    np.linalg.cholesky(shrunk)
+    assert 0.5 < lam < 1.0  # the Schaefer-Strimmer intensity alone is near 0; (1 - lam) r + lam I needs > 0.5
+
+
+def test_copula_loglik_scores_each_rows_observed_sub_vector() -> None:
+    from scipy.stats import multivariate_normal, norm
+
+    corr = np.array([[1.0, 0.5, 0.2], [0.5, 1.0, -0.3], [0.2, -0.3, 1.0]])
+    x = np.array(
+        [
+            [0.3, -1.2, 0.8],
+            [np.nan, 0.4, -0.5],
+            [1.1, np.nan, 0.2],
+            [-0.7, np.nan, np.nan],  # one observed step: scores 0
+            [np.nan, 0.9, 1.4],
+        ]
+    )
+
+    def by_hand(row: np.ndarray) -> float:
+        o = np.isfinite(row)
+        if o.sum() < 2:
+            return 0.0
+        sub = corr[np.ix_(o, o)]
+        return float(multivariate_normal(np.zeros(o.sum()), sub).logpdf(row[o]) - norm.logpdf(row[o]).sum())
+
+    expected = np.mean([by_hand(row) for row in x])
+    assert dep.copula_loglik(x, corr) == pytest.approx(expected, rel=1e-12)
+    complete = x[:1]
+    assert dep.copula_loglik(complete, corr) == pytest.approx(by_hand(x[0]), rel=1e-12)
+    assert dep.copula_loglik(x, np.eye(3)) == pytest.approx(0.0, abs=1e-12)
 
 
 def test_resolved_before_counts_the_windows_whose_horizon_ended_by_each_origin() -> None:
