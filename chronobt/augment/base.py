@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -224,6 +225,12 @@ class Augmentation(ABC):
     @abstractmethod
     def _inverse_tf(self, values: np.ndarray, state: Any) -> np.ndarray: ...
 
+    def _inverse_tf_owned(self, values: np.ndarray, state: Any) -> np.ndarray:
+        """:meth:`_inverse_tf` of a ``values`` buffer the caller hands over (it may be overwritten and
+        returned): the sample-path inversion's drawn steps, so an augmentation that can invert in place
+        spares a chunk-sized allocation (differencing)."""
+        return self._inverse_tf(values, state)
+
     # -- public array API ----------------------------------------------------------------------
 
     def _check_state(self, state: object, shape: tuple[int, ...]) -> AugmentationState:
@@ -365,19 +372,32 @@ class Augmentation(ABC):
 
             torch_device = inversion_torch.torch.device(device)
 
+        local = threading.local()  # per worker: chunk-sized buffers reused from chunk to chunk
+
+        def buffers(shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            # Fresh chunk-sized arrays would fault their pages in again at every chunk (glibc hands large
+            # blocks back to the kernel): ~250k page faults, +0.5 s, per 200 windows after a forward pass.
+            held = getattr(local, "held", None)
+            if held is None or held[0].shape != shape:
+                rows = int(np.prod(shape[:-1]))
+                held = (np.empty(shape), np.empty((rows, shape[-1])), np.empty((rows, shape[-1]), np.uint16))
+                local.held = held
+            return held
+
         def invert_chunk(task: tuple[slice | np.ndarray, np.ndarray, np.ndarray]) -> None:
             rows, seg, frac = task
             with np.errstate(over="ignore", invalid="ignore"):  # thread-local: set in the worker
                 chunk = qs[rows]
                 q_tf = chunk.transpose(3, 0, 1, 2).reshape(h, -1, n_q)  # [h, w*v, Q]
                 if device is None:
-                    drawn = sample_steps(q_tf, seg, frac)
+                    draws, keys, ordered = buffers((h, q_tf.shape[1], n_paths))
+                    drawn = sample_steps(q_tf, seg, frac, out=draws)
                 else:
                     drawn = inversion_torch.sample_steps(q_tf, seg, frac, torch_device)
                 steps = drawn.reshape(h, chunk.shape[0], n_v, n_paths)
-                prices = self._inverse_tf(steps, state.take(rows))  # [h, w, v, P]
+                prices = self._inverse_tf_owned(steps, state.take(rows))  # [h, w, v, P]
                 if device is None:
-                    read = keyed_quantiles(prices, out_levels)
+                    read = keyed_quantiles(prices, out_levels, keys=keys, ordered=ordered)
                 else:
                     read = inversion_torch.path_quantiles(prices, out_levels, torch_device)
                 out[rows] = read.transpose(1, 2, 3, 0)
