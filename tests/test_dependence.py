@@ -98,6 +98,25 @@ def test_a_non_ar1_dependence_chooses_the_shrunk_matrix() -> None:
     np.linalg.cholesky(fit.correlation)
 
 
+def test_a_chooser_gets_the_later_halfs_windows_and_its_choice_is_refitted_on_all() -> None:
+    rng = np.random.default_rng(2)
+    h = 6
+    z = copula_rows(rng, dep.ar1_correlation(0.7, h), 40, 2)
+    seen: dict[str, object] = {}
+
+    def choose(candidates, held):  # type: ignore[no-untyped-def]
+        seen["names"], seen["held"] = list(candidates), held
+        return "ar1", {"independent": 0.3, "ar1": 0.1, "shrunk": 0.2}
+
+    fit = dep.fit_step_dependence(z, choose=choose)
+    assert seen["names"] == ["independent", "ar1", "shrunk"]  # the simplest first: ties keep it
+    np.testing.assert_array_equal(seen["held"], np.arange(20, 40))  # window indices of the later half
+    assert fit.method == "ar1" and fit.criterion == "calibration"
+    assert fit.holdout_scores == {"independent": 0.3, "ar1": 0.1, "shrunk": 0.2}
+    np.testing.assert_allclose(fit.correlation, dep.ar1_correlation(fit.rho or 0.0, h))  # refitted on all 40
+    assert fit.record()["criterion"] == "calibration"
+
+
 def test_shrinkage_keeps_the_matrix_positive_definite_with_fewer_rows_than_steps() -> None:
     rng = np.random.default_rng(2)
     x = rng.standard_normal((6, 24))
