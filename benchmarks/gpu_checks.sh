@@ -15,6 +15,7 @@
 #   python3 -m pip download --no-deps -d .whl exchange_calendars==4.13.2 pyluach==2.3.0 \
 #       korean_lunar_calendar==0.4.0 tzdata==2026.6                             # chronobt's calendars
 #   python3 -m pip download --no-deps -d .whl pytest pluggy iniconfig            # for the gpu tests
+#   python3 -m pip download --no-deps -d .whl peft==0.21.2                       # the LoRA row
 #
 # (chronos-forecasting 2.3.2 requires accelerate, einops, numpy, pandas, torch, transformers; it imports
 # einops, not accelerate. Every wheel is installed only when its module does not import. psutil's wheel
@@ -37,7 +38,7 @@ site=$(mktemp -d)/site
 wheels=()
 for pair in chronos:chronos_forecasting einops:einops accelerate:accelerate psutil:psutil \
     exchange_calendars:exchange_calendars pyluach:pyluach korean_lunar_calendar:korean_lunar_calendar \
-    tzdata:tzdata pytest:pytest pluggy:pluggy iniconfig:iniconfig; do
+    tzdata:tzdata pytest:pytest pluggy:pluggy iniconfig:iniconfig peft:peft; do
   module=${pair%%:*} wheel=${pair##*:}
   if ! python3 -c "import $module" 2>/dev/null; then
     found=(.whl/"$wheel"-*.whl)

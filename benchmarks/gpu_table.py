@@ -11,7 +11,9 @@ Rows, on rolling windows of a synthetic OHLC random walk (4 variates), random-in
 * ``inversion numpy / torch``: the path-sampling inversion of that backtest's quantiles, on the host and
   on the engine's device;
 * ``compile process 1 / 2``: a fresh process compiling the engine with an empty, then the same, cache
-  folder (``EngineConfig.cache_dir``): compile seconds and inductor's cache hits.
+  folder (``EngineConfig.cache_dir``): compile seconds and inductor's cache hits;
+* ``lora steps``: ``Chronos2Pipeline.fit(finetune_mode="lora")`` on the windows' contexts (issue 17),
+  timed and given as seconds per 1,000 steps (200 steps on CUDA, batch 32; 3 in the rehearsal).
 
 Full size on CUDA (``full`` config, 512 windows, context 2048, horizon 24); ``--device cpu`` runs the same
 code at tiny sizes, with the ``aot_eager`` backend (inductor needs minutes on a small CPU).
@@ -42,8 +44,15 @@ from chronobt.checkpoints import random_model
 from chronobt.engine import Chronos2Engine, EngineConfig, load_pipeline
 
 SIZES = {
-    "cuda": {"arch": "full", "windows": 512, "loop": 32, "context": 2048, "batches": "256,512,1024"},
-    "cpu": {"arch": "tiny", "windows": 16, "loop": 2, "context": 512, "batches": "16,32"},
+    "cuda": {
+        "arch": "full",
+        "windows": 512,
+        "loop": 32,
+        "context": 2048,
+        "batches": "256,512,1024",
+        "lora": 200,
+    },
+    "cpu": {"arch": "tiny", "windows": 16, "loop": 2, "context": 512, "batches": "16,32", "lora": 3},
 }
 
 
@@ -308,6 +317,23 @@ def main(argv: list[str] | None = None) -> int:
                 )
 
             attempt(f"compile process {process}", probe)
+
+        def lora() -> None:
+            steps = size["lora"]
+            pipeline = engine("float32", "off").pipeline
+            series = [c[:, ~np.isnan(c).any(axis=0)] for c in contexts]
+            t0 = time.perf_counter()
+            pipeline.fit(
+                series, prediction_length=horizon, finetune_mode="lora", context_length=args.context,
+                num_steps=steps, batch_size=32, output_dir=Path(tmp) / "lora", disable_tqdm=True,
+            )  # fmt: skip
+            sync(device)
+            s = time.perf_counter() - t0
+            per_1000 = s / steps * 1000
+            note = f"{steps} steps in {s:.1f} s, batch 32: {per_1000:.0f} s per 1,000 steps"
+            rows.append({"mode": "lora steps", "s": round(s, 3), "peak_gb": peak_gb(device), "note": note})
+
+        attempt("lora steps", lora)
 
     header = {
         "date": time.strftime("%Y-%m-%d"),

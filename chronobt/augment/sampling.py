@@ -134,18 +134,22 @@ def sample_steps(
 ) -> np.ndarray:
     """Sampled step values [h, rows, P] from per-step quantiles ``q_tf`` [h, rows, Q] (into ``out``).
 
-    ``q[seg] + (q[seg + 1] - q[seg]) * frac`` as two gathers per step (the lower quantile and the
-    segment's rise, differenced once): a matrix product against the sparse weights is slower on
-    these shapes, and BLAS threads oversubscribe small machines.
+    ``q[seg] + (q[seg + 1] - q[seg]) * frac``: one gather per step of (lower quantile, segment rise)
+    pairs, packed as the real and imaginary parts of a complex table (gathers cost per element, not
+    per byte: one of 16-byte pairs is ~15% faster than two of 8-byte values). A matrix product
+    against the sparse weights is slower on these shapes, and BLAS threads oversubscribe small
+    machines.
     """
-    rise = np.diff(q_tf, axis=-1)  # [h, rows, Q - 1]
+    pairs = np.empty((*q_tf.shape[:2], q_tf.shape[2] - 1), dtype=np.complex128)  # [h, rows, Q - 1]
+    pairs.real = q_tf[..., :-1]
+    pairs.imag = np.diff(q_tf, axis=-1)
     if out is None:
         out = np.empty((q_tf.shape[0], q_tf.shape[1], seg.shape[1]))
-    lower = np.empty(out.shape[1:])  # one buffer for every step: no allocation in the loop
+    drawn = np.empty(out.shape[1:], dtype=np.complex128)  # one buffer for every step
     for k in range(q_tf.shape[0]):
-        np.take(rise[k], seg[k], axis=1, out=out[k])
-        out[k] *= frac[k]
-        out[k] += np.take(q_tf[k], seg[k], axis=1, out=lower)
+        np.take(pairs[k], seg[k], axis=1, out=drawn)
+        np.multiply(drawn.imag, frac[k], out=out[k])
+        out[k] += drawn.real
     return out
 
 
