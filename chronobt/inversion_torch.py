@@ -65,10 +65,11 @@ def path_quantiles(paths: np.ndarray, targets: np.ndarray, device: torch.device)
     at_lo, at_hi = torch.as_tensor(lo, device=device), torch.as_tensor(hi, device=device)
     f = torch.as_tensor(frac, dtype=torch.float64, device=device)
     flat = torch.as_tensor(flat_host, dtype=torch.float64).to(device)
-    keys = torch.nan_to_num(flat * column(scale) - column(low * scale - 0.5)).clamp_(0.0, sampling.KEY_STEPS)
+    keys = torch.nan_to_num((flat - column(low - 0.5 * step)) * column(scale)).clamp_(0.0, sampling.KEY_STEPS)
     keyed = torch.sort(keys.to(torch.int32), dim=-1).values
     out = column(low) + (keyed[:, at_lo] * (1.0 - f) + keyed[:, at_hi] * f) * column(step)
-    inside = (keyed[:, int(lo.min())] > 0) & (keyed[:, int(hi.max())] < sampling.KEY_STEPS)
+    first, last = keyed[:, int(lo.min())], keyed[:, int(hi.max())]
+    inside = (first > 0) & (last < sampling.KEY_STEPS) & (last - first >= sampling.MIN_KEY_SPAN)
     missed = ~(torch.as_tensor(usable, device=device) & inside)
     if bool(missed.any()):
         ordered = torch.sort(flat[missed], dim=-1).values

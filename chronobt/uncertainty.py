@@ -27,7 +27,7 @@ import numpy as np
 
 from chronobt.augment import get_augmentation
 from chronobt.calibration import apply_levels, fit_conformal
-from chronobt.config import RunOptions
+from chronobt.config import DEFAULT_QUANTILES, RunOptions
 from chronobt.dependence import rolling_dependence
 from chronobt.errors import ChronobtError
 from chronobt.inversion_torch import inversion_device
@@ -38,9 +38,11 @@ logger = logging.getLogger(__name__)
 
 #: Resolved windows a forecast adds before the live one to learn dependence and calibration from.
 HISTORY_WINDOWS = 100
-#: Choosing the dependence: the latest held-out windows inverted per candidate, and their sample paths.
+#: Choosing the dependence: the latest held-out windows inverted per candidate, their sample paths and
+#: the levels whose calibration is scored (fixed: the choice does not depend on ``--quantiles``).
 SELECTION_WINDOWS = 60
 SELECTION_PATHS = 512
+SELECTION_LEVELS = DEFAULT_QUANTILES
 
 
 @dataclass(frozen=True)
@@ -101,11 +103,11 @@ def invert_job(job: Job, levels: Sequence[float], options: RunOptions, *, device
             if name != "independent":
                 kwargs = {"dependence": "copula", "correlation": matrix}
             price_q = aug.inverse_quantiles(
-                raw[rows], levels=levels, state=job.state.take(rows), out_levels=options.quantiles,
+                raw[rows], levels=levels, state=job.state.take(rows), out_levels=SELECTION_LEVELS,
                 n_paths=SELECTION_PATHS, seed=options.seed, device=target, **kwargs,
             )  # fmt: skip
             scores[name] = calibration_error(
-                actual=sw.futures[rows], quantiles=price_q, levels=options.quantiles
+                actual=sw.futures[rows], quantiles=price_q, levels=SELECTION_LEVELS
             )
         finite = {name: score for name, score in scores.items() if np.isfinite(score)}
         return (min(finite, key=lambda name: finite[name]) if finite else "independent"), scores

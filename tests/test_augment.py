@@ -385,6 +385,35 @@ def test_keyed_quantiles_fall_back_to_the_exact_read_where_the_bracket_misses() 
     )
 
 
+@pytest.mark.parametrize(
+    ("n_paths", "outliers", "targets"),
+    [
+        (4096, [0], (0.05, 0.1, 0.5, 0.9, 0.95)),  # an outlier in the pilot, levels beyond its margin
+        (4096, [0, 32, 64, 96, 128, 160], (0.1, 0.3, 0.5, 0.7, 0.9)),  # six pilot paths explode
+        (8, [0], (0.1, 0.5, 0.9)),  # a tiny pilot
+    ],
+)
+def test_keyed_quantiles_stay_close_when_a_few_paths_explode(
+    n_paths: int, outliers: list, targets: tuple
+) -> None:
+    rng = np.random.default_rng(6)
+    paths = rng.normal(size=(3, n_paths))
+    paths[:, outliers] = 1e12
+    t = np.asarray(targets)
+    exact = sampling.path_quantiles(paths, t)
+    spread = exact.max(axis=1) - exact.min(axis=1)
+    keyed = sampling.keyed_quantiles(paths, t)
+    assert np.all(np.abs(keyed - exact) <= spread[:, None] / (2 * sampling.MIN_KEY_SPAN) * 1.01 + 1e-12)
+
+
+def test_keyed_quantiles_bound_survives_a_large_level() -> None:
+    paths = 1e15 + np.random.default_rng(7).normal(size=(2, 4096))  # the key arithmetic must not cancel
+    t = np.array([0.1, 0.5, 0.9])
+    _low, step, _usable = sampling.key_bracket(paths, t)
+    exact, keyed = sampling.path_quantiles(paths, t), sampling.keyed_quantiles(paths, t)
+    assert np.all(np.abs(keyed - exact) <= np.maximum(0.5 * step[:, None], 4 * np.spacing(1e15)))
+
+
 def test_keyed_quantiles_read_rows_with_nan_or_inf_exactly() -> None:
     rng = np.random.default_rng(5)
     paths = rng.normal(size=(2, 3, 512))

@@ -171,7 +171,8 @@ def cache_key(
         "data": data_fingerprint([s.values for s in series]),
         "preaugs": list(specs),
         "horizon": horizon,
-        **settings.record(),
+        # --refit-every moves the cutoffs (in the data fingerprint) but not what a cutoff's training does
+        **{k: v for k, v in settings.record().items() if k != "refit_every"},
         # only with covariates, so the keys of runs without them stay what they were
         **({"covariates": list(covariates), "known": [s.n_known for s in series]} if covariates else {}),
     }
