@@ -25,9 +25,10 @@ from chronobt._version import __version__
 from chronobt.config import SweepConfig
 from chronobt.engine import Chronos2Engine
 from chronobt.evaluate import Reference, evaluate, filled_record, score_reference
-from chronobt.pipeline import Job, SymbolWindows
+from chronobt.pipeline import Job
 from chronobt.results import preaug_slug
 from chronobt.significance import comparison, window_mae
+from chronobt.symbol_windows import SymbolWindows
 from chronobt.uncertainty import calibrate, invert_job
 
 logger = logging.getLogger(__name__)

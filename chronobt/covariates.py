@@ -36,7 +36,7 @@ from chronobt.errors import DataError
 from chronobt.windows import cut_windows
 
 if TYPE_CHECKING:
-    from chronobt.pipeline import SymbolWindows
+    from chronobt.symbol_windows import SymbolWindows
 
 VOLUME = "volume"
 CALENDAR = "calendar"

@@ -20,8 +20,8 @@ import pandas as pd
 
 from chronobt import baselines, metrics, trading
 from chronobt.config import EvaluationOptions
-from chronobt.pipeline import SymbolWindows
 from chronobt.significance import significance_block
+from chronobt.symbol_windows import SymbolWindows
 
 #: An inverted price quantile "explodes" when it is non-finite or its magnitude exceeds this many times
 #: the largest absolute price in its window's context.

@@ -32,7 +32,8 @@ from chronobt.dependence import rolling_dependence
 from chronobt.errors import ChronobtError
 from chronobt.inversion_torch import inversion_device
 from chronobt.metrics import calibration_error
-from chronobt.pipeline import Job, SymbolWindows
+from chronobt.pipeline import Job
+from chronobt.symbol_windows import SymbolWindows
 
 logger = logging.getLogger(__name__)
 

@@ -18,7 +18,8 @@ from chronobt.engine import Chronos2Engine, EngineConfig
 from chronobt.errors import DataError
 from chronobt.evaluate import evaluate, score_reference
 from chronobt.metrics import naive_scale
-from chronobt.pipeline import SymbolWindows, make_job, prepare_windows
+from chronobt.pipeline import make_job, prepare_windows
+from chronobt.symbol_windows import SymbolWindows
 from tests.synthetic import ohlc_frame
 
 N, HORIZON, CONTEXT, WINDOWS = 400, 8, 128, 6

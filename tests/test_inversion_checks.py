@@ -15,7 +15,8 @@ from chronobt.backtest import run_backtest
 from chronobt.config import BacktestConfig, EvaluationOptions
 from chronobt.data import load_ohlc
 from chronobt.evaluate import EXPLODING_FACTOR, evaluate, inversion_checks, inversion_warning
-from chronobt.pipeline import SymbolWindows, make_job, prepare_windows
+from chronobt.pipeline import make_job, prepare_windows
+from chronobt.symbol_windows import SymbolWindows
 from chronobt.uncertainty import invert_job
 from tests.synthetic import ohlc_frame, write_symbol
 

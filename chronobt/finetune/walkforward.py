@@ -45,7 +45,8 @@ from chronobt.finetune.training import (
     train,
     weights_checksum,
 )
-from chronobt.pipeline import Job, Progress, SymbolWindows, forecast_jobs, make_job
+from chronobt.pipeline import Job, Progress, forecast_jobs, make_job
+from chronobt.symbol_windows import SymbolWindows
 
 #: load(symbol): another symbol of the data folder (a covariate's series).
 Loader = Callable[[str], OHLC]
