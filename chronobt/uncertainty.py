@@ -75,14 +75,21 @@ def invert_job(job: Job, levels: Sequence[float], options: RunOptions, *, device
         raise ChronobtError("internal: job was not forecast before inversion")
     aug, sw = job.augmentation, job.windows
 
-    def invert(rows: Any, dependence: str, correlation: np.ndarray | None = None) -> np.ndarray:
+    def invert(
+        rows: Any,
+        dependence: str,
+        correlation: np.ndarray | None = None,
+        *,
+        out_levels: Sequence[float] = options.quantiles,
+        n_paths: int | None = options.n_paths,
+    ) -> np.ndarray:
         kwargs: dict[str, Any] = {"dependence": dependence, "seed": options.seed, "device": target}
-        if options.n_paths is not None:
-            kwargs["n_paths"] = options.n_paths
+        if n_paths is not None:
+            kwargs["n_paths"] = n_paths
         if correlation is not None:
             kwargs["correlation"] = correlation
         return aug.inverse_quantiles(
-            raw[rows], levels=levels, state=job.state.take(rows), out_levels=options.quantiles, **kwargs
+            raw[rows], levels=levels, state=job.state.take(rows), out_levels=out_levels, **kwargs
         )
 
     if options.dependence != "auto":
@@ -100,12 +107,10 @@ def invert_job(job: Job, levels: Sequence[float], options: RunOptions, *, device
         rows = held[-SELECTION_WINDOWS:]
         scores: dict[str, float] = {}
         for name, matrix in candidates.items():  # independent first: ties keep the simplest
-            kwargs: dict[str, Any] = {"dependence": "independent", "correlation": None}
-            if name != "independent":
-                kwargs = {"dependence": "copula", "correlation": matrix}
-            price_q = aug.inverse_quantiles(
-                raw[rows], levels=levels, state=job.state.take(rows), out_levels=SELECTION_LEVELS,
-                n_paths=SELECTION_PATHS, seed=options.seed, device=target, **kwargs,
+            coupled = name != "independent"
+            price_q = invert(
+                rows, "copula" if coupled else "independent", matrix if coupled else None,
+                out_levels=SELECTION_LEVELS, n_paths=SELECTION_PATHS,
             )  # fmt: skip
             scores[name] = calibration_error(
                 actual=sw.futures[rows], quantiles=price_q, levels=SELECTION_LEVELS
@@ -126,9 +131,7 @@ def invert_job(job: Job, levels: Sequence[float], options: RunOptions, *, device
     if (~coupled).any():
         out[~coupled] = invert(~coupled, "independent")
     if coupled.any():  # one call: the fits' chunks run in parallel; each window's draws follow its matrix
-        rows = np.flatnonzero(coupled)
-        matrices = np.stack([rolling.fits[int(f)].correlation for f in rolling.fit_of[rows]])
-        out[rows] = invert(rows, "copula", matrices)
+        out[coupled] = invert(coupled, "copula", rolling.correlations()[coupled])
     latest = rolling.fits[int(rolling.fit_of[-1])]
     if latest.method == "independent" and latest.reason:
         logger.info(
