@@ -287,16 +287,6 @@ def _candidates(x: FloatArray) -> dict[str, tuple[FloatArray, float]]:
     return {"ar1": (target, rho), "shrunk": (shrunk_correlation(x, target)[0], rho)}
 
 
-def _loglik_chooser(x: FloatArray) -> Chooser:
-    """The default choice: the highest mean copula log-density of the held-out rows of ``x``."""
-
-    def choose(candidates: Mapping[str, FloatArray], held: np.ndarray) -> tuple[str, dict[str, float]]:
-        scores = {name: copula_loglik(x[held], r) for name, r in candidates.items()}
-        return max(scores, key=lambda name: scores[name]), scores  # ties keep the first (simpler)
-
-    return choose
-
-
 def fit_step_dependence(
     z: npt.ArrayLike, *, min_windows: int = MIN_WINDOWS, choose: Chooser | None = None
 ) -> StepDependence:
@@ -327,7 +317,8 @@ def fit_step_dependence(
     later = window >= windows[n_windows // 2]
     fitted = {"independent": np.eye(h)} | {name: r for name, (r, _) in _candidates(x[~later]).items()}
     if choose is None:
-        best, scores = _loglik_chooser(x)(fitted, np.flatnonzero(later))
+        scores = {name: copula_loglik(x[later], r) for name, r in fitted.items()}
+        best = max(scores, key=lambda name: scores[name])  # ties keep the first (simpler)
         criterion = "loglik"
     else:
         best, scores = choose(fitted, windows[n_windows // 2 :])
