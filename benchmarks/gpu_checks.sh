@@ -16,10 +16,13 @@
 #       korean_lunar_calendar==0.4.0 tzdata==2026.6                             # chronobt's calendars
 #   python3 -m pip download --no-deps -d .whl pytest pluggy iniconfig            # for the gpu tests
 #   python3 -m pip download --no-deps -d .whl peft==0.21.2                       # the LoRA row
+#   python3 -m pip download --no-deps -d .whl --only-binary=:all: --python-version 3.12 \
+#       --platform manylinux_2_28_x86_64 numba==0.68.1 llvmlite==0.50.0          # the host inversion
 #
 # (chronos-forecasting 2.3.2 requires accelerate, einops, numpy, pandas, torch, transformers; it imports
 # einops, not accelerate. Every wheel is installed only when its module does not import. psutil's wheel
-# is abi3, the others pure python.) About 1.7 MB in all: name .whl in the run's carry.
+# is abi3, numba's and llvmlite's are CPython 3.12 builds, the others pure python.) About 65 MB in all
+# (llvmlite 60 MB), inside the 64 MiB carry: name .whl in the run's carry.
 # Carry .whl to the machine with the checkout. Only wheels whose module does not import are installed,
 # with ``pip install --no-index --no-deps --target`` into a scratch folder put on PYTHONPATH after the
 # checkout (chronobt is imported from the checkout, never installed).
@@ -38,7 +41,7 @@ site=$(mktemp -d)/site
 wheels=()
 for pair in chronos:chronos_forecasting einops:einops accelerate:accelerate psutil:psutil \
     exchange_calendars:exchange_calendars pyluach:pyluach korean_lunar_calendar:korean_lunar_calendar \
-    tzdata:tzdata pytest:pytest pluggy:pluggy iniconfig:iniconfig peft:peft; do
+    tzdata:tzdata pytest:pytest pluggy:pluggy iniconfig:iniconfig peft:peft llvmlite:llvmlite numba:numba; do
   module=${pair%%:*} wheel=${pair##*:}
   if ! python3 -c "import $module" 2>/dev/null; then
     found=(.whl/"$wheel"-*.whl)

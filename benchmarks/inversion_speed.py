@@ -1,9 +1,11 @@
-"""Sample-path inversion vs the model: ``inverse_quantiles`` (numpy, torch) against ``engine.predict``.
+"""Sample-path inversion vs the model: ``inverse_quantiles`` (CPU, torch) against ``engine.predict``.
 
 Workload (issue 15): 200 windows of hourly BTCUSD (``data/BTCUSD.parquet``, OHLC, one window every 24
 bars), context 512, horizon 24, ``differencing`` (path-dependent: 4,096 sample paths per window), the
-bundled chronos2-mini on the CPU, the default 9 output quantiles. Each round times the model, the numpy
-inversion and the torch inversion (on ``--device``) once, interleaved; medians over ``--rounds``.
+bundled chronos2-mini on the CPU, the default 9 output quantiles. Each round times the model, the
+library's CPU inversion (its compiled loops), the same inversion in plain numpy
+(``benchmarks/numpy_inversion.py``: fancy indexing and a full sort) and the torch inversion (on
+``--device``) once, interleaved; medians over ``--rounds``.
 
     python benchmarks/inversion_speed.py --rounds 3 [--device cpu|cuda]
 """
@@ -14,12 +16,16 @@ import argparse
 import json
 import platform
 import statistics
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from numpy_inversion import numpy_inverse_quantiles
 
 from chronobt.augment import get_augmentation
 from chronobt.config import DEFAULT_QUANTILES
@@ -48,17 +54,21 @@ def main(argv: list[str] | None = None) -> int:
     engine = Chronos2Engine(EngineConfig(model="bundled", device=args.device, compile="off"))
     engine.predict(model_input[:4], args.horizon)  # warm-up and the views' checks
     kwargs = {"levels": engine.quantile_levels, "state": state, "out_levels": DEFAULT_QUANTILES}
-    times: dict[str, list[float]] = {"model": [], "numpy": [], "torch": []}
+    times: dict[str, list[float]] = {"model": [], "cpu": [], "numpy": [], "torch": []}
     results = {}
     for _ in range(args.rounds):
         started = time.perf_counter()
         q = engine.predict(model_input, args.horizon).astype(np.float64)
         times["model"].append(time.perf_counter() - started)
-        for name, device in (("numpy", None), ("torch", torch.device(args.device))):
+        for name in ("cpu", "numpy", "torch"):
             started = time.perf_counter()
-            results[name] = aug.inverse_quantiles(q, device=device, **kwargs)
+            if name == "numpy":
+                results[name] = numpy_inverse_quantiles(aug, q, **kwargs)
+            else:
+                device = torch.device(args.device) if name == "torch" else None
+                results[name] = aug.inverse_quantiles(q, device=device, **kwargs)
             times[name].append(time.perf_counter() - started)
-    diff = float(np.max(np.abs(results["torch"] - results["numpy"])))
+    spread = results["cpu"][:, :, -1:] - results["cpu"][:, :, :1]  # q0.9 - q0.1 per window, variate, step
     med = {k: statistics.median(v) for k, v in times.items()}
     header = {
         "date": time.strftime("%Y-%m-%d"),
@@ -68,14 +78,16 @@ def main(argv: list[str] | None = None) -> int:
         "context": args.context,
         "preaug": args.preaug,
         "rounds": args.rounds,
-        "max_abs_diff_torch_vs_numpy": diff,
+        "max_abs_diff_cpu_vs_numpy": float(np.max(np.abs(results["cpu"] - results["numpy"]))),
+        "max_torch_vs_cpu_over_spread": float(np.max(np.abs(results["torch"] - results["cpu"]) / spread)),
     }
     print(json.dumps(header))
     print("| step | median s | vs model | all s |")
     print("|---|---|---|---|")
     for name, label in (
         ("model", "engine.predict"),
-        ("numpy", "inversion numpy"),
+        ("cpu", "inversion CPU (compiled loops)"),
+        ("numpy", "inversion in plain numpy"),
         ("torch", "inversion torch"),
     ):
         runs = ", ".join(f"{t:.2f}" for t in times[name])

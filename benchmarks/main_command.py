@@ -4,9 +4,11 @@ Issue 15's CPU ratio: ``chronobt backtest BTCUSD --preaug differencing`` (``run_
 windows, augmentation, the engine, the sample-path inversion with ``--dependence auto``, metrics,
 baselines, significance, writing) in windows/s, against the bare reference on the same windows: the
 differenced contexts through ``Chronos2Pipeline.predict`` (chronos' batching, at the engine's batch size)
-followed by ``Augmentation.inverse_quantiles`` in numpy with independent steps (no dependence fit, no
-scoring, no files). Both on the bundled chronos2-mini, hourly ``data/BTCUSD.parquet``, in the same
-process, one of each per round, interleaved; medians over ``--rounds``.
+followed by the same inversion in plain numpy with independent steps (``benchmarks/numpy_inversion.py``:
+the library's draws, inverse and exact quantiles with numpy's fancy indexing and a full sort; no
+dependence fit, no scoring, no files). Both on the bundled chronos2-mini, hourly
+``data/BTCUSD.parquet``, in the same process, one of each per round, interleaved; medians over
+``--rounds``.
 
     python benchmarks/main_command.py --windows 200 --rounds 5
 """
@@ -17,12 +19,16 @@ import argparse
 import json
 import platform
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from numpy_inversion import numpy_inverse_quantiles
 
 from chronobt.augment import get_augmentation
 from chronobt.backtest import run_backtest
@@ -44,8 +50,8 @@ def reference(engine: Chronos2Engine, contexts: np.ndarray, config: BacktestConf
     out = engine.pipeline.predict(tasks, prediction_length=config.horizon, batch_size=batch)
     q = np.stack([t.float().numpy() for t in out]).astype(np.float64)  # [w, v, Q, h]
     predicted = time.perf_counter()
-    aug.inverse_quantiles(
-        q, levels=engine.quantile_levels, state=state, out_levels=config.quantiles, seed=config.seed
+    numpy_inverse_quantiles(
+        aug, q, levels=engine.quantile_levels, state=state, out_levels=config.quantiles, seed=config.seed
     )
     return predicted - started, time.perf_counter() - predicted
 

@@ -28,6 +28,8 @@ class Plan:
     workers : CPU batches forecast side by side (1: in turn).
     long_horizon : ``output_patches`` exceeds the model's ``max_output_patches`` (chronos' unrolling).
     compile : whether the call runs compiled; ``compile_reason``: why (one line).
+    tasks_per_chunk : tasks each encoder block runs at once within a forward (CPU, when fewer than
+        ``tasks_per_batch``: :mod:`chronobt.task_chunks`); ``None``: the whole batch.
     """
 
     n_tasks: int
@@ -41,6 +43,7 @@ class Plan:
     long_horizon: bool
     compile: bool = False
     compile_reason: str = ""
+    tasks_per_chunk: int | None = None
 
     @property
     def n_batches(self) -> int:

@@ -1,4 +1,4 @@
-"""How the engine sizes its CPU work: series per forward and batches forecast side by side.
+"""How the engine sizes its CPU work: series per forward, tasks per block chunk, batches side by side.
 
 Pure functions of the model's dimensions, the context and the thread count, so the rules can be read and
 tested without a model. The measurements behind the constants are in ``benchmarks/RESULTS.md`` (sections
@@ -80,3 +80,14 @@ def cpu_workers(*, n_batches: int, d_model: int, threads: int) -> int:
     if n_batches < 2 or d_model >= CPU_PARALLEL_MAX_D_MODEL:
         return 1
     return max(1, min(threads, n_batches))
+
+
+def cpu_tasks_per_chunk(*, series: int, n_variates: int, tasks_per_batch: int) -> int | None:
+    """Tasks an encoder block runs at once within a CPU forward of ``tasks_per_batch`` tasks.
+
+    ``series`` is :func:`cpu_series_per_forward` without the dense-attention cap (the series whose
+    activations stay in cache), in whole tasks (at least one); ``None`` when the batch is no larger.
+    Only with block-diagonal group attention (:mod:`chronobt.task_chunks`).
+    """
+    per_chunk = max(1, series // max(n_variates, 1))
+    return per_chunk if per_chunk < tasks_per_batch else None

@@ -159,9 +159,9 @@ class Chronos2Engine:
         shape = self._compile.shape
         if compile_call and shape is not None:
             length = max(length, shape[1])  # reuse a longer compiled length instead of compiling again
-        series = self.batch_size
-        if self.config.batch_size is None and self.device.type == "cpu":
-            series = cpu_sizing.cpu_series_per_forward(
+        cached = None  # CPU: the series whose activations stay in cache
+        if self.device.type == "cpu":
+            cached = cpu_sizing.cpu_series_per_forward(
                 context_length=length,
                 patch_size=self.patch_size,
                 n_output_patches=n_patches,
@@ -169,11 +169,17 @@ class Chronos2Engine:
                 d_ff=int(self.model.config.d_ff),
                 dense_groups=self.views.dense_groups,
             )
+        series = cached if self.config.batch_size is None and cached is not None else self.batch_size
         tasks_per_batch = max(1, series // max(n_variates, 1))
         if not compile_call:
             tasks_per_batch = min(tasks_per_batch, max(n_tasks, 1))  # eager: no dummy tasks below one batch
         elif shape is not None and n_variates and shape[0] % n_variates == 0:
             tasks_per_batch = shape[0] // n_variates  # keep the compiled shape (after OOM halving)
+        tasks_per_chunk = None
+        if cached is not None and self.views.task_chunk_layout and not self.views.dense_groups:
+            tasks_per_chunk = cpu_sizing.cpu_tasks_per_chunk(
+                series=cached, n_variates=n_variates, tasks_per_batch=tasks_per_batch
+            )
         workers = 1
         if self.device.type == "cpu" and not compile_call and not self._stage_batches:
             import torch
@@ -195,6 +201,7 @@ class Chronos2Engine:
             long_horizon=n_patches > self.max_output_patches,
             compile=compile_call,
             compile_reason=compile_reason,
+            tasks_per_chunk=tasks_per_chunk,
         )
 
     def _compile_preview(

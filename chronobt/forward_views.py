@@ -4,7 +4,9 @@ Two views share the loaded model's weights and are each compared with its full f
 
 * the output-only last block (:mod:`chronobt.lastblock`), once per number of output patches;
 * block-diagonal group attention in every block (:mod:`chronobt.group_attention`), composed with the
-  output-only block when that passed, once per (output patches, variates).
+  output-only block when that passed, once per (output patches, variates);
+* on top of that, on a CPU, encoder blocks run over cache-sized chunks of tasks
+  (:mod:`chronobt.task_chunks`), once per (output patches, variates, tasks per chunk).
 
 :class:`ForwardViews` holds the checks and the views that passed; the engine asks it for the model of a
 call (:meth:`ForwardViews.prepare`, then :meth:`ForwardViews.model_for`) and for its record.
@@ -14,9 +16,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from chronobt import group_attention
+from chronobt import group_attention, task_chunks
 from chronobt.batching import Plan
-from chronobt.group_attention import BlockDiagonalCheck, supports_block_diagonal
+from chronobt.group_attention import ViewCheck, supports_block_diagonal
 from chronobt.lastblock import OutputOnlyCheck, prepare_view, supports_output_only
 
 
@@ -25,22 +27,28 @@ class ForwardViews:
 
     Attributes
     ----------
-    output_only_layout, block_diagonal_layout : whether the model has the layout each view relies on
-        (tests turn them off to get chronos' own forward).
+    output_only_layout, block_diagonal_layout, task_chunk_layout : whether the model has the layout each
+        view relies on (tests and benchmarks turn them off to get chronos' own forward).
     checks, views : output-only checks and passed views by number of output patches.
     group_checks, models : block-diagonal checks and passed (composed) views by (output patches, variates).
     key : (output patches, variates) of the current call.
+    chunk_checks, chunked : task-chunk checks and passed views by (output patches, variates, tasks per
+        chunk); ``chunk_key``: the current call's, ``None`` when it runs blocks over the whole batch.
     """
 
     def __init__(self, model: Any) -> None:
         self.model = model
         self.output_only_layout = supports_output_only(model)
         self.block_diagonal_layout = supports_block_diagonal(model)
+        self.task_chunk_layout = self.block_diagonal_layout
         self.checks: dict[int, OutputOnlyCheck] = {}
         self.views: dict[int, Any] = {}
-        self.group_checks: dict[tuple[int, int], BlockDiagonalCheck] = {}
+        self.group_checks: dict[tuple[int, int], ViewCheck] = {}
         self.models: dict[tuple[int, int], Any] = {}
         self.key: tuple[int, int] = (0, 0)
+        self.chunk_checks: dict[tuple[int, int, int], ViewCheck] = {}
+        self.chunked: dict[tuple[int, int, int], Any] = {}
+        self.chunk_key: tuple[int, int, int] | None = None
 
     @property
     def dense_groups(self) -> bool:
@@ -72,10 +80,26 @@ class ForwardViews:
             )
             if model is not None:
                 self.models[key] = model
+        self.chunk_key = None
+        if plan.tasks_per_chunk is not None and self.task_chunk_layout and key in self.models:
+            chunk_key = self.chunk_key = (*key, plan.tasks_per_chunk)
+            if chunk_key not in self.chunk_checks:
+                view, self.chunk_checks[chunk_key] = task_chunks.prepare_view(
+                    self.model,
+                    self.models[key],
+                    n_variates=plan.n_variates,
+                    n_out=n,
+                    tasks_per_chunk=plan.tasks_per_chunk,
+                    context_length=plan.context_length,
+                )
+                if view is not None:
+                    self.chunked[chunk_key] = view
 
     def model_for(self, num_output_patches: int) -> Any:
         """The model to run for the current call: the composed view, the output-only one, or chronos'."""
-        model = self.models.get(self.key)
+        model = self.chunked.get(self.chunk_key) if self.chunk_key is not None else None
+        if model is None:
+            model = self.models.get(self.key)
         if model is None or self.key[0] != num_output_patches:
             model = self.views.get(num_output_patches, self.model)
         return model
@@ -83,16 +107,22 @@ class ForwardViews:
     def record(self) -> dict[str, Any]:
         """``output_only_last_block`` / ``block_diagonal_groups``: the layout is supported and no check
         failed; ``output_only_check`` / ``block_diagonal_check``: the first failed check, else the latest
-        (``None`` before any)."""
+        (``None`` before any); ``task_chunks``: the tasks per chunk of the latest call's encoder blocks
+        (``None``: whole batches), ``task_chunk_check`` as the others."""
         out_failed = [c for c in self.checks.values() if not c.passed]
         group_failed = [c for c in self.group_checks.values() if not c.passed]
+        chunk_failed = [c for c in self.chunk_checks.values() if not c.passed]
         out_latest = _first_or_last(out_failed, list(self.checks.values()))
         group_latest = _first_or_last(group_failed, list(self.group_checks.values()))
+        chunk_latest = _first_or_last(chunk_failed, list(self.chunk_checks.values()))
+        chunking = self.chunk_key is not None and self.chunk_key in self.chunked
         return {
             "output_only_last_block": self.output_only_layout and not out_failed,
             "output_only_check": out_latest.record() if out_latest is not None else None,
             "block_diagonal_groups": self.block_diagonal_layout and not group_failed,
             "block_diagonal_check": group_latest.record() if group_latest is not None else None,
+            "task_chunks": self.chunk_key[2] if chunking and self.chunk_key is not None else None,
+            "task_chunk_check": chunk_latest.record() if chunk_latest is not None else None,
         }
 
 

@@ -137,8 +137,9 @@ def block_diagonal_view(model: Any, n_variates: int) -> Any:
 
 
 @dataclass(frozen=True)
-class BlockDiagonalCheck:
-    """The block-diagonal view (with the output-only last block when that is used) against the full forward.
+class ViewCheck:
+    """A view for tasks of ``n_variates`` against the full forward: the block-diagonal one (with the
+    output-only last block when that is used), or its task-chunked blocks (:mod:`chronobt.task_chunks`).
 
     Attributes
     ----------
@@ -157,16 +158,23 @@ class BlockDiagonalCheck:
     def record(self) -> dict[str, Any]:
         return asdict(self)
 
+    @classmethod
+    def of(cls, n_variates: int, n_out: int, compared: Any) -> ViewCheck:
+        """The check from :func:`chronobt.lastblock.check_output_only`'s comparison."""
+        return cls(
+            n_variates, n_out, compared.passed, compared.max_abs_diff, compared.tolerance, compared.reason
+        )
 
-def unsupported_check(n_variates: int, n_out: int) -> BlockDiagonalCheck:
+
+def unsupported_check(n_variates: int, n_out: int) -> ViewCheck:
     """The record for a model whose blocks have another layout (no comparison is run)."""
     reason = "the encoder blocks do not have the group-attention layout BlockDiagonalGroupAttention relies on"
-    return BlockDiagonalCheck(n_variates, n_out, False, None, None, reason)
+    return ViewCheck(n_variates, n_out, False, None, None, reason)
 
 
 def prepare_view(
     model: Any, *, n_variates: int, n_out: int, output_only: bool, layout_ok: bool, context_length: int
-) -> tuple[Any | None, BlockDiagonalCheck]:
+) -> tuple[Any | None, ViewCheck]:
     """The block-diagonal view (composed with the output-only last block when ``output_only``) if it passes.
 
     Compared with ``model``'s full forward by :func:`chronobt.lastblock.check_output_only` on its check
@@ -193,9 +201,7 @@ def prepare_view(
     compared = lastblock.check_output_only(
         model, view, n_out=n_out, n_variates=n_variates, context_length=context_length
     )
-    check = BlockDiagonalCheck(
-        n_variates, n_out, compared.passed, compared.max_abs_diff, compared.tolerance, compared.reason
-    )
+    check = ViewCheck.of(n_variates, n_out, compared)
     if check.passed:
         logger.info("block-diagonal group attention for %d variates: %s", n_variates, check.reason)
         return view, check

@@ -15,6 +15,7 @@ from chronobt.augment import (
     DEFAULT_N_PATHS,
     AugmentationSpec,
     get_augmentation,
+    kernels,
     parse_augmentation,
     sampling,
 )
@@ -359,72 +360,78 @@ def test_interpolating_to_levels_the_forecast_has_copies_them_exactly_in_the_ask
     np.testing.assert_array_equal(between[:, :, 1], q[:, :, 2])
 
 
-def test_keyed_quantiles_are_within_half_a_key_step_of_the_exact_ones() -> None:
-    rng = np.random.default_rng(4)
-    paths = np.concatenate(
-        [rng.normal(1e5, 300.0, (3, 4096)), rng.standard_t(2.0, (3, 4096)), rng.normal(size=(2, 4096))]
-    )
-    paths[-2:, ::97] = 1e12  # exploding paths (rolling_norm under strong dependence) stay outside
-    paths[-1, 5::97] = -1e12
-    targets = np.array([0.1, 0.25, 0.5, 0.75, 0.9])
-    exact = sampling.path_quantiles(paths, targets)
-    keyed = sampling.keyed_quantiles(paths, targets)
-    _low, step, usable = sampling.key_bracket(paths, targets)
-    assert usable.all()
-    assert np.all(np.abs(keyed - exact) <= 0.5 * step[:, None] * (1 + 1e-9))
-    assert np.all(step[-2:] < 1e-3)  # the bracket ignores the outliers
+def _hard_rows(n: int, seed: int = 4) -> np.ndarray:
+    """Rows a histogram read can get wrong: levels, tails, outliers, ties, constants, NaN and infinities."""
+    rng = np.random.default_rng(seed)
+    rows = [
+        rng.normal(1e5, 300.0, n),  # a price level far from zero
+        rng.standard_t(2.0, n),  # heavy tails
+        1e15 + rng.normal(size=n),  # the bin arithmetic near the values' own resolution
+        np.round(rng.normal(size=n), 1),  # many ties, a few per bin or many in one
+        np.full(n, 7.5),  # a constant row: an empty bracket
+        np.where(np.arange(n) % 4 == 0, 10.0 + np.linspace(0.0, 1.0, n), np.linspace(0.0, 1.0, n)),
+    ]
+    exploding = rng.normal(size=(4, n))
+    exploding[0, ::97] = 1e12  # exploding paths (rolling_norm under strong dependence)
+    exploding[1, 5::97] = -1e12
+    exploding[2, :: max(1, n // sampling.PILOT_PATHS)][:6] = 1e12  # six pilot paths explode
+    exploding[3, ::3] = -np.inf  # a third at -inf: the low ranks fall below the bracket
+    special = rng.normal(size=(2, n))
+    special[0, 7 % n] = np.nan
+    special[1, 9 % n] = np.inf
+    return np.concatenate([np.stack(rows), exploding, special])
 
 
-def test_keyed_quantiles_fall_back_to_the_exact_read_where_the_bracket_misses() -> None:
-    targets = np.array([0.01, 0.5, 0.99])
-    paths = np.tile(np.linspace(0.0, 1.0, 512), (3, 1))
-    paths[1] = 7.5  # a constant row
-    paths[2, ::4] = np.linspace(10.0, 11.0, 128)  # the pilot sees only the upper quarter
-    np.testing.assert_array_equal(
-        sampling.keyed_quantiles(paths, targets)[1:], sampling.path_quantiles(paths, targets)[1:]
-    )
-
-
-@pytest.mark.parametrize(
-    ("n_paths", "outliers", "targets"),
-    [
-        (4096, [0], (0.05, 0.1, 0.5, 0.9, 0.95)),  # an outlier in the pilot, levels beyond its margin
-        (4096, [0, 32, 64, 96, 128, 160], (0.1, 0.3, 0.5, 0.7, 0.9)),  # six pilot paths explode
-        (8, [0], (0.1, 0.5, 0.9)),  # a tiny pilot
-    ],
-)
-def test_keyed_quantiles_stay_close_when_a_few_paths_explode(
-    n_paths: int, outliers: list, targets: tuple
-) -> None:
-    rng = np.random.default_rng(6)
-    paths = rng.normal(size=(3, n_paths))
-    paths[:, outliers] = 1e12
+@pytest.mark.parametrize("n_paths", [2, 8, 100, 512, 4096])
+@pytest.mark.parametrize("targets", [(0.1, 0.25, 0.5, 0.75, 0.9), (0.001, 0.5, 0.999), (0.3,)])
+def test_read_quantiles_equal_the_full_sort_bit_for_bit(n_paths: int, targets: tuple) -> None:
+    paths = _hard_rows(n_paths)
     t = np.asarray(targets)
-    exact = sampling.path_quantiles(paths, t)
-    spread = exact.max(axis=1) - exact.min(axis=1)
-    keyed = sampling.keyed_quantiles(paths, t)
-    assert np.all(np.abs(keyed - exact) <= spread[:, None] / (2 * sampling.MIN_KEY_SPAN) * 1.01 + 1e-12)
+    with np.errstate(invalid="ignore"):  # an infinite order statistic at weight 0 is NaN in both
+        read = sampling.read_quantiles(paths.reshape(3, -1, n_paths), t)  # leading axes kept
+        exact = sampling.path_quantiles(paths, t)
+    assert read.shape == (3, paths.shape[0] // 3, t.size)
+    np.testing.assert_array_equal(read.reshape(paths.shape[0], -1), exact)
 
 
-def test_keyed_quantiles_bound_survives_a_large_level() -> None:
-    paths = 1e15 + np.random.default_rng(7).normal(size=(2, 4096))  # the key arithmetic must not cancel
-    t = np.array([0.1, 0.5, 0.9])
-    _low, step, _usable = sampling.key_bracket(paths, t)
-    exact, keyed = sampling.path_quantiles(paths, t), sampling.keyed_quantiles(paths, t)
-    # half a key step is far below the values' own resolution here: at most half an ulp of 1e15 (keying
-    # x * scale - offset instead of (x - offset) * scale loses a whole ulp, 0.125, to cancellation)
-    assert np.all(np.abs(keyed - exact) <= np.maximum(0.5 * step[:, None], 0.5 * np.spacing(1e15)))
+@settings(max_examples=60, deadline=None)
+@given(
+    n=st.integers(2, 700),
+    scale=st.sampled_from([1e-9, 1.0, 1e6]),
+    ties=st.booleans(),
+    targets=st.lists(st.floats(0.001, 0.999), min_size=1, max_size=9, unique=True),
+    seed=st.integers(0, 2**16),
+)
+def test_read_quantiles_equal_the_full_sort_on_random_rows(
+    n: int, scale: float, ties: bool, targets: list, seed: int
+) -> None:
+    rng = np.random.default_rng(seed)
+    paths = rng.standard_t(3.0, (4, n)) * scale + rng.normal(size=(4, 1)) * 10 * scale
+    if ties:
+        paths = np.round(paths / scale, 0) * scale
+    t = np.sort(np.asarray(targets))
+    np.testing.assert_array_equal(sampling.read_quantiles(paths, t), sampling.path_quantiles(paths, t))
 
 
-def test_keyed_quantiles_read_rows_with_nan_or_inf_exactly() -> None:
-    rng = np.random.default_rng(5)
-    paths = rng.normal(size=(2, 3, 512))
-    paths[0, 1, 7] = np.nan
-    paths[1, 2, 9] = np.inf
-    targets = np.array([0.1, 0.5, 0.9])
-    keyed = sampling.keyed_quantiles(paths, targets)
-    exact = sampling.path_quantiles(paths, targets)
-    assert keyed.shape == (2, 3, 3)
-    np.testing.assert_array_equal(keyed[0, 1], exact[0, 1])
-    np.testing.assert_array_equal(keyed[1, 2], exact[1, 2])
-    np.testing.assert_allclose(keyed, exact, atol=1e-3)
+def test_read_quantiles_sort_whole_only_the_rows_the_histogram_cannot_read() -> None:
+    paths = _hard_rows(4096)
+    targets = np.array([0.1, 0.25, 0.5, 0.75, 0.9])
+    lo, hi, _frac = sampling.hazen_positions(targets, 4096)
+    ranks = np.unique(np.concatenate([lo, hi])).astype(np.int64)
+    stats = np.empty((paths.shape[0], ranks.size))
+    pilot = sampling.pilot_ranks(4096, targets)
+    whole = kernels.order_statistics(paths, ranks, *pilot, sampling.READ_BINS, stats)
+    # the constant row, the pilot that saw only the upper quarter, the -inf third, the NaN row
+    assert whole == 4
+    np.testing.assert_array_equal(stats, np.sort(paths, axis=1)[:, ranks])
+
+
+def test_sample_steps_equal_numpys_gather_bit_for_bit() -> None:
+    rng = np.random.default_rng(8)
+    levels = np.linspace(0.05, 0.95, 19)
+    q_tf = np.sort(rng.normal(size=(6, 5, levels.size)) * 1e3, axis=-1)  # [h, rows, Q]
+    seg, frac = sampling.stratified_draws(levels, 300, 6, seed=2)  # [h, P]
+    steps = np.arange(6)[:, None, None]
+    rows = np.arange(5)[None, :, None]
+    lo, hi = q_tf[steps, rows, seg[:, None, :]], q_tf[steps, rows, seg[:, None, :] + 1]
+    np.testing.assert_array_equal(sampling.sample_steps(q_tf, seg, frac), lo + (hi - lo) * frac[:, None, :])

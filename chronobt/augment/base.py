@@ -26,7 +26,7 @@ from chronobt.augment.sampling import (
     check_levels,
     copula_draws,
     interpolate_quantiles,
-    keyed_quantiles,
+    read_quantiles,
     sample_steps,
     stratified_draws,
 )
@@ -309,10 +309,12 @@ class Augmentation(ABC):
           :func:`chronobt.augment.sampling.copula_draws` and :mod:`chronobt.dependence`). Windows with
           equal matrices share their draws, so a window's result depends only on its own matrix.
 
-        ``device``: ``None`` (default) runs the sample-path steps in numpy; a torch device draws the
-        step values and reads the quantiles in torch there (:mod:`chronobt.inversion_torch`; the same
-        numbers to float rounding). Pass :func:`chronobt.inversion_torch.inversion_device` of the
-        engine's device: CUDA, else ``None`` (numpy is faster on a CPU).
+        ``device``: ``None`` (default) runs the sample-path steps on the host (compiled loops,
+        :mod:`chronobt.augment.kernels`: the exact sort's quantiles); a torch device draws the step
+        values and reads the quantiles in torch there (:mod:`chronobt.inversion_torch`: off 16-bit keys,
+        within 1/8,192 of the spread of the order statistics needed). Pass
+        :func:`chronobt.inversion_torch.inversion_device` of the engine's device: CUDA, else ``None``
+        (the host loops are faster on a CPU).
         """
         qa = np.asarray(q, dtype=np.float64)
         if qa.ndim != 4:
@@ -372,16 +374,14 @@ class Augmentation(ABC):
 
             torch_device = inversion_torch.torch.device(device)
 
-        local = threading.local()  # per worker: chunk-sized buffers reused from chunk to chunk
+        local = threading.local()  # per worker: a chunk-sized buffer reused from chunk to chunk
 
-        def buffers(shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-            # Fresh chunk-sized arrays would fault their pages in again at every chunk (glibc hands large
+        def buffer(shape: tuple[int, ...]) -> np.ndarray:
+            # A fresh chunk-sized array would fault its pages in again at every chunk (glibc hands large
             # blocks back to the kernel): ~250k page faults, +0.5 s, per 200 windows after a forward pass.
             held = getattr(local, "held", None)
-            if held is None or held[0].shape != shape:
-                rows = int(np.prod(shape[:-1]))
-                held = (np.empty(shape), np.empty((rows, shape[-1])), np.empty((rows, shape[-1]), np.uint16))
-                local.held = held
+            if held is None or held.shape != shape:
+                held = local.held = np.empty(shape)
             return held
 
         def invert_chunk(task: tuple[slice | np.ndarray, np.ndarray, np.ndarray]) -> None:
@@ -390,19 +390,18 @@ class Augmentation(ABC):
                 chunk = qs[rows]
                 q_tf = chunk.transpose(3, 0, 1, 2).reshape(h, -1, n_q)  # [h, w*v, Q]
                 if device is None:
-                    draws, keys, ordered = buffers((h, q_tf.shape[1], n_paths))
-                    drawn = sample_steps(q_tf, seg, frac, out=draws)
+                    drawn = sample_steps(q_tf, seg, frac, out=buffer((h, q_tf.shape[1], n_paths)))
                 else:
                     drawn = inversion_torch.sample_steps(q_tf, seg, frac, torch_device)
                 steps = drawn.reshape(h, chunk.shape[0], n_v, n_paths)
                 prices = self._inverse_tf_owned(steps, state.take(rows))  # [h, w, v, P]
                 if device is None:
-                    read = keyed_quantiles(prices, out_levels, keys=keys, ordered=ordered)
+                    read = read_quantiles(prices, out_levels)
                 else:
                     read = inversion_torch.path_quantiles(prices, out_levels, torch_device)
                 out[rows] = read.transpose(1, 2, 3, 0)
 
-        # Chunks are independent and numpy's sort releases the GIL: one thread per core (the torch
+        # Chunks are independent and the compiled loops release the GIL: one thread per core (the torch
         # path runs its chunks in turn: the device serialises them anyway).
         workers = 1 if device is not None else min(len(tasks), os.cpu_count() or 1, MAX_INVERSION_THREADS)
         if workers <= 1:

@@ -19,13 +19,12 @@ from chronobt.errors import ConfigError
 
 _NORMAL = NormalDist()
 
-#: Key steps over a row's bracket in :func:`keyed_quantiles` (16-bit keys).
-KEY_STEPS = 65535
-#: Fewest keys between the lowest and the highest order statistic needed for a keyed read to stand.
-MIN_KEY_SPAN = 4096
-#: Paths in the pilot that places the bracket (:func:`key_bracket`), and its spare ranks on each side.
+#: Paths in the pilot that brackets the order statistics to read (:func:`pilot_ranks`), and its spare
+#: ranks on each side.
 PILOT_PATHS = 128
 PILOT_MARGIN = 8
+#: Histogram bins over that bracket in :func:`read_quantiles` (a few values per bin at 4,096 paths).
+READ_BINS = 2048
 
 
 def check_levels(levels: Sequence[float], n: int | None = None, *, what: str = "levels") -> np.ndarray:
@@ -136,22 +135,24 @@ def sample_steps(
 ) -> np.ndarray:
     """Sampled step values [h, rows, P] from per-step quantiles ``q_tf`` [h, rows, Q] (into ``out``).
 
-    ``q[seg] + (q[seg + 1] - q[seg]) * frac``: one gather per step of (lower quantile, segment rise)
-    pairs, packed as the real and imaginary parts of a complex table (gathers cost per element, not
-    per byte: one of 16-byte pairs is ~15% faster than two of 8-byte values). A matrix product
-    against the sparse weights is slower on these shapes, and BLAS threads oversubscribe small
-    machines.
+    ``q[seg] + (q[seg + 1] - q[seg]) * frac`` for the segments and fractions ``[h, P]`` of
+    :func:`stratified_draws` or :func:`copula_draws`, in one compiled pass
+    (:func:`chronobt.augment.kernels.draw_steps`; numpy needs a gather and two strided passes).
     """
-    pairs = np.empty((*q_tf.shape[:2], q_tf.shape[2] - 1), dtype=np.complex128)  # [h, rows, Q - 1]
-    pairs.real = q_tf[..., :-1]
-    pairs.imag = np.diff(q_tf, axis=-1)
+    from chronobt.augment import kernels  # numba: compiled on first use (cached), imported when needed
+
+    h, rows, _ = q_tf.shape
     if out is None:
-        out = np.empty((q_tf.shape[0], q_tf.shape[1], seg.shape[1]))
-    drawn = np.empty(out.shape[1:], dtype=np.complex128)  # one buffer for every step
-    for k in range(q_tf.shape[0]):
-        np.take(pairs[k], seg[k], axis=1, out=drawn)
-        np.multiply(drawn.imag, frac[k], out=out[k])
-        out[k] += drawn.real
+        out = np.empty((h, rows, seg.shape[1]))
+    lower = np.ascontiguousarray(q_tf[..., :-1], dtype=np.float64)
+    rise = np.diff(q_tf.astype(np.float64, copy=False), axis=-1)
+    kernels.draw_steps(
+        lower,
+        rise,
+        np.ascontiguousarray(seg, dtype=np.int64),
+        np.ascontiguousarray(frac, dtype=np.float64),
+        out,
+    )
     return out
 
 
@@ -170,75 +171,42 @@ def hazen_positions(targets: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray
 def path_quantiles(paths: np.ndarray, targets: np.ndarray) -> np.ndarray:
     """Empirical quantiles [..., K] of ``paths`` [..., P] at ``targets`` (:func:`hazen_positions`), exact.
 
-    The reference for :func:`keyed_quantiles`, and its fallback for rows with a non-finite value.
+    The reference for :func:`read_quantiles` (which gives the same numbers faster).
     """
     lo, hi, frac = hazen_positions(targets, paths.shape[-1])
     ordered = np.sort(paths, axis=-1)
     return ordered[..., lo] * (1.0 - frac) + ordered[..., hi] * frac
 
 
-def key_bracket(flat: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per row of ``flat`` ``[rows, P]``: the lowest key's value, the key step and whether keys apply.
+def pilot_ranks(n: int, targets: np.ndarray) -> tuple[int, int, int]:
+    """Stride and ranks of the pilot that brackets the order statistics at ``targets`` among ``n`` paths.
 
-    The bracket holds the order statistics at ``targets`` with room to spare but not the outliers: from
-    a pilot of :data:`PILOT_PATHS` evenly strided paths (exchangeable: every step's strata are assigned
-    to the paths at random), the values :data:`PILOT_MARGIN` pilot ranks beyond the outermost targets,
-    widened by a quarter of their distance on each side. Rows holding a NaN or an infinity, and rows
-    whose bracket is empty (a constant centre), are marked for an exact read.
+    The pilot is every ``stride``-th path, :data:`PILOT_PATHS` of them (exchangeable: every step's
+    strata are assigned to the paths at random); its ranks :data:`PILOT_MARGIN` beyond the outermost
+    targets bound the order statistics needed with room to spare but not the outliers.
     """
-    n = flat.shape[1]
-    pilot = flat[:, :: max(1, n // PILOT_PATHS)]
-    m = pilot.shape[1]
+    stride = max(1, n // PILOT_PATHS)
+    m = len(range(0, n, stride))
     t = np.asarray(targets, dtype=np.float64)
-    ranks = np.clip(
-        [int(np.floor(t.min() * m)) - PILOT_MARGIN, int(np.ceil(t.max() * m)) + PILOT_MARGIN], 0, m - 1
-    )
-    part = np.partition(pilot, ranks, axis=1)
-    a, b = part[:, ranks[0]], part[:, ranks[1]]
-    with np.errstate(invalid="ignore", over="ignore"):
-        low = a - 0.25 * (b - a)
-        step = 1.5 * (b - a) / KEY_STEPS
-        usable = np.isfinite(flat.sum(axis=1)) & np.isfinite(step) & (step > 0)
-    return np.where(usable, low, 0.0), np.where(usable, step, 0.0), usable
+    low = int(np.clip(int(np.floor(t.min() * m)) - PILOT_MARGIN, 0, m - 1))
+    high = int(np.clip(int(np.ceil(t.max() * m)) + PILOT_MARGIN, 0, m - 1))
+    return stride, low, high
 
 
-def keyed_quantiles(
-    paths: np.ndarray,
-    targets: np.ndarray,
-    *,
-    keys: np.ndarray | None = None,
-    ordered: np.ndarray | None = None,
-) -> np.ndarray:
-    """:func:`path_quantiles` read off 16-bit keys: within half a key step of it.
+def read_quantiles(paths: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """:func:`path_quantiles` of ``paths`` [..., P], bit for bit, without sorting whole rows.
 
-    Each row's values are rounded to one of :data:`KEY_STEPS` + 1 evenly spaced keys over a bracket of
-    the order statistics needed (:func:`key_bracket`; values beyond it take the end keys), a map that
-    keeps the order. The keys are radix-sorted (numpy's stable sort of 16-bit integers: linear time,
-    ~5x faster than sorting the float32 values, ~10x float64) and the order statistics read back at
-    their keys. Each differs from the exact one by at most half a key step (to rounding). Rows are read
-    exactly (:func:`path_quantiles`) where that bound could matter: where the bracket misses (an order
-    statistic at an end key), where the needed order statistics span fewer than :data:`MIN_KEY_SPAN`
-    keys (an outlier in the pilot stretched the bracket), and rows holding a NaN or an infinity or
-    with a constant centre. So every keyed value is within 1/(2 * MIN_KEY_SPAN) of the spread of the
-    needed order statistics (e.g. of q0.1..q0.9): for 4,096 paths, a few percent of their Monte Carlo
-    error. ``keys`` (float64) and ``ordered`` (uint16), both ``[rows, P]``, are optional work buffers.
+    The order statistics needed come from a histogram refined where they fall
+    (:func:`chronobt.augment.kernels.order_statistics`, bracketed by :func:`pilot_ranks`), the
+    interpolation between them is :func:`path_quantiles`' own.
     """
+    from chronobt.augment import kernels  # numba: compiled on first use (cached), imported when needed
+
     n = paths.shape[-1]
-    flat = paths.reshape(-1, n)
+    flat = np.ascontiguousarray(paths.reshape(-1, n), dtype=np.float64)
     lo, hi, frac = hazen_positions(targets, n)
-    low, step, usable = key_bracket(flat, targets)
-    scale = np.divide(1.0, step, out=np.zeros_like(step), where=usable)
-    with np.errstate(invalid="ignore"):
-        keys = np.subtract(flat, (low - 0.5 * step)[:, None], out=keys)  # differences first: no cancellation
-        keys *= scale[:, None]  # (x - low) / step + 0.5: rounded half up by the cast
-        np.clip(keys, 0.0, KEY_STEPS, out=keys)
-        if ordered is None:
-            ordered = np.empty(flat.shape, dtype=np.uint16)
-        np.copyto(ordered, keys, casting="unsafe")  # rows with a NaN get garbage keys: read exactly below
-    ordered.sort(axis=-1, kind="stable")
-    out = low[:, None] + (ordered[:, lo] * (1.0 - frac) + ordered[:, hi] * frac) * step[:, None]
-    first, last = ordered[:, lo.min()], ordered[:, hi.max()]
-    missed = ~(usable & (first > 0) & (last < KEY_STEPS) & (last - first.astype(np.int64) >= MIN_KEY_SPAN))
-    if missed.any():
-        out[missed] = path_quantiles(flat[missed], targets)
+    ranks, at = np.unique(np.concatenate([lo, hi]), return_inverse=True)
+    stats = np.empty((flat.shape[0], ranks.size))
+    kernels.order_statistics(flat, ranks.astype(np.int64), *pilot_ranks(n, targets), READ_BINS, stats)
+    out = stats[:, at[: lo.size]] * (1.0 - frac) + stats[:, at[lo.size :]] * frac
     return out.reshape(*paths.shape[:-1], -1)

@@ -1,0 +1,142 @@
+"""Compiled loops of the CPU sample-path inversion (numba): drawing step values, reading order statistics.
+
+numpy spends most of the inversion's time on passes it cannot fuse: a gather of (lower quantile, rise)
+pairs per step, strided arithmetic on them, and a sort of every row of ``P`` prices to read a few
+order statistics. These two loops do the same work in one pass each, without the GIL (the inversion's
+worker threads run them side by side), and give the same numbers as the numpy reference bit for bit:
+the same float64 operations in the same order (no fast-math, no contraction into fused multiply-adds),
+and exact order statistics rather than an approximation (``benchmarks/RESULTS.md`` has the timings).
+
+Compiled on first use and cached beside this file (numba's ``cache=True``; a read-only install caches
+in the user's cache folder): one signature each, because :mod:`chronobt.augment.sampling` always
+passes C-contiguous float64 and int64 arrays.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+
+@numba.njit(nogil=True, cache=True)
+def draw_steps(
+    lower: np.ndarray, rise: np.ndarray, seg: np.ndarray, frac: np.ndarray, out: np.ndarray
+) -> None:
+    """``out[k, r, j] = lower[k, r, s] + rise[k, r, s] * frac[k, j]`` with ``s = seg[k, j]``.
+
+    ``lower``, ``rise`` ``[h, rows, Q - 1]``; ``seg`` (int64), ``frac`` ``[h, P]``; ``out`` ``[h, rows, P]``.
+    """
+    h, rows, _ = lower.shape
+    n = seg.shape[1]
+    for k in range(h):
+        seg_k = seg[k]
+        frac_k = frac[k]
+        for r in range(rows):
+            low = lower[k, r]
+            up = rise[k, r]
+            dest = out[k, r]
+            for j in range(n):
+                s = seg_k[j]
+                dest[j] = low[s] + up[s] * frac_k[j]
+
+
+@numba.njit(nogil=True, cache=True)
+def order_statistics(
+    paths: np.ndarray,
+    ranks: np.ndarray,
+    stride: int,
+    pilot_low: int,
+    pilot_high: int,
+    bins: int,
+    out: np.ndarray,
+) -> int:
+    """The ``ranks``-th smallest values (0-based, ascending) of each row of ``paths`` ``[rows, P]``.
+
+    Exactly ``np.sort(paths, axis=1)[:, ranks]`` (NaN sorting last), read by a histogram refined where
+    the ranks fall rather than a full sort. Per row:
+
+    1. A pilot of every ``stride``-th value is sorted; its ``pilot_low``-th and ``pilot_high``-th values,
+       widened by a quarter of their distance on each side, bracket the ranks (the caller places them
+       with spare ranks beyond the outermost one).
+    2. One pass puts every value into one of ``bins`` equal bins over the bracket, or into the "below"
+       and "above" bins beyond it. The map is monotone (correctly rounded subtraction, multiplication
+       and truncation never reorder two values), so bin ``b`` holds exactly the sorted positions
+       ``start[b] .. start[b + 1] - 1``, and cumulative counts give the bin of every rank.
+    3. A second pass gathers the values of the bins that hold a rank (a few dozen of ``P``), which are
+       sorted, and each rank is read at its place in them.
+
+    A row is sorted whole instead when the bracket is empty or infinite, a value is NaN, or a rank
+    falls below or above the bracket (a pilot that missed); infinite values sit in the end bins. The
+    values go to ``out`` ``[rows, len(ranks)]``; returns how many rows were sorted whole.
+    """
+    rows, n = paths.shape
+    n_ranks = ranks.size
+    top = np.float64(bins + 1)
+    start = np.empty(bins + 3, np.int64)
+    where = np.empty(n, np.int32)
+    needed = np.zeros(bins + 2, np.bool_)
+    rank_bin = np.empty(n_ranks, np.int64)
+    work = np.empty(n)
+    whole = 0
+    for r in range(rows):
+        row = paths[r]
+        m = 0
+        for j in range(0, n, stride):
+            work[m] = row[j]
+            m += 1
+        work[:m].sort()
+        a, b = work[pilot_low], work[pilot_high]
+        ok = b > a and b - a < np.inf
+        if ok:
+            low = a - 0.25 * (b - a)
+            inv = bins / (1.5 * (b - a))
+            nan = False
+            for j in range(n):
+                t = (row[j] - low) * inv + 1.0  # bins 1..bins; an infinite value lands beyond them
+                nan |= t != t
+                t = t if t > 0.0 else 0.0  # 0: below the bracket (and NaN: the row is then sorted whole)
+                where[j] = np.int32(t if t < top else top)  # bins + 1: above it
+            ok = not nan
+        if ok:
+            start[:] = 0
+            for j in range(n):
+                start[where[j] + 1] += 1
+            for bin_ in range(bins + 2):
+                start[bin_ + 1] += start[bin_]
+            for u in range(n_ranks):
+                lo_bin, hi_bin = 0, bins + 1
+                while lo_bin < hi_bin:  # the last bin starting at or before the rank
+                    mid = (lo_bin + hi_bin + 1) >> 1
+                    if start[mid] <= ranks[u]:
+                        lo_bin = mid
+                    else:
+                        hi_bin = mid - 1
+                rank_bin[u] = lo_bin
+                if lo_bin == 0 or lo_bin == bins + 1:
+                    ok = False
+        if ok:
+            for u in range(n_ranks):
+                needed[rank_bin[u]] = True
+            count = 0
+            for j in range(n):
+                if needed[where[j]]:
+                    work[count] = row[j]
+                    count += 1
+            work[:count].sort()
+            offset, previous = 0, -1
+            for u in range(n_ranks):  # ranks ascend, so their bins do: the gathered values bin by bin
+                bin_ = rank_bin[u]
+                if bin_ != previous:
+                    if previous >= 0:
+                        offset += start[previous + 1] - start[previous]
+                    previous = bin_
+                out[r, u] = work[offset + ranks[u] - start[bin_]]
+            for u in range(n_ranks):
+                needed[rank_bin[u]] = False
+        else:
+            whole += 1
+            work[:] = row
+            work.sort()
+            for u in range(n_ranks):
+                out[r, u] = work[ranks[u]]
+    return whole
