@@ -176,7 +176,13 @@ class Chronos2Engine:
         elif shape is not None and n_variates and shape[0] % n_variates == 0:
             tasks_per_batch = shape[0] // n_variates  # keep the compiled shape (after OOM halving)
         tasks_per_chunk = None
-        if cached is not None and self.views.task_chunk_layout and not self.views.dense_groups:
+        long_horizon = n_patches > self.max_output_patches
+        if (
+            cached is not None
+            and self.views.task_chunk_layout
+            and not self.views.dense_groups
+            and not long_horizon
+        ):
             tasks_per_chunk = cpu_sizing.cpu_tasks_per_chunk(
                 series=cached, n_variates=n_variates, tasks_per_batch=tasks_per_batch
             )
@@ -198,7 +204,7 @@ class Chronos2Engine:
             series_per_forward=series,
             tasks_per_batch=tasks_per_batch,
             workers=workers,
-            long_horizon=n_patches > self.max_output_patches,
+            long_horizon=long_horizon,
             compile=compile_call,
             compile_reason=compile_reason,
             tasks_per_chunk=tasks_per_chunk,
@@ -272,8 +278,9 @@ class Chronos2Engine:
         ``long_horizon_unrolling``: any call unrolled; ``compile``: :meth:`CompileState.record`;
         ``output_only_last_block``: the layout is supported and no check failed; ``output_only_check``:
         the first failed check, else the latest (``None`` before any); ``block_diagonal_groups`` and
-        ``block_diagonal_check``: the same for per-task group attention; ``cpu_workers``: most CPU batches
-        side by side; ``forward_seconds``: wall time running batches.
+        ``block_diagonal_check``: the same for per-task group attention; ``task_chunks``: the most tasks
+        per chunk a CPU call's encoder blocks ran over (``None``: whole batches) and ``task_chunk_check``;
+        ``cpu_workers``: most CPU batches side by side; ``forward_seconds``: wall time running batches.
         """
         t = self._totals
         return {
@@ -304,7 +311,9 @@ class Chronos2Engine:
         totals.long_horizon_calls += plan.long_horizon
         self._compile.settle(plan.compile, plan.compile_reason)
         self.batch_size = plan.series_per_forward
-        if not plan.long_horizon:
+        if plan.long_horizon:
+            self.views.forget_call()
+        else:
             self.views.prepare(plan)
         started = time.perf_counter()
         try:

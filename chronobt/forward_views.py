@@ -49,6 +49,7 @@ class ForwardViews:
         self.chunk_checks: dict[tuple[int, int, int], ViewCheck] = {}
         self.chunked: dict[tuple[int, int, int], Any] = {}
         self.chunk_key: tuple[int, int, int] | None = None
+        self.most_tasks_per_chunk: int | None = None
 
     @property
     def dense_groups(self) -> bool:
@@ -94,6 +95,12 @@ class ForwardViews:
                 )
                 if view is not None:
                     self.chunked[chunk_key] = view
+            if chunk_key in self.chunked:
+                self.most_tasks_per_chunk = max(self.most_tasks_per_chunk or 0, plan.tasks_per_chunk)
+
+    def forget_call(self) -> None:
+        """No view for the current call (chronos' long-horizon unrolling runs the full forward)."""
+        self.key, self.chunk_key = (0, 0), None
 
     def model_for(self, num_output_patches: int) -> Any:
         """The model to run for the current call: the composed view, the output-only one, or chronos'."""
@@ -107,21 +114,20 @@ class ForwardViews:
     def record(self) -> dict[str, Any]:
         """``output_only_last_block`` / ``block_diagonal_groups``: the layout is supported and no check
         failed; ``output_only_check`` / ``block_diagonal_check``: the first failed check, else the latest
-        (``None`` before any); ``task_chunks``: the tasks per chunk of the latest call's encoder blocks
-        (``None``: whole batches), ``task_chunk_check`` as the others."""
+        (``None`` before any); ``task_chunks``: the most tasks per chunk any call's encoder blocks ran
+        over (``None``: every call ran whole batches), ``task_chunk_check`` as the others."""
         out_failed = [c for c in self.checks.values() if not c.passed]
         group_failed = [c for c in self.group_checks.values() if not c.passed]
         chunk_failed = [c for c in self.chunk_checks.values() if not c.passed]
         out_latest = _first_or_last(out_failed, list(self.checks.values()))
         group_latest = _first_or_last(group_failed, list(self.group_checks.values()))
         chunk_latest = _first_or_last(chunk_failed, list(self.chunk_checks.values()))
-        chunking = self.chunk_key is not None and self.chunk_key in self.chunked
         return {
             "output_only_last_block": self.output_only_layout and not out_failed,
             "output_only_check": out_latest.record() if out_latest is not None else None,
             "block_diagonal_groups": self.block_diagonal_layout and not group_failed,
             "block_diagonal_check": group_latest.record() if group_latest is not None else None,
-            "task_chunks": self.chunk_key[2] if chunking and self.chunk_key is not None else None,
+            "task_chunks": self.most_tasks_per_chunk,
             "task_chunk_check": chunk_latest.record() if chunk_latest is not None else None,
         }
 

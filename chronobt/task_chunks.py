@@ -2,7 +2,8 @@
 
 With per-task group attention (:mod:`chronobt.group_attention`) nothing in an encoder block mixes two
 tasks: time attention and the feed-forward layer work per series, group attention per task. A block
-can therefore run over a few tasks at a time and give the same hidden states. That matters on a CPU:
+can therefore run over a few tasks at a time and give the same hidden states (to float rounding:
+matrix products of other sizes may sum in another order). That matters on a CPU:
 a 256-series forward of a 7M-parameter Chronos-2 at context 2048 holds ~34 MB per activation (137 MB
 in the feed-forward layer), more than the last-level cache, and its element-wise operations (norms,
 residual adds, the activation, rotary embeddings) then run at memory speed, about three times slower

@@ -435,3 +435,52 @@ def test_sample_steps_equal_numpys_gather_bit_for_bit() -> None:
     rows = np.arange(5)[None, :, None]
     lo, hi = q_tf[steps, rows, seg[:, None, :]], q_tf[steps, rows, seg[:, None, :] + 1]
     np.testing.assert_array_equal(sampling.sample_steps(q_tf, seg, frac), lo + (hi - lo) * frac[:, None, :])
+
+
+def test_the_compiled_loops_take_any_layout_with_one_signature_each() -> None:
+    rng = np.random.default_rng(9)
+    levels = np.linspace(0.05, 0.95, 19)
+    seg, frac = sampling.stratified_draws(levels, 64, 3, seed=1)
+    q = np.sort(rng.normal(size=(5, 3, levels.size)), axis=-1).transpose(1, 0, 2)  # not contiguous
+    frozen = q.copy()
+    frozen.flags.writeable = False
+    paths = rng.normal(size=(300, 6)).T  # [6, 300], not contiguous
+    for q_tf in (q, frozen):
+        np.testing.assert_array_equal(
+            sampling.sample_steps(q_tf, seg, frac), sampling.sample_steps(q.copy(), seg, frac)
+        )
+    for rows in (paths, np.ascontiguousarray(paths)):
+        np.testing.assert_array_equal(
+            sampling.read_quantiles(rows, np.array([0.1, 0.9])),
+            sampling.path_quantiles(paths, np.array([0.1, 0.9])),
+        )
+    assert len(kernels.draw_steps.signatures) == 1
+    assert len(kernels.order_statistics.signatures) == 1
+
+
+def test_the_wrappers_check_shapes_numba_would_not() -> None:
+    levels = np.linspace(0.05, 0.95, 19)
+    seg, frac = sampling.stratified_draws(levels, 64, 3, seed=1)
+    q = np.sort(np.random.default_rng(0).normal(size=(3, 2, levels.size)), axis=-1)
+    with pytest.raises(ValueError, match="seg and frac"):
+        sampling.sample_steps(q, seg[:2], frac[:2])
+    with pytest.raises(ValueError, match="segments must lie"):
+        sampling.sample_steps(q[..., :5], seg, frac)
+    with pytest.raises(ValueError, match="out must be"):
+        sampling.sample_steps(q, seg, frac, out=np.empty((3, 2, 63)))
+    with pytest.raises(ValueError, match="at least one path"):
+        sampling.read_quantiles(np.empty((2, 0)), np.array([0.5]))
+
+
+def test_the_loops_compile_uncached_where_no_cache_folder_is_writable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    real = kernels.numba.njit
+
+    def njit(**options: object) -> object:
+        if options.get("cache"):
+            raise RuntimeError("cannot cache function 'f': no locator available for file 'f.py'")
+        return real(**options)
+
+    monkeypatch.setattr(kernels.numba, "njit", njit)
+    assert kernels._compiled(lambda x: x + 1)(41) == 42

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from chronobt import cpu_sizing
-from chronobt.checkpoints import ArchSpec, random_model
+from chronobt.checkpoints import ArchSpec, random_model, save_random_checkpoint
 from chronobt.engine import Chronos2Engine, EngineConfig
 from chronobt.group_attention import block_diagonal_view
 from chronobt.lastblock import output_only_view
@@ -53,6 +53,28 @@ def test_chunked_blocks_give_the_whole_batch_forecast(
     assert {id(p) for p in chunked.parameters()} == {id(p) for p in model.parameters()}
 
 
+def test_a_chunked_block_slices_per_series_position_ids(model: torch.nn.Module) -> None:
+    context, group_ids = _inputs(2, tasks=3)
+    view = block_diagonal_view(model, 2)
+    captured: dict[str, torch.Tensor] = {}
+
+    def keep(_module: torch.nn.Module, args: tuple, kwargs: dict) -> None:
+        captured.update(hidden=args[0], **{k: v for k, v in kwargs.items() if k != "output_attentions"})
+
+    handle = view.encoder.block[0].register_forward_pre_hook(keep, with_kwargs=True)
+    with torch.inference_mode():
+        view(context=context, group_ids=group_ids, num_output_patches=2)
+    handle.remove()
+    hidden, batch = captured["hidden"], captured["hidden"].shape[0]
+    per_series = captured["position_ids"].expand(batch, -1).contiguous()  # [B, T] instead of [1, T]
+    kwargs = {"attention_mask": captured["attention_mask"], "group_time_mask": captured["group_time_mask"]}
+    chunked = TaskChunkedBlock(view.encoder.block[0], n_variates=2, tasks_per_chunk=1)
+    with torch.inference_mode():
+        whole = view.encoder.block[0](hidden, position_ids=captured["position_ids"], **kwargs)[0]
+        got = chunked(hidden, position_ids=per_series, **kwargs)[0]
+    torch.testing.assert_close(got, whole, rtol=1e-5, atol=1e-5)
+
+
 def test_a_chunked_block_rejects_partial_tasks(model: torch.nn.Module) -> None:
     block = TaskChunkedBlock(model.encoder.block[0], n_variates=4, tasks_per_chunk=1)
     hidden = torch.zeros(6, 3, 32)
@@ -84,28 +106,32 @@ def contexts() -> np.ndarray:
     return random_walk_contexts([300, 37, 120, 16, 250, 300, 90], n_time=300, seed=5)
 
 
-def _engine(model_dir: Path, *, chunks: bool, device: str = "cpu") -> Chronos2Engine:
-    engine = Chronos2Engine(EngineConfig(model=str(model_dir), device=device, compile="off", batch_size=28))
+def _engine(model_dir: Path, *, chunks: bool, batch_size: int = 28) -> Chronos2Engine:
+    engine = Chronos2Engine(
+        EngineConfig(model=str(model_dir), device="cpu", compile="off", batch_size=batch_size)
+    )
     engine.views.task_chunk_layout = chunks
     return engine
 
 
+@pytest.mark.parametrize(("batch_size", "workers"), [(28, 1), (16, 2)])  # 16: two batches side by side
 def test_cpu_engine_chunks_large_batches_after_checking_and_matches_whole_batches(
-    tiny_model_dir: Path, contexts: np.ndarray, small_budget: None
+    tiny_model_dir: Path, contexts: np.ndarray, small_budget: None, batch_size: int, workers: int
 ) -> None:
-    whole = _engine(tiny_model_dir, chunks=False)
+    whole = _engine(tiny_model_dir, chunks=False, batch_size=batch_size)
     expected = whole.predict(contexts, 24)
     assert whole.record()["task_chunks"] is None and whole.plan(contexts, 24).tasks_per_chunk is None
-    engine = _engine(tiny_model_dir, chunks=True)
+    engine = _engine(tiny_model_dir, chunks=True, batch_size=batch_size)
     plan = engine.plan(contexts, 24)
-    assert (plan.tasks_per_batch, plan.tasks_per_chunk) == (7, 2)
+    assert (plan.tasks_per_batch, plan.tasks_per_chunk, plan.workers) == (batch_size // 4, 2, workers)
     np.testing.assert_allclose(engine.predict(contexts, 24), expected, rtol=1e-5, atol=1e-5)
     record = engine.record()
     assert record["task_chunks"] == 2 and record["block_diagonal_groups"] is True
     check = record["task_chunk_check"]
     assert check["passed"] and check["max_abs_diff"] <= check["tolerance"]
     engine.predict(contexts[:1], 24)  # one task: no chunks, no second check
-    assert engine.record()["task_chunks"] is None and len(engine.views.chunk_checks) == 1
+    assert engine.record()["task_chunks"] == 2 and len(engine.views.chunk_checks) == 1
+    assert engine.views.chunk_key is None
 
 
 def test_when_chunked_blocks_differ_the_engine_runs_whole_batches_and_says_why(
@@ -141,3 +167,21 @@ def test_without_block_diagonal_attention_nothing_is_chunked(
     assert engine.plan(contexts, 24).tasks_per_chunk is None
     engine.predict(contexts, 24)
     assert engine.record()["task_chunks"] is None and engine.record()["task_chunk_check"] is None
+
+
+def test_a_long_horizon_call_after_a_chunked_one_runs_chronos_unrolling(
+    tmp_path: Path, contexts: np.ndarray, small_budget: None
+) -> None:
+    spec = ArchSpec(
+        d_model=32, d_kv=8, d_ff=64, num_layers=1, num_heads=4, context_length=256, max_output_patches=2
+    )
+    model_dir = save_random_checkpoint(tmp_path / "two-patches", spec, seed=1)
+    engine = _engine(model_dir, chunks=True)
+    engine.predict(contexts, 24)
+    assert engine.record()["task_chunks"] == 2
+    horizon = 3 * engine.output_patch_size + 5  # 4 patches > max_output_patches = 2: unrolled
+    assert engine.plan(contexts[:3], horizon).tasks_per_chunk is None
+    got = engine.predict(contexts[:3], horizon)
+    assert engine.views.chunk_key is None and engine.record()["long_horizon_unrolling"] is True
+    expected = _engine(model_dir, chunks=False).predict(contexts[:3], horizon)
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)

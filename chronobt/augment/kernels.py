@@ -3,44 +3,53 @@
 numpy spends most of the inversion's time on passes it cannot fuse: a gather of (lower quantile, rise)
 pairs per step, strided arithmetic on them, and a sort of every row of ``P`` prices to read a few
 order statistics. These two loops do the same work in one pass each, without the GIL (the inversion's
-worker threads run them side by side), and give the same numbers as the numpy reference bit for bit:
-the same float64 operations in the same order (no fast-math, no contraction into fused multiply-adds),
-and exact order statistics rather than an approximation (``benchmarks/RESULTS.md`` has the timings).
+worker threads run them side by side), and give the numpy reference's numbers: the same float64
+operations in the same order (no fast-math, no contraction into fused multiply-adds), and exact order
+statistics rather than an approximation (``benchmarks/RESULTS.md`` has the timings).
 
 Compiled on first use and cached beside this file (numba's ``cache=True``; a read-only install caches
-in the user's cache folder): one signature each, because :mod:`chronobt.augment.sampling` always
-passes C-contiguous float64 and int64 arrays.
+in the user's cache folder, and where no folder is writable every process compiles): one signature
+each, because :mod:`chronobt.augment.sampling` passes only C-contiguous, writeable float64 and int64
+arrays. numba checks no bounds: the wrappers there check the shapes.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
 
 import numba
 import numpy as np
 
 
-@numba.njit(nogil=True, cache=True)
-def draw_steps(
-    lower: np.ndarray, rise: np.ndarray, seg: np.ndarray, frac: np.ndarray, out: np.ndarray
-) -> None:
-    """``out[k, r, j] = lower[k, r, s] + rise[k, r, s] * frac[k, j]`` with ``s = seg[k, j]``.
+def _compiled(function: Callable[..., Any]) -> Any:
+    """``numba.njit`` without the GIL, cached on disk where a cache folder is writable."""
+    try:
+        return numba.njit(nogil=True, cache=True)(function)
+    except RuntimeError:  # numba: "cannot cache function ...: no locator available"
+        return numba.njit(nogil=True)(function)
 
-    ``lower``, ``rise`` ``[h, rows, Q - 1]``; ``seg`` (int64), ``frac`` ``[h, P]``; ``out`` ``[h, rows, P]``.
+
+@_compiled
+def draw_steps(q: np.ndarray, seg: np.ndarray, frac: np.ndarray, out: np.ndarray) -> None:
+    """``out[k, r, j] = q[k, r, s] + (q[k, r, s + 1] - q[k, r, s]) * frac[k, j]`` with ``s = seg[k, j]``.
+
+    ``q`` ``[h, rows, Q]``; ``seg`` (int64, in ``0 .. Q - 2``), ``frac`` ``[h, P]``; ``out`` ``[h, rows, P]``.
     """
-    h, rows, _ = lower.shape
+    h, rows, _ = q.shape
     n = seg.shape[1]
     for k in range(h):
         seg_k = seg[k]
         frac_k = frac[k]
         for r in range(rows):
-            low = lower[k, r]
-            up = rise[k, r]
+            row = q[k, r]
             dest = out[k, r]
             for j in range(n):
                 s = seg_k[j]
-                dest[j] = low[s] + up[s] * frac_k[j]
+                dest[j] = row[s] + (row[s + 1] - row[s]) * frac_k[j]
 
 
-@numba.njit(nogil=True, cache=True)
+@_compiled
 def order_statistics(
     paths: np.ndarray,
     ranks: np.ndarray,
@@ -52,8 +61,8 @@ def order_statistics(
 ) -> int:
     """The ``ranks``-th smallest values (0-based, ascending) of each row of ``paths`` ``[rows, P]``.
 
-    Exactly ``np.sort(paths, axis=1)[:, ranks]`` (NaN sorting last), read by a histogram refined where
-    the ranks fall rather than a full sort. Per row:
+    The values of ``np.sort(paths, axis=1)[:, ranks]`` (NaN sorting last; only the sign of a zero may
+    differ), read by a histogram refined where the ranks fall rather than a full sort. Per row:
 
     1. A pilot of every ``stride``-th value is sorted; its ``pilot_low``-th and ``pilot_high``-th values,
        widened by a quarter of their distance on each side, bracket the ranks (the caller places them
@@ -85,6 +94,10 @@ def order_statistics(
             work[m] = row[j]
             m += 1
         work[:m].sort()
+        if m == n:  # the pilot is the whole row (fewer than 2 * PILOT_PATHS paths): already sorted
+            for u in range(n_ranks):
+                out[r, u] = work[ranks[u]]
+            continue
         a, b = work[pilot_low], work[pilot_high]
         ok = b > a and b - a < np.inf
         if ok:

@@ -141,19 +141,27 @@ def sample_steps(
     """
     from chronobt.augment import kernels  # numba: compiled on first use (cached), imported when needed
 
-    h, rows, _ = q_tf.shape
+    q = _kernel_array(q_tf, np.float64)
+    h, rows, n_q = q.shape
+    seg_k, frac_k = _kernel_array(seg, np.int64), _kernel_array(frac, np.float64)
+    if seg_k.ndim != 2 or seg_k.shape != frac_k.shape or seg_k.shape[0] != h:
+        raise ValueError(f"seg and frac must both be [{h}, paths], got {seg.shape} and {frac.shape}")
+    if seg_k.size and (seg_k.min() < 0 or seg_k.max() > n_q - 2):
+        raise ValueError(f"segments must lie in 0..{n_q - 2} for {n_q} quantiles")
+    shape = (h, rows, seg_k.shape[1])
     if out is None:
-        out = np.empty((h, rows, seg.shape[1]))
-    lower = np.ascontiguousarray(q_tf[..., :-1], dtype=np.float64)
-    rise = np.diff(q_tf.astype(np.float64, copy=False), axis=-1)
-    kernels.draw_steps(
-        lower,
-        rise,
-        np.ascontiguousarray(seg, dtype=np.int64),
-        np.ascontiguousarray(frac, dtype=np.float64),
-        out,
-    )
+        out = np.empty(shape)
+    elif (
+        out.shape != shape or out.dtype != np.float64 or not (out.flags.c_contiguous and out.flags.writeable)
+    ):
+        raise ValueError(f"out must be a writeable C-contiguous float64 array of shape {shape}")
+    kernels.draw_steps(q, seg_k, frac_k, out)
     return out
+
+
+def _kernel_array(x: np.ndarray, dtype: type) -> np.ndarray:
+    """``x`` as the compiled loops take it (one signature each): C-contiguous, writeable, ``dtype``."""
+    return np.require(x, dtype=dtype, requirements=["C_CONTIGUOUS", "WRITEABLE", "ALIGNED"])
 
 
 def hazen_positions(targets: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -194,7 +202,7 @@ def pilot_ranks(n: int, targets: np.ndarray) -> tuple[int, int, int]:
 
 
 def read_quantiles(paths: np.ndarray, targets: np.ndarray) -> np.ndarray:
-    """:func:`path_quantiles` of ``paths`` [..., P], bit for bit, without sorting whole rows.
+    """:func:`path_quantiles` of ``paths`` [..., P] (the same values), without sorting whole rows.
 
     The order statistics needed come from a histogram refined where they fall
     (:func:`chronobt.augment.kernels.order_statistics`, bracketed by :func:`pilot_ranks`), the
@@ -203,10 +211,13 @@ def read_quantiles(paths: np.ndarray, targets: np.ndarray) -> np.ndarray:
     from chronobt.augment import kernels  # numba: compiled on first use (cached), imported when needed
 
     n = paths.shape[-1]
-    flat = np.ascontiguousarray(paths.reshape(-1, n), dtype=np.float64)
+    if n < 1:
+        raise ValueError("read_quantiles needs at least one path")
+    flat = _kernel_array(paths.reshape(-1, n), np.float64)
     lo, hi, frac = hazen_positions(targets, n)
     ranks, at = np.unique(np.concatenate([lo, hi]), return_inverse=True)
     stats = np.empty((flat.shape[0], ranks.size))
-    kernels.order_statistics(flat, ranks.astype(np.int64), *pilot_ranks(n, targets), READ_BINS, stats)
+    ranks = _kernel_array(ranks, np.int64)
+    kernels.order_statistics(flat, ranks, *pilot_ranks(n, targets), READ_BINS, stats)
     out = stats[:, at[: lo.size]] * (1.0 - frac) + stats[:, at[lo.size :]] * frac
     return out.reshape(*paths.shape[:-1], -1)
