@@ -8,8 +8,8 @@ Rows, on rolling windows of a synthetic OHLC random walk (4 variates), random-in
 * ``engine compiled bf16``: ``--compile on`` at the best eager bf16 batch (steady-state rate; compile s);
 * ``backtest differencing``: ``run_backtest`` end to end (data file, windows, augmentation, model,
   inversion, metrics, files) with ``--compile auto`` at the best batch; its stage timings in the note;
-* ``inversion numpy / torch``: the path-sampling inversion of that backtest's quantiles, on the host and
-  on the engine's device;
+* ``inversion host / torch``: the path-sampling inversion of that backtest's quantiles, on the host (the
+  compiled CPU loops) and on the engine's device;
 * ``compile process 1 / 2``: a fresh process compiling the engine with an empty, then the same, cache
   folder (``EngineConfig.cache_dir``): compile seconds and inductor's cache hits;
 * ``lora steps``: ``Chronos2Pipeline.fit(finetune_mode="lora")`` on the windows' contexts (issue 17),
@@ -276,9 +276,9 @@ def main(argv: list[str] | None = None) -> int:
                 "device": dev,
             }
             _, s = timed(device, lambda: aug.inverse_quantiles(q.astype(np.float64), **kwargs))
-            rows.append(row(f"inversion {'torch ' + device if on_device else 'numpy'}", n_windows, s))
+            rows.append(row(f"inversion {'torch ' + device if on_device else 'host'}", n_windows, s))
 
-        attempt("inversion numpy", lambda: inversion(False))
+        attempt("inversion host", lambda: inversion(False))
         attempt("inversion torch", lambda: inversion(True))
 
         cache = Path(tmp) / "cache-probe"
@@ -364,6 +364,7 @@ def main(argv: list[str] | None = None) -> int:
         ]
         print("| " + " | ".join("" if c is None else str(c) for c in cells) + " |")
     if args.json_out:
+        args.json_out.parent.mkdir(parents=True, exist_ok=True)
         args.json_out.write_text(json.dumps({"header": header, "rows": rows}, indent=2))
     return 0
 
