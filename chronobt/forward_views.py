@@ -6,7 +6,7 @@ Two views share the loaded model's weights and are each compared with its full f
 * block-diagonal group attention in every block (:mod:`chronobt.group_attention`), composed with the
   output-only block when that passed, once per (output patches, variates);
 * on top of that, on a CPU, encoder blocks run over cache-sized chunks of tasks
-  (:mod:`chronobt.task_chunks`), once per (output patches, variates, tasks per chunk).
+  (:mod:`chronobt.task_chunks`), checked once per (output patches, variates).
 
 :class:`ForwardViews` holds the checks and the views that passed; the engine asks it for the model of a
 call (:meth:`ForwardViews.prepare`, then :meth:`ForwardViews.model_for`) and for its record.
@@ -32,8 +32,9 @@ class ForwardViews:
     checks, views : output-only checks and passed views by number of output patches.
     group_checks, models : block-diagonal checks and passed (composed) views by (output patches, variates).
     key : (output patches, variates) of the current call.
-    chunk_checks, chunked : task-chunk checks and passed views by (output patches, variates, tasks per
-        chunk); ``chunk_key``: the current call's, ``None`` when it runs blocks over the whole batch.
+    chunk_checks : task-chunk checks by (output patches, variates); chunked : the views built after a
+        passed check by (output patches, variates, tasks per chunk); ``chunk_key``: the current call's,
+        ``None`` when it runs blocks over whole batches.
     """
 
     def __init__(self, model: Any) -> None:
@@ -46,7 +47,7 @@ class ForwardViews:
         self.group_checks: dict[tuple[int, int], ViewCheck] = {}
         self.models: dict[tuple[int, int], Any] = {}
         self.key: tuple[int, int] = (0, 0)
-        self.chunk_checks: dict[tuple[int, int, int], ViewCheck] = {}
+        self.chunk_checks: dict[tuple[int, int], ViewCheck] = {}
         self.chunked: dict[tuple[int, int, int], Any] = {}
         self.chunk_key: tuple[int, int, int] | None = None
         self.most_tasks_per_chunk: int | None = None
@@ -82,21 +83,24 @@ class ForwardViews:
             if model is not None:
                 self.models[key] = model
         self.chunk_key = None
-        if plan.tasks_per_chunk is not None and self.task_chunk_layout and key in self.models:
-            chunk_key = self.chunk_key = (*key, plan.tasks_per_chunk)
-            if chunk_key not in self.chunk_checks:
-                view, self.chunk_checks[chunk_key] = task_chunks.prepare_view(
-                    self.model,
-                    self.models[key],
-                    n_variates=plan.n_variates,
-                    n_out=n,
-                    tasks_per_chunk=plan.tasks_per_chunk,
-                    context_length=plan.context_length,
+        per_chunk = plan.tasks_per_chunk
+        if per_chunk is None or not self.task_chunk_layout or key not in self.models:
+            return
+        if key not in self.chunk_checks:
+            self.chunk_checks[key] = task_chunks.check_view(
+                self.model,
+                self.models[key],
+                n_variates=plan.n_variates,
+                n_out=n,
+                context_length=plan.context_length,
+            )
+        if self.chunk_checks[key].passed:
+            chunk_key = self.chunk_key = (*key, per_chunk)
+            if chunk_key not in self.chunked:
+                self.chunked[chunk_key] = task_chunks.task_chunked_view(
+                    self.models[key], n_variates=plan.n_variates, tasks_per_chunk=per_chunk
                 )
-                if view is not None:
-                    self.chunked[chunk_key] = view
-            if chunk_key in self.chunked:
-                self.most_tasks_per_chunk = max(self.most_tasks_per_chunk or 0, plan.tasks_per_chunk)
+            self.most_tasks_per_chunk = max(self.most_tasks_per_chunk or 0, per_chunk)
 
     def forget_call(self) -> None:
         """No view for the current call (chronos' long-horizon unrolling runs the full forward)."""

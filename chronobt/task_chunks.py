@@ -12,7 +12,7 @@ and runs it over chunks of ``tasks_per_chunk`` tasks, so the batch can grow (few
 without a cost per window. A GPU wants its kernels large: the engine chunks on the CPU only.
 
 The wrapper relies on the block-diagonal view's mask layout (``[T, tasks, 1, 1, V]``, sliced by task)
-and on chronos' block signature, so :func:`prepare_view` compares it with the full forward before use,
+and on chronos' block signature, so :func:`check_view` compares it with the full forward before use,
 with one task per chunk on the two-task check batch so that the check runs more than one chunk.
 """
 
@@ -95,14 +95,15 @@ def task_chunked_view(model: Any, *, n_variates: int, tasks_per_chunk: int) -> A
     return lastblock.encoder_view(model, blocks)
 
 
-def prepare_view(
-    full: Any, block_diagonal: Any, *, n_variates: int, n_out: int, tasks_per_chunk: int, context_length: int
-) -> tuple[Any | None, ViewCheck]:
-    """The task-chunked view of the checked ``block_diagonal`` view if it matches ``full``'s forward.
+def check_view(
+    full: Any, block_diagonal: Any, *, n_variates: int, n_out: int, context_length: int
+) -> ViewCheck:
+    """Whether task-chunked blocks of the checked ``block_diagonal`` view match ``full``'s forward.
 
-    Compared by :func:`chronobt.lastblock.check_output_only` with one task per chunk; the view returned
-    runs ``tasks_per_chunk`` tasks per chunk. A view that cannot be built or raises fails the check.
-    Logs one line: info when used, a warning when the check failed.
+    Compared by :func:`chronobt.lastblock.check_output_only` with one task per chunk (the check batch's
+    two tasks in two chunks): the chunk size is a loop bound, so one check serves every size. A view
+    that cannot be built or raises fails the check. Logs one line: info when it passed, a warning when
+    not.
     """
     try:
         checked = task_chunked_view(block_diagonal, n_variates=n_variates, tasks_per_chunk=1)
@@ -116,8 +117,8 @@ def prepare_view(
         full, checked, n_out=n_out, n_variates=n_variates, context_length=context_length
     )
     check = ViewCheck.of(n_variates, n_out, compared)
-    if not check.passed:
+    if check.passed:
+        logger.info("task-chunked encoder blocks for %d variates: %s", n_variates, check.reason)
+    else:
         logger.warning("task-chunked encoder blocks: %s; running blocks over whole batches", check.reason)
-        return None, check
-    logger.info("encoder blocks over chunks of %d tasks: %s", tasks_per_chunk, check.reason)
-    return task_chunked_view(block_diagonal, n_variates=n_variates, tasks_per_chunk=tasks_per_chunk), check
+    return check
