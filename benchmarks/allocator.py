@@ -1,4 +1,4 @@
-"""glibc's allocator as it is vs ``chronobt.allocator.keep_freed_memory`` (``CHRONOBT_MALLOC=keep``).
+"""glibc's allocator as it is vs ``chronobt.engine.allocator.keep_freed_memory`` (``CHRONOBT_MALLOC=keep``).
 
 Two modes, each measurement a fresh process (the allocator setting is per process):
 
@@ -43,8 +43,8 @@ SMALL = dict(d_model=256, d_kv=32, d_ff=1024, num_layers=6, num_heads=8, context
 _CHILD = """
 import json, resource, sys, time
 import numpy as np
-from chronobt.allocator import keep_freed_memory
-from chronobt.engine import Chronos2Engine, EngineConfig
+from chronobt.engine.allocator import keep_freed_memory
+from chronobt.engine.core import Chronos2Engine, EngineConfig
 
 mode, model, windows, context = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 tuned = keep_freed_memory({"CHRONOBT_MALLOC": mode})
@@ -66,7 +66,7 @@ print(json.dumps({
 
 def forward_mode(args: argparse.Namespace) -> None:
     """Time ``Chronos2Engine.predict`` in fresh processes, alternating the two settings."""
-    from chronobt.checkpoints import ArchSpec, save_random_checkpoint
+    from chronobt.engine.checkpoints import ArchSpec, save_random_checkpoint
 
     with tempfile.TemporaryDirectory() as tmp:
         model = save_random_checkpoint(Path(tmp) / "small", ArchSpec(**SMALL), seed=0)  # type: ignore[arg-type]
@@ -123,7 +123,7 @@ def cli_mode(args: argparse.Namespace) -> None:
             argv = ["backtest", "ETHUSD", "--preaug", "differencing"]
             what = "`chronobt backtest ETHUSD --preaug differencing` (bundled chronos2-mini, daily ETHUSD)"
         else:
-            from chronobt.checkpoints import ArchSpec, save_random_checkpoint
+            from chronobt.engine.checkpoints import ArchSpec, save_random_checkpoint
 
             model = save_random_checkpoint(Path(tmp) / "small", ArchSpec(**SMALL), seed=0)  # type: ignore[arg-type]
             argv = ["backtest", "BTCUSD", "--model", str(model), "--windows", str(args.windows)]

@@ -18,7 +18,7 @@ import time
 import numpy as np
 
 from chronobt.augment import AVAILABLE_AUGMENTATIONS, DEFAULT_N_PATHS, get_augmentation
-from chronobt.checkpoints import STANDARD_QUANTILES
+from chronobt.engine.checkpoints import STANDARD_QUANTILES
 
 
 def main() -> None:

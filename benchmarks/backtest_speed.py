@@ -16,7 +16,8 @@ The loop is timed on ``--loop-windows`` windows (default: all) and scaled to the
 the compute-bound case stays within a few minutes. Both sides are timed ``--repeats`` times, interleaved, and
 the medians are compared (the shared 2-core VMs drift by 20-30% between runs); ``both`` runs each regime
 in a fresh process, as two CLI runs would be. ``--malloc keep`` (default) sets glibc's allocator as the
-CLI does (``CHRONOBT_MALLOC``, see ``chronobt.allocator``); the loop and the backtest share the process.
+CLI does (``CHRONOBT_MALLOC``, see ``chronobt.engine.allocator``); the loop and the backtest share the
+process.
 Data: hourly ETHUSDT from ../shared/data/ohlc (a real 24/7 series long enough for 200 windows at context
 2048), copied to a temp data dir as a parquet file.
 """
@@ -36,13 +37,13 @@ import numpy as np
 import pandas as pd
 import torch
 
-from chronobt.allocator import keep_freed_memory
-from chronobt.backtest import run_backtest
-from chronobt.checkpoints import ArchSpec, save_random_checkpoint
 from chronobt.config import BacktestConfig
 from chronobt.data import load_ohlc
-from chronobt.engine import Chronos2Engine, EngineConfig
-from chronobt.pipeline import model_context, prepare_windows
+from chronobt.engine.allocator import keep_freed_memory
+from chronobt.engine.checkpoints import ArchSpec, save_random_checkpoint
+from chronobt.engine.core import Chronos2Engine, EngineConfig
+from chronobt.pipeline.jobs import model_context, prepare_windows
+from chronobt.runs.backtest import run_backtest
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "ohlc"
 HORIZON = 24

@@ -12,8 +12,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from chronobt import baselines, metrics, trading
-from chronobt.windows import cut_windows, plan_origins
+from chronobt.data.windows import cut_windows, plan_origins
+from chronobt.evaluation import baselines, metrics, trading
 
 LEVELS = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]
 

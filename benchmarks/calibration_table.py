@@ -21,12 +21,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from chronobt import metrics
 from chronobt.config import EvaluationOptions
 from chronobt.data import load_ohlc
-from chronobt.engine import Chronos2Engine, EngineConfig
-from chronobt.pipeline import forecast_jobs, make_job, model_context, prepare_windows
-from chronobt.uncertainty import calibrate, invert_job
+from chronobt.engine.core import Chronos2Engine, EngineConfig
+from chronobt.evaluation import metrics
+from chronobt.pipeline.jobs import forecast_jobs, make_job, model_context, prepare_windows
+from chronobt.pipeline.uncertainty import calibrate, invert_job
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "ohlc"
 STEPS = (1, 6, 12, 24)

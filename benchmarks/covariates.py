@@ -4,7 +4,8 @@ For each symbol the same rolling windows (same origins) are forecast with the bu
 covariate set (``none``, ``volume``, ``calendar``, ``volume+calendar``, and one other symbol's close where
 given, e.g. BTC for ETH); target ``close`` only, ``--preaug none``. Scores are pooled over the windows;
 the Diebold-Mariano p-value compares each set's per-window losses with ``none``'s
-(:func:`chronobt.significance.comparison`, MASE: per-window MAE of the median over the naive scale; WQL:
+(:func:`chronobt.evaluation.significance.comparison`, MASE: per-window MAE of the median over the naive
+scale; WQL:
 per-window mean pinball loss). Cost: engine seconds per window (the forecast call alone).
 
 Usage::
@@ -26,12 +27,12 @@ from pathlib import Path
 import numpy as np
 
 from chronobt.config import EvaluationOptions
-from chronobt.engine import Chronos2Engine, EngineConfig
-from chronobt.metrics import naive_scale, wql
-from chronobt.pipeline import forecast_jobs, load_symbol, make_job, prepare_windows
-from chronobt.significance import comparison, window_mae, window_quantile_loss
-from chronobt.uncertainty import invert_job
-from chronobt.windows import MIN_CONTEXT
+from chronobt.data.windows import MIN_CONTEXT
+from chronobt.engine.core import Chronos2Engine, EngineConfig
+from chronobt.evaluation.metrics import naive_scale, wql
+from chronobt.evaluation.significance import comparison, window_mae, window_quantile_loss
+from chronobt.pipeline.jobs import forecast_jobs, load_symbol, make_job, prepare_windows
+from chronobt.pipeline.uncertainty import invert_job
 
 REPO = Path(__file__).resolve().parents[1]
 SETS: tuple[tuple[str, ...], ...] = ((), ("volume",), ("calendar",), ("volume", "calendar"))

@@ -5,7 +5,7 @@
     python benchmarks/cpu_parallel_batches.py small 48    # ~7M parameters, context 2048
 
 Prints the median ms/window of four interleaved runs of each mode and the largest difference between
-their forecasts. ``chronobt.engine.CPU_PARALLEL_MAX_D_MODEL`` is switched to force each mode.
+their forecasts. ``chronobt.engine.core.CPU_PARALLEL_MAX_D_MODEL`` is switched to force each mode.
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ import numpy as np
 import torch
 
 import chronobt
-import chronobt.engine as engine_module
-from chronobt.checkpoints import ArchSpec, save_random_checkpoint
-from chronobt.engine import Chronos2Engine, EngineConfig
+import chronobt.engine.core as engine_module
+from chronobt.engine.checkpoints import ArchSpec, save_random_checkpoint
+from chronobt.engine.core import Chronos2Engine, EngineConfig
 
 SMALL = ArchSpec(d_model=256, d_kv=32, d_ff=1024, num_layers=6, num_heads=8, context_length=2048)
 

@@ -38,8 +38,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from chronobt.checkpoints import random_model
-from chronobt.engine import Chronos2Engine, EngineConfig
+from chronobt.engine.checkpoints import random_model
+from chronobt.engine.core import Chronos2Engine, EngineConfig
 
 CUDA_MODES = (
     "loop",

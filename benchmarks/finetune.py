@@ -18,9 +18,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from chronobt.backtest import run_backtest
 from chronobt.config import BacktestConfig
-from chronobt.engine import Chronos2Engine, EngineConfig
+from chronobt.engine.core import Chronos2Engine, EngineConfig
+from chronobt.runs.backtest import run_backtest
 
 
 def main() -> None:

@@ -40,8 +40,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from engine_gpu import rolling_ohlc, run_chronos_batch, run_loop
 
-from chronobt.checkpoints import random_model
-from chronobt.engine import Chronos2Engine, EngineConfig, load_pipeline
+from chronobt.engine.checkpoints import random_model
+from chronobt.engine.core import Chronos2Engine, EngineConfig, load_pipeline
 
 SIZES = {
     "cuda": {
@@ -233,8 +233,8 @@ def main(argv: list[str] | None = None) -> int:
         quantiles: dict[str, Any] = {}
 
         def backtest() -> None:
-            from chronobt.backtest import run_backtest
             from chronobt.config import BacktestConfig
+            from chronobt.runs.backtest import run_backtest
 
             data_dir = Path(tmp) / "data"
             write_ohlc(data_dir, args.context + n_windows + horizon + 8)

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import torch
 
-from chronobt.checkpoints import random_model
-from chronobt.engine import Chronos2Engine, EngineConfig
+from chronobt.engine.checkpoints import random_model
+from chronobt.engine.core import Chronos2Engine, EngineConfig
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from engine_gpu import rolling_ohlc

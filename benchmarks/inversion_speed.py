@@ -29,7 +29,7 @@ from numpy_inversion import numpy_inverse_quantiles
 
 from chronobt.augment import get_augmentation
 from chronobt.config import DEFAULT_QUANTILES
-from chronobt.engine import Chronos2Engine, EngineConfig
+from chronobt.engine.core import Chronos2Engine, EngineConfig
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "BTCUSD.parquet"
 

@@ -4,7 +4,7 @@ Times ``model(...)`` and ``lastblock.output_only_view(model, n)(...)`` in one pr
 ``--repeats`` times, on one engine-shaped CPU batch (``--series`` random-walk series in groups of four,
 context ``--context``, 24-step horizon), and prints medians, the speed-up, the largest difference
 between the two forecasts and the verdict of the engine's run-time check
-(:func:`chronobt.lastblock.check_output_only`). Results go to ``benchmarks/RESULTS.md``.
+(:func:`chronobt.engine.views.lastblock.check_output_only`). Results go to ``benchmarks/RESULTS.md``.
 
 Usage::
 
@@ -20,9 +20,9 @@ import time
 
 import torch
 
-from chronobt.allocator import keep_freed_memory
-from chronobt.checkpoints import ArchSpec, random_model
-from chronobt.lastblock import check_output_only, output_only_view
+from chronobt.engine.allocator import keep_freed_memory
+from chronobt.engine.checkpoints import ArchSpec, random_model
+from chronobt.engine.views.lastblock import check_output_only, output_only_view
 
 ARCHS = {
     "small": ArchSpec(d_model=256, d_kv=32, d_ff=1024, num_layers=6, num_heads=8, context_length=2048),

@@ -31,11 +31,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from numpy_inversion import numpy_inverse_quantiles
 
 from chronobt.augment import get_augmentation
-from chronobt.backtest import run_backtest
 from chronobt.config import BacktestConfig
 from chronobt.data import load_ohlc
-from chronobt.engine import Chronos2Engine, EngineConfig
-from chronobt.pipeline import model_context, prepare_windows
+from chronobt.engine.core import Chronos2Engine, EngineConfig
+from chronobt.pipeline.jobs import model_context, prepare_windows
+from chronobt.runs.backtest import run_backtest
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 

@@ -30,9 +30,9 @@ import torch
 import chronobt
 from chronobt.atomic import write_json_atomic
 from chronobt.config import SweepConfig
-from chronobt.engine import Chronos2Engine, EngineConfig
-from chronobt.executors import RayExecutor
-from chronobt.sweep import run_sweep
+from chronobt.engine.core import Chronos2Engine, EngineConfig
+from chronobt.runs.executors import RayExecutor
+from chronobt.runs.sweep import run_sweep
 
 PREAUGS = "none,differencing,log_returns"
 
@@ -139,12 +139,13 @@ def sweep_rounds(
 
 
 def chunk_example(config: SweepConfig, engine: Chronos2Engine) -> Any:
-    """The chunk the driver ships for the first symbol (as :func:`chronobt.sweep.run_sweep` builds it)."""
+    """The chunk the driver ships for the first symbol (as :func:`chronobt.runs.sweep.run_sweep` builds
+    it)."""
     from chronobt.augment import candidate_specs
-    from chronobt.cells import SymbolSweep, cell_key, model_identity
-    from chronobt.chunks import SweepChunk
-    from chronobt.pipeline import load_symbol, model_context, prepare_windows
-    from chronobt.sweep import split_windows
+    from chronobt.pipeline.jobs import load_symbol, model_context, prepare_windows
+    from chronobt.runs.cells import SymbolSweep, cell_key, model_identity
+    from chronobt.runs.chunks import SweepChunk
+    from chronobt.runs.sweep import split_windows
 
     ohlc = load_symbol(config.symbols[0], config)
     sw = prepare_windows(ohlc, config, windows=config.windows, context=model_context(config, engine))

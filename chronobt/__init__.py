@@ -12,24 +12,24 @@ from chronobt._version import __version__
 
 if TYPE_CHECKING:
     from chronobt.augment import get_augmentation
-    from chronobt.backtest import run_backtest
     from chronobt.config import BacktestConfig, ForecastConfig, SweepConfig
     from chronobt.data import load_ohlc
-    from chronobt.engine import Chronos2Engine, EngineConfig
-    from chronobt.forecast import run_forecast
-    from chronobt.sweep import run_sweep
+    from chronobt.engine.core import Chronos2Engine, EngineConfig
+    from chronobt.runs.backtest import run_backtest
+    from chronobt.runs.forecast import run_forecast
+    from chronobt.runs.sweep import run_sweep
 
 _LAZY = {
     "load_ohlc": "chronobt.data",
     "get_augmentation": "chronobt.augment",
-    "Chronos2Engine": "chronobt.engine",
-    "EngineConfig": "chronobt.engine",
+    "Chronos2Engine": "chronobt.engine.core",
+    "EngineConfig": "chronobt.engine.core",
     "BacktestConfig": "chronobt.config",
-    "run_backtest": "chronobt.backtest",
+    "run_backtest": "chronobt.runs.backtest",
     "SweepConfig": "chronobt.config",
-    "run_sweep": "chronobt.sweep",
+    "run_sweep": "chronobt.runs.sweep",
     "ForecastConfig": "chronobt.config",
-    "run_forecast": "chronobt.forecast",
+    "run_forecast": "chronobt.runs.forecast",
 }
 
 __all__ = [

@@ -1,11 +1,11 @@
 """What a run is asked to do: the options of backtest, sweep and forecast, each declared and checked once.
 
-Engine options (model, device, dtype, compile, batch size) live in :class:`chronobt.engine.EngineConfig`.
+Engine options (model, device, dtype, compile, batch size) live in :class:`chronobt.engine.core.EngineConfig`.
 The configs are frozen keyword-only dataclasses that validate themselves in ``__post_init__`` and raise
 :class:`~chronobt.errors.ConfigError` (exit code 2) naming the option, the bad value and what is allowed:
 
 - :class:`RunOptions`: what every forecasting command shares (horizon, context, targets, quantiles, seed,
-  folders, gap limit, step dependence, sample paths, covariates: :mod:`chronobt.covariates`);
+  folders, gap limit, step dependence, sample paths, covariates: :mod:`chronobt.pipeline.covariates`);
 - :class:`EvaluationOptions`: plus what scoring past windows needs (stride, fee, shorting): backtest, sweep;
 - :class:`BacktestConfig`, :class:`SweepConfig`, :class:`ForecastConfig`: one per command.
 """
@@ -20,8 +20,8 @@ import pandas as pd
 
 from chronobt.augment import candidate_specs, parse_augmentation
 from chronobt.data import TARGETS
+from chronobt.data.windows import MIN_CONTEXT
 from chronobt.errors import ConfigError
-from chronobt.windows import MIN_CONTEXT
 
 DEFAULT_QUANTILES: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 DEPENDENCE_CHOICES = ("auto", "independent", "comonotonic")
@@ -140,7 +140,7 @@ class EvaluationOptions(RunOptions):
     stride: int | None = None
     fee_bps: float = 10.0
     allow_short: bool = False
-    #: where the symbols' chunks run: ``local`` (this process) or ``ray`` (:mod:`chronobt.executors`)
+    #: where the symbols' chunks run: ``local`` (this process) or ``ray`` (:mod:`chronobt.runs.executors`)
     executor: str = "local"
     #: with ``ray``: ``None`` starts a local Ray instance, ``auto`` joins a running cluster,
     #: ``ray://host:port`` connects to a remote one

@@ -5,12 +5,13 @@ non-overlapping windows whose forecast origin is at or after ``--cutoff`` (every
 after the cutoff), forecasts open/high/low/close jointly as one 4-variate task with the pipeline's
 ``predict`` on a ``[windows, 4, context]`` array, and reports on the close:
 
-* MASE of the median (``chronobt.metrics.mase``, scale ``naive_scale``: mean |one-step change| of that
+* MASE of the median (``chronobt.evaluation.metrics.mase``, scale ``naive_scale``: mean |one-step change| of
+  that
   window's close context), model and naive (last value), and their ratio;
-* weighted quantile loss over the levels 0.1..0.9 (``chronobt.metrics.wql``), model and naive (the
-  quantiles of ``chronobt.baselines.naive``: ``last + sigma * sqrt(k) * z_q``, the FPP3 random-walk
+* weighted quantile loss over the levels 0.1..0.9 (``chronobt.evaluation.metrics.wql``), model and naive (the
+  quantiles of ``chronobt.evaluation.baselines.naive``: ``last + sigma * sqrt(k) * z_q``, the FPP3 random-walk
   interval, as ``chronobt backtest`` scores it);
-* 80% interval (0.1-0.9) coverage (``chronobt.metrics.coverage``).
+* 80% interval (0.1-0.9) coverage (``chronobt.evaluation.metrics.coverage``).
 
 It also runs the sine/trend check (no data files needed): three clean series (trend plus sine, periods
 24, 12 and 48) of 480 bars, 24 steps ahead; it prints each series' MAE of the median divided by the MAE
@@ -32,7 +33,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from chronobt import baselines, metrics
+from chronobt.evaluation import baselines, metrics
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 OHLC_DIR = REPO_ROOT.parent / "shared" / "data" / "ohlc"
@@ -90,7 +91,8 @@ def close_metrics(
 
 
 def naive_quantiles(context: np.ndarray, horizon: int, levels: np.ndarray) -> np.ndarray:
-    """``[windows, Q, horizon]``: :func:`chronobt.baselines.naive` on ``context [windows, time]``."""
+    """``[windows, Q, horizon]``: :func:`chronobt.evaluation.baselines.naive` on ``context [windows,
+    time]``."""
     return baselines.naive(context[:, None, :], horizon=horizon, levels=list(levels)).quantiles[:, 0]
 
 

@@ -1,6 +1,6 @@
 """Train the bundled ``chronos2-mini`` Chronos-2 checkpoint from scratch.
 
-The model is a small ``chronos.chronos2.Chronos2Model`` (see ``chronobt.checkpoints``) trained with
+The model is a small ``chronos.chronos2.Chronos2Model`` (see ``chronobt.engine.checkpoints``) trained with
 chronos-forecasting's own ``Chronos2Pipeline.fit`` on
 
 (a) synthetic price-like OHLC groups generated here: GARCH(1,1) volatility with Student-t shocks,
@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from chronobt.checkpoints import ArchSpec, core_config
+from chronobt.engine.checkpoints import ArchSpec, core_config
 
 logger = logging.getLogger("train_mini")
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from chronobt.checkpoints import save_random_checkpoint
+from chronobt.engine.checkpoints import save_random_checkpoint
 
 
 @pytest.fixture(scope="session")

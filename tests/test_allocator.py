@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from chronobt.allocator import _glibc, keep_freed_memory
 from chronobt.cli import app
+from chronobt.engine.allocator import _glibc, keep_freed_memory
 from chronobt.errors import ConfigError
 
 glibc_only = pytest.mark.skipif(
@@ -24,7 +24,7 @@ _PROGRAM = textwrap.dedent(
     """
     import resource, sys
     import numpy as np
-    from chronobt.allocator import keep_freed_memory
+    from chronobt.engine.allocator import keep_freed_memory
 
     tuned = keep_freed_memory({"CHRONOBT_MALLOC": sys.argv[1]})
 

@@ -19,7 +19,7 @@ from chronobt.augment import (
     parse_augmentation,
     sampling,
 )
-from chronobt.checkpoints import STANDARD_QUANTILES
+from chronobt.engine.checkpoints import STANDARD_QUANTILES
 from chronobt.errors import AugmentationError, ConfigError
 
 SPECS = [*sorted(set(AVAILABLE_AUGMENTATIONS) - {"rolling_norm"}), "rolling_norm:window=5", "rolling_norm"]

@@ -11,12 +11,12 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from chronobt.backtest import run_backtest
 from chronobt.cli import app
 from chronobt.config import BacktestConfig, ForecastConfig, SweepConfig
-from chronobt.engine import Chronos2Engine, EngineConfig
-from chronobt.forecast import run_forecast
-from chronobt.sweep import run_sweep
+from chronobt.engine.core import Chronos2Engine, EngineConfig
+from chronobt.runs.backtest import run_backtest
+from chronobt.runs.forecast import run_forecast
+from chronobt.runs.sweep import run_sweep
 from tests.synthetic import ohlc_frame
 
 SWEPT_BARS = 300

@@ -11,10 +11,10 @@ import pytest
 from typer.testing import CliRunner
 
 from chronobt.augment import AVAILABLE_AUGMENTATIONS
-from chronobt.backtest import run_backtest
 from chronobt.cli import app
 from chronobt.config import BacktestConfig
-from chronobt.engine import Chronos2Engine, EngineConfig
+from chronobt.engine.core import Chronos2Engine, EngineConfig
+from chronobt.runs.backtest import run_backtest
 from tests.synthetic import ohlc_frame, write_symbol
 
 SMALL = ["--horizon", "8", "--context", "128", "--windows", "6", "--compile", "off"]

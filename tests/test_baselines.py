@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from chronobt import baselines
+from chronobt.evaluation import baselines
 
 LEVELS = [0.1, 0.5, 0.9]
 Z90 = 1.2815515655446004  # standard normal 0.9 quantile (tables: 1.28155)

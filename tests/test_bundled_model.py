@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import chronobt
-from chronobt.checkpoints import STANDARD_QUANTILES
+from chronobt.engine.checkpoints import STANDARD_QUANTILES
 
 BUNDLED = Path(chronobt.__file__).resolve().parent / "assets" / "chronos2-mini"
 MAX_BYTES = 20 * 1024 * 1024

@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chronobt import calibration as cal
 from chronobt.augment.sampling import interpolate_quantiles
 from chronobt.errors import ConfigError
+from chronobt.evaluation import calibration as cal
 
 LEVELS = [0.1, 0.5, 0.9]
 Z = np.array([NormalDist().inv_cdf(p) for p in LEVELS])

@@ -12,11 +12,11 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from chronobt.backtest import run_backtest
 from chronobt.cli import app
 from chronobt.cli.progress import rate_text
 from chronobt.config import BacktestConfig
-from chronobt.engine import Chronos2Engine, EngineConfig
+from chronobt.engine.core import Chronos2Engine, EngineConfig
+from chronobt.runs.backtest import run_backtest
 from tests.synthetic import ohlc_frame, write_symbol
 
 SMALL = ["--horizon", "8", "--windows", "4", "--compile", "off"]

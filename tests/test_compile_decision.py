@@ -11,12 +11,12 @@ import torch
 import typer
 from typer.testing import CliRunner
 
-import chronobt.compilation as compilation
-from chronobt.checkpoints import ARCHITECTURES
+import chronobt.engine.compilation as compilation
 from chronobt.cli.engine_options import CacheDirOpt, default_cache_dir, engine_config_from_options
 from chronobt.cli.options import engine_settings
-from chronobt.compilation import CompileState, batch_flops, compile_decision, inductor_cache_dir
-from chronobt.engine import Chronos2Engine, EngineConfig
+from chronobt.engine.checkpoints import ARCHITECTURES
+from chronobt.engine.compilation import CompileState, batch_flops, compile_decision, inductor_cache_dir
+from chronobt.engine.core import Chronos2Engine, EngineConfig
 from chronobt.errors import ConfigError
 from tests.synthetic import random_walk_contexts
 

@@ -10,14 +10,14 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from chronobt.backtest import run_backtest
 from chronobt.cli import app
 from chronobt.config import BacktestConfig, ForecastConfig
-from chronobt.covariates import calendar_features, parse_covariate_sets, parse_covariates, run_label
-from chronobt.engine import Chronos2Engine, EngineConfig
+from chronobt.engine.core import Chronos2Engine, EngineConfig
 from chronobt.errors import ConfigError, DataError
-from chronobt.forecast import run_forecast
-from chronobt.pipeline import forecast_jobs, latest_window, load_symbol, make_job, prepare_windows
+from chronobt.pipeline.covariates import calendar_features, parse_covariate_sets, parse_covariates, run_label
+from chronobt.pipeline.jobs import forecast_jobs, latest_window, load_symbol, make_job, prepare_windows
+from chronobt.runs.backtest import run_backtest
+from chronobt.runs.forecast import run_forecast
 from tests.synthetic import ohlc_frame, write_symbol
 
 HORIZON = 8
@@ -338,7 +338,7 @@ def test_compiled_engine_with_known_futures_compiles_on_the_first_call_only_and_
 
 
 def test_long_horizon_unrolling_with_known_futures_matches_chronos_predict(tmp_path: Path) -> None:
-    from chronobt.checkpoints import ArchSpec, save_random_checkpoint
+    from chronobt.engine.checkpoints import ArchSpec, save_random_checkpoint
 
     spec = ArchSpec(
         d_model=32, d_kv=8, d_ff=64, num_layers=1, num_heads=4, context_length=256, max_output_patches=2

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from chronobt.cpu_sizing import (
+from chronobt.engine.cpu_sizing import (
     CPU_ACTIVATION_BUDGET,
     CPU_BATCH_RANGE,
     CPU_PARALLEL_MAX_D_MODEL,

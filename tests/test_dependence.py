@@ -11,10 +11,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chronobt import dependence as dep
+from chronobt.augment import dependence as dep
 from chronobt.augment import get_augmentation
 from chronobt.augment.sampling import interpolate_quantiles
-from chronobt.checkpoints import STANDARD_QUANTILES
+from chronobt.engine.checkpoints import STANDARD_QUANTILES
 from chronobt.errors import ConfigError
 
 LEVELS = np.array(STANDARD_QUANTILES)

@@ -10,10 +10,10 @@ import pandas as pd
 import pytest
 import torch
 
-import chronobt.compilation as compilation
-import chronobt.cpu_sizing as cpu_sizing
-from chronobt.checkpoints import ArchSpec, save_random_checkpoint
-from chronobt.engine import Chronos2Engine, EngineConfig, Plan, resolve_compile
+import chronobt.engine.compilation as compilation
+import chronobt.engine.cpu_sizing as cpu_sizing
+from chronobt.engine.checkpoints import ArchSpec, save_random_checkpoint
+from chronobt.engine.core import Chronos2Engine, EngineConfig, Plan, resolve_compile
 from chronobt.errors import ConfigError, ModelError
 from tests.synthetic import random_walk_contexts
 
@@ -345,7 +345,7 @@ def test_default_batch_size_on_cpu_is_16_before_any_call(tiny_model_dir: Path) -
 def test_cpu_default_batch_keeps_activation_size_near_the_measured_optimum(
     tmp_path: Path, tiny_model_dir: Path
 ) -> None:
-    from chronobt.checkpoints import ARCHITECTURES, save_random_checkpoint
+    from chronobt.engine.checkpoints import ARCHITECTURES, save_random_checkpoint
 
     # the 7M-parameter architecture at context 2048, horizon 24 is where 16 series per forward was best
     small = engine_for(save_random_checkpoint(tmp_path / "small", ARCHITECTURES["small"]), batch_size=None)

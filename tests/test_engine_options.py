@@ -12,7 +12,7 @@ import typer
 from transformers.utils import logging as hf_logging
 from typer.testing import CliRunner
 
-import chronobt.engine as engine_mod
+import chronobt.engine.core as engine_mod
 from chronobt.cli import app
 from chronobt.cli import backtest as backtest_cli
 from chronobt.cli import forecast as forecast_cli
@@ -29,7 +29,7 @@ from chronobt.cli.engine_options import (
     engine_config_from_options,
     quiet_transformers,
 )
-from chronobt.engine import EngineConfig, resolve_compile
+from chronobt.engine.core import EngineConfig, resolve_compile
 from chronobt.errors import ChronobtError, ConfigError
 from tests.synthetic import write_symbol
 

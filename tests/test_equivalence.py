@@ -10,9 +10,9 @@ import pytest
 from chronobt.augment import AVAILABLE_AUGMENTATIONS, affine_equivalent
 from chronobt.config import EvaluationOptions
 from chronobt.data import load_ohlc
-from chronobt.engine import Chronos2Engine, EngineConfig
-from chronobt.pipeline import forecast_jobs, make_job, prepare_windows
-from chronobt.uncertainty import invert_job
+from chronobt.engine.core import Chronos2Engine, EngineConfig
+from chronobt.pipeline.jobs import forecast_jobs, make_job, prepare_windows
+from chronobt.pipeline.uncertainty import invert_job
 from tests.synthetic import random_walk_contexts, write_symbol
 
 AFFINE = ("robust_scaling", "percent_change")

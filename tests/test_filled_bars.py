@@ -11,15 +11,15 @@ import pandas as pd
 import pytest
 
 from chronobt.augment import AVAILABLE_AUGMENTATIONS
-from chronobt.backtest import run_backtest
 from chronobt.config import BacktestConfig, EvaluationOptions
 from chronobt.data import load_ohlc
-from chronobt.engine import Chronos2Engine, EngineConfig
+from chronobt.data.symbol_windows import SymbolWindows
+from chronobt.engine.core import Chronos2Engine, EngineConfig
 from chronobt.errors import DataError
-from chronobt.evaluate import evaluate, score_reference
-from chronobt.metrics import naive_scale
-from chronobt.pipeline import make_job, prepare_windows
-from chronobt.symbol_windows import SymbolWindows
+from chronobt.evaluation.evaluate import evaluate, score_reference
+from chronobt.evaluation.metrics import naive_scale
+from chronobt.pipeline.jobs import make_job, prepare_windows
+from chronobt.runs.backtest import run_backtest
 from tests.synthetic import ohlc_frame
 
 N, HORIZON, CONTEXT, WINDOWS = 400, 8, 128, 6
@@ -66,11 +66,11 @@ def test_a_series_without_gaps_has_no_filled_bars(tmp_path: Path) -> None:
 def test_a_window_whose_horizon_is_entirely_filled_is_dropped_with_one_warning(
     gappy: tuple[Path, pd.DataFrame], caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level(logging.WARNING, logger="chronobt.pipeline"):
+    with caplog.at_level(logging.WARNING, logger="chronobt.pipeline.jobs"):
         sw = _windows(gappy[0])
     assert sw.origins.tolist() == [351, 367, 375, 383, 391]
     assert sw.windows_dropped == 1
-    lines = [r.getMessage() for r in caplog.records if r.name == "chronobt.pipeline"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "chronobt.pipeline.jobs"]
     assert len(lines) == 1 and "1 of 6 windows dropped" in lines[0] and "forward-filled" in lines[0]
 
 

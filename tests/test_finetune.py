@@ -15,12 +15,12 @@ import torch
 from typer.testing import CliRunner
 
 from chronobt import finetune as ft
-from chronobt.backtest import run_backtest
 from chronobt.cli import app
 from chronobt.config import BacktestConfig, ForecastConfig
-from chronobt.engine import Chronos2Engine, EngineConfig
+from chronobt.engine.core import Chronos2Engine, EngineConfig
 from chronobt.errors import ConfigError
-from chronobt.forecast import run_forecast
+from chronobt.runs.backtest import run_backtest
+from chronobt.runs.forecast import run_forecast
 from tests.synthetic import ohlc_frame, write_symbol
 
 #: Small enough for a test: 3 steps of 8 series of 64 bars.

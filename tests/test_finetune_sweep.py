@@ -13,15 +13,21 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-import chronobt.finetune.cells as tuned_cells
-from chronobt.backtest import run_backtest
+import chronobt.runs.finetune_cells as tuned_cells
 from chronobt.cli import app
 from chronobt.config import BacktestConfig, SweepConfig
-from chronobt.covariates import equivalent_label, label_finetune, run_label, split_label, zero_shot_label
-from chronobt.engine import Chronos2Engine, EngineConfig
+from chronobt.engine.core import Chronos2Engine, EngineConfig
 from chronobt.errors import ConfigError
-from chronobt.executors import LocalExecutor
-from chronobt.sweep import run_sweep
+from chronobt.pipeline.covariates import (
+    equivalent_label,
+    label_finetune,
+    run_label,
+    split_label,
+    zero_shot_label,
+)
+from chronobt.runs.backtest import run_backtest
+from chronobt.runs.executors import LocalExecutor
+from chronobt.runs.sweep import run_sweep
 from tests.synthetic import ohlc_frame, write_symbol
 
 #: A few training steps of a few short series: fast on a CPU.

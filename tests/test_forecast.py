@@ -13,8 +13,8 @@ from typer.testing import CliRunner
 
 from chronobt.cli import app
 from chronobt.config import ForecastConfig
-from chronobt.engine import Chronos2Engine, EngineConfig
-from chronobt.forecast import run_forecast
+from chronobt.engine.core import Chronos2Engine, EngineConfig
+from chronobt.runs.forecast import run_forecast
 from tests.synthetic import ohlc_frame, write_symbol
 from tests.test_sweep import own_output
 

@@ -9,16 +9,16 @@ import numpy as np
 import pytest
 import torch
 
-from chronobt import group_attention
-from chronobt.checkpoints import ArchSpec, random_model
-from chronobt.engine import Chronos2Engine, EngineConfig
-from chronobt.group_attention import (
+from chronobt.engine.checkpoints import ArchSpec, random_model
+from chronobt.engine.core import Chronos2Engine, EngineConfig
+from chronobt.engine.views import group_attention
+from chronobt.engine.views.group_attention import (
     BlockDiagonalGroupAttention,
     block_diagonal_view,
     per_task_mask,
     supports_block_diagonal,
 )
-from chronobt.lastblock import output_only_view
+from chronobt.engine.views.lastblock import output_only_view
 from tests.synthetic import random_walk_contexts
 
 SPEC = ArchSpec(d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4, context_length=256)

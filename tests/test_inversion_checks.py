@@ -11,13 +11,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from chronobt.backtest import run_backtest
 from chronobt.config import BacktestConfig, EvaluationOptions
 from chronobt.data import load_ohlc
-from chronobt.evaluate import EXPLODING_FACTOR, evaluate, inversion_checks, inversion_warning
-from chronobt.pipeline import make_job, prepare_windows
-from chronobt.symbol_windows import SymbolWindows
-from chronobt.uncertainty import invert_job
+from chronobt.data.symbol_windows import SymbolWindows
+from chronobt.evaluation.evaluate import EXPLODING_FACTOR, evaluate, inversion_checks, inversion_warning
+from chronobt.pipeline.jobs import make_job, prepare_windows
+from chronobt.pipeline.uncertainty import invert_job
+from chronobt.runs.backtest import run_backtest
 from tests.synthetic import ohlc_frame, write_symbol
 
 HORIZON, CONTEXT, WINDOWS = 8, 128, 4
@@ -124,10 +124,10 @@ def test_backtest_counts_out_of_domain_inverses_and_warns_once_for_that_symbol(
         output_dir=tmp_path / "out",
         preaug="rolling_norm:window=48",
     )
-    with caplog.at_level(logging.WARNING, logger="chronobt.backtest"):
+    with caplog.at_level(logging.WARNING, logger="chronobt.runs.backtest"):
         report = run_backtest(config, engine=_ZScoreEngine())  # type: ignore[arg-type]
     assert not report.failures
-    lines = [r.getMessage() for r in caplog.records if r.name == "chronobt.backtest"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "chronobt.runs.backtest"]
     assert len(lines) == 1 and lines[0].startswith("FLAT: --preaug rolling_norm:window=48 ")
 
     def metrics(symbol: str) -> dict[str, Any]:

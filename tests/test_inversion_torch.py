@@ -6,9 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from chronobt import inversion_torch
-from chronobt.augment import get_augmentation, sampling
-from chronobt.inversion_torch import inversion_device, path_quantiles, sample_steps
+from chronobt.augment import get_augmentation, inversion_torch, sampling
+from chronobt.augment.inversion_torch import inversion_device, path_quantiles, sample_steps
 from tests.synthetic import random_walk_contexts
 
 LEVELS = np.linspace(0.05, 0.95, 19)

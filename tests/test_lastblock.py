@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from chronobt import lastblock
-from chronobt.checkpoints import ArchSpec, random_model
-from chronobt.engine import Chronos2Engine, EngineConfig
-from chronobt.lastblock import (
+from chronobt.engine.checkpoints import ArchSpec, random_model
+from chronobt.engine.core import Chronos2Engine, EngineConfig
+from chronobt.engine.views import lastblock
+from chronobt.engine.views.lastblock import (
     CHECK_RTOL,
     OutputOnlyBlock,
     check_output_only,

@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from chronobt import metrics
 from chronobt.errors import ConfigError
+from chronobt.evaluation import metrics
 
 # One window, one variate, three steps, worked by hand below.
 ACTUAL = np.array([[[10.0, 20.0, 40.0]]])

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-import chronobt.models as models
+import chronobt.engine.models as models
+from chronobt.engine.models import resolve_model, weights_checksum
 from chronobt.errors import ModelError
-from chronobt.models import resolve_model, weights_checksum
 
 REAL_PROBE = models._probe_hub
 

@@ -17,10 +17,10 @@ from typer.testing import CliRunner
 
 from chronobt.cli import app
 from chronobt.config import BacktestConfig, SweepConfig
-from chronobt.engine import Chronos2Engine, EngineConfig
+from chronobt.engine.core import Chronos2Engine, EngineConfig
 from chronobt.errors import ConfigError
-from chronobt.executors import RayExecutor, package_env
-from chronobt.sweep import run_sweep
+from chronobt.runs.executors import RayExecutor, package_env
+from chronobt.runs.sweep import run_sweep
 from tests.synthetic import write_symbol
 
 ray = pytest.importorskip("ray")
@@ -199,7 +199,7 @@ def test_when_a_chunk_exhausts_its_attempts_only_its_symbol_fails(
 def test_backtest_on_ray_writes_the_local_metrics(
     engine_config: EngineConfig, data_dir: Path, tmp_path: Path
 ) -> None:
-    from chronobt.backtest import run_backtest
+    from chronobt.runs.backtest import run_backtest
 
     engine = Chronos2Engine(engine_config)
     metrics = {}

@@ -451,8 +451,8 @@ def test_report_command_has_help() -> None:
 
 
 def test_a_real_backtest_reports_in_its_own_format(tmp_path: Path, tiny_model_dir: Path) -> None:
-    from chronobt.backtest import BacktestConfig, run_backtest
-    from chronobt.engine import Chronos2Engine, EngineConfig
+    from chronobt.engine.core import Chronos2Engine, EngineConfig
+    from chronobt.runs.backtest import BacktestConfig, run_backtest
     from tests.synthetic import write_symbol
 
     write_symbol(tmp_path / "data", "AAA", 300)

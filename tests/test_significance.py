@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
-from chronobt import significance as sig
 from chronobt.errors import ConfigError
+from chronobt.evaluation import significance as sig
 
 
 def _overlapping_series(seed: int, n: int, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -181,7 +181,7 @@ def test_mase_seasonal_matches_utilsforecast_with_seasonality(season: int) -> No
     losses = pytest.importorskip("utilsforecast.losses")
     import pandas as pd
 
-    from chronobt import metrics
+    from chronobt.evaluation import metrics
 
     rng = np.random.default_rng(season)
     w, v, t, h = 3, 2, 30, 4

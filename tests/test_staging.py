@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from chronobt.engine import Chronos2Engine, EngineConfig
-from chronobt.staging import Stager
+from chronobt.engine.core import Chronos2Engine, EngineConfig
+from chronobt.engine.staging import Stager
 from tests.synthetic import random_walk_contexts
 
 

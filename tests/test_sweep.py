@@ -15,10 +15,10 @@ from chronobt.augment import candidate_specs
 from chronobt.augment import expand_specs as expand_preaugs
 from chronobt.cli import app
 from chronobt.config import SweepConfig
-from chronobt.engine import Chronos2Engine, EngineConfig
+from chronobt.engine.core import Chronos2Engine, EngineConfig
 from chronobt.errors import ConfigError, DataError
-from chronobt.leaderboard import LEADERBOARD_COLUMNS, rank_specs
-from chronobt.sweep import run_sweep, split_windows
+from chronobt.runs.leaderboard import LEADERBOARD_COLUMNS, rank_specs
+from chronobt.runs.sweep import run_sweep, split_windows
 from tests.synthetic import write_symbol
 
 PREAUGS = "none,differencing,robust_scaling"
@@ -333,10 +333,10 @@ def test_sweep_quiet_prints_nothing_on_success(tmp_path: Path, data_dir: Path, t
 def test_baselines_are_scored_once_per_symbol_and_split_and_match_a_backtest_of_those_windows(
     tmp_path: Path, data_dir: Path, engine: Chronos2Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import chronobt.cells as cells_module
+    import chronobt.runs.cells as cells_module
     from chronobt.data import load_ohlc
-    from chronobt.evaluate import score_reference
-    from chronobt.pipeline import prepare_windows
+    from chronobt.evaluation.evaluate import score_reference
+    from chronobt.pipeline.jobs import prepare_windows
 
     calls: list[int] = []
 

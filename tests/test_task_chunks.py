@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from chronobt import cpu_sizing
-from chronobt.checkpoints import ArchSpec, random_model, save_random_checkpoint
-from chronobt.engine import Chronos2Engine, EngineConfig
-from chronobt.group_attention import block_diagonal_view
-from chronobt.lastblock import output_only_view
-from chronobt.task_chunks import TaskChunkedBlock, task_chunked_view
+from chronobt.engine import cpu_sizing
+from chronobt.engine.checkpoints import ArchSpec, random_model, save_random_checkpoint
+from chronobt.engine.core import Chronos2Engine, EngineConfig
+from chronobt.engine.views.group_attention import block_diagonal_view
+from chronobt.engine.views.lastblock import output_only_view
+from chronobt.engine.views.task_chunks import TaskChunkedBlock, task_chunked_view
 from tests.synthetic import random_walk_contexts
 
 SPEC = ArchSpec(d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4, context_length=256)

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from chronobt.trading import TRADE_COLUMNS, simulate
+from chronobt.evaluation.trading import TRADE_COLUMNS, simulate
 
 # Four non-overlapping windows (horizon 2 = stride), fee 10 bps per side (round trip 0.002):
 #   w0: last 100, forecast 105   (+5.0%  > 0.2%) long,  exit 110: gross +0.10, net +0.098

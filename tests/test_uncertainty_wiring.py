@@ -9,11 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from chronobt.backtest import run_backtest
 from chronobt.config import BacktestConfig, ForecastConfig, SweepConfig
-from chronobt.engine import Chronos2Engine, EngineConfig
-from chronobt.forecast import run_forecast
-from chronobt.sweep import run_sweep
+from chronobt.engine.core import Chronos2Engine, EngineConfig
+from chronobt.runs.backtest import run_backtest
+from chronobt.runs.forecast import run_forecast
+from chronobt.runs.sweep import run_sweep
 from tests.synthetic import ohlc_frame
 
 HORIZON = 8
@@ -90,8 +90,8 @@ def test_outcomes_after_an_origin_never_change_its_dependence_calibration_or_for
 
 def test_calibration_of_early_windows_ignores_later_outcomes(tmp_path: Path, engine: Chronos2Engine) -> None:
     from chronobt.data import load_ohlc
-    from chronobt.pipeline import forecast_jobs, make_job, prepare_windows
-    from chronobt.uncertainty import calibrate, invert_job
+    from chronobt.pipeline.jobs import forecast_jobs, make_job, prepare_windows
+    from chronobt.pipeline.uncertainty import calibrate, invert_job
 
     frame = ohlc_frame(600, seed=13)
     _write(tmp_path / "data", frame)

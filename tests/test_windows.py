@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from chronobt.data.windows import MIN_CONTEXT, cut_windows, plan_origins
 from chronobt.errors import ConfigError, DataError
-from chronobt.windows import MIN_CONTEXT, cut_windows, plan_origins
 
 
 def test_origins_end_at_the_latest_bar_with_a_full_horizon_and_step_by_the_horizon() -> None:

@@ -306,14 +306,15 @@ class Augmentation(ABC):
           (seeded by ``seed``) are inverted and the quantiles read off the prices, chunked over windows.
         - Path-dependent, ``"copula"``: as ``"independent"``, but the paths' steps are coupled by a
           Gaussian copula with ``correlation`` (``[h, h]`` shared, or ``[w, h, h]`` per window; see
-          :func:`chronobt.augment.sampling.copula_draws` and :mod:`chronobt.dependence`). Windows with
+          :func:`chronobt.augment.sampling.copula_draws` and :mod:`chronobt.augment.dependence`). Windows with
           equal matrices share their draws, so a window's result depends only on its own matrix.
 
         ``device``: ``None`` (default) runs the sample-path steps on the host (compiled loops,
         :mod:`chronobt.augment.kernels`: the exact sort's quantiles); a torch device draws the step
-        values and reads the quantiles in torch there (:mod:`chronobt.inversion_torch`: off 16-bit keys,
+        values and reads the quantiles in torch there (:mod:`chronobt.augment.inversion_torch`: off 16-bit
+        keys,
         within 1/8,192 of the spread of the order statistics needed). Pass
-        :func:`chronobt.inversion_torch.inversion_device` of the engine's device: CUDA, else ``None``
+        :func:`chronobt.augment.inversion_torch.inversion_device` of the engine's device: CUDA, else ``None``
         (the host loops are faster on a CPU).
         """
         qa = np.asarray(q, dtype=np.float64)
@@ -370,7 +371,7 @@ class Augmentation(ABC):
                 tasks += [(idx[part], seg, frac) for part in window_chunks(idx.size, per_window)]
 
         if device is not None:
-            from chronobt import inversion_torch
+            from chronobt.augment import inversion_torch
 
             torch_device = inversion_torch.torch.device(device)
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import typer
 
 from chronobt._version import __version__
-from chronobt.allocator import keep_freed_memory
 from chronobt.cli import backtest, data, forecast, report, sweep
+from chronobt.engine.allocator import keep_freed_memory
 from chronobt.errors import ConfigError
 
 app = typer.Typer(

@@ -7,7 +7,6 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from chronobt.backtest import BacktestReport, run_backtest
 from chronobt.cli.common import SIGNIFICANT, Ui, model_label, p_value_text, raise_for_failures
 from chronobt.cli.options import (
     EndOpt,
@@ -29,8 +28,9 @@ from chronobt.cli.options import (
 from chronobt.cli.progress import run_locked
 from chronobt.cli.report import write_reports
 from chronobt.config import BacktestConfig
-from chronobt.covariates import parse_covariates
-from chronobt.engine import EngineConfig
+from chronobt.engine.core import EngineConfig
+from chronobt.pipeline.covariates import parse_covariates
+from chronobt.runs.backtest import BacktestReport, run_backtest
 
 
 def register(app: typer.Typer) -> None:

@@ -3,7 +3,7 @@
 The command line owns the environment: the ``CHRONOBT_*`` variables (Typer ``envvar=``) and the legacy
 compile switches (``TORCH_COMPILED``, ``CHRONOS_COMPILE``, ``CHRONOS_COMPILE_BACKEND``,
 ``CHRONOS_COMPILE_MODE``) are read here and nowhere in the library. Use the options as parameter
-annotations and turn them into an :class:`~chronobt.engine.EngineConfig`::
+annotations and turn them into an :class:`~chronobt.engine.core.EngineConfig`::
 
     def _cmd(model: ModelOpt = "auto", device: DeviceOpt = "auto", dtype: DtypeOpt = "auto",
              compile: CompileOpt = None, compile_backend: CompileBackendOpt = None,
@@ -33,7 +33,7 @@ from typing import Annotated
 
 import typer
 
-from chronobt.engine import EngineConfig
+from chronobt.engine.core import EngineConfig
 from chronobt.errors import ConfigError
 
 #: Legacy on/off switches read when ``--compile`` is unset, the first one set wins.

@@ -23,9 +23,9 @@ from chronobt.cli.options import (
 from chronobt.cli.progress import run_locked
 from chronobt.cli.report import write_reports
 from chronobt.config import ForecastConfig
-from chronobt.covariates import parse_covariates
-from chronobt.engine import EngineConfig
-from chronobt.forecast import ForecastReport, run_forecast
+from chronobt.engine.core import EngineConfig
+from chronobt.pipeline.covariates import parse_covariates
+from chronobt.runs.forecast import ForecastReport, run_forecast
 
 
 def register(app: typer.Typer) -> None:

@@ -26,9 +26,9 @@ from chronobt.cli import engine_options as eo
 from chronobt.cli.common import command_context
 from chronobt.config import DEFAULT_QUANTILES, DEPENDENCE_CHOICES, check_executor
 from chronobt.data import TARGETS
-from chronobt.engine import EngineConfig
+from chronobt.engine.core import EngineConfig
 from chronobt.errors import ConfigError
-from chronobt.executors import import_ray
+from chronobt.runs.executors import import_ray
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -251,7 +251,7 @@ def run_settings(
 
 def covariate_settings(covariates: CovariatesOpt = "none") -> str:
     """``--covariates`` as given: one set for backtest and forecast (:func:`parse_covariates`), one set per
-    comma-separated item for sweep (:func:`~chronobt.covariates.parse_covariate_sets`)."""
+    comma-separated item for sweep (:func:`~chronobt.pipeline.covariates.parse_covariate_sets`)."""
     return covariates
 
 
@@ -281,7 +281,7 @@ def engine_settings(
     batch_size: eo.BatchSizeOpt = None,
     cache_dir: eo.CacheDirOpt = None,
 ) -> EngineConfig:
-    """The :class:`~chronobt.engine.EngineConfig` (environment variables mapped here, in the CLI)."""
+    """The :class:`~chronobt.engine.core.EngineConfig` (environment variables mapped here, in the CLI)."""
     return eo.engine_config_from_options(
         model=model,
         device=device,

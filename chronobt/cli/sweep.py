@@ -23,9 +23,9 @@ from chronobt.cli.options import (
 from chronobt.cli.progress import run_locked
 from chronobt.cli.report import write_reports
 from chronobt.config import SELECTION_METRICS, SweepConfig
-from chronobt.covariates import parse_covariate_sets
-from chronobt.engine import EngineConfig
-from chronobt.sweep import SweepReport, run_sweep
+from chronobt.engine.core import EngineConfig
+from chronobt.pipeline.covariates import parse_covariate_sets
+from chronobt.runs.sweep import SweepReport, run_sweep
 
 
 def register(app: typer.Typer) -> None:

@@ -37,9 +37,9 @@ import pandas as pd
 from chronobt._version import __version__
 from chronobt.atomic import replace_dir_atomic, write_json_atomic
 from chronobt.config import RunOptions
-from chronobt.engine import Chronos2Engine, load_pipeline
+from chronobt.engine.core import Chronos2Engine, load_pipeline
 from chronobt.errors import ConfigError, ModelError
-from chronobt.pipeline import Progress
+from chronobt.pipeline.jobs import Progress
 
 logger = logging.getLogger(__name__)
 

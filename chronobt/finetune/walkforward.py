@@ -31,9 +31,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from chronobt.covariates import covariate_series
 from chronobt.data import OHLC
-from chronobt.engine import Chronos2Engine
+from chronobt.data.symbol_windows import SymbolWindows
+from chronobt.engine.core import Chronos2Engine
 from chronobt.errors import ChronobtError, DataError
 from chronobt.finetune.training import (
     RECORD_FILE,
@@ -45,8 +45,8 @@ from chronobt.finetune.training import (
     train,
     weights_checksum,
 )
-from chronobt.pipeline import Job, Progress, forecast_jobs, make_job
-from chronobt.symbol_windows import SymbolWindows
+from chronobt.pipeline.covariates import covariate_series
+from chronobt.pipeline.jobs import Job, Progress, forecast_jobs, make_job
 
 #: load(symbol): another symbol of the data folder (a covariate's series).
 Loader = Callable[[str], OHLC]
@@ -79,7 +79,8 @@ def training_series(
     windows' covariate rows (``sw.covariates``; ``load`` loads another symbol's) up to ``cutoff``.
 
     Targets are forward-filled bars NaN except a run ending at the cutoff, as at inference; the
-    covariate rows are those of :func:`chronobt.covariates.covariate_series`. Nothing after ``cutoff``
+    covariate rows are those of :func:`chronobt.pipeline.covariates.covariate_series`. Nothing after
+    ``cutoff``
     reaches the series.
     """
     ohlc = sw.ohlc

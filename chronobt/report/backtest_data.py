@@ -15,8 +15,8 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from chronobt import metrics as m
 from chronobt.errors import DataError
+from chronobt.evaluation import metrics as m
 from chronobt.report.sources import History, as_utc, load_history, read_json, read_table
 
 FloatArray = npt.NDArray[np.float64]
@@ -200,7 +200,7 @@ class Equity:
 
 
 def equity_curves(run: BacktestRun) -> Equity | None:
-    """Rebuild the equity curve from trades.parquet and the windows (see :mod:`chronobt.trading`).
+    """Rebuild the equity curve from trades.parquet and the windows (see :mod:`chronobt.evaluation.trading`).
 
     The rule trades every ``ceil(horizon / stride)``-th window counting back from the latest; a used
     window without a trade is flat (0%). ``None`` when the backtest did not forecast close.

@@ -1,0 +1,526 @@
+"""The Chronos-2 engine: one object owning the model, its device/dtype and its compile state.
+
+Inference runs the model directly at fixed shapes rather than through ``predict_df``
+(:mod:`chronobt.engine.batching`): every forward of a call is ``[tasks_per_batch * variates, C]``, NaN-padded;
+``group_ids`` put each task's variates in one group, so tasks never see each other (no cross-learning).
+:meth:`Chronos2Engine.plan` fixes the shapes of a call (a :class:`~chronobt.engine.batching.Plan`; CPU sizes
+from :mod:`chronobt.engine.cpu_sizing`), :meth:`Chronos2Engine.predict` plans and runs.
+
+* ``num_output_patches = ceil(horizon / patch)``. Above the model's ``max_output_patches`` the engine uses
+  chronos' own autoregressive unrolling (:mod:`chronobt.engine.unrolling`), eager;
+* the forward runs through :func:`chronobt.engine.views.lastblock.output_only_view` (the last encoder block
+  computes
+  only the forecast tokens) once :func:`chronobt.engine.views.lastblock.check_output_only` found it equal to
+  the full
+  forward for this model and number of output patches; otherwise the full forward runs;
+* every block's group attention runs per task (:mod:`chronobt.engine.views.group_attention`, block-diagonal:
+  a task's
+  variates attend to each other only, as the dense masked attention does) once the view, composed with
+  the output-only last block, was found equal to the full forward for this number of variates and
+  output patches; otherwise dense group attention runs;
+* compile (:mod:`chronobt.engine.compilation`): ``torch.compile(dynamic=False)``, one compilation per shape;
+  later calls reuse the compiled shape, and any failure means eager for the rest of the engine's life;
+* on CUDA the next batch is prepared and uploaded while the current one computes
+  (:mod:`chronobt.engine.staging`: pinned buffers, a second stream, ``non_blocking`` copies); CPU runs in
+  turn;
+* a CUDA out-of-memory error halves ``tasks_per_batch`` and retries;
+* dtype ``bfloat16`` casts the weights (CUDA only; float32 with one warning elsewhere).
+
+The engine reads no environment variable: the command line maps ``CHRONOBT_*`` and the legacy compile
+switches onto :class:`EngineConfig` (``chronobt.cli.engine_options``).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from chronobt.engine import cpu_sizing
+from chronobt.engine.batching import Plan, RunTotals, batch_array, context_length, future_array
+from chronobt.engine.compilation import CompileState
+from chronobt.engine.config import DEFAULT_BATCH_SIZE, EngineConfig, resolve_device, resolve_dtype
+from chronobt.errors import ConfigError, ModelError
+
+if TYPE_CHECKING:
+    import torch
+
+    from chronobt.engine.staging import Stager
+
+__all__ = ["Chronos2Engine", "EngineConfig", "Plan", "Progress", "load_pipeline", "resolve_compile"]
+
+logger = logging.getLogger(__name__)
+
+Progress = Callable[[int, int], None]
+
+
+def resolve_compile(config: EngineConfig, device: torch.device) -> CompileState:
+    """The compile state of ``config`` on ``device``: ``auto`` is on for CUDA only."""
+    return CompileState.resolve(config, device)
+
+
+def load_pipeline(path: Any) -> Any:
+    """Load a ``Chronos2Pipeline`` from a local folder on the CPU; :class:`ModelError` on failure."""
+    from chronos import Chronos2Pipeline
+
+    try:
+        return Chronos2Pipeline.from_pretrained(str(path))
+    except Exception as exc:
+        raise ModelError(
+            f"cannot load a Chronos-2 model from {path} ({type(exc).__name__}: {exc}); "
+            "pass another --model (auto, bundled, a hub id or a folder saved with save_pretrained)"
+        ) from exc
+
+
+class Chronos2Engine:
+    """Batched, fixed-shape Chronos-2 inference with optional torch.compile and eager fallback.
+
+    Parameters
+    ----------
+    config : what to load and how to run it.
+    pipeline : an already loaded ``Chronos2Pipeline`` (tests); skips model resolution.
+    """
+
+    def __init__(self, config: EngineConfig = EngineConfig(), *, pipeline: Any = None) -> None:
+        import torch
+
+        from chronobt.engine.views.check import ForwardViews
+
+        self.config = config
+        self.device = resolve_device(config.device)
+        self.dtype = resolve_dtype(config.dtype, self.device)
+        if pipeline is None:
+            from chronobt.engine.models import resolve_model
+
+            resolved = resolve_model(config.model)
+            self.model_info: dict[str, Any] = resolved.info()
+            pipeline = load_pipeline(resolved.path)
+        else:
+            self.model_info = {
+                "id": "injected",
+                "source": "local",
+                "path": None,
+                "checksum": None,
+                "revision": None,
+            }
+        self.pipeline = pipeline
+        try:
+            self.model = pipeline.model.to(device=self.device, dtype=self.dtype).eval()
+        except torch.OutOfMemoryError as exc:
+            raise ModelError(f"the model does not fit on {self.device}: {exc}; use --device cpu") from exc
+        chronos_config = self.model.chronos_config
+        self.quantile_levels: tuple[float, ...] = tuple(float(q) for q in chronos_config.quantiles)
+        self.median_index: int = int(np.argmin(np.abs(np.asarray(self.quantile_levels) - 0.5)))
+        self.patch_size: int = int(chronos_config.input_patch_size)
+        self.output_patch_size: int = int(chronos_config.output_patch_size)
+        self.max_context: int = int(chronos_config.context_length)
+        self.max_output_patches: int = int(chronos_config.max_output_patches)
+        self.batch_size: int = config.batch_size or DEFAULT_BATCH_SIZE.get(self.device.type, 16)
+        self._compile = CompileState.resolve(config, self.device)
+        self._eager_forward: Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor] = self._model_forward
+        self._totals = RunTotals()
+        #: the checked views of the model the forward runs (:mod:`chronobt.engine.views.check`)
+        self.views = ForwardViews(self.model)
+        #: stage batches ahead (:mod:`chronobt.engine.staging`): on CUDA; tests force it on a CPU
+        self._stage_batches = self.device.type == "cuda"
+        self._stager: Stager | None = None
+        #: the known future values of the running predict call (``None``: none)
+        self._future: np.ndarray | None = None
+
+    # ------------------------------------------------------------------ public API
+
+    def plan(self, contexts: np.ndarray, horizon: int) -> Plan:
+        """The shapes :meth:`predict` would use for ``contexts`` and ``horizon`` (changes nothing).
+
+        Parameters
+        ----------
+        contexts : ``[tasks, variates, time]`` float; left NaN padding allowed (NaN = missing).
+        horizon : steps to forecast after each context.
+
+        Raises
+        ------
+        ConfigError
+            When ``contexts`` is not a numeric 3-d array or ``horizon`` not a positive integer.
+        """
+        contexts = np.asarray(contexts)
+        if contexts.ndim != 3 or not np.issubdtype(contexts.dtype, np.number):
+            raise ConfigError(
+                f"contexts must be a numeric [tasks, variates, time] array, got shape {contexts.shape} "
+                f"dtype {contexts.dtype}"
+            )
+        if isinstance(horizon, bool) or not isinstance(horizon, (int, np.integer)) or horizon < 1:
+            raise ConfigError(f"horizon {horizon!r} must be a positive integer")
+        horizon = int(horizon)
+        n_tasks, n_variates, _ = contexts.shape
+        length = context_length(contexts, patch_size=self.patch_size, max_context=self.max_context)
+        n_patches = math.ceil(horizon / self.output_patch_size)
+        compile_call, compile_reason = self._compile_preview(n_tasks, n_variates, length, n_patches)
+        shape = self._compile.shape
+        if compile_call and shape is not None:
+            length = max(length, shape[1])  # reuse a longer compiled length instead of compiling again
+        cached = None  # CPU: the series whose activations stay in cache
+        if self.device.type == "cpu":
+            cached = cpu_sizing.cpu_series_per_forward(
+                context_length=length,
+                patch_size=self.patch_size,
+                n_output_patches=n_patches,
+                d_model=int(self.model.config.d_model),
+                d_ff=int(self.model.config.d_ff),
+                dense_groups=self.views.dense_groups,
+            )
+        series = cached if self.config.batch_size is None and cached is not None else self.batch_size
+        tasks_per_batch = max(1, series // max(n_variates, 1))
+        if not compile_call:
+            tasks_per_batch = min(tasks_per_batch, max(n_tasks, 1))  # eager: no dummy tasks below one batch
+        elif shape is not None and n_variates and shape[0] % n_variates == 0:
+            tasks_per_batch = shape[0] // n_variates  # keep the compiled shape (after OOM halving)
+        tasks_per_chunk = None
+        long_horizon = n_patches > self.max_output_patches
+        if (
+            cached is not None
+            and self.views.task_chunk_layout
+            and not self.views.dense_groups
+            and not long_horizon
+        ):
+            tasks_per_chunk = cpu_sizing.cpu_tasks_per_chunk(
+                series=cached, n_variates=n_variates, tasks_per_batch=tasks_per_batch
+            )
+        workers = 1
+        if self.device.type == "cpu" and not compile_call and not self._stage_batches:
+            import torch
+
+            workers = cpu_sizing.cpu_workers(
+                n_batches=math.ceil(n_tasks / tasks_per_batch),
+                d_model=int(self.model.config.d_model),
+                threads=torch.get_num_threads(),
+            )
+        return Plan(
+            n_tasks=n_tasks,
+            n_variates=n_variates,
+            horizon=horizon,
+            context_length=length,
+            output_patches=n_patches,
+            series_per_forward=series,
+            tasks_per_batch=tasks_per_batch,
+            workers=workers,
+            long_horizon=long_horizon,
+            compile=compile_call,
+            compile_reason=compile_reason,
+            tasks_per_chunk=tasks_per_chunk,
+        )
+
+    def _compile_preview(
+        self, n_tasks: int, n_variates: int, length: int, n_patches: int
+    ) -> tuple[bool, str]:
+        """Whether a call would run compiled (``auto``: when its batches earn the compile back)."""
+        series = self.batch_size if self.config.batch_size is None else self.config.batch_size
+        return self._compile.preview_call(
+            self.model.config,
+            n_tasks=n_tasks,
+            n_variates=n_variates,
+            series=series,
+            tokens=cpu_sizing.tokens_per_series(
+                context_length=length, patch_size=self.patch_size, n_output_patches=n_patches
+            ),
+        )
+
+    def predict(
+        self,
+        contexts: np.ndarray,
+        horizon: int,
+        *,
+        progress: Progress | None = None,
+        future: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """Quantile forecasts for every task.
+
+        Parameters
+        ----------
+        contexts : ``[tasks, variates, time]`` float; left NaN padding allowed (NaN = missing).
+        horizon : steps to forecast after each context.
+        progress : called as ``progress(done_tasks, total_tasks)`` after each batch.
+        future : ``[tasks, variates, horizon]`` known future values (NaN = unknown: targets and past-only
+            covariates), passed to the model as ``future_covariates`` as chronos' own predict does;
+            ``None``: nothing known (the same forecast as all-NaN). Calls with a known future are not
+            staged ahead on CUDA (the staging buffers hold contexts only).
+
+        Returns
+        -------
+        np.ndarray
+            float32 ``[tasks, variates, quantiles, horizon]``, quantiles in :attr:`quantile_levels` order.
+        """
+        contexts = np.asarray(contexts)
+        plan = self.plan(contexts, horizon)
+        if future is not None:
+            future = np.asarray(future, dtype=np.float32)
+            expected = (plan.n_tasks, plan.n_variates, plan.horizon)
+            if future.shape != expected:
+                raise ConfigError(
+                    f"future must be a [tasks, variates, horizon] {expected} array, got shape {future.shape}"
+                )
+            if np.isnan(future).all():
+                future = None  # nothing known: the model's own default (same forecast, same compiled graph)
+        self._future = future
+        shape = (plan.n_tasks, plan.n_variates, len(self.quantile_levels), plan.horizon)
+        out = np.full(shape, np.nan, dtype=np.float32)
+        try:
+            if plan.n_tasks and plan.n_variates:
+                self._run(contexts, plan, out, progress)
+        finally:
+            self._future = None
+        return out
+
+    def record(self) -> dict[str, Any]:
+        """What ran over the engine's life (every call), for manifests and summaries.
+
+        ``batch_size``: series per forward of the last call; ``tasks_per_batch``: the last batch's;
+        ``long_horizon_unrolling``: any call unrolled; ``compile``: :meth:`CompileState.record`;
+        ``output_only_last_block``: the layout is supported and no check failed; ``output_only_check``:
+        the first failed check, else the latest (``None`` before any); ``block_diagonal_groups`` and
+        ``block_diagonal_check``: the same for per-task group attention; ``task_chunks``: the most tasks
+        per chunk a CPU call's encoder blocks ran over (``None``: whole batches) and ``task_chunk_check``;
+        ``cpu_workers``: most CPU batches side by side; ``forward_seconds``: wall time running batches.
+        """
+        t = self._totals
+        return {
+            "device": str(self.device),
+            "dtype": str(self.dtype).removeprefix("torch."),
+            "batch_size": self.batch_size,
+            "tasks_per_batch": t.tasks_per_batch,
+            "tasks_per_batch_min": t.tasks_per_batch_min,
+            "long_horizon_unrolling": t.long_horizon_calls > 0,
+            "compile": self._compile.record(),
+            "oom_retries": t.oom_retries,
+            **self.views.record(),
+            "calls": t.calls,
+            "tasks": t.tasks,
+            "batches": t.batches,
+            "cpu_workers": t.workers_max,
+            "long_horizon_calls": t.long_horizon_calls,
+            "forward_seconds": round(t.forward_seconds, 3),
+        }
+
+    # ------------------------------------------------------------------ running a plan
+
+    def _run(self, contexts: np.ndarray, plan: Plan, out: np.ndarray, progress: Progress | None) -> None:
+        import torch
+
+        totals = self._totals
+        totals.calls += 1
+        totals.long_horizon_calls += plan.long_horizon
+        self._compile.settle(plan.compile, plan.compile_reason)
+        self.batch_size = plan.series_per_forward
+        if plan.long_horizon:
+            self.views.forget_call()
+        else:
+            self.views.prepare(plan)
+        started = time.perf_counter()
+        try:
+            if plan.workers > 1:
+                try:
+                    self._run_in_parallel(contexts, out, plan, progress)
+                    return
+                except torch.OutOfMemoryError:  # batch by batch below, where the batch is halved and retried
+                    logger.info(
+                        "out of memory with %d parallel CPU batches; forecasting in turn", plan.workers
+                    )
+            self._run_in_turn(contexts, out, plan, progress)
+        finally:
+            totals.forward_seconds += time.perf_counter() - started
+
+    def _run_in_turn(
+        self, contexts: np.ndarray, out: np.ndarray, plan: Plan, progress: Progress | None
+    ) -> None:
+        import torch
+
+        has_inf = np.isinf(contexts).any(axis=(1, 2))  # [tasks]
+        tasks_per_batch, start = plan.tasks_per_batch, 0
+        stager = None
+        if self._stage_batches and not plan.long_horizon and self._future is None:
+            from chronobt.engine.staging import Stager
+
+            def make_batch(first: int, per_batch: int) -> np.ndarray:
+                last = min(first + per_batch, plan.n_tasks)
+                return batch_array(contexts, first, last, per_batch, plan.context_length)
+
+            stager = self._stager = Stager(self.device, make_batch, cuda=self.device.type == "cuda")
+        from chronobt.engine.staging import released_after
+
+        with torch.inference_mode(), released_after(stager):
+            while start < plan.n_tasks:
+                stop = min(start + tasks_per_batch, plan.n_tasks)
+                try:
+                    if stager is None:
+                        preds = self._forecast_tasks(contexts, start, stop, tasks_per_batch, plan)
+                    else:
+                        preds = self._forecast_staged(stager, start, stop, tasks_per_batch, plan)
+                except torch.OutOfMemoryError as exc:
+                    tasks_per_batch = self._after_oom(exc, tasks_per_batch)
+                    continue
+                if self._compile.active and self._nonfinite_from_finite(preds, has_inf[start:stop]):
+                    self._compile.fall_back("compiled forward returned non-finite values from finite inputs")
+                    continue  # same batch again, eager
+                if self._compile.active and not plan.long_horizon:
+                    self._compile.used = True
+                out[start:stop] = preds
+                self._totals.add_batch(stop - start, tasks_per_batch)
+                start = stop
+                if progress is not None:
+                    progress(start, plan.n_tasks)
+
+    def _run_in_parallel(
+        self, contexts: np.ndarray, out: np.ndarray, plan: Plan, progress: Progress | None
+    ) -> None:
+        """Eager CPU forecasts of every batch, ``plan.workers`` batches at a time on one thread each."""
+        import torch
+
+        n_tasks, tasks_per_batch = plan.n_tasks, plan.tasks_per_batch
+
+        def forecast(start: int) -> int:
+            torch.set_num_threads(1)  # this worker's batch runs on its own core
+            stop = min(start + tasks_per_batch, n_tasks)
+            with torch.inference_mode():
+                out[start:stop] = self._forecast_tasks(contexts, start, stop, tasks_per_batch, plan)
+            return stop
+
+        threads = torch.get_num_threads()
+        pool = ThreadPoolExecutor(max_workers=plan.workers, thread_name_prefix="chronobt-cpu")
+        stops: list[int] = []
+        try:
+            futures = [pool.submit(forecast, s) for s in range(0, n_tasks, tasks_per_batch)]
+            for future in futures:  # in batch order, so progress reads as in a sequential run
+                stops.append(future.result())
+                if progress is not None:
+                    progress(stops[-1], n_tasks)
+        finally:  # on an error or Ctrl-C the queued batches are dropped, only running ones finish
+            pool.shutdown(wait=True, cancel_futures=True)
+            torch.set_num_threads(threads)
+        for start, stop in zip([0, *stops[:-1]], stops, strict=True):  # counted once all succeeded
+            self._totals.add_batch(stop - start, tasks_per_batch)
+        self._totals.workers_max = max(self._totals.workers_max, plan.workers)
+
+    def _forecast_tasks(
+        self, contexts: np.ndarray, start: int, stop: int, tasks_per_batch: int, plan: Plan
+    ) -> np.ndarray:
+        """Tasks ``start:stop`` as one fixed-shape batch -> float32 ``[stop - start, V, Q, horizon]``."""
+        import torch
+
+        batch = batch_array(contexts, start, stop, tasks_per_batch, plan.context_length)  # [tpb*V, C]
+        future = None
+        if self._future is not None:
+            width = plan.horizon if plan.long_horizon else plan.output_patches * self.output_patch_size
+            future = self._to_device(future_array(self._future, start, stop, tasks_per_batch, width))
+        preds = self._run_batch(self._to_device(batch), plan, tasks_per_batch, future)
+        host = preds[..., : plan.horizon].to(device="cpu", dtype=torch.float32).numpy()
+        shape = (tasks_per_batch, plan.n_variates, len(self.quantile_levels), plan.horizon)
+        return host.reshape(shape)[: stop - start]
+
+    def _forecast_staged(
+        self, stager: Stager, start: int, stop: int, tasks_per_batch: int, plan: Plan
+    ) -> np.ndarray:
+        """As :meth:`_forecast_tasks`, with the next batch prepared while this one computes."""
+        context = stager.take(start, tasks_per_batch)
+        preds = self._run_batch(context, plan, tasks_per_batch)  # queued on the device, not waited for
+        if stop < plan.n_tasks:
+            stager.stage(stop, tasks_per_batch)
+        host = stager.download(preds[..., : plan.horizon])
+        shape = (tasks_per_batch, plan.n_variates, len(self.quantile_levels), plan.horizon)
+        return host.reshape(shape)[: stop - start]
+
+    # ------------------------------------------------------------------ internals
+
+    def _model_forward(
+        self,
+        context: torch.Tensor,
+        group_ids: torch.Tensor,
+        num_output_patches: int,
+        future_covariates: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        model = self.views.model_for(num_output_patches)
+        known = {} if future_covariates is None else {"future_covariates": future_covariates}
+        output = model(context=context, group_ids=group_ids, num_output_patches=num_output_patches, **known)
+        return output.quantile_preds
+
+    def _to_device(self, array: np.ndarray) -> torch.Tensor:
+        import torch
+
+        tensor = torch.from_numpy(array)
+        if self.device.type == "cuda":
+            return tensor.pin_memory().to(self.device, non_blocking=True)
+        return tensor.to(self.device)
+
+    def _run_batch(
+        self, context: torch.Tensor, plan: Plan, tasks_per_batch: int, future: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Forward one fixed-shape batch ``[tpb*V, C]`` (known future ``[tpb*V, width]`` or ``None``) on the
+        device -> ``[tpb*V, Q, >= horizon]`` there."""
+        import torch
+
+        group_ids = torch.arange(tasks_per_batch, device=self.device).repeat_interleave(plan.n_variates)
+        n_patches = plan.output_patches
+        known = () if future is None else (future,)
+        if plan.long_horizon:
+            preds = self._unroll(context, group_ids, plan.horizon, future)
+        elif self._compile.active:
+            try:
+                preds = self._compile.forward(self._eager_forward, context, group_ids, n_patches, *known)
+            except torch.OutOfMemoryError:
+                raise
+            except Exception as exc:
+                self._compile.fall_back(f"{type(exc).__name__}: {_first_line(exc)}")
+                preds = self._eager_forward(context, group_ids, n_patches, *known)
+        else:
+            preds = self._eager_forward(context, group_ids, n_patches, *known)
+        return preds
+
+    def _unroll(
+        self, context: torch.Tensor, group_ids: torch.Tensor, horizon: int, future: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Horizons beyond ``max_output_patches``: chronos' own unrolling
+        (:mod:`chronobt.engine.unrolling`)."""
+        from chronobt.engine.unrolling import unroll
+
+        return unroll(
+            self.pipeline,
+            context,
+            group_ids,
+            horizon,
+            quantile_levels=self.quantile_levels,
+            max_output_patches=self.max_output_patches,
+            output_patch_size=self.output_patch_size,
+            future=future,
+        )
+
+    def _nonfinite_from_finite(self, preds: np.ndarray, has_inf: np.ndarray) -> bool:
+        bad = ~np.isfinite(preds).all(axis=(1, 2, 3))  # [tasks]
+        return bool((bad & ~has_inf).any())
+
+    def _after_oom(self, exc: BaseException, tasks_per_batch: int) -> int:
+        import torch
+
+        if tasks_per_batch <= 1:
+            raise ModelError(
+                f"out of memory on {self.device} with one task per forward ({_first_line(exc)}); "
+                "use a smaller model, --dtype bfloat16 or --device cpu"
+            ) from exc
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+        self._totals.oom_retries += 1
+        halved = tasks_per_batch // 2
+        logger.info(
+            "out of memory on %s at %d tasks per forward; retrying at %d",
+            self.device,
+            tasks_per_batch,
+            halved,
+        )
+        return halved
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:300] if text else "no message"

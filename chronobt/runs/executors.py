@@ -1,0 +1,357 @@
+"""Where chunks run: in this process (``local``) or on a pool of Ray actors (``ray``).
+
+An executor maps a chunk function (:mod:`chronobt.runs.chunks`) over chunks and yields each outcome as it
+finishes; the driver (:func:`chronobt.runs.sweep.run_sweep`, :func:`chronobt.runs.backtest.run_backtest`)
+stores
+it. The driver prepares every chunk (it reads the data and cuts the windows) and writes every result, so
+workers need no file access at all and no shared filesystem: chunks travel to the actors and outcomes
+come back through Ray's object store. The cell cache, resume, ``--force`` and the leaderboard are
+therefore the same as a local run's.
+
+The Ray executor starts a local Ray instance (``address=None``), joins a running cluster (``auto``) or
+connects to a remote one (``ray://host:port``). It starts one actor per GPU (``num_gpus=1``, and the
+cluster's ``cpus // gpus`` CPUs for inversion and scoring) or, without GPUs, ``min(chunks, cpus)`` CPU
+actors with ``cpus // actors`` torch threads each; every actor loads the
+model once from the run's :class:`~chronobt.engine.core.EngineConfig`. When this module starts or joins Ray,
+it ships the driver's own chronobt package with the job (``runtime_env`` ``py_modules``:
+:func:`package_env`), so driver and workers run the same code; a caller that initialises Ray itself
+passes :func:`package_env` or installs chronobt on the workers. Workers need chronobt's dependencies and
+the model (hub cache, bundled, or a path they can read).
+
+A chunk whose actor dies (killed, out of memory, node lost) is resubmitted, at most ``max_attempts``
+times in all, to the next free actor; the dead actor restarts (up to ``max_attempts`` times) and
+rejoins the pool. Finished outcomes are never recomputed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import socket
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Protocol, TypeVar
+
+from chronobt.config import check_executor, ray_host_port
+from chronobt.engine.core import Chronos2Engine, EngineConfig
+from chronobt.errors import ChronobtError, ConfigError, ExecutorError
+from chronobt.pipeline.jobs import Progress
+
+logger = logging.getLogger(__name__)
+
+RAY_EXTRA_HINT = "pip install 'chronobt[ray]'"
+#: Seconds to wait for a cluster's port to answer before saying it cannot be reached.
+CONNECT_TIMEOUT_S = 5.0
+
+C = TypeVar("C")
+R = TypeVar("R")
+#: fn(chunk, engine, on_batch) -> outcome: a module-level function of :mod:`chronobt.runs.chunks`.
+ChunkFn = Callable[[Any, Chronos2Engine, Callable[[int, int], None] | None], Any]
+#: on_dispatch(actor, chunk index, attempt): called after each chunk is sent to an actor.
+OnDispatch = Callable[[Any, int, int], None]
+
+
+class Executor(Protocol):
+    """Runs chunks and yields ``(index, outcome, error)``: ``error`` is ``None`` or why it was lost."""
+
+    def map(
+        self,
+        fn: ChunkFn,
+        chunks: Sequence[Any],
+        *,
+        weights: Sequence[int],
+        progress: Progress | None = None,
+    ) -> Iterator[tuple[int, Any, str | None]]: ...
+
+    def close(self) -> None: ...
+
+
+class LocalExecutor:
+    """Runs chunks one after another in this process, on ``engine``."""
+
+    def __init__(self, engine: Chronos2Engine) -> None:
+        self.engine = engine
+
+    def map(
+        self,
+        fn: ChunkFn,
+        chunks: Sequence[Any],
+        *,
+        weights: Sequence[int],
+        progress: Progress | None = None,
+    ) -> Iterator[tuple[int, Any, str | None]]:
+        total, done = sum(weights), 0
+        for i, chunk in enumerate(chunks):
+
+            def on_batch(d: int, t: int, offset: int = done, w: int = weights[i]) -> None:
+                if progress:
+                    progress("forecast", offset + round(w * d / max(t, 1)), total)
+
+            outcome = fn(chunk, self.engine, on_batch)
+            done += weights[i]
+            yield i, outcome, None
+
+    def close(self) -> None:
+        """Nothing to release: the engine belongs to the caller."""
+
+
+def import_ray() -> Any:
+    """The ``ray`` module, or ConfigError naming the extra that installs it."""
+    try:
+        import ray
+    except ImportError:
+        raise ConfigError(f"--executor ray needs Ray, which is not installed; {RAY_EXTRA_HINT}") from None
+    return ray
+
+
+def connect(address: str | None, *, num_cpus: int | None = None) -> bool:
+    """Start a local Ray instance (``address=None``) or join ``address``; True if this call started Ray.
+
+    Already connected: nothing is done (False). An address whose port does not answer, or a cluster that
+    cannot be joined, is an :class:`ExecutorError` naming the address and the fix.
+    """
+    ray = import_ray()
+    if ray.is_initialized():
+        return False
+    # Ray's own notices would break the progress bar; the workers' logs stay in Ray's log folder
+    quiet = {"logging_level": logging.ERROR, "log_to_driver": False, "runtime_env": package_env()}
+    if address is None:
+        ray.init(num_cpus=num_cpus, include_dashboard=False, **quiet)
+        return True
+    where = ray_host_port(address) if address != "auto" else None
+    if where is not None:
+        try:
+            socket.create_connection(where, timeout=CONNECT_TIMEOUT_S).close()
+        except OSError as exc:
+            raise ExecutorError(_unreachable(address, exc)) from None
+    try:
+        ray.init(address=address, **quiet)
+    except (ConnectionError, TimeoutError, RuntimeError, ValueError) as exc:
+        raise ExecutorError(_unreachable(address, exc)) from None
+    return True
+
+
+def package_env() -> dict[str, Any]:
+    """A Ray ``runtime_env`` that ships this chronobt package to the workers (the driver's own code)."""
+    return {"py_modules": [str(Path(__file__).resolve().parents[1])]}
+
+
+def _unreachable(address: str, exc: BaseException) -> str:
+    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return (
+        f"Ray cluster {address} cannot be reached ({reason}); start it with `ray start --head`, check the "
+        "address and port (ray://HOST:10001 for Ray Client), or drop --ray-address to start a local one"
+    )
+
+
+class _Worker:
+    """A Ray actor's body: one engine, loaded once; runs chunk functions on it."""
+
+    def __init__(self, engine_config: EngineConfig, threads: int | None) -> None:
+        self.error: ChronobtError | None = None
+        if threads:
+            import torch
+
+            torch.set_num_threads(threads)
+        try:
+            self.engine: Chronos2Engine | None = Chronos2Engine(engine_config)
+        except ChronobtError as exc:  # re-raised by run() so the driver reports it in one line
+            self.engine, self.error = None, exc
+
+    def run(self, fn: ChunkFn, chunk: Any) -> Any:
+        if self.engine is None:
+            raise self.error or ExecutorError("internal: the worker has no engine")
+        return fn(chunk, self.engine, None)
+
+
+class RayExecutor:
+    """Runs chunks on a pool of Ray actors, each owning one engine; see the module docstring.
+
+    Parameters
+    ----------
+    engine_config : what every actor loads.
+    address : ``None`` (start a local Ray instance), ``auto`` or ``ray://host:port``.
+    actors : actors to start (default: one per GPU, else ``min(chunks, cpus)``).
+    expected_model : the driver's :func:`~chronobt.runs.cells.model_identity`; an outcome computed by another
+        model identity (e.g. another dtype) is an error, since its cells would be stored under wrong keys.
+    max_attempts : tries per chunk (and restarts per actor) before the chunk is given up as lost.
+    on_dispatch : ``on_dispatch(actor, index, attempt)`` after each dispatch (monitoring, fault tests).
+    num_cpus : CPUs of a local Ray instance this executor starts (default: all).
+    """
+
+    def __init__(
+        self,
+        engine_config: EngineConfig,
+        *,
+        address: str | None = None,
+        actors: int | None = None,
+        expected_model: dict[str, Any] | None = None,
+        max_attempts: int = 3,
+        on_dispatch: OnDispatch | None = None,
+        num_cpus: int | None = None,
+    ) -> None:
+        if actors is not None and actors < 1:
+            raise ConfigError(f"actors must be >= 1, got {actors}")
+        if max_attempts < 1:
+            raise ConfigError(f"max_attempts must be >= 1, got {max_attempts}")
+        self.engine_config = engine_config
+        self.address = address
+        self.actors = actors
+        self.expected_model = expected_model
+        self.max_attempts = max_attempts
+        self.on_dispatch = on_dispatch
+        self.num_cpus = num_cpus
+        self.engine_record: dict[str, Any] = {}
+        self.retries = 0
+        self._ray: Any = None
+        self._started = False
+        self._pool: list[Any] = []
+
+    def __enter__(self) -> RayExecutor:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def _start(self, n_chunks: int) -> None:
+        self._ray = import_ray()
+        self._started = connect(self.address, num_cpus=self.num_cpus) or self._started
+        ray = self._ray
+        resources = ray.cluster_resources()
+        gpus = int(resources.get("GPU", 0)) if self.engine_config.device != "cpu" else 0
+        cpus = max(1, int(resources.get("CPU", 1)))
+        if gpus:
+            n = self.actors or min(n_chunks, gpus)
+            # the CPUs beside each GPU invert and score its forecasts (sample paths use every thread)
+            threads = max(1, cpus // gpus)
+            options: dict[str, Any] = {"num_gpus": 1, "num_cpus": threads}
+        else:
+            n = self.actors or min(n_chunks, cpus)
+            threads = max(1, cpus // n)
+            options = {"num_cpus": min(threads, cpus)}
+        actor_class = ray.remote(_Worker).options(
+            **options,
+            max_restarts=self.max_attempts,
+            max_task_retries=0,  # resubmitted by map(), which counts the attempts
+        )
+        self._pool = [actor_class.remote(self.engine_config, threads) for _ in range(n)]
+        logger.info("ray: %d actor(s), %s%d CPU thread(s) each", n, "1 GPU and " if gpus else "", threads)
+
+    def map(
+        self,
+        fn: ChunkFn,
+        chunks: Sequence[Any],
+        *,
+        weights: Sequence[int],
+        progress: Progress | None = None,
+    ) -> Iterator[tuple[int, Any, str | None]]:
+        if not chunks:
+            return
+        if not self._pool:
+            self._start(len(chunks))
+        ray = self._ray
+        errors = ray.exceptions
+        queue: deque[int] = deque(range(len(chunks)))
+        idle: deque[Any] = deque(self._pool)
+        attempts = [0] * len(chunks)
+        deaths: dict[int, int] = {}  # id(actor) -> times it died under a chunk
+        inflight: dict[Any, tuple[int, Any]] = {}
+        refs = [ray.put(chunk) for chunk in chunks]
+        total, done = sum(weights), 0
+
+        def dispatch() -> None:
+            while queue and idle:
+                i, actor = queue.popleft(), idle.popleft()
+                attempts[i] += 1
+                inflight[actor.run.remote(fn, refs[i])] = (i, actor)
+                if self.on_dispatch is not None:
+                    self.on_dispatch(actor, i, attempts[i])
+            if queue and not inflight:
+                raise ExecutorError(
+                    f"every Ray worker died ({len(queue)} chunk(s) left); check the workers' logs "
+                    "(memory, GPU) or run with --executor local"
+                )
+
+        dispatch()
+        while inflight:
+            ready, _ = ray.wait(list(inflight), num_returns=1)
+            i, actor = inflight.pop(ready[0])
+            try:
+                outcome = ray.get(ready[0])
+            except errors.RayActorError as exc:
+                deaths[id(actor)] = deaths.get(id(actor), 0) + 1
+                if deaths[id(actor)] <= self.max_attempts:
+                    idle.append(actor)  # restarting: back of the line, another actor takes the chunk
+                if attempts[i] < self.max_attempts:
+                    self.retries += 1
+                    logger.warning(
+                        "ray: a worker died on %s (attempt %d of %d); retrying on the next free worker",
+                        getattr(chunks[i], "label", f"chunk {i}"),
+                        attempts[i],
+                        self.max_attempts,
+                    )
+                    queue.appendleft(i)
+                    dispatch()
+                    continue
+                dispatch()
+                done += weights[i]
+                yield i, None, f"lost after {attempts[i]} attempts: the Ray worker died ({_first(exc)})"
+                continue
+            except errors.RayTaskError as exc:
+                cause = getattr(exc, "cause", None)
+                if isinstance(cause, ChronobtError):
+                    raise cause from None
+                label = getattr(chunks[i], "label", f"chunk {i}")
+                raise ExecutorError(f"a Ray worker failed on {label}: {_first(exc)}") from None
+            self._check_model(outcome)
+            idle.append(actor)
+            dispatch()  # the actor takes its next chunk while the driver stores this one
+            done += weights[i]
+            if progress:
+                progress("forecast", done, total)
+            yield i, outcome, None
+
+    def _check_model(self, outcome: Any) -> None:
+        self.engine_record = getattr(outcome, "engine_record", {}) or self.engine_record
+        model = getattr(outcome, "model", None)
+        if self.expected_model is not None and model and model != self.expected_model:
+            raise ExecutorError(
+                f"Ray workers run model {model} but the driver {self.expected_model}; their cells would be "
+                "stored under the driver's keys: give the driver and workers the same --model and --dtype"
+            )
+
+    def close(self) -> None:
+        """Kill the actors; shut Ray down if this executor started it."""
+        if self._ray is None:
+            return
+        for actor in self._pool:
+            with contextlib.suppress(Exception):
+                self._ray.kill(actor, no_restart=True)
+        self._pool = []
+        if self._started:
+            self._ray.shutdown()
+            self._started = False
+
+
+def _first(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def open_executor(
+    kind: str,
+    *,
+    engine: Chronos2Engine,
+    ray_address: str | None = None,
+    expected_model: dict[str, Any] | None = None,
+) -> Executor:
+    """The executor a config asks for: ``local`` runs on ``engine``, ``ray`` on actors like it."""
+    check_executor(kind, ray_address)
+    if kind == "local":
+        return LocalExecutor(engine)
+    import_ray()
+    return RayExecutor(engine.config, address=ray_address, expected_model=expected_model)

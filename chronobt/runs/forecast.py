@@ -1,0 +1,253 @@
+"""Forecast the bars after the latest one, with a pre-augmentation, inverse-transformed to prices.
+
+The pipeline with one window per symbol whose origin is the last bar
+(:func:`chronobt.pipeline.jobs.latest_window`); every symbol goes through the engine in one call.
+
+Outputs per symbol under ``<output-dir>/forecast/<SYMBOL>/`` (each file written atomically):
+
+- ``<last-bar>.parquet`` (e.g. ``2024-08-30T000000Z.parquet``), kept as history, and ``latest.parquet``:
+  one row per (step, target) with symbol, origin, step, timestamp, target, median, one column per quantile
+  level (``"0.1"`` .. ``"0.9"``), preaug, model.
+- ``latest.json``: the same rows plus the last observed bar and the run record (config, data, model,
+  engine, versions, command). It is written last, so a reader that sees a new ``latest.json`` also sees the
+  parquet files it names.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from chronobt.atomic import write_json_atomic, write_parquet_atomic
+from chronobt.augment import parse_augmentation
+from chronobt.config import ForecastConfig
+from chronobt.data import OHLC
+from chronobt.engine.core import Chronos2Engine, EngineConfig
+from chronobt.errors import ChronobtError
+from chronobt.finetune import FinetuneSettings, finetune_engines, require_peft, symbol_record
+from chronobt.pipeline.covariates import covariates_label, run_label
+from chronobt.pipeline.jobs import (
+    Job,
+    Progress,
+    SymbolWindows,
+    forecast_jobs,
+    latest_window,
+    make_job,
+    model_context,
+    prepare_each,
+    symbol_loader,
+)
+from chronobt.pipeline.uncertainty import calibrate, history_windows, invert_job
+from chronobt.runs.choice import resolve_preaug
+from chronobt.runs.results import forecast_folder, forecast_table, run_record
+
+logger = logging.getLogger(__name__)
+
+#: strftime pattern of the history file names (no ':' so the names work on every filesystem).
+STAMP_FORMAT = "%Y-%m-%dT%H%M%SZ"
+
+
+@dataclass
+class SymbolForecast:
+    """One symbol's forecast: the rows of ``latest.parquet`` and the ``latest.json`` payload."""
+
+    symbol: str
+    preaug: str
+    folder: Path
+    frame: pd.DataFrame
+    payload: dict[str, Any]
+
+
+@dataclass
+class ForecastReport:
+    """What :func:`run_forecast` returns: forecasts per symbol and failures by symbol."""
+
+    results: list[SymbolForecast] = field(default_factory=list)
+    failures: dict[str, str] = field(default_factory=dict)
+    engine_record: dict[str, Any] = field(default_factory=dict)
+
+
+def run_forecast(
+    config: ForecastConfig,
+    engine_config: EngineConfig | None = None,
+    *,
+    engine: Chronos2Engine | None = None,
+    progress: Progress | None = None,
+    command: Sequence[str] | None = None,
+) -> ForecastReport:
+    """Forecast ``config.horizon`` bars after the last bar of every symbol and write the files.
+
+    Progress stages: ``prepare`` (symbols), ``forecast`` (symbols through the model), ``write``; with
+    ``--finetune``: ``finetune`` (training steps) or ``finetune cached``, before ``forecast``.
+    The fine-tuned model is trained on every bar up to the last one; the resolved history windows the
+    step dependence and calibration learn from are forecast by it too, so they are in-sample for it.
+    A symbol that fails (data, augmentation) is recorded in ``report.failures``; the others are written.
+    """
+    report = ForecastReport()
+    require_peft(config.finetune)
+    if engine is None:
+        engine = Chronos2Engine(engine_config or EngineConfig())
+    context = model_context(config, engine)
+
+    def prepare(ohlc: OHLC) -> Job:
+        resolved = resolve_preaug(
+            ohlc, config.preaug, config, model=engine.model_info, strict=config.strict_auto
+        )
+        options = replace(config, covariates=resolved.covariates)  # auto: the sweep's covariates
+        history = history_windows(resolved.spec, options)
+        return make_job(latest_window(ohlc, options, context=context, history=history), resolved.spec)
+
+    jobs = prepare_each(config.symbols, config, prepare, failures=report.failures, progress=progress)
+    if not jobs:
+        return report
+    t0 = time.perf_counter()
+    on_batch = (lambda done, total: progress("forecast", done, total)) if progress else None
+    settings = FinetuneSettings.from_config(config)
+    engines: dict[int, Chronos2Engine] = {}
+    finetune: dict[int, dict[str, Any]] = {}
+    if settings is None:
+        forecast_jobs(engine, jobs, config.horizon, progress=on_batch)
+    else:
+        engines, finetune = _finetuned(jobs, engine, settings, config, progress, on_batch)
+    inference_s = time.perf_counter() - t0
+    report.engine_record = engine.record()
+    for k, job in enumerate(jobs):
+        try:
+            inversion = invert_job(job, engine.quantile_levels, config, device=engine.device)
+            price_q = inversion.price_q
+            uncertainty: dict[str, Any] = {
+                "history_windows": len(job.windows.origins) - 1,
+                "dependence": inversion.dependence,
+            }
+            if config.calibrate == "conformal":
+                price_q, uncertainty["calibration"] = calibrate(job.windows, price_q, config)
+            live = np.array([len(job.windows.origins) - 1])  # the last window: its origin is the last bar
+            if k in finetune:
+                uncertainty["finetune"] = finetune[k]
+            report.results.append(
+                write_forecast(
+                    job.windows.subset(live),
+                    price_q[live],
+                    config=config,
+                    spec=job.spec,
+                    engine=engines.get(k, engine),
+                    inference_s=inference_s,
+                    command=command,
+                    uncertainty=uncertainty,
+                )
+            )
+        except (ChronobtError, OSError) as exc:
+            report.failures[job.windows.symbol] = str(exc)
+            logger.debug("symbol %s failed", job.windows.symbol, exc_info=True)
+        if progress:
+            progress("write", k + 1, len(jobs))
+    return report
+
+
+def _finetuned(
+    jobs: list[Job],
+    engine: Chronos2Engine,
+    settings: FinetuneSettings,
+    config: ForecastConfig,
+    progress: Progress | None,
+    on_batch: Callable[[int, int], None] | None,
+) -> tuple[dict[int, Chronos2Engine], dict[int, dict[str, Any]]]:
+    """Fine-tune on every bar up to each symbol's last one and forecast every window of ``jobs`` (the
+    resolved history windows too) with it; the engine and the ``finetune`` record per job position."""
+    live = [
+        Job(
+            windows=j.windows.subset(np.array([len(j.windows.origins) - 1])),
+            augmentation=j.augmentation,
+            state=None,
+            model_input=j.model_input[-1:],
+        )
+        for j in jobs
+    ]
+    refits = finetune_engines(
+        live,
+        engine,
+        settings,
+        horizon=config.horizon,
+        output_dir=config.output_dir,
+        load=symbol_loader(config),
+        progress=progress,
+    )
+    engines: dict[int, Chronos2Engine] = {}
+    records: dict[int, dict[str, Any]] = {}
+    for refit in refits:
+        forecast_jobs(refit.engine, [jobs[pos] for pos in refit.windows], config.horizon, progress=on_batch)
+        for pos in refit.windows:
+            engines[pos] = refit.engine
+            records[pos] = symbol_record(refits, pos, settings)
+    return engines, records
+
+
+def write_forecast(
+    sw: SymbolWindows,
+    price_q: np.ndarray,
+    *,
+    config: ForecastConfig,
+    spec: str,
+    engine: Chronos2Engine,
+    inference_s: float = 0.0,
+    command: Sequence[str] | None = None,
+    uncertainty: dict[str, Any] | None = None,
+) -> SymbolForecast:
+    """Write ``<last-bar>.parquet``, ``latest.parquet`` and (last) ``latest.json`` for one symbol.
+
+    ``price_q`` is ``[1, variates, Q, horizon]`` at ``config.quantiles``; ``uncertainty`` records how the
+    steps were coupled and calibrated (learned from the resolved windows before the last bar).
+    """
+    model = dict(engine.model_info)
+    origin = sw.origin_times[0]
+    table = forecast_table(
+        symbol=sw.symbol,
+        origins=sw.origin_times,
+        timestamps=sw.ohlc.future_timestamps(origin, config.horizon),
+        targets=sw.targets,
+        price_q=price_q,
+        levels=config.quantiles,
+        preaug=spec,
+        extra={
+            "model": str(model.get("id")),
+            **({"covariates": covariates_label(sw.covariates)} if sw.covariates else {}),
+        },
+    )
+    frame = table.to_pandas()
+    folder = forecast_folder(config.output_dir, sw.symbol)
+    history = folder / f"{origin.strftime(STAMP_FORMAT)}.parquet"
+    records = frame.assign(
+        origin=frame["origin"].map(pd.Timestamp.isoformat),
+        timestamp=frame["timestamp"].map(pd.Timestamp.isoformat),
+    ).to_dict(orient="records")
+    last_row = sw.ohlc.frame.iloc[-1]
+    payload: dict[str, Any] = {
+        "symbol": sw.symbol,
+        "preaug": spec,
+        "preaug_params": dict(parse_augmentation(spec).params),
+        "requested_preaug": config.preaug,
+        "covariates": covariates_label(sw.covariates),
+        "covariate_rows": list(sw.covariate_names),
+        "run": run_label(spec, sw.covariates),
+        "horizon": config.horizon,
+        "context_length": int(np.count_nonzero(~np.isnan(sw.contexts[0, 0]))),
+        "targets": list(sw.targets),
+        "quantiles": list(config.quantiles),
+        "last_bar": {"timestamp": origin.isoformat(), **{str(k): float(v) for k, v in last_row.items()}},
+        "file": history.name,
+        "forecast": records,
+        "inference_seconds": round(inference_s, 4),
+        **(uncertainty or {}),
+        **run_record(config=config, model=model, engine=engine.record(), command=command, data=sw.ohlc),
+    }
+    write_parquet_atomic(history, table)
+    write_parquet_atomic(folder / "latest.parquet", table)
+    write_json_atomic(folder / "latest.json", payload)
+    return SymbolForecast(symbol=sw.symbol, preaug=spec, folder=folder, frame=frame, payload=payload)
