@@ -4,27 +4,26 @@ small enough to read in one sitting, functions short enough to hold in one's hea
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "chronobt"
 
-# Bottom to top: a module may import its own wing and the wings below it, never one above.
-# The package root (``chronobt/__init__``, ``__main__``) is the facade and may import any wing lazily.
-LAYERS: list[tuple[str, ...]] = [
-    ("errors", "atomic", "_version", "_lazy", "locking"),
-    ("data",),
-    ("augment",),
-    ("config",),
-    ("engine",),
-    ("evaluation",),
-    ("pipeline",),
-    ("finetune",),
-    ("runs",),
-    ("report",),
-    ("cli",),
-]
+DOC = PACKAGE.parent / "docs" / "ARCHITECTURE.md"
+
+
+def _documented_layers() -> list[tuple[str, ...]]:
+    """The ```layers block of docs/ARCHITECTURE.md, bottom to top: each line names its wings, then
+    (after two spaces) what they are. A module may import its own wing and the ones below it."""
+    block = re.search(r"```layers\n(.*?)```", DOC.read_text(), re.S)
+    assert block, "docs/ARCHITECTURE.md has no ```layers block"
+    lines = [line for line in block.group(1).splitlines() if line.strip()]
+    return [tuple(re.split(r"\s{2,}", line.strip())[0].split()) for line in reversed(lines)]
+
+
+LAYERS = _documented_layers()
 RANK = {wing: rank for rank, wings in enumerate(LAYERS) for wing in wings}
 MAX_MODULE_LINES = 450
 MAX_FUNCTION_LINES = 80
@@ -115,3 +114,21 @@ def test_no_function_is_over_80_lines():
                     f"{path.relative_to(PACKAGE.parent)}:{node.lineno} {node.name} ({_body_lines(node)})"
                 )
     assert not long, "functions over 80 lines (docstrings aside):\n" + "\n".join(long)
+
+
+def test_the_module_map_in_the_docs_matches_the_code():
+    """Every module (``wing/module`` or a top-level ``module``) has one row in the Module map, and
+    every row names a module that exists."""
+    text = DOC.read_text()
+    section = text[text.index("## Module map") :]
+    section = section[: section.index("\n## ", 1)]
+    documented = set(re.findall(r"^\| `([\w/]+)` \|", section, re.M))
+    actual = {
+        str(p.relative_to(PACKAGE).with_suffix(""))
+        for p in _modules()
+        if p.name not in ("__init__.py", "__main__.py")
+    }
+    assert documented == actual, (
+        f"missing from docs/ARCHITECTURE.md: {sorted(actual - documented)}; "
+        f"documented but absent: {sorted(documented - actual)}"
+    )
