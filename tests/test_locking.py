@@ -6,6 +6,7 @@ import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -17,21 +18,31 @@ from chronobt.locking import output_lock
 from tests.synthetic import write_symbol
 
 
+@dataclass(frozen=True)
+class Holder:
+    """``release`` lets the holder go; the holder sets ``releasing`` while it still holds the lock, so a
+    second lock that was really excluded finds it set once it gets in."""
+
+    release: threading.Event
+    releasing: threading.Event
+
+
 @contextmanager
-def held_in_thread(output_dir: Path, release_after: float | None = None) -> Iterator[threading.Event]:
+def held_in_thread(output_dir: Path, release_after: float | None = None) -> Iterator[Holder]:
     """Hold ``output_dir``'s lock in another thread until the block ends (or ``release_after`` seconds)."""
-    acquired, release = threading.Event(), threading.Event()
+    acquired, release, releasing = threading.Event(), threading.Event(), threading.Event()
 
     def hold() -> None:
         with output_lock(output_dir):
             acquired.set()
             release.wait(release_after)
+            releasing.set()
 
     thread = threading.Thread(target=hold, daemon=True)
     thread.start()
     assert acquired.wait(10)
     try:
-        yield release
+        yield Holder(release, releasing)
     finally:
         release.set()
         thread.join(10)
@@ -58,7 +69,9 @@ def test_second_lock_fails_at_once_naming_the_holder(tmp_path: Path) -> None:
 
 
 def test_lock_waits_for_the_holder_when_asked(tmp_path: Path) -> None:
-    with held_in_thread(tmp_path, release_after=0.5), output_lock(tmp_path, wait=30):
+    with held_in_thread(tmp_path, release_after=0.5) as holder, output_lock(tmp_path, wait=30):
+        # in only once the holder was letting go: the lock excluded this one while it was held
+        assert holder.releasing.is_set()
         assert (tmp_path / ".chronobt.lock.holder").is_file()
 
 
