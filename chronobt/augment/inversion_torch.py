@@ -1,6 +1,6 @@
 """The sample-path inversion's two heavy steps in torch, on a chosen device (the engine's GPU).
 
-Path-dependent inversion (:meth:`chronobt.augment.base.Augmentation.inverse_quantiles`) draws
+Path-dependent inversion (:func:`chronobt.augment.inversion.inverse_quantiles`) draws
 ``P`` sample paths per window, inverts them to prices and reads quantiles off the prices. Two steps
 dominate: drawing the step values (a gather from the quantile forecasts, :func:`sample_steps`) and
 reading quantiles off ``P`` prices per step (:func:`path_quantiles`). The inverse itself stays the
