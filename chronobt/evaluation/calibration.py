@@ -195,31 +195,3 @@ def fit_conformal(
         resolve(last)
         final = tau.copy()
     return ConformalFit(float(gamma), lv, issued, final, last, float(clip))
-
-
-def conformal_adjust(
-    *,
-    quantiles: npt.ArrayLike,
-    levels: Sequence[float],
-    actual: npt.ArrayLike,
-    origins: npt.ArrayLike,
-    horizon: int,
-    gamma: float = GAMMA,
-    clip: float = CLIP,
-) -> tuple[FloatArray, ConformalFit]:
-    """Backtest calibration: each window's quantiles ``[w, v, Q, h]`` at its ACI-issued levels.
-
-    Window ``i`` uses only outcomes of windows resolved by its origin. Returns the calibrated quantiles
-    (same shape and levels as ``quantiles``) and the :class:`ConformalFit` (``final`` applies to the
-    next forecast via :func:`apply_levels`).
-    """
-    fit = fit_conformal(
-        quantiles=quantiles,
-        levels=levels,
-        actual=actual,
-        origins=origins,
-        horizon=horizon,
-        gamma=gamma,
-        clip=clip,
-    )
-    return apply_levels(quantiles, levels, fit.issued, clip=clip), fit
