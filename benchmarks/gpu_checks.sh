@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Every GPU check in one run, for a lent GPU machine (CI never has one); ``--device cpu`` rehearses the
+# Every GPU check in one run, for a GPU machine (CI never has one); ``--device cpu`` rehearses the
 # same steps at tiny sizes on any machine, so the one GPU run cannot fail on set-up.
 #
 #   benchmarks/gpu_checks.sh                # CUDA: gpu-marked tests + the full-size table

@@ -1,6 +1,6 @@
 """Sample-path inversion vs the model: ``inverse_quantiles`` (CPU, torch) against ``engine.predict``.
 
-Workload (issue 15): 200 windows of hourly BTCUSD (``data/BTCUSD.parquet``, OHLC, one window every 24
+Workload: 200 windows of hourly BTCUSD (``data/BTCUSD.parquet``, OHLC, one window every 24
 bars), context 512, horizon 24, ``differencing`` (path-dependent: 4,096 sample paths per window), the
 bundled chronos2-mini on the CPU, the default 9 output quantiles. Each round times the model, the
 library's CPU inversion (its compiled loops), the same inversion in plain numpy

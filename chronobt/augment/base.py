@@ -28,7 +28,8 @@ from chronobt.errors import AugmentationError
 Label = Callable[[int, int], str]
 
 #: Elements (float64) per window chunk of the large intermediate arrays (8 MiB each: a chunk's few
-#: arrays stay in a server CPU's last-level cache; 1.5x faster than 32 MiB chunks, RESULTS.md).
+#: arrays stay in a server CPU's last-level cache; against 32 MiB chunks: benchmarks/RESULTS.md, section
+#: ``inversion_speed.py``).
 CHUNK_ELEMENTS = 1 << 20
 
 

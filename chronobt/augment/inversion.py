@@ -174,8 +174,8 @@ def _sampled_quantiles(
 
     def buffer(shape: tuple[int, ...]) -> np.ndarray:
         # A fresh chunk-sized array would fault its pages in again at every chunk (glibc hands large
-        # blocks back to the kernel): ~250k page faults per 200 windows after a forward pass
-        # (benchmarks/RESULTS.md, "Sample-path inversion").
+        # blocks back to the kernel); the page faults and their cost: benchmarks/RESULTS.md, section
+        # ``inversion_speed.py``.
         held = getattr(local, "held", None)
         if held is None or held.shape != shape:
             held = local.held = np.empty(shape)

@@ -14,8 +14,8 @@ Why a sort of 16-bit keys and not a partial selection: the quantiles read need 2
 level (interpolation), 18 for the 9 default levels; ``torch.kthvalue`` runs one selection per order
 statistic and ``torch.topk`` needs ``k`` up to ``0.9 P``, while an integer sort is a radix sort, one
 linear pass per digit. On a CPU the compiled loops of :mod:`chronobt.augment.kernels` beat every torch
-variant (timings in ``benchmarks/RESULTS.md``), so the library uses this module only on CUDA
-(:func:`inversion_device`).
+variant (timings: ``benchmarks/RESULTS.md``, section ``inversion_speed.py``), so the library uses this
+module only on CUDA (:func:`inversion_device`).
 """
 
 from __future__ import annotations

@@ -34,7 +34,7 @@ def _mean(values: npt.ArrayLike, axis: Axis) -> Reduced:
     """NaN-ignoring mean; an empty reduction is NaN, silently."""
     x = np.array(values, dtype=np.float64)  # a copy: NaNs are zeroed in place below
     valid = ~np.isnan(x)
-    np.copyto(x, 0.0, where=~valid)  # much faster than np.nansum / np.where on large arrays
+    np.copyto(x, 0.0, where=~valid)  # not np.nansum / np.where (RESULTS.md, bench_evaluation_blocks.py)
     with np.errstate(invalid="ignore", divide="ignore"):
         return x.sum(axis=axis) / valid.sum(axis=axis)
 
