@@ -17,7 +17,7 @@ import time
 
 import numpy as np
 
-from chronobt.augment import AVAILABLE_AUGMENTATIONS, DEFAULT_N_PATHS, get_augmentation
+from chronobt.augment import AVAILABLE_AUGMENTATIONS, DEFAULT_N_PATHS, get_augmentation, inverse_quantiles
 from chronobt.engine.checkpoints import STANDARD_QUANTILES
 
 
@@ -50,7 +50,7 @@ def main() -> None:
         del model_input
         t2 = time.perf_counter()
         grid = levels.tolist()
-        prices = aug.inverse_quantiles(q, levels=grid, state=state, out_levels=grid, n_paths=args.n_paths)
+        prices = inverse_quantiles(aug, q, levels=grid, state=state, out_levels=grid, n_paths=args.n_paths)
         t3 = time.perf_counter()
         assert np.isfinite(prices).all()
         record = {

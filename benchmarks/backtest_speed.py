@@ -1,6 +1,6 @@
 """Batched `run_backtest` vs one chronos `predict_df` call per window, on the same model and windows.
 
-Two regimes (issue 5's acceptance goals on a 2-core CPU, 200 windows, horizon 24):
+Two regimes (the acceptance goals on a 2-core CPU, 200 windows, horizon 24):
 
 * overhead-bound: tiny random Chronos-2 at context 512  -> goal: backtest >= 8x the loop
 * compute-bound: ~7M-parameter Chronos-2 at context 2048 -> goal: backtest >= 1.4x the loop

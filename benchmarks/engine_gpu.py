@@ -1,6 +1,6 @@
 """Engine throughput: chronos' per-window loop and batched predict vs Chronos2Engine eager/bf16/compiled.
 
-Workload (issue 4): rolling windows of a synthetic OHLC random walk (4 variates forecast jointly), context
+Workload: rolling windows of a synthetic OHLC random walk (4 variates forecast jointly), context
 2048, horizon 24, on a random-init Chronos-2 of the chosen size (``full`` = amazon/chronos-2 compute).
 
     python benchmarks/engine_gpu.py                 # CUDA if present (full, 512 windows), else CPU mode
@@ -50,7 +50,7 @@ CUDA_MODES = (
     "compiled-bf16",
     "compiled-bf16-cg",
 )
-# inductor on a 2-core CPU needs ~2 min to compile even the tiny model: compiled modes are opt-in there
+# inductor on a small CPU compiles for minutes (RESULTS.md, engine_gpu.py): compiled modes opt-in there
 CPU_MODES = ("loop", "chronos-batch", "engine-fp32")
 TOLERANCE = {"float32": 1e-4, "bfloat16": 3e-2}
 

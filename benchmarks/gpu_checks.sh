@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Every GPU check in one run, for a lent GPU machine (CI never has one); ``--device cpu`` rehearses the
+# Every GPU check in one run, for a GPU machine (CI never has one); ``--device cpu`` rehearses the
 # same steps at tiny sizes on any machine, so the one GPU run cannot fail on set-up.
 #
 #   benchmarks/gpu_checks.sh                # CUDA: gpu-marked tests + the full-size table
@@ -28,13 +28,23 @@
 # checkout (chronobt is imported from the checkout, never installed).
 #
 # Prints the tests' summary and ONE markdown table (benchmarks/gpu_table.py; each row also goes to stderr
-# as it is measured); writes gpu_table.json to $OUT (or .). The table is capped at 500 s to fit one
-# 600 s device call: run `benchmarks/gpu_checks.sh` with .whl carried and a 600 s limit.
+# as it is measured); writes gpu_table.json under the output folder: `--out DIR`, else $OUT (one of them
+# is required, so nothing lands in the checkout). The table is capped at 500 s to fit one 600 s device
+# call: run `benchmarks/gpu_checks.sh` with .whl carried and a 600 s limit.
+# Usage: benchmarks/gpu_checks.sh [--device cuda|cpu] [--out DIR]
 set -uo pipefail
-cd "$(dirname "$0")/.."
 device=cuda
-if [[ "${1:-}" == "--device" ]]; then device=${2:?--device needs a value}; fi
-out=${OUT:-.}
+out=${OUT:-}
+while (( $# )); do
+  case "$1" in
+    --device) device=${2:?--device needs a value}; shift 2 ;;
+    --out) out=${2:?--out needs a folder}; shift 2 ;;
+    *) echo "usage: $0 [--device cuda|cpu] [--out DIR]" >&2; exit 2 ;;
+  esac
+done
+if [[ -z "$out" ]]; then echo "give the output folder: --out DIR or OUT=DIR" >&2; exit 2; fi
+out=$(mkdir -p "$out" && cd "$out" && pwd) || exit 2  # absolute: the script runs from the checkout
+cd "$(dirname "$0")/.."
 export PYTHONUNBUFFERED=1
 
 site=$(mktemp -d)/site
@@ -63,4 +73,4 @@ if [[ "$device" == cuda* ]]; then
 else
   python3 -m pytest -q -p no:cacheprovider tests/test_gpu.py 2>&1 | tail -2  # skipped without CUDA
 fi
-timeout 500 python3 benchmarks/gpu_table.py --device "$device" --json-out "$out/gpu_table.json"
+timeout 500 python3 benchmarks/gpu_table.py --device "$device" --out "$out"

@@ -12,11 +12,14 @@ Rows, on rolling windows of a synthetic OHLC random walk (4 variates), random-in
   compiled CPU loops) and on the engine's device;
 * ``compile process 1 / 2``: a fresh process compiling the engine with an empty, then the same, cache
   folder (``EngineConfig.cache_dir``): compile seconds and inductor's cache hits;
-* ``lora steps``: ``Chronos2Pipeline.fit(finetune_mode="lora")`` on the windows' contexts (issue 17),
+* ``lora steps``: ``Chronos2Pipeline.fit(finetune_mode="lora")`` on the windows' contexts,
   timed and given as seconds per 1,000 steps (200 steps on CUDA, batch 32; 3 in the rehearsal).
 
 Full size on CUDA (``full`` config, 512 windows, context 2048, horizon 24); ``--device cpu`` runs the same
 code at tiny sizes, with the ``aot_eager`` backend (inductor needs minutes on a small CPU).
+
+``--out DIR`` writes the table as ``DIR/gpu_table.json`` (the folder is made when missing); without it the
+table is only printed.
 """
 
 from __future__ import annotations
@@ -133,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--windows", type=int, default=None)
     parser.add_argument("--horizon", type=int, default=24)
-    parser.add_argument("--json-out", type=Path, default=None)
+    parser.add_argument("--out", type=Path, default=None, help="folder for gpu_table.json (default: none)")
     parser.add_argument("--compile-probe", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--model-dir", help=argparse.SUPPRESS)
     parser.add_argument("--cache-dir", help=argparse.SUPPRESS)
@@ -262,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
         attempt("backtest differencing", backtest)
 
         def inversion(on_device: bool) -> None:
-            from chronobt.augment import get_augmentation
+            from chronobt.augment import get_augmentation, inverse_quantiles
 
             aug = get_augmentation("differencing")
             state = aug.fit(contexts)
@@ -275,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
                 "out_levels": (0.1, 0.5, 0.9),
                 "device": dev,
             }
-            _, s = timed(device, lambda: aug.inverse_quantiles(q.astype(np.float64), **kwargs))
+            _, s = timed(device, lambda: inverse_quantiles(aug, q.astype(np.float64), **kwargs))
             rows.append(row(f"inversion {'torch ' + device if on_device else 'host'}", n_windows, s))
 
         attempt("inversion host", lambda: inversion(False))
@@ -363,9 +366,9 @@ def main(argv: list[str] | None = None) -> int:
             r.get("note"),
         ]
         print("| " + " | ".join("" if c is None else str(c) for c in cells) + " |")
-    if args.json_out:
-        args.json_out.parent.mkdir(parents=True, exist_ok=True)
-        args.json_out.write_text(json.dumps({"header": header, "rows": rows}, indent=2))
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "gpu_table.json").write_text(json.dumps({"header": header, "rows": rows}, indent=2))
     return 0
 
 

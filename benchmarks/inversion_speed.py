@@ -1,6 +1,6 @@
 """Sample-path inversion vs the model: ``inverse_quantiles`` (CPU, torch) against ``engine.predict``.
 
-Workload (issue 15): 200 windows of hourly BTCUSD (``data/BTCUSD.parquet``, OHLC, one window every 24
+Workload: 200 windows of hourly BTCUSD (``data/BTCUSD.parquet``, OHLC, one window every 24
 bars), context 512, horizon 24, ``differencing`` (path-dependent: 4,096 sample paths per window), the
 bundled chronos2-mini on the CPU, the default 9 output quantiles. Each round times the model, the
 library's CPU inversion (its compiled loops), the same inversion in plain numpy
@@ -27,7 +27,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from numpy_inversion import numpy_inverse_quantiles
 
-from chronobt.augment import get_augmentation
+from chronobt.augment import get_augmentation, inverse_quantiles
 from chronobt.config import DEFAULT_QUANTILES
 from chronobt.engine.core import Chronos2Engine, EngineConfig
 
@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
                 results[name] = numpy_inverse_quantiles(aug, q, **kwargs)
             else:
                 device = torch.device(args.device) if name == "torch" else None
-                results[name] = aug.inverse_quantiles(q, device=device, **kwargs)
+                results[name] = inverse_quantiles(aug, q, device=device, **kwargs)
             times[name].append(time.perf_counter() - started)
     spread = results["cpu"][:, :, -1:] - results["cpu"][:, :, :1]  # q0.9 - q0.1 per window, variate, step
     med = {k: statistics.median(v) for k, v in times.items()}

@@ -1,6 +1,6 @@
 """The main command end to end against chronos' own batched ``predict`` plus the same numpy inversion.
 
-Issue 15's CPU ratio: ``chronobt backtest BTCUSD --preaug differencing`` (``run_backtest``: data file,
+The CPU ratio: ``chronobt backtest BTCUSD --preaug differencing`` (``run_backtest``: data file,
 windows, augmentation, the engine, the sample-path inversion with ``--dependence auto``, metrics,
 baselines, significance, writing) in windows/s, against the bare reference on the same windows: the
 differenced contexts through ``Chronos2Pipeline.predict`` (chronos' batching, at the engine's batch size)

@@ -15,7 +15,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from chronobt.augment import sampling
-from chronobt.augment.base import DEFAULT_N_PATHS, Augmentation, AugmentationState, window_chunks
+from chronobt.augment.base import Augmentation, AugmentationState, window_chunks
+from chronobt.augment.inversion import DEFAULT_N_PATHS
 
 
 def numpy_inverse_quantiles(

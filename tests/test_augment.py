@@ -15,6 +15,7 @@ from chronobt.augment import (
     DEFAULT_N_PATHS,
     AugmentationSpec,
     get_augmentation,
+    inverse_quantiles,
     kernels,
     parse_augmentation,
     sampling,
@@ -152,8 +153,8 @@ def test_independent_differencing_quantiles_grow_like_sqrt_of_the_horizon() -> N
     state = aug.fit(context)
     out_levels = np.array([0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95])
     z = np.array([NormalDist().inv_cdf(p) for p in out_levels])
-    got = aug.inverse_quantiles(
-        iid_normal_quantiles(2, 24, 2.0), levels=LEVELS, state=state, out_levels=out_levels
+    got = inverse_quantiles(
+        aug, iid_normal_quantiles(2, 24, 2.0), levels=LEVELS, state=state, out_levels=out_levels
     )
     k = np.arange(1, 25)
     expected = context[:, :, -1, None, None] + 2.0 * np.sqrt(k) * z[:, None]
@@ -172,7 +173,8 @@ def test_comonotonic_differencing_quantiles_equal_summed_step_quantiles() -> Non
     context = price_paths(7, (3, 1, 30))
     aug = get_augmentation("differencing")
     state = aug.fit(context)
-    got = aug.inverse_quantiles(
+    got = inverse_quantiles(
+        aug,
         iid_normal_quantiles(3, 12, 0.5),
         levels=LEVELS,
         state=state,
@@ -191,7 +193,7 @@ def test_default_n_paths_gives_quantiles_stable_to_one_percent_of_interval() -> 
     out_levels = [0.1, 0.5, 0.9]
     runs = np.array(
         [
-            aug.inverse_quantiles(q, levels=LEVELS, state=state, out_levels=out_levels, seed=s)[0, 0]
+            inverse_quantiles(aug, q, levels=LEVELS, state=state, out_levels=out_levels, seed=s)[0, 0]
             for s in range(40)
         ]
     )
@@ -207,13 +209,13 @@ def test_sampled_quantiles_are_seeded_and_independent_of_chunking(monkeypatch: p
     aug = get_augmentation("rolling_norm:window=5")
     state = aug.fit(context)
     kwargs = {"levels": LEVELS, "state": state, "out_levels": [0.1, 0.5, 0.9], "n_paths": 256}
-    first = aug.inverse_quantiles(q, seed=3, **kwargs)
-    np.testing.assert_array_equal(aug.inverse_quantiles(q, seed=3, **kwargs), first)
-    assert not np.array_equal(aug.inverse_quantiles(q, seed=4, **kwargs), first)
+    first = inverse_quantiles(aug, q, seed=3, **kwargs)
+    np.testing.assert_array_equal(inverse_quantiles(aug, q, seed=3, **kwargs), first)
+    assert not np.array_equal(inverse_quantiles(aug, q, seed=4, **kwargs), first)
     monkeypatch.setattr(augment_base, "CHUNK_ELEMENTS", 1)
-    np.testing.assert_array_equal(aug.inverse_quantiles(q, seed=3, **kwargs), first)
+    np.testing.assert_array_equal(inverse_quantiles(aug, q, seed=3, **kwargs), first)
     np.testing.assert_array_equal(
-        aug.inverse_quantiles(q[2:4], seed=3, **{**kwargs, "state": state.take(slice(2, 4))}), first[2:4]
+        inverse_quantiles(aug, q[2:4], seed=3, **{**kwargs, "state": state.take(slice(2, 4))}), first[2:4]
     )
 
 
@@ -223,9 +225,9 @@ def test_pointwise_augmentations_map_each_quantile_exactly(spec: str) -> None:
     aug = get_augmentation(spec)
     state = aug.fit(context)
     q = np.sort(np.random.default_rng(1).normal(0, 0.2, (3, 2, 21, 6)), axis=2)
-    got = aug.inverse_quantiles(q, levels=LEVELS, state=state, out_levels=LEVELS)
+    got = inverse_quantiles(aug, q, levels=LEVELS, state=state, out_levels=LEVELS)
     np.testing.assert_allclose(got, aug.inverse(q, state), rtol=1e-12)
-    between = aug.inverse_quantiles(q, levels=LEVELS, state=state, out_levels=[0.125])
+    between = inverse_quantiles(aug, q, levels=LEVELS, state=state, out_levels=[0.125])
     midpoint = aug.inverse((q[:, :, 2:3] + q[:, :, 3:4]) / 2, state)  # 0.125 halfway between 0.1 and 0.15
     np.testing.assert_allclose(between, midpoint, rtol=1e-12)
 
@@ -233,8 +235,8 @@ def test_pointwise_augmentations_map_each_quantile_exactly(spec: str) -> None:
 def test_tails_beyond_the_outermost_levels_follow_a_normal_matched_to_them() -> None:
     aug = get_augmentation("none")
     state = aug.fit(np.ones((1, 1, 3)))
-    got = aug.inverse_quantiles(
-        iid_normal_quantiles(1, 1, 1.0), levels=LEVELS, state=state, out_levels=[0.001, 0.999]
+    got = inverse_quantiles(
+        aug, iid_normal_quantiles(1, 1, 1.0), levels=LEVELS, state=state, out_levels=[0.001, 0.999]
     )
     np.testing.assert_allclose(
         got[0, 0, :, 0], [NormalDist().inv_cdf(0.001), NormalDist().inv_cdf(0.999)], rtol=1e-9

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from chronobt.augment import AVAILABLE_AUGMENTATIONS, get_augmentation
+from chronobt.augment import AVAILABLE_AUGMENTATIONS, get_augmentation, inverse_quantiles
 
 HORIZON = 6
 
@@ -41,8 +41,8 @@ def test_negative_augmented_series_go_through_the_model_and_back_to_finite_price
     q = np.stack([p.float().numpy() for p in preds]).astype(np.float64)  # [w, v, 21, h]
     levels = list(pipeline.quantiles)
     assert q.shape == (3, 4, len(levels), HORIZON)
-    prices = aug.inverse_quantiles(
-        q, levels=levels, state=state, out_levels=[0.1, 0.5, 0.9], dependence=dependence, n_paths=512
+    prices = inverse_quantiles(
+        aug, q, levels=levels, state=state, out_levels=[0.1, 0.5, 0.9], dependence=dependence, n_paths=512
     )
     assert prices.shape == (3, 4, 3, HORIZON)
     assert np.isfinite(prices).all()

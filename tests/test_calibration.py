@@ -31,6 +31,14 @@ def rolling_case(seed: int, w: int, h: int, stride: int, spread: float) -> tuple
     return q, actual, origins
 
 
+def calibrate(q: np.ndarray, actual: np.ndarray, origins: np.ndarray, horizon: int, gamma: float = cal.GAMMA):
+    """Each window's quantiles at its ACI-issued levels, as the backtest applies them, and the fit."""
+    fit = cal.fit_conformal(
+        quantiles=q, levels=LEVELS, actual=actual, origins=origins, horizon=horizon, gamma=gamma
+    )
+    return cal.apply_levels(q, LEVELS, fit.issued), fit
+
+
 def coverage_80(q: np.ndarray, actual: np.ndarray) -> float:
     return float(((actual >= q[:, :, 0]) & (actual <= q[:, :, 2])).mean())
 
@@ -39,9 +47,7 @@ def coverage_80(q: np.ndarray, actual: np.ndarray) -> float:
 def test_aci_brings_the_80_percent_interval_to_80_percent_on_later_windows(spread: float, raw: float) -> None:
     q, actual, origins = rolling_case(0, 4000, 6, 1, spread)
     assert coverage_80(q, actual) == pytest.approx(raw, abs=0.02)  # too narrow / too wide
-    calibrated, fit = cal.conformal_adjust(
-        quantiles=q, levels=LEVELS, actual=actual, origins=origins, horizon=6
-    )
+    calibrated, fit = calibrate(q, actual, origins, 6)
     assert calibrated.shape == q.shape
     assert coverage_80(calibrated[2000:], actual[2000:]) == pytest.approx(0.80, abs=0.03)
     for k in range(6):  # every step on its own, too
@@ -56,17 +62,13 @@ def test_aci_brings_the_80_percent_interval_to_80_percent_on_later_windows(sprea
 def test_calibration_of_a_window_never_uses_outcomes_resolved_after_its_origin() -> None:
     q, actual, origins = rolling_case(1, 300, 8, 3, 0.7)
     q = q + np.random.default_rng(2).normal(0, 0.2, (*q.shape[:2], 1, q.shape[3]))
-    calibrated, _ = cal.conformal_adjust(
-        quantiles=q, levels=LEVELS, actual=actual, origins=origins, horizon=8, gamma=0.05
-    )
+    calibrated, _ = calibrate(q, actual, origins, 8, gamma=0.05)
     rng = np.random.default_rng(3)
     for i in (0, 2, 3, 40, 150, 299):
         resolved = int(np.sum(origins + 8 <= origins[i]))
         perturbed = actual.copy()
         perturbed[resolved:] = rng.normal(0, 5.0, perturbed[resolved:].shape)  # includes window i itself
-        again, _ = cal.conformal_adjust(
-            quantiles=q, levels=LEVELS, actual=perturbed, origins=origins, horizon=8, gamma=0.05
-        )
+        again, _ = calibrate(q, perturbed, origins, 8, gamma=0.05)
         np.testing.assert_array_equal(again[i], calibrated[i])
 
 

@@ -134,7 +134,7 @@ def test_compiled_calls_run_with_the_cache_dir_and_record_it(
 def test_cli_maps_the_cache_dir_option_and_defaults_under_the_user_cache(tmp_path: Path) -> None:
     assert engine_config_from_options(cache_dir=tmp_path, environ={}).cache_dir == tmp_path
     assert engine_config_from_options(environ={}).cache_dir is None  # torch's own folder
-    default = default_cache_dir({"XDG_CACHE_HOME": str(tmp_path)})
+    default = default_cache_dir()
     assert default.name == "chronobt"
     seen: list[EngineConfig] = []
     app = typer.Typer()

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from chronobt.augment import dependence as dep
-from chronobt.augment import get_augmentation
+from chronobt.augment import get_augmentation, inverse_quantiles
 from chronobt.augment.sampling import interpolate_quantiles
 from chronobt.engine.checkpoints import STANDARD_QUANTILES
 from chronobt.errors import ConfigError
@@ -331,8 +331,8 @@ def test_ar1_copula_paths_match_plain_monte_carlo_of_the_gaussian_copula(rho: fl
     h = 12
     aug, state, q = _differencing(h)
     corr = dep.ar1_correlation(rho, h)
-    got = aug.inverse_quantiles(
-        q, levels=LEVELS, state=state, out_levels=OUT, dependence="copula", correlation=corr
+    got = inverse_quantiles(
+        aug, q, levels=LEVELS, state=state, out_levels=OUT, dependence="copula", correlation=corr
     )[0, 0]
     expected = 100.0 + _plain_monte_carlo_sum_quantiles(corr, 400_000, 1)
     sd = np.sqrt(np.array([corr[: k + 1, : k + 1].sum() for k in range(h)]))  # of the normal sum
@@ -346,13 +346,13 @@ def test_copula_limits_are_the_comonotonic_and_the_independent_inversions() -> N
     aug, state, q = _differencing(h)
     kwargs = {"levels": LEVELS, "state": state, "out_levels": OUT}
     width = 2 * 1.2816 * np.arange(1, h + 1)
-    comonotone = aug.inverse_quantiles(q, dependence="comonotonic", **kwargs)
-    near_one = aug.inverse_quantiles(
-        q, dependence="copula", correlation=dep.ar1_correlation(0.9999, h), **kwargs
+    comonotone = inverse_quantiles(aug, q, dependence="comonotonic", **kwargs)
+    near_one = inverse_quantiles(
+        aug, q, dependence="copula", correlation=dep.ar1_correlation(0.9999, h), **kwargs
     )
     assert np.abs(near_one - comonotone).max() < 0.02 * width[-1]
-    independent = aug.inverse_quantiles(q, **kwargs)
-    identity = aug.inverse_quantiles(q, dependence="copula", correlation=np.eye(h), **kwargs)
+    independent = inverse_quantiles(aug, q, **kwargs)
+    identity = inverse_quantiles(aug, q, dependence="copula", correlation=np.eye(h), **kwargs)
     assert np.all(np.abs(identity - independent) <= 0.03 * np.sqrt(np.arange(1, h + 1)) * 2 * 1.2816)
 
 
@@ -362,13 +362,13 @@ def test_copula_paths_are_seeded_byte_identical_and_per_window_matrices_match_sh
     q = q + np.random.default_rng(5).normal(0, 0.3, (n_w, 1, 1, h))
     a, b = dep.ar1_correlation(0.6, h), dep.ar1_correlation(-0.3, h)
     kwargs = {"levels": LEVELS, "state": state, "out_levels": OUT, "dependence": "copula", "n_paths": 512}
-    first = aug.inverse_quantiles(q, correlation=a, seed=3, **kwargs)
-    np.testing.assert_array_equal(aug.inverse_quantiles(q, correlation=a, seed=3, **kwargs), first)
-    assert not np.array_equal(aug.inverse_quantiles(q, correlation=a, seed=4, **kwargs), first)
+    first = inverse_quantiles(aug, q, correlation=a, seed=3, **kwargs)
+    np.testing.assert_array_equal(inverse_quantiles(aug, q, correlation=a, seed=3, **kwargs), first)
+    assert not np.array_equal(inverse_quantiles(aug, q, correlation=a, seed=4, **kwargs), first)
     mixed = np.stack([a, b, a, b, b])
-    per_window = aug.inverse_quantiles(q, correlation=mixed, seed=3, **kwargs)
+    per_window = inverse_quantiles(aug, q, correlation=mixed, seed=3, **kwargs)
     np.testing.assert_array_equal(per_window[[0, 2]], first[[0, 2]])
-    with_b = aug.inverse_quantiles(q, correlation=b, seed=3, **kwargs)
+    with_b = inverse_quantiles(aug, q, correlation=b, seed=3, **kwargs)
     np.testing.assert_array_equal(per_window[[1, 3, 4]], with_b[[1, 3, 4]])
 
 
@@ -377,18 +377,18 @@ def test_copula_options_are_validated() -> None:
     aug, state, q = _differencing(h)
     kwargs = {"levels": LEVELS, "state": state, "out_levels": OUT}
     with pytest.raises(ConfigError, match="copula"):
-        aug.inverse_quantiles(q, dependence="copula", **kwargs)
+        inverse_quantiles(aug, q, dependence="copula", **kwargs)
     with pytest.raises(ConfigError, match="copula"):
-        aug.inverse_quantiles(q, correlation=np.eye(h), **kwargs)
+        inverse_quantiles(aug, q, correlation=np.eye(h), **kwargs)
     with pytest.raises(ConfigError, match="positive definite"):
-        aug.inverse_quantiles(q, dependence="copula", correlation=np.ones((h, h)), **kwargs)
+        inverse_quantiles(aug, q, dependence="copula", correlation=np.ones((h, h)), **kwargs)
     with pytest.raises(ConfigError, match=r"\[4, 4\]"):
-        aug.inverse_quantiles(q, dependence="copula", correlation=np.eye(3), **kwargs)
+        inverse_quantiles(aug, q, dependence="copula", correlation=np.eye(3), **kwargs)
     pointwise = get_augmentation("none")
     st_none = pointwise.fit(np.ones((2, 1, 5)))
-    exact = pointwise.inverse_quantiles(q, levels=LEVELS, state=st_none, out_levels=OUT)
-    coupled = pointwise.inverse_quantiles(
-        q, levels=LEVELS, state=st_none, out_levels=OUT, dependence="copula", correlation=np.eye(h)
+    exact = inverse_quantiles(pointwise, q, levels=LEVELS, state=st_none, out_levels=OUT)
+    coupled = inverse_quantiles(
+        pointwise, q, levels=LEVELS, state=st_none, out_levels=OUT, dependence="copula", correlation=np.eye(h)
     )
     np.testing.assert_array_equal(coupled, exact)
 

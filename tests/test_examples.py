@@ -1,7 +1,9 @@
-"""The examples run: the Python API example with a tiny model, the cron script's syntax and exit codes."""
+"""The examples run: the Python API example and the cron script (sweep, then forecast) with a tiny model,
+and the cron script's exit codes."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -33,8 +35,40 @@ def test_api_backtest_example_runs_with_a_tiny_model(tmp_path: Path, tiny_model_
     assert (tmp_path / "out" / "backtest" / "AAA" / "differencing" / "metrics.json").is_file()
 
 
-def test_cron_script_is_valid_bash() -> None:
+def test_cron_script_sweeps_then_forecasts_with_the_choice_and_writes_the_files_it_promises(
+    tmp_path: Path, tiny_model_dir: Path
+) -> None:
     subprocess.run(["bash", "-n", str(CRON)], check=True)
+    write_symbol(tmp_path / "data", "AAA", 300)
+    write_symbol(tmp_path / "data", "bbb", 300)  # a lower-case file name: the symbol is upper-cased
+    chronobt = tmp_path / "chronobt"  # the CLI of this checkout, as cron would call the installed one
+    chronobt.write_text(f'#!/usr/bin/env bash\nexec "{sys.executable}" -m chronobt "$@"\n')
+    chronobt.chmod(0o755)
+    small = f"--horizon 8 --context 128 --device cpu --model {tiny_model_dir}"
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "CHRONOBT": str(chronobt),
+        "CHRONOBT_DATA_DIR": str(tmp_path / "data"),
+        "CHRONOBT_OUTPUT_DIR": str(tmp_path / "out"),
+        "CHRONOBT_SWEEP_ARGS": f"--validation-windows 3 --test-windows 2 --preaug none,differencing {small}",
+        "CHRONOBT_FORECAST_ARGS": small,
+    }
+    for mode in ("sweep", "forecast"):
+        proc = subprocess.run(
+            ["bash", str(CRON), mode], env=env, capture_output=True, text=True, timeout=600, cwd=tmp_path
+        )
+        assert proc.returncode == 0, proc.stderr
+        (log,) = (tmp_path / "out" / "logs").glob(f"{mode}-*.log")  # one log per mode and UTC day
+        assert f"chronobt {mode} AAA BBB" in log.read_text() and "finish: exit 0" in log.read_text()
+    out = tmp_path / "out"
+    assert (out / "sweep" / "leaderboard.csv").is_file() and (out / "sweep" / "manifest.json").is_file()
+    for symbol in ("AAA", "BBB"):
+        best = json.loads((out / "sweep" / "best" / f"{symbol}.json").read_text())
+        assert best["best_preaug"] in ("none", "differencing")
+        latest = json.loads((out / "forecast" / symbol / "latest.json").read_text())
+        assert latest["requested_preaug"] == "auto" and latest["preaug"] == best["best_preaug"]
+        assert latest["horizon"] == 8 and (out / "forecast" / symbol / latest["file"]).is_file()
 
 
 def _fake_chronobt(tmp_path: Path, exit_code: int) -> Path:

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 
-from chronobt.augment import get_augmentation, inversion_torch, sampling
+from chronobt.augment import get_augmentation, inverse_quantiles, inversion_torch, sampling
+from chronobt.augment import inversion as augment_inversion
 from chronobt.augment.inversion_torch import inversion_device, path_quantiles, sample_steps
 from tests.synthetic import random_walk_contexts
 
@@ -120,9 +126,9 @@ def test_keyed_quantiles_read_rows_with_nan_or_inf_exactly() -> None:
 def test_inverse_quantiles_on_a_torch_device_match_numpy_and_rerun_byte_identical(name: str) -> None:
     aug, state, q = _augmented_quantiles(name)
     kwargs = {"levels": LEVELS, "state": state, "out_levels": OUT, "n_paths": 512, "seed": 7}
-    host = aug.inverse_quantiles(q, **kwargs)
-    first = aug.inverse_quantiles(q, device="cpu", **kwargs)
-    again = aug.inverse_quantiles(q, device=CPU, **kwargs)
+    host = inverse_quantiles(aug, q, **kwargs)
+    first = inverse_quantiles(aug, q, device="cpu", **kwargs)
+    again = inverse_quantiles(aug, q, device=CPU, **kwargs)
     _assert_within_the_key_bound(first, host, axis=2)
     assert first.tobytes() == again.tobytes()
 
@@ -132,11 +138,24 @@ def test_copula_dependence_runs_on_the_torch_path() -> None:
     h = q.shape[-1]
     corr = 0.5 ** np.abs(np.subtract.outer(np.arange(h), np.arange(h)))
     kwargs = {"levels": LEVELS, "state": state, "out_levels": OUT, "n_paths": 512, "seed": 2}
-    host = aug.inverse_quantiles(q, dependence="copula", correlation=corr, **kwargs)
-    torch_path = aug.inverse_quantiles(q, dependence="copula", correlation=corr, device="cpu", **kwargs)
+    host = inverse_quantiles(aug, q, dependence="copula", correlation=corr, **kwargs)
+    torch_path = inverse_quantiles(aug, q, dependence="copula", correlation=corr, device="cpu", **kwargs)
     _assert_within_the_key_bound(torch_path, host, axis=2)
 
 
 def test_inversion_runs_in_torch_on_cuda_only() -> None:
     assert inversion_device("cpu") is None and inversion_device(None) is None
     assert inversion_device(torch.device("cuda:1")) == torch.device("cuda:1")
+
+
+def test_inversion_device_picks_cuda_only_and_imports_torch_only_for_cuda() -> None:
+    code = (
+        "import sys; from chronobt.augment.inversion import inversion_device; "
+        "assert inversion_device(None) is None and inversion_device('cpu') is None; "
+        "assert 'torch' not in sys.modules, 'torch imported'"
+    )
+    root = str(Path(__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": root}
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=root, env=env)
+    assert augment_inversion.inversion_device(torch.device("cuda:1")) == torch.device("cuda:1")
+    assert augment_inversion.inversion_device("cuda") == torch.device("cuda")

@@ -20,6 +20,29 @@ LEVELS = [0.1, 0.5, 0.9]
 QUANTILES = np.array([[[[8.0, 15.0, 40.0], [12.0, 18.0, 40.0], [14.0, 19.0, 45.0]]]])  # [1, 1, Q=3, 3]
 
 
+def _hand_summary(**overrides) -> dict:
+    """:func:`metrics.summarize` of the hand-worked case (or of ``overrides``): ``{name: float}`` of "x"."""
+    inputs = dict(
+        actual=ACTUAL,
+        median=FORECAST,
+        quantiles=QUANTILES,
+        levels=LEVELS,
+        last=CONTEXT[..., -1],
+        scale=metrics.naive_scale(CONTEXT),
+        targets=["x"],
+        per_step=False,
+    )
+    return metrics.summarize(**{**inputs, **overrides})["metrics"]["x"]
+
+
+def _one_step(actual: list[float], forecast: list[float]) -> dict:
+    """The summary of a one-window, one-variate case with actuals and forecasts over len(actual) steps."""
+    a, f = np.array([[actual]]), np.array([[forecast]])
+    return _hand_summary(
+        actual=a, median=f, quantiles=np.stack([f, f], axis=2), levels=[0.1, 0.9], last=a[..., 0]
+    )
+
+
 def test_mae_by_hand() -> None:
     # (|2| + |-2| + 0) / 3
     assert metrics.mae(actual=ACTUAL, forecast=FORECAST) == pytest.approx(4 / 3)
@@ -27,17 +50,17 @@ def test_mae_by_hand() -> None:
 
 def test_rmse_by_hand() -> None:
     # sqrt((4 + 4 + 0) / 3)
-    assert metrics.rmse(actual=ACTUAL, forecast=FORECAST) == pytest.approx(math.sqrt(8 / 3))
+    assert _hand_summary()["rmse"] == pytest.approx(math.sqrt(8 / 3))
 
 
 def test_mape_by_hand_in_percent() -> None:
     # 100 * (2/10 + 2/20 + 0/40) / 3 = 100 * 0.3 / 3 = 10
-    assert metrics.mape(actual=ACTUAL, forecast=FORECAST) == pytest.approx(10.0)
+    assert _hand_summary()["mape"] == pytest.approx(10.0)
 
 
 def test_smape_by_hand_in_percent() -> None:
     # 200 * mean(|f-a| / (|a|+|f|)) = 200/3 * (2/22 + 2/38 + 0/80) = 9.5694 %
-    assert metrics.smape(actual=ACTUAL, forecast=FORECAST) == pytest.approx(200 / 3 * (2 / 22 + 2 / 38))
+    assert _hand_summary()["smape"] == pytest.approx(200 / 3 * (2 / 22 + 2 / 38))
 
 
 def test_naive_scale_and_mase_by_hand() -> None:
@@ -62,17 +85,20 @@ def test_coverage_and_width_by_hand() -> None:
     lower, upper = QUANTILES[:, :, 0], QUANTILES[:, :, 2]
     assert metrics.coverage(actual=ACTUAL, lower=lower, upper=upper) == pytest.approx(2 / 3)
     # widths 6, 4, 5
-    assert metrics.interval_width(lower=lower, upper=upper) == pytest.approx(5.0)
+    assert _hand_summary()["width_80"] == pytest.approx(5.0)
+    assert _hand_summary()["coverage_80"] == pytest.approx(2 / 3)
 
 
 def test_directional_accuracy_by_hand_with_a_tie() -> None:
     # last = 10. Step 1: actual 10 (no move, sign 0) vs forecast 12 (up): miss (documented tie rule).
     # Step 2: 20 up vs 18 up: hit. Step 3: 40 up vs 40 up: hit. -> 2/3
-    last = CONTEXT[..., -1]
-    assert metrics.directional_accuracy(last=last, actual=ACTUAL, forecast=FORECAST) == pytest.approx(2 / 3)
+    assert _hand_summary()["directional_accuracy"] == pytest.approx(2 / 3)
     # A "no change" forecast against "no change" is a hit.
-    same = metrics.directional_accuracy(last=last, actual=[[[10.0]]], forecast=[[[10.0]]])
-    assert same == 1.0
+    last = CONTEXT[..., -1]
+    same = _hand_summary(
+        actual=np.array([[[10.0]]]), median=np.array([[[10.0]]]), quantiles=QUANTILES[..., :1]
+    )
+    assert same["directional_accuracy"] == 1.0 and np.all(last == 10.0)
 
 
 def test_skill_is_one_minus_the_mase_ratio() -> None:
@@ -83,9 +109,9 @@ def test_skill_is_one_minus_the_mase_ratio() -> None:
 
 def test_mape_leaves_out_zero_actuals_and_smape_counts_double_zero_as_no_error() -> None:
     # MAPE: only the point with actual 4 counts: 100 * |5 - 4| / 4 = 25.
-    assert metrics.mape(actual=[[[0.0, 4.0]]], forecast=[[[1.0, 5.0]]]) == pytest.approx(25.0)
+    assert _one_step([0.0, 4.0], [1.0, 5.0])["mape"] == pytest.approx(25.0)
     # sMAPE: (0 for 0/0) and 200 * 1 / 9 for the other, mean over 2 -> 100 / 9.
-    assert metrics.smape(actual=[[[0.0, 4.0]]], forecast=[[[0.0, 5.0]]]) == pytest.approx(100 / 9)
+    assert _one_step([0.0, 4.0], [0.0, 5.0])["smape"] == pytest.approx(100 / 9)
 
 
 def test_naive_scale_ignores_nan_left_padding() -> None:
@@ -128,7 +154,7 @@ def _random_case(seed: int = 0):
 
 @pytest.mark.parametrize("axis", [None, 0, 2, (0, 2)])
 def test_point_metrics_reduce_over_axes_like_a_slow_loop(axis) -> None:
-    contexts, actual, quantiles, _ = _random_case()
+    contexts, actual, quantiles, levels = _random_case()
     median, last = quantiles[:, :, 2], contexts[:, :, -1]
     scale = metrics.naive_scale(contexts)
     w, v, h = actual.shape
@@ -150,15 +176,23 @@ def test_point_metrics_reduce_over_axes_like_a_slow_loop(axis) -> None:
         metrics.mae(actual=a, forecast=f, axis=axis), loop(lambda i, j, k: abs(f[i, j, k] - a[i, j, k]))
     )
     np.testing.assert_allclose(
-        metrics.rmse(actual=a, forecast=f, axis=axis),
-        np.sqrt(loop(lambda i, j, k: (f[i, j, k] - a[i, j, k]) ** 2)),
-    )
-    np.testing.assert_allclose(
         metrics.mase(actual=a, forecast=f, scale=scale, axis=axis),
         loop(lambda i, j, k: abs(f[i, j, k] - a[i, j, k]) / scale[i, j]),
     )
+    if axis not in (0, (0, 2)):
+        return  # summarize reports the per-step (axis 0) and the pooled (axis (0, 2)) reductions
+    targets = [f"v{j}" for j in range(v)]
+    summary = metrics.summarize(
+        actual=a, median=f, quantiles=quantiles, levels=levels, last=last, scale=scale, targets=targets
+    )
+    reported = summary["per_step" if axis == 0 else "metrics"]
+
+    def got(name: str) -> np.ndarray:
+        return np.array([reported[t][name] for t in targets])
+
+    np.testing.assert_allclose(got("rmse"), np.sqrt(loop(lambda i, j, k: (f[i, j, k] - a[i, j, k]) ** 2)))
     np.testing.assert_allclose(
-        metrics.directional_accuracy(last=last, actual=a, forecast=f, axis=axis),
+        got("directional_accuracy"),
         loop(lambda i, j, k: float(np.sign(f[i, j, k] - last[i, j]) == np.sign(a[i, j, k] - last[i, j]))),
     )
 
@@ -314,6 +348,25 @@ def test_summarize_writes_undefined_values_as_none() -> None:
     assert out["per_step"]["close"]["mase"] == [None, None]
 
 
+def _nanmean(x: np.ndarray, axis) -> np.ndarray:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmean(x, axis=axis)
+
+
+def _sape(actual: np.ndarray, forecast: np.ndarray) -> np.ndarray:
+    """|f - a| / (|a| + |f|) per point, 0 where both are 0 (the M4 sMAPE term)."""
+    total = np.abs(actual) + np.abs(forecast)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(total == 0, 0.0, np.abs(forecast - actual) / total)
+
+
+def _direction_hit(last: np.ndarray, actual: np.ndarray, forecast: np.ndarray) -> np.ndarray:
+    """1 where forecast and actual move the same way from last (sign 0 its own way), NaN where actual is."""
+    hit = np.sign(forecast - last[..., None]) == np.sign(actual - last[..., None])
+    return np.where(np.isnan(actual), np.nan, hit.astype(float))
+
+
 def test_summarize_equals_the_single_metric_functions_with_missing_points() -> None:
     contexts, actual, quantiles, levels = _random_case(seed=3)
     actual[0, 1, 2] = np.nan  # a missing realised bar
@@ -336,16 +389,16 @@ def test_summarize_equals_the_single_metric_functions_with_missing_points() -> N
     lower, upper = quantiles[:, :, 0], quantiles[:, :, -1]
     single = {
         "mae": lambda ax: metrics.mae(actual=actual, forecast=median, axis=ax),
-        "rmse": lambda ax: metrics.rmse(actual=actual, forecast=median, axis=ax),
-        "mape": lambda ax: metrics.mape(actual=actual, forecast=median, axis=ax),
-        "smape": lambda ax: metrics.smape(actual=actual, forecast=median, axis=ax),
+        "rmse": lambda ax: np.sqrt(_nanmean((median - actual) ** 2, ax)),
+        "mape": lambda ax: (
+            100.0 * _nanmean(np.abs(median - actual) / np.where(actual == 0, np.nan, np.abs(actual)), ax)
+        ),
+        "smape": lambda ax: 200.0 * _nanmean(_sape(actual, median), ax),
         "mase": lambda ax: metrics.mase(actual=actual, forecast=median, scale=scale, axis=ax),
         "wql": lambda ax: metrics.wql(actual=actual, quantiles=quantiles, levels=levels, axis=ax),
         "coverage_80": lambda ax: metrics.coverage(actual=actual, lower=lower, upper=upper, axis=ax),
-        "width_80": lambda ax: metrics.interval_width(lower=lower, upper=upper, axis=ax),
-        "directional_accuracy": lambda ax: metrics.directional_accuracy(
-            last=last, actual=actual, forecast=median, axis=ax
-        ),
+        "width_80": lambda ax: _nanmean(upper - lower, ax),
+        "directional_accuracy": lambda ax: _nanmean(_direction_hit(last, actual, median), ax),
     }
     assert tuple(single) == metrics.METRIC_NAMES
     for name, fn in single.items():

@@ -3,10 +3,12 @@
 >>> aug = get_augmentation("rolling_norm:window=48")
 >>> state = aug.fit(contexts, variates=("open", "high", "low", "close"))      # [w, v, t]
 >>> model_input = aug.transform(contexts, state)
->>> prices_q = aug.inverse_quantiles(model_q, levels=levels, state=state, out_levels=(0.1, 0.5, 0.9))
+>>> prices_q = inverse_quantiles(aug, model_q, levels=levels, state=state, out_levels=(0.1, 0.5, 0.9))
 
-Modules: :mod:`.base` (the :class:`Augmentation` contract, validation, chunking, quantile inversion),
-:mod:`.transforms` (the augmentations), :mod:`.sampling` (inverse-CDF interpolation, path sampling).
+Modules: :mod:`.base` (the :class:`Augmentation` contract, validation, chunking, the exact inverse),
+:mod:`.transforms` (the augmentations), :mod:`.inversion` (quantile forecasts to price quantiles, by
+sample paths where the inverse is path-dependent; :mod:`.inversion_torch` its torch twin on CUDA),
+:mod:`.sampling` (inverse-CDF interpolation, path sampling).
 """
 
 from __future__ import annotations
@@ -15,12 +17,8 @@ import itertools
 from collections.abc import Sequence
 from typing import Any
 
-from chronobt.augment.base import (
-    DEFAULT_N_PATHS,
-    Augmentation,
-    AugmentationSpec,
-    AugmentationState,
-)
+from chronobt.augment.base import Augmentation, AugmentationSpec, AugmentationState
+from chronobt.augment.inversion import DEFAULT_N_PATHS, inverse_quantiles
 from chronobt.augment.transforms import (
     Detrending,
     Differencing,
@@ -42,6 +40,7 @@ __all__ = [
     "candidate_specs",
     "expand_specs",
     "get_augmentation",
+    "inverse_quantiles",
     "parse_augmentation",
 ]
 

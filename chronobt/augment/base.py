@@ -1,4 +1,4 @@
-"""The :class:`Augmentation` base class: validation, chunking, fitted state and quantile inversion.
+"""The :class:`Augmentation` base class: validation, chunking, fitted state and the exact inverse.
 
 Subclasses implement four array primitives on whole batches (no loop per window):
 
@@ -6,47 +6,30 @@ Subclasses implement four array primitives on whole batches (no loop per window)
 - ``_transform_chunk(x [w, v, t], state) -> [w, v, t]``,
 - ``_forward_tf(future [h, w, v], state) -> [h, w, v]`` (time first),
 - ``_inverse_tf(values [h, w, v, *paths], state) -> prices, same shape`` (time first).
+
+Quantile forecasts are inverted to price quantiles by :func:`chronobt.augment.inversion.inverse_quantiles`
+(exactly for pointwise augmentations, by sample paths for path-dependent ones), which reads a class's
+``path_dependent`` flag and calls :meth:`Augmentation.check_state`, :meth:`Augmentation.inverse` and
+:meth:`Augmentation.inverse_tf_owned`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
-import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 import numpy as np
 
-from chronobt.augment.sampling import (
-    check_correlation,
-    check_levels,
-    copula_draws,
-    interpolate_quantiles,
-    read_quantiles,
-    sample_steps,
-    stratified_draws,
-)
-from chronobt.errors import AugmentationError, ConfigError
+from chronobt.errors import AugmentationError
 
 Label = Callable[[int, int], str]
-Dependence = Literal["independent", "comonotonic", "copula"]
-
-#: Default number of sample paths for path-dependent quantile inversion. With the Latin hypercube
-#: sampler the Monte Carlo standard error of the 10%, 50% and 90% price quantiles is at most ~1% of
-#: the 80% interval width at every horizon step (1-step quantiles are exact to interpolation);
-#: ``tests/test_augment.py::test_default_n_paths_gives_quantiles_stable_to_one_percent_of_interval``
-#: measures it across seeds.
-DEFAULT_N_PATHS = 4096
-
-#: Upper bound on threads inverting sample-path chunks in parallel (each holds a few chunk arrays).
-MAX_INVERSION_THREADS = 16
 
 #: Elements (float64) per window chunk of the large intermediate arrays (8 MiB each: a chunk's few
-#: arrays stay in a server CPU's last-level cache; 1.5x faster than 32 MiB chunks, RESULTS.md).
+#: arrays stay in a server CPU's last-level cache; against 32 MiB chunks: benchmarks/RESULTS.md, section
+#: ``inversion_speed.py``).
 CHUNK_ELEMENTS = 1 << 20
 
 
@@ -225,15 +208,18 @@ class Augmentation(ABC):
     @abstractmethod
     def _inverse_tf(self, values: np.ndarray, state: Any) -> np.ndarray: ...
 
-    def _inverse_tf_owned(self, values: np.ndarray, state: Any) -> np.ndarray:
-        """:meth:`_inverse_tf` of a ``values`` buffer the caller hands over (it may be overwritten and
-        returned): the sample-path inversion's drawn steps, so an augmentation that can invert in place
-        spares a chunk-sized allocation (differencing)."""
+    def inverse_tf_owned(self, values: np.ndarray, state: Any) -> np.ndarray:
+        """Prices from time-first values ``[h, w, v, *paths]`` of a buffer the caller hands over (it may be
+        overwritten and returned): the sample-path inversion's drawn steps, so an augmentation that can
+        invert in place spares a chunk-sized allocation (differencing). No checks: ``state`` must be this
+        augmentation's, for the same windows."""
         return self._inverse_tf(values, state)
 
     # -- public array API ----------------------------------------------------------------------
 
-    def _check_state(self, state: object, shape: tuple[int, ...]) -> AugmentationState:
+    def check_state(self, state: object, shape: tuple[int, ...]) -> AugmentationState:
+        """``state`` when it is this augmentation's fitted state for values of ``shape`` ``[w, v, ...]``;
+        else :class:`AugmentationError`."""
         if not isinstance(state, self.state_type) or state.spec != self.spec:
             got = getattr(state, "spec", type(state).__name__)
             raise AugmentationError(
@@ -249,7 +235,7 @@ class Augmentation(ABC):
     def transform(self, context: np.ndarray, state: AugmentationState) -> np.ndarray:
         """Augmented context [windows, variates, time]; padding stays NaN."""
         x = self._context(context)
-        st = self._check_state(state, x.shape)
+        st = self.check_state(state, x.shape)
         if x.shape[-1] != st.length:
             raise AugmentationError(f"{self.spec}: context has {x.shape[-1]} steps, fitted on {st.length}")
         out = np.empty_like(x)
@@ -264,7 +250,7 @@ class Augmentation(ABC):
             raise AugmentationError(
                 f"{self.spec}: future must be [windows, variates, horizon], got {f.shape}"
             )
-        st = self._check_state(state, f.shape)
+        st = self.check_state(state, f.shape)
         with np.errstate(invalid="ignore", divide="ignore"):
             return np.moveaxis(self._forward_tf(np.moveaxis(f, -1, 0), st), 0, -1)
 
@@ -275,140 +261,6 @@ class Augmentation(ABC):
             raise AugmentationError(
                 f"{self.spec}: values must be [w, v, h] or [w, v, paths, h], got {y.shape}"
             )
-        st = self._check_state(state, y.shape)
+        st = self.check_state(state, y.shape)
         with np.errstate(over="ignore", invalid="ignore"):
             return np.moveaxis(self._inverse_tf(np.moveaxis(y, -1, 0), st), 0, -1)
-
-    def inverse_quantiles(
-        self,
-        q: np.ndarray,
-        *,
-        levels: Sequence[float],
-        state: AugmentationState,
-        out_levels: Sequence[float],
-        dependence: Dependence = "independent",
-        n_paths: int = DEFAULT_N_PATHS,
-        seed: int = 0,
-        correlation: np.ndarray | None = None,
-        device: Any = None,
-    ) -> np.ndarray:
-        """Price quantiles [w, v, len(out_levels), h] from augmented quantiles ``q`` [w, v, Q, h].
-
-        Crossing predicted quantiles are first sorted. Each step's predictive distribution is the
-        inverse-CDF interpolation of ``q`` over ``levels`` (see :mod:`chronobt.augment.sampling` for
-        the tails beyond the outermost levels), so ``out_levels`` may be any levels in (0, 1).
-
-        - Pointwise augmentations: each out-level quantile maps exactly through the (increasing)
-          inverse; ``dependence``, ``n_paths`` and ``seed`` are unused.
-        - Path-dependent, ``"comonotonic"``: one shared uniform per path, i.e. the trajectory at each
-          out-level is inverted exactly (per-quantile inversion), then sorted per step.
-        - Path-dependent, ``"independent"``: ``n_paths`` Latin-hypercube paths with independent steps
-          (seeded by ``seed``) are inverted and the quantiles read off the prices, chunked over windows.
-        - Path-dependent, ``"copula"``: as ``"independent"``, but the paths' steps are coupled by a
-          Gaussian copula with ``correlation`` (``[h, h]`` shared, or ``[w, h, h]`` per window; see
-          :func:`chronobt.augment.sampling.copula_draws` and :mod:`chronobt.augment.dependence`). Windows with
-          equal matrices share their draws, so a window's result depends only on its own matrix.
-
-        ``device``: ``None`` (default) runs the sample-path steps on the host (compiled loops,
-        :mod:`chronobt.augment.kernels`: the exact sort's quantiles); a torch device draws the step
-        values and reads the quantiles in torch there (:mod:`chronobt.augment.inversion_torch`: off 16-bit
-        keys,
-        within 1/8,192 of the spread of the order statistics needed). Pass
-        :func:`chronobt.augment.inversion_torch.inversion_device` of the engine's device: CUDA, else ``None``
-        (the host loops are faster on a CPU).
-        """
-        qa = np.asarray(q, dtype=np.float64)
-        if qa.ndim != 4:
-            raise AugmentationError(f"{self.spec}: quantiles must be [w, v, Q, h], got {qa.shape}")
-        st = self._check_state(state, qa.shape)
-        lv = check_levels(levels, qa.shape[2])
-        out_lv = check_levels(out_levels, what="out_levels")
-        if dependence not in ("independent", "comonotonic", "copula"):
-            raise ConfigError(
-                f"dependence must be 'independent', 'comonotonic' or 'copula', got {dependence!r}"
-            )
-        if (correlation is not None) != (dependence == "copula"):
-            raise ConfigError("a step correlation is needed with dependence='copula' and only there")
-        corr = None if correlation is None else check_correlation(correlation, qa.shape[3], qa.shape[0])
-        qs = qa if (np.diff(qa, axis=2) >= 0).all() else np.sort(qa, axis=2)  # crossing quantiles sorted
-        if not self.path_dependent or dependence == "comonotonic":
-            prices = self.inverse(interpolate_quantiles(qs, lv, out_lv), st)
-            if self.path_dependent:
-                order = np.argsort(out_lv, kind="stable")
-                prices[:, :, order] = np.sort(prices[:, :, order], axis=2)
-            return prices
-        if int(n_paths) < 2:
-            raise ConfigError(f"n_paths must be an integer >= 2, got {n_paths!r}")
-        return self._sampled_quantiles(qs, lv, out_lv, st, int(n_paths), seed, corr, device)
-
-    def _sampled_quantiles(
-        self,
-        qs: np.ndarray,
-        levels: np.ndarray,
-        out_levels: np.ndarray,
-        state: AugmentationState,
-        n_paths: int,
-        seed: int,
-        correlation: np.ndarray | None = None,
-        device: Any = None,
-    ) -> np.ndarray:
-        n_w, n_v, n_q, h = qs.shape
-        out = np.empty((n_w, n_v, out_levels.size, h))
-        per_window = n_v * n_paths * h
-        tasks: list[tuple[slice | np.ndarray, np.ndarray, np.ndarray]] = []
-        if correlation is None or correlation.ndim == 2:
-            seg, frac = (
-                stratified_draws(levels, n_paths, h, seed)
-                if correlation is None
-                else copula_draws(levels, n_paths, correlation, seed)
-            )  # [h, P] each
-            tasks = [(rows, seg, frac) for rows in window_chunks(n_w, per_window)]
-        else:  # one set of draws per distinct matrix, inverted over the windows that use it
-            unique, group = np.unique(correlation.reshape(n_w, -1), axis=0, return_inverse=True)
-            for g, matrix in enumerate(unique):
-                seg, frac = copula_draws(levels, n_paths, matrix.reshape(h, h), seed)
-                idx = np.flatnonzero(group.reshape(-1) == g)
-                tasks += [(idx[part], seg, frac) for part in window_chunks(idx.size, per_window)]
-
-        if device is not None:
-            from chronobt.augment import inversion_torch
-
-            torch_device = inversion_torch.torch.device(device)
-
-        local = threading.local()  # per worker: a chunk-sized buffer reused from chunk to chunk
-
-        def buffer(shape: tuple[int, ...]) -> np.ndarray:
-            # A fresh chunk-sized array would fault its pages in again at every chunk (glibc hands large
-            # blocks back to the kernel): ~250k page faults, +0.5 s, per 200 windows after a forward pass.
-            held = getattr(local, "held", None)
-            if held is None or held.shape != shape:
-                held = local.held = np.empty(shape)
-            return held
-
-        def invert_chunk(task: tuple[slice | np.ndarray, np.ndarray, np.ndarray]) -> None:
-            rows, seg, frac = task
-            with np.errstate(over="ignore", invalid="ignore"):  # thread-local: set in the worker
-                chunk = qs[rows]
-                q_tf = chunk.transpose(3, 0, 1, 2).reshape(h, -1, n_q)  # [h, w*v, Q]
-                if device is None:
-                    drawn = sample_steps(q_tf, seg, frac, out=buffer((h, q_tf.shape[1], n_paths)))
-                else:
-                    drawn = inversion_torch.sample_steps(q_tf, seg, frac, torch_device)
-                steps = drawn.reshape(h, chunk.shape[0], n_v, n_paths)
-                prices = self._inverse_tf_owned(steps, state.take(rows))  # [h, w, v, P]
-                if device is None:
-                    read = read_quantiles(prices, out_levels)
-                else:
-                    read = inversion_torch.path_quantiles(prices, out_levels, torch_device)
-                out[rows] = read.transpose(1, 2, 3, 0)
-
-        # Chunks are independent and the compiled loops release the GIL: one thread per core (the torch
-        # path runs its chunks in turn: the device serialises them anyway).
-        workers = 1 if device is not None else min(len(tasks), os.cpu_count() or 1, MAX_INVERSION_THREADS)
-        if workers <= 1:
-            for task in tasks:
-                invert_chunk(task)
-        else:
-            with ThreadPoolExecutor(max_workers=workers) as pool:
-                list(pool.map(invert_chunk, tasks))
-        return out

@@ -1,6 +1,6 @@
 """The sample-path inversion's two heavy steps in torch, on a chosen device (the engine's GPU).
 
-Path-dependent inversion (:meth:`chronobt.augment.base.Augmentation.inverse_quantiles`) draws
+Path-dependent inversion (:func:`chronobt.augment.inversion.inverse_quantiles`) draws
 ``P`` sample paths per window, inverts them to prices and reads quantiles off the prices. Two steps
 dominate: drawing the step values (a gather from the quantile forecasts, :func:`sample_steps`) and
 reading quantiles off ``P`` prices per step (:func:`path_quantiles`). The inverse itself stays the
@@ -14,8 +14,8 @@ Why a sort of 16-bit keys and not a partial selection: the quantiles read need 2
 level (interpolation), 18 for the 9 default levels; ``torch.kthvalue`` runs one selection per order
 statistic and ``torch.topk`` needs ``k`` up to ``0.9 P``, while an integer sort is a radix sort, one
 linear pass per digit. On a CPU the compiled loops of :mod:`chronobt.augment.kernels` beat every torch
-variant (timings in ``benchmarks/RESULTS.md``), so the library uses this module only on CUDA
-(:func:`inversion_device`).
+variant (timings: ``benchmarks/RESULTS.md``, section ``inversion_speed.py``), so the library uses this
+module only on CUDA (:func:`inversion_device`).
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ pairs per step, strided arithmetic on them, and a sort of every row of ``P`` pri
 order statistics. These two loops do the same work in one pass each, without the GIL (the inversion's
 worker threads run them side by side), and give the numpy reference's numbers: the same float64
 operations in the same order (no fast-math, no contraction into fused multiply-adds), and exact order
-statistics rather than an approximation (``benchmarks/RESULTS.md`` has the timings).
+statistics rather than an approximation (timings: ``benchmarks/RESULTS.md``, section ``inversion_speed.py``).
 
 Compiled on first use and cached beside this file (numba's ``cache=True``; a read-only install caches
 in the user's cache folder, and where no folder is writable every process compiles): one signature

@@ -65,11 +65,12 @@ class Differencing(Augmentation):
         return future - previous
 
     def _inverse_tf(self, values: np.ndarray, state: AugmentationState) -> np.ndarray:
-        return self._inverse_tf_owned(values.copy(), state)
+        return self.inverse_tf_owned(values.copy(), state)
 
-    def _inverse_tf_owned(self, values: np.ndarray, state: AugmentationState) -> np.ndarray:
+    def inverse_tf_owned(self, values: np.ndarray, state: AugmentationState) -> np.ndarray:
         values[0] += expand(state.last, values)
-        for k in range(1, values.shape[0]):  # a loop over steps: np.cumsum(axis=0) is ~10x slower
+        # in place over steps, not np.cumsum(axis=0): benchmarks/RESULTS.md, section augment_speed.py
+        for k in range(1, values.shape[0]):
             values[k] += values[k - 1]
         return values
 

@@ -15,8 +15,8 @@ annotations and turn them into an :class:`~chronobt.engine.core.EngineConfig`::
             ...  # load and run
 
 The cache folder (``--cache-dir`` / ``CHRONOBT_CACHE_DIR``; inductor's compile cache goes under it)
-defaults to ``chronobt`` in the user's cache directory: ``platformdirs.user_cache_dir`` when platformdirs
-is installed, else ``$XDG_CACHE_HOME/chronobt``, else ``~/.cache/chronobt`` (:func:`default_cache_dir`).
+defaults to ``chronobt`` in the user's cache directory, ``platformdirs.user_cache_dir`` (on Linux
+``$XDG_CACHE_HOME/chronobt``, else ``~/.cache/chronobt``; :func:`default_cache_dir`).
 
 Precedence of the compile choice: ``--compile`` / ``CHRONOBT_COMPILE``; when unset, the first of
 ``TORCH_COMPILED``, ``CHRONOS_COMPILE`` that is set (0/1/true/false) turns it off or on; else ``auto``.
@@ -124,15 +124,12 @@ CacheDirOpt = Annotated[
 ]
 
 
-def default_cache_dir(environ: Mapping[str, str] | None = None) -> Path:
-    """``chronobt`` in the user's cache directory (platformdirs if installed, else XDG, else ~/.cache)."""
-    env = os.environ if environ is None else environ
-    try:
-        import platformdirs
-    except ImportError:
-        xdg = env.get("XDG_CACHE_HOME", "").strip()
-        base = Path(xdg) if xdg else Path(env.get("HOME", "") or Path.home()) / ".cache"
-        return base / "chronobt"
+def default_cache_dir() -> Path:
+    """``chronobt`` in the user's cache directory by platformdirs (a declared dependency: one rule on every
+    install): ``$XDG_CACHE_HOME/chronobt`` else ``~/.cache/chronobt`` on Linux, ``~/Library/Caches/chronobt``
+    on macOS, the local app-data cache on Windows."""
+    import platformdirs
+
     return Path(platformdirs.user_cache_dir("chronobt"))
 
 

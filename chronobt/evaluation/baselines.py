@@ -58,8 +58,9 @@ def _z(levels: Sequence[float]) -> FloatArray:
 def _rms(residuals: FloatArray, dof: FloatArray) -> FloatArray:
     """``sqrt(sum e^2 / dof)`` over the last axis ignoring NaN; NaN where ``dof <= 0``. -> ``[w, v]``.
 
-    ``residuals`` is a scratch array: its NaNs are zeroed in place (far faster than ``np.nansum`` on
-    ``[w, v, 2048]``), and ``einsum`` sums the squares without another temporary.
+    ``residuals`` is a scratch array: its NaNs are zeroed in place (not ``np.nansum``: timings in
+    ``benchmarks/RESULTS.md``, section ``bench_evaluation_blocks.py``), and ``einsum`` sums the squares
+    without another temporary.
     """
     np.copyto(residuals, 0.0, where=np.isnan(residuals))
     total = np.einsum("...t,...t->...", residuals, residuals)

@@ -41,8 +41,8 @@ from chronobt.errors import ConfigError
 FloatArray = npt.NDArray[np.float64]
 
 #: Default ACI step size: ~1/gamma = 50 resolved windows of memory. Gibbs & Candes use 0.005, which adapts
-#: too slowly for a 200-window backtest (benchmarks/RESULTS.md, "Honest uncertainty": 0.02 brought every
-#: step's 80% coverage within 0.03 of nominal at under 1% more WQL on real hourly crypto).
+#: too slowly for a 200-window backtest; 0.02 is the smallest step that brought every step's 80% coverage
+#: within 0.03 of nominal on real hourly series (benchmarks/RESULTS.md, section ``calibration_table.py``).
 GAMMA = 0.02
 #: Issued levels are clipped to ``[CLIP, 1 - CLIP]`` before they are mapped to values.
 CLIP = 1e-3
@@ -195,31 +195,3 @@ def fit_conformal(
         resolve(last)
         final = tau.copy()
     return ConformalFit(float(gamma), lv, issued, final, last, float(clip))
-
-
-def conformal_adjust(
-    *,
-    quantiles: npt.ArrayLike,
-    levels: Sequence[float],
-    actual: npt.ArrayLike,
-    origins: npt.ArrayLike,
-    horizon: int,
-    gamma: float = GAMMA,
-    clip: float = CLIP,
-) -> tuple[FloatArray, ConformalFit]:
-    """Backtest calibration: each window's quantiles ``[w, v, Q, h]`` at its ACI-issued levels.
-
-    Window ``i`` uses only outcomes of windows resolved by its origin. Returns the calibrated quantiles
-    (same shape and levels as ``quantiles``) and the :class:`ConformalFit` (``final`` applies to the
-    next forecast via :func:`apply_levels`).
-    """
-    fit = fit_conformal(
-        quantiles=quantiles,
-        levels=levels,
-        actual=actual,
-        origins=origins,
-        horizon=horizon,
-        gamma=gamma,
-        clip=clip,
-    )
-    return apply_levels(quantiles, levels, fit.issued, clip=clip), fit

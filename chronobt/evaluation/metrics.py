@@ -4,11 +4,13 @@ Shapes follow the package conventions: ``actual`` and point forecasts ``[windows
 quantile forecasts ``[windows, variates, Q, horizon]`` (levels ascending), per-window quantities such as
 the last observed value or the MASE scale ``[windows, variates]`` (broadcast over the horizon).
 
-Every metric takes ``axis`` (an int, a tuple of ints or ``None`` for all), the axes of ``actual`` to
-average over: ``axis=(0, 2)`` gives one value per variate (windows and steps pooled), ``axis=0`` one
-value per variate and horizon step. Points where ``actual`` (or the forecast) is NaN are left out of
-the average; a reduction with no valid point gives NaN, never a warning. Percentages (MAPE, sMAPE) are in
-percent; coverage and directional accuracy are fractions in [0, 1].
+The single metric functions (:func:`mae`, :func:`mase`, :func:`wql`, :func:`coverage`) take ``axis``
+(an int, a tuple of ints or ``None`` for all), the axes of ``actual`` to average over: ``axis=(0, 2)``
+gives one value per variate (windows and steps pooled), ``axis=0`` one value per variate and horizon
+step. Points where ``actual`` (or the forecast) is NaN are left out of the average; a reduction with no
+valid point gives NaN, never a warning. :func:`summarize` computes every metric of :data:`METRIC_NAMES`
+in one pass, pooled (``axis=(0, 2)``) and per step (``axis=0``), with the same conventions. Percentages
+(MAPE, sMAPE) are in percent; coverage and directional accuracy are fractions in [0, 1].
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ def _mean(values: npt.ArrayLike, axis: Axis) -> Reduced:
     """NaN-ignoring mean; an empty reduction is NaN, silently."""
     x = np.array(values, dtype=np.float64)  # a copy: NaNs are zeroed in place below
     valid = ~np.isnan(x)
-    np.copyto(x, 0.0, where=~valid)  # much faster than np.nansum / np.where on large arrays
+    np.copyto(x, 0.0, where=~valid)  # not np.nansum / np.where (RESULTS.md, bench_evaluation_blocks.py)
     with np.errstate(invalid="ignore", divide="ignore"):
         return x.sum(axis=axis) / valid.sum(axis=axis)
 
@@ -47,31 +49,10 @@ def mae(*, actual: npt.ArrayLike, forecast: npt.ArrayLike, axis: Axis = None) ->
     return _mean(np.abs(np.subtract(forecast, actual)), axis)
 
 
-def rmse(*, actual: npt.ArrayLike, forecast: npt.ArrayLike, axis: Axis = None) -> Reduced:
-    """Root mean squared error ``sqrt(mean (forecast - actual)^2)`` (the root of the pooled mean)."""
-    return np.sqrt(_mean(np.square(np.subtract(forecast, actual)), axis))
-
-
-def mape(*, actual: npt.ArrayLike, forecast: npt.ArrayLike, axis: Axis = None) -> Reduced:
-    """Mean absolute percentage error ``100 * mean |forecast - actual| / |actual|``, in percent.
-
-    Points where ``actual`` is 0 have no percentage error and are left out (as utilsforecast does).
-    """
-    return 100.0 * _mean(_ape(actual, forecast), axis)
-
-
 def _ape(actual: npt.ArrayLike, forecast: npt.ArrayLike) -> FloatArray:
     """Absolute percentage error per point as a fraction; NaN where ``actual`` is 0."""
     a = np.asarray(actual, dtype=np.float64)
     return np.asarray(np.abs(np.subtract(forecast, a)) / np.where(a == 0.0, np.nan, np.abs(a)))
-
-
-def smape(*, actual: npt.ArrayLike, forecast: npt.ArrayLike, axis: Axis = None) -> Reduced:
-    """Symmetric MAPE ``mean 200 * |f - a| / (|a| + |f|)``, in percent, bounded by [0, 200].
-
-    This is the M4-competition definition; a point where both ``a`` and ``f`` are 0 counts as 0 error.
-    """
-    return 200.0 * _mean(_sape(actual, forecast), axis)
 
 
 def _sape(actual: npt.ArrayLike, forecast: npt.ArrayLike) -> FloatArray:
@@ -98,7 +79,14 @@ def naive_scale(contexts: npt.ArrayLike, *, lag: int = 1) -> FloatArray:
     Returns
     -------
     ``[windows, variates]``; 0 for a constant context, NaN with fewer than ``lag + 1`` valid bars.
+
+    Raises
+    ------
+    ConfigError
+        ``lag`` is not an integer >= 1.
     """
+    if isinstance(lag, bool) or not isinstance(lag, (int, np.integer)) or lag < 1:
+        raise ConfigError(f"season must be an integer >= 1 (bars per season), got {lag!r}")
     x = np.asarray(contexts, dtype=np.float64)
     steps = x[..., lag:] - x[..., :-lag]
     valid = ~np.isnan(steps)
@@ -119,27 +107,6 @@ def mase(
     made infinite; if every window is like that the result is NaN.
     """
     return _mean(_scaled_error(actual, forecast, scale), axis)
-
-
-def mase_seasonal(
-    *,
-    actual: npt.ArrayLike,
-    forecast: npt.ArrayLike,
-    contexts: npt.ArrayLike,
-    season: int,
-    axis: Axis = None,
-) -> Reduced:
-    """MASE scaled by the in-context seasonal naive MAE (lag ``season``), as fev and utilsforecast do.
-
-    ``actual``/``forecast`` ``[w, v, h]``, ``contexts`` ``[w, v, time]``: each window's errors are divided
-    by ``naive_scale(contexts, lag=season)`` (``[w, v]``); ``season=1`` is :func:`mase` with the default
-    scale. Windows with fewer than ``season + 1`` valid context bars (NaN scale) or a zero scale drop out.
-    Raises :class:`ConfigError` unless ``season`` is an integer >= 1.
-    """
-    if isinstance(season, bool) or not isinstance(season, (int, np.integer)) or season < 1:
-        raise ConfigError(f"season must be an integer >= 1 (bars per season), got {season!r}")
-    scale = naive_scale(contexts, lag=int(season))
-    return mase(actual=actual, forecast=forecast, scale=scale, axis=axis)
 
 
 def _scaled_error(actual: npt.ArrayLike, forecast: npt.ArrayLike, scale: npt.ArrayLike) -> FloatArray:
@@ -217,24 +184,6 @@ def calibration_error(*, actual: npt.ArrayLike, quantiles: npt.ArrayLike, levels
     below = np.where(np.isnan(a), np.nan, (a <= np.asarray(quantiles)).astype(np.float64))
     freq = _mean(below, (0, 1))  # [Q, h]
     return float(_mean(np.abs(freq - np.asarray(levels, dtype=np.float64)[:, None]), None))
-
-
-def interval_width(*, lower: npt.ArrayLike, upper: npt.ArrayLike, axis: Axis = None) -> Reduced:
-    """Mean interval width ``mean (upper - lower)``, in the units of the series; both ``[w, v, h]``."""
-    return _mean(np.subtract(upper, lower), axis)
-
-
-def directional_accuracy(
-    *, last: npt.ArrayLike, actual: npt.ArrayLike, forecast: npt.ArrayLike, axis: Axis = None
-) -> Reduced:
-    """Fraction of points where the forecast moves the same way as the realised value from ``last``.
-
-    A hit is ``sign(forecast - last) == sign(actual - last)`` with ``last`` ``[w, v]`` (the last
-    observed value, broadcast over the horizon), ``actual``/``forecast`` ``[w, v, h]``. Ties: ``sign(0)
-    = 0`` is its own direction, so a forecast of "no change" is a hit only when the value is exactly
-    unchanged, and a move forecast against an unchanged value is a miss.
-    """
-    return _mean(_hit(last, actual, forecast), axis)
 
 
 def _hit(last: npt.ArrayLike, actual: npt.ArrayLike, forecast: npt.ArrayLike) -> FloatArray:
@@ -341,6 +290,20 @@ def summarize(
     ``{"metrics": {target: {name: float}}, "per_step": {target: {name: [h floats]}}}`` with the names
     of :data:`METRIC_NAMES` (the same values as the single metric functions); an undefined value (NaN)
     is ``None``, so the dict is strict JSON.
+
+    Notes
+    -----
+    With ``a`` the actual, ``f`` the median and ``(lo, hi)`` the 80% interval, per point, averaged:
+
+    - ``mae`` ``|f - a|``; ``rmse`` the root of the mean ``(f - a)^2``; ``mase`` see :func:`mase`;
+      ``wql`` see :func:`wql`; ``coverage_80`` see :func:`coverage`; ``width_80`` ``hi - lo``.
+    - ``mape`` ``100 |f - a| / |a|``, in percent; points where ``a`` is 0 are left out (as utilsforecast
+      does).
+    - ``smape`` ``200 |f - a| / (|a| + |f|)``, in percent, bounded by [0, 200] (the M4 definition); a
+      point where both are 0 counts as 0 error.
+    - ``directional_accuracy``: a hit is ``sign(f - last) == sign(a - last)``. ``sign(0) = 0`` is its own
+      direction, so a forecast of "no change" is a hit only when the value is exactly unchanged, and a
+      move forecast against an unchanged value is a miss.
     """
     a = np.asarray(actual, dtype=np.float64)
     if len(targets) != a.shape[1]:

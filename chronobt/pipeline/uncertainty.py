@@ -28,7 +28,7 @@ import numpy as np
 
 from chronobt.augment import get_augmentation
 from chronobt.augment.dependence import rolling_dependence
-from chronobt.augment.inversion_torch import inversion_device
+from chronobt.augment.inversion import inverse_quantiles, inversion_device
 from chronobt.config import DEFAULT_QUANTILES, RunOptions
 from chronobt.data.symbol_windows import SymbolWindows
 from chronobt.errors import ChronobtError
@@ -68,7 +68,8 @@ def invert_job(job: Job, levels: Sequence[float], options: RunOptions, *, device
     """Invert ``job``'s model quantiles (at ``levels``) to price quantiles at ``options.quantiles``.
 
     ``device`` is the engine's: on CUDA the sample paths are drawn and read there
-    (:mod:`chronobt.augment.inversion_torch`, the same numbers); elsewhere numpy is faster and runs.
+    (:mod:`chronobt.augment.inversion_torch`, the same numbers to the keyed read's bound); elsewhere the
+    host loops are faster and run.
     """
     target = inversion_device(device)
     raw = job.raw_quantiles
@@ -89,8 +90,8 @@ def invert_job(job: Job, levels: Sequence[float], options: RunOptions, *, device
             kwargs["n_paths"] = n_paths
         if correlation is not None:
             kwargs["correlation"] = correlation
-        return aug.inverse_quantiles(
-            raw[rows], levels=levels, state=job.state.take(rows), out_levels=out_levels, **kwargs
+        return inverse_quantiles(
+            aug, raw[rows], levels=levels, state=job.state.take(rows), out_levels=out_levels, **kwargs
         )
 
     if options.dependence != "auto":

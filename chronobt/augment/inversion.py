@@ -1,0 +1,210 @@
+"""Price quantiles from an augmentation's quantile forecasts: :func:`inverse_quantiles`.
+
+A pointwise augmentation maps each quantile exactly through its (increasing) inverse. A path-dependent
+one (differencing, rolling_norm) has no per-step inverse of a quantile: :func:`inverse_quantiles` draws
+``n_paths`` sample paths per window from the step distributions (:mod:`chronobt.augment.sampling`),
+inverts them to prices with the augmentation and reads the quantiles off the prices, over cache-sized
+window chunks (:func:`chronobt.augment.base.window_chunks`) run by one thread per core. The draws and
+the quantile reads run on the host (the compiled loops of :mod:`chronobt.augment.kernels`) or, given a
+torch device, in torch there (:mod:`chronobt.augment.inversion_torch`, imported only then).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Literal
+
+import numpy as np
+
+from chronobt.augment.base import Augmentation, AugmentationState, window_chunks
+from chronobt.augment.sampling import (
+    check_correlation,
+    check_levels,
+    copula_draws,
+    interpolate_quantiles,
+    read_quantiles,
+    sample_steps,
+    stratified_draws,
+)
+from chronobt.errors import AugmentationError, ConfigError
+
+Dependence = Literal["independent", "comonotonic", "copula"]
+
+#: Default number of sample paths for path-dependent quantile inversion. With the Latin hypercube
+#: sampler the Monte Carlo standard error of the 10%, 50% and 90% price quantiles is at most ~1% of
+#: the 80% interval width at every horizon step (1-step quantiles are exact to interpolation);
+#: ``tests/test_augment.py::test_default_n_paths_gives_quantiles_stable_to_one_percent_of_interval``
+#: measures it across seeds.
+DEFAULT_N_PATHS = 4096
+
+#: Upper bound on threads inverting sample-path chunks in parallel (each holds a few chunk arrays).
+MAX_INVERSION_THREADS = 16
+
+#: One chunk of work: the windows (a slice or an index array) and their draws' segments and fractions.
+Task = tuple[slice | np.ndarray, np.ndarray, np.ndarray]
+
+
+def inversion_device(device: Any) -> Any:
+    """The torch device the inversion should run on for an engine on ``device``: CUDA only, else ``None``.
+
+    ``None`` (or any device that is not CUDA) gives ``None`` without importing torch.
+    """
+    if device is None or not str(getattr(device, "type", device)).startswith("cuda"):
+        return None
+    from chronobt.augment import inversion_torch
+
+    return inversion_torch.inversion_device(device)
+
+
+def inverse_quantiles(
+    aug: Augmentation,
+    q: np.ndarray,
+    *,
+    levels: Sequence[float],
+    state: AugmentationState,
+    out_levels: Sequence[float],
+    dependence: Dependence = "independent",
+    n_paths: int = DEFAULT_N_PATHS,
+    seed: int = 0,
+    correlation: np.ndarray | None = None,
+    device: Any = None,
+) -> np.ndarray:
+    """Price quantiles [w, v, len(out_levels), h] from ``aug``'s augmented quantiles ``q`` [w, v, Q, h].
+
+    Crossing predicted quantiles are first sorted. Each step's predictive distribution is the
+    inverse-CDF interpolation of ``q`` over ``levels`` (see :mod:`chronobt.augment.sampling` for
+    the tails beyond the outermost levels), so ``out_levels`` may be any levels in (0, 1).
+
+    - Pointwise augmentations: each out-level quantile maps exactly through the (increasing)
+      inverse; ``dependence``, ``n_paths`` and ``seed`` are unused.
+    - Path-dependent, ``"comonotonic"``: one shared uniform per path, i.e. the trajectory at each
+      out-level is inverted exactly (per-quantile inversion), then sorted per step.
+    - Path-dependent, ``"independent"``: ``n_paths`` Latin-hypercube paths with independent steps
+      (seeded by ``seed``) are inverted and the quantiles read off the prices, chunked over windows.
+    - Path-dependent, ``"copula"``: as ``"independent"``, but the paths' steps are coupled by a
+      Gaussian copula with ``correlation`` (``[h, h]`` shared, or ``[w, h, h]`` per window; see
+      :func:`chronobt.augment.sampling.copula_draws` and :mod:`chronobt.augment.dependence`). Windows with
+      equal matrices share their draws, so a window's result depends only on its own matrix.
+
+    ``device``: ``None`` (default) runs the sample-path steps on the host (compiled loops,
+    :mod:`chronobt.augment.kernels`: the exact sort's quantiles); a torch device draws the step
+    values and reads the quantiles in torch there (:mod:`chronobt.augment.inversion_torch`: off 16-bit
+    keys, within 1/8,192 of the spread of the order statistics needed). Pass :func:`inversion_device`
+    of the engine's device: CUDA, else ``None`` (the host loops are faster on a CPU).
+
+    Raises
+    ------
+    AugmentationError
+        ``q`` is not 4-D, or ``state`` is not ``aug``'s fitted state for these windows.
+    ConfigError
+        Bad levels, dependence, correlation or ``n_paths``.
+    """
+    qa = np.asarray(q, dtype=np.float64)
+    if qa.ndim != 4:
+        raise AugmentationError(f"{aug.spec}: quantiles must be [w, v, Q, h], got {qa.shape}")
+    st = aug.check_state(state, qa.shape)
+    lv = check_levels(levels, qa.shape[2])
+    out_lv = check_levels(out_levels, what="out_levels")
+    if dependence not in ("independent", "comonotonic", "copula"):
+        raise ConfigError(f"dependence must be 'independent', 'comonotonic' or 'copula', got {dependence!r}")
+    if (correlation is not None) != (dependence == "copula"):
+        raise ConfigError("a step correlation is needed with dependence='copula' and only there")
+    corr = None if correlation is None else check_correlation(correlation, qa.shape[3], qa.shape[0])
+    qs = qa if (np.diff(qa, axis=2) >= 0).all() else np.sort(qa, axis=2)  # crossing quantiles sorted
+    if not aug.path_dependent or dependence == "comonotonic":
+        prices = aug.inverse(interpolate_quantiles(qs, lv, out_lv), st)
+        if aug.path_dependent:
+            order = np.argsort(out_lv, kind="stable")
+            prices[:, :, order] = np.sort(prices[:, :, order], axis=2)
+        return prices
+    if int(n_paths) < 2:
+        raise ConfigError(f"n_paths must be an integer >= 2, got {n_paths!r}")
+    tasks = _tasks(lv, qs.shape, int(n_paths), seed, corr)
+    return _sampled_quantiles(aug, qs, out_lv, st, int(n_paths), tasks, device)
+
+
+def _tasks(
+    levels: np.ndarray,
+    shape: tuple[int, ...],
+    n_paths: int,
+    seed: int,
+    correlation: np.ndarray | None,
+) -> list[Task]:
+    """The chunks of windows to invert with their draws: one set of draws for all windows, or one per
+    distinct correlation matrix, inverted over the windows that use it."""
+    n_w, n_v, _, h = shape
+    per_window = n_v * n_paths * h
+    if correlation is None or correlation.ndim == 2:
+        seg, frac = (
+            stratified_draws(levels, n_paths, h, seed)
+            if correlation is None
+            else copula_draws(levels, n_paths, correlation, seed)
+        )  # [h, P] each
+        return [(rows, seg, frac) for rows in window_chunks(n_w, per_window)]
+    tasks: list[Task] = []
+    unique, group = np.unique(correlation.reshape(n_w, -1), axis=0, return_inverse=True)
+    for g, matrix in enumerate(unique):
+        seg, frac = copula_draws(levels, n_paths, matrix.reshape(h, h), seed)
+        idx = np.flatnonzero(group.reshape(-1) == g)
+        tasks += [(idx[part], seg, frac) for part in window_chunks(idx.size, per_window)]
+    return tasks
+
+
+def _sampled_quantiles(
+    aug: Augmentation,
+    qs: np.ndarray,
+    out_levels: np.ndarray,
+    state: AugmentationState,
+    n_paths: int,
+    tasks: list[Task],
+    device: Any,
+) -> np.ndarray:
+    """Invert ``tasks``' sample paths of the sorted quantiles ``qs`` ``[w, v, Q, h]`` to price quantiles."""
+    n_w, n_v, n_q, h = qs.shape
+    out = np.empty((n_w, n_v, out_levels.size, h))
+    if device is not None:
+        from chronobt.augment import inversion_torch
+
+        torch_device = inversion_torch.torch.device(device)
+
+    local = threading.local()  # per worker: a chunk-sized buffer reused from chunk to chunk
+
+    def buffer(shape: tuple[int, ...]) -> np.ndarray:
+        # A fresh chunk-sized array would fault its pages in again at every chunk (glibc hands large
+        # blocks back to the kernel); the page faults and their cost: benchmarks/RESULTS.md, section
+        # ``inversion_speed.py``.
+        held = getattr(local, "held", None)
+        if held is None or held.shape != shape:
+            held = local.held = np.empty(shape)
+        return held
+
+    def invert_chunk(task: Task) -> None:
+        rows, seg, frac = task
+        with np.errstate(over="ignore", invalid="ignore"):  # thread-local: set in the worker
+            chunk = qs[rows]
+            q_tf = chunk.transpose(3, 0, 1, 2).reshape(h, -1, n_q)  # [h, w*v, Q]
+            if device is None:
+                drawn = sample_steps(q_tf, seg, frac, out=buffer((h, q_tf.shape[1], n_paths)))
+            else:
+                drawn = inversion_torch.sample_steps(q_tf, seg, frac, torch_device)
+            steps = drawn.reshape(h, chunk.shape[0], n_v, n_paths)
+            prices = aug.inverse_tf_owned(steps, state.take(rows))  # [h, w, v, P]
+            if device is None:
+                read = read_quantiles(prices, out_levels)
+            else:
+                read = inversion_torch.path_quantiles(prices, out_levels, torch_device)
+            out[rows] = read.transpose(1, 2, 3, 0)
+
+    # Chunks are independent and the compiled loops release the GIL: one thread per core (the torch
+    # path runs its chunks in turn: the device serialises them anyway).
+    workers = 1 if device is not None else min(len(tasks), os.cpu_count() or 1, MAX_INVERSION_THREADS)
+    if workers <= 1:
+        for task in tasks:
+            invert_chunk(task)
+    else:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            list(pool.map(invert_chunk, tasks))
+    return out
