@@ -32,7 +32,7 @@ def _engine(model_dir: Path) -> Chronos2Engine:
 
 
 def chronos_predict(pipeline: object, contexts: np.ndarray, horizon: int) -> np.ndarray:
-    """chronos' own ``predict``, one task at a time (its observed steps only) -> ``[tasks, V, Q, horizon]``."""
+    """chronos' own ``predict``, one task at a time on its observed steps -> ``[tasks, V, Q, horizon]``."""
     out = []
     for task in contexts:
         observed = task[:, ~np.isnan(task).all(axis=0)]

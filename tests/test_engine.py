@@ -535,6 +535,7 @@ def test_out_of_memory_in_parallel_cpu_batches_runs_them_in_turn_and_restores_th
     threads_before = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
+
         def oom_on_workers(real):
             def forward(*args: object) -> torch.Tensor:
                 if threading.current_thread().name.startswith("chronobt-cpu"):

@@ -33,7 +33,6 @@ from chronobt.engine import chronos_compat
 from chronobt.engine.views.check import ViewCheck, ViewKind, checked_view
 from chronobt.engine.views.lastblock import encoder_view, output_only_view
 
-
 #: Block-diagonal group attention in records and logs.
 BLOCK_DIAGONAL = ViewKind(
     name="block-diagonal group attention",
@@ -134,7 +133,9 @@ def block_diagonal_view(model: Any, n_variates: int) -> Any:
         )
         blocks.append(view_block)
     return encoder_view(
-        model, blocks, **{chronos_compat.GROUP_MASK_METHOD: functools.partial(per_task_mask, n_variates=n_variates)}
+        model,
+        blocks,
+        **{chronos_compat.GROUP_MASK_METHOD: functools.partial(per_task_mask, n_variates=n_variates)},
     )
 
 

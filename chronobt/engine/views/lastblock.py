@@ -31,7 +31,6 @@ from torch import nn
 from chronobt.engine import chronos_compat
 from chronobt.engine.views.check import ViewCheck, ViewKind, checked_view
 
-
 #: The output-only last block in records and logs.
 OUTPUT_ONLY = ViewKind(
     name="output-only last block",

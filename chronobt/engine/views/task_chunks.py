@@ -27,7 +27,6 @@ from torch import nn
 from chronobt.engine.views import lastblock
 from chronobt.engine.views.check import ViewCheck, ViewKind, checked_view
 
-
 #: Task-chunked encoder blocks in records and logs (checked only where block-diagonal attention runs).
 TASK_CHUNKS = ViewKind(
     name="task-chunked encoder blocks",
