@@ -23,6 +23,23 @@ from typing import TYPE_CHECKING, Any, TypeVar
 if TYPE_CHECKING:
     import torch
 
+
+__all__ = [
+    "GROUP_MASK_METHOD",
+    "ChronosInternals",
+    "MissingInternal",
+    "attention",
+    "dynamo_counter",
+    "dynamo_reset",
+    "has_attention_methods",
+    "load",
+    "missing",
+    "predict_batch",
+    "private",
+    "rotate_half",
+    "shallow_copy",
+]
+
 #: chronos' layer and model modules the views read classes from.
 LAYERS_MODULE = "chronos.chronos2.layers"
 MODEL_MODULE = "chronos.chronos2.model"
@@ -144,20 +161,3 @@ def dynamo_reset() -> None:
 
 def _first_line(exc: BaseException) -> str:
     return (str(exc).strip().splitlines() or ["no message"])[0][:200]
-
-
-__all__ = [
-    "GROUP_MASK_METHOD",
-    "ChronosInternals",
-    "MissingInternal",
-    "attention",
-    "dynamo_counter",
-    "dynamo_reset",
-    "has_attention_methods",
-    "load",
-    "missing",
-    "predict_batch",
-    "private",
-    "rotate_half",
-    "shallow_copy",
-]
