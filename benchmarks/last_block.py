@@ -4,7 +4,7 @@ Times ``model(...)`` and ``lastblock.output_only_view(model, n)(...)`` in one pr
 ``--repeats`` times, on one engine-shaped CPU batch (``--series`` random-walk series in groups of four,
 context ``--context``, 24-step horizon), and prints medians, the speed-up, the largest difference
 between the two forecasts and the verdict of the engine's run-time check
-(:func:`chronobt.engine.views.lastblock.check_output_only`). Results go to ``benchmarks/RESULTS.md``.
+(:func:`chronobt.engine.views.check.check_view`). Results go to ``benchmarks/RESULTS.md``.
 
 Usage::
 
@@ -22,7 +22,8 @@ import torch
 
 from chronobt.engine.allocator import keep_freed_memory
 from chronobt.engine.checkpoints import ArchSpec, random_model
-from chronobt.engine.views.lastblock import check_output_only, output_only_view
+from chronobt.engine.views.check import check_view
+from chronobt.engine.views.lastblock import output_only_view
 
 ARCHS = {
     "small": ArchSpec(d_model=256, d_kv=32, d_ff=1024, num_layers=6, num_heads=8, context_length=2048),
@@ -78,7 +79,7 @@ def main() -> None:
             f"{1000 * min(values) / args.series:.2f} |"
         )
     print(f"speed-up {full / fast:.2f}x; largest difference {diff:.2e} (forecasts up to {scale:.1f})")
-    check = check_output_only(model, view, n_out=n_out, n_variates=4, context_length=context_len)
+    check = check_view(model, view, n_out=n_out, n_variates=4, context_length=context_len)
     print(f"engine check: {'passed' if check.passed else 'FAILED'}: {check.reason}")
 
 

@@ -21,10 +21,10 @@ HORIZON = 24
 CPU = torch.device("cpu")
 
 
-def engine_for(model_dir: Path, **overrides: object) -> Chronos2Engine:
+def engine_for(model_dir: Path, wrap_forward=None, **overrides: object) -> Chronos2Engine:
     options: dict = {"model": str(model_dir), "device": "cpu", "compile": "off", "batch_size": 8}
     options.update(overrides)
-    return Chronos2Engine(EngineConfig(**options))
+    return Chronos2Engine(EngineConfig(**options), wrap_forward=wrap_forward)
 
 
 @pytest.fixture(scope="module")
@@ -239,15 +239,16 @@ def test_real_torch_compile_with_aot_eager_gives_eager_numbers(
 def test_cuda_out_of_memory_halves_the_batch_and_retries(
     tiny_model_dir: Path, contexts: np.ndarray, eager_forecast: np.ndarray
 ) -> None:
-    engine = engine_for(tiny_model_dir, batch_size=16)  # 4 tasks of 4 variates per forward
-    real_forward = engine._eager_forward
+    def fits_eight_series(real_forward):
+        def forward_that_fits_eight_series(context, group_ids, num_output_patches):
+            if context.shape[0] > 8:
+                raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+            return real_forward(context, group_ids, num_output_patches)
 
-    def forward_that_fits_eight_series(context, group_ids, num_output_patches):
-        if context.shape[0] > 8:
-            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
-        return real_forward(context, group_ids, num_output_patches)
+        return forward_that_fits_eight_series
 
-    engine._eager_forward = forward_that_fits_eight_series
+    # 4 tasks of 4 variates per forward
+    engine = engine_for(tiny_model_dir, wrap_forward=fits_eight_series, batch_size=16)
     np.testing.assert_allclose(engine.predict(contexts, HORIZON), eager_forecast, rtol=1e-5, atol=1e-5)
     record = engine.record()
     assert (record["oom_retries"], record["tasks_per_batch"]) == (1, 2)
@@ -256,12 +257,10 @@ def test_cuda_out_of_memory_halves_the_batch_and_retries(
 def test_out_of_memory_at_one_task_per_forward_is_a_model_error(
     tiny_model_dir: Path, contexts: np.ndarray
 ) -> None:
-    engine = engine_for(tiny_model_dir, batch_size=4)
-
     def always_oom(*args):
         raise torch.OutOfMemoryError("CUDA out of memory")
 
-    engine._eager_forward = always_oom
+    engine = engine_for(tiny_model_dir, wrap_forward=lambda real: always_oom, batch_size=4)
     with pytest.raises(ModelError, match="one task per forward"):
         engine.predict(contexts, HORIZON)
 
@@ -377,15 +376,17 @@ def test_small_models_forecast_cpu_batches_on_parallel_threads_with_the_sequenti
     threads_before = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
-        engine = engine_for(tiny_model_dir, batch_size=8)  # 2 tasks per forward: 5 batches
         ran_on: list[str] = []
-        run_batch = engine._run_batch
 
-        def recording(*args: object, **kwargs: object) -> np.ndarray:
-            ran_on.append(threading.current_thread().name)
-            return run_batch(*args, **kwargs)
+        def recording(real):
+            def forward(*args: object) -> torch.Tensor:
+                ran_on.append(threading.current_thread().name)
+                return real(*args)
 
-        monkeypatch.setattr(engine, "_run_batch", recording)
+            return forward
+
+        # 2 tasks per forward: 5 batches
+        engine = engine_for(tiny_model_dir, wrap_forward=recording, batch_size=8)
         seen: list[tuple[int, int]] = []
         parallel = engine.predict(contexts, 12, progress=lambda done, total: seen.append((done, total)))
         assert len(ran_on) == 5 and all(name.startswith("chronobt-cpu") for name in ran_on)
@@ -403,24 +404,26 @@ def test_small_models_forecast_cpu_batches_on_parallel_threads_with_the_sequenti
 
 
 def test_an_error_in_a_parallel_cpu_batch_stops_the_run_and_restores_the_threads(
-    tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
+    tiny_model_dir: Path,
 ) -> None:
     rng = np.random.default_rng(4)
     contexts = 50 + rng.normal(size=(40, 4, 64)).cumsum(axis=-1)
     threads_before = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
-        engine = engine_for(tiny_model_dir, batch_size=4)  # one task per forward: 40 batches
         calls: list[int] = []
-        run_batch = engine._run_batch
 
-        def failing(*args: object, **kwargs: object) -> np.ndarray:
-            calls.append(1)
-            if len(calls) == 3:
-                raise RuntimeError("boom in batch 3")
-            return run_batch(*args, **kwargs)
+        def failing(real):
+            def forward(*args: object) -> torch.Tensor:
+                calls.append(1)
+                if len(calls) == 3:
+                    raise RuntimeError("boom in batch 3")
+                return real(*args)
 
-        monkeypatch.setattr(engine, "_run_batch", failing)
+            return forward
+
+        # one task per forward: 40 batches
+        engine = engine_for(tiny_model_dir, wrap_forward=failing, batch_size=4)
         with pytest.raises(RuntimeError, match="boom in batch 3"):
             engine.predict(contexts, 8)
         assert len(calls) < 40  # the queued batches were dropped, not all run
@@ -523,7 +526,7 @@ def test_unreadable_dynamo_counters_mark_the_compile_count_unknown_not_failed(
 
 
 def test_out_of_memory_in_parallel_cpu_batches_runs_them_in_turn_and_restores_the_threads(
-    tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
+    tiny_model_dir: Path,
 ) -> None:
     import threading
 
@@ -532,16 +535,18 @@ def test_out_of_memory_in_parallel_cpu_batches_runs_them_in_turn_and_restores_th
     threads_before = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
-        engine = engine_for(tiny_model_dir, batch_size=8)  # 3 batches, 2 side by side
+
+        def oom_on_workers(real):
+            def forward(*args: object) -> torch.Tensor:
+                if threading.current_thread().name.startswith("chronobt-cpu"):
+                    raise torch.OutOfMemoryError("out of memory")
+                return real(*args)
+
+            return forward
+
+        # 3 batches, 2 side by side
+        engine = engine_for(tiny_model_dir, wrap_forward=oom_on_workers, batch_size=8)
         expected = engine_for(tiny_model_dir, batch_size=8, compile="off").predict(contexts[:1], 8)
-        run_batch = engine._run_batch
-
-        def oom_on_workers(*args: object, **kwargs: object) -> np.ndarray:
-            if threading.current_thread().name.startswith("chronobt-cpu"):
-                raise torch.OutOfMemoryError("out of memory")
-            return run_batch(*args, **kwargs)
-
-        monkeypatch.setattr(engine, "_run_batch", oom_on_workers)
         forecast = engine.predict(contexts, 8)
         assert torch.get_num_threads() == 2
         np.testing.assert_allclose(forecast[:1], expected, rtol=1e-5, atol=1e-5)

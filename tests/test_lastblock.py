@@ -12,14 +12,10 @@ import torch
 
 from chronobt.engine.checkpoints import ArchSpec, random_model
 from chronobt.engine.core import Chronos2Engine, EngineConfig
+from chronobt.engine.views import check as view_check
 from chronobt.engine.views import lastblock
-from chronobt.engine.views.lastblock import (
-    CHECK_RTOL,
-    OutputOnlyBlock,
-    check_output_only,
-    output_only_view,
-    supports_output_only,
-)
+from chronobt.engine.views.check import CHECK_RTOL, check_view
+from chronobt.engine.views.lastblock import OutputOnlyBlock, output_only_view, supports_output_only
 from tests.synthetic import random_walk_contexts
 
 SPEC = ArchSpec(d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4, context_length=256)
@@ -195,11 +191,11 @@ def test_a_view_that_cannot_be_built_fails_the_check_not_the_run(
 
 
 def test_check_accepts_the_view_within_the_documented_tolerance(model: torch.nn.Module) -> None:
-    check = check_output_only(model, output_only_view(model, 2), n_out=2, n_variates=4, context_length=512)
+    check = check_view(model, output_only_view(model, 2), n_out=2, n_variates=4, context_length=512)
     assert check.passed and check.max_abs_diff is not None and check.tolerance is not None
     assert check.max_abs_diff <= check.tolerance
     with torch.inference_mode():
-        context, group_ids = lastblock.check_inputs(4, 512)
+        context, group_ids = view_check.check_inputs(4, 512)
         full = model(context=context, group_ids=group_ids, num_output_patches=2).quantile_preds
-    assert context.shape == (8, lastblock.CHECK_MAX_CONTEXT) and torch.isnan(context[:4, 0]).all()
+    assert context.shape == (8, view_check.CHECK_MAX_CONTEXT) and torch.isnan(context[:4, 0]).all()
     assert check.tolerance == pytest.approx(CHECK_RTOL[torch.float32] * (1 + float(full.abs().max())))

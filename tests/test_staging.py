@@ -13,20 +13,19 @@ from chronobt.engine.staging import Stager
 from tests.synthetic import random_walk_contexts
 
 
-def _engine(model_dir: Path, *, staged: bool) -> Chronos2Engine:
-    engine = Chronos2Engine(EngineConfig(model=str(model_dir), device="cpu", compile="off", batch_size=8))
-    engine._stage_batches = staged
-    return engine
+def _engine(model_dir: Path, *, staged: bool | None, wrap_forward=None) -> Chronos2Engine:
+    config = EngineConfig(model=str(model_dir), device="cpu", compile="off", batch_size=8)
+    return Chronos2Engine(config, stage_batches=staged, wrap_forward=wrap_forward)
 
 
 def test_cpu_engines_do_not_stage_and_staged_batches_give_the_same_forecasts(tiny_model_dir: Path) -> None:
     contexts = random_walk_contexts([300, 37, 120, 16, 250], n_time=300, seed=3)
-    plain = _engine(tiny_model_dir, staged=False)
-    assert plain._stage_batches is False  # CPU: in turn, as before
+    plain = _engine(tiny_model_dir, staged=None)
     staged = _engine(tiny_model_dir, staged=True)
     np.testing.assert_array_equal(staged.predict(contexts, 24), plain.predict(contexts, 24))
-    stager = staged._stager
-    assert stager is not None and (stager.hits, stager.misses, stager.dropped) == (2, 1, 0)
+    assert plain.last_call is not None and plain.last_call.staged is None  # CPU: in turn, as before
+    report = staged.last_call
+    assert report is not None and report.staged == (2, 1, 0)  # (hits, misses, dropped)
 
 
 def test_an_out_of_memory_halving_prepares_the_halved_batch_afresh(
@@ -34,19 +33,21 @@ def test_an_out_of_memory_halving_prepares_the_halved_batch_afresh(
 ) -> None:
     contexts = random_walk_contexts([300, 37, 120, 16, 250], n_time=300, seed=3)
     expected = _engine(tiny_model_dir, staged=False).predict(contexts, 24)
-    engine = _engine(tiny_model_dir, staged=True)
-    real, calls = engine._eager_forward, {"n": 0}
+    calls = {"n": 0}
 
-    def once_out_of_memory(context: torch.Tensor, group_ids: torch.Tensor, n: int) -> torch.Tensor:
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
-        return real(context, group_ids, n)
+    def once_out_of_memory(real):
+        def forward(context: torch.Tensor, group_ids: torch.Tensor, n: int) -> torch.Tensor:
+            calls["n"] += 1
+            if calls["n"] == 2:
+                raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+            return real(context, group_ids, n)
 
-    engine._eager_forward = once_out_of_memory
+        return forward
+
+    engine = _engine(tiny_model_dir, staged=True, wrap_forward=once_out_of_memory)
     np.testing.assert_array_equal(engine.predict(contexts, 24), expected)
-    stager = engine._stager
-    assert stager is not None and (stager.hits, stager.misses, stager.dropped) == (3, 2, 0)
+    report = engine.last_call
+    assert report is not None and report.staged == (3, 2, 0)  # (hits, misses, dropped)
     assert engine.record()["oom_retries"] == 1
 
 

@@ -5,7 +5,8 @@ compilation per call shape. Any exception from the compiled forward (or non-fini
 without infinities, which the engine checks) ends compilation for the rest of the engine's life: one
 warning, ``fallback_reason`` recorded, the batch re-run eager.
 
-Compilations are counted with dynamo's private counters (``torch._dynamo.utils.counters``); when they
+Compilations are counted with dynamo's private counters (``torch._dynamo.utils.counters``, read through
+:func:`chronobt.engine.chronos_compat.dynamo_counter`); when they
 cannot be read the count is recorded as unknown (``None``), never as a compile failure. Inductor's
 FX-graph cache hits and misses are read from the same counters (``counters["inductor"]``), guarded alike.
 
@@ -37,6 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from chronobt.engine import chronos_compat
 from chronobt.engine.config import EngineConfig
 
 if TYPE_CHECKING:
@@ -114,13 +116,9 @@ def inductor_cache_dir(cache_dir: Path | None) -> Iterator[None]:
 
 def cache_counts() -> tuple[int, int] | None:
     """(hits, misses) of inductor's FX-graph cache so far, from private counters; ``None`` if unreadable."""
-    try:
-        from torch._dynamo.utils import counters
-
-        inductor = counters["inductor"]
-        return int(inductor["fxgraph_cache_hit"]), int(inductor["fxgraph_cache_miss"])
-    except Exception:  # a private torch API: unknown, never a compile failure
-        return None
+    hits = chronos_compat.dynamo_counter("inductor", "fxgraph_cache_hit")
+    misses = chronos_compat.dynamo_counter("inductor", "fxgraph_cache_miss")
+    return None if hits is None or misses is None else (hits, misses)
 
 
 def _compile(fn: Callable[..., Any], backend: str, mode: str | None) -> Callable[..., Any]:
@@ -132,12 +130,7 @@ def _compile(fn: Callable[..., Any], backend: str, mode: str | None) -> Callable
 
 def graph_count() -> int | None:
     """Graphs dynamo has compiled so far, from its private counters; ``None`` when they cannot be read."""
-    try:
-        from torch._dynamo.utils import counters
-
-        return int(counters["stats"]["unique_graphs"])
-    except Exception:  # a private torch API: an unknown count, never a compile failure
-        return None
+    return chronos_compat.dynamo_counter("stats", "unique_graphs")
 
 
 @dataclass
@@ -280,12 +273,10 @@ class CompileState:
 
     def fall_back(self, reason: str) -> None:
         """Eager for the rest of the engine's life; one warning naming ``reason``."""
-        import torch
-
         self.fallback_reason = reason
         self.fn = None
         try:
-            torch._dynamo.reset()
+            chronos_compat.dynamo_reset()
         except Exception:  # resetting is best effort; eager mode does not need it
             logger.debug("torch._dynamo.reset() failed", exc_info=True)
         logger.warning(

@@ -9,21 +9,21 @@ from :mod:`chronobt.engine.cpu_sizing`), :meth:`Chronos2Engine.predict` plans an
 * ``num_output_patches = ceil(horizon / patch)``. Above the model's ``max_output_patches`` the engine uses
   chronos' own autoregressive unrolling (:mod:`chronobt.engine.unrolling`), eager;
 * the forward runs through :func:`chronobt.engine.views.lastblock.output_only_view` (the last encoder block
-  computes
-  only the forecast tokens) once :func:`chronobt.engine.views.lastblock.check_output_only` found it equal to
-  the full
-  forward for this model and number of output patches; otherwise the full forward runs;
+  computes only the forecast tokens) once :func:`chronobt.engine.views.check.check_view` found it equal to
+  the full forward for this model and number of output patches; otherwise the full forward runs;
 * every block's group attention runs per task (:mod:`chronobt.engine.views.group_attention`, block-diagonal:
-  a task's
-  variates attend to each other only, as the dense masked attention does) once the view, composed with
-  the output-only last block, was found equal to the full forward for this number of variates and
+  a task's variates attend to each other only, as the dense masked attention does) once the view, composed
+  with the output-only last block, was found equal to the full forward for this number of variates and
   output patches; otherwise dense group attention runs;
+* chronos' private classes and methods are reached only through :mod:`chronobt.engine.chronos_compat`;
+  when one is missing the views are off, with the reason in :meth:`Chronos2Engine.record`;
 * compile (:mod:`chronobt.engine.compilation`): ``torch.compile(dynamic=False)``, one compilation per shape;
   later calls reuse the compiled shape, and any failure means eager for the rest of the engine's life;
 * on CUDA the next batch is prepared and uploaded while the current one computes
   (:mod:`chronobt.engine.staging`: pinned buffers, a second stream, ``non_blocking`` copies); CPU runs in
   turn;
-* a CUDA out-of-memory error halves ``tasks_per_batch`` and retries;
+* a CUDA out-of-memory error halves ``tasks_per_batch`` and retries (the batches of a call run in
+  :mod:`chronobt.engine.runner`, whose :class:`~chronobt.engine.runner.Call` holds the call's state);
 * dtype ``bfloat16`` casts the weights (CUDA only; float32 with one warning elsewhere).
 
 The engine reads no environment variable: the command line maps ``CHRONOBT_*`` and the legacy compile
@@ -36,27 +36,32 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from chronobt.engine import cpu_sizing
-from chronobt.engine.batching import Plan, RunTotals, batch_array, context_length, future_array
+from chronobt.engine.batching import Plan, RunTotals, context_length
 from chronobt.engine.compilation import CompileState
 from chronobt.engine.config import DEFAULT_BATCH_SIZE, EngineConfig, resolve_device, resolve_dtype
+from chronobt.engine.runner import BatchRunner, Call, CallReport, Forward, Progress
 from chronobt.errors import ConfigError, ModelError
 
 if TYPE_CHECKING:
     import torch
 
-    from chronobt.engine.staging import Stager
-
-__all__ = ["Chronos2Engine", "EngineConfig", "Plan", "Progress", "load_pipeline", "resolve_compile"]
+__all__ = [
+    "CallReport",
+    "Chronos2Engine",
+    "EngineConfig",
+    "Forward",
+    "Plan",
+    "Progress",
+    "load_pipeline",
+    "resolve_compile",
+]
 
 logger = logging.getLogger(__name__)
-
-Progress = Callable[[int, int], None]
 
 
 def resolve_compile(config: EngineConfig, device: torch.device) -> CompileState:
@@ -84,12 +89,24 @@ class Chronos2Engine:
     ----------
     config : what to load and how to run it.
     pipeline : an already loaded ``Chronos2Pipeline`` (tests); skips model resolution.
+    stage_batches : prepare and upload the next batch while one computes (:mod:`chronobt.engine.staging`);
+        ``None``: on CUDA only (tests and benchmarks rehearse it on a CPU).
+    wrap_forward : called once with the engine's eager forward (:data:`chronobt.engine.runner.Forward`),
+        returns the forward to run instead (tests and benchmarks observe or fail batches with it; the
+        compiled forward wraps the result).
     """
 
-    def __init__(self, config: EngineConfig = EngineConfig(), *, pipeline: Any = None) -> None:
+    def __init__(
+        self,
+        config: EngineConfig = EngineConfig(),
+        *,
+        pipeline: Any = None,
+        stage_batches: bool | None = None,
+        wrap_forward: Callable[[Forward], Forward] | None = None,
+    ) -> None:
         import torch
 
-        from chronobt.engine.views.check import ForwardViews
+        from chronobt.engine.views.forward import ForwardViews
 
         self.config = config
         self.device = resolve_device(config.device)
@@ -120,19 +137,36 @@ class Chronos2Engine:
         self.output_patch_size: int = int(chronos_config.output_patch_size)
         self.max_context: int = int(chronos_config.context_length)
         self.max_output_patches: int = int(chronos_config.max_output_patches)
-        self.batch_size: int = config.batch_size or DEFAULT_BATCH_SIZE.get(self.device.type, 16)
+        self._default_batch_size: int = config.batch_size or DEFAULT_BATCH_SIZE.get(self.device.type, 16)
         self._compile = CompileState.resolve(config, self.device)
-        self._eager_forward: Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor] = self._model_forward
         self._totals = RunTotals()
-        #: the checked views of the model the forward runs (:mod:`chronobt.engine.views.check`)
+        #: the checked views of the model the forward runs (:mod:`chronobt.engine.views.forward`)
         self.views = ForwardViews(self.model)
-        #: stage batches ahead (:mod:`chronobt.engine.staging`): on CUDA; tests force it on a CPU
-        self._stage_batches = self.device.type == "cuda"
-        self._stager: Stager | None = None
-        #: the known future values of the running predict call (``None``: none)
-        self._future: np.ndarray | None = None
+        forward: Forward = self._model_forward
+        self._runner = BatchRunner(
+            device=self.device,
+            forward=forward if wrap_forward is None else wrap_forward(forward),
+            compile_state=self._compile,
+            totals=self._totals,
+            n_quantiles=len(self.quantile_levels),
+            output_patch_size=self.output_patch_size,
+            unroll=self._unroll,
+            stage_batches=self.device.type == "cuda" if stage_batches is None else stage_batches,
+        )
+        self._last_call: CallReport | None = None
 
     # ------------------------------------------------------------------ public API
+
+    @property
+    def batch_size(self) -> int:
+        """Series per forward of the last call (before any call: the configured or the device's default)."""
+        last = self._last_call
+        return self._default_batch_size if last is None else last.series_per_forward
+
+    @property
+    def last_call(self) -> CallReport | None:
+        """What the latest :meth:`predict` call did (its batch size, its staged batches); ``None`` before."""
+        return self._last_call
 
     def plan(self, contexts: np.ndarray, horizon: int) -> Plan:
         """The shapes :meth:`predict` would use for ``contexts`` and ``horizon`` (changes nothing).
@@ -191,7 +225,7 @@ class Chronos2Engine:
                 series=cached, n_variates=n_variates, tasks_per_batch=tasks_per_batch
             )
         workers = 1
-        if self.device.type == "cpu" and not compile_call and not self._stage_batches:
+        if self.device.type == "cpu" and not compile_call and not self._runner.stage_batches:
             import torch
 
             workers = cpu_sizing.cpu_workers(
@@ -265,15 +299,11 @@ class Chronos2Engine:
                 )
             if np.isnan(future).all():
                 future = None  # nothing known: the model's own default (same forecast, same compiled graph)
-        self._future = future
         shape = (plan.n_tasks, plan.n_variates, len(self.quantile_levels), plan.horizon)
-        out = np.full(shape, np.nan, dtype=np.float32)
-        try:
-            if plan.n_tasks and plan.n_variates:
-                self._run(contexts, plan, out, progress)
-        finally:
-            self._future = None
-        return out
+        call = Call(contexts, plan, np.full(shape, np.nan, dtype=np.float32), future, progress)
+        if plan.n_tasks and plan.n_variates:
+            self._run(call)
+        return call.out
 
     def record(self) -> dict[str, Any]:
         """What ran over the engine's life (every call), for manifests and summaries.
@@ -307,132 +337,22 @@ class Chronos2Engine:
 
     # ------------------------------------------------------------------ running a plan
 
-    def _run(self, contexts: np.ndarray, plan: Plan, out: np.ndarray, progress: Progress | None) -> None:
-        import torch
-
-        totals = self._totals
+    def _run(self, call: Call) -> None:
+        plan, totals = call.plan, self._totals
         totals.calls += 1
         totals.long_horizon_calls += plan.long_horizon
         self._compile.settle(plan.compile, plan.compile_reason)
-        self.batch_size = plan.series_per_forward
+        self._last_call = CallReport(series_per_forward=plan.series_per_forward)
         if plan.long_horizon:
             self.views.forget_call()
         else:
             self.views.prepare(plan)
         started = time.perf_counter()
         try:
-            if plan.workers > 1:
-                try:
-                    self._run_in_parallel(contexts, out, plan, progress)
-                    return
-                except torch.OutOfMemoryError:  # batch by batch below, where the batch is halved and retried
-                    logger.info(
-                        "out of memory with %d parallel CPU batches; forecasting in turn", plan.workers
-                    )
-            self._run_in_turn(contexts, out, plan, progress)
+            self._runner.run(call)
         finally:
             totals.forward_seconds += time.perf_counter() - started
-
-    def _run_in_turn(
-        self, contexts: np.ndarray, out: np.ndarray, plan: Plan, progress: Progress | None
-    ) -> None:
-        import torch
-
-        has_inf = np.isinf(contexts).any(axis=(1, 2))  # [tasks]
-        tasks_per_batch, start = plan.tasks_per_batch, 0
-        stager = None
-        if self._stage_batches and not plan.long_horizon and self._future is None:
-            from chronobt.engine.staging import Stager
-
-            def make_batch(first: int, per_batch: int) -> np.ndarray:
-                last = min(first + per_batch, plan.n_tasks)
-                return batch_array(contexts, first, last, per_batch, plan.context_length)
-
-            stager = self._stager = Stager(self.device, make_batch, cuda=self.device.type == "cuda")
-        from chronobt.engine.staging import released_after
-
-        with torch.inference_mode(), released_after(stager):
-            while start < plan.n_tasks:
-                stop = min(start + tasks_per_batch, plan.n_tasks)
-                try:
-                    if stager is None:
-                        preds = self._forecast_tasks(contexts, start, stop, tasks_per_batch, plan)
-                    else:
-                        preds = self._forecast_staged(stager, start, stop, tasks_per_batch, plan)
-                except torch.OutOfMemoryError as exc:
-                    tasks_per_batch = self._after_oom(exc, tasks_per_batch)
-                    continue
-                if self._compile.active and self._nonfinite_from_finite(preds, has_inf[start:stop]):
-                    self._compile.fall_back("compiled forward returned non-finite values from finite inputs")
-                    continue  # same batch again, eager
-                if self._compile.active and not plan.long_horizon:
-                    self._compile.used = True
-                out[start:stop] = preds
-                self._totals.add_batch(stop - start, tasks_per_batch)
-                start = stop
-                if progress is not None:
-                    progress(start, plan.n_tasks)
-
-    def _run_in_parallel(
-        self, contexts: np.ndarray, out: np.ndarray, plan: Plan, progress: Progress | None
-    ) -> None:
-        """Eager CPU forecasts of every batch, ``plan.workers`` batches at a time on one thread each."""
-        import torch
-
-        n_tasks, tasks_per_batch = plan.n_tasks, plan.tasks_per_batch
-
-        def forecast(start: int) -> int:
-            torch.set_num_threads(1)  # this worker's batch runs on its own core
-            stop = min(start + tasks_per_batch, n_tasks)
-            with torch.inference_mode():
-                out[start:stop] = self._forecast_tasks(contexts, start, stop, tasks_per_batch, plan)
-            return stop
-
-        threads = torch.get_num_threads()
-        pool = ThreadPoolExecutor(max_workers=plan.workers, thread_name_prefix="chronobt-cpu")
-        stops: list[int] = []
-        try:
-            futures = [pool.submit(forecast, s) for s in range(0, n_tasks, tasks_per_batch)]
-            for future in futures:  # in batch order, so progress reads as in a sequential run
-                stops.append(future.result())
-                if progress is not None:
-                    progress(stops[-1], n_tasks)
-        finally:  # on an error or Ctrl-C the queued batches are dropped, only running ones finish
-            pool.shutdown(wait=True, cancel_futures=True)
-            torch.set_num_threads(threads)
-        for start, stop in zip([0, *stops[:-1]], stops, strict=True):  # counted once all succeeded
-            self._totals.add_batch(stop - start, tasks_per_batch)
-        self._totals.workers_max = max(self._totals.workers_max, plan.workers)
-
-    def _forecast_tasks(
-        self, contexts: np.ndarray, start: int, stop: int, tasks_per_batch: int, plan: Plan
-    ) -> np.ndarray:
-        """Tasks ``start:stop`` as one fixed-shape batch -> float32 ``[stop - start, V, Q, horizon]``."""
-        import torch
-
-        batch = batch_array(contexts, start, stop, tasks_per_batch, plan.context_length)  # [tpb*V, C]
-        future = None
-        if self._future is not None:
-            width = plan.horizon if plan.long_horizon else plan.output_patches * self.output_patch_size
-            future = self._to_device(future_array(self._future, start, stop, tasks_per_batch, width))
-        preds = self._run_batch(self._to_device(batch), plan, tasks_per_batch, future)
-        host = preds[..., : plan.horizon].to(device="cpu", dtype=torch.float32).numpy()
-        shape = (tasks_per_batch, plan.n_variates, len(self.quantile_levels), plan.horizon)
-        return host.reshape(shape)[: stop - start]
-
-    def _forecast_staged(
-        self, stager: Stager, start: int, stop: int, tasks_per_batch: int, plan: Plan
-    ) -> np.ndarray:
-        """As :meth:`_forecast_tasks`, with the next batch prepared while this one computes."""
-        context = stager.take(start, tasks_per_batch)
-        preds = self._run_batch(context, plan, tasks_per_batch)  # queued on the device, not waited for
-        if stop < plan.n_tasks:
-            stager.stage(stop, tasks_per_batch)
-        host = stager.download(preds[..., : plan.horizon])
-        shape = (tasks_per_batch, plan.n_variates, len(self.quantile_levels), plan.horizon)
-        return host.reshape(shape)[: stop - start]
-
-    # ------------------------------------------------------------------ internals
+            self._last_call = call.report()
 
     def _model_forward(
         self,
@@ -441,42 +361,11 @@ class Chronos2Engine:
         num_output_patches: int,
         future_covariates: torch.Tensor | None = None,
     ) -> torch.Tensor:
+        """The current call's model (:meth:`ForwardViews.model_for`) on one batch -> ``quantile_preds``."""
         model = self.views.model_for(num_output_patches)
         known = {} if future_covariates is None else {"future_covariates": future_covariates}
         output = model(context=context, group_ids=group_ids, num_output_patches=num_output_patches, **known)
         return output.quantile_preds
-
-    def _to_device(self, array: np.ndarray) -> torch.Tensor:
-        import torch
-
-        tensor = torch.from_numpy(array)
-        if self.device.type == "cuda":
-            return tensor.pin_memory().to(self.device, non_blocking=True)
-        return tensor.to(self.device)
-
-    def _run_batch(
-        self, context: torch.Tensor, plan: Plan, tasks_per_batch: int, future: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        """Forward one fixed-shape batch ``[tpb*V, C]`` (known future ``[tpb*V, width]`` or ``None``) on the
-        device -> ``[tpb*V, Q, >= horizon]`` there."""
-        import torch
-
-        group_ids = torch.arange(tasks_per_batch, device=self.device).repeat_interleave(plan.n_variates)
-        n_patches = plan.output_patches
-        known = () if future is None else (future,)
-        if plan.long_horizon:
-            preds = self._unroll(context, group_ids, plan.horizon, future)
-        elif self._compile.active:
-            try:
-                preds = self._compile.forward(self._eager_forward, context, group_ids, n_patches, *known)
-            except torch.OutOfMemoryError:
-                raise
-            except Exception as exc:
-                self._compile.fall_back(f"{type(exc).__name__}: {_first_line(exc)}")
-                preds = self._eager_forward(context, group_ids, n_patches, *known)
-        else:
-            preds = self._eager_forward(context, group_ids, n_patches, *known)
-        return preds
 
     def _unroll(
         self, context: torch.Tensor, group_ids: torch.Tensor, horizon: int, future: torch.Tensor | None = None
@@ -495,32 +384,3 @@ class Chronos2Engine:
             output_patch_size=self.output_patch_size,
             future=future,
         )
-
-    def _nonfinite_from_finite(self, preds: np.ndarray, has_inf: np.ndarray) -> bool:
-        bad = ~np.isfinite(preds).all(axis=(1, 2, 3))  # [tasks]
-        return bool((bad & ~has_inf).any())
-
-    def _after_oom(self, exc: BaseException, tasks_per_batch: int) -> int:
-        import torch
-
-        if tasks_per_batch <= 1:
-            raise ModelError(
-                f"out of memory on {self.device} with one task per forward ({_first_line(exc)}); "
-                "use a smaller model, --dtype bfloat16 or --device cpu"
-            ) from exc
-        if self.device.type == "cuda":
-            torch.cuda.empty_cache()
-        self._totals.oom_retries += 1
-        halved = tasks_per_batch // 2
-        logger.info(
-            "out of memory on %s at %d tasks per forward; retrying at %d",
-            self.device,
-            tasks_per_batch,
-            halved,
-        )
-        return halved
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:300] if text else "no message"

@@ -1,7 +1,8 @@
 """Horizons beyond Chronos-2's ``max_output_patches``: chronos' own autoregressive unrolling (eager).
 
-``Chronos2Pipeline._predict_batch`` is private to chronos; its failure is a :class:`ModelError` that says
-so (an out-of-memory error still propagates, so the engine can halve the batch).
+``Chronos2Pipeline._predict_batch`` is private to chronos (called through
+:func:`chronobt.engine.chronos_compat.predict_batch`); its failure is a :class:`ModelError` that says so
+(an out-of-memory error still propagates, so the engine can halve the batch).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from typing import Any
 
 import torch
 
+from chronobt.engine import chronos_compat
 from chronobt.errors import ModelError
 
 #: chronos' default quantiles for long-horizon unrolling.
@@ -34,7 +36,8 @@ def unroll(
     if future is None:
         future = torch.full((context.shape[0], horizon), torch.nan, device=context.device)
     try:
-        (preds,) = pipeline._predict_batch(
+        (preds,) = chronos_compat.predict_batch(
+            pipeline,
             context=context,
             group_ids=group_ids,
             future_covariates=future,

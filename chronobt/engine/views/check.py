@@ -1,141 +1,194 @@
-"""Which model the engine's forward runs: chronos' own, or views of it that compute less, once checked.
+"""The one run-time check every view passes before the engine runs it: equal to the full forward.
 
-Two views share the loaded model's weights and are each compared with its full forward before use:
-
-* the output-only last block (:mod:`chronobt.engine.views.lastblock`), once per number of output patches;
-* block-diagonal group attention in every block (:mod:`chronobt.engine.views.group_attention`), composed
-  with the
-  output-only block when that passed, once per (output patches, variates);
-* on top of that, on a CPU, encoder blocks run over cache-sized chunks of tasks
-  (:mod:`chronobt.engine.views.task_chunks`), checked once per (output patches, variates).
-
-:class:`ForwardViews` holds the checks and the views that passed; the engine asks it for the model of a
-call (:meth:`ForwardViews.prepare`, then :meth:`ForwardViews.model_for`) and for its record.
+A view (:mod:`chronobt.engine.views.lastblock`, :mod:`~chronobt.engine.views.group_attention`,
+:mod:`~chronobt.engine.views.task_chunks`) reads private chronos attributes
+(:mod:`chronobt.engine.chronos_compat`), so names and types are not enough: :func:`check_view` runs the
+view and the model's own full forward on a small deterministic batch (:func:`check_inputs`) and accepts
+the view only when their quantile forecasts agree within :data:`CHECK_RTOL`. :func:`checked_view` wraps
+that for the engine: no comparison when the model lacks the view's layout, a view that cannot be built
+fails the check like one that raises, and one log line says which way it went. The outcome is a
+:class:`ViewCheck`, the record the engine writes to its manifest.
 """
 
 from __future__ import annotations
 
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from typing import Any
 
-from chronobt.engine.batching import Plan
-from chronobt.engine.views import group_attention, task_chunks
-from chronobt.engine.views.group_attention import ViewCheck, supports_block_diagonal
-from chronobt.engine.views.lastblock import OutputOnlyCheck, prepare_view, supports_output_only
+import torch
+
+#: Largest difference the check accepts: ``rtol * (1 + max |full forward|)``, by weight dtype. float32
+#: differs only by float rounding (order of summation in smaller matrix products); bfloat16 rounds every
+#: product to 8 significant bits, so its two paths differ by a few bf16 steps of the output scale.
+CHECK_RTOL = {torch.float32: 1e-4, torch.bfloat16: 2e-2}
+#: Tasks and the longest context of the check batch (the views' layouts do not depend on the length).
+CHECK_TASKS = 2
+CHECK_MAX_CONTEXT = 256
 
 
-class ForwardViews:
-    """The checked views of one loaded ``Chronos2Model`` (see the module docstring).
+@dataclass(frozen=True)
+class ViewCheck:
+    """One view against the full forward on the check batch.
 
     Attributes
     ----------
-    output_only_layout, block_diagonal_layout, task_chunk_layout : whether the model has the layout each
-        view relies on (tests and benchmarks turn them off to get chronos' own forward).
-    checks, views : output-only checks and passed views by number of output patches.
-    group_checks, models : block-diagonal checks and passed (composed) views by (output patches, variates).
-    key : (output patches, variates) of the current call.
-    chunk_checks : task-chunk checks by (output patches, variates); chunked : the views built after a
-        passed check by (output patches, variates, tasks per chunk); ``chunk_key``: the current call's,
-        ``None`` when it runs blocks over whole batches.
+    num_output_patches : output patches both forwards computed.
+    passed : whether the engine may use the view.
+    max_abs_diff : largest absolute difference of the quantile forecasts (``inf`` when their non-finite
+        entries differ; ``None`` when the view could not run or was not compared).
+    tolerance : the largest difference accepted, ``CHECK_RTOL[dtype] * (1 + max |full|)``.
+    reason : one line: why the view is used or not.
+    n_variates : the variates it was checked for; ``None`` for a view checked per output patches only
+        (the output-only last block), whose record then has no ``n_variates``.
     """
 
-    def __init__(self, model: Any) -> None:
-        self.model = model
-        self.output_only_layout = supports_output_only(model)
-        self.block_diagonal_layout = supports_block_diagonal(model)
-        self.task_chunk_layout = self.block_diagonal_layout
-        self.checks: dict[int, OutputOnlyCheck] = {}
-        self.views: dict[int, Any] = {}
-        self.group_checks: dict[tuple[int, int], ViewCheck] = {}
-        self.models: dict[tuple[int, int], Any] = {}
-        self.key: tuple[int, int] = (0, 0)
-        self.chunk_checks: dict[tuple[int, int], ViewCheck] = {}
-        self.chunked: dict[tuple[int, int, int], Any] = {}
-        self.chunk_key: tuple[int, int, int] | None = None
-        self.most_tasks_per_chunk: int | None = None
-
-    @property
-    def dense_groups(self) -> bool:
-        """Whether group attention may run dense (no layout, or a check failed)."""
-        return not self.block_diagonal_layout or any(not c.passed for c in self.group_checks.values())
-
-    def prepare(self, plan: Plan) -> None:
-        """Check the views for ``plan``'s output patches and variates once each; keep those that passed."""
-        n = plan.output_patches
-        if n not in self.checks:
-            view, self.checks[n] = prepare_view(
-                self.model,
-                n,
-                layout_ok=self.output_only_layout,
-                n_variates=plan.n_variates,
-                context_length=plan.context_length,
-            )
-            if view is not None:
-                self.views[n] = view
-        key = self.key = (n, plan.n_variates)
-        if key not in self.group_checks:
-            model, self.group_checks[key] = group_attention.prepare_view(
-                self.model,
-                n_variates=plan.n_variates,
-                n_out=n,
-                output_only=n in self.views,
-                layout_ok=self.block_diagonal_layout,
-                context_length=plan.context_length,
-            )
-            if model is not None:
-                self.models[key] = model
-        self.chunk_key = None
-        per_chunk = plan.tasks_per_chunk
-        if per_chunk is None or not self.task_chunk_layout or key not in self.models:
-            return
-        if key not in self.chunk_checks:
-            self.chunk_checks[key] = task_chunks.check_view(
-                self.model,
-                self.models[key],
-                n_variates=plan.n_variates,
-                n_out=n,
-                context_length=plan.context_length,
-            )
-        if self.chunk_checks[key].passed:
-            chunk_key = self.chunk_key = (*key, per_chunk)
-            if chunk_key not in self.chunked:
-                self.chunked[chunk_key] = task_chunks.task_chunked_view(
-                    self.models[key], n_variates=plan.n_variates, tasks_per_chunk=per_chunk
-                )
-            self.most_tasks_per_chunk = max(self.most_tasks_per_chunk or 0, per_chunk)
-
-    def forget_call(self) -> None:
-        """No view for the current call (chronos' long-horizon unrolling runs the full forward)."""
-        self.key, self.chunk_key = (0, 0), None
-
-    def model_for(self, num_output_patches: int) -> Any:
-        """The model to run for the current call: the composed view, the output-only one, or chronos'."""
-        model = self.chunked.get(self.chunk_key) if self.chunk_key is not None else None
-        if model is None:
-            model = self.models.get(self.key)
-        if model is None or self.key[0] != num_output_patches:
-            model = self.views.get(num_output_patches, self.model)
-        return model
+    num_output_patches: int
+    passed: bool
+    max_abs_diff: float | None
+    tolerance: float | None
+    reason: str
+    n_variates: int | None = None
 
     def record(self) -> dict[str, Any]:
-        """``output_only_last_block`` / ``block_diagonal_groups``: the layout is supported and no check
-        failed; ``output_only_check`` / ``block_diagonal_check``: the first failed check, else the latest
-        (``None`` before any); ``task_chunks``: the most tasks per chunk any call's encoder blocks ran
-        over (``None``: every call ran whole batches), ``task_chunk_check`` as the others."""
-        out_failed = [c for c in self.checks.values() if not c.passed]
-        group_failed = [c for c in self.group_checks.values() if not c.passed]
-        chunk_failed = [c for c in self.chunk_checks.values() if not c.passed]
-        out_latest = _first_or_last(out_failed, list(self.checks.values()))
-        group_latest = _first_or_last(group_failed, list(self.group_checks.values()))
-        chunk_latest = _first_or_last(chunk_failed, list(self.chunk_checks.values()))
-        return {
-            "output_only_last_block": self.output_only_layout and not out_failed,
-            "output_only_check": out_latest.record() if out_latest is not None else None,
-            "block_diagonal_groups": self.block_diagonal_layout and not group_failed,
-            "block_diagonal_check": group_latest.record() if group_latest is not None else None,
-            "task_chunks": self.most_tasks_per_chunk,
-            "task_chunk_check": chunk_latest.record() if chunk_latest is not None else None,
+        """The manifest's fields: ``n_variates`` (when set) first, then the others in declared order."""
+        head = {} if self.n_variates is None else {"n_variates": self.n_variates}
+        return head | {
+            "num_output_patches": self.num_output_patches,
+            "passed": self.passed,
+            "max_abs_diff": self.max_abs_diff,
+            "tolerance": self.tolerance,
+            "reason": self.reason,
         }
 
 
-def _first_or_last(failed: list[Any], every: list[Any]) -> Any:
-    return failed[0] if failed else (every[-1] if every else None)
+@dataclass(frozen=True)
+class ViewKind:
+    """What a view is called in records and logs.
+
+    Attributes
+    ----------
+    name : e.g. ``"output-only last block"``.
+    instead : what runs when the check fails, e.g. ``"running the full forward"``.
+    per : ``"output patches"`` or ``"variates"``: what the passed log line counts, and whether the
+        record keeps ``n_variates`` (``"variates"``).
+    layout : the reason recorded when the model lacks the view's layout.
+    logger : the logger its lines go to (the view's module).
+    """
+
+    name: str
+    instead: str
+    per: str
+    layout: str
+    logger: str = __name__
+
+    @property
+    def per_variates(self) -> bool:
+        return self.per == "variates"
+
+
+def check_inputs(
+    n_variates: int, context_length: int, *, device: torch.device | str = "cpu"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A deterministic check batch: ``CHECK_TASKS`` tasks of random walks, the first one NaN-padded.
+
+    Returns
+    -------
+    context : float32 ``[CHECK_TASKS * n_variates, min(context_length, CHECK_MAX_CONTEXT)]``.
+    group_ids : int64 ``[CHECK_TASKS * n_variates]``, one group per task.
+    """
+    length = max(1, min(context_length, CHECK_MAX_CONTEXT))
+    gen = torch.Generator().manual_seed(0)
+    rows = CHECK_TASKS * n_variates
+    context = 100.0 + torch.randn(rows, length, generator=gen).cumsum(-1)
+    context[:n_variates, : length // 2] = torch.nan  # a shorter first task (left padding)
+    group_ids = torch.arange(CHECK_TASKS).repeat_interleave(n_variates)
+    return context.to(device), group_ids.to(device)
+
+
+def check_view(full: Any, candidate: Any, *, n_out: int, n_variates: int, context_length: int) -> ViewCheck:
+    """Compare ``candidate`` with ``full``'s own forward on :func:`check_inputs` (eager, no gradients).
+
+    Both are called as chronos' ``Chronos2Model`` is (``context``, ``group_ids``, ``num_output_patches``)
+    and compared on ``quantile_preds``. Any exception from ``candidate`` fails the check (its type and
+    first line become the reason); an exception from ``full`` propagates, since the engine could not run
+    without it either.
+    """
+    device = next(full.parameters()).device
+    dtype = next(full.parameters()).dtype
+    context, group_ids = check_inputs(n_variates, context_length, device=device)
+    with torch.inference_mode():
+        reference = full(context=context, group_ids=group_ids, num_output_patches=n_out).quantile_preds
+        try:
+            fast = candidate(context=context, group_ids=group_ids, num_output_patches=n_out).quantile_preds
+        except Exception as exc:
+            reason = f"the view raised {type(exc).__name__}: {_first_line(exc)}"
+            return ViewCheck(n_out, False, None, None, reason, n_variates)
+    reference, fast = reference.float(), fast.float()
+    finite = torch.isfinite(reference)
+    scale = float(reference[finite].abs().max()) if bool(finite.any()) else 0.0
+    tolerance = CHECK_RTOL.get(dtype, CHECK_RTOL[torch.bfloat16]) * (1.0 + scale)
+    if fast.shape != reference.shape or not torch.equal(finite, torch.isfinite(fast)):
+        diff = math.inf
+    else:
+        diff = float((fast[finite] - reference[finite]).abs().max()) if bool(finite.any()) else 0.0
+    if diff <= tolerance:
+        reason = f"equal to the full forward within {tolerance:.3g} (largest difference {diff:.3g})"
+        return ViewCheck(n_out, True, diff, tolerance, reason, n_variates)
+    reason = f"differs from the full forward by {diff:.3g} > tolerance {tolerance:.3g}"
+    return ViewCheck(n_out, False, diff, tolerance, reason, n_variates)
+
+
+def unsupported(kind: ViewKind, *, n_out: int, n_variates: int, problem: str | None = None) -> ViewCheck:
+    """The record for a model without ``kind``'s layout (nothing compared); ``problem``: a missing
+    private chronos name (:func:`chronobt.engine.chronos_compat.missing`), else the layout reason."""
+    reason = kind.layout if problem is None else f"chronos internals changed: {problem}"
+    return ViewCheck(n_out, False, None, None, reason, n_variates if kind.per_variates else None)
+
+
+def checked_view(
+    kind: ViewKind,
+    full: Any,
+    build: Callable[[], Any],
+    *,
+    n_out: int,
+    n_variates: int,
+    context_length: int,
+    layout_ok: bool = True,
+    problem: str | None = None,
+) -> tuple[Any | None, ViewCheck]:
+    """``build()``'s view if it passes :func:`check_view` against ``full``, and the check.
+
+    ``layout_ok``: the model has the view's layout (otherwise nothing is built or compared; ``problem``
+    says why when chronos internals are missing). A view that cannot be built fails the check like one
+    that raises. Logs one line: info when the view is used or the layout is not supported, a warning when
+    the check failed.
+    """
+    log = logging.getLogger(kind.logger)
+    if not layout_ok or problem is not None:
+        check = unsupported(kind, n_out=n_out, n_variates=n_variates, problem=problem)
+        log.info("%s: %s; %s", kind.name, check.reason, kind.instead)
+        return None, check
+    try:
+        view = build()
+    except Exception as exc:  # private chronos attributes: a failed check, never a failed run
+        error = exc
+
+        def view(**_: Any) -> Any:
+            raise error
+
+    check = check_view(full, view, n_out=n_out, n_variates=n_variates, context_length=context_length)
+    if not kind.per_variates:
+        check = replace(check, n_variates=None)
+    if check.passed:
+        count = n_variates if kind.per_variates else n_out
+        log.info("%s for %d %s: %s", kind.name, count, kind.per, check.reason)
+        return view, check
+    log.warning("%s: %s; %s", kind.name, check.reason, kind.instead)
+    return None, check
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or ["no message"])[0][:200]

@@ -14,50 +14,50 @@ that are masked in time (never read by an observed token) may differ.
 replaces the group attention of every block; the view's encoder builds the small per-task mask
 ``[T, tasks, 1, 1, V]`` instead of chronos' ``[T, 1, batch, batch]`` one (time first, so the output-only
 last block of :mod:`chronobt.engine.views.lastblock` slices it the same way). The view reads private chronos
-attributes, so it is guarded like the output-only block: :func:`supports_block_diagonal` checks the
-layout by types and names, and the engine compares the view with the full forward once per number of
-variates and output patches (:func:`chronobt.engine.views.lastblock.check_output_only`, same tolerance) and
-records it.
+attributes (:mod:`chronobt.engine.chronos_compat`), so it is guarded like the output-only block:
+:func:`supports_block_diagonal` checks the layout by types and names, and the engine compares the view
+with the full forward once per number of variates and output patches
+(:func:`chronobt.engine.views.check.check_view`, same tolerance) and records it.
 The view is valid only for the engine's contiguous ``group_ids`` layout; the engine is its only caller.
 """
 
 from __future__ import annotations
 
-import copy
 import functools
-import logging
-from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
-from chronos.chronos2.layers import AttentionOutput
 from torch import nn
 
-from chronobt.engine.views.lastblock import encoder_view
+from chronobt.engine import chronos_compat
+from chronobt.engine.views.check import ViewCheck, ViewKind, checked_view
+from chronobt.engine.views.lastblock import encoder_view, output_only_view
 
-logger = logging.getLogger(__name__)
-
-#: The encoder method the view overrides (chronos builds the dense group mask there).
-_MASK_METHOD = "_construct_and_invert_group_time_mask"
+#: Block-diagonal group attention in records and logs.
+BLOCK_DIAGONAL = ViewKind(
+    name="block-diagonal group attention",
+    instead="running dense group attention",
+    per="variates",
+    layout="the encoder blocks do not have the group-attention layout BlockDiagonalGroupAttention relies on",
+    logger=__name__,
+)
 
 
 def supports_block_diagonal(model: Any) -> bool:
     """Whether every encoder block of ``model`` has the group-attention layout the view relies on."""
     try:
-        from chronos.chronos2.layers import MHA, GroupSelfAttention
-        from chronos.chronos2.model import Chronos2EncoderBlock
-
+        internals = chronos_compat.load()
         encoder = model.encoder
         blocks = list(encoder.block)
         groups = [block.layer[1] for block in blocks]
-    except (ImportError, AttributeError, TypeError, IndexError):
+    except (chronos_compat.MissingInternal, AttributeError, TypeError, IndexError):
         return False
     return (
         bool(blocks)
-        and callable(getattr(encoder, _MASK_METHOD, None))
-        and all(type(block) is Chronos2EncoderBlock for block in blocks)
-        and all(type(g) is GroupSelfAttention for g in groups)
-        and all(type(g.self_attention) is MHA and not g.self_attention.use_rope for g in groups)
+        and callable(getattr(encoder, chronos_compat.GROUP_MASK_METHOD, None))
+        and all(type(block) is internals.encoder_block for block in blocks)
+        and all(type(g) is internals.group_attention for g in groups)
+        and all(type(g.self_attention) is internals.mha and not g.self_attention.use_rope for g in groups)
         and all(hasattr(g, "layer_norm") for g in groups)
     )
 
@@ -99,10 +99,11 @@ class BlockDiagonalGroupAttention(nn.Module):
             raise ValueError(f"n_variates must be >= 1, got {n_variates}")
         self.group_attn = group_attn
         self.n_variates = n_variates
+        self._output_type = chronos_compat.load().attention_output  # chronos' private output class
 
     def forward(
         self, hidden_states: torch.Tensor, attention_mask: torch.Tensor, output_attentions: bool = False
-    ) -> AttentionOutput:
+    ) -> Any:
         layer: Any = self.group_attn
         batch, length, d_model = hidden_states.shape
         n_v = self.n_variates
@@ -114,7 +115,7 @@ class BlockDiagonalGroupAttention(nn.Module):
         )
         mixed = by_time + attended[0]
         out = mixed.view(length, batch, d_model).transpose(0, 1)
-        return AttentionOutput(hidden_states=out, attn_weights=attended.attn_weights)
+        return self._output_type(hidden_states=out, attn_weights=attended.attn_weights)
 
 
 def block_diagonal_view(model: Any, n_variates: int) -> Any:
@@ -125,88 +126,44 @@ def block_diagonal_view(model: Any, n_variates: int) -> Any:
     encoder = model.encoder
     blocks = []
     for block in encoder.block:
-        view_block = copy.copy(block)
-        view_block._modules = dict(block._modules)
+        view_block = chronos_compat.shallow_copy(block)
         time_attn, group_attn, feed_forward = block.layer
         view_block.layer = nn.ModuleList(
             [time_attn, BlockDiagonalGroupAttention(group_attn, n_variates), feed_forward]
         )
         blocks.append(view_block)
     return encoder_view(
-        model, blocks, **{_MASK_METHOD: functools.partial(per_task_mask, n_variates=n_variates)}
+        model,
+        blocks,
+        **{chronos_compat.GROUP_MASK_METHOD: functools.partial(per_task_mask, n_variates=n_variates)},
     )
 
 
-@dataclass(frozen=True)
-class ViewCheck:
-    """A view for tasks of ``n_variates`` against the full forward: the block-diagonal one (with the
-    output-only last block when that is used), or its task-chunked blocks
-    (:mod:`chronobt.engine.views.task_chunks`).
-
-    Attributes
-    ----------
-    n_variates, num_output_patches : the shape it was checked for.
-    passed : whether the engine may use the view.
-    max_abs_diff, tolerance, reason : as in :class:`chronobt.engine.views.lastblock.OutputOnlyCheck`.
-    """
-
-    n_variates: int
-    num_output_patches: int
-    passed: bool
-    max_abs_diff: float | None
-    tolerance: float | None
-    reason: str
-
-    def record(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def of(cls, n_variates: int, n_out: int, compared: Any) -> ViewCheck:
-        """The check from :func:`chronobt.engine.views.lastblock.check_output_only`'s comparison."""
-        return cls(
-            n_variates, n_out, compared.passed, compared.max_abs_diff, compared.tolerance, compared.reason
-        )
-
-
-def unsupported_check(n_variates: int, n_out: int) -> ViewCheck:
-    """The record for a model whose blocks have another layout (no comparison is run)."""
-    reason = "the encoder blocks do not have the group-attention layout BlockDiagonalGroupAttention relies on"
-    return ViewCheck(n_variates, n_out, False, None, None, reason)
-
-
-def prepare_view(
-    model: Any, *, n_variates: int, n_out: int, output_only: bool, layout_ok: bool, context_length: int
+def prepare_block_diagonal(
+    model: Any,
+    *,
+    n_variates: int,
+    n_out: int,
+    output_only: bool,
+    layout_ok: bool,
+    context_length: int,
+    problem: str | None = None,
 ) -> tuple[Any | None, ViewCheck]:
-    """The block-diagonal view (composed with the output-only last block when ``output_only``) if it passes.
+    """The block-diagonal view (composed with the output-only last block when ``output_only``) if it
+    passes the check against ``model``'s full forward, and the check
+    (:func:`chronobt.engine.views.check.checked_view`; ``layout_ok`` is :func:`supports_block_diagonal`)."""
 
-    Compared with ``model``'s full forward by :func:`chronobt.engine.views.lastblock.check_output_only` on
-    its check
-    batch (two tasks, one left-padded). ``layout_ok`` is :func:`supports_block_diagonal` of ``model``;
-    without it nothing is compared. A view that cannot be built fails the check like one that raises.
-    Logs one line: info when the view is used or the layout is not supported, a warning when it failed.
-    """
-    from chronobt.engine.views import lastblock
-
-    if not layout_ok:
-        check = unsupported_check(n_variates, n_out)
-        logger.info("block-diagonal group attention: %s; running dense group attention", check.reason)
-        return None, check
-    try:
+    def build() -> Any:
         view = block_diagonal_view(model, n_variates)
-        if output_only:
-            view = lastblock.output_only_view(view, n_out)
-    except Exception as exc:  # private chronos attributes: a failed check, never a failed run
-        error = exc
+        return output_only_view(view, n_out) if output_only else view
 
-        def view(**_: Any) -> Any:
-            raise error
-
-    compared = lastblock.check_output_only(
-        model, view, n_out=n_out, n_variates=n_variates, context_length=context_length
+    return checked_view(
+        BLOCK_DIAGONAL,
+        model,
+        build,
+        n_out=n_out,
+        n_variates=n_variates,
+        context_length=context_length,
+        layout_ok=layout_ok,
+        problem=problem,
     )
-    check = ViewCheck.of(n_variates, n_out, compared)
-    if check.passed:
-        logger.info("block-diagonal group attention for %d variates: %s", n_variates, check.reason)
-        return view, check
-    logger.warning("block-diagonal group attention: %s; running dense group attention", check.reason)
-    return None, check

@@ -13,22 +13,28 @@ and runs it over chunks of ``tasks_per_chunk`` tasks, so the batch can grow (few
 without a cost per window. A GPU wants its kernels large: the engine chunks on the CPU only.
 
 The wrapper relies on the block-diagonal view's mask layout (``[T, tasks, 1, 1, V]``, sliced by task)
-and on chronos' block signature, so :func:`check_view` compares it with the full forward before use,
+and on chronos' block signature, so :func:`check_chunks` compares it with the full forward before use,
 with one task per chunk on the two-task check batch so that the check runs more than one chunk.
 """
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 import torch
 from torch import nn
 
 from chronobt.engine.views import lastblock
-from chronobt.engine.views.group_attention import ViewCheck
+from chronobt.engine.views.check import ViewCheck, ViewKind, checked_view
 
-logger = logging.getLogger(__name__)
+#: Task-chunked encoder blocks in records and logs (checked only where block-diagonal attention runs).
+TASK_CHUNKS = ViewKind(
+    name="task-chunked encoder blocks",
+    instead="running blocks over whole batches",
+    per="variates",
+    layout="the encoder blocks are not block-diagonal views TaskChunkedBlock relies on",
+    logger=__name__,
+)
 
 
 class TaskChunkedBlock(nn.Module):
@@ -96,31 +102,22 @@ def task_chunked_view(model: Any, *, n_variates: int, tasks_per_chunk: int) -> A
     return lastblock.encoder_view(model, blocks)
 
 
-def check_view(
+def check_chunks(
     full: Any, block_diagonal: Any, *, n_variates: int, n_out: int, context_length: int
 ) -> ViewCheck:
     """Whether task-chunked blocks of the checked ``block_diagonal`` view match ``full``'s forward.
 
-    Compared by :func:`chronobt.engine.views.lastblock.check_output_only` with one task per chunk (the check
-    batch's
+    Compared by :func:`chronobt.engine.views.check.check_view` with one task per chunk (the check batch's
     two tasks in two chunks): the chunk size is a loop bound, so one check serves every size. A view
     that cannot be built or raises fails the check. Logs one line: info when it passed, a warning when
     not.
     """
-    try:
-        checked = task_chunked_view(block_diagonal, n_variates=n_variates, tasks_per_chunk=1)
-    except Exception as exc:  # private chronos attributes: a failed check, never a failed run
-        error = exc
-
-        def checked(**_: Any) -> Any:
-            raise error
-
-    compared = lastblock.check_output_only(
-        full, checked, n_out=n_out, n_variates=n_variates, context_length=context_length
+    _, check = checked_view(
+        TASK_CHUNKS,
+        full,
+        lambda: task_chunked_view(block_diagonal, n_variates=n_variates, tasks_per_chunk=1),
+        n_out=n_out,
+        n_variates=n_variates,
+        context_length=context_length,
     )
-    check = ViewCheck.of(n_variates, n_out, compared)
-    if check.passed:
-        logger.info("task-chunked encoder blocks for %d variates: %s", n_variates, check.reason)
-    else:
-        logger.warning("task-chunked encoder blocks: %s; running blocks over whole batches", check.reason)
     return check
