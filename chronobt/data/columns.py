@@ -356,7 +356,7 @@ def _parse_epoch(numbers: np.ndarray, where: str, first_line: int | None) -> pd.
         i = int(out.argmax())
         raise DataError(
             f"{where} has {int(out.sum())} unix times {_RANGE} (first at {row_at(i, first_line)}: "
-            f"{shown(numbers[i])}); {_RANGE_FIX}"
+            f"{int(numbers[i]) if float(numbers[i]).is_integer() else float(numbers[i])!r}); {_RANGE_FIX}"
         )
     ns = exact.astype(np.int64)
     return pd.DatetimeIndex(pd.to_datetime(ns, unit="ns", utc=True))
