@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import json
+import logging
 import os
 import socket
 import stat
@@ -19,11 +20,30 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
-from chronobt.atomic import write_text_atomic
+from chronobt.atomic import remove_stale_temporaries, write_text_atomic
 from chronobt.errors import ChronobtError, ConfigError, LockError, UnsafePathError
+
+logger = logging.getLogger(__name__)
 
 LOCK_NAME = ".chronobt.lock"
 HOLDER_NAME = ".chronobt.lock.holder"
+
+#: The folders of results a run writes below the output folder, cleared of a killed run's temporaries.
+RESULT_FOLDERS = ("backtest", "forecast", "sweep", "finetune")
+
+
+def clear_leftovers(output_dir: Path) -> list[Path]:
+    """Remove the temporaries of runs killed mid-write in ``output_dir`` (call it holding the lock).
+
+    The output folder itself and, recursively, its :data:`RESULT_FOLDERS` (never through a link):
+    nothing outside chronobt's own folders is touched. Returns the entries removed or restored.
+    """
+    handled = remove_stale_temporaries(output_dir)
+    for name in RESULT_FOLDERS:
+        folder = output_dir / name
+        if folder.is_dir() and not folder.is_symlink():
+            handled += remove_stale_temporaries(folder, recursive=True)
+    return handled
 
 
 def _describe_holder(output_dir: Path) -> str:
@@ -82,6 +102,8 @@ def output_lock(
     command
         The holder's command line, shown to a run that finds the lock taken.
 
+    Once held, the temporaries a killed run left are cleared (:func:`clear_leftovers`).
+
     Raises
     ------
     LockError
@@ -125,6 +147,8 @@ def output_lock(
             root=output_dir,
         )
         written = True
+        for path in clear_leftovers(output_dir):
+            logger.info("cleared %s (left by a run that was killed)", path)
         yield
     finally:
         if written:

@@ -176,3 +176,36 @@ def test_the_holder_record_is_written_atomically_and_removed_after(tmp_path: Pat
         names = sorted(p.name for p in tmp_path.iterdir())
         assert names == [".chronobt.lock", ".chronobt.lock.holder"]
     assert not (tmp_path / ".chronobt.lock.holder").exists()
+
+
+def test_taking_the_lock_clears_what_a_killed_run_left_in_the_result_folders(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    cell = out / "backtest" / "ETHUSD"
+    cell.mkdir(parents=True)
+    (cell / ".differencing.0123456789ab.tmp").mkdir()
+    (cell / ".differencing.0123456789ab.tmp" / "forecasts.parquet").write_bytes(b"PAR1")
+    (cell / ".differencing.old-0123abcd").mkdir()  # the finished results, moved aside before the kill
+    (cell / ".differencing.old-0123abcd" / "metrics.json").write_text("{}")
+    (out / "sweep").mkdir()
+    (out / "sweep" / ".leaderboard.csv.a1b2c3d4e5f6.tmp").write_text("symbol")
+    (out / ".chronobt.lock.holder.ffffffffffff.tmp").write_text("{")
+    foreign = out / "notes" / ".draft.0123456789ab.tmp"  # not a folder chronobt writes
+    foreign.parent.mkdir()
+    foreign.write_text("someone else's")
+    with output_lock(out):
+        assert sorted(p.name for p in cell.iterdir()) == ["differencing"]
+        assert (cell / "differencing" / "metrics.json").read_text() == "{}"
+        assert list((out / "sweep").iterdir()) == []
+    assert sorted(p.name for p in out.iterdir()) == [".chronobt.lock", "backtest", "notes", "sweep"]
+    assert foreign.read_text() == "someone else's"
+
+
+def test_clearing_leftovers_never_follows_a_linked_result_folder(tmp_path: Path) -> None:
+    out, elsewhere = tmp_path / "out", tmp_path / "elsewhere"
+    out.mkdir()
+    elsewhere.mkdir()
+    (elsewhere / ".keep.0123456789ab.tmp").write_text("not ours")
+    (out / "forecast").symlink_to(elsewhere, target_is_directory=True)
+    with output_lock(out):
+        pass
+    assert (elsewhere / ".keep.0123456789ab.tmp").read_text() == "not ours"
