@@ -63,7 +63,10 @@ _OLD_NAME = re.compile(r"^\.(?P<name>.+)\.old-[0-9a-f]{8}$")
 
 _CAUSES = {
     errno.ENOSPC: ("the disk is full", "free space on the disk holding {folder} or write to another folder"),
-    errno.EDQUOT: ("the disk quota is exceeded", "free space within your quota or write to another folder"),
+    getattr(errno, "EDQUOT", -2): (
+        "the disk quota is exceeded",
+        "free space within your quota or write to another folder",
+    ),
     errno.EROFS: ("the file system is read-only", "write to a folder on a writable disk"),
     errno.EACCES: ("permission denied", "make {folder} writable for your user or write to another folder"),
     errno.EPERM: (

@@ -46,7 +46,8 @@ def test_unix_times_switching_from_ms_to_seconds_are_read_row_by_row(tmp_path: P
 def test_unix_times_disagreeing_with_the_date_column_name_the_row(tmp_path: Path) -> None:
     csv = gemini_csv(tmp_path / "gemini.csv", bad_date_row=57)
     # banner line 1, header line 2: data row 57 is line 60 of the file
-    with pytest.raises(DataError, match=r"line 60: column 'Unix Timestamp' (\d+) .* column 'Date' says") as err:
+    pattern = r"line 60: column 'Unix Timestamp' (\d+) .* column 'Date' says"
+    with pytest.raises(DataError, match=pattern) as err:
         import_csv(csv, symbol="ETHUSD", data_dir=tmp_path)
     line = csv.read_text().splitlines()[59]
     assert line.startswith(err.value.args[0].split("'Unix Timestamp' ")[1].split()[0] + ",")
