@@ -21,6 +21,14 @@ class ModelError(ChronobtError):
     """The Chronos-2 model cannot be resolved, loaded or run."""
 
 
+class UnsafePathError(ChronobtError):
+    """A symbolic link (or a path escaping its folder) where chronobt writes: refused, never followed."""
+
+
+class WriteError(ChronobtError):
+    """A file or folder cannot be written (disk full, read-only, permission): names the path and the fix."""
+
+
 class ConfigError(ChronobtError):
     """An option or configuration value is invalid (exit code 2, like a usage error)."""
 

@@ -1,10 +1,18 @@
-"""One lock per output directory, so two unattended runs never write the same results at once."""
+"""One lock per output directory, so two unattended runs never write the same results at once.
+
+The lock file and its holder record are never followed when they are symbolic links (anyone who can
+write the shared output folder could otherwise aim them at another file): a link there is refused with
+one line naming it and the fix.
+"""
 
 from __future__ import annotations
 
+import errno
 import json
+import logging
 import os
 import socket
+import stat
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -12,15 +20,39 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
-from chronobt.errors import ChronobtError, ConfigError, LockError
+from chronobt.atomic import remove_stale_temporaries, write_text_atomic
+from chronobt.errors import ChronobtError, ConfigError, LockError, UnsafePathError
+
+logger = logging.getLogger(__name__)
 
 LOCK_NAME = ".chronobt.lock"
 HOLDER_NAME = ".chronobt.lock.holder"
 
+#: The folders of results a run writes below the output folder, cleared of a killed run's temporaries.
+RESULT_FOLDERS = ("backtest", "forecast", "sweep", "finetune")
+
+
+def clear_leftovers(output_dir: Path) -> list[Path]:
+    """Remove the temporaries of runs killed mid-write in ``output_dir`` (call it holding the lock).
+
+    The output folder itself and, recursively, its :data:`RESULT_FOLDERS` (never through a link):
+    nothing outside chronobt's own folders is touched. Returns the entries removed or restored.
+    """
+    handled = remove_stale_temporaries(output_dir)
+    for name in RESULT_FOLDERS:
+        folder = output_dir / name
+        if folder.is_dir() and not folder.is_symlink():
+            handled += remove_stale_temporaries(folder, recursive=True)
+    return handled
+
 
 def _describe_holder(output_dir: Path) -> str:
     try:
-        info = json.loads((output_dir / HOLDER_NAME).read_text())
+        fd = os.open(output_dir / HOLDER_NAME, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        with os.fdopen(fd, "rb") as handle:
+            info = json.loads(handle.read(1 << 16))
+        if not isinstance(info, dict):
+            raise ValueError
     except (OSError, ValueError):
         return "another chronobt run"
     return f"pid {info.get('pid')} on {info.get('host')} since {info.get('since')} ({info.get('command')})"
@@ -40,6 +72,21 @@ def _writable_folder(output_dir: Path) -> Path:
     return output_dir
 
 
+def _refuse_link(path: Path) -> None:
+    """A user error when ``path`` is a symbolic link (dangling or not): it is never followed."""
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return
+    except OSError:
+        return  # unreadable folder: the lock's own open reports it
+    if stat.S_ISLNK(mode):
+        raise UnsafePathError(
+            f"{path}: is a symbolic link; chronobt never follows links at its lock files (anyone who can "
+            f"write the folder could aim it at another file); remove the link (rm '{path}') and rerun"
+        )
+
+
 @contextmanager
 def output_lock(
     output_dir: Path, *, wait: float = 0.0, command: Sequence[str] | None = None
@@ -55,12 +102,20 @@ def output_lock(
     command
         The holder's command line, shown to a run that finds the lock taken.
 
+    Once held, the temporaries a killed run left are cleared (:func:`clear_leftovers`).
+
     Raises
     ------
     LockError
         Another run holds the lock (exit code 75), naming the holder.
+    UnsafePathError
+        The lock file or the holder record is a symbolic link (named, with the fix).
     """
-    lock = FileLock(str(_writable_folder(output_dir) / LOCK_NAME))
+    lock_path = _writable_folder(output_dir) / LOCK_NAME
+    holder = output_dir / HOLDER_NAME
+    _refuse_link(lock_path)
+    _refuse_link(holder)
+    lock = FileLock(str(lock_path))
     try:
         lock.acquire(timeout=max(wait, 0.0), poll_interval=0.1)
     except Timeout:
@@ -70,13 +125,17 @@ def output_lock(
             "wait for it to finish, pass --wait SECONDS, or use another --output-dir"
         ) from None
     except OSError as exc:  # after Timeout, which is an OSError too
+        if exc.errno == errno.ELOOP:  # a link planted after the check above (filelock opens O_NOFOLLOW)
+            _refuse_link(lock_path)
         raise ChronobtError(
             f"{output_dir}: cannot write there ({exc.strerror or exc}); pass a writable --output-dir "
             "or fix its permissions"
         ) from None
-    holder = output_dir / HOLDER_NAME
+    written = False
     try:
-        holder.write_text(
+        _refuse_link(holder)
+        write_text_atomic(
+            holder,
             json.dumps(
                 {
                     "pid": os.getpid(),
@@ -84,9 +143,14 @@ def output_lock(
                     "since": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                     "command": " ".join(command) if command is not None else "python api",
                 }
-            )
+            ),
+            root=output_dir,
         )
+        written = True
+        for path in clear_leftovers(output_dir):
+            logger.info("cleared %s (left by a run that was killed)", path)
         yield
     finally:
-        holder.unlink(missing_ok=True)
+        if written:
+            holder.unlink(missing_ok=True)
         lock.release()

@@ -66,6 +66,27 @@ def _strings(values: list[str]) -> pd.DataFrame:
     return frame
 
 
+def _past_2262_arrow(path: Path) -> None:
+    """A ``timestamp[us]`` column (what pyarrow and pandas 3 write) holding one bar in 2300."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    frame = good_frame()
+    stamps = list(frame["timestamp"].dt.tz_localize(None).dt.to_pydatetime())
+    stamps[40] = stamps[40].replace(year=2300)
+    columns = {t: frame[t] for t in ("open", "high", "low", "close")}
+    table = pa.table({"timestamp": pa.array(stamps, type=pa.timestamp("us", tz="UTC")), **columns})
+    pq.write_table(table, path)
+
+
+def _unix_seconds(frame: pd.DataFrame) -> pd.Series:
+    return (frame["timestamp"] - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)
+
+
+def _zoned_text(frame: pd.DataFrame) -> pd.Series:
+    return frame["timestamp"].dt.strftime("%Y-%m-%dT%H:%M:%S+00:00").astype(object)
+
+
 def _corrupt_parquet(path: Path) -> None:
     good_frame().to_parquet(path, index=False)
     data = path.read_bytes()
@@ -115,6 +136,12 @@ def _input_specs() -> list[Spec]:
     mixed_units = hourly.assign(timestamp=unix_seconds.astype("int64"), date=hourly["timestamp"].astype(str))
     mixed_units.loc[5, "timestamp"] = mixed_units.loc[5, "timestamp"] * 1000 + 3 * 3_600_000  # ms, 3 h off
     same_time = hourly.assign(timestamp=hourly["timestamp"].iloc[0])
+    past_text = hourly.assign(timestamp=_zoned_text(hourly))
+    past_text.loc[40, "timestamp"] = "2300-01-01T00:00:00+00:00"
+    past_unix = hourly.assign(timestamp=_unix_seconds(hourly).astype("int64"))
+    past_unix.loc[40, "timestamp"] = 10_000_000_000  # seconds: 2286-11-20
+    notadate = hourly.assign(timestamp=_zoned_text(hourly))
+    notadate.loc[7, "timestamp"] = "notadate"
     return [
         ("missing_file", "absent.parquet", _nothing, "file not found"),
         ("zero_byte_file", "zero.parquet", _bytes(b""), "empty (0 bytes)"),
@@ -168,7 +195,34 @@ def _input_specs() -> list[Spec]:
         ("single_row", "onerow.parquet", _parquet(hourly.iloc[:1]), "only 1 distinct timestamp"),
         ("all_rows_one_timestamp", "sametime.parquet", _parquet(same_time), "only 1 distinct timestamp"),
         ("off_grid_timestamp", "offgrid.parquet", _parquet(off_grid), "off the regular h grid"),
+        ("symbol_dot_dot", "...parquet", _parquet(hourly), "'..' is not a usable symbol"),
+        ("symbol_leading_dot", ".x.parquet", _parquet(hourly), "'.x' is not a usable symbol"),
+        ("symbol_with_space", "my data.parquet", _parquet(hourly), "data import"),
+        ("timestamp_past_2262", "future.parquet", _past_2262_arrow, "outside 1677-09-22 .. 2262-04-11"),
+        (
+            "text_timestamp_past_2262",
+            "futuretext.parquet",
+            _parquet(past_text),
+            "outside 1677-09-22 .. 2262-04-11 (what a nanosecond timestamp holds) (first at data row 40",
+        ),
+        ("unix_time_past_2262", "futureunix.parquet", _parquet(past_unix), "unix times outside 1677-09-22"),
+        (
+            "lone_bad_timestamp_among_zoned",
+            "notadate.parquet",
+            _parquet(notadate),
+            "1 unparseable timestamps (first at data row 7: 'notadate')",
+        ),
     ]
+
+
+def _csv_with(frame: pd.DataFrame, column: str, row: int, value: str, *, zoned: bool) -> bytes:
+    """``frame`` as CSV text, its timestamps zoned (``+00:00``) or naive, one cell of ``column`` replaced."""
+    text = frame.assign(
+        timestamp=_zoned_text(frame) if zoned else frame["timestamp"].dt.strftime("%Y-%m-%d %H:%M")
+    )
+    text[column] = text[column].astype(object)
+    text.loc[row, column] = value
+    return text.to_csv(index=False).encode()
 
 
 def _csv_specs() -> list[Spec]:
@@ -201,5 +255,41 @@ def _csv_specs() -> list[Spec]:
             "headeronly.csv",
             _bytes(b"Date,Open,High,Low,Close\n"),
             "has no rows",
+        ),
+        (
+            "csv_lone_bad_timestamp_among_zoned",
+            "notadate.csv",
+            _bytes(_csv_with(good, "timestamp", 2, "notadate", zoned=True)),
+            "unparseable timestamps (first at line 4: 'notadate')",  # header = line 1
+        ),
+        (
+            "csv_timestamp_past_2262",
+            "future.csv",
+            _bytes(_csv_with(good, "timestamp", 5, "2300-01-01 00:00", zoned=False)),
+            "(first at line 7: '2300-01-01 00:00')",
+        ),
+        (
+            "csv_unix_time_past_2262",
+            "futureunix.csv",
+            _bytes(
+                b"Banner line\n"
+                + good.assign(timestamp=_unix_seconds(good))
+                .to_csv(index=False)
+                .replace(str(_unix_seconds(good).iloc[9]), "99999999999", 1)
+                .encode()
+            ),
+            "(first at line 12: 99999999999)",  # banner line 1, header line 2
+        ),
+        (
+            "csv_case_twins_conflict",
+            "twins.csv",
+            _bytes(
+                b"timestamp,open,high,low,close,Close\n"
+                + b"".join(
+                    f"2021-03-01 {h:02d}:00,100,102,99,{101 + h}.5,{101 + h + (h == 2)}.5\n".encode()
+                    for h in range(6)
+                )
+            ),
+            "conflict in 1 rows (lines 4; line 4: 103.5 vs 104.5)",
         ),
     ]

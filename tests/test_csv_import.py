@@ -45,8 +45,12 @@ def test_unix_times_switching_from_ms_to_seconds_are_read_row_by_row(tmp_path: P
 
 def test_unix_times_disagreeing_with_the_date_column_name_the_row(tmp_path: Path) -> None:
     csv = gemini_csv(tmp_path / "gemini.csv", bad_date_row=57)
-    with pytest.raises(DataError, match=r"data row 57: column 'Unix Timestamp' .* column 'Date' says"):
+    # banner line 1, header line 2: data row 57 is line 60 of the file
+    pattern = r"line 60: column 'Unix Timestamp' (\d+) .* column 'Date' says"
+    with pytest.raises(DataError, match=pattern) as err:
         import_csv(csv, symbol="ETHUSD", data_dir=tmp_path)
+    line = csv.read_text().splitlines()[59]
+    assert line.startswith(err.value.args[0].split("'Unix Timestamp' ")[1].split()[0] + ",")
     assert not (tmp_path / "ETHUSD.parquet").exists()
 
 
@@ -79,7 +83,10 @@ def test_conflicting_case_twin_columns_name_the_rows(tmp_path: Path) -> None:
         DataError, match=r"'close' and 'Close' differ only in case and conflict in 2 rows"
     ) as err:
         import_csv(csv, symbol="T", data_dir=tmp_path)
-    assert "data rows 3, 7" in str(err.value) and "cannot find" not in str(err.value)
+    message = str(err.value)
+    assert "lines 5, 9; line 5: " in message and "cannot find" not in message  # the header is line 1
+    close = twin_csv(tmp_path / "again.csv").read_text().splitlines()[4].split(",")[4]
+    assert f"line 5: {float(close)!r} vs {float(close) + 1.0!r}" in message and "np.float64" not in message
 
 
 def test_import_prints_its_own_repairs_not_the_clean_stored_file(tmp_path: Path) -> None:
@@ -133,8 +140,8 @@ def test_tz_converts_local_times_to_utc(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("stamps", "why"),
     [
-        (["2021-11-07 00:30", "2021-11-07 01:30", "2021-11-07 02:30"], "data row 1 is ambiguous"),
-        (["2021-03-14 01:00", "2021-03-14 02:00", "2021-03-14 03:00"], "data row 1 does not exist"),
+        (["2021-11-07 00:30", "2021-11-07 01:30", "2021-11-07 02:30"], "line 3 is ambiguous"),
+        (["2021-03-14 01:00", "2021-03-14 02:00", "2021-03-14 03:00"], "line 3 does not exist"),
     ],
 )
 def test_tz_refuses_dst_ambiguous_or_nonexistent_local_times(

@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from chronobt.cli import app
-from chronobt.errors import LockError
+from chronobt.errors import LockError, UnsafePathError
 from chronobt.locking import output_lock
 from tests.synthetic import write_symbol
 
@@ -130,3 +130,95 @@ def test_a_failed_run_releases_the_lock(tmp_path: Path, tiny_model_dir: Path) ->
     assert failed.exit_code != 0
     with output_lock(out):  # free again
         pass
+
+
+@pytest.mark.parametrize("dangling", [False, True])
+def test_a_symlink_at_the_holder_record_is_refused_and_never_written_through(
+    tmp_path: Path, dangling: bool
+) -> None:
+    out, victim = tmp_path / "out", tmp_path / "victim.txt"
+    out.mkdir()
+    if not dangling:
+        victim.write_text("precious")
+    (out / ".chronobt.lock.holder").symlink_to(victim)
+    with pytest.raises(UnsafePathError) as info, output_lock(out):
+        pytest.fail("the block must not run")
+    message = str(info.value)
+    assert ".chronobt.lock.holder: is a symbolic link" in message and "remove the link" in message
+    assert "permissions" not in message and "\n" not in message
+    assert victim.read_text() == "precious" if not dangling else not victim.exists()
+    assert (out / ".chronobt.lock.holder").is_symlink()
+    (out / ".chronobt.lock.holder").unlink()
+    with output_lock(out):  # the refused attempt left the lock free
+        pass
+
+
+@pytest.mark.parametrize("dangling", [False, True])
+def test_a_symlink_at_the_lock_file_is_refused_naming_it_not_a_permissions_problem(
+    tmp_path: Path, dangling: bool
+) -> None:
+    out, victim = tmp_path / "out", tmp_path / "victim.txt"
+    out.mkdir()
+    if not dangling:
+        victim.write_text("precious")
+    (out / ".chronobt.lock").symlink_to(victim)
+    with pytest.raises(UnsafePathError) as info, output_lock(out):
+        pytest.fail("the block must not run")
+    message = str(info.value)
+    assert ".chronobt.lock: is a symbolic link" in message and "remove the link" in message
+    assert "fix its permissions" not in message
+    assert victim.read_text() == "precious" if not dangling else not victim.exists()
+
+
+def test_a_run_refused_for_a_symlinked_lock_exits_1_with_one_line(
+    tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    data, out = tmp_path / "data", tmp_path / "out"
+    write_symbol(data, "AAA", 300)
+    out.mkdir()
+    (out / ".chronobt.lock.holder").symlink_to(tmp_path / "victim.txt")
+    result = _forecast(tiny_model_dir, data, out)
+    assert result.exit_code == 1, result.output
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "is a symbolic link" in errors[0] and "Traceback" not in result.output
+    assert not (tmp_path / "victim.txt").exists() and not (out / "forecast").exists()
+
+
+def test_the_holder_record_is_written_atomically_and_removed_after(tmp_path: Path) -> None:
+    with output_lock(tmp_path, command=["chronobt", "backtest"]):
+        names = sorted(p.name for p in tmp_path.iterdir())
+        assert names == [".chronobt.lock", ".chronobt.lock.holder"]
+    assert not (tmp_path / ".chronobt.lock.holder").exists()
+
+
+def test_taking_the_lock_clears_what_a_killed_run_left_in_the_result_folders(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    cell = out / "backtest" / "ETHUSD"
+    cell.mkdir(parents=True)
+    (cell / ".differencing.0123456789ab.tmp").mkdir()
+    (cell / ".differencing.0123456789ab.tmp" / "forecasts.parquet").write_bytes(b"PAR1")
+    (cell / ".differencing.old-0123abcd").mkdir()  # the finished results, moved aside before the kill
+    (cell / ".differencing.old-0123abcd" / "metrics.json").write_text("{}")
+    (out / "sweep").mkdir()
+    (out / "sweep" / ".leaderboard.csv.a1b2c3d4e5f6.tmp").write_text("symbol")
+    (out / ".chronobt.lock.holder.ffffffffffff.tmp").write_text("{")
+    foreign = out / "notes" / ".draft.0123456789ab.tmp"  # not a folder chronobt writes
+    foreign.parent.mkdir()
+    foreign.write_text("someone else's")
+    with output_lock(out):
+        assert sorted(p.name for p in cell.iterdir()) == ["differencing"]
+        assert (cell / "differencing" / "metrics.json").read_text() == "{}"
+        assert list((out / "sweep").iterdir()) == []
+    assert sorted(p.name for p in out.iterdir()) == [".chronobt.lock", "backtest", "notes", "sweep"]
+    assert foreign.read_text() == "someone else's"
+
+
+def test_clearing_leftovers_never_follows_a_linked_result_folder(tmp_path: Path) -> None:
+    out, elsewhere = tmp_path / "out", tmp_path / "elsewhere"
+    out.mkdir()
+    elsewhere.mkdir()
+    (elsewhere / ".keep.0123456789ab.tmp").write_text("not ours")
+    (out / "forecast").symlink_to(elsewhere, target_is_directory=True)
+    with output_lock(out):
+        pass
+    assert (elsewhere / ".keep.0123456789ab.tmp").read_text() == "not ours"

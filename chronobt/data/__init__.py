@@ -15,12 +15,14 @@ Calendars
     consecutive; nothing is filled. Future timestamps skip the closed hours/days.
 
 Modules: :mod:`~chronobt.data.ohlc` (the types), :mod:`~chronobt.data.store` (the entry points below),
-:mod:`~chronobt.data.files` (finding and reading files), :mod:`~chronobt.data.columns` (column mapping,
-timestamp parsing), :mod:`~chronobt.data.validate` (checks and repairs), :mod:`~chronobt.data.frequency`
+:mod:`~chronobt.data.files` (finding and reading files, symbols safe in paths),
+:mod:`~chronobt.data.columns` (column mapping, timestamp parsing), :mod:`~chronobt.data.validate`
+(checks and repairs), :mod:`~chronobt.data.frequency`
 (bar frequency and calendar inference), :mod:`~chronobt.data.sessions` (exchange trading calendars:
 XNYS inference, session bar patterns, future bars).
 """
 
+from chronobt.data.files import SYMBOL_RULE, check_symbol, is_symbol, symbol_of_file
 from chronobt.data.ohlc import MAX_ABS_PRICE, OHLC, TARGETS, DataReport, SymbolInfo
 from chronobt.data.store import (
     check_ohlc,
@@ -37,16 +39,20 @@ from chronobt.data.store import (
 __all__ = [
     "MAX_ABS_PRICE",
     "OHLC",
+    "SYMBOL_RULE",
     "TARGETS",
     "DataReport",
     "SymbolInfo",
     "check_ohlc",
+    "check_symbol",
     "import_csv",
     "import_csv_report",
+    "is_symbol",
     "list_symbols",
     "load_ohlc",
     "require_bars",
     "resolve_path",
     "save_ohlc",
     "save_ohlc_report",
+    "symbol_of_file",
 ]

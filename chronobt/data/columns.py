@@ -39,6 +39,28 @@ _EXTRA_TIME_FORMATS = ("%Y-%m-%d %I-%p", "%Y-%m-%d %I %p", "%Y-%m-%d %I:%M %p", 
 _TZ_SUFFIX = re.compile(r"(?:Z|[+-]\d{2}:?\d{2}|\s?UTC|\s?GMT)$", re.IGNORECASE)
 
 
+#: ``DataFrame.attrs`` key under which :func:`~chronobt.data.files.read_csv` records the file line
+#: (1-based, the header being line 1 when there is no banner) of the first data row.
+FIRST_LINE = "chronobt_first_line"
+
+
+def row_at(i: int, first_line: int | None) -> str:
+    """Where data row ``i`` (0-based) is: ``line N`` of a CSV file, else ``data row i`` of a table."""
+    return f"line {first_line + i}" if first_line is not None else f"data row {i}"
+
+
+def rows_at(rows: np.ndarray, first_line: int | None, *, most: int = 5) -> str:
+    """Several rows as :func:`row_at` would name them: ``lines 5, 9`` or ``data rows 3, 7`` (then ...)."""
+    offset = first_line if first_line is not None else 0
+    shown = ", ".join(str(int(r) + offset) for r in rows[:most]) + (" ..." if len(rows) > most else "")
+    return f"{'lines' if first_line is not None else 'data rows'} {shown}"
+
+
+def shown(value: object) -> str:
+    """A cell as a user wrote it: ``8294.83``, ``'abc'`` (numpy scalars as plain Python values)."""
+    return repr(value.item() if isinstance(value, np.generic) else value)
+
+
 def _norm(name: object) -> str:
     return re.sub(r"[^a-z0-9]+", "_", str(name).strip().lower()).strip("_")
 
@@ -126,25 +148,49 @@ def time_values(raw: pd.DataFrame, source: str) -> tuple[pd.Series, str]:
 
 
 def parse_timestamps(
-    values: pd.Series, source: str, column: str, *, tz: str | None = None
+    values: pd.Series, source: str, column: str, *, tz: str | None = None, first_line: int | None = None
 ) -> tuple[pd.DatetimeIndex, bool]:
     """Parse a timestamp column to a UTC DatetimeIndex ``[time]`` in file order, and whether it was naive.
 
     Unix times (s/ms/us/ns, chosen per row by magnitude) are UTC. Timestamps without a zone are local
     times in ``tz`` when given (a DST-ambiguous or nonexistent wall time is a DataError naming the row),
     else taken as UTC (the caller warns). Timestamps with a zone are converted to UTC; ``tz`` must then
-    agree with their offsets (else a DataError: drop ``--tz``).
+    agree with their offsets (else a DataError: drop ``--tz``). Times outside what a nanosecond
+    timestamp holds (before 1677-09-22, after 2262-04-11) are a DataError naming the row.
+    ``first_line``: the file line of the first row (CSV), so errors name lines; else data rows.
     """
     where = f"{source}: column {column!r}"
-    parsed = _parse_any(values, where)
+    parsed = _parse_any(values, where, first_line)
+    _check_range(parsed, where, values, first_line)
     naive = parsed.tz is None
-    if naive and tz is None:
-        return to_utc_index(parsed), True
-    if naive and tz is not None:
-        return _localize(parsed, tz, where, values), False
-    if tz is not None:
-        _check_zone_agrees(parsed, tz, where, values)
-    return to_utc_index(parsed), False
+    try:
+        if naive and tz is None:
+            return to_utc_index(parsed), True
+        if naive and tz is not None:
+            return _localize(parsed, tz, where, values, first_line), False
+        if tz is not None:
+            _check_zone_agrees(parsed, tz, where, values, first_line)
+        return to_utc_index(parsed), False
+    except pd.errors.OutOfBoundsDatetime:  # in range as written, out of it once converted to UTC
+        raise DataError(f"{where}: timestamps {_RANGE} once converted to UTC; {_RANGE_FIX}") from None
+
+
+_RANGE = "outside 1677-09-22 .. 2262-04-11 (what a nanosecond timestamp holds)"
+
+
+_RANGE_FIX = "fix or drop those rows (a wrong unit or a corrupt value)"
+
+
+def _check_range(parsed: pd.DatetimeIndex, where: str, values: pd.Series, first_line: int | None) -> None:
+    """A DataError naming the first timestamp a nanosecond timestamp cannot hold."""
+    utc = parsed.tz_convert(None) if parsed.tz is not None else parsed
+    out = np.asarray((utc < pd.Timestamp.min) | (utc > pd.Timestamp.max))
+    if out.any():
+        i = int(out.argmax())
+        raise DataError(
+            f"{where} has {int(out.sum())} timestamps {_RANGE} (first at {row_at(i, first_line)}: "
+            f"{shown(values.iloc[i])}); {_RANGE_FIX}"
+        )
 
 
 def _zone(tz: str) -> Any:
@@ -156,7 +202,9 @@ def _zone(tz: str) -> Any:
         ) from None
 
 
-def _localize(parsed: pd.DatetimeIndex, tz: str, where: str, values: pd.Series) -> pd.DatetimeIndex:
+def _localize(
+    parsed: pd.DatetimeIndex, tz: str, where: str, values: pd.Series, first_line: int | None
+) -> pd.DatetimeIndex:
     zone = _zone(tz)
     local = parsed.tz_localize(zone, ambiguous="NaT", nonexistent="NaT")
     bad = np.asarray(local.isna())
@@ -165,50 +213,56 @@ def _localize(parsed: pd.DatetimeIndex, tz: str, where: str, values: pd.Series) 
         exists = parsed[i : i + 1].tz_localize(zone, ambiguous="NaT", nonexistent="shift_forward")
         why = "is ambiguous (it occurs twice when DST ends)" if exists.isna().any() else "does not exist"
         raise DataError(
-            f"{where}: local time {values.iloc[i]!r} at data row {i} {why} in {tz} ({int(bad.sum())} such "
+            f"{where}: local time {shown(values.iloc[i])} at {row_at(i, first_line)} {why} in {tz} "
+            f"({int(bad.sum())} such "
             "rows); export the file in UTC or with UTC offsets"
         )
     return to_utc_index(local)
 
 
-def _check_zone_agrees(parsed: pd.DatetimeIndex, tz: str, where: str, values: pd.Series) -> None:
+def _check_zone_agrees(
+    parsed: pd.DatetimeIndex, tz: str, where: str, values: pd.Series, first_line: int | None
+) -> None:
     wall = parsed.tz_localize(None)
     in_tz = parsed.tz_convert(_zone(tz)).tz_localize(None)
     differ = np.asarray(wall != in_tz)
     if differ.any():
         i = int(differ.argmax())
         raise DataError(
-            f"{where}: timestamps already carry a zone ({values.iloc[i]!r} at data row {i} is not {tz} "
+            f"{where}: timestamps already carry a zone ({shown(values.iloc[i])} at {row_at(i, first_line)} "
+            f"is not {tz} "
             "time); drop --tz (zoned timestamps are converted to UTC as they are)"
         )
 
 
-def _parse_any(values: pd.Series, where: str) -> pd.DatetimeIndex:
+def _parse_any(values: pd.Series, where: str, first_line: int | None) -> pd.DatetimeIndex:
     """The column as a DatetimeIndex: naive or zoned as written, unix times as UTC."""
     missing = values.isna().to_numpy()
     if missing.any():
         raise DataError(
             f"{where} has {int(missing.sum())} missing timestamps "
-            f"(first at data row {int(missing.argmax())}); drop those rows"
+            f"(first at {row_at(int(missing.argmax()), first_line)}); drop those rows"
         )
     if isinstance(values.dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_dtype(values.dtype):
         return pd.DatetimeIndex(values)
     if pd.api.types.is_bool_dtype(values.dtype):
         raise DataError(f"{where} holds booleans, not timestamps; point it at the time column")
     if pd.api.types.is_numeric_dtype(values.dtype):
-        return _parse_epoch(values.to_numpy(dtype=np.float64), where)
+        return _parse_epoch(values.to_numpy(dtype=np.float64), where, first_line)
     if not all(isinstance(v, str) for v in values.iloc[:1000]):
         return _parse_objects(values, where)
     text = values.astype(str).str.strip().reset_index(drop=True)
     if text.str.fullmatch(r"[+-]?\d+(?:\.\d*)?").all():  # unix time written as text
-        return _parse_epoch(text.astype(np.float64).to_numpy(), where)
+        return _parse_epoch(text.astype(np.float64).to_numpy(), where, first_line)
     tails = text.str.slice(-7)  # a zone suffix is short; test each distinct ending once
     aware = tails.isin([t for t in pd.unique(tails) if _TZ_SUFFIX.search(t)]).to_numpy()
     if aware.any() and not aware.all():
+        _raise_unparseable(text, ~aware, where, first_line)  # a lone 'notadate' is not a zone mix
         naive_at, aware_at = int((~aware).argmax()), int(aware.argmax())
         raise DataError(
-            f"{where} mixes time zones: row {aware_at} {text.iloc[aware_at]!r} has one, row {naive_at} "
-            f"{text.iloc[naive_at]!r} has none; write every timestamp in one zone (e.g. UTC)"
+            f"{where} mixes time zones: {row_at(aware_at, first_line)} {text.iloc[aware_at]!r} has one, "
+            f"{row_at(naive_at, first_line)} {text.iloc[naive_at]!r} has none; write every timestamp in one "
+            "zone (e.g. UTC)"
         )
     fmt = guess_datetime_format(text.iloc[0])
     formats = ([fmt] if fmt else []) + [f for f in _EXTRA_TIME_FORMATS if f != fmt]
@@ -222,22 +276,29 @@ def _parse_any(values: pd.Series, where: str) -> pd.DatetimeIndex:
     # Report the first row that does not follow the first row's format.
     bad = best.isna().to_numpy() if best is not None else np.ones(len(text), dtype=bool)
     first = int(bad.argmax())
+    alone = _raise_unparseable(text, bad, where, first_line)
+    if best is None:
+        return pd.DatetimeIndex(alone)  # no single format, but every row parses alone
+    raise DataError(
+        f"{where} mixes date formats: {row_at(0, first_line)} {text.iloc[0]!r} vs "
+        f"{row_at(first, first_line)} {text.iloc[first]!r} ({int(bad.sum())} rows differ); write every "
+        "timestamp in one format (ISO 8601)"
+    )
+
+
+def _raise_unparseable(text: pd.Series, rows: np.ndarray, where: str, first_line: int | None) -> pd.Series:
+    """Parse ``text[rows]`` each alone; a DataError naming the first that is no date at all."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        alone = pd.to_datetime(text[bad], format="mixed", errors="coerce")
-    if best is None and alone.notna().all():
-        return pd.DatetimeIndex(alone)  # no single format, but every row parses alone
-    if best is not None and alone.notna().all():
-        raise DataError(
-            f"{where} mixes date formats: row 0 {text.iloc[0]!r} vs row {first} {text.iloc[first]!r} "
-            f"({int(bad.sum())} rows differ); write every timestamp in one format (ISO 8601)"
-        )
+        alone = pd.to_datetime(text[rows], format="mixed", errors="coerce")
     unparseable = alone.isna().to_numpy()
-    first_bad = int(np.flatnonzero(bad)[unparseable.argmax()]) if unparseable.any() else first
-    raise DataError(
-        f"{where} has {int(unparseable.sum()) or int(bad.sum())} unparseable timestamps (first at data row "
-        f"{first_bad}: {text.iloc[first_bad]!r}); use ISO 8601 like 2021-05-19 12:00 or unix seconds"
-    )
+    if unparseable.any():
+        i = int(np.flatnonzero(rows)[unparseable.argmax()])
+        raise DataError(
+            f"{where} has {int(unparseable.sum())} unparseable timestamps (first at {row_at(i, first_line)}: "
+            f"{text.iloc[i]!r}); use ISO 8601 like 2021-05-19 12:00 or unix seconds"
+        )
+    return alone
 
 
 def _try_format(text: pd.Series, fmt: str, where: str) -> pd.Series | None:
@@ -273,21 +334,31 @@ def epoch_units(numbers: np.ndarray) -> np.ndarray:
     return np.select([mag < 1e11, mag < 1e14, mag < 1e17], [0, 1, 2], default=3)
 
 
-def _parse_epoch(numbers: np.ndarray, where: str) -> pd.DatetimeIndex:
+def _parse_epoch(numbers: np.ndarray, where: str, first_line: int | None) -> pd.DatetimeIndex:
     """Unix time, the unit chosen per row by magnitude (exports switch from ms to s mid-file)."""
     if not np.isfinite(numbers).all():
         first = int((~np.isfinite(numbers)).argmax())
-        raise DataError(f"{where} has non-finite unix times (first at data row {first}); drop those rows")
+        raise DataError(
+            f"{where} has non-finite unix times (first at {row_at(first, first_line)}); drop those rows"
+        )
     mag = np.abs(numbers)
     small = mag < 1e8
     if small.any():
         i = int(small.argmax())
         raise DataError(
-            f"{where} holds numbers as small as {mag[i]:g} (data row {i}), too small for unix time (seconds "
-            "since 1970 are > 1e8 after 1973); point it at a real timestamp column"
+            f"{where} holds numbers as small as {mag[i]:g} ({row_at(i, first_line)}), too small for unix "
+            "time (seconds since 1970 are > 1e8 after 1973); point it at a real timestamp column"
         )
     scale = np.array([10**9, 10**6, 10**3, 1], dtype=np.float64)[epoch_units(numbers)]
-    ns = np.round(numbers * scale).astype(np.int64)
+    exact = np.round(numbers * scale)
+    out = (exact < pd.Timestamp.min.value) | (exact > pd.Timestamp.max.value)
+    if out.any():
+        i = int(out.argmax())
+        raise DataError(
+            f"{where} has {int(out.sum())} unix times {_RANGE} (first at {row_at(i, first_line)}: "
+            f"{int(numbers[i]) if float(numbers[i]).is_integer() else float(numbers[i])!r}); {_RANGE_FIX}"
+        )
+    ns = exact.astype(np.int64)
     return pd.DatetimeIndex(pd.to_datetime(ns, unit="ns", utc=True))
 
 
@@ -302,7 +373,9 @@ def second_time_column(frame: pd.DataFrame, used: str) -> Any | None:
     return None
 
 
-def merge_case_twins(raw: pd.DataFrame, source: str) -> tuple[pd.DataFrame, list[str]]:
+def merge_case_twins(
+    raw: pd.DataFrame, source: str, first_line: int | None = None
+) -> tuple[pd.DataFrame, list[str]]:
     """Merge columns whose names differ only in case (``open`` and ``Open``, each partly filled).
 
     Rows take the one filled value; both filled must be equal. Returns the frame and one note per merge;
@@ -320,12 +393,11 @@ def merge_case_twins(raw: pd.DataFrame, source: str) -> tuple[pd.DataFrame, list
             differ = both & ~_same(a, b)
             if differ.any():
                 rows = np.flatnonzero(differ)
-                shown = ", ".join(map(str, rows[:5])) + (" ..." if len(rows) > 5 else "")
                 i = int(rows[0])
                 raise DataError(
                     f"{source}: columns {str(cols[0])!r} and {str(other)!r} differ only in case and "
-                    f"conflict in {len(rows)} rows (data rows {shown}; row {i}: {a.iloc[i]!r} vs "
-                    f"{b.iloc[i]!r}); keep one of them or make them agree"
+                    f"conflict in {len(rows)} rows ({rows_at(rows, first_line)}; {row_at(i, first_line)}: "
+                    f"{shown(a.iloc[i])} vs {shown(b.iloc[i])}); keep one of them or make them agree"
                 )
             merged = a.where(a.notna(), b)
         raw = raw.drop(columns=cols[1:]).assign(**{str(cols[0]): merged})

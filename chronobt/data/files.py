@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import csv
 import gzip
+import hashlib
+import io
 import re
 from pathlib import Path
 
 import pandas as pd
 
-from chronobt.data.columns import map_prices
+from chronobt.data.columns import FIRST_LINE, map_prices
 from chronobt.errors import ConfigError, DataError
 
 PARQUET_SUFFIXES = (".parquet", ".pq")
@@ -19,6 +21,9 @@ CSV_SUFFIXES = (".csv", ".tsv", ".txt")
 
 
 _SYMBOL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._^=-]*$")
+
+
+SYMBOL_RULE = "letters, digits and . _ - ^ =, starting with a letter or digit"
 
 
 def parquet_files(data_dir: Path) -> list[Path]:
@@ -59,10 +64,32 @@ def available_symbols(data_dir: Path) -> str:
     return "available: " + ", ".join(names) if names else "it holds no .parquet files"
 
 
+def is_symbol(text: str) -> bool:
+    """Whether ``text`` is safe as a symbol and in a path: :data:`SYMBOL_RULE` (no ``..``, no ``/``)."""
+    return bool(_SYMBOL_RE.match(text or ""))
+
+
 def check_symbol(symbol: str) -> str:
-    if not _SYMBOL_RE.match(symbol or ""):
-        raise ConfigError(f"--symbol {symbol!r}: use letters, digits and . _ - ^ = (e.g. ETHUSD)")
+    """``--symbol`` upper-cased; a ConfigError unless it follows :data:`SYMBOL_RULE`."""
+    if not is_symbol(symbol):
+        raise ConfigError(f"--symbol {symbol!r}: use {SYMBOL_RULE} (e.g. ETHUSD)")
     return symbol.upper()
+
+
+def symbol_of_file(path: Path) -> str:
+    """The symbol a data file stands for: its stem, upper-cased, checked like ``--symbol``.
+
+    Results are written under the symbol's name, so a stem such as ``..`` (``...parquet``) or ``.x``
+    would put them outside their folder: a DataError naming the file and the way out.
+    """
+    stem = path.stem
+    if not is_symbol(stem):
+        raise DataError(
+            f"{path}: the file name {stem!r} is not a usable symbol (use {SYMBOL_RULE}); rename the file "
+            "(e.g. ETHUSD.parquet) or import the data under a plain name with "
+            "`chronobt data import FILE.csv --symbol ETHUSD`"
+        )
+    return stem.upper()
 
 
 def _check_file(path: Path, kind: str) -> None:
@@ -98,9 +125,11 @@ def check_parquet_path(path: Path) -> Path:
     return path
 
 
-def read_parquet(path: Path) -> pd.DataFrame:
+def read_parquet(path: Path) -> tuple[pd.DataFrame, str]:
+    """The file's frame and the hex SHA-256 of the very bytes parsed (one read, so they agree)."""
     try:
-        return pd.read_parquet(path)
+        data = path.read_bytes()
+        return pd.read_parquet(io.BytesIO(data)), hashlib.sha256(data).hexdigest()
     except PermissionError:
         raise permission_denied(path) from None
     except Exception as exc:  # pyarrow raises several unrelated types for corrupt files
@@ -148,7 +177,7 @@ def read_csv(path: Path) -> pd.DataFrame:
             "low, close[, volume]"
         )
     try:
-        return pd.read_csv(
+        frame = pd.read_csv(
             path, skiprows=header_row, sep=delimiter, skipinitialspace=True, encoding="utf-8-sig"
         )
     except PermissionError:
@@ -156,3 +185,5 @@ def read_csv(path: Path) -> pd.DataFrame:
     except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
         reason = " ".join(str(exc).split())[:200]
         raise DataError(f"{path}: cannot parse CSV ({reason}); fix the malformed lines") from None
+    frame.attrs[FIRST_LINE] = header_row + 2  # 1-based: the banner lines, the header, then the rows
+    return frame

@@ -7,17 +7,20 @@ from pathlib import Path
 
 import pandas as pd
 
-from chronobt.atomic import sha256_file, write_parquet_atomic
+from chronobt.atomic import write_parquet_atomic
 from chronobt.data.files import (
     CSV_SUFFIXES,
     PARQUET_SUFFIXES,
+    SYMBOL_RULE,
     available_symbols,
     check_parquet_path,
     check_symbol,
     find_symbol,
+    is_symbol,
     parquet_files,
     read_csv,
     read_parquet,
+    symbol_of_file,
 )
 from chronobt.data.frequency import fmt_time, freq_step
 from chronobt.data.ohlc import OHLC, DataReport, SymbolInfo
@@ -75,7 +78,7 @@ def check_ohlc(
     if max_gap is not None and max_gap < 0:
         raise ConfigError(f"--max-gap {max_gap}: expected 0 or a positive number of bars")
     path, symbol = resolve_path(symbol_or_path, data_dir)
-    raw = read_parquet(path)
+    raw, sha256 = read_parquet(path)  # the hash of the bytes parsed, not of a second read
     frame, report = validate_frame(raw, source=str(path), max_gap=max_gap, fill=True)
     index = pd.DatetimeIndex(frame.index)
     trading = _trading_calendar(calendar, index, report.freq, report.calendar, str(path))
@@ -86,7 +89,7 @@ def check_ohlc(
         freq=report.freq,
         calendar=report.calendar,  # type: ignore[arg-type]
         report=report,
-        sha256=sha256_file(path),
+        sha256=sha256,
         trading_calendar=trading,
     )
 
@@ -120,8 +123,14 @@ def require_bars(ohlc: OHLC, n: int, *, purpose: str) -> None:
 
 
 def resolve_path(symbol_or_path: str | Path, data_dir: str | Path = Path("data")) -> tuple[Path, str]:
-    """Resolve a symbol (case-insensitive, in ``data_dir``) or a path to ``(parquet path, SYMBOL)``."""
+    """Resolve a symbol (case-insensitive, in ``data_dir``) or a path to ``(parquet path, SYMBOL)``.
+
+    The symbol names the results' folders, so it is checked (see :func:`~chronobt.data.files.is_symbol`):
+    an empty one is a ConfigError, a malformed one or a file stem like ``..`` a DataError.
+    """
     text = str(symbol_or_path)
+    if not text.strip():
+        raise ConfigError("an empty symbol was given; pass a symbol like ETHUSD or a path to a .parquet file")
     data_dir = Path(data_dir)
     as_path = Path(text)
     looks_like_path = (
@@ -131,15 +140,20 @@ def resolve_path(symbol_or_path: str | Path, data_dir: str | Path = Path("data")
         or as_path.suffix.lower() in (*PARQUET_SUFFIXES, *CSV_SUFFIXES, ".json", ".xlsx", ".gz", ".feather")
     )
     if not looks_like_path:
+        if not is_symbol(text):
+            raise DataError(
+                f"symbol {text!r}: not a usable symbol (use {SYMBOL_RULE}); pass a path to a .parquet file, "
+                f"or import the data with `chronobt data import FILE.csv --symbol ETHUSD`"
+            )
         found = find_symbol(text, data_dir)
         if found is not None:
-            return check_parquet_path(found), found.stem.upper()
+            return check_parquet_path(found), symbol_of_file(found)
         if not as_path.exists():
             raise DataError(
                 f"no data for symbol {text!r} in {data_dir}/ ({available_symbols(data_dir)}); "
                 f"import one with `chronobt data import FILE.csv --symbol {text.upper()}` or check --data-dir"
             )
-    return check_parquet_path(as_path), as_path.stem.upper()
+    return check_parquet_path(as_path), symbol_of_file(as_path)
 
 
 def list_symbols(data_dir: str | Path = Path("data")) -> list[SymbolInfo]:
@@ -159,6 +173,12 @@ def list_symbols(data_dir: str | Path = Path("data")) -> list[SymbolInfo]:
             ohlc = check_ohlc(path)
         except DataError as exc:
             infos.append(SymbolInfo(symbol=path.stem.upper(), path=path, error=str(exc)))
+            continue
+        except Exception as exc:  # a file no check foresaw still must not hide the others
+            logger.debug("listing %s failed", path, exc_info=True)
+            reason = " ".join(str(exc).split())[:200]
+            error = f"{path}: cannot be validated ({type(exc).__name__}: {reason}); run `chronobt data check`"
+            infos.append(SymbolInfo(symbol=path.stem.upper(), path=path, error=error))
             continue
         infos.append(
             SymbolInfo(

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 
 from chronobt.data.columns import (
+    FIRST_LINE,
     map_prices,
     merge_case_twins,
     parse_timestamps,
     pick_volume,
+    row_at,
     second_time_column,
+    shown,
     time_values,
 )
 from chronobt.data.frequency import first_flagged, fmt_time, infer_calendar
@@ -30,46 +35,15 @@ def validate_frame(
     """Map columns, parse timestamps, check prices, repair order/duplicates, infer calendar, fill gaps.
 
     ``tz``: the zone of timestamps written without one (None: they are taken as UTC and reported).
+    Errors name file lines for a CSV export (``raw.attrs[FIRST_LINE]``), else 0-based data rows.
     """
     if len(raw) == 0:
         raise DataError(f"{source}: has no rows; export some bars")
-    raw, merged = merge_case_twins(raw, source)
-    columns = map_prices(list(raw.columns), strict=True, source=source)
-    times, time_col = time_values(raw, source)
-    index, naive = parse_timestamps(times, source, time_col, tz=tz)
-    if pd.api.types.is_numeric_dtype(times.dtype) and not isinstance(raw.index, pd.DatetimeIndex):
-        _cross_check_dates(raw, time_col, index, source, tz)
-    data: dict[str, np.ndarray] = {}
-    for target in TARGETS:
-        data[target] = _check_prices(raw[columns[target]], index, source, str(columns[target]))
-    volume_missing = 0
-    vol_col = pick_volume([c for c in raw.columns if c not in columns.values()], symbol)
-    if vol_col is not None:
-        columns["volume"] = vol_col
-        vol = pd.to_numeric(raw[vol_col], errors="coerce").to_numpy(dtype=np.float64)
-        bad = ~np.isfinite(vol)
-        volume_missing = int(bad.sum())
-        data["volume"] = np.where(bad, 0.0, vol)
-    frame = pd.DataFrame(data, index=pd.DatetimeIndex(index, name="timestamp"))
+    first_line = raw.attrs.get(FIRST_LINE)
+    first_line = first_line if isinstance(first_line, int) else None
+    frame, columns, naive, merged, volume_missing = _read_columns(raw, source, symbol, tz, first_line)
     rows_read = len(frame)
-
-    # Order
-    ns = pd.DatetimeIndex(frame.index).asi8
-    descents = int((np.diff(ns) < 0).sum())
-    newest_first = bool(len(ns) > 1 and descents > 0 and np.all(np.diff(ns) <= 0))
-    if descents:
-        frame = frame.iloc[np.argsort(ns, kind="stable")]
-
-    # Duplicates: exact copies collapse; conflicting rows keep the last in file order.
-    exact = conflicting = np.zeros(len(frame), dtype=bool)
-    dup_exact_first = dup_conf_first = None
-    if len(frame) > 1 and (np.diff(pd.DatetimeIndex(frame.index).asi8) == 0).any():  # sorted: repeats adjoin
-        exact = frame.reset_index().duplicated(keep="last").to_numpy()
-        dup_exact_first = frame.index[exact].min() if exact.any() else None
-        frame = frame[~exact]
-        conflicting = frame.index.duplicated(keep="last")
-        dup_conf_first = frame.index[conflicting].min() if conflicting.any() else None
-        frame = frame[~conflicting]
+    frame, order = _order_and_dedupe(frame)
 
     if len(frame) < MIN_ROWS:
         raise DataError(
@@ -91,12 +65,7 @@ def validate_frame(
         source=source,
         rows_read=rows_read,
         rows=len(frame),
-        newest_first=newest_first,
-        unsorted_rows=descents,
-        duplicate_exact=int(exact.sum()),
-        duplicate_exact_first=dup_exact_first,
-        duplicate_conflicting=int(conflicting.sum()),
-        duplicate_conflicting_first=dup_conf_first,
+        **order,
         ohlc_inconsistent=int(inconsistent.sum()),
         ohlc_inconsistent_first=first_flagged(frame.index, inconsistent),
         non_positive=int(non_positive.sum()),
@@ -117,15 +86,77 @@ def validate_frame(
     return frame, report
 
 
+def _read_columns(
+    raw: pd.DataFrame, source: str, symbol: str | None, tz: str | None, first_line: int | None
+) -> tuple[pd.DataFrame, dict[str, Any], bool, list[str], int]:
+    """The frame in file order ``[time, open..close(, volume)]``, the column map, whether the times were
+    naive, the case-twin notes and how many volume values were missing (set to 0)."""
+    raw, merged = merge_case_twins(raw, source, first_line)
+    columns = map_prices(list(raw.columns), strict=True, source=source)
+    times, time_col = time_values(raw, source)
+    index, naive = parse_timestamps(times, source, time_col, tz=tz, first_line=first_line)
+    if pd.api.types.is_numeric_dtype(times.dtype) and not isinstance(raw.index, pd.DatetimeIndex):
+        _cross_check_dates(raw, time_col, index, source, tz, first_line)
+    data: dict[str, np.ndarray] = {}
+    for target in TARGETS:
+        data[target] = _check_prices(raw[columns[target]], index, source, str(columns[target]), first_line)
+    volume_missing = 0
+    vol_col = pick_volume([c for c in raw.columns if c not in columns.values()], symbol)
+    if vol_col is not None:
+        columns["volume"] = vol_col
+        vol = pd.to_numeric(raw[vol_col], errors="coerce").to_numpy(dtype=np.float64)
+        bad = ~np.isfinite(vol)
+        volume_missing = int(bad.sum())
+        data["volume"] = np.where(bad, 0.0, vol)
+    frame = pd.DataFrame(data, index=pd.DatetimeIndex(index, name="timestamp"))
+    return frame, columns, naive, merged, volume_missing
+
+
+def _order_and_dedupe(frame: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Sort ascending; exact copies collapse, conflicting rows keep the last in file order.
+
+    Returns the frame and the :class:`DataReport` fields saying what was done.
+    """
+    ns = pd.DatetimeIndex(frame.index).asi8
+    descents = int((np.diff(ns) < 0).sum())
+    newest_first = bool(len(ns) > 1 and descents > 0 and np.all(np.diff(ns) <= 0))
+    if descents:
+        frame = frame.iloc[np.argsort(ns, kind="stable")]
+    exact = conflicting = np.zeros(len(frame), dtype=bool)
+    dup_exact_first = dup_conf_first = None
+    if len(frame) > 1 and (np.diff(pd.DatetimeIndex(frame.index).asi8) == 0).any():  # sorted: repeats adjoin
+        exact = frame.reset_index().duplicated(keep="last").to_numpy()
+        dup_exact_first = frame.index[exact].min() if exact.any() else None
+        frame = frame[~exact]
+        conflicting = frame.index.duplicated(keep="last")
+        dup_conf_first = frame.index[conflicting].min() if conflicting.any() else None
+        frame = frame[~conflicting]
+    return frame, {
+        "newest_first": newest_first,
+        "unsorted_rows": descents,
+        "duplicate_exact": int(exact.sum()),
+        "duplicate_exact_first": dup_exact_first,
+        "duplicate_conflicting": int(conflicting.sum()),
+        "duplicate_conflicting_first": dup_conf_first,
+    }
+
+
 def _cross_check_dates(
-    raw: pd.DataFrame, time_col: str, index: pd.DatetimeIndex, source: str, tz: str | None
+    raw: pd.DataFrame,
+    time_col: str,
+    index: pd.DatetimeIndex,
+    source: str,
+    tz: str | None,
+    first_line: int | None,
 ) -> None:
     """Unix times must agree with a date column beside them to within one bar (the median spacing)."""
     other = second_time_column(raw, time_col)
     if other is None or len(index) < 2:
         return
     try:
-        dates, _ = parse_timestamps(raw[other].reset_index(drop=True), source, str(other), tz=tz)
+        dates, _ = parse_timestamps(
+            raw[other].reset_index(drop=True), source, str(other), tz=tz, first_line=first_line
+        )
     except DataError:
         return  # not a usable date column: nothing to cross-check
     ns = index.asi8
@@ -135,13 +166,16 @@ def _cross_check_dates(
     if off.any():
         i = int(off.argmax())
         raise DataError(
-            f"{source}: data row {i}: column {time_col!r} {raw[time_col].iloc[i]!r} reads "
-            f"{fmt_time(index[i])} but column {str(other)!r} says {raw[other].iloc[i]!r} ({int(off.sum())} "
-            "rows disagree by more than a bar); fix those rows or drop one of the two columns"
+            f"{source}: {row_at(i, first_line)}: column {time_col!r} {shown(raw[time_col].iloc[i])} reads "
+            f"{fmt_time(index[i])} but column {str(other)!r} says {shown(raw[other].iloc[i])} "
+            f"({int(off.sum())} rows disagree by more than a bar); fix those rows or drop one of the two "
+            "columns"
         )
 
 
-def _check_prices(col: pd.Series, index: pd.DatetimeIndex, source: str, name: str) -> np.ndarray:
+def _check_prices(
+    col: pd.Series, index: pd.DatetimeIndex, source: str, name: str, first_line: int | None
+) -> np.ndarray:
     """Float64 prices ``[time]``; non-numeric, missing/non-finite or absurd values are a DataError."""
     where = f"{source}: column {name!r}"
     numeric = pd.to_numeric(col, errors="coerce") if not pd.api.types.is_numeric_dtype(col.dtype) else col
@@ -163,11 +197,9 @@ def _check_prices(col: pd.Series, index: pd.DatetimeIndex, source: str, name: st
             i = int(mask.argmax())
             count = int(mask.sum())
             scope = f"all {count}" if count == len(values) else f"{count} of {len(values)}"
-            value = col.iloc[i]
-            shown = repr(value.item() if isinstance(value, np.generic) else value)
             raise DataError(
-                f"{where} has {scope} rows with {what} values (first at {fmt_time(index[i])}, data row {i}: "
-                f"{shown}); {fix}"
+                f"{where} has {scope} rows with {what} values (first at {fmt_time(index[i])}, "
+                f"{row_at(i, first_line)}: {shown(col.iloc[i])}); {fix}"
             )
     return values
 
