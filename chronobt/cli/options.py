@@ -265,6 +265,8 @@ def parse_name_list(text: str, *, option: str) -> tuple[str, ...]:
 
 #: Config fields whose option has another name.
 _OPTION_OF_FIELD = {"n_paths": "paths"}
+#: Config fields a command parses itself (backtest, forecast: one covariate set; sweep: sets to try).
+_COMMAND_PARSED = frozenset({"covariates"})
 #: Config fields given as text on the command line.
 _PARSERS: dict[str, Callable[[Any], Any]] = {
     "targets": lambda text: parse_name_list(text, option="--targets"),
@@ -288,7 +290,7 @@ def build_config(config_type: type[C], options: Mapping[str, Any], **given: Any)
     values: dict[str, Any] = {}
     for field in fields(config_type):  # type: ignore[arg-type]
         option = _OPTION_OF_FIELD.get(field.name, field.name)
-        if field.name in given or option not in options:
+        if field.name in given or field.name in _COMMAND_PARSED or option not in options:
             continue
         value = options[option]
         if field.name in _PARSERS:

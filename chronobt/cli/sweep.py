@@ -173,90 +173,102 @@ def sweep(
 def render(ui: Ui, report: SweepReport) -> None:
     """The leaderboard table on stdout (nothing with --quiet), or the best choices with --json."""
     if ui.json:
-        ui.print_json(
-            {
-                "best": {
-                    s: {
-                        k: b[k]
-                        for k in (
-                            "best",
-                            "best_preaug",
-                            "best_finetune",
-                            "best_params",
-                            "selection_metric",
-                            "validation",
-                            "test",
-                        )
-                    }
-                    for s, b in report.best.items()
-                },
-                "folder": str(report.folder),
-                "cells": {
-                    "cached": report.cells_cached,
-                    "computed": report.cells_computed,
-                    "derived": report.cells_derived,
-                },
-                "failures": report.failures,
-                **({"finetune": report.finetune} if report.finetune is not None else {}),
-            }
-        )
+        ui.print_json(_json_payload(report))
         return
     if ui.quiet or report.leaderboard.empty:
         return
     for symbol, best in report.best.items():
-        metric = best["selection_metric"]
-        board = report.leaderboard[report.leaderboard["symbol"] == symbol]
-        val = board[board["split"] == "validation"].set_index("preaug")
-        test = board[board["split"] == "test"].set_index("preaug")
-        splits = best["splits"]
-        table = Table(
-            title=f"{symbol} · {metric} on {best['selection_target']} · "
-            f"validation {splits['validation']['windows']} windows, "
-            f"test {splits['test']['windows']} windows · "
-            f"model {model_label(best['model'].get('id'), best['model'].get('checksum'))}",
-            title_justify="left",
-        )
-        names = (
-            "preaug",
-            "val rank",
-            f"val {metric}",
-            f"test {metric}",
-            "test skill",
-            "p vs naive",
-            "p vs none",
-        )
-        tuned = report.finetune is not None
-        for name in (*names, *(("p vs zero-shot",) if tuned else ()), "test cov80"):
-            table.add_column(name, justify="left" if name == "preaug" else "right")
-        equivalent = best.get("equivalent_to", {})
-        for spec in val.sort_values("rank").index:
-            chosen = spec == best["best_preaug"]
-            label = f"{spec} (= {equivalent[spec]})" if spec in equivalent else spec
-            table.add_row(
-                f"{label} *" if chosen else label,
-                str(int(val.loc[spec, "rank"])),
-                _fmt(val.loc[spec, metric]),
-                _fmt(test.loc[spec, metric]),
-                _fmt(test.loc[spec, "skill"]),
-                p_value_text(test.loc[spec, "p_value_naive"]),
-                p_value_text(test.loc[spec, "p_value_none"]),
-                *((p_value_text(test.loc[spec, "p_value_zero_shot"]),) if tuned else ()),
-                _fmt(test.loc[spec, "coverage_80"]),
-                style="bold green" if chosen else None,
-            )
-        naive = best["test"]["naive"]
+        ui.out.print(_symbol_table(report, symbol, best))
+    _print_footer(ui, report)
+
+
+def _json_payload(report: SweepReport) -> dict[str, Any]:
+    """The best choices, the folder, cell counts and failures (``--json``)."""
+    return {
+        "best": {
+            s: {
+                k: b[k]
+                for k in (
+                    "best",
+                    "best_preaug",
+                    "best_finetune",
+                    "best_params",
+                    "selection_metric",
+                    "validation",
+                    "test",
+                )
+            }
+            for s, b in report.best.items()
+        },
+        "folder": str(report.folder),
+        "cells": {
+            "cached": report.cells_cached,
+            "computed": report.cells_computed,
+            "derived": report.cells_derived,
+        },
+        "failures": report.failures,
+        **({"finetune": report.finetune} if report.finetune is not None else {}),
+    }
+
+
+def _symbol_table(report: SweepReport, symbol: str, best: dict[str, Any]) -> Table:
+    """One symbol's leaderboard: every candidate on validation and test, the chosen one marked."""
+    metric = best["selection_metric"]
+    board = report.leaderboard[report.leaderboard["symbol"] == symbol]
+    val = board[board["split"] == "validation"].set_index("preaug")
+    test = board[board["split"] == "test"].set_index("preaug")
+    splits = best["splits"]
+    table = Table(
+        title=f"{symbol} · {metric} on {best['selection_target']} · "
+        f"validation {splits['validation']['windows']} windows, "
+        f"test {splits['test']['windows']} windows · "
+        f"model {model_label(best['model'].get('id'), best['model'].get('checksum'))}",
+        title_justify="left",
+    )
+    names = (
+        "preaug",
+        "val rank",
+        f"val {metric}",
+        f"test {metric}",
+        "test skill",
+        "p vs naive",
+        "p vs none",
+    )
+    tuned = report.finetune is not None
+    for name in (*names, *(("p vs zero-shot",) if tuned else ()), "test cov80"):
+        table.add_column(name, justify="left" if name == "preaug" else "right")
+    equivalent = best.get("equivalent_to", {})
+    for spec in val.sort_values("rank").index:
+        chosen = spec == best["best_preaug"]
+        label = f"{spec} (= {equivalent[spec]})" if spec in equivalent else spec
         table.add_row(
-            "naive (baseline)",
-            "-",
-            "-",
-            _fmt(naive.get(metric)),
-            "-",
-            "-",
-            "-",
-            *(("-",) if tuned else ()),
-            _fmt(naive.get("coverage_80")),
+            f"{label} *" if chosen else label,
+            str(int(val.loc[spec, "rank"])),
+            _fmt(val.loc[spec, metric]),
+            _fmt(test.loc[spec, metric]),
+            _fmt(test.loc[spec, "skill"]),
+            p_value_text(test.loc[spec, "p_value_naive"]),
+            p_value_text(test.loc[spec, "p_value_none"]),
+            *((p_value_text(test.loc[spec, "p_value_zero_shot"]),) if tuned else ()),
+            _fmt(test.loc[spec, "coverage_80"]),
+            style="bold green" if chosen else None,
         )
-        ui.out.print(table)
+    naive = best["test"]["naive"]
+    table.add_row(
+        "naive (baseline)",
+        "-",
+        "-",
+        _fmt(naive.get(metric)),
+        "-",
+        "-",
+        "-",
+        *(("-",) if tuned else ()),
+        _fmt(naive.get("coverage_80")),
+    )
+    return table
+
+
+def _print_footer(ui: Ui, report: SweepReport) -> None:
     twin = " / its zero-shot twin" if report.finetune is not None else ""
     ui.out.print(
         "* chosen on validation; p = Diebold-Mariano p-value of the test windows' MASE against naive / none"
