@@ -142,11 +142,11 @@ def default_cache_dir(environ: Mapping[str, str] | None = None) -> Path:
 
 
 def engine_config(options: Mapping[str, Any]) -> EngineConfig:
-    """The :class:`EngineConfig` of a command's options (its ``locals()``), ``--cache-dir`` unset: the
-    :func:`default_cache_dir`."""
-    cache_dir = options["cache_dir"]
+    """The :class:`EngineConfig` of a command's options (its ``locals()``; absent ones at their defaults),
+    ``--cache-dir`` unset: the :func:`default_cache_dir`."""
+    cache_dir = options.get("cache_dir")
     return engine_config_from_options(
-        **{name: options[name] for name in ENGINE_OPTIONS},
+        **{name: options[name] for name in ENGINE_OPTIONS if name in options},
         cache_dir=cache_dir if cache_dir is not None else default_cache_dir(),
     )
 
