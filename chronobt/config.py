@@ -1,13 +1,19 @@
 """What a run is asked to do: the options of backtest, sweep and forecast, each declared and checked once.
 
-Engine options (model, device, dtype, compile, batch size) live in :class:`chronobt.engine.core.EngineConfig`.
+Engine options (model, device, dtype, compile, batch size) live in
+:class:`chronobt.engine.config.EngineConfig`.
 The configs are frozen keyword-only dataclasses that validate themselves in ``__post_init__`` and raise
 :class:`~chronobt.errors.ConfigError` (exit code 2) naming the option, the bad value and what is allowed:
 
 - :class:`RunOptions`: what every forecasting command shares (horizon, context, targets, quantiles, seed,
   folders, gap limit, step dependence, sample paths, covariates: :mod:`chronobt.pipeline.covariates`);
 - :class:`EvaluationOptions`: plus what scoring past windows needs (stride, fee, shorting): backtest, sweep;
-- :class:`BacktestConfig`, :class:`SweepConfig`, :class:`ForecastConfig`: one per command.
+- :class:`BacktestConfig`, :class:`SweepConfig`, :class:`ForecastConfig`: one per command;
+- :class:`FinetuneSettings`: fine-tuning's defaults and checks (the configs hold the options as given);
+- :class:`LockOptions`: how long a run waits for its output folder's lock.
+
+Choice fields are ``Literal`` types (their ``*_CHOICES`` tuples derive from them); the command line takes
+its defaults and choices from these classes (:mod:`chronobt.cli.options`).
 """
 
 from __future__ import annotations
@@ -66,16 +72,17 @@ class FinetuneSettings:
     origin. Messages name the command-line options.
     """
 
+    #: the default learning rate per mode
+    LEARNING_RATES: ClassVar[dict[str, float]] = {"full": 1e-6, "lora": 1e-5}
+
     mode: str
     steps: int = 1000
-    learning_rate: float = 1e-6
+    learning_rate: float = LEARNING_RATES["full"]
     context: int | None = None
     refit_every: int | None = None
     per_symbol: bool = False
     batch_size: int = 256
     seed: int = 0
-    #: the default learning rate per mode
-    LEARNING_RATES: ClassVar[dict[str, float]] = {"full": 1e-6, "lora": 1e-5}
 
     def __post_init__(self) -> None:
         if self.mode not in self.LEARNING_RATES:
