@@ -14,7 +14,8 @@ if TYPE_CHECKING:
     from chronobt.augment import get_augmentation
     from chronobt.config import BacktestConfig, ForecastConfig, SweepConfig
     from chronobt.data import load_ohlc
-    from chronobt.engine.core import Chronos2Engine, EngineConfig
+    from chronobt.engine.config import EngineConfig
+    from chronobt.engine.core import Chronos2Engine
     from chronobt.runs.backtest import run_backtest
     from chronobt.runs.forecast import run_forecast
     from chronobt.runs.sweep import run_sweep
@@ -23,7 +24,7 @@ _LAZY = {
     "load_ohlc": "chronobt.data",
     "get_augmentation": "chronobt.augment",
     "Chronos2Engine": "chronobt.engine.core",
-    "EngineConfig": "chronobt.engine.core",
+    "EngineConfig": "chronobt.engine.config",
     "BacktestConfig": "chronobt.config",
     "run_backtest": "chronobt.runs.backtest",
     "SweepConfig": "chronobt.config",

@@ -1,33 +1,50 @@
 """What a run is asked to do: the options of backtest, sweep and forecast, each declared and checked once.
 
-Engine options (model, device, dtype, compile, batch size) live in :class:`chronobt.engine.core.EngineConfig`.
+Engine options (model, device, dtype, compile, batch size) live in
+:class:`chronobt.engine.config.EngineConfig`.
 The configs are frozen keyword-only dataclasses that validate themselves in ``__post_init__`` and raise
 :class:`~chronobt.errors.ConfigError` (exit code 2) naming the option, the bad value and what is allowed:
 
 - :class:`RunOptions`: what every forecasting command shares (horizon, context, targets, quantiles, seed,
   folders, gap limit, step dependence, sample paths, covariates: :mod:`chronobt.pipeline.covariates`);
 - :class:`EvaluationOptions`: plus what scoring past windows needs (stride, fee, shorting): backtest, sweep;
-- :class:`BacktestConfig`, :class:`SweepConfig`, :class:`ForecastConfig`: one per command.
+- :class:`BacktestConfig`, :class:`SweepConfig`, :class:`ForecastConfig`: one per command;
+- :class:`FinetuneSettings`: fine-tuning's defaults and checks (the configs hold the options as given);
+- :class:`LockOptions`: how long a run waits for its output folder's lock.
+
+Choice fields are ``Literal`` types (their ``*_CHOICES`` tuples derive from them); the command line takes
+its defaults and choices from these classes (:mod:`chronobt.cli.options`).
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar, Literal, TypeVar, get_args
 from urllib.parse import urlsplit
 
 import pandas as pd
 
 from chronobt.augment import candidate_specs, parse_augmentation
 from chronobt.data import TARGETS
+from chronobt.data.sessions import NO_CALENDAR, check_calendar_name
 from chronobt.data.windows import MIN_CONTEXT
 from chronobt.errors import ConfigError
 
+_T = TypeVar("_T")
+
 DEFAULT_QUANTILES: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
-DEPENDENCE_CHOICES = ("auto", "independent", "comonotonic")
-CALIBRATE_CHOICES = ("none", "conformal")
-EXECUTOR_CHOICES = ("local", "ray")
-FINETUNE_CHOICES = ("off", "lora", "full")
+#: The choice options; the command line shows these and matches them case-insensitively.
+Dependence = Literal["auto", "independent", "comonotonic"]
+Calibrate = Literal["none", "conformal"]
+ExecutorKind = Literal["local", "ray"]
+FinetuneMode = Literal["off", "lora", "full"]
+DEPENDENCE_CHOICES: tuple[str, ...] = get_args(Dependence)
+CALIBRATE_CHOICES: tuple[str, ...] = get_args(Calibrate)
+EXECUTOR_CHOICES: tuple[str, ...] = get_args(ExecutorKind)
+FINETUNE_CHOICES: tuple[str, ...] = get_args(FinetuneMode)
 #: Selection metrics of a sweep and whether a higher value is better.
 SELECTION_METRICS: dict[str, bool] = {
     "mase": False,
@@ -37,6 +54,97 @@ SELECTION_METRICS: dict[str, bool] = {
     "smape": False,
     "directional_accuracy": True,
 }
+
+
+def check_finite(option: str, value: float) -> None:
+    """ConfigError naming ``option`` unless ``value`` is a finite number (not NaN, inf or an overflow)."""
+    if not math.isfinite(value):
+        raise ConfigError(f"{option} must be a finite number, got {value}")
+
+
+@dataclass(frozen=True)
+class FinetuneSettings:
+    """How to fine-tune (``--finetune lora|full``): the one home of fine-tuning's defaults and checks.
+
+    The defaults follow chronos' ``Chronos2Pipeline.fit``: 1000 steps, batch 256, learning rate 1e-6 for
+    ``full``; for ``lora`` its docstring recommends a higher rate, 1e-5 (:attr:`LEARNING_RATES`).
+    ``context`` ``None``: the model's context length; ``refit_every`` ``None``: once, before the first
+    origin. Messages name the command-line options.
+    """
+
+    #: the default learning rate per mode
+    LEARNING_RATES: ClassVar[dict[str, float]] = {"full": 1e-6, "lora": 1e-5}
+
+    mode: str
+    steps: int = 1000
+    learning_rate: float = LEARNING_RATES["full"]
+    context: int | None = None
+    refit_every: int | None = None
+    per_symbol: bool = False
+    batch_size: int = 256
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.mode not in self.LEARNING_RATES:
+            raise ConfigError(f"--finetune must be one of {', '.join(FINETUNE_CHOICES)}, got {self.mode!r}")
+        if self.steps < 1:
+            raise ConfigError(f"--finetune-steps must be >= 1, got {self.steps}")
+        if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
+            raise ConfigError(f"--finetune-lr must be > 0 and finite, got {self.learning_rate}")
+        if self.context is not None and self.context < MIN_CONTEXT:
+            raise ConfigError(f"--finetune-context must be >= {MIN_CONTEXT} bars, got {self.context}")
+        if self.batch_size < 1:
+            raise ConfigError(f"--finetune-batch must be >= 1 series, got {self.batch_size}")
+        if self.refit_every is not None and self.refit_every < 1:
+            raise ConfigError(f"--refit-every must be >= 1 windows, got {self.refit_every}")
+
+    @classmethod
+    def from_config(cls, config: RunOptions) -> FinetuneSettings | None:
+        """The settings of ``config``, its unset options at their defaults (``None`` with ``--finetune
+        off``; then setting any other fine-tuning option is a ConfigError)."""
+        if config.finetune not in FINETUNE_CHOICES:
+            raise ConfigError(
+                f"--finetune must be one of {', '.join(FINETUNE_CHOICES)}, got {config.finetune!r}"
+            )
+        given = {
+            "--finetune-steps": config.finetune_steps,
+            "--finetune-lr": config.finetune_lr,
+            "--finetune-context": config.finetune_context,
+            "--finetune-batch": config.finetune_batch,
+            "--refit-every": config.refit_every,
+            "--finetune-per-symbol": config.finetune_per_symbol or None,
+        }
+        if config.finetune == "off":
+            named = [name for name, value in given.items() if value is not None]
+            if named:
+                raise ConfigError(f"{', '.join(named)} need --finetune lora or --finetune full")
+            return None
+        return cls(
+            mode=config.finetune,
+            steps=_or(config.finetune_steps, cls.steps),
+            learning_rate=_or(config.finetune_lr, cls.LEARNING_RATES[config.finetune]),
+            context=config.finetune_context,
+            refit_every=config.refit_every,
+            per_symbol=config.finetune_per_symbol,
+            batch_size=_or(config.finetune_batch, cls.batch_size),
+            seed=config.seed,
+        )
+
+    def record(self) -> dict[str, object]:
+        return {
+            "mode": self.mode,
+            "steps": self.steps,
+            "learning_rate": self.learning_rate,
+            "context": self.context,
+            "refit_every": self.refit_every,
+            "per_symbol": self.per_symbol,
+            "batch_size": self.batch_size,
+            "seed": self.seed,
+        }
+
+
+def _or(value: _T | None, default: _T) -> _T:
+    return default if value is None else value
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -52,12 +160,12 @@ class RunOptions:
     output_dir: Path = Path("results")
     max_gap: int | None = None
     calendar: str | None = None
-    dependence: str = "auto"
+    dependence: Dependence = "auto"
     n_paths: int | None = None
-    calibrate: str = "none"
+    calibrate: Calibrate = "none"
     covariates: tuple[str, ...] = ()
-    #: walk-forward fine-tuning (:mod:`chronobt.finetune`); ``None`` steps/lr: chronos' defaults
-    finetune: str = "off"
+    #: walk-forward fine-tuning: the options as given, ``None`` for :class:`FinetuneSettings`' defaults
+    finetune: FinetuneMode = "off"
     finetune_steps: int | None = None
     finetune_lr: float | None = None
     finetune_context: int | None = None
@@ -81,56 +189,38 @@ class RunOptions:
             raise ConfigError(f"--quantiles must be ascending distinct levels in (0, 1), got {q}")
         if 0.5 not in q:
             raise ConfigError("--quantiles must include 0.5 (the median)")
-        if self.dependence not in DEPENDENCE_CHOICES:
-            raise ConfigError(
-                f"--dependence must be one of {', '.join(DEPENDENCE_CHOICES)}, got {self.dependence!r}"
-            )
-        if self.calibrate not in CALIBRATE_CHOICES:
-            raise ConfigError(
-                f"--calibrate must be one of {', '.join(CALIBRATE_CHOICES)}, got {self.calibrate!r}"
-            )
+        if self.seed < 0:
+            raise ConfigError(f"--seed must be >= 0, got {self.seed}")
+        _check_choice("--dependence", self.dependence, DEPENDENCE_CHOICES)
+        _check_choice("--calibrate", self.calibrate, CALIBRATE_CHOICES)
         if self.max_gap is not None and self.max_gap < 0:
             raise ConfigError(f"--max-gap {self.max_gap}: expected 0 or a positive number of bars")
+        if self.calendar is not None and self.calendar.strip().lower() not in NO_CALENDAR:
+            check_calendar_name(self.calendar)
         if self.n_paths is not None and self.n_paths < 2:
             raise ConfigError(f"--paths must be >= 2, got {self.n_paths}")
         if len(set(self.covariates)) != len(self.covariates):
             raise ConfigError(
                 f"--covariates {','.join(self.covariates)} names a covariate twice; list each once"
             )
-        self._check_finetune()
+        FinetuneSettings.from_config(self)
 
-    def _check_finetune(self) -> None:
-        if self.finetune not in FINETUNE_CHOICES:
-            raise ConfigError(
-                f"--finetune must be one of {', '.join(FINETUNE_CHOICES)}, got {self.finetune!r}"
-            )
-        if self.finetune_steps is not None and self.finetune_steps < 1:
-            raise ConfigError(f"--finetune-steps must be >= 1, got {self.finetune_steps}")
-        if self.finetune_lr is not None and not self.finetune_lr > 0:
-            raise ConfigError(f"--finetune-lr must be > 0, got {self.finetune_lr}")
-        if self.finetune_context is not None and self.finetune_context < MIN_CONTEXT:
-            raise ConfigError(
-                f"--finetune-context must be >= {MIN_CONTEXT} bars, got {self.finetune_context}"
-            )
-        if self.finetune_batch is not None and self.finetune_batch < 1:
-            raise ConfigError(f"--finetune-batch must be >= 1 series, got {self.finetune_batch}")
-        if self.refit_every is not None and self.refit_every < 1:
-            raise ConfigError(f"--refit-every must be >= 1 windows, got {self.refit_every}")
-        if self.finetune == "off":
-            given = [
-                name
-                for name, value in (
-                    ("--finetune-steps", self.finetune_steps),
-                    ("--finetune-lr", self.finetune_lr),
-                    ("--finetune-context", self.finetune_context),
-                    ("--finetune-batch", self.finetune_batch),
-                    ("--refit-every", self.refit_every),
-                    ("--finetune-per-symbol", self.finetune_per_symbol or None),
-                )
-                if value is not None
-            ]
-            if given:
-                raise ConfigError(f"{', '.join(given)} need --finetune lora or --finetune full")
+
+def _check_choice(option: str, value: str, choices: Sequence[str]) -> None:
+    if value not in choices:
+        raise ConfigError(f"{option} must be one of {', '.join(choices)}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class LockOptions:
+    """How a run takes its output folder's lock: ``wait`` seconds for another run holding it."""
+
+    wait: float = 0.0
+
+    def __post_init__(self) -> None:
+        check_finite("--wait", self.wait)
+        if self.wait < 0:
+            raise ConfigError(f"--wait {self.wait:g}: expected 0 or a positive number of seconds")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -141,7 +231,7 @@ class EvaluationOptions(RunOptions):
     fee_bps: float = 10.0
     allow_short: bool = False
     #: where the symbols' chunks run: ``local`` (this process) or ``ray`` (:mod:`chronobt.runs.executors`)
-    executor: str = "local"
+    executor: ExecutorKind = "local"
     #: with ``ray``: ``None`` starts a local Ray instance, ``auto`` joins a running cluster,
     #: ``ray://host:port`` connects to a remote one
     ray_address: str | None = None
@@ -150,6 +240,7 @@ class EvaluationOptions(RunOptions):
         super().__post_init__()
         if self.stride is not None and self.stride < 1:
             raise ConfigError(f"--stride must be >= 1, got {self.stride}")
+        check_finite("--fee-bps", self.fee_bps)
         if self.fee_bps < 0:
             raise ConfigError(f"--fee-bps must be >= 0, got {self.fee_bps}")
         check_executor(self.executor, self.ray_address)

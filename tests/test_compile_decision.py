@@ -12,8 +12,12 @@ import typer
 from typer.testing import CliRunner
 
 import chronobt.engine.compilation as compilation
-from chronobt.cli.engine_options import CacheDirOpt, default_cache_dir, engine_config_from_options
-from chronobt.cli.options import engine_settings
+from chronobt.cli.engine_options import (
+    CacheDirOpt,
+    default_cache_dir,
+    engine_config,
+    engine_config_from_options,
+)
 from chronobt.engine.checkpoints import ARCHITECTURES
 from chronobt.engine.compilation import CompileState, batch_flops, compile_decision, inductor_cache_dir
 from chronobt.engine.core import Chronos2Engine, EngineConfig
@@ -141,7 +145,7 @@ def test_cli_maps_the_cache_dir_option_and_defaults_under_the_user_cache(tmp_pat
 
     @app.command()
     def run(cache_dir: CacheDirOpt = None) -> None:
-        seen.append(engine_settings(cache_dir=cache_dir))
+        seen.append(engine_config({"cache_dir": cache_dir}))
 
     runner = CliRunner()
     assert runner.invoke(app, [], env={"CHRONOBT_CACHE_DIR": str(tmp_path / "c")}).exit_code == 0

@@ -268,6 +268,30 @@ def test_bad_finetune_options_are_config_errors(options: dict[str, Any], message
         BacktestConfig(symbols=("AAA",), **options)
 
 
+def test_unset_finetune_options_take_the_settings_defaults_per_mode() -> None:
+    for mode in ("full", "lora"):
+        settings = ft.FinetuneSettings.from_config(BacktestConfig(symbols=("AAA",), finetune=mode, seed=7))
+        assert settings is not None
+        assert settings.record() == {
+            "mode": mode,
+            "steps": ft.FinetuneSettings.steps,
+            "learning_rate": ft.FinetuneSettings.LEARNING_RATES[mode],
+            "context": None,
+            "refit_every": None,
+            "per_symbol": False,
+            "batch_size": ft.FinetuneSettings.batch_size,
+            "seed": 7,
+        }
+    assert (ft.DEFAULT_STEPS, ft.DEFAULT_LR) == (1000, {"full": 1e-6, "lora": 1e-5})  # chronos' fit defaults
+    assert ft.FinetuneSettings.from_config(BacktestConfig(symbols=("AAA",))) is None
+
+
+@pytest.mark.parametrize("lr", [float("nan"), float("inf"), 0.0])
+def test_a_learning_rate_that_is_not_a_finite_positive_number_is_a_config_error(lr: float) -> None:
+    with pytest.raises(ConfigError, match="--finetune-lr must be > 0 and finite"):
+        BacktestConfig(symbols=("AAA",), finetune="full", finetune_lr=lr)
+
+
 def test_cli_backtest_finetune_quiet_prints_nothing_and_writes_both_folders(
     tmp_path: Path, tiny_model_dir: Path
 ) -> None:

@@ -2,88 +2,142 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
-import typer
 from rich.table import Table
 
-from chronobt.cli.common import SIGNIFICANT, Ui, model_label, p_value_text, raise_for_failures
+from chronobt.cli import engine_options as eo
+from chronobt.cli.common import (
+    SIGNIFICANT,
+    Ui,
+    command_context,
+    model_label,
+    p_value_text,
+    raise_for_failures,
+)
 from chronobt.cli.options import (
+    ALL_QUANTILES,
+    ALL_TARGETS,
+    NO_COVARIATES,
+    AllowShortOpt,
+    CalendarOpt,
+    CalibrateOpt,
+    ContextOpt,
+    CovariatesOpt,
+    DataDirOpt,
+    DebugOpt,
+    DependenceOpt,
     EndOpt,
+    ExecutorOpt,
+    FeeOpt,
+    FinetuneBatchOpt,
+    FinetuneContextOpt,
+    FinetuneLrOpt,
+    FinetuneOpt,
+    FinetunePerSymbolOpt,
+    FinetuneStepsOpt,
+    HorizonOpt,
+    JsonOpt,
+    LogFileOpt,
+    MaxGapOpt,
+    OutputDirOpt,
+    PathsOpt,
     PreaugOpt,
+    QuantilesOpt,
+    QuietOpt,
+    RayAddressOpt,
+    RefitEveryOpt,
     ReportOpt,
+    SeedOpt,
     StartOpt,
     StrictAutoOpt,
+    StrideOpt,
     SymbolsArg,
+    TargetsOpt,
+    WaitOpt,
     WindowsOpt,
-    command,
-    covariate_settings,
-    engine_settings,
-    evaluation_settings,
-    executor_settings,
-    finetune_settings,
-    lock_settings,
-    run_settings,
+    build_config,
+    check_extras,
+    command_app,
+    ui_options,
 )
 from chronobt.cli.progress import run_locked
-from chronobt.cli.report import write_reports
-from chronobt.config import BacktestConfig
-from chronobt.engine.core import EngineConfig
-from chronobt.pipeline.covariates import parse_covariates
-from chronobt.runs.backtest import BacktestReport, run_backtest
+from chronobt.config import BacktestConfig as B
+from chronobt.config import LockOptions
+from chronobt.engine.config import EngineConfig as E
+
+if TYPE_CHECKING:
+    from chronobt.runs.backtest import BacktestReport
+
+app = command_app()
 
 
-def register(app: typer.Typer) -> None:
-    @command(
-        app,
-        "backtest",
-        run=run_settings,
-        covariates=covariate_settings,
-        evaluation=evaluation_settings,
-        executor=executor_settings,
-        engine=engine_settings,
-        finetune=finetune_settings,
-        wait=lock_settings,
-    )
-    def backtest(
-        symbols: SymbolsArg,
-        preaug: PreaugOpt = "none",
-        strict_auto: StrictAutoOpt = False,
-        windows: WindowsOpt = 100,
-        start: StartOpt = None,
-        end: EndOpt = None,
-        report_html: ReportOpt = False,
-        *,
-        ui: Ui,
-        run: dict[str, Any],
-        covariates: str,
-        evaluation: dict[str, Any],
-        executor: dict[str, Any],
-        engine: EngineConfig,
-        finetune: dict[str, Any],
-        wait: float,
-    ) -> None:
-        """Backtest Chronos-2 on SYMBOL(s) over rolling origins.
+@app.command("backtest")
+def backtest(
+    symbols: SymbolsArg,
+    preaug: PreaugOpt = B.preaug,
+    strict_auto: StrictAutoOpt = B.strict_auto,
+    windows: WindowsOpt = B.windows,
+    start: StartOpt = B.start,
+    end: EndOpt = B.end,
+    report_html: ReportOpt = False,
+    horizon: HorizonOpt = B.horizon,
+    context: ContextOpt = B.context,
+    targets: TargetsOpt = ALL_TARGETS,
+    quantiles: QuantilesOpt = ALL_QUANTILES,
+    seed: SeedOpt = B.seed,
+    dependence: DependenceOpt = B.dependence,
+    calibrate: CalibrateOpt = B.calibrate,
+    paths: PathsOpt = B.n_paths,
+    max_gap: MaxGapOpt = B.max_gap,
+    calendar: CalendarOpt = B.calendar,
+    data_dir: DataDirOpt = B.data_dir,
+    output_dir: OutputDirOpt = B.output_dir,
+    covariates: CovariatesOpt = NO_COVARIATES,
+    stride: StrideOpt = B.stride,
+    fee_bps: FeeOpt = B.fee_bps,
+    allow_short: AllowShortOpt = B.allow_short,
+    executor: ExecutorOpt = B.executor,
+    ray_address: RayAddressOpt = B.ray_address,
+    model: eo.ModelOpt = E.model,
+    device: eo.DeviceOpt = E.device,
+    dtype: eo.DtypeOpt = E.dtype,
+    compile: eo.CompileOpt = None,
+    compile_backend: eo.CompileBackendOpt = None,
+    compile_mode: eo.CompileModeOpt = None,
+    batch_size: eo.BatchSizeOpt = None,
+    cache_dir: eo.CacheDirOpt = None,
+    finetune: FinetuneOpt = B.finetune,
+    finetune_steps: FinetuneStepsOpt = B.finetune_steps,
+    finetune_lr: FinetuneLrOpt = B.finetune_lr,
+    finetune_context: FinetuneContextOpt = B.finetune_context,
+    finetune_batch: FinetuneBatchOpt = B.finetune_batch,
+    refit_every: RefitEveryOpt = B.refit_every,
+    finetune_per_symbol: FinetunePerSymbolOpt = B.finetune_per_symbol,
+    wait: WaitOpt = LockOptions.wait,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+    json_out: JsonOpt = False,
+    log_file: LogFileOpt = None,
+) -> None:
+    """Backtest Chronos-2 on SYMBOL(s) over rolling origins.
 
-        Writes <output-dir>/backtest/<SYMBOL>/<preaug>/ (forecasts, metrics, trades, manifest); with
-        --finetune lora|full also <preaug>+finetune-<mode>/ on the same windows, tested against zero-shot.
-        With --preaug auto the origins start after the sweep's validation windows unless --start is given.
-        """
-        config = BacktestConfig(
-            symbols=tuple(symbols),
-            preaug=preaug,
-            strict_auto=strict_auto,
-            windows=windows,
-            start=start,
-            end=end,
-            covariates=parse_covariates(covariates),
-            **run,
-            **evaluation,
-            **executor,
-            **finetune,
-        )
-        report = run_locked(ui, run_backtest, config, engine, wait=wait)
+    Writes <output-dir>/backtest/<SYMBOL>/<preaug>/ (forecasts, metrics, trades, manifest); with
+    --finetune lora|full also <preaug>+finetune-<mode>/ on the same windows, tested against zero-shot.
+    With --preaug auto the origins start after the sweep's validation windows unless --start is given.
+    """
+    options = locals()  # every option above, by name
+    with command_context(**ui_options(options)) as ui:
+        from chronobt.pipeline.covariates import parse_covariates
+        from chronobt.runs.backtest import run_backtest
+
+        config = build_config(B, options, covariates=parse_covariates(covariates))
+        check_extras(config)
+        engine, lock = eo.engine_config(options), build_config(LockOptions, options)
+        report = run_locked(ui, run_backtest, config, engine, wait=lock.wait)
         if report_html:
+            from chronobt.cli.report import write_reports
+
             write_reports(ui, [r.folder for r in report.results])
         render(ui, report)
         raise_for_failures(report.failures, succeeded=len(report.results))

@@ -9,14 +9,12 @@ import typer
 from rich.table import Table
 
 from chronobt.cli.common import Ui, command_context
-from chronobt.cli.options import DEFAULT_DATA_DIR, CalendarOpt, DataDirOpt, DebugOpt, JsonOpt, QuietOpt
+from chronobt.cli.options import CalendarOpt, DataDirOpt, DebugOpt, JsonOpt, QuietOpt, command_app
+from chronobt.config import RunOptions
 from chronobt.data import check_ohlc, import_csv_report, list_symbols, require_bars
 
-app = typer.Typer(
-    help="Import, list and check OHLC data files.",
-    no_args_is_help=True,
-    context_settings={"help_option_names": ["-h", "--help"]},
-)
+app = command_app(help="Import, list and check OHLC data files.", no_args_is_help=True)
+DEFAULT_DATA_DIR = RunOptions.data_dir
 
 MaxGapOpt = Annotated[
     int | None,

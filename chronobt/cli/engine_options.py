@@ -3,14 +3,11 @@
 The command line owns the environment: the ``CHRONOBT_*`` variables (Typer ``envvar=``) and the legacy
 compile switches (``TORCH_COMPILED``, ``CHRONOS_COMPILE``, ``CHRONOS_COMPILE_BACKEND``,
 ``CHRONOS_COMPILE_MODE``) are read here and nowhere in the library. Use the options as parameter
-annotations and turn them into an :class:`~chronobt.engine.core.EngineConfig`::
+annotations, with :class:`~chronobt.engine.config.EngineConfig`'s defaults, and turn them into one::
 
-    def _cmd(model: ModelOpt = "auto", device: DeviceOpt = "auto", dtype: DtypeOpt = "auto",
-             compile: CompileOpt = None, compile_backend: CompileBackendOpt = None,
-             compile_mode: CompileModeOpt = None, batch_size: BatchSizeOpt = None) -> None:
-        config = engine_config_from_options(model=model, device=device, dtype=dtype, compile=compile,
-                                            compile_backend=compile_backend, compile_mode=compile_mode,
-                                            batch_size=batch_size)
+    def _cmd(model: ModelOpt = EngineConfig.model, device: DeviceOpt = EngineConfig.device, ...,
+             batch_size: BatchSizeOpt = None, cache_dir: CacheDirOpt = None) -> None:
+        config = engine_config(locals())
         with quiet_transformers():
             ...  # load and run
 
@@ -29,11 +26,17 @@ import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from chronobt.engine.core import EngineConfig
+from chronobt.engine.config import (
+    COMPILE_CHOICES,
+    COMPILE_MODES,
+    DEFAULT_BATCH_SIZE,
+    DTYPE_CHOICES,
+    EngineConfig,
+)
 from chronobt.errors import ConfigError
 
 #: Legacy on/off switches read when ``--compile`` is unset, the first one set wins.
@@ -67,6 +70,7 @@ DtypeOpt = Annotated[
     typer.Option(
         "--dtype",
         envvar="CHRONOBT_DTYPE",
+        metavar=f"[{'|'.join(DTYPE_CHOICES)}]",
         help="auto (float32), float32 or bfloat16 (CUDA only; faster, slightly less accurate).",
         show_default=True,
     ),
@@ -76,9 +80,10 @@ CompileOpt = Annotated[
     typer.Option(
         "--compile",
         envvar="CHRONOBT_COMPILE",
+        metavar=f"[{'|'.join(COMPILE_CHOICES)}]",
         help=(
             "torch.compile: auto (on for CUDA), on, off. Unset: the legacy TORCH_COMPILED / CHRONOS_COMPILE "
-            "switches (0/1/true/false), else auto."
+            f"switches (0/1/true/false), else {EngineConfig.compile}."
         ),
         show_default=False,
     ),
@@ -88,7 +93,7 @@ CompileBackendOpt = Annotated[
     typer.Option(
         "--compile-backend",
         envvar=["CHRONOBT_COMPILE_BACKEND", "CHRONOS_COMPILE_BACKEND"],
-        help="torch.compile backend (default inductor).",
+        help=f"torch.compile backend (default {EngineConfig.compile_backend}).",
         show_default=False,
     ),
 ]
@@ -97,8 +102,8 @@ CompileModeOpt = Annotated[
     typer.Option(
         "--compile-mode",
         envvar=["CHRONOBT_COMPILE_MODE", "CHRONOS_COMPILE_MODE"],
-        help="torch.compile mode: default, reduce-overhead, max-autotune or max-autotune-no-cudagraphs "
-        "(default: torch's).",
+        metavar=f"[{'|'.join(COMPILE_MODES)}]",
+        help="torch.compile mode (default: torch's).",
         show_default=False,
     ),
 ]
@@ -107,8 +112,8 @@ BatchSizeOpt = Annotated[
     typer.Option(
         "--batch-size",
         envvar="CHRONOBT_BATCH_SIZE",
-        help="Series per forward pass (default 256 on CUDA; on CPU sized to the model and context, "
-        "up to the model's d_ff); a task's variates stay together.",
+        help=f"Series per forward pass (default {DEFAULT_BATCH_SIZE['cuda']} on CUDA; on CPU sized to the "
+        "model and context, up to the model's d_ff); a task's variates stay together.",
         show_default=False,
     ),
 ]
@@ -133,11 +138,25 @@ def default_cache_dir() -> Path:
     return Path(platformdirs.user_cache_dir("chronobt"))
 
 
+def engine_config(options: Mapping[str, Any]) -> EngineConfig:
+    """The :class:`EngineConfig` of a command's options (its ``locals()``; absent ones at their defaults),
+    ``--cache-dir`` unset: the :func:`default_cache_dir`."""
+    cache_dir = options.get("cache_dir")
+    return engine_config_from_options(
+        **{name: options[name] for name in ENGINE_OPTIONS if name in options},
+        cache_dir=cache_dir if cache_dir is not None else default_cache_dir(),
+    )
+
+
+#: The options :func:`engine_config_from_options` maps (``--cache-dir`` aside).
+ENGINE_OPTIONS = ("model", "device", "dtype", "compile", "compile_backend", "compile_mode", "batch_size")
+
+
 def engine_config_from_options(
     *,
-    model: str = "auto",
-    device: str = "auto",
-    dtype: str = "auto",
+    model: str = EngineConfig.model,
+    device: str = EngineConfig.device,
+    dtype: str = EngineConfig.dtype,
     compile: str | None = None,
     compile_backend: str | None = None,
     compile_mode: str | None = None,
@@ -167,13 +186,14 @@ def engine_config_from_options(
         source = _compile_option_source(requested, env)
     else:
         requested, source = _legacy_compile(env)
+    default = EngineConfig.compile_backend
     return EngineConfig(
         model=model,
         device=device.strip().lower(),
-        dtype=dtype.strip().lower(),
-        compile=requested,
-        compile_backend=compile_backend.strip() if compile_backend is not None else "inductor",
-        compile_mode=compile_mode.strip().lower() if compile_mode is not None else None,
+        dtype=dtype.strip().lower(),  # type: ignore[arg-type]  # checked by EngineConfig
+        compile=requested,  # type: ignore[arg-type]
+        compile_backend=compile_backend.strip() if compile_backend is not None else default,
+        compile_mode=compile_mode.strip().lower() if compile_mode is not None else None,  # type: ignore[arg-type]
         compile_source=source,
         batch_size=batch_size,
         cache_dir=Path(cache_dir).expanduser() if cache_dir is not None else None,
@@ -193,7 +213,7 @@ def _legacy_compile(env: Mapping[str, str]) -> tuple[str, str]:
                 f"fix or unset it, or pass --compile auto|on|off"
             )
         return ("on" if value else "off"), f"env {name}"
-    return "auto", "default"
+    return EngineConfig.compile, "default"
 
 
 def _compile_option_source(value: str, env: Mapping[str, str]) -> str:

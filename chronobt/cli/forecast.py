@@ -2,69 +2,115 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
-import typer
 from rich.table import Table
 
-from chronobt.cli.common import Ui, model_label, raise_for_failures
+from chronobt.cli import engine_options as eo
+from chronobt.cli.common import Ui, command_context, model_label, raise_for_failures
 from chronobt.cli.options import (
+    ALL_QUANTILES,
+    ALL_TARGETS,
+    NO_COVARIATES,
+    CalendarOpt,
+    CalibrateOpt,
+    ContextOpt,
+    CovariatesOpt,
+    DataDirOpt,
+    DebugOpt,
+    DependenceOpt,
+    FinetuneBatchOpt,
+    FinetuneContextOpt,
+    FinetuneLrOpt,
+    FinetuneOpt,
+    FinetunePerSymbolOpt,
+    FinetuneStepsOpt,
+    HorizonOpt,
+    JsonOpt,
+    LogFileOpt,
+    MaxGapOpt,
+    OutputDirOpt,
+    PathsOpt,
     PreaugOpt,
+    QuantilesOpt,
+    QuietOpt,
+    RefitEveryOpt,
     ReportOpt,
+    SeedOpt,
     StrictAutoOpt,
     SymbolsArg,
-    command,
-    covariate_settings,
-    engine_settings,
-    finetune_settings,
-    lock_settings,
-    run_settings,
+    TargetsOpt,
+    WaitOpt,
+    build_config,
+    command_app,
+    ui_options,
 )
 from chronobt.cli.progress import run_locked
-from chronobt.cli.report import write_reports
-from chronobt.config import ForecastConfig
-from chronobt.engine.core import EngineConfig
-from chronobt.pipeline.covariates import parse_covariates
-from chronobt.runs.forecast import ForecastReport, run_forecast
+from chronobt.config import ForecastConfig as F
+from chronobt.config import LockOptions
+from chronobt.engine.config import EngineConfig as E
+
+if TYPE_CHECKING:
+    from chronobt.runs.forecast import ForecastReport
+
+app = command_app()
 
 
-def register(app: typer.Typer) -> None:
-    @command(
-        app,
-        "forecast",
-        run=run_settings,
-        covariates=covariate_settings,
-        engine=engine_settings,
-        finetune=finetune_settings,
-        wait=lock_settings,
-    )
-    def forecast(
-        symbols: SymbolsArg,
-        preaug: PreaugOpt = "none",
-        report_html: ReportOpt = False,
-        strict_auto: StrictAutoOpt = False,
-        *,
-        ui: Ui,
-        run: dict[str, Any],
-        covariates: str,
-        engine: EngineConfig,
-        finetune: dict[str, Any],
-        wait: float,
-    ) -> None:
-        """Forecast the next --horizon bars of SYMBOL(s) from the latest --context bars.
+@app.command("forecast")
+def forecast(
+    symbols: SymbolsArg,
+    preaug: PreaugOpt = F.preaug,
+    report_html: ReportOpt = False,
+    strict_auto: StrictAutoOpt = F.strict_auto,
+    horizon: HorizonOpt = F.horizon,
+    context: ContextOpt = F.context,
+    targets: TargetsOpt = ALL_TARGETS,
+    quantiles: QuantilesOpt = ALL_QUANTILES,
+    seed: SeedOpt = F.seed,
+    dependence: DependenceOpt = F.dependence,
+    calibrate: CalibrateOpt = F.calibrate,
+    paths: PathsOpt = F.n_paths,
+    max_gap: MaxGapOpt = F.max_gap,
+    calendar: CalendarOpt = F.calendar,
+    data_dir: DataDirOpt = F.data_dir,
+    output_dir: OutputDirOpt = F.output_dir,
+    covariates: CovariatesOpt = NO_COVARIATES,
+    model: eo.ModelOpt = E.model,
+    device: eo.DeviceOpt = E.device,
+    dtype: eo.DtypeOpt = E.dtype,
+    compile: eo.CompileOpt = None,
+    compile_backend: eo.CompileBackendOpt = None,
+    compile_mode: eo.CompileModeOpt = None,
+    batch_size: eo.BatchSizeOpt = None,
+    cache_dir: eo.CacheDirOpt = None,
+    finetune: FinetuneOpt = F.finetune,
+    finetune_steps: FinetuneStepsOpt = F.finetune_steps,
+    finetune_lr: FinetuneLrOpt = F.finetune_lr,
+    finetune_context: FinetuneContextOpt = F.finetune_context,
+    finetune_batch: FinetuneBatchOpt = F.finetune_batch,
+    refit_every: RefitEveryOpt = F.refit_every,
+    finetune_per_symbol: FinetunePerSymbolOpt = F.finetune_per_symbol,
+    wait: WaitOpt = LockOptions.wait,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+    json_out: JsonOpt = False,
+    log_file: LogFileOpt = None,
+) -> None:
+    """Forecast the next --horizon bars of SYMBOL(s) from the latest --context bars.
 
-        Writes <output-dir>/forecast/<SYMBOL>/<last-bar>.parquet, latest.parquet and latest.json.
-        """
-        config = ForecastConfig(
-            symbols=tuple(symbols),
-            preaug=preaug,
-            strict_auto=strict_auto,
-            covariates=parse_covariates(covariates),
-            **run,
-            **finetune,
-        )
-        report = run_locked(ui, run_forecast, config, engine, wait=wait)
+    Writes <output-dir>/forecast/<SYMBOL>/<last-bar>.parquet, latest.parquet and latest.json.
+    """
+    options = locals()  # every option above, by name
+    with command_context(**ui_options(options)) as ui:
+        from chronobt.pipeline.covariates import parse_covariates
+        from chronobt.runs.forecast import run_forecast
+
+        config = build_config(F, options, covariates=parse_covariates(covariates))
+        engine, lock = eo.engine_config(options), build_config(LockOptions, options)
+        report = run_locked(ui, run_forecast, config, engine, wait=lock.wait)
         if report_html:
+            from chronobt.cli.report import write_reports
+
             write_reports(ui, [r.folder for r in report.results])
         render(ui, report)
         raise_for_failures(report.failures, succeeded=len(report.results))

@@ -1,43 +1,76 @@
-"""Options declared once, in sets, with one builder each; :func:`command` puts them on a command.
+"""The options backtest, sweep and forecast share, as ``Annotated`` aliases, and one config builder.
 
-A set is a function whose parameters are Typer options and whose body turns them into a piece of a
-config (e.g. :func:`run_settings` -> the :class:`~chronobt.config.RunOptions` fields). :func:`command`
-appends the sets' parameters to a command's own, opens the command context (consoles, log file, error
-handling: :func:`chronobt.cli.common.command_context`), builds each set inside it, so a bad value is a
-one-line usage error, and calls the command with ``ui`` and one argument per set::
+The configs (:mod:`chronobt.config`, :class:`~chronobt.engine.config.EngineConfig`) declare every default,
+choice and check; a command's signature lists each option with its alias and the config's default::
 
-    @command(app, "backtest", run=run_settings, engine=engine_settings)
-    def backtest(symbols: ..., windows: WindowsOpt = 100, *, ui: Ui, run: dict, engine: EngineConfig): ...
+    def backtest(symbols: SymbolsArg, horizon: HorizonOpt = RunOptions.horizon, ...) -> None:
+        options = locals()
+        with command_context(**ui_options(options)) as ui:
+            config = build_config(BacktestConfig, options, covariates=...)
 
-Backtest, sweep and forecast share the same declarations, so an option can no longer drift between them.
+so ``--help`` shows the config's defaults (``[default: 24]``) and choices (``[auto|independent|...]``,
+matched case-insensitively), and a bad value is the config's one-line usage error (exit code 2).
+This module imports no torch: ``chronobt <command> --help`` starts fast.
 """
 
 from __future__ import annotations
 
-import functools
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import fields
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar, get_args, get_origin, get_type_hints
 
 import typer
 
-from chronobt.cli import engine_options as eo
-from chronobt.cli.common import command_context
-from chronobt.config import DEFAULT_QUANTILES, DEPENDENCE_CHOICES, check_executor
-from chronobt.data import TARGETS
-from chronobt.engine.core import EngineConfig
+from chronobt.augment import AVAILABLE_AUGMENTATIONS, DEFAULT_N_PATHS
+from chronobt.config import (
+    CALIBRATE_CHOICES,
+    DEPENDENCE_CHOICES,
+    EXECUTOR_CHOICES,
+    FINETUNE_CHOICES,
+    EvaluationOptions,
+    FinetuneSettings,
+    RunOptions,
+)
 from chronobt.errors import ConfigError
-from chronobt.runs.executors import import_ray
+from chronobt.pipeline.covariates import covariates_label
 
-F = TypeVar("F", bound=Callable[..., Any])
+C = TypeVar("C")
 
-DEFAULT_DATA_DIR = Path("data")
-DEFAULT_OUTPUT_DIR = Path("results")
-ALL_TARGETS = ",".join(TARGETS)
-ALL_QUANTILES = ",".join(str(level) for level in DEFAULT_QUANTILES)
 #: ``-h`` works like ``--help`` on every command.
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"]}
+ALL_TARGETS = ",".join(RunOptions.targets)
+ALL_QUANTILES = ",".join(str(level) for level in RunOptions.quantiles)
+#: ``--covariates``' spelling of the config's default (``none``: no covariates)
+NO_COVARIATES = covariates_label(RunOptions.covariates)
+
+
+def command_app(**settings: Any) -> typer.Typer:
+    """The Typer app of one command module (the root lists it lazily: :mod:`chronobt.cli`)."""
+    return typer.Typer(
+        add_completion=False,
+        pretty_exceptions_enable=False,
+        rich_markup_mode=None,
+        context_settings=CONTEXT_SETTINGS,
+        **settings,
+    )
+
+
+def choices(names: Sequence[str]) -> str:
+    """The metavar of a choice option: ``[auto|independent|comonotonic]``."""
+    return f"[{'|'.join(names)}]"
+
+
+def _augmentations() -> str:
+    """``none, differencing, ..., rolling_norm[:window=20]``: the registry with each one's parameters."""
+    items = []
+    for name, cls in AVAILABLE_AUGMENTATIONS.items():
+        params = list(inspect.signature(cls.__init__).parameters.values())[1:]
+        given = ",".join(f"{p.name}={p.default}" for p in params if p.default is not p.empty)
+        items.append(f"{name}[:{given}]" if given else name)
+    return ", ".join(items)
+
 
 DataDirOpt = Annotated[
     Path,
@@ -62,8 +95,7 @@ PreaugOpt = Annotated[
     str,
     typer.Option(
         "--preaug",
-        help="Pre-augmentation NAME[:k=v] (none, differencing, detrending, robust_scaling, log_returns, "
-        "percent_change, rolling_norm[:window=20]) or 'auto' for the sweep's choice.",
+        help=f"Pre-augmentation NAME[:k=v] ({_augmentations()}) or 'auto' for the sweep's choice.",
     ),
 ]
 StrictAutoOpt = Annotated[
@@ -89,6 +121,7 @@ DependenceOpt = Annotated[
     str,
     typer.Option(
         "--dependence",
+        metavar=choices(DEPENDENCE_CHOICES),
         help="How forecast steps are coupled when inverting quantiles of path-dependent augmentations "
         "(differencing, rolling_norm): auto (a copula learned from resolved windows), independent "
         "(independent sample paths) or comonotonic (per-quantile inversion).",
@@ -98,12 +131,14 @@ CalibrateOpt = Annotated[
     str,
     typer.Option(
         "--calibrate",
+        metavar=choices(CALIBRATE_CHOICES),
         help="none, or conformal: adjust each quantile level per step by adaptive conformal inference "
         "on resolved windows (metrics.json reports raw and calibrated scores).",
     ),
 ]
 PathsOpt = Annotated[
-    int | None, typer.Option("--paths", help="Sample paths for path-dependent inversion (default 4096).")
+    int | None,
+    typer.Option("--paths", help=f"Sample paths for path-dependent inversion (default {DEFAULT_N_PATHS})."),
 ]
 MaxGapOpt = Annotated[
     int | None,
@@ -123,7 +158,7 @@ CovariatesOpt = Annotated[
         "--covariates",
         help="Comma-separated covariates beside the targets: volume (log1p, past only), calendar (hour of "
         "day and day of week as sin/cos, known ahead), or a SYMBOL of the data folder (its close, past "
-        "only). Default: none. In a sweep each comma-separated item is one set to try, + joins "
+        "only). In a sweep each comma-separated item is one set to try, + joins "
         "(none,volume,calendar,volume+calendar).",
     ),
 ]
@@ -140,6 +175,7 @@ ExecutorOpt = Annotated[
     typer.Option(
         "--executor",
         envvar="CHRONOBT_EXECUTOR",
+        metavar=choices(EXECUTOR_CHOICES),
         help="Where symbols are forecast: local (this process) or ray (a pool of Ray actors, one model "
         "each; needs pip install 'chronobt[ray]').",
     ),
@@ -160,6 +196,7 @@ FinetuneOpt = Annotated[
     str,
     typer.Option(
         "--finetune",
+        metavar=choices(FINETUNE_CHOICES),
         help="Walk-forward fine-tuning on the symbols' own history before each refit point: off, lora "
         "(needs chronobt[finetune]) or full. Backtests write fine-tuned results beside zero-shot ones.",
     ),
@@ -168,13 +205,20 @@ FinetuneStepsOpt = Annotated[
     int | None,
     typer.Option(
         "--finetune-steps",
-        help="Training steps per refit (default 1000, chronos' fit default; slow on a CPU, e.g. ~1 s per "
-        "step for the bundled model at batch 32).",
+        help=f"Training steps per refit (default {FinetuneSettings.steps}, chronos' fit default; slow on "
+        "a CPU, e.g. ~1 s per step for the bundled model at batch 32).",
     ),
 ]
 FinetuneLrOpt = Annotated[
     float | None,
-    typer.Option("--finetune-lr", help="Learning rate (default: 1e-6 full, 1e-5 lora, as chronos advises)."),
+    typer.Option(
+        "--finetune-lr",
+        help="Learning rate (default: "
+        + ", ".join(
+            f"{lr:.0e} {mode}".replace("e-0", "e-") for mode, lr in FinetuneSettings.LEARNING_RATES.items()
+        )
+        + ", as chronos advises).",
+    ),
 ]
 FinetuneContextOpt = Annotated[
     int | None,
@@ -182,7 +226,10 @@ FinetuneContextOpt = Annotated[
 ]
 FinetuneBatchOpt = Annotated[
     int | None,
-    typer.Option("--finetune-batch", help="Series per training batch (default 256; halved on CUDA OOM)."),
+    typer.Option(
+        "--finetune-batch",
+        help=f"Series per training batch (default {FinetuneSettings.batch_size}; halved on CUDA OOM).",
+    ),
 ]
 RefitEveryOpt = Annotated[
     int | None,
@@ -216,147 +263,54 @@ def parse_name_list(text: str, *, option: str) -> tuple[str, ...]:
     return names
 
 
-def run_settings(
-    horizon: HorizonOpt = 24,
-    context: ContextOpt = 2048,
-    targets: TargetsOpt = ALL_TARGETS,
-    quantiles: QuantilesOpt = ALL_QUANTILES,
-    seed: SeedOpt = 0,
-    dependence: DependenceOpt = "auto",
-    calibrate: CalibrateOpt = "none",
-    paths: PathsOpt = None,
-    max_gap: MaxGapOpt = None,
-    calendar: CalendarOpt = None,
-    data_dir: DataDirOpt = DEFAULT_DATA_DIR,
-    output_dir: OutputDirOpt = DEFAULT_OUTPUT_DIR,
-) -> dict[str, Any]:
-    """The :class:`~chronobt.config.RunOptions` fields (backtest, sweep, forecast)."""
-    if dependence.strip().lower() not in DEPENDENCE_CHOICES:
-        raise ConfigError(f"--dependence must be one of {', '.join(DEPENDENCE_CHOICES)}, got {dependence!r}")
-    return {
-        "horizon": horizon,
-        "context": context,
-        "targets": parse_name_list(targets, option="--targets"),
-        "quantiles": parse_float_list(quantiles, option="--quantiles"),
-        "seed": seed,
-        "dependence": dependence.strip().lower(),
-        "calibrate": calibrate.strip().lower(),
-        "n_paths": paths,
-        "max_gap": max_gap,
-        "calendar": calendar,
-        "data_dir": data_dir,
-        "output_dir": output_dir,
-    }
+#: Config fields whose option has another name.
+_OPTION_OF_FIELD = {"n_paths": "paths"}
+#: Config fields a command parses itself (backtest, forecast: one covariate set; sweep: sets to try).
+_COMMAND_PARSED = frozenset({"covariates"})
+#: Config fields given as text on the command line.
+_PARSERS: dict[str, Callable[[Any], Any]] = {
+    "targets": lambda text: parse_name_list(text, option="--targets"),
+    "quantiles": lambda text: parse_float_list(text, option="--quantiles"),
+}
 
 
-def covariate_settings(covariates: CovariatesOpt = "none") -> str:
-    """``--covariates`` as given: one set for backtest and forecast (:func:`parse_covariates`), one set per
-    comma-separated item for sweep (:func:`~chronobt.pipeline.covariates.parse_covariate_sets`)."""
-    return covariates
+def _is_choice(hint: Any) -> bool:
+    """True for ``Literal[...]`` (or ``Literal[...] | None``): an option matched case-insensitively."""
+    return get_origin(hint) is Literal or any(get_origin(arg) is Literal for arg in get_args(hint))
 
 
-def evaluation_settings(
-    stride: StrideOpt = None, fee_bps: FeeOpt = 10.0, allow_short: AllowShortOpt = False
-) -> dict[str, Any]:
-    """The :class:`~chronobt.config.EvaluationOptions` fields past :func:`run_settings` (backtest, sweep)."""
-    return {"stride": stride, "fee_bps": fee_bps, "allow_short": allow_short}
+def build_config(config_type: type[C], options: Mapping[str, Any], **given: Any) -> C:
+    """``config_type`` from a command's options (its ``locals()``): the one way a command builds a config.
 
-
-def executor_settings(executor: ExecutorOpt = "local", ray_address: RayAddressOpt = None) -> dict[str, Any]:
-    """The executor fields of :class:`~chronobt.config.EvaluationOptions` (backtest, sweep)."""
-    kind = executor.strip().lower()
-    check_executor(kind, ray_address)
-    if kind == "ray":
-        import_ray()  # a missing extra is a usage error before any model or data is loaded
-    return {"executor": kind, "ray_address": ray_address}
-
-
-def engine_settings(
-    model: eo.ModelOpt = "auto",
-    device: eo.DeviceOpt = "auto",
-    dtype: eo.DtypeOpt = "auto",
-    compile: eo.CompileOpt = None,
-    compile_backend: eo.CompileBackendOpt = None,
-    compile_mode: eo.CompileModeOpt = None,
-    batch_size: eo.BatchSizeOpt = None,
-    cache_dir: eo.CacheDirOpt = None,
-) -> EngineConfig:
-    """The :class:`~chronobt.engine.core.EngineConfig` (environment variables mapped here, in the CLI)."""
-    return eo.engine_config_from_options(
-        model=model,
-        device=device,
-        dtype=dtype,
-        compile=compile,
-        compile_backend=compile_backend,
-        compile_mode=compile_mode,
-        batch_size=batch_size,
-        cache_dir=cache_dir if cache_dir is not None else eo.default_cache_dir(),
-    )
-
-
-def finetune_settings(
-    finetune: FinetuneOpt = "off",
-    finetune_steps: FinetuneStepsOpt = None,
-    finetune_lr: FinetuneLrOpt = None,
-    finetune_context: FinetuneContextOpt = None,
-    finetune_batch: FinetuneBatchOpt = None,
-    refit_every: RefitEveryOpt = None,
-    finetune_per_symbol: FinetunePerSymbolOpt = False,
-) -> dict[str, Any]:
-    """The fine-tuning fields of :class:`~chronobt.config.RunOptions` (backtest, sweep, forecast)."""
-    return {
-        "finetune": finetune.strip().lower(),
-        "finetune_steps": finetune_steps,
-        "finetune_lr": finetune_lr,
-        "finetune_context": finetune_context,
-        "finetune_batch": finetune_batch,
-        "refit_every": refit_every,
-        "finetune_per_symbol": finetune_per_symbol,
-    }
-
-
-def lock_settings(wait: WaitOpt = 0.0) -> float:
-    """Seconds to wait for the output dir's lock."""
-    if wait < 0:
-        raise ConfigError(f"--wait {wait:g}: expected 0 or a positive number of seconds")
-    return wait
-
-
-def _ui_settings(
-    quiet: QuietOpt = False, debug: DebugOpt = False, json_out: JsonOpt = False, log_file: LogFileOpt = None
-) -> dict[str, Any]:
-    return {"quiet": quiet, "debug": debug, "json_out": json_out, "log_file": log_file}
-
-
-def _parameters(fn: Callable[..., Any]) -> list[inspect.Parameter]:
-    return list(inspect.signature(fn, eval_str=True).parameters.values())
-
-
-def command(app: typer.Typer, name: str, **sets: Callable[..., Any]) -> Callable[[F], F]:
-    """Register ``fn`` as command ``name`` with the option ``sets`` (and the UI options) appended.
-
-    ``fn`` receives ``ui`` (a :class:`~chronobt.cli.common.Ui`) and, for every set, the set's result
-    under the set's keyword; errors raised while building them or running ``fn`` become one line.
+    Each field takes the option of its name (``n_paths`` from ``--paths``), lists become tuples,
+    ``--targets``/``--quantiles`` are parsed and choice fields (``Literal``) lower-cased; ``given``
+    sets the fields a command computes itself. The config's own checks raise the usage errors.
     """
-    every = {"_ui": _ui_settings, **sets}
-    owned = {key: [p.name for p in _parameters(fn)] for key, fn in every.items()}
+    hints = get_type_hints(config_type)
+    values: dict[str, Any] = {}
+    for field in fields(config_type):  # type: ignore[arg-type]
+        option = _OPTION_OF_FIELD.get(field.name, field.name)
+        if field.name in given or field.name in _COMMAND_PARSED or option not in options:
+            continue
+        value = options[option]
+        if field.name in _PARSERS:
+            value = _PARSERS[field.name](value)
+        elif isinstance(value, list | tuple):
+            value = tuple(value)
+        elif isinstance(value, str) and _is_choice(hints[field.name]):
+            value = value.strip().lower()
+        values[field.name] = value
+    return config_type(**values, **given)
 
-    def decorate(fn: F) -> F:
-        own = [p for p in _parameters(fn) if p.name not in every and p.name != "ui"]
 
-        @functools.wraps(fn)
-        def wrapper(**kwargs: Any) -> Any:
-            groups = {key: {n: kwargs.pop(n) for n in names} for key, names in owned.items()}
-            with command_context(**_ui_settings(**groups.pop("_ui"))) as ui:
-                built = {key: every[key](**values) for key, values in groups.items()}
-                return fn(ui=ui, **kwargs, **built)
+def ui_options(options: Mapping[str, Any]) -> dict[str, Any]:
+    """The options of :func:`~chronobt.cli.common.command_context` (``--quiet``, ``--debug``, ...)."""
+    return {name: options[name] for name in ("quiet", "debug", "json_out", "log_file")}
 
-        params = own + [p for key, fn_ in every.items() for p in _parameters(fn_)]
-        wrapper.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
-            [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in params]
-        )
-        wrapper.__annotations__ = {p.name: p.annotation for p in params}
-        app.command(name, context_settings=CONTEXT_SETTINGS)(wrapper)
-        return fn
 
-    return decorate
+def check_extras(config: EvaluationOptions) -> None:
+    """A missing optional dependency is a usage error before any model or data is loaded."""
+    if config.executor == "ray":
+        from chronobt.runs.executors import import_ray
+
+        import_ray()

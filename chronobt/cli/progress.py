@@ -11,7 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from chronobt.cli.common import Ui, command_line
 from chronobt.cli.engine_options import quiet_transformers
 from chronobt.config import RunOptions
-from chronobt.engine.core import EngineConfig
+from chronobt.engine.config import EngineConfig
 from chronobt.locking import output_lock
 
 R = TypeVar("R")

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from chronobt.cli.common import Ui
-from chronobt.cli.options import command
-from chronobt.report import ReportSet, write_report
-from chronobt.report import write_reports as write_all
+from chronobt.cli.common import Ui, command_context
+from chronobt.cli.options import DebugOpt, JsonOpt, LogFileOpt, QuietOpt, command_app, ui_options
+
+if TYPE_CHECKING:
+    from chronobt.report import ReportSet
 
 PathArg = Annotated[
     Path,
@@ -22,14 +23,26 @@ PathArg = Annotated[
 ]
 
 
-def register(app: typer.Typer) -> None:
-    @command(app, "report")
-    def report(path: PathArg, *, ui: Ui) -> None:
-        """Write report.html (charts as inline SVG, works offline) beside the outputs in PATH.
+app = command_app()
 
-        A folder of several outputs gets one report in each output folder and an index,
-        PATH/report.html, linking them.
-        """
+
+@app.command("report")
+def report(
+    path: PathArg,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+    json_out: JsonOpt = False,
+    log_file: LogFileOpt = None,
+) -> None:
+    """Write report.html (charts as inline SVG, works offline) beside the outputs in PATH.
+
+    A folder of several outputs gets one report in each output folder and an index,
+    PATH/report.html, linking them.
+    """
+    options = locals()
+    with command_context(**ui_options(options)) as ui:
+        from chronobt.report import write_reports as write_all
+
         render(ui, write_all(path))
 
 
@@ -63,5 +76,7 @@ def render(ui: Ui, written: ReportSet) -> None:
 
 def write_reports(ui: Ui, folders: list[Path]) -> None:
     """``--report`` on backtest, sweep and forecast: one report.html in each result folder."""
+    from chronobt.report import write_report
+
     for folder in folders:
         ui.info(f"report: {write_report(folder)}")

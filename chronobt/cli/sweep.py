@@ -3,105 +3,168 @@
 from __future__ import annotations
 
 import math
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
 
-from chronobt.cli.common import SIGNIFICANT, Ui, model_label, p_value_text, raise_for_failures
+from chronobt.cli import engine_options as eo
+from chronobt.cli.common import (
+    SIGNIFICANT,
+    Ui,
+    command_context,
+    model_label,
+    p_value_text,
+    raise_for_failures,
+)
 from chronobt.cli.options import (
+    ALL_QUANTILES,
+    ALL_TARGETS,
+    NO_COVARIATES,
+    AllowShortOpt,
+    CalendarOpt,
+    CalibrateOpt,
+    ContextOpt,
+    CovariatesOpt,
+    DataDirOpt,
+    DebugOpt,
+    DependenceOpt,
+    ExecutorOpt,
+    FeeOpt,
+    FinetuneBatchOpt,
+    FinetuneContextOpt,
+    FinetuneLrOpt,
+    FinetuneOpt,
+    FinetunePerSymbolOpt,
+    FinetuneStepsOpt,
+    HorizonOpt,
+    JsonOpt,
+    LogFileOpt,
+    MaxGapOpt,
+    OutputDirOpt,
+    PathsOpt,
+    QuantilesOpt,
+    QuietOpt,
+    RayAddressOpt,
+    RefitEveryOpt,
     ReportOpt,
-    command,
-    covariate_settings,
-    engine_settings,
-    evaluation_settings,
-    executor_settings,
-    finetune_settings,
-    lock_settings,
-    run_settings,
+    SeedOpt,
+    StrideOpt,
+    TargetsOpt,
+    WaitOpt,
+    build_config,
+    check_extras,
+    choices,
+    command_app,
+    ui_options,
 )
 from chronobt.cli.progress import run_locked
-from chronobt.cli.report import write_reports
-from chronobt.config import SELECTION_METRICS, SweepConfig
-from chronobt.engine.core import EngineConfig
-from chronobt.pipeline.covariates import parse_covariate_sets
-from chronobt.runs.sweep import SweepReport, run_sweep
+from chronobt.config import SELECTION_METRICS, LockOptions
+from chronobt.config import SweepConfig as S
+from chronobt.engine.config import EngineConfig as E
+
+if TYPE_CHECKING:
+    from chronobt.runs.sweep import SweepReport
+
+app = command_app()
 
 
-def register(app: typer.Typer) -> None:
-    @command(
-        app,
-        "sweep",
-        run=run_settings,
-        covariates=covariate_settings,
-        evaluation=evaluation_settings,
-        executor=executor_settings,
-        engine=engine_settings,
-        finetune=finetune_settings,
-        wait=lock_settings,
-    )
-    def sweep(
-        symbols: Annotated[
-            list[str] | None,
-            typer.Argument(help="Symbols to sweep (default: every <SYMBOL>.parquet in the data dir)."),
-        ] = None,
-        preaug: Annotated[
-            str | None,
-            typer.Option(
-                "--preaug",
-                help="Comma-separated augmentations to try, grids with '|' (e.g. "
-                "none,differencing,rolling_norm:window=20|48); default: every registered one. "
-                "'none' is always included.",
-            ),
-        ] = None,
-        metric: Annotated[
-            str,
-            typer.Option(
-                "--metric",
-                help=f"Selection metric on the selection target (close): {'|'.join(SELECTION_METRICS)}.",
-            ),
-        ] = "mase",
-        validation_windows: Annotated[
-            int, typer.Option("--validation-windows", help="Earlier windows that choose the augmentation.")
-        ] = 60,
-        test_windows: Annotated[
-            int, typer.Option("--test-windows", help="Later windows that report the choice.")
-        ] = 40,
-        force: Annotated[bool, typer.Option("--force", help="Recompute cells already in the cache.")] = False,
-        report_html: ReportOpt = False,
-        *,
-        ui: Ui,
-        run: dict[str, Any],
-        covariates: str,
-        evaluation: dict[str, Any],
-        executor: dict[str, Any],
-        engine: EngineConfig,
-        finetune: dict[str, Any],
-        wait: float,
-    ) -> None:
-        """Try every pre-augmentation on every symbol; earlier windows choose, later windows report.
+@app.command("sweep")
+def sweep(
+    symbols: Annotated[
+        list[str] | None,
+        typer.Argument(help="Symbols to sweep (default: every <SYMBOL>.parquet in the data dir)."),
+    ] = None,
+    preaug: Annotated[
+        str | None,
+        typer.Option(
+            "--preaug",
+            help="Comma-separated augmentations to try, grids with '|' (e.g. "
+            "none,differencing,rolling_norm:window=20|48); default: every registered one. "
+            "'none' is always included.",
+        ),
+    ] = None,
+    metric: Annotated[
+        str,
+        typer.Option(
+            "--metric",
+            metavar=choices(tuple(SELECTION_METRICS)),
+            help=f"Selection metric on the selection target ({S.target}).",
+        ),
+    ] = S.metric,
+    validation_windows: Annotated[
+        int, typer.Option("--validation-windows", help="Earlier windows that choose the augmentation.")
+    ] = S.validation_windows,
+    test_windows: Annotated[
+        int, typer.Option("--test-windows", help="Later windows that report the choice.")
+    ] = S.test_windows,
+    force: Annotated[bool, typer.Option("--force", help="Recompute cells already in the cache.")] = S.force,
+    report_html: ReportOpt = False,
+    horizon: HorizonOpt = S.horizon,
+    context: ContextOpt = S.context,
+    targets: TargetsOpt = ALL_TARGETS,
+    quantiles: QuantilesOpt = ALL_QUANTILES,
+    seed: SeedOpt = S.seed,
+    dependence: DependenceOpt = S.dependence,
+    calibrate: CalibrateOpt = S.calibrate,
+    paths: PathsOpt = S.n_paths,
+    max_gap: MaxGapOpt = S.max_gap,
+    calendar: CalendarOpt = S.calendar,
+    data_dir: DataDirOpt = S.data_dir,
+    output_dir: OutputDirOpt = S.output_dir,
+    covariates: CovariatesOpt = NO_COVARIATES,
+    stride: StrideOpt = S.stride,
+    fee_bps: FeeOpt = S.fee_bps,
+    allow_short: AllowShortOpt = S.allow_short,
+    executor: ExecutorOpt = S.executor,
+    ray_address: RayAddressOpt = S.ray_address,
+    model: eo.ModelOpt = E.model,
+    device: eo.DeviceOpt = E.device,
+    dtype: eo.DtypeOpt = E.dtype,
+    compile: eo.CompileOpt = None,
+    compile_backend: eo.CompileBackendOpt = None,
+    compile_mode: eo.CompileModeOpt = None,
+    batch_size: eo.BatchSizeOpt = None,
+    cache_dir: eo.CacheDirOpt = None,
+    finetune: FinetuneOpt = S.finetune,
+    finetune_steps: FinetuneStepsOpt = S.finetune_steps,
+    finetune_lr: FinetuneLrOpt = S.finetune_lr,
+    finetune_context: FinetuneContextOpt = S.finetune_context,
+    finetune_batch: FinetuneBatchOpt = S.finetune_batch,
+    refit_every: RefitEveryOpt = S.refit_every,
+    finetune_per_symbol: FinetunePerSymbolOpt = S.finetune_per_symbol,
+    wait: WaitOpt = LockOptions.wait,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+    json_out: JsonOpt = False,
+    log_file: LogFileOpt = None,
+) -> None:
+    """Try every pre-augmentation on every symbol; earlier windows choose, later windows report.
 
-        Writes <output-dir>/sweep/ (leaderboard.csv/.parquet, best/<SYMBOL>.json read by --preaug auto).
-        Finished cells are cached: a rerun skips them, --force recomputes. With --finetune lora|full each
-        candidate also runs fine-tuned (<preaug>+finetune-<mode>) on bars before the first validation
-        origin, ranked with the zero-shot ones; the weights are cached under <output-dir>/finetune/.
-        """
-        config = SweepConfig(
+    Writes <output-dir>/sweep/ (leaderboard.csv/.parquet, best/<SYMBOL>.json read by --preaug auto).
+    Finished cells are cached: a rerun skips them, --force recomputes. With --finetune lora|full each
+    candidate also runs fine-tuned (<preaug>+finetune-<mode>) on bars before the first validation
+    origin, ranked with the zero-shot ones; the weights are cached under <output-dir>/finetune/.
+    """
+    options = locals()  # every option above, by name
+    with command_context(**ui_options(options)) as ui:
+        from chronobt.pipeline.covariates import parse_covariate_sets
+        from chronobt.runs.sweep import run_sweep
+
+        config = build_config(
+            S,
+            options,
             symbols=tuple(symbols or ()),
+            preaugs=(preaug,) if preaug else (),
             # sweep: each comma-separated item is one covariate set (volume+calendar: both together)
             covariate_sets=parse_covariate_sets(covariates),
-            preaugs=(preaug,) if preaug else (),
-            metric=metric,
-            validation_windows=validation_windows,
-            test_windows=test_windows,
-            force=force,
-            **run,
-            **evaluation,
-            **executor,
-            **finetune,
         )
-        report = run_locked(ui, run_sweep, config, engine, wait=wait)
+        check_extras(config)
+        engine, lock = eo.engine_config(options), build_config(LockOptions, options)
+        report = run_locked(ui, run_sweep, config, engine, wait=lock.wait)
         if report_html and report.best:
+            from chronobt.cli.report import write_reports
+
             write_reports(ui, [report.folder])
         render(ui, report)
         raise_for_failures(report.failures, succeeded=len(report.best))
@@ -110,90 +173,102 @@ def register(app: typer.Typer) -> None:
 def render(ui: Ui, report: SweepReport) -> None:
     """The leaderboard table on stdout (nothing with --quiet), or the best choices with --json."""
     if ui.json:
-        ui.print_json(
-            {
-                "best": {
-                    s: {
-                        k: b[k]
-                        for k in (
-                            "best",
-                            "best_preaug",
-                            "best_finetune",
-                            "best_params",
-                            "selection_metric",
-                            "validation",
-                            "test",
-                        )
-                    }
-                    for s, b in report.best.items()
-                },
-                "folder": str(report.folder),
-                "cells": {
-                    "cached": report.cells_cached,
-                    "computed": report.cells_computed,
-                    "derived": report.cells_derived,
-                },
-                "failures": report.failures,
-                **({"finetune": report.finetune} if report.finetune is not None else {}),
-            }
-        )
+        ui.print_json(_json_payload(report))
         return
     if ui.quiet or report.leaderboard.empty:
         return
     for symbol, best in report.best.items():
-        metric = best["selection_metric"]
-        board = report.leaderboard[report.leaderboard["symbol"] == symbol]
-        val = board[board["split"] == "validation"].set_index("preaug")
-        test = board[board["split"] == "test"].set_index("preaug")
-        splits = best["splits"]
-        table = Table(
-            title=f"{symbol} · {metric} on {best['selection_target']} · "
-            f"validation {splits['validation']['windows']} windows, "
-            f"test {splits['test']['windows']} windows · "
-            f"model {model_label(best['model'].get('id'), best['model'].get('checksum'))}",
-            title_justify="left",
-        )
-        names = (
-            "preaug",
-            "val rank",
-            f"val {metric}",
-            f"test {metric}",
-            "test skill",
-            "p vs naive",
-            "p vs none",
-        )
-        tuned = report.finetune is not None
-        for name in (*names, *(("p vs zero-shot",) if tuned else ()), "test cov80"):
-            table.add_column(name, justify="left" if name == "preaug" else "right")
-        equivalent = best.get("equivalent_to", {})
-        for spec in val.sort_values("rank").index:
-            chosen = spec == best["best_preaug"]
-            label = f"{spec} (= {equivalent[spec]})" if spec in equivalent else spec
-            table.add_row(
-                f"{label} *" if chosen else label,
-                str(int(val.loc[spec, "rank"])),
-                _fmt(val.loc[spec, metric]),
-                _fmt(test.loc[spec, metric]),
-                _fmt(test.loc[spec, "skill"]),
-                p_value_text(test.loc[spec, "p_value_naive"]),
-                p_value_text(test.loc[spec, "p_value_none"]),
-                *((p_value_text(test.loc[spec, "p_value_zero_shot"]),) if tuned else ()),
-                _fmt(test.loc[spec, "coverage_80"]),
-                style="bold green" if chosen else None,
-            )
-        naive = best["test"]["naive"]
+        ui.out.print(_symbol_table(report, symbol, best))
+    _print_footer(ui, report)
+
+
+def _json_payload(report: SweepReport) -> dict[str, Any]:
+    """The best choices, the folder, cell counts and failures (``--json``)."""
+    return {
+        "best": {
+            s: {
+                k: b[k]
+                for k in (
+                    "best",
+                    "best_preaug",
+                    "best_finetune",
+                    "best_params",
+                    "selection_metric",
+                    "validation",
+                    "test",
+                )
+            }
+            for s, b in report.best.items()
+        },
+        "folder": str(report.folder),
+        "cells": {
+            "cached": report.cells_cached,
+            "computed": report.cells_computed,
+            "derived": report.cells_derived,
+        },
+        "failures": report.failures,
+        **({"finetune": report.finetune} if report.finetune is not None else {}),
+    }
+
+
+def _symbol_table(report: SweepReport, symbol: str, best: dict[str, Any]) -> Table:
+    """One symbol's leaderboard: every candidate on validation and test, the chosen one marked."""
+    metric = best["selection_metric"]
+    board = report.leaderboard[report.leaderboard["symbol"] == symbol]
+    val = board[board["split"] == "validation"].set_index("preaug")
+    test = board[board["split"] == "test"].set_index("preaug")
+    splits = best["splits"]
+    table = Table(
+        title=f"{symbol} · {metric} on {best['selection_target']} · "
+        f"validation {splits['validation']['windows']} windows, "
+        f"test {splits['test']['windows']} windows · "
+        f"model {model_label(best['model'].get('id'), best['model'].get('checksum'))}",
+        title_justify="left",
+    )
+    names = (
+        "preaug",
+        "val rank",
+        f"val {metric}",
+        f"test {metric}",
+        "test skill",
+        "p vs naive",
+        "p vs none",
+    )
+    tuned = report.finetune is not None
+    for name in (*names, *(("p vs zero-shot",) if tuned else ()), "test cov80"):
+        table.add_column(name, justify="left" if name == "preaug" else "right")
+    equivalent = best.get("equivalent_to", {})
+    for spec in val.sort_values("rank").index:
+        chosen = spec == best["best_preaug"]
+        label = f"{spec} (= {equivalent[spec]})" if spec in equivalent else spec
         table.add_row(
-            "naive (baseline)",
-            "-",
-            "-",
-            _fmt(naive.get(metric)),
-            "-",
-            "-",
-            "-",
-            *(("-",) if tuned else ()),
-            _fmt(naive.get("coverage_80")),
+            f"{label} *" if chosen else label,
+            str(int(val.loc[spec, "rank"])),
+            _fmt(val.loc[spec, metric]),
+            _fmt(test.loc[spec, metric]),
+            _fmt(test.loc[spec, "skill"]),
+            p_value_text(test.loc[spec, "p_value_naive"]),
+            p_value_text(test.loc[spec, "p_value_none"]),
+            *((p_value_text(test.loc[spec, "p_value_zero_shot"]),) if tuned else ()),
+            _fmt(test.loc[spec, "coverage_80"]),
+            style="bold green" if chosen else None,
         )
-        ui.out.print(table)
+    naive = best["test"]["naive"]
+    table.add_row(
+        "naive (baseline)",
+        "-",
+        "-",
+        _fmt(naive.get(metric)),
+        "-",
+        "-",
+        "-",
+        *(("-",) if tuned else ()),
+        _fmt(naive.get("coverage_80")),
+    )
+    return table
+
+
+def _print_footer(ui: Ui, report: SweepReport) -> None:
     twin = " / its zero-shot twin" if report.finetune is not None else ""
     ui.out.print(
         "* chosen on validation; p = Diebold-Mariano p-value of the test windows' MASE against naive / none"

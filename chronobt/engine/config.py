@@ -10,7 +10,7 @@ import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal, get_args
 
 from chronobt.errors import ConfigError
 
@@ -20,9 +20,13 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda", "cuda:N", "mps")
-DTYPE_CHOICES = ("auto", "float32", "bfloat16")
-COMPILE_CHOICES = ("auto", "on", "off")
-COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+#: The choice options; the command line shows these and matches them case-insensitively.
+Dtype = Literal["auto", "float32", "bfloat16"]
+CompileChoice = Literal["auto", "on", "off"]
+CompileMode = Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"]
+DTYPE_CHOICES: tuple[str, ...] = get_args(Dtype)
+COMPILE_CHOICES: tuple[str, ...] = get_args(CompileChoice)
+COMPILE_MODES: tuple[str, ...] = get_args(CompileMode)
 #: Series per forward pass by device type before any call (the CPU batch is then sized per call by
 #: :func:`chronobt.engine.cpu_sizing.cpu_series_per_forward`; measurements in ``benchmarks/RESULTS.md``).
 DEFAULT_BATCH_SIZE = {"cuda": 256, "mps": 64, "cpu": 16}
@@ -52,10 +56,10 @@ class EngineConfig:
 
     model: str = "auto"
     device: str = "auto"
-    dtype: str = "auto"
-    compile: str = "auto"
+    dtype: Dtype = "auto"
+    compile: CompileChoice = "auto"
     compile_backend: str = "inductor"
-    compile_mode: str | None = None
+    compile_mode: CompileMode | None = None
     compile_source: str = "option"
     batch_size: int | None = None
     cache_dir: Path | None = None

@@ -8,8 +8,8 @@ saving, so a cached model loads like any other checkpoint (:func:`load_finetuned
 callback is removed and its tqdm bar disabled: progress goes to the ``progress`` callback (stage
 ``finetune``) and the logged training losses into the record (first/last/min).
 
-Defaults follow ``Chronos2Pipeline.fit``: 1000 steps, batch 256, learning rate 1e-6 for ``full``; for
-``lora`` chronos' docstring recommends a higher rate, 1e-5, which is our default there.
+The settings (:class:`~chronobt.config.FinetuneSettings`, re-exported here) hold the defaults, which
+follow ``Chronos2Pipeline.fit``, and the checks.
 
 Training series go to ``fit`` in chronos' prepared-input form (``context`` rows: targets, past-only
 covariates, then the covariates known into the future, with ``n_targets``, ``n_covariates`` and
@@ -36,7 +36,7 @@ import pandas as pd
 
 from chronobt._version import __version__
 from chronobt.atomic import replace_dir_atomic, write_json_atomic
-from chronobt.config import RunOptions
+from chronobt.config import FinetuneSettings
 from chronobt.engine.core import Chronos2Engine, load_pipeline
 from chronobt.errors import ConfigError, ModelError
 from chronobt.pipeline.jobs import Progress
@@ -44,10 +44,10 @@ from chronobt.pipeline.jobs import Progress
 logger = logging.getLogger(__name__)
 
 #: chronos' ``Chronos2Pipeline.fit`` defaults (steps, batch) and learning rates (full: the default;
-#: lora: the rate its docstring recommends).
-DEFAULT_STEPS = 1000
-DEFAULT_BATCH_SIZE = 256
-DEFAULT_LR = {"full": 1e-6, "lora": 1e-5}
+#: lora: the rate its docstring recommends), declared on :class:`~chronobt.config.FinetuneSettings`.
+DEFAULT_STEPS = FinetuneSettings.steps
+DEFAULT_BATCH_SIZE = FinetuneSettings.batch_size
+DEFAULT_LR = FinetuneSettings.LEARNING_RATES
 #: Bumped when the cache folder's layout or the training recipe changes.
 CACHE_FORMAT = 1
 RECORD_FILE = "finetune.json"
@@ -77,48 +77,6 @@ class TrainingSeries:
             "n_targets": self.n_targets,
             "n_covariates": self.n_covariates,
             "n_future_covariates": self.n_known,
-        }
-
-
-@dataclass(frozen=True)
-class FinetuneSettings:
-    """How to fine-tune: mode ``lora``/``full``, steps, learning rate, context, refits, grouping."""
-
-    mode: str
-    steps: int = DEFAULT_STEPS
-    learning_rate: float = 1e-6
-    context: int | None = None
-    refit_every: int | None = None
-    per_symbol: bool = False
-    batch_size: int = DEFAULT_BATCH_SIZE
-    seed: int = 0
-
-    @classmethod
-    def from_config(cls, config: RunOptions) -> FinetuneSettings | None:
-        """The settings of ``config`` (``None`` when ``--finetune off``)."""
-        if config.finetune == "off":
-            return None
-        return cls(
-            mode=config.finetune,
-            steps=config.finetune_steps or DEFAULT_STEPS,
-            learning_rate=config.finetune_lr or DEFAULT_LR[config.finetune],
-            context=config.finetune_context,
-            refit_every=config.refit_every,
-            per_symbol=config.finetune_per_symbol,
-            batch_size=config.finetune_batch or DEFAULT_BATCH_SIZE,
-            seed=config.seed,
-        )
-
-    def record(self) -> dict[str, Any]:
-        return {
-            "mode": self.mode,
-            "steps": self.steps,
-            "learning_rate": self.learning_rate,
-            "context": self.context,
-            "refit_every": self.refit_every,
-            "per_symbol": self.per_symbol,
-            "batch_size": self.batch_size,
-            "seed": self.seed,
         }
 
 

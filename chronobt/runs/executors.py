@@ -34,7 +34,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol, TypeVar
 
-from chronobt.config import check_executor, ray_host_port
+from chronobt.config import ray_host_port
 from chronobt.engine.core import Chronos2Engine, EngineConfig
 from chronobt.errors import ChronobtError, ConfigError, ExecutorError
 from chronobt.pipeline.jobs import Progress
@@ -349,8 +349,8 @@ def open_executor(
     ray_address: str | None = None,
     expected_model: dict[str, Any] | None = None,
 ) -> Executor:
-    """The executor a config asks for: ``local`` runs on ``engine``, ``ray`` on actors like it."""
-    check_executor(kind, ray_address)
+    """The executor a config asks for: ``local`` runs on ``engine``, ``ray`` on actors like it (``kind`` and
+    ``ray_address`` as :class:`~chronobt.config.EvaluationOptions` checked them)."""
     if kind == "local":
         return LocalExecutor(engine)
     import_ray()
