@@ -32,8 +32,7 @@ and ``manifest.json``.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -48,7 +47,7 @@ from chronobt.data import OHLC, list_symbols
 from chronobt.engine.core import Chronos2Engine, EngineConfig
 from chronobt.errors import ChronobtError, ConfigError, DataError
 from chronobt.finetune import FinetuneSettings, base_checksum_of, require_peft
-from chronobt.pipeline.covariates import equivalent_label, run_label, split_label, with_covariates
+from chronobt.pipeline.covariates import RunLabel, equivalent_label, with_covariates
 from chronobt.pipeline.jobs import (
     Progress,
     make_job,
@@ -60,7 +59,7 @@ from chronobt.pipeline.jobs import (
 from chronobt.runs.cells import SymbolSweep, cell_key, cell_path, equivalent_cell, model_identity, read_cell
 from chronobt.runs.choice import build_choice, write_choice
 from chronobt.runs.chunks import SweepChunk, run_sweep_chunk
-from chronobt.runs.executors import Executor, LocalExecutor, open_executor
+from chronobt.runs.executors import Executor, executor_for, runs_in_process
 from chronobt.runs.finetune_cells import (
     TunedCandidate,
     models_record,
@@ -181,8 +180,9 @@ def run_sweep(
     require_peft(config.finetune)
     settings = FinetuneSettings.from_config(config)
     covariate_sets = config.candidate_covariates
-    zero_shot = tuple(run_label(s, c) for c in covariate_sets for s in candidate_specs(config.preaugs))
-    tuned = tuple(run_label(*split_label(s), settings.mode) for s in zero_shot) if settings else ()
+    runs = [RunLabel(s, c) for c in covariate_sets for s in candidate_specs(config.preaugs)]
+    zero_shot = tuple(str(r) for r in runs)
+    tuned = tuple(str(r.tuned(settings.mode)) for r in runs) if settings else ()
     specs = zero_shot + tuned  # tie-break order: none first, a zero-shot cell before its fine-tuned twin
     report = SweepReport(folder=sweep_folder(config.output_dir))
     if engine is None:
@@ -204,7 +204,7 @@ def run_sweep(
             horizon=config.horizon,
             label=sw.symbol,
         )
-        keys = {s: cell_key(by_covariates.get(split_label(s)[1], sw), s, config, model) for s in zero_shot}
+        keys = {str(r): cell_key(by_covariates.get(r.covariates, sw), str(r), config, model) for r in runs}
         return SymbolSweep(sw, split, keys, by_covariates=by_covariates)
 
     plans = prepare_each(symbols, config, prepare, failures=report.failures, progress=progress)
@@ -254,7 +254,10 @@ def _forecast_pending(
         if not pending[plan.symbol]:
             _derive_cells(plan, derived, config, report)
     chunks = [SweepChunk(p, tuple(pending[p.symbol]), config) for p in work]
-    with _executor(executor, config, engine) as ex:  # Ray starts only if a chunk is to run
+    identity = model_identity(engine)
+    with executor_for(
+        executor, config.executor, engine=engine, ray_address=config.ray_address, expected_model=identity
+    ) as ex:  # Ray starts only if a chunk is to run
         outcomes = ex.map(
             run_sweep_chunk,
             [c.shipped() for c in chunks],
@@ -277,21 +280,6 @@ def _forecast_pending(
         report.engine_record = dict(getattr(ex, "engine_record", None) or {})
 
 
-@contextmanager
-def _executor(given: Executor | None, config: SweepConfig, engine: Chronos2Engine) -> Iterator[Executor]:
-    """``given`` as is (its owner closes it), else the executor ``config`` names, closed afterwards."""
-    if given is not None:
-        yield given
-        return
-    ex = open_executor(
-        config.executor, engine=engine, ray_address=config.ray_address, expected_model=model_identity(engine)
-    )
-    try:
-        yield ex
-    finally:
-        ex.close()
-
-
 def _derive_cells(plan: SymbolSweep, specs: Sequence[str], config: SweepConfig, report: SweepReport) -> None:
     """Give each of ``specs`` missing from ``plan`` its equivalent's cell, if it applies to the data."""
     for spec in specs:
@@ -302,7 +290,7 @@ def _derive_cells(plan: SymbolSweep, specs: Sequence[str], config: SweepConfig, 
             plan.failed[spec] = f"its forecast is {source}'s, which failed"
             continue
         try:
-            make_job(plan.windows, split_label(spec)[0])  # it must apply (percent_change: positive prices)
+            make_job(plan.windows, RunLabel.parse(spec).spec)  # it must apply (percent_change: prices > 0)
         except (ChronobtError, ValueError) as exc:
             plan.failed[spec] = str(exc)
             logger.warning("%s: %s skipped: %s", plan.symbol, spec, exc)
@@ -329,7 +317,7 @@ def _forecast_finetuned(
     pending = {
         label: [p.symbol for p in plans if label in p.keys and label not in p.cells] for label in candidates
     }
-    elsewhere = config.executor != "local" if executor is None else not isinstance(executor, LocalExecutor)
+    elsewhere = config.executor != "local" if executor is None else not runs_in_process(executor)
     if any(pending.values()) and elsewhere:
         logger.warning(
             "fine-tuned cells run in this process, not on the Ray workers (their weights are not shipped)"
