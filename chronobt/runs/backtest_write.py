@@ -2,7 +2,8 @@
 
 :func:`write_backtest` writes forecasts.parquet, trades.parquet, manifest.json and metrics.json (the
 :class:`~chronobt.runs.summary.BacktestSummary`) into a folder replaced atomically; :func:`write_outcome`
-writes one scored job of a run (:class:`RunContext`) and records its result or its failure.
+writes one scored job of a run (:class:`RunContext`) and records its result or its failure;
+:func:`backtest_summary` builds the summary of a scored job.
 """
 
 from __future__ import annotations
@@ -18,17 +19,19 @@ import numpy as np
 import pandas as pd
 
 from chronobt.atomic import replace_dir_atomic, write_json_atomic, write_parquet_atomic
+from chronobt.augment import parse_augmentation
 from chronobt.config import BacktestConfig
+from chronobt.data.symbol_windows import SymbolWindows
 from chronobt.engine.core import Chronos2Engine
 from chronobt.errors import ChronobtError
-from chronobt.evaluation.evaluate import Evaluation
+from chronobt.evaluation.evaluate import Evaluation, filled_record
 from chronobt.pipeline.covariates import RunLabel, covariates_label
 from chronobt.pipeline.jobs import Job, Progress
 from chronobt.runs.choice import ResolvedPreaug, auto_record
 from chronobt.runs.chunks import BacktestOutcome
 from chronobt.runs.finetune_compare import versus_zero_shot
 from chronobt.runs.results import backtest_folder, forecast_table, run_record
-from chronobt.runs.summary import BacktestReport, BacktestSummary, SymbolResult, backtest_summary
+from chronobt.runs.summary import BacktestReport, BacktestSummary, SymbolResult
 
 logger = logging.getLogger(__name__)
 
@@ -174,3 +177,52 @@ def write_backtest(
         summary = replace(summary, timings=seconds)
         write_json_atomic(tmp / "metrics.json", summary.to_json(), indent=None)  # one line: C encoder
     return summary
+
+
+def backtest_summary(
+    sw: SymbolWindows,
+    spec: str,
+    evaluation: Evaluation,
+    *,
+    config: BacktestConfig,
+    engine: Chronos2Engine,
+    uncertainty: Mapping[str, Any] | None = None,
+) -> BacktestSummary:
+    """The summary of one scored symbol, without timings, ``auto`` or ``finetune`` (the writer adds them).
+
+    ``uncertainty``: ``{"dependence": record, "calibration": record or None}`` of the inversion.
+    """
+    uncertainty = uncertainty or {}
+    calibrated = None
+    if evaluation.calibrated is not None:
+        calibrated = {**evaluation.calibrated, "method": uncertainty.get("calibration")}
+    model = engine.model_info
+    origin_times = sw.origin_times
+    return BacktestSummary(
+        symbol=sw.symbol,
+        preaug=spec,
+        preaug_params=dict(parse_augmentation(spec).params),
+        covariates=covariates_label(sw.covariates),
+        covariate_rows=tuple(sw.covariate_names),
+        run=str(RunLabel(spec, tuple(sw.covariates))),
+        model=model.get("id"),
+        model_checksum=model.get("checksum"),
+        horizon=config.horizon,
+        context_length=sw.context_length,
+        windows=len(sw.origins),
+        first_origin=origin_times[0].isoformat(),
+        last_origin=origin_times[-1].isoformat(),
+        targets=tuple(sw.targets),
+        quantiles=tuple(config.quantiles),
+        metrics=evaluation.metrics,
+        per_step=evaluation.per_step,
+        baselines=evaluation.baselines,
+        skill=evaluation.skill,
+        significance=evaluation.significance,
+        dependence=uncertainty.get("dependence"),
+        calibrated=calibrated,
+        trading=evaluation.trading,
+        filled=filled_record(sw),
+        inversion=evaluation.inversion,
+        compile=engine.record().get("compile"),
+    )

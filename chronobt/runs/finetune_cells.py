@@ -23,7 +23,6 @@ Ray workers (which run the zero-shot cells).
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -33,7 +32,7 @@ from typing import Any
 from chronobt.config import SweepConfig
 from chronobt.engine.core import Chronos2Engine
 from chronobt.errors import ChronobtError
-from chronobt.finetune.training import RECORD_FILE, FinetuneSettings
+from chronobt.finetune.training import FinetuneSettings, read_record
 from chronobt.finetune.walkforward import (
     Member,
     ModelPlan,
@@ -210,8 +209,8 @@ def models_record(candidates: Sequence[TunedCandidate], output_dir: Path) -> lis
 
 
 def _read_record(folder: Path) -> dict[str, Any]:
+    """The cached model's record, or ``{}`` when it cannot be read (the row then shows what is planned)."""
     try:
-        record = json.loads((folder / RECORD_FILE).read_text())
+        return read_record(folder)
     except (OSError, ValueError):
         return {}
-    return record if isinstance(record, dict) else {}

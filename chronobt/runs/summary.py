@@ -1,28 +1,19 @@
 """A backtest's ``metrics.json``: the typed summary one symbol's run writes and its readers read.
 
-:class:`BacktestSummary` holds every field of the file; :meth:`BacktestSummary.to_json` gives the
-file's object (its key order is the file's), :func:`read_summary` reads one back. The CLI renders and the
-report reads a summary through its attributes; a summary is also a read-only mapping of its JSON object
-(``result.summary["metrics"]``), as :func:`chronobt.run_backtest`'s results have always been read.
-:func:`backtest_summary` builds one from a scored job. The results of a run (:class:`SymbolResult`,
-:class:`BacktestReport`) live here too: they carry the summaries.
+:class:`BacktestSummary` holds every field of the file; :meth:`BacktestSummary.to_json` gives the file's
+object (its key order is the file's), :meth:`BacktestSummary.from_json` reads one back. The CLI renders
+and the report reads a summary through its attributes; a summary is also a read-only mapping of its JSON
+object (``result.summary["metrics"]``), as :func:`chronobt.run_backtest`'s results have always been read.
+:func:`chronobt.runs.backtest_write.backtest_summary` builds one from a scored job. The results of a run
+(:class:`SymbolResult`, :class:`BacktestReport`) live here too: they carry the summaries.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-from chronobt.augment import parse_augmentation
-from chronobt.config import BacktestConfig
-from chronobt.data.symbol_windows import SymbolWindows
-from chronobt.engine.core import Chronos2Engine
-from chronobt.errors import DataError
-from chronobt.evaluation.evaluate import Evaluation, filled_record
-from chronobt.pipeline.covariates import RunLabel, covariates_label
 
 #: A JSON object as the evaluation builds it (scores per target, per baseline...).
 JsonObject = Mapping[str, Any]
@@ -166,66 +157,6 @@ class BacktestSummary(Mapping[str, Any]):
 
     def __len__(self) -> int:
         return len(self.to_json())
-
-
-def read_summary(path: Path) -> BacktestSummary:
-    """``metrics.json`` at ``path`` as a :class:`BacktestSummary` (a :class:`DataError` if unreadable)."""
-    try:
-        payload = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise DataError(f"{path}: cannot read it ({exc}); rerun `chronobt backtest`") from exc
-    if not isinstance(payload, dict):
-        raise DataError(f"{path}: expected a JSON object; rerun `chronobt backtest`")
-    return BacktestSummary.from_json(payload)
-
-
-def backtest_summary(
-    sw: SymbolWindows,
-    spec: str,
-    evaluation: Evaluation,
-    *,
-    config: BacktestConfig,
-    engine: Chronos2Engine,
-    uncertainty: Mapping[str, Any] | None = None,
-) -> BacktestSummary:
-    """The summary of one scored symbol, without timings, ``auto`` or ``finetune`` (the writer adds them).
-
-    ``uncertainty``: ``{"dependence": record, "calibration": record or None}`` of the inversion.
-    """
-    uncertainty = uncertainty or {}
-    calibrated = None
-    if evaluation.calibrated is not None:
-        calibrated = {**evaluation.calibrated, "method": uncertainty.get("calibration")}
-    model = engine.model_info
-    origin_times = sw.origin_times
-    return BacktestSummary(
-        symbol=sw.symbol,
-        preaug=spec,
-        preaug_params=dict(parse_augmentation(spec).params),
-        covariates=covariates_label(sw.covariates),
-        covariate_rows=tuple(sw.covariate_names),
-        run=str(RunLabel(spec, tuple(sw.covariates))),
-        model=model.get("id"),
-        model_checksum=model.get("checksum"),
-        horizon=config.horizon,
-        context_length=sw.context_length,
-        windows=len(sw.origins),
-        first_origin=origin_times[0].isoformat(),
-        last_origin=origin_times[-1].isoformat(),
-        targets=tuple(sw.targets),
-        quantiles=tuple(config.quantiles),
-        metrics=evaluation.metrics,
-        per_step=evaluation.per_step,
-        baselines=evaluation.baselines,
-        skill=evaluation.skill,
-        significance=evaluation.significance,
-        dependence=uncertainty.get("dependence"),
-        calibrated=calibrated,
-        trading=evaluation.trading,
-        filled=filled_record(sw),
-        inversion=evaluation.inversion,
-        compile=engine.record().get("compile"),
-    )
 
 
 @dataclass
