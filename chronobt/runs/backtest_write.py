@@ -21,12 +21,11 @@ import pandas as pd
 from chronobt.atomic import replace_dir_atomic, write_json_atomic, write_parquet_atomic
 from chronobt.augment import parse_augmentation
 from chronobt.config import BacktestConfig
-from chronobt.data.symbol_windows import SymbolWindows
 from chronobt.engine.core import Chronos2Engine
 from chronobt.errors import ChronobtError
-from chronobt.evaluation.evaluate import Evaluation, filled_record
+from chronobt.evaluation.evaluate import filled_record
 from chronobt.pipeline.covariates import RunLabel, covariates_label
-from chronobt.pipeline.jobs import Job, Progress
+from chronobt.pipeline.jobs import Progress
 from chronobt.runs.choice import ResolvedPreaug, auto_record
 from chronobt.runs.chunks import BacktestOutcome
 from chronobt.runs.finetune_compare import versus_zero_shot
@@ -92,19 +91,8 @@ def write_outcome(
         if tuned is not None:
             versus = versus_zero_shot(sw, outcome.price_q, tuned.zero_shot, config)
             finetune = {**tuned.record, "versus_zero_shot": versus}
-        summary = write_backtest(
-            folder,
-            job,
-            outcome.price_q,
-            outcome.evaluation,
-            config=config,
-            engine=engine,
-            timings={**timings, **outcome.timings},
-            command=run.command,
-            uncertainty=outcome.uncertainty,
-            auto=auto_record(run.auto[sw.symbol], sw.ohlc, sw.origins, horizon=config.horizon),
-            finetune=finetune,
-        )
+        timings = {**timings, **outcome.timings}
+        summary = write_backtest(folder, outcome, engine, run, timings=timings, finetune=finetune)
         result = SymbolResult(
             symbol=sw.symbol, preaug=job.spec, folder=folder, summary=summary, finetune=mode
         )
@@ -118,25 +106,24 @@ def write_outcome(
 
 def write_backtest(
     folder: Path,
-    job: Job,
-    price_q: np.ndarray,
-    evaluation: Evaluation,
-    *,
-    config: BacktestConfig,
+    outcome: BacktestOutcome,
     engine: Chronos2Engine,
+    run: RunContext,
+    *,
     timings: Mapping[str, float],
-    command: Sequence[str] | None = None,
-    uncertainty: Mapping[str, Any] | None = None,
-    auto: Mapping[str, Any] | None = None,
     finetune: Mapping[str, Any] | None = None,
 ) -> BacktestSummary:
-    """Write forecasts.parquet, metrics.json, trades.parquet, manifest.json; return metrics.json's summary.
+    """Write forecasts.parquet, metrics.json, trades.parquet, manifest.json of a scored ``outcome`` into
+    ``folder`` (replaced atomically); return metrics.json's summary.
 
-    ``price_q``: ``[windows, variates, Q, horizon]`` price quantiles. ``auto`` (``--preaug auto`` with a
-    sweep choice: :func:`chronobt.runs.choice.auto_record`) goes into metrics.json under ``"auto"``,
-    ``finetune`` (the fine-tuned models) under ``"finetune"``.
+    metrics.json gets ``"auto"`` when the symbol's ``--preaug auto`` came from a sweep choice
+    (:func:`chronobt.runs.choice.auto_record`) and ``finetune`` (the fine-tuned models) under ``"finetune"``.
     """
     t0 = time.perf_counter()
+    config = run.config
+    job, price_q, evaluation = outcome.job, outcome.price_q, outcome.evaluation
+    if price_q is None or evaluation is None:
+        raise ChronobtError(outcome.error or "internal: the job was not scored")
     sw, spec = job.windows, job.spec
     index = sw.ohlc.frame.index
     steps = (sw.origins[:, None] + np.arange(1, config.horizon + 1)).ravel()
@@ -152,17 +139,17 @@ def write_backtest(
         filled=sw.future_filled,
         extra={"covariates": covariates_label(sw.covariates)} if sw.covariates else None,
     )
-    summary = backtest_summary(sw, spec, evaluation, config=config, engine=engine, uncertainty=uncertainty)
-    summary = replace(summary, auto=auto)
+    auto = auto_record(run.auto[sw.symbol], sw.ohlc, sw.origins, horizon=config.horizon)
+    summary = replace(backtest_summary(outcome, config, engine), auto=auto)
     if finetune is not None:
-        run = RunLabel(spec, tuple(sw.covariates), finetune.get("mode"))
-        summary = replace(summary, finetune=finetune, run=str(run))
+        tuned_run = RunLabel(spec, tuple(sw.covariates), finetune.get("mode"))
+        summary = replace(summary, finetune=finetune, run=str(tuned_run))
     extra: dict[str, Any] = {"finetune": finetune} if finetune is not None else {}
     manifest = run_record(
         config=config,
         model=engine.model_info,
         engine=engine.record(),
-        command=command,
+        command=run.command,
         data=sw.ohlc,
         preaug=spec,
         **extra,
@@ -180,19 +167,14 @@ def write_backtest(
 
 
 def backtest_summary(
-    sw: SymbolWindows,
-    spec: str,
-    evaluation: Evaluation,
-    *,
-    config: BacktestConfig,
-    engine: Chronos2Engine,
-    uncertainty: Mapping[str, Any] | None = None,
+    outcome: BacktestOutcome, config: BacktestConfig, engine: Chronos2Engine
 ) -> BacktestSummary:
-    """The summary of one scored symbol, without timings, ``auto`` or ``finetune`` (the writer adds them).
-
-    ``uncertainty``: ``{"dependence": record, "calibration": record or None}`` of the inversion.
-    """
-    uncertainty = uncertainty or {}
+    """The summary of one scored job, without timings, ``auto`` or ``finetune`` (the writer adds them);
+    ``outcome.uncertainty`` holds the inversion's dependence and calibration records."""
+    sw, spec, evaluation = outcome.job.windows, outcome.job.spec, outcome.evaluation
+    if evaluation is None:
+        raise ChronobtError(outcome.error or "internal: the job was not scored")
+    uncertainty = outcome.uncertainty
     calibrated = None
     if evaluation.calibrated is not None:
         calibrated = {**evaluation.calibrated, "method": uncertainty.get("calibration")}

@@ -223,29 +223,35 @@ def run_sweep(
     if progress and report.cells_cached:
         progress("cached", report.cells_cached, len(plans) * len(specs))
 
-    _forecast_pending(plans, zero_shot, config, engine, report, progress, executor)
+    run = _SweepRun(config, engine, report, progress, executor, command)
+    _forecast_pending(plans, zero_shot, run)
     report.engine_record = report.engine_record or engine.record()  # Ray: what the workers ran
     if settings:
-        _forecast_finetuned(plans, tuned, candidates, config, engine, settings, report, progress, executor)
-    _publish(plans, specs, config, engine, report, command)
+        _forecast_finetuned(plans, tuned, candidates, settings, run)
+    _publish(plans, specs, run)
     return report
 
 
-def _forecast_pending(
-    plans: Sequence[SymbolSweep],
-    specs: Sequence[str],
-    config: SweepConfig,
-    engine: Chronos2Engine,
-    report: SweepReport,
-    progress: Progress | None,
-    executor: Executor | None = None,
-) -> None:
+@dataclass(frozen=True)
+class _SweepRun:
+    """What the stages of one sweep share: its config, engine, report, progress, executor and command."""
+
+    config: SweepConfig
+    engine: Chronos2Engine
+    report: SweepReport
+    progress: Progress | None
+    executor: Executor | None
+    command: Sequence[str] | None
+
+
+def _forecast_pending(plans: Sequence[SymbolSweep], specs: Sequence[str], run: _SweepRun) -> None:
     """Forecast the uncached cells one symbol (chunk) at a time, storing each chunk's cells when done.
 
     The chunks run on ``executor`` (default: the one ``config.executor`` names); the driver writes the
     cells, so the cache is the same whatever ran them. Cells of augmentations equivalent to another
     candidate are not forecast: they take its scores.
     """
+    config, engine, report, progress = run.config, run.engine, run.report, run.progress
     derived = [s for s in specs if equivalent_label(s) in specs]
     pending = {p.symbol: [s for s in specs if s not in p.cells and s not in derived] for p in plans}
     total_cells = sum(len(v) for v in pending.values())
@@ -256,7 +262,7 @@ def _forecast_pending(
     chunks = [SweepChunk(p, tuple(pending[p.symbol]), config) for p in work]
     identity = model_identity(engine)
     with executor_for(
-        executor, config.executor, engine=engine, ray_address=config.ray_address, expected_model=identity
+        run.executor, config.executor, engine=engine, ray_address=config.ray_address, expected_model=identity
     ) as ex:  # Ray starts only if a chunk is to run
         outcomes = ex.map(
             run_sweep_chunk,
@@ -305,15 +311,18 @@ def _forecast_finetuned(
     plans: Sequence[SymbolSweep],
     labels: Sequence[str],
     candidates: dict[str, TunedCandidate],
-    config: SweepConfig,
-    engine: Chronos2Engine,
     settings: FinetuneSettings,
-    report: SweepReport,
-    progress: Progress | None,
-    executor: Executor | None,
+    run: _SweepRun,
 ) -> None:
     """Train (or load) and forecast the uncached fine-tuned cells in this process, one label at a time,
     storing each cell when scored; then give the equivalent labels their source's cells."""
+    config, engine, report, progress, executor = (
+        run.config,
+        run.engine,
+        run.report,
+        run.progress,
+        run.executor,
+    )
     pending = {
         label: [p.symbol for p in plans if label in p.keys and label not in p.cells] for label in candidates
     }
@@ -352,15 +361,9 @@ def _forecast_finetuned(
     report.models_cached = sum(1 for m in models if m["cached"])
 
 
-def _publish(
-    plans: Sequence[SymbolSweep],
-    specs: Sequence[str],
-    config: SweepConfig,
-    engine: Chronos2Engine,
-    report: SweepReport,
-    command: Sequence[str] | None,
-) -> None:
+def _publish(plans: Sequence[SymbolSweep], specs: Sequence[str], run: _SweepRun) -> None:
     """Rank the cells, then write leaderboard.csv/.parquet, best/<SYMBOL>.json and manifest.json."""
+    config, engine, report = run.config, run.engine, run.report
     rows: list[dict[str, Any]] = []
     created = now_iso()
     for plan in plans:
@@ -395,7 +398,7 @@ def _publish(
             config=config,
             model=engine.model_info,
             engine=report.engine_record,
-            command=command,
+            command=run.command,
             created_at=created,
             symbols=[p.symbol for p in plans],
             candidates=list(specs),
