@@ -32,7 +32,7 @@ from chronobt.runs.finetune_compare import versus_zero_shot
 from chronobt.runs.results import backtest_folder, forecast_table, run_record
 from chronobt.runs.summary import BacktestReport, BacktestSummary, SymbolResult
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("chronobt.runs.backtest")  # the backtest command's log, as before the split
 
 
 @dataclass(frozen=True)
@@ -170,14 +170,13 @@ def backtest_summary(
     outcome: BacktestOutcome, config: BacktestConfig, engine: Chronos2Engine
 ) -> BacktestSummary:
     """The summary of one scored job, without timings, ``auto`` or ``finetune`` (the writer adds them);
-    ``outcome.uncertainty`` holds the inversion's dependence and calibration records."""
+    ``outcome`` holds the inversion's dependence and calibration records."""
     sw, spec, evaluation = outcome.job.windows, outcome.job.spec, outcome.evaluation
     if evaluation is None:
         raise ChronobtError(outcome.error or "internal: the job was not scored")
-    uncertainty = outcome.uncertainty
     calibrated = None
     if evaluation.calibrated is not None:
-        calibrated = {**evaluation.calibrated, "method": uncertainty.get("calibration")}
+        calibrated = {**evaluation.calibrated, "method": outcome.calibration}
     model = engine.model_info
     origin_times = sw.origin_times
     return BacktestSummary(
@@ -201,7 +200,7 @@ def backtest_summary(
         baselines=evaluation.baselines,
         skill=evaluation.skill,
         significance=evaluation.significance,
-        dependence=uncertainty.get("dependence"),
+        dependence=outcome.dependence,
         calibrated=calibrated,
         trading=evaluation.trading,
         filled=filled_record(sw),

@@ -116,7 +116,8 @@ class BacktestOutcome:
     evaluation: Evaluation | None = None
     error: str | None = None
     warning: str | None = None  # inverted quantiles outside the price domain: logged by the driver
-    uncertainty: dict[str, Any] = field(default_factory=dict)  # {"dependence": ..., "calibration": ...}
+    dependence: dict[str, Any] | None = None  # the inversion's step-dependence record
+    calibration: dict[str, Any] | None = None  # the conformal calibration record (--calibrate conformal)
     timings: dict[str, float] = field(default_factory=dict)  # inference, invert, metrics (seconds)
     model: dict[str, Any] = field(default_factory=dict)
     engine_record: dict[str, Any] = field(default_factory=dict)
@@ -185,7 +186,7 @@ def score_backtest_job(
         outcome.warning = inversion_warning(
             sw.symbol, job.spec, outcome.evaluation.inversion, path_dependent=job.augmentation.path_dependent
         )
-        outcome.uncertainty = {"dependence": inversion.dependence, "calibration": calibration}
+        outcome.dependence, outcome.calibration = inversion.dependence, calibration
         outcome.timings = {"inference": inference_s, "invert": t2 - t1, "metrics": time.perf_counter() - t2}
     except (ChronobtError, OSError) as exc:
         outcome.error = str(exc)
