@@ -15,7 +15,6 @@ the test of one against the other (:mod:`chronobt.runs.finetune_compare`).
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
@@ -65,9 +64,6 @@ __all__ = [
     "versus_zero_shot",
     "write_backtest",
 ]
-
-logger = logging.getLogger(__name__)
-
 
 def run_backtest(
     config: BacktestConfig,
