@@ -65,6 +65,7 @@ __all__ = [
     "write_backtest",
 ]
 
+
 def run_backtest(
     config: BacktestConfig,
     engine_config: EngineConfig | None = None,
