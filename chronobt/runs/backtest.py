@@ -79,8 +79,9 @@ def run_backtest(
 
     A symbol whose data or augmentation fails is recorded in ``report.failures`` under its name; the
     others are still written. Raises only for errors that concern the whole run (bad config, model).
-    ``command`` is recorded in each manifest (``None``: called from Python). With ``--executor ray`` (or
-    an ``executor`` given, which its owner closes) each symbol is a chunk forecast on a Ray actor.
+    ``command`` is recorded in each manifest (``None``: called from Python). The forecasts run on
+    ``executor`` (its owner closes it) or the one ``config.executor`` names: in process every symbol's
+    windows in one engine call, with ``--executor ray`` each symbol a chunk on a Ray actor.
     """
     report = BacktestReport()
     require_peft(config.finetune)
