@@ -31,6 +31,49 @@ def _config(data_dir: Path, out: Path, **kw) -> BacktestConfig:
     return BacktestConfig(**base)
 
 
+def _assert_metrics_agree_with_forecasts(
+    metrics: dict, fc: pd.DataFrame, raw: pd.DataFrame, returned: dict
+) -> None:
+    """metrics.json's values: the run's identity, counts that match the windows, and scores that equal
+    their recomputation from forecasts.parquet (model MAE, coverage, width; naive's MAE from the bars)."""
+    targets = ["open", "high", "low", "close"]
+    assert returned == metrics  # the summary run_backtest returns is the file's
+    assert (metrics["symbol"], metrics["preaug"], metrics["run"]) == ("AAA", "differencing", "differencing")
+    assert metrics["covariates"] == "none" and metrics["covariate_rows"] == []
+    assert (metrics["horizon"], metrics["context_length"], metrics["windows"]) == (8, 128, 6)
+    assert metrics["targets"] == targets
+    assert metrics["quantiles"] == pytest.approx([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9])
+    origins = fc["origin"].drop_duplicates().sort_values()
+    assert len(origins) == metrics["windows"]
+    assert pd.Timestamp(metrics["first_origin"]) == origins.iloc[0]
+    assert pd.Timestamp(metrics["last_origin"]) == origins.iloc[-1]
+    assert metrics["filled"] == {"actual_bars": 0, "context_bars": 0, "windows_dropped": 0}
+    assert metrics["compile"]["requested"] == "off" and metrics["compile"]["used"] is False
+    assert all(isinstance(v, float) and v >= 0 for v in metrics["timings"].values())
+    for t in targets:
+        rows = fc[fc["target"] == t]
+        m = metrics["metrics"][t]
+        assert m["mae"] == pytest.approx(float(np.mean(np.abs(rows["actual"] - rows["median"]))), rel=1e-9)
+        inside = (rows["actual"] >= rows["0.1"]) & (rows["actual"] <= rows["0.9"])
+        assert 0.0 <= m["coverage_80"] <= 1.0 and m["coverage_80"] == pytest.approx(inside.mean())
+        assert m["width_80"] == pytest.approx(float((rows["0.9"] - rows["0.1"]).mean()), rel=1e-9)
+        assert 0.0 <= m["directional_accuracy"] <= 1.0
+        assert m["rmse"] >= m["mae"] > 0 and m["mase"] > 0 and m["wql"] > 0
+        per_step = metrics["per_step"][t]
+        assert all(len(per_step[name]) == metrics["horizon"] for name in per_step)
+        assert float(np.mean(per_step["mae"])) == pytest.approx(m["mae"], rel=1e-9)  # 6 windows per step
+        # naive forecasts every step with the origin's price
+        last = raw.loc[rows["origin"], t].to_numpy()
+        naive_mae = float(np.mean(np.abs(rows["actual"].to_numpy() - last)))
+        naive = metrics["baselines"]["naive"][t]
+        assert naive["mae"] == pytest.approx(naive_mae, rel=1e-9)
+        assert metrics["skill"][t] == pytest.approx(1 - m["mase"] / naive["mase"], rel=1e-9)
+        for baseline in ("naive", "seasonal_naive", "drift"):
+            assert 0.0 <= metrics["significance"][t][baseline]["mae"]["p_value"] <= 1.0
+    trading = metrics["trading"]
+    assert isinstance(trading["n_trades"], int) and 0 <= trading["n_trades"] <= trading["windows_used"] <= 6
+
+
 def test_backtest_writes_documented_files_and_columns(tmp_path: Path, engine: Chronos2Engine) -> None:
     write_symbol(tmp_path / "data", "AAA", 400)
     report = run_backtest(_config(tmp_path / "data", tmp_path / "out", preaug="differencing"), engine=engine)
@@ -105,6 +148,7 @@ def test_backtest_writes_documented_files_and_columns(tmp_path: Path, engine: Ch
     assert set(metrics["baselines"]) == {"naive", "seasonal_naive", "drift"}
     assert len(metrics["per_step"]["close"]["mae"]) == 8
     assert set(metrics["timings"]) >= {"load", "inference", "invert", "metrics", "write"}
+    _assert_metrics_agree_with_forecasts(metrics, fc, raw, report.results[0].summary.to_json())
     manifest = json.loads((folder / "manifest.json").read_text())
     assert manifest["data"]["sha256"] and manifest["model"]["checksum"]
     assert manifest["seed"] == 0 and "versions" in manifest

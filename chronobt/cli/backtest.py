@@ -153,14 +153,15 @@ def render(ui: Ui, report: BacktestReport) -> None:
                         "preaug": r.preaug,
                         "finetune": r.finetune,
                         "folder": str(r.folder),
-                        **{
-                            k: r.summary[k]
-                            for k in ("model", "model_checksum", "windows", "metrics", "skill")
-                        },
-                        "baselines": r.summary["baselines"],
-                        "significance": r.summary["significance"],
-                        "trading": r.summary["trading"],
-                        **({"finetune_record": r.summary["finetune"]} if r.finetune else {}),
+                        "model": r.summary.model,
+                        "model_checksum": r.summary.model_checksum,
+                        "windows": r.summary.windows,
+                        "metrics": r.summary.metrics,
+                        "skill": r.summary.skill,
+                        "baselines": r.summary.baselines,
+                        "significance": r.summary.significance,
+                        "trading": r.summary.trading,
+                        **({"finetune_record": r.summary.finetune} if r.finetune else {}),
                     }
                     for r in report.results
                 ],
@@ -173,14 +174,14 @@ def render(ui: Ui, report: BacktestReport) -> None:
     for r in report.results:
         s = r.summary
         table = Table(
-            title=f"{r.symbol} · preaug {r.preaug}{_variant(r.finetune)} · {s['windows']} windows · "
-            f"horizon {s['horizon']} · "
-            f"model {model_label(s['model'], s['model_checksum'])}",
+            title=f"{r.symbol} · preaug {r.preaug}{_variant(r.finetune)} · {s.windows} windows · "
+            f"horizon {s.horizon} · "
+            f"model {model_label(s.model, s.model_checksum)}",
             title_justify="left",
         )
         table.add_column("target")
         table.add_column("model MASE", justify="right")
-        for name in s["baselines"]:
+        for name in s.baselines:
             table.add_column(f"{name} MASE", justify="right")
         table.add_column("skill", justify="right")
         table.add_column("p (DM)", justify="right")
@@ -188,15 +189,15 @@ def render(ui: Ui, report: BacktestReport) -> None:
         table.add_column("naive WQL", justify="right")
         table.add_column("cov80", justify="right")
         table.add_column("dir. acc", justify="right")
-        for target, m in s["metrics"].items():
+        for target, m in s.metrics.items():
             table.add_row(
                 target,
                 _fmt(m["mase"]),
-                *[_fmt(b[target]["mase"]) for b in s["baselines"].values()],
-                _fmt(s["skill"][target]),
-                p_value_text(s["significance"][target]["naive"]["mae"]["p_value"]),
+                *[_fmt(b[target]["mase"]) for b in s.baselines.values()],
+                _fmt(s.skill[target]),
+                p_value_text(s.significance[target]["naive"]["mae"]["p_value"]),
                 _fmt(m["wql"]),
-                _fmt(s["baselines"]["naive"][target]["wql"]),
+                _fmt(s.baselines["naive"][target]["wql"]),
                 _fmt(m["coverage_80"]),
                 _fmt(m["directional_accuracy"]),
             )
@@ -205,14 +206,14 @@ def render(ui: Ui, report: BacktestReport) -> None:
             "skill = 1 - MASE / naive MASE; p (DM) = Diebold-Mariano p-value of the windows' MASE against "
             f"naive's, * below {SIGNIFICANT}"
         )
-        if s.get("trading"):
-            t = s["trading"]
+        if s.trading:
+            t = s.trading
             ui.out.print(
                 f"trading: total {_pct(t['total_return'])} vs buy-and-hold {_pct(t['buy_and_hold'])}, "
                 f"sharpe {_fmt(t['sharpe'], 2)}, {t['n_trades']} trades, "
                 f"max drawdown {_fmt(t['max_drawdown'] and 100 * t['max_drawdown'], 2)}%"
             )
-        versus = (s.get("finetune") or {}).get("versus_zero_shot")
+        versus = s.versus_zero_shot
         if versus:
             ui.out.print(
                 "fine-tuned vs zero-shot (DM p on per-window MAE; skill > 0: fine-tuning helped): "

@@ -237,11 +237,20 @@ def loss_summary(losses: Sequence[float]) -> dict[str, Any]:
     return {"first": losses[0], "last": losses[-1], "min": min(losses), "logged": len(losses)}
 
 
+def read_record(folder: Path) -> dict[str, Any]:
+    """The ``finetune.json`` record of a cached fine-tuned model folder (``OSError``/``ValueError`` if it is
+    missing or not a JSON object)."""
+    record = json.loads((folder / RECORD_FILE).read_text())
+    if not isinstance(record, dict):
+        raise ValueError(f"{folder / RECORD_FILE}: expected a JSON object")
+    return record
+
+
 def load_finetuned(
     base: Chronos2Engine, folder: Path, *, base_checksum: str
 ) -> tuple[Chronos2Engine, dict[str, Any]]:
     """An engine over the weights in ``folder`` (same engine config as ``base``) and the folder's record."""
-    record = json.loads((folder / RECORD_FILE).read_text())
+    record = read_record(folder)
     pipeline = load_pipeline(folder)
     checksum = weights_checksum(pipeline.model)
     engine = Chronos2Engine(base.config, pipeline=pipeline)

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from chronobt import _lazy
 
 if TYPE_CHECKING:
-    from chronobt.pipeline.covariates import run_label, split_label
+    from chronobt.pipeline.covariates import RunLabel, run_label, split_label
     from chronobt.pipeline.jobs import (
         Job,
         Progress,
@@ -40,6 +40,7 @@ _EXPORTS = {
     "calibrate": ".uncertainty",
     "history_windows": ".uncertainty",
     "invert_job": ".uncertainty",
+    "RunLabel": ".covariates",
     "run_label": ".covariates",
     "split_label": ".covariates",
 }
@@ -47,6 +48,7 @@ _EXPORTS = {
 __all__ = [
     "Job",
     "Progress",
+    "RunLabel",
     "calibrate",
     "forecast_jobs",
     "history_windows",

@@ -17,7 +17,7 @@
 
 Rows follow chronos' own order: targets, then the past-only covariates (in the order given), then the
 known ones. Covariates are not pre-augmented (the augmentation applies to the targets only), not scored
-and not written as forecasts. A run's label is ``<preaug>+<covariate>+...`` (:func:`run_label`), e.g.
+and not written as forecasts. A run's label is ``<preaug>+<covariate>+...`` (:class:`RunLabel`), e.g.
 ``differencing+volume+calendar``: the backtest folder name and the ``preaug`` of every record; a
 fine-tuned run's ends with ``+finetune-<mode>`` (``differencing+volume+finetune-lora``).
 """
@@ -84,46 +84,87 @@ def covariates_label(covariates: Sequence[str]) -> str:
     return "+".join(covariates) if covariates else NONE
 
 
+@dataclass(frozen=True)
+class RunLabel:
+    """A run's identity: the augmentation spec, its covariates and the fine-tune mode of a fine-tuned run.
+
+    ``str()`` is the folder name and the ``run``/cell key written to files (``differencing+volume+calendar``,
+    ``differencing+volume+finetune-lora``); :meth:`parse` reads it back. Parse once where a label comes
+    from a file or a key, and build with the constructor everywhere else.
+
+    Attributes
+    ----------
+    spec : the canonical augmentation spec (``rolling_norm:window=20``).
+    covariates : the covariate names in their order (``("volume", "calendar")``).
+    finetune : ``lora``/``full`` for a fine-tuned run, else ``None``.
+    """
+
+    spec: str
+    covariates: tuple[str, ...] = ()
+    finetune: str | None = None
+
+    def __str__(self) -> str:
+        tuned = [f"{FINETUNE_TAG}{self.finetune}"] if self.finetune else []
+        return "+".join([self.spec, *self.covariates, *tuned])
+
+    @classmethod
+    def parse(cls, text: str) -> RunLabel:
+        """``differencing+volume+finetune-lora`` -> ``RunLabel("differencing", ("volume",), "lora")``.
+
+        Unambiguous: a covariate symbol is upper case, so ``finetune-...`` is never one.
+        """
+        spec, *rest = str(text).split("+")
+        tags = [p for p in rest if p.startswith(FINETUNE_TAG)]
+        covariates = tuple(p for p in rest if not p.startswith(FINETUNE_TAG))
+        return cls(spec, covariates, tags[-1][len(FINETUNE_TAG) :] if tags else None)
+
+    def zero_shot(self) -> RunLabel:
+        """This run without its fine-tuning: the zero-shot run it is compared with."""
+        return replace(self, finetune=None)
+
+    def tuned(self, mode: str | None) -> RunLabel:
+        """This run fine-tuned with ``mode`` (``None``: zero-shot)."""
+        return replace(self, finetune=mode or None)
+
+    def equivalent(self) -> RunLabel | None:
+        """The run whose forecast this one's equals (an affine augmentation is ``none``'s, with the same
+        covariates and fine-tuning: :func:`chronobt.augment.affine_equivalent`), else ``None``.
+
+        Fine-tuned too: Chronos-2 standardises every context and scores its training loss on the
+        standardised targets, so a per-series affine map leaves the training gradients as they are.
+        """
+        from chronobt.augment import affine_equivalent
+
+        same = affine_equivalent(self.spec)
+        return None if same is None else replace(self, spec=same)
+
+
 def run_label(spec: str, covariates: Sequence[str], finetune: str | None = None) -> str:
-    """The augmentation spec with its covariates, and the fine-tune mode of a fine-tuned run:
-    ``differencing+volume+calendar``, ``differencing+volume+finetune-lora`` (just ``spec`` if neither)."""
-    tuned = [f"{FINETUNE_TAG}{finetune}"] if finetune else []
-    return "+".join([spec, *covariates, *tuned])
+    """``str(RunLabel(spec, covariates, finetune))``: ``differencing+volume+calendar``,
+    ``differencing+volume+finetune-lora`` (just ``spec`` if neither)."""
+    return str(RunLabel(spec, tuple(covariates), finetune or None))
 
 
 def split_label(label: str) -> tuple[str, tuple[str, ...]]:
-    """:func:`run_label`'s inverse without the fine-tune part: ``differencing+volume+finetune-lora`` ->
-    ``("differencing", ("volume",))`` (:func:`label_finetune` reads the mode)."""
-    spec, *rest = label.split("+")
-    return spec, tuple(p for p in rest if not p.startswith(FINETUNE_TAG))
+    """``differencing+volume+finetune-lora`` -> ``("differencing", ("volume",))`` (:meth:`RunLabel.parse`)."""
+    parsed = RunLabel.parse(label)
+    return parsed.spec, parsed.covariates
 
 
 def label_finetune(label: str) -> str | None:
-    """The fine-tune mode of a run label (``...+finetune-lora`` -> ``lora``), ``None`` for zero-shot.
-
-    Unambiguous: a covariate symbol is upper case, so ``finetune-...`` is never one.
-    """
-    tags = [p for p in label.split("+")[1:] if p.startswith(FINETUNE_TAG)]
-    return tags[-1][len(FINETUNE_TAG) :] if tags else None
+    """The fine-tune mode of a run label (``...+finetune-lora`` -> ``lora``), ``None`` for zero-shot."""
+    return RunLabel.parse(label).finetune
 
 
 def zero_shot_label(label: str) -> str:
     """``label`` without its fine-tune part: the zero-shot run it is compared with."""
-    return run_label(*split_label(label))
+    return str(RunLabel.parse(label).zero_shot())
 
 
 def equivalent_label(label: str) -> str | None:
-    """The label whose forecast ``label``'s equals (an affine augmentation is ``none``'s, with the same
-    covariates and fine-tuning: :func:`chronobt.augment.affine_equivalent`), else ``None``.
-
-    Fine-tuned too: Chronos-2 standardises every context and scores its training loss on the
-    standardised targets, so a per-series affine map leaves the training gradients as they are.
-    """
-    from chronobt.augment import affine_equivalent
-
-    spec, covariates = split_label(label)
-    same = affine_equivalent(spec)
-    return None if same is None else run_label(same, covariates, label_finetune(label))
+    """The label whose forecast ``label``'s equals (:meth:`RunLabel.equivalent`), else ``None``."""
+    same = RunLabel.parse(label).equivalent()
+    return None if same is None else str(same)
 
 
 @dataclass(frozen=True)

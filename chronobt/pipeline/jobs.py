@@ -39,7 +39,7 @@ from chronobt.data.symbol_windows import SymbolWindows
 from chronobt.data.windows import MIN_CONTEXT, cut_windows, plan_origins
 from chronobt.engine.core import Chronos2Engine
 from chronobt.errors import ChronobtError, DataError
-from chronobt.pipeline.covariates import run_label, with_covariates
+from chronobt.pipeline.covariates import RunLabel, with_covariates
 
 logger = logging.getLogger(__name__)
 
@@ -107,7 +107,10 @@ def model_context(options: RunOptions, engine: Chronos2Engine) -> int:
     return engine.max_context
 
 
-def _bound_index(ohlc: OHLC, value: str | None, *, side: str) -> int | None:
+def _bound_index(ohlc: OHLC, value: str | int | None, *, side: str) -> int | None:
+    """The bar index of ``--start``/``--end`` (a date; an ``int`` is a bar index already)."""
+    if isinstance(value, int):
+        return value
     ts = parse_date(value, option=f"--{side}")
     if ts is None:
         return None
@@ -123,12 +126,13 @@ def prepare_windows(
     *,
     windows: int,
     context: int,
-    start: str | None = None,
-    end: str | None = None,
+    start: str | int | None = None,
+    end: str | int | None = None,
     log_notes: bool = True,
 ) -> SymbolWindows:
     """Cut up to ``windows`` rolling windows of ``ohlc`` with at most ``context`` bars each (each shortfall
-    logged as one warning line unless ``log_notes`` is false)."""
+    logged as one warning line unless ``log_notes`` is false). ``start``/``end`` bound the origins, each
+    a date (``--start``/``--end``) or a bar index."""
     values = ohlc.values(options.targets)
     plan = plan_origins(
         len(values),
@@ -279,8 +283,13 @@ class Job:
 
     @property
     def label(self) -> str:
-        """The spec with the windows' covariates, e.g. ``differencing+volume`` (:func:`run_label`)."""
-        return run_label(self.spec, self.windows.covariates)
+        """The spec with the windows' covariates, e.g. ``differencing+volume`` (:class:`RunLabel`)."""
+        return str(self.run)
+
+    @property
+    def run(self) -> RunLabel:
+        """The zero-shot run this job forecasts: its spec and the windows' covariates."""
+        return RunLabel(self.spec, tuple(self.windows.covariates))
 
     @property
     def spec(self) -> str:

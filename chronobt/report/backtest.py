@@ -32,11 +32,11 @@ def render_backtest(folder: Path) -> str:
     run = load_backtest(folder)
     s = run.metrics
     page = Page(
-        title=f"{s.get('symbol', '?')} · {s.get('preaug', '?')} · backtest",
+        title=f"{s.symbol or '?'} · {s.preaug or '?'} · backtest",
         subtitle=esc(
             f"{len(run.origins)} windows · horizon {run.horizon} · origins "
             f"{run.origins[0]:%Y-%m-%d %H:%M} .. {run.origins[-1]:%Y-%m-%d %H:%M} UTC · "
-            f"model {s.get('model')}"
+            f"model {s.model}"
         ),
     )
     page.add("summary", "Summary", _summary(run))
@@ -53,7 +53,7 @@ def render_backtest(folder: Path) -> str:
 
 def _summary(run: BacktestRun) -> str:
     s = run.metrics
-    model, base, skill = s.get("metrics") or {}, s.get("baselines") or {}, s.get("skill") or {}
+    model, base, skill = s.metrics, s.baselines, s.skill
     rows = []
     for t in run.targets:
         mt = model.get(t, {})
@@ -73,7 +73,7 @@ def _summary(run: BacktestRun) -> str:
     header = ["target", "MASE", "naive", "seasonal naive", "drift", "skill", "WQL", "naive WQL"]
     out = table([*header, "cov80", "width80", "dir. acc"], rows)
     out += '<p class="note">skill = 1 - MASE / naive MASE; cov80 = share of actuals inside 0.1-0.9.</p>'
-    trading = s.get("trading")
+    trading = s.trading
     if trading:
         out += "<h3>Trading rule</h3>" + table(
             ["total return", "buy and hold", "annualized", "Sharpe", "max drawdown", "win rate", "trades"],
@@ -103,7 +103,7 @@ def _fans(run: BacktestRun) -> str:
         ctx = context_before(run, i, target, bars)
         inside = _coverage(run, i, v)
         title = (
-            f"{run.metrics.get('symbol', '')} {target} · origin {run.origins[i]:%Y-%m-%d %H:%M} UTC · "
+            f"{run.metrics.symbol} {target} · origin {run.origins[i]:%Y-%m-%d %H:%M} UTC · "
             f"window {i + 1} of {len(run.origins)} · wQL {num(losses[i])} · cov80 {num(inside, 3)}"
         )
         with c.Chart(f"fan{i}", (11, 3.6)) as chart:
@@ -137,8 +137,8 @@ def _coverage(run: BacktestRun, window: int, v: int) -> float:
 
 def _per_step(run: BacktestRun) -> str:
     target = run.primary
-    per_step = (run.metrics.get("per_step") or {}).get(target, {})
-    base = run.metrics.get("baselines") or {}
+    per_step = run.metrics.per_step.get(target, {})
+    base = run.metrics.baselines
     steps = np.arange(1, run.horizon + 1)
     with c.Chart("steps", (11, 3.2)) as chart:
         ax_mase, ax_cov = chart.grid(1, 2, margins=(0.06, 0.99, 0.15, 0.88))
@@ -201,7 +201,7 @@ def _calibration(run: BacktestRun) -> str:
 
 
 def _equity(run: BacktestRun, eq: Equity) -> str:
-    trading = run.metrics.get("trading") or {}
+    trading = run.metrics.trading or {}
     with c.Chart("equity", (11, 4.6)) as chart:
         ax, ax_dd = chart.grid(2, 1, sharex=True, height_ratios=(3, 1.3), margins=(0.07, 0.87, 0.08, 0.93))
         t_eq = c.utc(eq.times)
@@ -271,24 +271,24 @@ def _record(run: BacktestRun) -> str:
     s, mf = run.metrics, run.manifest
     model = mf.get("model") or {}
     pairs: dict[str, Any] = {
-        "model": s.get("model"),
-        "model checksum": s.get("model_checksum"),
+        "model": s.model,
+        "model checksum": s.model_checksum,
         "model source": model.get("source"),
         "model revision": model.get("revision"),
-        "preaug": s.get("preaug"),
-        "preaug params": s.get("preaug_params"),
-        "horizon": s.get("horizon"),
-        "context length": s.get("context_length"),
-        "windows": s.get("windows"),
-        "origins": f"{s.get('first_origin')} .. {s.get('last_origin')}",
+        "preaug": s.preaug,
+        "preaug params": s.preaug_params,
+        "horizon": s.horizon or None,
+        "context length": s.context_length or None,
+        "windows": s.windows or None,
+        "origins": f"{s.first_origin or None} .. {s.last_origin or None}",
         "targets": ", ".join(run.targets),
         "quantiles": ", ".join(f"{q:g}" for q in run.levels),
-        **flatten("compile", s.get("compile") or {}),
+        **flatten("compile", s.compile or {}),
         **flatten("data", mf.get("data") or {}),
         "device": mf.get("device"),
         "dtype": mf.get("dtype"),
         "seed": mf.get("seed"),
-        **flatten("timings", s.get("timings") or {}),
+        **flatten("timings", s.timings),
         **flatten("versions", mf.get("versions") or {}),
         "command": " ".join(map(str, mf.get("command") or [])),
         "created at": mf.get("created_at"),

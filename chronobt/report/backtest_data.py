@@ -18,6 +18,7 @@ import pandas as pd
 from chronobt.errors import DataError
 from chronobt.evaluation import metrics as m
 from chronobt.report.sources import History, as_utc, load_history, read_json, read_table
+from chronobt.runs.summary import BacktestSummary
 
 FloatArray = npt.NDArray[np.float64]
 FORECAST_COLUMNS = ("origin", "step", "timestamp", "target", "actual", "median")
@@ -37,7 +38,7 @@ class BacktestRun:
     """One backtest result folder: its JSON records and its forecasts as arrays."""
 
     folder: Path
-    metrics: dict[str, Any]
+    metrics: BacktestSummary  # metrics.json
     manifest: dict[str, Any]
     targets: list[str]
     levels: list[float]
@@ -67,14 +68,14 @@ class BacktestRun:
 def load_backtest(folder: Path) -> BacktestRun:
     """Read forecasts.parquet, metrics.json, trades.parquet and manifest.json (the last two optional)."""
     rerun = f"rerun `chronobt backtest` to rewrite {folder}"
-    summary = read_json(folder / "metrics.json", rerun=rerun)
+    summary = BacktestSummary.from_json(read_json(folder / "metrics.json", rerun=rerun))
     manifest = read_json(folder / "manifest.json", rerun=rerun) if (folder / "manifest.json").exists() else {}
     frame = read_table(folder / "forecasts.parquet", rerun=rerun, columns=FORECAST_COLUMNS)
     level_cols = sorted((lv, c) for c in frame.columns if (lv := level_of(c)) is not None)
     if not level_cols:
         raise DataError(f"{folder / 'forecasts.parquet'}: no quantile columns such as '0.1'; {rerun}")
     found = list(dict.fromkeys(frame["target"].astype(str)))
-    targets = [t for t in summary.get("targets") or found if t in found] or found
+    targets = [t for t in summary.targets or found if t in found] or found
     frame = frame[frame["target"].astype(str).isin(targets)]
     origins = as_utc(frame["origin"]).unique().sort_values()
     horizon = int(frame["step"].max())
@@ -205,7 +206,7 @@ def equity_curves(run: BacktestRun) -> Equity | None:
     The rule trades every ``ceil(horizon / stride)``-th window counting back from the latest; a used
     window without a trade is flat (0%). ``None`` when the backtest did not forecast close.
     """
-    trading = run.metrics.get("trading")
+    trading = run.metrics.trading
     if not trading or "close" not in run.targets:
         return None
     w, h = len(run.origins), run.horizon

@@ -32,13 +32,7 @@ from chronobt.config import RunOptions, SweepConfig
 from chronobt.data import OHLC
 from chronobt.errors import ConfigError, DataError
 from chronobt.finetune.training import FinetuneSettings
-from chronobt.pipeline.covariates import (
-    covariates_label,
-    equivalent_label,
-    label_finetune,
-    parse_covariates,
-    split_label,
-)
+from chronobt.pipeline.covariates import RunLabel, covariates_label, equivalent_label, parse_covariates
 from chronobt.runs.cells import against
 
 logger = logging.getLogger(__name__)
@@ -92,18 +86,16 @@ class ResolvedPreaug:
             return None
         return int(at[0]), int(at[1]) + horizon
 
-    def start_after_selection(self, ohlc: OHLC) -> str | None:
-        """The earliest origin (``--start``) whose scored bars all lie after the selection span.
+    def start_after_selection(self, ohlc: OHLC) -> int | None:
+        """The bar index of the earliest origin whose scored bars all lie after the selection span.
 
-        An origin at the span's last bar forecasts only later bars. ``None`` without a span.
+        An origin at the span's last bar forecasts only later bars; ``len(ohlc)`` (no origin) when the
+        span reaches past the data. ``None`` without a span.
         """
         span = self.selection_span(ohlc)
         if span is None:
             return None
-        index = ohlc.frame.index
-        if span[1] >= len(index):  # the span reaches past the data: nothing after it
-            return (index[-1] + pd.Timedelta(1, "ns")).isoformat()
-        return str(index[span[1]].isoformat())
+        return min(span[1], len(ohlc.frame.index))
 
 
 def auto_record(
@@ -180,15 +172,15 @@ def build_choice(
 
     test_part = cells[best]["splits"]["test"]
     equivalent = {s: equivalent_label(s) for s in cells}
-    best_spec, best_covariates = split_label(best)
+    chosen = RunLabel.parse(best)
     settings = FinetuneSettings.from_config(config)
     return {
         "symbol": ohlc.symbol,
-        "best_preaug": best_spec,
-        "best_covariates": covariates_label(best_covariates),
-        "best_finetune": label_finetune(best),
+        "best_preaug": chosen.spec,
+        "best_covariates": covariates_label(chosen.covariates),
+        "best_finetune": chosen.finetune,
         "best": best,
-        "best_params": dict(parse_augmentation(best_spec).params),
+        "best_params": dict(parse_augmentation(chosen.spec).params),
         "selection_metric": config.metric,
         "selection_target": config.target,
         "higher_is_better": config.higher_is_better,

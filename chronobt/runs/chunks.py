@@ -6,7 +6,8 @@ function runs in the driver's process (the local executor) or on a Ray actor hol
 
 - :class:`SweepChunk`: a symbol's pending sweep cells, all augmentations in one batched engine call,
   then each cell inverted and scored (:func:`chronobt.runs.cells.score_cell`);
-- :class:`BacktestChunk`: a symbol's backtest job, forecast, inverted and evaluated.
+- :class:`BacktestChunk`: a symbol's backtest job, forecast, inverted and evaluated;
+  :class:`BacktestBatch`: every symbol's job in one engine call (the in-process executor).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from chronobt.config import BacktestConfig, SweepConfig
 from chronobt.engine.core import Chronos2Engine
 from chronobt.errors import ChronobtError
 from chronobt.evaluation.evaluate import Evaluation, evaluate, inversion_warning
-from chronobt.pipeline.covariates import split_label
+from chronobt.pipeline.covariates import RunLabel
 from chronobt.pipeline.jobs import Job, forecast_jobs, make_job
 from chronobt.pipeline.uncertainty import calibrate, invert_job
 from chronobt.runs.cells import SymbolSweep, model_identity, score_cell
@@ -75,8 +76,8 @@ def run_sweep_chunk(
     jobs: list[Job] = []
     for label in chunk.specs:  # spec[+covariates]
         try:
-            augmentation, covariates = split_label(label)
-            jobs.append(make_job(plan.windows_for(covariates), augmentation))
+            run = RunLabel.parse(label)
+            jobs.append(make_job(plan.windows_for(run.covariates), run.spec))
         except (ChronobtError, ValueError) as exc:
             outcome.failed[label] = str(exc)
     if jobs:
@@ -115,7 +116,8 @@ class BacktestOutcome:
     evaluation: Evaluation | None = None
     error: str | None = None
     warning: str | None = None  # inverted quantiles outside the price domain: logged by the driver
-    uncertainty: dict[str, Any] = field(default_factory=dict)  # {"dependence": ..., "calibration": ...}
+    dependence: dict[str, Any] | None = None  # the inversion's step-dependence record
+    calibration: dict[str, Any] | None = None  # the conformal calibration record (--calibrate conformal)
     timings: dict[str, float] = field(default_factory=dict)  # inference, invert, metrics (seconds)
     model: dict[str, Any] = field(default_factory=dict)
     engine_record: dict[str, Any] = field(default_factory=dict)
@@ -128,6 +130,39 @@ def run_backtest_chunk(
     t0 = time.perf_counter()
     forecast_jobs(engine, [chunk.job], chunk.config.horizon, progress=on_batch)
     return score_backtest_job(chunk.job, chunk.config, engine, inference_s=time.perf_counter() - t0)
+
+
+@dataclass
+class BacktestBatch:
+    """Every symbol's backtest job at once: one engine call for all their windows (an in-process run)."""
+
+    jobs: tuple[Job, ...]
+    config: BacktestConfig
+
+    @property
+    def label(self) -> str:
+        return ",".join(job.windows.symbol for job in self.jobs)
+
+    @property
+    def windows(self) -> int:
+        return sum(len(job.windows.origins) for job in self.jobs)
+
+
+def run_backtest_batch(
+    chunk: BacktestBatch, engine: Chronos2Engine, on_batch: OnBatch | None = None
+) -> list[BacktestOutcome]:
+    """forecast_jobs (all jobs in one call) -> :func:`score_backtest_job` for each; the inference time is
+    shared out by windows."""
+    t0 = time.perf_counter()
+    forecast_jobs(engine, chunk.jobs, chunk.config.horizon, progress=on_batch)
+    inference_s = time.perf_counter() - t0
+    total = chunk.windows
+    return [
+        score_backtest_job(
+            job, chunk.config, engine, inference_s=inference_s * len(job.windows.origins) / total
+        )
+        for job in chunk.jobs
+    ]
 
 
 def score_backtest_job(
@@ -151,7 +186,7 @@ def score_backtest_job(
         outcome.warning = inversion_warning(
             sw.symbol, job.spec, outcome.evaluation.inversion, path_dependent=job.augmentation.path_dependent
         )
-        outcome.uncertainty = {"dependence": inversion.dependence, "calibration": calibration}
+        outcome.dependence, outcome.calibration = inversion.dependence, calibration
         outcome.timings = {"inference": inference_s, "invert": t2 - t1, "metrics": time.perf_counter() - t2}
     except (ChronobtError, OSError) as exc:
         outcome.error = str(exc)

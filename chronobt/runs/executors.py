@@ -54,7 +54,14 @@ OnDispatch = Callable[[Any, int, int], None]
 
 
 class Executor(Protocol):
-    """Runs chunks and yields ``(index, outcome, error)``: ``error`` is ``None`` or why it was lost."""
+    """Runs chunks and yields ``(index, outcome, error)``: ``error`` is ``None`` or why it was lost.
+
+    ``in_process``: whether chunks run in this process on the driver's engine (the driver then sends
+    all its work as one chunk, and runs what cannot be shipped, fine-tuned models, on it as well). An
+    executor without the attribute runs elsewhere (:func:`runs_in_process`).
+    """
+
+    in_process: bool
 
     def map(
         self,
@@ -70,6 +77,8 @@ class Executor(Protocol):
 
 class LocalExecutor:
     """Runs chunks one after another in this process, on ``engine``."""
+
+    in_process = True
 
     def __init__(self, engine: Chronos2Engine) -> None:
         self.engine = engine
@@ -180,6 +189,8 @@ class RayExecutor:
     on_dispatch : ``on_dispatch(actor, index, attempt)`` after each dispatch (monitoring, fault tests).
     num_cpus : CPUs of a local Ray instance this executor starts (default: all).
     """
+
+    in_process = False
 
     def __init__(
         self,
@@ -355,3 +366,29 @@ def open_executor(
         return LocalExecutor(engine)
     import_ray()
     return RayExecutor(engine.config, address=ray_address, expected_model=expected_model)
+
+
+def runs_in_process(executor: Executor) -> bool:
+    """Whether ``executor`` runs its chunks in this process (``False`` when it does not say)."""
+    return bool(getattr(executor, "in_process", False))
+
+
+@contextlib.contextmanager
+def executor_for(
+    given: Executor | None,
+    kind: str,
+    *,
+    engine: Chronos2Engine,
+    ray_address: str | None = None,
+    expected_model: dict[str, Any] | None = None,
+) -> Iterator[Executor]:
+    """``given`` as is (its owner closes it), else the executor ``kind`` names (:func:`open_executor`),
+    closed afterwards."""
+    if given is not None:
+        yield given
+        return
+    ex = open_executor(kind, engine=engine, ray_address=ray_address, expected_model=expected_model)
+    try:
+        yield ex
+    finally:
+        ex.close()

@@ -23,7 +23,6 @@ Ray workers (which run the zero-shot cells).
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -33,7 +32,7 @@ from typing import Any
 from chronobt.config import SweepConfig
 from chronobt.engine.core import Chronos2Engine
 from chronobt.errors import ChronobtError
-from chronobt.finetune.training import RECORD_FILE, FinetuneSettings
+from chronobt.finetune.training import FinetuneSettings, read_record
 from chronobt.finetune.walkforward import (
     Member,
     ModelPlan,
@@ -45,7 +44,7 @@ from chronobt.finetune.walkforward import (
     refit_of,
     symbol_record,
 )
-from chronobt.pipeline.covariates import equivalent_label, split_label, zero_shot_label
+from chronobt.pipeline.covariates import RunLabel, equivalent_label
 from chronobt.pipeline.jobs import Progress, make_job, symbol_loader
 from chronobt.runs.cells import SymbolSweep, cell_key, model_identity, score_cell
 
@@ -102,9 +101,8 @@ def plan_candidates(
     load = symbol_loader(config)
     out: dict[str, TunedCandidate] = {}
     for label in (s for s in labels if equivalent_label(s) not in labels):
-        source = zero_shot_label(label)
-        spec, covariates = split_label(source)
-        members = [Member(windows=p.windows_for(covariates), spec=spec) for p in plans]
+        source = RunLabel.parse(label).zero_shot()
+        members = [Member(windows=p.windows_for(source.covariates), spec=source.spec) for p in plans]
         failed: dict[str, str] = {}
 
         def on_error(pos: int, message: str, failed: dict[str, str] = failed) -> None:
@@ -114,7 +112,7 @@ def plan_candidates(
             members, settings, base_checksum=checksum, horizon=config.horizon, load=load, on_error=on_error
         )
         out[label] = TunedCandidate(
-            label=label, source=source, symbols=[p.symbol for p in plans], models=models, failed=failed
+            label=label, source=str(source), symbols=[p.symbol for p in plans], models=models, failed=failed
         )
     model = model_identity(base)
     for plan in plans:
@@ -124,7 +122,7 @@ def plan_candidates(
                 plan.failed[label] = candidate.failed[plan.symbol]
                 logger.warning("%s: %s skipped: %s", plan.symbol, label, plan.failed[label])
                 continue
-            sw = plan.windows_for(split_label(label)[1])
+            sw = plan.windows_for(RunLabel.parse(label).covariates)
             finetune = {**settings.record(), "models": candidate.model_keys(plan.symbol)}
             plan.keys[label] = cell_key(sw, label, config, model, finetune=finetune)
     return out
@@ -164,7 +162,7 @@ def tuned_cells(
             yield plans[pos], None, f"fine-tuning failed: {exc}"
         return
     candidate.records.update({r.record["key"]: r.record for r in refits})
-    spec, covariates = split_label(candidate.source)
+    source = RunLabel.parse(candidate.source)
     for done, pos in enumerate(positions, start=1):
         plan = plans[pos]
         own = [
@@ -172,7 +170,7 @@ def tuned_cells(
             for r in refit_of(refits, pos)
         ]
         try:
-            job = make_job(plan.windows_for(covariates), spec)
+            job = make_job(plan.windows_for(source.covariates), source.spec)
             (tuned,) = forecast_refits(own, [job], config.horizon)
             cell = score_cell(plan, tuned, config, own[0].engine, label=candidate.label)
         except (ChronobtError, ValueError) as exc:
@@ -211,8 +209,8 @@ def models_record(candidates: Sequence[TunedCandidate], output_dir: Path) -> lis
 
 
 def _read_record(folder: Path) -> dict[str, Any]:
+    """The cached model's record, or ``{}`` when it cannot be read (the row then shows what is planned)."""
     try:
-        record = json.loads((folder / RECORD_FILE).read_text())
+        return read_record(folder)
     except (OSError, ValueError):
         return {}
-    return record if isinstance(record, dict) else {}

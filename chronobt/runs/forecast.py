@@ -32,7 +32,7 @@ from chronobt.data import OHLC
 from chronobt.engine.core import Chronos2Engine, EngineConfig
 from chronobt.errors import ChronobtError
 from chronobt.finetune import FinetuneSettings, finetune_engines, require_peft, symbol_record
-from chronobt.pipeline.covariates import covariates_label, run_label
+from chronobt.pipeline.covariates import RunLabel, covariates_label
 from chronobt.pipeline.jobs import (
     Job,
     Progress,
@@ -235,7 +235,7 @@ def write_forecast(
         "requested_preaug": config.preaug,
         "covariates": covariates_label(sw.covariates),
         "covariate_rows": list(sw.covariate_names),
-        "run": run_label(spec, sw.covariates),
+        "run": str(RunLabel(spec, tuple(sw.covariates))),
         "horizon": config.horizon,
         "context_length": int(np.count_nonzero(~np.isnan(sw.contexts[0, 0]))),
         "targets": list(sw.targets),

@@ -23,7 +23,7 @@ import pandas as pd
 from chronobt.atomic import write_parquet_atomic, write_text_atomic
 from chronobt.config import SweepConfig
 from chronobt.evaluation.metrics import METRIC_NAMES
-from chronobt.pipeline.covariates import equivalent_label, label_finetune, zero_shot_label
+from chronobt.pipeline.covariates import RunLabel
 from chronobt.runs.cells import against
 from chronobt.runs.choice import NONE, SPLITS, split_score
 
@@ -112,7 +112,8 @@ def symbol_rows(
     for split in SPLITS:
         for spec, cell in cells.items():
             part = cell["splits"][split]
-            mode, twin = label_finetune(spec), zero_shot_label(spec)
+            label = RunLabel.parse(spec)
+            mode, twin = label.finetune, str(label.zero_shot())
             rows.append(
                 {
                     "symbol": symbol,
@@ -125,7 +126,7 @@ def symbol_rows(
                     "skill": part["skill"].get(config.target),
                     "rank": ranks[split][spec],
                     "selected": spec == best,
-                    "equivalent_to": equivalent_label(spec),
+                    "equivalent_to": _str_or_none(label.equivalent()),
                     "p_value_naive": part["significance"][config.target]["naive"]["mae"]["p_value"],
                     "p_value_none": None
                     if spec == NONE or NONE not in cells
@@ -181,3 +182,7 @@ def merge_leaderboard(
 def write_leaderboard(folder: Path, board: pd.DataFrame) -> None:
     write_parquet_atomic(folder / "leaderboard.parquet", board)
     write_text_atomic(folder / "leaderboard.csv", board.to_csv(index=False))
+
+
+def _str_or_none(label: RunLabel | None) -> str | None:
+    return None if label is None else str(label)

@@ -32,8 +32,7 @@ and ``manifest.json``.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -48,7 +47,7 @@ from chronobt.data import OHLC, list_symbols
 from chronobt.engine.core import Chronos2Engine, EngineConfig
 from chronobt.errors import ChronobtError, ConfigError, DataError
 from chronobt.finetune import FinetuneSettings, base_checksum_of, require_peft
-from chronobt.pipeline.covariates import equivalent_label, run_label, split_label, with_covariates
+from chronobt.pipeline.covariates import RunLabel, equivalent_label, with_covariates
 from chronobt.pipeline.jobs import (
     Progress,
     make_job,
@@ -60,7 +59,7 @@ from chronobt.pipeline.jobs import (
 from chronobt.runs.cells import SymbolSweep, cell_key, cell_path, equivalent_cell, model_identity, read_cell
 from chronobt.runs.choice import build_choice, write_choice
 from chronobt.runs.chunks import SweepChunk, run_sweep_chunk
-from chronobt.runs.executors import Executor, LocalExecutor, open_executor
+from chronobt.runs.executors import Executor, executor_for, runs_in_process
 from chronobt.runs.finetune_cells import (
     TunedCandidate,
     models_record,
@@ -181,8 +180,9 @@ def run_sweep(
     require_peft(config.finetune)
     settings = FinetuneSettings.from_config(config)
     covariate_sets = config.candidate_covariates
-    zero_shot = tuple(run_label(s, c) for c in covariate_sets for s in candidate_specs(config.preaugs))
-    tuned = tuple(run_label(*split_label(s), settings.mode) for s in zero_shot) if settings else ()
+    runs = [RunLabel(s, c) for c in covariate_sets for s in candidate_specs(config.preaugs)]
+    zero_shot = tuple(str(r) for r in runs)
+    tuned = tuple(str(r.tuned(settings.mode)) for r in runs) if settings else ()
     specs = zero_shot + tuned  # tie-break order: none first, a zero-shot cell before its fine-tuned twin
     report = SweepReport(folder=sweep_folder(config.output_dir))
     if engine is None:
@@ -204,7 +204,7 @@ def run_sweep(
             horizon=config.horizon,
             label=sw.symbol,
         )
-        keys = {s: cell_key(by_covariates.get(split_label(s)[1], sw), s, config, model) for s in zero_shot}
+        keys = {str(r): cell_key(by_covariates.get(r.covariates, sw), str(r), config, model) for r in runs}
         return SymbolSweep(sw, split, keys, by_covariates=by_covariates)
 
     plans = prepare_each(symbols, config, prepare, failures=report.failures, progress=progress)
@@ -223,29 +223,35 @@ def run_sweep(
     if progress and report.cells_cached:
         progress("cached", report.cells_cached, len(plans) * len(specs))
 
-    _forecast_pending(plans, zero_shot, config, engine, report, progress, executor)
+    run = _SweepRun(config, engine, report, progress, executor, command)
+    _forecast_pending(plans, zero_shot, run)
     report.engine_record = report.engine_record or engine.record()  # Ray: what the workers ran
     if settings:
-        _forecast_finetuned(plans, tuned, candidates, config, engine, settings, report, progress, executor)
-    _publish(plans, specs, config, engine, report, command)
+        _forecast_finetuned(plans, tuned, candidates, settings, run)
+    _publish(plans, specs, run)
     return report
 
 
-def _forecast_pending(
-    plans: Sequence[SymbolSweep],
-    specs: Sequence[str],
-    config: SweepConfig,
-    engine: Chronos2Engine,
-    report: SweepReport,
-    progress: Progress | None,
-    executor: Executor | None = None,
-) -> None:
+@dataclass(frozen=True)
+class _SweepRun:
+    """What the stages of one sweep share: its config, engine, report, progress, executor and command."""
+
+    config: SweepConfig
+    engine: Chronos2Engine
+    report: SweepReport
+    progress: Progress | None
+    executor: Executor | None
+    command: Sequence[str] | None
+
+
+def _forecast_pending(plans: Sequence[SymbolSweep], specs: Sequence[str], run: _SweepRun) -> None:
     """Forecast the uncached cells one symbol (chunk) at a time, storing each chunk's cells when done.
 
     The chunks run on ``executor`` (default: the one ``config.executor`` names); the driver writes the
     cells, so the cache is the same whatever ran them. Cells of augmentations equivalent to another
     candidate are not forecast: they take its scores.
     """
+    config, engine, report, progress = run.config, run.engine, run.report, run.progress
     derived = [s for s in specs if equivalent_label(s) in specs]
     pending = {p.symbol: [s for s in specs if s not in p.cells and s not in derived] for p in plans}
     total_cells = sum(len(v) for v in pending.values())
@@ -254,7 +260,10 @@ def _forecast_pending(
         if not pending[plan.symbol]:
             _derive_cells(plan, derived, config, report)
     chunks = [SweepChunk(p, tuple(pending[p.symbol]), config) for p in work]
-    with _executor(executor, config, engine) as ex:  # Ray starts only if a chunk is to run
+    identity = model_identity(engine)
+    with executor_for(
+        run.executor, config.executor, engine=engine, ray_address=config.ray_address, expected_model=identity
+    ) as ex:  # Ray starts only if a chunk is to run
         outcomes = ex.map(
             run_sweep_chunk,
             [c.shipped() for c in chunks],
@@ -277,21 +286,6 @@ def _forecast_pending(
         report.engine_record = dict(getattr(ex, "engine_record", None) or {})
 
 
-@contextmanager
-def _executor(given: Executor | None, config: SweepConfig, engine: Chronos2Engine) -> Iterator[Executor]:
-    """``given`` as is (its owner closes it), else the executor ``config`` names, closed afterwards."""
-    if given is not None:
-        yield given
-        return
-    ex = open_executor(
-        config.executor, engine=engine, ray_address=config.ray_address, expected_model=model_identity(engine)
-    )
-    try:
-        yield ex
-    finally:
-        ex.close()
-
-
 def _derive_cells(plan: SymbolSweep, specs: Sequence[str], config: SweepConfig, report: SweepReport) -> None:
     """Give each of ``specs`` missing from ``plan`` its equivalent's cell, if it applies to the data."""
     for spec in specs:
@@ -302,7 +296,7 @@ def _derive_cells(plan: SymbolSweep, specs: Sequence[str], config: SweepConfig, 
             plan.failed[spec] = f"its forecast is {source}'s, which failed"
             continue
         try:
-            make_job(plan.windows, split_label(spec)[0])  # it must apply (percent_change: positive prices)
+            make_job(plan.windows, RunLabel.parse(spec).spec)  # it must apply (percent_change: prices > 0)
         except (ChronobtError, ValueError) as exc:
             plan.failed[spec] = str(exc)
             logger.warning("%s: %s skipped: %s", plan.symbol, spec, exc)
@@ -317,19 +311,22 @@ def _forecast_finetuned(
     plans: Sequence[SymbolSweep],
     labels: Sequence[str],
     candidates: dict[str, TunedCandidate],
-    config: SweepConfig,
-    engine: Chronos2Engine,
     settings: FinetuneSettings,
-    report: SweepReport,
-    progress: Progress | None,
-    executor: Executor | None,
+    run: _SweepRun,
 ) -> None:
     """Train (or load) and forecast the uncached fine-tuned cells in this process, one label at a time,
     storing each cell when scored; then give the equivalent labels their source's cells."""
+    config, engine, report, progress, executor = (
+        run.config,
+        run.engine,
+        run.report,
+        run.progress,
+        run.executor,
+    )
     pending = {
         label: [p.symbol for p in plans if label in p.keys and label not in p.cells] for label in candidates
     }
-    elsewhere = config.executor != "local" if executor is None else not isinstance(executor, LocalExecutor)
+    elsewhere = config.executor != "local" if executor is None else not runs_in_process(executor)
     if any(pending.values()) and elsewhere:
         logger.warning(
             "fine-tuned cells run in this process, not on the Ray workers (their weights are not shipped)"
@@ -364,15 +361,9 @@ def _forecast_finetuned(
     report.models_cached = sum(1 for m in models if m["cached"])
 
 
-def _publish(
-    plans: Sequence[SymbolSweep],
-    specs: Sequence[str],
-    config: SweepConfig,
-    engine: Chronos2Engine,
-    report: SweepReport,
-    command: Sequence[str] | None,
-) -> None:
+def _publish(plans: Sequence[SymbolSweep], specs: Sequence[str], run: _SweepRun) -> None:
     """Rank the cells, then write leaderboard.csv/.parquet, best/<SYMBOL>.json and manifest.json."""
+    config, engine, report = run.config, run.engine, run.report
     rows: list[dict[str, Any]] = []
     created = now_iso()
     for plan in plans:
@@ -407,7 +398,7 @@ def _publish(
             config=config,
             model=engine.model_info,
             engine=report.engine_record,
-            command=command,
+            command=run.command,
             created_at=created,
             symbols=[p.symbol for p in plans],
             candidates=list(specs),
