@@ -190,7 +190,7 @@ def write_json_atomic(
 ) -> Path:
     """Write ``payload`` as JSON (keys in the given order, ``default=str``) atomically.
 
-    ``indent=None`` writes one line with the C encoder, several times faster for large payloads.
+    ``indent=None`` writes one line with the C encoder (faster for large payloads).
     ``root`` as in :func:`write_bytes_atomic`.
     """
     text = json.dumps(payload, indent=indent, default=str, allow_nan=True) + "\n"

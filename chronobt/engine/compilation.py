@@ -11,7 +11,8 @@ cannot be read the count is recorded as unknown (``None``), never as a compile f
 FX-graph cache hits and misses are read from the same counters (``counters["inductor"]``), guarded alike.
 
 When to compile under ``auto`` (:func:`compile_decision`): compiling costs seconds up front
-(inductor took 33 s for Chronos-2's first call on an H200) and saves a fraction of every later batch, so
+(tens of seconds for Chronos-2's first call: ``benchmarks/RESULTS.md``, ``engine_gpu.py``) and saves a
+fraction of every later batch, so
 ``auto`` compiles on CUDA only when the call's batches earn the compile back::
 
     n_batches * eager_seconds_per_batch * COMPILE_SAVING > expected_compile_seconds

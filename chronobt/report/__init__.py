@@ -14,9 +14,9 @@ Why matplotlib, rendering static SVG:
   5 MB budget) and nothing to load from a CDN;
 - small files: a 100-window backtest report is a few hundred kB, dominated by the charts' paths;
 - well kept and ubiquitous (the scientific Python default), pure-wheel install on every platform;
-- speed: without pyplot and with fixed layouts a chart renders in 50-100 ms, so a full report takes
-  about a second; the price is static charts (no hover or zoom), which a report to read or archive
-  does not need.
+- speed: without pyplot and with fixed layouts a chart renders in a fraction of a second, so a full
+  report takes seconds at most; the price is static charts (no hover or zoom), which a report to
+  read or archive does not need.
 
 matplotlib is an optional dependency (the ``report`` extra, part of ``dev``): without it the functions
 raise :class:`~chronobt.errors.ConfigError` naming the extra.

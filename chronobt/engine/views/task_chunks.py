@@ -7,10 +7,11 @@ can therefore run over a few tasks at a time and give the same hidden states (to
 matrix products of other sizes may sum in another order). That matters on a CPU:
 a 256-series forward of a 7M-parameter Chronos-2 at context 2048 holds ~34 MB per activation (137 MB
 in the feed-forward layer), more than the last-level cache, and its element-wise operations (norms,
-residual adds, the activation, rotary embeddings) then run at memory speed, about three times slower
-than in a 16-series forward (``benchmarks/RESULTS.md``). :class:`TaskChunkedBlock` wraps one block
-and runs it over chunks of ``tasks_per_chunk`` tasks, so the batch can grow (fewer, larger forwards)
-without a cost per window. A GPU wants its kernels large: the engine chunks on the CPU only.
+residual adds, the activation, rotary embeddings) then run at memory speed, several times slower
+per series than in a 16-series forward (``benchmarks/RESULTS.md``, ``group_attention.py``).
+:class:`TaskChunkedBlock` wraps one block and runs it over chunks of ``tasks_per_chunk`` tasks, so
+the batch can grow (fewer, larger forwards) without a cost per window. A GPU wants its kernels
+large: the engine chunks on the CPU only.
 
 The wrapper relies on the block-diagonal view's mask layout (``[T, tasks, 1, 1, V]``, sliced by task)
 and on chronos' block signature, so :func:`check_chunks` compares it with the full forward before use,
