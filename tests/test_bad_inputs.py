@@ -228,3 +228,8 @@ def test_the_memory_estimate_bounds_the_measured_peak(spec: str, dependence: str
     need = InversionMemory.of(aug, windows=w, variates=v, horizon=h, n_paths=paths, draw_sets=sets)
     workers = min(w * sets, os.cpu_count() or 1, MAX_INVERSION_THREADS)
     assert peak <= need.total(workers) <= 2.5 * peak, (peak, need)
+
+
+def test_the_memory_limit_is_half_the_machines_memory_at_most() -> None:
+    physical = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    assert 0 < inversion_memory.memory_limit() <= physical * inversion_memory.MEMORY_FRACTION

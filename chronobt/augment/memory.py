@@ -28,6 +28,8 @@ from chronobt.errors import ConfigError
 
 #: Share of the machine's memory (physical, or the cgroup limit when lower) the sample paths may take.
 MEMORY_FRACTION = 0.5
+#: The limit where the machine's memory cannot be read: none in practice (the static ``--paths`` bound holds).
+UNKNOWN_LIMIT = 1 << 62
 #: Bytes of one sampled value (float64).
 VALUE_BYTES = 8
 #: Bytes a drawn ``[h, P]`` value holds for the whole call: its segment (int64) and fraction (float64).
@@ -58,8 +60,11 @@ def live_copies(aug: Augmentation, horizon: int) -> float:
 
 def memory_limit() -> int:
     """Bytes the sample paths may take: ``MEMORY_FRACTION`` of the physical memory or, when lower, of the
-    cgroup's memory limit (a container's)."""
-    total = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    cgroup's memory limit (a container's). Where the system does not say (no ``sysconf``), no limit."""
+    try:
+        total = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return UNKNOWN_LIMIT
     for name in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
         try:
             text = Path(name).read_text().strip()
