@@ -28,6 +28,7 @@ from urllib.parse import urlsplit
 import pandas as pd
 
 from chronobt.augment import candidate_specs, parse_augmentation
+from chronobt.augment.inversion import MAX_PATHS
 from chronobt.data import TARGETS
 from chronobt.data.sessions import NO_CALENDAR, check_calendar_name
 from chronobt.data.windows import MIN_CONTEXT
@@ -197,8 +198,8 @@ class RunOptions:
             raise ConfigError(f"--max-gap {self.max_gap}: expected 0 or a positive number of bars")
         if self.calendar is not None and self.calendar.strip().lower() not in NO_CALENDAR:
             check_calendar_name(self.calendar)
-        if self.n_paths is not None and self.n_paths < 2:
-            raise ConfigError(f"--paths must be >= 2, got {self.n_paths}")
+        if self.n_paths is not None and not 2 <= self.n_paths <= MAX_PATHS:
+            raise ConfigError(f"--paths must be between 2 and {MAX_PATHS:,}, got {self.n_paths}")
         if len(set(self.covariates)) != len(self.covariates):
             raise ConfigError(
                 f"--covariates {','.join(self.covariates)} names a covariate twice; list each once"
@@ -282,6 +283,18 @@ def _check_symbols_and_preaug(symbols: tuple[str, ...], preaug: str) -> None:
         raise ConfigError("no symbols given; pass at least one SYMBOL (see `chronobt data list`)")
     if preaug != "auto":
         parse_augmentation(preaug)  # a bad spec is a usage error for the whole run
+
+
+def check_time_zone(tz: str | None) -> None:
+    """ConfigError naming ``--tz`` unless ``tz`` is ``None`` or a time zone name pandas knows."""
+    if tz is None:
+        return
+    try:
+        pd.Timestamp("2000-01-01", tz=tz)
+    except Exception:  # pytz and zoneinfo raise different types for unknown zones
+        raise ConfigError(
+            f"--tz {tz!r}: unknown time zone; use an IANA name like America/New_York or Europe/London"
+        ) from None
 
 
 def parse_date(value: str | None, *, option: str) -> pd.Timestamp | None:

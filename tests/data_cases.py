@@ -2,8 +2,10 @@
 
 ``bad_input_cases(tmp)`` returns ``(name, path, fragment)`` for inputs that any command taking
 ``SYMBOL|PATH`` (``data check``, ``backtest``, ``forecast``, ``load_ohlc``) must refuse with exit 1 and a
-message containing ``fragment`` (compare case-insensitively). ``bad_csv_cases(tmp)`` does the same for
-``chronobt data import``. Every case fails with default options; nothing needs a model.
+message containing ``fragment`` (compare case-insensitively), except ``missing_file``: backtest, sweep and
+forecast refuse a path to no file as a usage error (exit 2) before the model loads.
+``bad_csv_cases(tmp)`` does the same for ``chronobt data import``. Every case fails with default
+options; nothing needs a model.
 """
 
 from __future__ import annotations

@@ -248,7 +248,7 @@ def test_one_bad_symbol_does_not_stop_the_others_and_exits_3(tmp_path: Path, tin
     assert not (tmp_path / "out/backtest/BAD").exists()
 
 
-def test_missing_symbol_is_one_clean_line_and_exit_1_with_nothing_written(
+def test_missing_symbol_is_one_clean_line_and_exit_2_with_nothing_written(
     tmp_path: Path, tiny_model_dir: Path
 ) -> None:
     write_symbol(tmp_path / "data", "AAA", 300)
@@ -266,10 +266,10 @@ def test_missing_symbol_is_one_clean_line_and_exit_1_with_nothing_written(
             str(tmp_path / "out"),
         ],
     )
-    assert result.exit_code == 1
+    assert result.exit_code == 2  # an unknown symbol is a usage error, found before the model loads
     assert "NOPE" in result.stderr and "AAA" in result.stderr  # names what exists
     assert "Traceback" not in result.output
-    assert not (tmp_path / "out" / "backtest").exists()
+    assert not (tmp_path / "out").exists()
 
 
 def test_short_data_uses_the_windows_that_fit_and_warns(
@@ -331,7 +331,8 @@ def test_every_bad_input_fails_backtest_with_one_line_and_writes_nothing(tmp_pat
             app,
             ["backtest", str(path), *SMALL, "--data-dir", str(tmp_path / "cases"), "--output-dir", str(out)],
         )
-        assert result.exit_code == 1, (name, result.output)
+        # a path to no file is a usage error (exit 2, before the model); a file that fails is a data error
+        assert result.exit_code == (2 if name == "missing_file" else 1), (name, result.output)
         assert fragment.lower() in result.stderr.lower(), (name, result.stderr)
         assert "Traceback" not in result.output and result.stdout == "", name
         errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]

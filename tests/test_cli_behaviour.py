@@ -92,12 +92,12 @@ def test_log_file_of_a_failing_run_has_start_error_and_finish_lines(
     (tmp_path / "data").mkdir()
     log = tmp_path / "logs" / "run.log"
     result = _backtest(tmp_path, tiny_model_dir, "--log-file", str(log))
-    assert result.exit_code == 1
+    assert result.exit_code == 2  # an unknown symbol: a usage error
     text = log.read_text()
     lines = text.splitlines()
     assert "start: chronobt" in lines[0]
     assert any("ERROR" in line and "no data for symbol 'AAA'" in line for line in lines)
-    assert "finish: exit 1 after" in lines[-1]
+    assert "finish: exit 2 after" in lines[-1]
 
 
 def test_log_file_of_a_successful_run_keeps_its_warnings(tmp_path: Path, tiny_model_dir: Path) -> None:

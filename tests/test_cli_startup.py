@@ -135,7 +135,9 @@ def test_choice_options_match_case_insensitively(tmp_path: Path, monkeypatch: py
         "Local",
     ]
     args += ["--dtype", "Float32", "--compile", "OFF", "--compile-mode", "Max-Autotune", "--finetune", "Off"]
-    result = CliRunner().invoke(app, [*args, "--output-dir", str(tmp_path / "out")])
+    write_symbol(tmp_path / "data", "AAA", 300)  # unknown symbols are refused before run_locked
+    folders = ["--data-dir", str(tmp_path / "data"), "--output-dir", str(tmp_path / "out")]
+    result = CliRunner().invoke(app, [*args, *folders])
     assert result.exit_code == 1, result.output
     config, engine = seen[0]
     assert (config.dependence, config.calibrate, config.executor, config.finetune) == (

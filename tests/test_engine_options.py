@@ -197,6 +197,7 @@ def test_every_command_passes_compile_backend_and_mode_to_the_engine_config(
     monkeypatch.setattr(module, "run_locked", fake_run_locked)
     options = ["--compile-backend", "aot_eager", "--compile-mode", "reduce-overhead", "--device", "cpu"]
     folders = ["--data-dir", str(tmp_path / "data"), "--output-dir", str(tmp_path / "out")]
+    write_symbol(tmp_path / "data", "AAA", 300)  # unknown symbols are refused before run_locked
     result = CliRunner().invoke(app, [*args, *options, *folders], env={"TORCH_COMPILED": "0"})
     assert result.exit_code == 1 and "stopped before running" in result.stderr, (name, result.output)
     assert seen == [

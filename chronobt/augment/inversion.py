@@ -4,9 +4,11 @@ A pointwise augmentation maps each quantile exactly through its (increasing) inv
 one (differencing, rolling_norm) has no per-step inverse of a quantile: :func:`inverse_quantiles` draws
 ``n_paths`` sample paths per window from the step distributions (:mod:`chronobt.augment.sampling`),
 inverts them to prices with the augmentation and reads the quantiles off the prices, over cache-sized
-window chunks (:func:`chronobt.augment.base.window_chunks`) run by one thread per core. The draws and
-the quantile reads run on the host (the compiled loops of :mod:`chronobt.augment.kernels`) or, given a
-torch device, in torch there (:mod:`chronobt.augment.inversion_torch`, imported only then).
+window chunks (:func:`chronobt.augment.base.window_chunks`) run by one thread per core (fewer where their
+chunks would not fit in memory; more paths than fit with one are refused: :mod:`chronobt.augment.memory`).
+The draws and the
+quantile reads run on the host (the compiled loops of :mod:`chronobt.augment.kernels`) or, given a torch
+device, in torch there (:mod:`chronobt.augment.inversion_torch`, imported only then).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Any, Literal
 import numpy as np
 
 from chronobt.augment.base import Augmentation, AugmentationState, window_chunks
+from chronobt.augment.memory import InversionMemory, check_inversion_memory
 from chronobt.augment.sampling import (
     check_correlation,
     check_levels,
@@ -39,6 +42,9 @@ Dependence = Literal["independent", "comonotonic", "copula"]
 #: ``tests/test_augment.py::test_default_n_paths_gives_quantiles_stable_to_one_percent_of_interval``
 #: measures it across seeds.
 DEFAULT_N_PATHS = 4096
+#: Most sample paths ``--paths`` takes (``n_paths``): 1,000,000 paths of a 24-step horizon hold 192 MB per
+#: window and variate; the memory check (:func:`check_inversion_memory`) bounds what a run can hold.
+MAX_PATHS = 1_000_000
 
 #: Upper bound on threads inverting sample-path chunks in parallel (each holds a few chunk arrays).
 MAX_INVERSION_THREADS = 16
@@ -100,7 +106,8 @@ def inverse_quantiles(
     AugmentationError
         ``q`` is not 4-D, or ``state`` is not ``aug``'s fitted state for these windows.
     ConfigError
-        Bad levels, dependence, correlation or ``n_paths``.
+        Bad levels, dependence, correlation or ``n_paths``, or more sample paths than memory holds
+        (:func:`chronobt.augment.memory.check_inversion_memory`).
     """
     qa = np.asarray(q, dtype=np.float64)
     if qa.ndim != 4:
@@ -122,8 +129,12 @@ def inverse_quantiles(
         return prices
     if int(n_paths) < 2:
         raise ConfigError(f"n_paths must be an integer >= 2, got {n_paths!r}")
+    n_w, n_v, _, h = qs.shape
+    sets = 1 if corr is None or corr.ndim == 2 else len(np.unique(corr.reshape(n_w, -1), axis=0))
+    need = InversionMemory.of(aug, windows=n_w, variates=n_v, horizon=h, n_paths=int(n_paths), draw_sets=sets)
+    limit = check_inversion_memory(need)
     tasks = _tasks(lv, qs.shape, int(n_paths), seed, corr)
-    return _sampled_quantiles(aug, qs, out_lv, st, int(n_paths), tasks, device)
+    return _sampled_quantiles(aug, qs, out_lv, st, int(n_paths), tasks, device, need.workers_within(limit))
 
 
 def _tasks(
@@ -161,6 +172,7 @@ def _sampled_quantiles(
     n_paths: int,
     tasks: list[Task],
     device: Any,
+    max_workers: int = MAX_INVERSION_THREADS,
 ) -> np.ndarray:
     """Invert ``tasks``' sample paths of the sorted quantiles ``qs`` ``[w, v, Q, h]`` to price quantiles."""
     n_w, n_v, n_q, h = qs.shape
@@ -200,7 +212,7 @@ def _sampled_quantiles(
 
     # Chunks are independent and the compiled loops release the GIL: one thread per core (the torch
     # path runs its chunks in turn: the device serialises them anyway).
-    workers = 1 if device is not None else min(len(tasks), os.cpu_count() or 1, MAX_INVERSION_THREADS)
+    workers = 1 if device is not None else min(len(tasks), os.cpu_count() or 1, max_workers)
     if workers <= 1:
         for task in tasks:
             invert_chunk(task)

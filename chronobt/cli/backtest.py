@@ -129,11 +129,12 @@ def backtest(
     options = locals()  # every option above, by name
     with command_context(**ui_options(options)) as ui:
         from chronobt.pipeline.covariates import parse_covariates
-        from chronobt.runs.backtest import run_backtest
+        from chronobt.runs.backtest import check_backtest, run_backtest
 
         config = build_config(B, options, covariates=parse_covariates(covariates))
         check_extras(config)
         engine, lock = eo.engine_config(options), build_config(LockOptions, options)
+        check_backtest(config)  # unknown symbols, paths beyond memory: usage errors before the lock
         report = run_locked(ui, run_backtest, config, engine, wait=lock.wait)
         if report_html:
             from chronobt.cli.report import write_reports

@@ -10,7 +10,7 @@ from rich.table import Table
 
 from chronobt.cli.common import Ui, command_context
 from chronobt.cli.options import CalendarOpt, DataDirOpt, DebugOpt, JsonOpt, QuietOpt, command_app
-from chronobt.config import RunOptions
+from chronobt.config import RunOptions, check_time_zone
 from chronobt.data import check_ohlc, import_csv_report, list_symbols, require_bars
 
 app = command_app(help="Import, list and check OHLC data files.", no_args_is_help=True)
@@ -44,6 +44,7 @@ def import_cmd(
 ) -> None:
     """Convert FILE.csv to <data-dir>/<SYMBOL>.parquet (validated, sorted, de-duplicated; atomic write)."""
     with command_context(quiet=quiet, debug=debug, json_out=json_out) as ui:
+        check_time_zone(tz)  # a bad option is a usage error before the file is read
         path, imported = import_csv_report(
             csv_file, symbol=symbol, data_dir=data_dir, max_gap=max_gap, overwrite=force, tz=tz
         )

@@ -103,10 +103,11 @@ def forecast(
     options = locals()  # every option above, by name
     with command_context(**ui_options(options)) as ui:
         from chronobt.pipeline.covariates import parse_covariates
-        from chronobt.runs.forecast import run_forecast
+        from chronobt.runs.forecast import check_forecast, run_forecast
 
         config = build_config(F, options, covariates=parse_covariates(covariates))
         engine, lock = eo.engine_config(options), build_config(LockOptions, options)
+        check_forecast(config)  # unknown symbols, paths beyond memory: usage errors before the lock
         report = run_locked(ui, run_forecast, config, engine, wait=lock.wait)
         if report_html:
             from chronobt.cli.report import write_reports

@@ -41,14 +41,19 @@ def stage_progress(ui: Ui) -> Iterator[Callable[[str, int, int], None]]:
     tasks: dict[str, TaskID] = {}
 
     def update(stage: str, done: int, total: int) -> None:
+        if not tasks:
+            bar.start()  # on the first stage: a run that fails before any leaves no empty line
         if stage not in tasks:
             tasks[stage] = bar.add_task(STAGE_LABELS.get(stage, stage), total=total, rate="")
         task = tasks[stage]
         bar.update(task, completed=done, total=total)
         bar.update(task, rate=rate_text(done, bar.tasks[task].elapsed or 0.0))
 
-    with bar:
+    try:
         yield update
+    finally:
+        if tasks:
+            bar.stop()
 
 
 #: A rate is shown once a stage has run this long: before, one fast item reads as thousands per second.

@@ -149,7 +149,7 @@ def sweep(
     options = locals()  # every option above, by name
     with command_context(**ui_options(options)) as ui:
         from chronobt.pipeline.covariates import parse_covariate_sets
-        from chronobt.runs.sweep import run_sweep
+        from chronobt.runs.sweep import check_sweep, run_sweep
 
         config = build_config(
             S,
@@ -161,6 +161,7 @@ def sweep(
         )
         check_extras(config)
         engine, lock = eo.engine_config(options), build_config(LockOptions, options)
+        check_sweep(config)  # unknown symbols, paths beyond memory: usage errors before the lock
         report = run_locked(ui, run_sweep, config, engine, wait=lock.wait)
         if report_html and report.best:
             from chronobt.cli.report import write_reports

@@ -27,19 +27,20 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
-from pathlib import PurePath
+from pathlib import Path, PurePath
 from typing import Any, TypeVar
 
 import numpy as np
 
 from chronobt.augment import Augmentation, AugmentationSpec, get_augmentation
 from chronobt.config import EvaluationOptions, RunOptions, parse_date
-from chronobt.data import OHLC, load_ohlc
+from chronobt.data import OHLC, SYMBOL_RULE, is_symbol, load_ohlc
+from chronobt.data.files import CSV_SUFFIXES, PARQUET_SUFFIXES, available_symbols, find_symbol
 from chronobt.data.symbol_windows import SymbolWindows
 from chronobt.data.windows import MIN_CONTEXT, cut_windows, plan_origins
 from chronobt.engine.core import Chronos2Engine
-from chronobt.errors import ChronobtError, DataError
-from chronobt.pipeline.covariates import RunLabel, with_covariates
+from chronobt.errors import ChronobtError, ConfigError, DataError
+from chronobt.pipeline.covariates import CALENDAR, VOLUME, RunLabel, with_covariates
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +55,68 @@ def symbol_key(symbol: str) -> str:
     text = str(symbol)
     path = PurePath(text)
     return path.stem.upper() if ("/" in text or "\\" in text or path.suffix) else text.upper()
+
+
+def resolve_symbols(
+    symbols: Sequence[str], options: RunOptions, *, covariates: Sequence[str] | None = None
+) -> None:
+    """Check, before any work, that every symbol and path of the run names a data file.
+
+    ``symbols`` and the other symbols among ``covariates`` (default ``options.covariates``) are looked
+    up (a symbol in ``options.data_dir``, case-insensitive; a path as given) without reading them.
+    Whatever names no file is a ConfigError (a usage error, exit code 2) naming each of them, the data
+    dir and `chronobt data list`; an empty or malformed symbol too. A file that exists is read and
+    validated later, where a failure is the symbol's alone (the others still run).
+    """
+    data_dir = options.data_dir
+    given = options.covariates if covariates is None else covariates
+    others = [c for c in given if c not in (VOLUME, CALENDAR)]
+    unknown: list[str] = []
+    absent: list[str] = []
+    for symbol in (*symbols, *others):
+        text = str(symbol)
+        if not text.strip():
+            raise ConfigError(
+                "an empty symbol was given; pass a symbol like ETHUSD or a path to a .parquet file "
+                f"(see `chronobt data list --data-dir {data_dir}`)"
+            )
+        if isinstance(symbol, PurePath) or _looks_like_path(text):
+            if not Path(text).exists():
+                absent.append(text)
+        elif not is_symbol(text):
+            raise ConfigError(
+                f"symbol {text!r}: not a usable symbol (use {SYMBOL_RULE}); pass a path to a .parquet file, "
+                "or import the data with `chronobt data import FILE.csv --symbol ETHUSD`"
+            )
+        elif not Path(text).exists() and not _in_data_dir(text, data_dir):
+            unknown.append(text)
+    parts = [f"{', '.join(absent)}: file not found; check the path"] if absent else []
+    if unknown:
+        names = ", ".join(repr(name) for name in unknown)
+        parts.insert(
+            0,
+            f"no data for symbol {names} in {data_dir}/ ({available_symbols(data_dir)}); check the name or "
+            f"--data-dir, see `chronobt data list --data-dir {data_dir}`, or import it with "
+            f"`chronobt data import FILE.csv --symbol {unknown[0].upper()}`",
+        )
+    if parts:
+        raise ConfigError("; ".join(parts))
+
+
+#: Suffixes that make a symbol argument a path (as :func:`chronobt.data.load_ohlc` reads them).
+PATH_SUFFIXES = (*PARQUET_SUFFIXES, *CSV_SUFFIXES, ".json", ".xlsx", ".gz", ".feather")
+
+
+def _looks_like_path(text: str) -> bool:
+    return "/" in text or "\\" in text or PurePath(text).suffix.lower() in PATH_SUFFIXES
+
+
+def _in_data_dir(symbol: str, data_dir: Path) -> bool:
+    """Whether ``data_dir`` has a file for ``symbol`` (several, an error the load reports, count too)."""
+    try:
+        return find_symbol(symbol, data_dir) is not None
+    except ChronobtError:
+        return True
 
 
 def load_symbol(symbol: str, options: RunOptions) -> OHLC:

@@ -27,8 +27,9 @@ from typing import Any
 import numpy as np
 
 from chronobt.augment import get_augmentation
-from chronobt.augment.dependence import rolling_dependence
-from chronobt.augment.inversion import inverse_quantiles, inversion_device
+from chronobt.augment.dependence import REFIT_EVERY, rolling_dependence
+from chronobt.augment.inversion import DEFAULT_N_PATHS, inverse_quantiles, inversion_device
+from chronobt.augment.memory import InversionMemory, check_inversion_memory
 from chronobt.config import DEFAULT_QUANTILES, RunOptions
 from chronobt.data.symbol_windows import SymbolWindows
 from chronobt.errors import ChronobtError
@@ -62,6 +63,30 @@ def history_windows(spec: str, options: RunOptions) -> int:
         options.calibrate == "conformal"
     )
     return HISTORY_WINDOWS if learns else 0
+
+
+def check_paths_memory(options: RunOptions, specs: Sequence[str], *, windows: int) -> None:
+    """Before any work: a ConfigError (the estimate and the limit) when the sample paths of ``options``
+    could not be held inverting ``windows`` windows of a path-dependent one of ``specs``, with one worker.
+
+    The draws are counted for as many step correlations as ``--dependence auto`` can fit (one per
+    :data:`~chronobt.augment.dependence.REFIT_EVERY` windows, and the independent steps' own).
+    """
+    if options.dependence == "comonotonic":
+        return  # no sample paths
+    sets = 1 if options.dependence == "independent" else 2 + windows // REFIT_EVERY
+    for spec in dict.fromkeys(specs):
+        aug = get_augmentation(spec)
+        if aug.path_dependent:
+            need = InversionMemory.of(
+                aug,
+                windows=windows,
+                variates=len(options.targets),
+                horizon=options.horizon,
+                n_paths=options.n_paths or DEFAULT_N_PATHS,
+                draw_sets=min(sets, windows),
+            )
+            check_inversion_memory(need)
 
 
 def invert_job(job: Job, levels: Sequence[float], options: RunOptions, *, device: Any = None) -> Inversion:

@@ -1,6 +1,7 @@
 """Leakage-free rolling-origin backtests of Chronos-2 with a pre-augmentation.
 
-:func:`run_backtest` orchestrates: the engine is loaded first (its maximum context caps every window),
+:func:`run_backtest` orchestrates: every symbol is looked up (an unknown one is a usage error) and the
+sample paths' memory checked, then the engine is loaded (its maximum context caps every window),
 each symbol is loaded, its ``--preaug`` resolved under the loaded symbol's name, its windows cut and its
 augmentation fitted (:mod:`chronobt.pipeline.jobs`); all windows of all symbols go through the engine in
 one call (the in-process executor; with ``--executor ray`` each symbol is a chunk on a Ray actor,
@@ -21,6 +22,7 @@ from dataclasses import replace
 
 import numpy as np
 
+from chronobt.augment import candidate_specs
 from chronobt.config import BacktestConfig
 from chronobt.data import OHLC
 from chronobt.engine.core import Chronos2Engine, EngineConfig
@@ -39,8 +41,10 @@ from chronobt.pipeline.jobs import (
     model_context,
     prepare_each,
     prepare_windows,
+    resolve_symbols,
     symbol_loader,
 )
+from chronobt.pipeline.uncertainty import check_paths_memory
 from chronobt.runs.backtest_write import RunContext, Tuned, write_backtest, write_outcome
 from chronobt.runs.cells import model_identity
 from chronobt.runs.choice import ResolvedPreaug, resolve_preaug
@@ -60,6 +64,7 @@ __all__ = [
     "BacktestReport",
     "BacktestSummary",
     "SymbolResult",
+    "check_backtest",
     "run_backtest",
     "versus_zero_shot",
     "write_backtest",
@@ -77,14 +82,17 @@ def run_backtest(
 ) -> BacktestReport:
     """Backtest every symbol of ``config``; all windows of all symbols go through the engine together.
 
-    A symbol whose data or augmentation fails is recorded in ``report.failures`` under its name; the
-    others are still written. Raises only for errors that concern the whole run (bad config, model).
+    Every symbol is looked up first: one that names no data file is a ConfigError before the model
+    loads, as are more sample paths than memory holds. A symbol whose data or augmentation fails is
+    recorded in ``report.failures`` under its name; the others are still written. Raises only for errors
+    that concern the whole run (bad config, unknown symbol, model).
     ``command`` is recorded in each manifest (``None``: called from Python). The forecasts run on
     ``executor`` (its owner closes it) or the one ``config.executor`` names: in process every symbol's
     windows in one engine call, with ``--executor ray`` each symbol a chunk on a Ray actor.
     """
     report = BacktestReport()
     require_peft(config.finetune)
+    check_backtest(config)
     t0 = time.perf_counter()
     if engine is None:
         engine = Chronos2Engine(engine_config or EngineConfig())
@@ -126,6 +134,14 @@ def run_backtest(
     if settings is not None and zero_shot:
         _finetuned(jobs, zero_shot, engine, settings, run)
     return report
+
+
+def check_backtest(config: BacktestConfig) -> None:
+    """What :func:`run_backtest` checks before any work (the command line too, before the lock): every
+    symbol names a data file and the sample paths fit in memory; a ConfigError otherwise."""
+    resolve_symbols(config.symbols, config)
+    specs = candidate_specs(()) if config.preaug == "auto" else (config.preaug,)
+    check_paths_memory(config, specs, windows=config.windows)
 
 
 def _finetuned(

@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from chronobt.atomic import write_json_atomic, write_parquet_atomic
-from chronobt.augment import parse_augmentation
+from chronobt.augment import candidate_specs, parse_augmentation
 from chronobt.config import ForecastConfig
 from chronobt.data import OHLC
 from chronobt.engine.core import Chronos2Engine, EngineConfig
@@ -42,9 +42,16 @@ from chronobt.pipeline.jobs import (
     make_job,
     model_context,
     prepare_each,
+    resolve_symbols,
     symbol_loader,
 )
-from chronobt.pipeline.uncertainty import calibrate, history_windows, invert_job
+from chronobt.pipeline.uncertainty import (
+    HISTORY_WINDOWS,
+    calibrate,
+    check_paths_memory,
+    history_windows,
+    invert_job,
+)
 from chronobt.runs.choice import resolve_preaug
 from chronobt.runs.results import forecast_folder, forecast_table, run_record
 
@@ -74,6 +81,14 @@ class ForecastReport:
     engine_record: dict[str, Any] = field(default_factory=dict)
 
 
+def check_forecast(config: ForecastConfig) -> None:
+    """What :func:`run_forecast` checks before any work (the command line too, before the lock): every
+    symbol names a data file and the sample paths fit in memory; a ConfigError otherwise."""
+    resolve_symbols(config.symbols, config)
+    specs = candidate_specs(()) if config.preaug == "auto" else (config.preaug,)
+    check_paths_memory(config, specs, windows=1 + HISTORY_WINDOWS)
+
+
 def run_forecast(
     config: ForecastConfig,
     engine_config: EngineConfig | None = None,
@@ -88,10 +103,13 @@ def run_forecast(
     ``--finetune``: ``finetune`` (training steps) or ``finetune cached``, before ``forecast``.
     The fine-tuned model is trained on every bar up to the last one; the resolved history windows the
     step dependence and calibration learn from are forecast by it too, so they are in-sample for it.
-    A symbol that fails (data, augmentation) is recorded in ``report.failures``; the others are written.
+    A symbol that names no data file is a ConfigError before the model loads, as are more sample paths
+    than memory holds; a symbol that fails (data, augmentation) is recorded in ``report.failures``; the
+    others are written.
     """
     report = ForecastReport()
     require_peft(config.finetune)
+    check_forecast(config)
     if engine is None:
         engine = Chronos2Engine(engine_config or EngineConfig())
     context = model_context(config, engine)

@@ -54,8 +54,10 @@ from chronobt.pipeline.jobs import (
     model_context,
     prepare_each,
     prepare_windows,
+    resolve_symbols,
     symbol_loader,
 )
+from chronobt.pipeline.uncertainty import check_paths_memory
 from chronobt.runs.cells import SymbolSweep, cell_key, cell_path, equivalent_cell, model_identity, read_cell
 from chronobt.runs.choice import build_choice, write_choice
 from chronobt.runs.chunks import SweepChunk, run_sweep_chunk
@@ -158,6 +160,14 @@ def split_windows(
     return {"validation": usable[-validation:], "test": test_idx}
 
 
+def check_sweep(config: SweepConfig) -> None:
+    """What :func:`run_sweep` checks before any work (the command line too, before the lock): every symbol
+    and covariate symbol names a data file and the sample paths fit in memory; a ConfigError otherwise."""
+    every_covariate = [c for chosen in config.candidate_covariates for c in chosen]
+    resolve_symbols(config.symbols, config, covariates=every_covariate)
+    check_paths_memory(config, candidate_specs(config.preaugs), windows=config.windows)
+
+
 def run_sweep(
     config: SweepConfig,
     engine_config: EngineConfig | None = None,
@@ -172,10 +182,13 @@ def run_sweep(
     Progress stages: ``prepare`` (symbols), ``cached`` (cells served from the cache), ``forecast``
     (windows through the model), ``evaluate`` (cells scored and stored).
 
-    A symbol whose data fails is recorded in ``report.failures`` and the others go on; an augmentation
-    that cannot be applied to a symbol is left out of that symbol's candidates with a warning. The
-    symbols' chunks run on ``executor`` if given (its owner closes it), else on ``config.executor``.
+    A symbol (or covariate symbol) that names no data file is a ConfigError before the model loads, as
+    are more sample paths than memory holds. A symbol whose data fails is recorded in
+    ``report.failures`` and the others go on; an augmentation that cannot be applied to a symbol is left
+    out of that symbol's candidates with a warning. The symbols' chunks run on ``executor`` if given
+    (its owner closes it), else on ``config.executor``.
     """
+    check_sweep(config)
     symbols = config.symbols or discover_symbols(config.data_dir)
     require_peft(config.finetune)
     settings = FinetuneSettings.from_config(config)
