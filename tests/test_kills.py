@@ -24,7 +24,7 @@ from chronobt.engine.core import Chronos2Engine, EngineConfig
 from chronobt.locking import output_lock
 from chronobt.runs.backtest import run_backtest
 from chronobt.runs.forecast import run_forecast
-from chronobt.runs.publish import finish_interrupted, read_published
+from chronobt.runs.publish import finish_interrupted, publish, published_names, read_published
 from chronobt.runs.sweep import run_sweep
 from tests.synthetic import write_symbol
 
@@ -300,3 +300,31 @@ def test_a_forecast_killed_by_the_os_after_its_commit_reads_whole_and_is_finishe
     again = _chronobt([*forecast, "--preaug", "differencing"])
     assert again.returncode == 0, again.stderr
     assert published(folder, LATEST)["latest.parquet"] == seen["latest.parquet"] and leftovers(out) == []
+
+
+class _Killed(BaseException):
+    """Stands for the process dying: no handler in chronobt catches it."""
+
+
+def test_readers_see_the_whole_new_set_while_a_committed_publish_is_unfinished(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "sweep"
+    with publish(folder, root=tmp_path) as stage:
+        atomic.write_text_atomic(stage / "best/AAA.json", "old", root=tmp_path)
+
+    def die(name: str, path: Path) -> None:
+        if name == "publish.committed":
+            raise _Killed
+
+    monkeypatch.setattr(atomic, "FAULT_HOOK", die)
+    with pytest.raises(_Killed), publish(folder, root=tmp_path) as stage:
+        atomic.write_text_atomic(stage / "best/AAA.json", "new", root=tmp_path)
+        atomic.write_text_atomic(stage / "best/BBB.json", "new", root=tmp_path)
+    monkeypatch.setattr(atomic, "FAULT_HOOK", None)
+    assert (folder / "best/AAA.json").read_text() == "old"  # on disk: not moved yet
+    assert published_names(folder, "best", "*.json") == ["best/AAA.json", "best/BBB.json"]
+    assert [read_published(folder, f"best/{s}.json", Path.read_text) for s in ("AAA", "BBB")] == ["new"] * 2
+    finish_interrupted(folder, root=tmp_path)
+    assert (folder / "best/AAA.json").read_text() == (folder / "best/BBB.json").read_text() == "new"
+    assert leftovers(tmp_path) == []

@@ -20,7 +20,7 @@ from chronobt.report import charts as c
 from chronobt.report.page import Page, esc, figure, key_values, num, signed, table
 from chronobt.report.record import flatten
 from chronobt.report.sources import read_json, read_table
-from chronobt.runs.publish import published_path
+from chronobt.runs.publish import published_names, published_path
 
 SWEEP_CHARTS = ("heatmap", "validation-test")
 BOARD_COLUMNS = ("symbol", "preaug", "split", "skill", "selected")
@@ -65,8 +65,8 @@ def render_sweep(folder: Path) -> str:
     if board.empty:
         raise DataError(f"{folder / 'leaderboard.parquet'}: no rows (every cell failed?); {rerun}")
     best = {
-        p.stem: read_json(published_path(folder, f"best/{p.name}"), rerun=rerun)
-        for p in sorted((folder / "best").glob("*.json"))
+        Path(rel).stem: read_json(published_path(folder, rel), rerun=rerun)
+        for rel in published_names(folder, "best", "*.json")
     }
     config = manifest.get("config") or {}
     metric = str(config.get("metric") or next((b.get("selection_metric") for b in best.values()), "mase"))

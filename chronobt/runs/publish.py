@@ -36,7 +36,14 @@ from typing import TypeVar
 
 from chronobt.atomic import check_no_symlinks, fault_point, write_error, write_json_atomic
 
-__all__ = ["INTENT_NAME", "finish_interrupted", "publish", "published_path", "read_published"]
+__all__ = [
+    "INTENT_NAME",
+    "finish_interrupted",
+    "publish",
+    "published_names",
+    "published_path",
+    "read_published",
+]
 
 #: The journal of a publish in progress (or interrupted), in the published folder.
 INTENT_NAME = ".publish.json"
@@ -74,6 +81,18 @@ def published_path(folder: Path | str, relative: str) -> Path:
         if os.path.lexists(staged):
             return staged
     return folder / relative
+
+
+def published_names(folder: Path | str, under: str, pattern: str = "*") -> list[str]:
+    """The published files matching ``pattern`` directly in ``folder/under``, as relative paths (sorted):
+    those at their documented paths and those an unfinished publish still holds staged."""
+    folder = Path(folder)
+    names = {f"{under}/{p.name}" for p in (folder / under).glob(pattern) if p.is_file()}
+    intent = _read_intent(folder)
+    if intent is not None:
+        staged = folder / intent.staging
+        names |= {f for f in intent.files if (staged / f).parent == staged / under and Path(f).match(pattern)}
+    return sorted(names)
 
 
 def read_published(folder: Path | str, relative: str, read: Callable[[Path], T]) -> T:
