@@ -375,7 +375,8 @@ def _forecast_finetuned(
 
 
 def _publish(plans: Sequence[SymbolSweep], specs: Sequence[str], run: _SweepRun) -> None:
-    """Rank the cells, then write leaderboard.csv/.parquet, best/<SYMBOL>.json and manifest.json."""
+    """Rank the cells, then publish leaderboard.csv/.parquet, best/<SYMBOL>.json and manifest.json
+    together (:func:`chronobt.runs.publish.publish`: a reader sees all of them old or all new)."""
     config, engine, report = run.config, run.engine, run.report
     rows: list[dict[str, Any]] = []
     created = now_iso()
