@@ -41,6 +41,7 @@ from chronobt.errors import UnsafePathError, WriteError
 
 __all__ = [
     "check_no_symlinks",
+    "fault_point",
     "remove_stale_temporaries",
     "replace_dir_atomic",
     "sha256_file",
@@ -60,6 +61,23 @@ _TEMP_NAME = re.compile(r"^\..+\.[0-9a-f]{12}\.tmp$")
 
 #: ``.<name>.old-<8 hex>``: the previous results ``replace_dir_atomic`` moved aside before its swap.
 _OLD_NAME = re.compile(r"^\.(?P<name>.+)\.old-[0-9a-f]{8}$")
+
+#: Tests set this to stop a run at a named write point (see :func:`fault_point`); ``None`` in use.
+FAULT_HOOK: Callable[[str, Path], None] | None = None
+
+
+def fault_point(name: str, path: Path) -> None:
+    """Call :data:`FAULT_HOOK` (if set) at the write point ``name`` about ``path``.
+
+    Writers call it just before and after each rename that publishes results, so a test can kill the
+    run there (``os._exit``), raise, or copy the folder as a kill would leave it. Points:
+    ``file.written`` / ``file.replaced`` (a file writer), ``dir.filled`` / ``dir.moved-aside`` /
+    ``dir.swapped`` (:func:`replace_dir_atomic`) and the ``publish.*`` points of
+    :mod:`chronobt.runs.publish`.
+    """
+    if FAULT_HOOK is not None:
+        FAULT_HOOK(name, path)
+
 
 _CAUSES = {
     errno.ENOSPC: ("the disk is full", "free space on the disk holding {folder} or write to another folder"),
@@ -153,6 +171,7 @@ def _write_atomic(path: Path, write: Callable[[Path], object], root: Path | str 
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
         check_no_symlinks(path, root)  # again, just before the rename
+        fault_point("file.written", path)
         os.replace(tmp, path)
     except OSError as exc:
         with contextlib.suppress(OSError):
@@ -162,6 +181,7 @@ def _write_atomic(path: Path, write: Callable[[Path], object], root: Path | str 
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise
+    fault_point("file.replaced", path)
     return path
 
 
@@ -241,7 +261,9 @@ def replace_dir_atomic(final_dir: Path | str, *, root: Path | str | None = None)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    fault_point("dir.filled", final)
     old = _swap_in(tmp, final, root)
+    fault_point("dir.swapped", final)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
 
@@ -254,6 +276,7 @@ def _swap_in(tmp: Path, final: Path, root: Path | str | None) -> Path | None:
         if os.path.lexists(final):
             old = final.with_name(f".{final.name}.old-{uuid.uuid4().hex[:8]}")
             os.replace(final, old)
+            fault_point("dir.moved-aside", final)
         os.replace(tmp, final)
     except BaseException as exc:
         # Put the old results back if the swap itself failed half-way.

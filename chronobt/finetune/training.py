@@ -162,17 +162,19 @@ def train(
     folder: Path,
     info: dict[str, Any],
     progress: Progress | None = None,
+    root: Path | None = None,
 ) -> None:
     """Fine-tune ``base`` on ``series`` (targets and covariate rows) into ``folder``, atomically.
 
     A CUDA out-of-memory error halves the batch and retries; an interrupt leaves no folder behind.
+    ``root``: the output folder ``folder`` lies in; no symbolic link below it is written through.
     """
     import torch
     from chronos import Chronos2Pipeline
 
     batch = settings.batch_size
     inputs = [s.prepared(horizon) for s in series]
-    with replace_dir_atomic(folder) as tmp:
+    with replace_dir_atomic(folder, root=root) as tmp:
         while True:
             losses: list[float] = []
             t0 = time.perf_counter()
@@ -227,7 +229,7 @@ def train(
             "checksum": weights_checksum(model),
             "created_at": pd.Timestamp.now(tz="UTC").isoformat(),
         }
-        write_json_atomic(tmp / RECORD_FILE, record)
+        write_json_atomic(tmp / RECORD_FILE, record, root=root)
 
 
 def loss_summary(losses: Sequence[float]) -> dict[str, Any]:

@@ -250,7 +250,14 @@ def fit_models(
         was_cached = plan.cached(output_dir)
         if not was_cached:
             train(
-                base, plan.series, settings, horizon=horizon, folder=folder, info=plan.info, progress=progress
+                base,
+                plan.series,
+                settings,
+                horizon=horizon,
+                folder=folder,
+                info=plan.info,
+                progress=progress,
+                root=output_dir,
             )
         else:
             cached += 1

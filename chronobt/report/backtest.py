@@ -288,7 +288,7 @@ def _record(run: BacktestRun) -> str:
         "device": mf.get("device"),
         "dtype": mf.get("dtype"),
         "seed": mf.get("seed"),
-        **flatten("timings", s.timings),
+        **flatten("timings", mf.get("timings") or s.timings),  # manifest.json; older runs: metrics.json
         **flatten("versions", mf.get("versions") or {}),
         "command": " ".join(map(str, mf.get("command") or [])),
         "created at": mf.get("created_at"),

@@ -15,6 +15,7 @@ from chronobt.report.backtest_data import level_of
 from chronobt.report.page import Page, esc, figure, key_values, num, table
 from chronobt.report.record import flatten
 from chronobt.report.sources import as_utc, load_history, read_json, read_table
+from chronobt.runs.publish import published_path
 
 FORECAST_CHARTS = ("forecast",)
 ROW_COLUMNS = ("step", "timestamp", "target", "median")
@@ -25,9 +26,9 @@ HISTORY_HORIZONS = 3
 def load_latest(folder: Path) -> tuple[dict[str, Any], pd.DataFrame]:
     """``latest.json`` and the forecast rows (``latest.parquet``, else the rows inside ``latest.json``)."""
     rerun = f"rerun `chronobt forecast` to rewrite {folder}"
-    payload = read_json(folder / "latest.json", rerun=rerun)
-    if (folder / "latest.parquet").exists():
-        frame = read_table(folder / "latest.parquet", rerun=rerun, columns=ROW_COLUMNS)
+    payload = read_json(published_path(folder, "latest.json"), rerun=rerun)  # as published: both agree
+    if (latest := published_path(folder, "latest.parquet")).exists():
+        frame = read_table(latest, rerun=rerun, columns=ROW_COLUMNS)
     else:
         frame = pd.DataFrame(payload.get("forecast") or [])
         missing = [col for col in ROW_COLUMNS if col not in frame.columns]

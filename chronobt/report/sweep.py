@@ -20,6 +20,7 @@ from chronobt.report import charts as c
 from chronobt.report.page import Page, esc, figure, key_values, num, signed, table
 from chronobt.report.record import flatten
 from chronobt.report.sources import read_json, read_table
+from chronobt.runs.publish import published_names, published_path
 
 SWEEP_CHARTS = ("heatmap", "validation-test")
 BOARD_COLUMNS = ("symbol", "preaug", "split", "skill", "selected")
@@ -35,9 +36,9 @@ def p_value_column(board: pd.DataFrame) -> str | None:
 
 def load_board(folder: Path) -> pd.DataFrame:
     rerun = f"rerun `chronobt sweep` to rewrite {folder}"
-    path = folder / "leaderboard.parquet"
+    path = published_path(folder, "leaderboard.parquet")  # as published: agrees with best/ and the csv
     if not path.exists() and (folder / "leaderboard.csv").exists():
-        path = folder / "leaderboard.csv"
+        path = published_path(folder, "leaderboard.csv")
     board = read_table(path, rerun=rerun, columns=BOARD_COLUMNS)
     board["selected"] = board["selected"].astype(str).str.lower().isin(("true", "1"))
     return board
@@ -58,11 +59,15 @@ def skill_grid(
 def render_sweep(folder: Path) -> str:
     """The HTML report of a sweep folder (``<output-dir>/sweep/``)."""
     rerun = f"rerun `chronobt sweep` to rewrite {folder}"
-    manifest = read_json(folder / "manifest.json", rerun=rerun) if (folder / "manifest.json").exists() else {}
+    manifest_path = published_path(folder, "manifest.json")
+    manifest = read_json(manifest_path, rerun=rerun) if manifest_path.exists() else {}
     board = load_board(folder)
     if board.empty:
         raise DataError(f"{folder / 'leaderboard.parquet'}: no rows (every cell failed?); {rerun}")
-    best = {p.stem: read_json(p, rerun=rerun) for p in sorted((folder / "best").glob("*.json"))}
+    best = {
+        Path(rel).stem: read_json(published_path(folder, rel), rerun=rerun)
+        for rel in published_names(folder, "best", "*.json")
+    }
     config = manifest.get("config") or {}
     metric = str(config.get("metric") or next((b.get("selection_metric") for b in best.values()), "mase"))
     target = str(board["target"].iloc[0]) if "target" in board.columns else "close"

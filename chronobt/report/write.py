@@ -118,7 +118,8 @@ def write_report(path: Path) -> Path:
 
     ``path`` is one backtest, sweep or forecast output folder (-> ``path/report.html``) or a folder
     holding several (-> one report in each and the index ``path/report.html``, which is returned).
-    Commands call this after writing their outputs (``--report``).
+    Commands call this after writing their outputs (``--report``). No symbolic link below ``path`` (which
+    may itself be one) is written through.
     """
     return write_reports(path).main
 
@@ -131,7 +132,7 @@ def write_reports(path: Path) -> ReportSet:
     result = ReportSet()
     for output in outputs:
         t0 = time.perf_counter()
-        target = write_text_atomic(output.folder / REPORT_NAME, render(output))
+        target = write_text_atomic(output.folder / REPORT_NAME, render(output), root=path)
         seconds = time.perf_counter() - t0
         logger.debug("report %s: %.3f s", target, seconds)
         result.reports.append(
@@ -139,7 +140,7 @@ def write_reports(path: Path) -> ReportSet:
         )
     if len(outputs) > 1 or outputs[0].folder != path:
         t0 = time.perf_counter()
-        target = write_text_atomic(path / REPORT_NAME, render_index(path, result.reports))
+        target = write_text_atomic(path / REPORT_NAME, render_index(path, result.reports), root=path)
         result.index = WrittenReport(target, path, "index", target.stat().st_size, time.perf_counter() - t0)
     return result
 

@@ -114,7 +114,11 @@ def write_backtest(
     finetune: Mapping[str, Any] | None = None,
 ) -> BacktestSummary:
     """Write forecasts.parquet, metrics.json, trades.parquet, manifest.json of a scored ``outcome`` into
-    ``folder`` (replaced atomically); return metrics.json's summary.
+    ``folder`` (replaced atomically); return metrics.json's summary (with the run's ``timings``).
+
+    metrics.json, forecasts.parquet and trades.parquet are byte-identical for identical inputs on a CPU:
+    the wall-clock parts (``timings`` in seconds per stage, ``created_at``) go into manifest.json, the run
+    record. No symbolic link below the output folder is written through.
 
     metrics.json gets ``"auto"`` when the symbol's ``--preaug auto`` came from a sweep choice
     (:func:`chronobt.runs.choice.auto_record`) and ``finetune`` (the fine-tuned models) under ``"finetune"``.
@@ -154,15 +158,17 @@ def write_backtest(
         preaug=spec,
         **extra,
     )
-    with replace_dir_atomic(folder) as tmp:
-        write_parquet_atomic(tmp / "forecasts.parquet", table)
+    root = config.output_dir
+    with replace_dir_atomic(folder, root=root) as tmp:
+        write_parquet_atomic(tmp / "forecasts.parquet", table, root=root)
         trades = evaluation.trades if evaluation.trades is not None else pd.DataFrame()
-        write_parquet_atomic(tmp / "trades.parquet", trades)
-        write_json_atomic(tmp / "manifest.json", manifest)
+        write_parquet_atomic(tmp / "trades.parquet", trades, root=root)
+        # one line: C encoder
+        write_json_atomic(tmp / "metrics.json", summary.to_json(), indent=None, root=root)
         seconds = {k: round(v, 4) for k, v in timings.items()}
         seconds["write"] = round(time.perf_counter() - t0, 4)
         summary = replace(summary, timings=seconds)
-        write_json_atomic(tmp / "metrics.json", summary.to_json(), indent=None)  # one line: C encoder
+        write_json_atomic(tmp / "manifest.json", {**manifest, "timings": seconds}, root=root)
     return summary
 
 

@@ -34,6 +34,7 @@ from chronobt.errors import ConfigError, DataError
 from chronobt.finetune.training import FinetuneSettings
 from chronobt.pipeline.covariates import RunLabel, covariates_label, equivalent_label, parse_covariates
 from chronobt.runs.cells import against
+from chronobt.runs.publish import read_published
 
 logger = logging.getLogger(__name__)
 
@@ -112,7 +113,6 @@ def auto_record(
     record: dict[str, Any] = {
         "choice": resolved.spec,
         "finetune": resolved.finetune,
-        "chosen_at": resolved.choice.get("created_at"),
         "selection_span": None,
         "windows_in_selection_span": None,
         "differences": list(resolved.differences),
@@ -140,7 +140,12 @@ def data_prefix_sha256(ohlc: OHLC, rows: int | None = None) -> str:
 
 
 def choice_path(output_dir: Path, symbol: str) -> Path:
-    return output_dir / "sweep" / "best" / f"{symbol}.json"
+    return output_dir / "sweep" / choice_file(symbol)
+
+
+def choice_file(symbol: str) -> str:
+    """``best/<SYMBOL>.json``: the choice's path relative to the sweep folder."""
+    return f"best/{symbol}.json"
 
 
 def split_score(cell: Mapping[str, Any], split: str, config: SweepConfig) -> float:
@@ -157,11 +162,12 @@ def build_choice(
     failed: Mapping[str, str],
     config: SweepConfig,
     model: Mapping[str, Any],
-    created_at: str,
 ) -> dict[str, Any]:
     """The ``best/<SYMBOL>.json`` payload: the choice, its validation scores and its test report.
 
-    ``cells`` maps every augmentation that ran to its stored cell (``{"splits": {split: {...}}}``).
+    ``cells`` maps every augmentation that ran to its stored cell (``{"splits": {split: {...}}}``). No
+    wall-clock stamp: identical sweeps write identical bytes (the sweep's ``manifest.json`` has
+    ``created_at``).
     """
 
     def test_scores(spec: str) -> dict[str, Any] | None:
@@ -221,7 +227,6 @@ def build_choice(
             "last": ohlc.frame.index[-1].isoformat(),
             "prefix_sha256": data_prefix_sha256(ohlc),
         },
-        "created_at": created_at,
     }
 
 
@@ -229,18 +234,22 @@ def _against_none(cells: Mapping[str, Mapping[str, Any]], best: str, config: Swe
     return against(cells[best], cells[NONE], "test", config)
 
 
-def write_choice(output_dir: Path, payload: Mapping[str, Any]) -> Path:
-    return write_json_atomic(choice_path(output_dir, str(payload["symbol"])), payload)
+def write_choice(folder: Path, payload: Mapping[str, Any], *, root: Path) -> Path:
+    """Write ``payload`` to ``folder/best/<SYMBOL>.json`` (``folder``: the sweep folder or the staging
+    folder of its publish, :mod:`chronobt.runs.publish`; ``root``: the output folder)."""
+    return write_json_atomic(folder / choice_file(str(payload["symbol"])), payload, root=root)
 
 
 def read_choice(output_dir: Path, symbol: str) -> dict[str, Any] | None:
     """The stored choice for ``symbol``, or ``None`` when no sweep chose for it.
 
-    Raises :class:`ConfigError` for a file that exists but cannot be read.
+    Read as published (:func:`chronobt.runs.publish.read_published`): the choice agrees with the
+    leaderboard beside it even after a sweep killed while publishing. Raises :class:`ConfigError` for a
+    file that exists but cannot be read.
     """
     path = choice_path(output_dir, symbol)
     try:
-        payload = json.loads(path.read_text())
+        payload = json.loads(read_published(path.parent.parent, choice_file(symbol), Path.read_text))
         str(payload["best_preaug"])
     except FileNotFoundError:
         return None

@@ -9,8 +9,12 @@ Outputs per symbol under ``<output-dir>/forecast/<SYMBOL>/`` (each file written 
   one row per (step, target) with symbol, origin, step, timestamp, target, median, one column per quantile
   level (``"0.1"`` .. ``"0.9"``), preaug, model.
 - ``latest.json``: the same rows plus the last observed bar and the run record (config, data, model,
-  engine, versions, command). It is written last, so a reader that sees a new ``latest.json`` also sees the
-  parquet files it names.
+  engine, versions, command, ``created_at``, ``inference_seconds``).
+
+The history file is written first; ``latest.parquet`` and ``latest.json`` are then published together
+(:mod:`chronobt.runs.publish`), so a reader sees both old or both new, even after a run killed while
+writing them. The parquet files are byte-identical for identical inputs on a CPU; ``latest.json`` is the
+run record and holds wall-clock stamps.
 """
 
 from __future__ import annotations
@@ -53,6 +57,7 @@ from chronobt.pipeline.uncertainty import (
     invert_job,
 )
 from chronobt.runs.choice import resolve_preaug
+from chronobt.runs.publish import publish
 from chronobt.runs.results import forecast_folder, forecast_table, run_record
 
 logger = logging.getLogger(__name__)
@@ -218,7 +223,8 @@ def write_forecast(
     command: Sequence[str] | None = None,
     uncertainty: dict[str, Any] | None = None,
 ) -> SymbolForecast:
-    """Write ``<last-bar>.parquet``, ``latest.parquet`` and (last) ``latest.json`` for one symbol.
+    """Write ``<last-bar>.parquet``, then publish ``latest.parquet`` and ``latest.json`` together, for one
+    symbol (no symbolic link below the output folder is written through).
 
     ``price_q`` is ``[1, variates, Q, horizon]`` at ``config.quantiles``; ``uncertainty`` records how the
     steps were coupled and calibrated (learned from the resolved windows before the last bar).
@@ -265,7 +271,9 @@ def write_forecast(
         **(uncertainty or {}),
         **run_record(config=config, model=model, engine=engine.record(), command=command, data=sw.ohlc),
     }
-    write_parquet_atomic(history, table)
-    write_parquet_atomic(folder / "latest.parquet", table)
-    write_json_atomic(folder / "latest.json", payload)
+    root = config.output_dir
+    write_parquet_atomic(history, table, root=root)
+    with publish(folder, root=root) as stage:
+        write_parquet_atomic(stage / "latest.parquet", table, root=root)
+        write_json_atomic(stage / "latest.json", payload, root=root)
     return SymbolForecast(symbol=sw.symbol, preaug=spec, folder=folder, frame=frame, payload=payload)

@@ -8,6 +8,9 @@ Scores within a relative :data:`TIE_RTOL` of each other tie, and a tie goes to t
 (``none`` first). With ``--finetune`` a fine-tuned cell (``<label>+finetune-<mode>``) has ``finetune``
 ``lora``/``full`` (``off`` for zero-shot) and ``p_value_zero_shot``, its test against its zero-shot
 twin. A sweep over some symbols replaces only those symbols' rows (:func:`merge_leaderboard`).
+
+Both files are published together with ``best/`` and ``manifest.json`` (:mod:`chronobt.runs.publish`): a
+reader sees them all old or all new, even after a sweep killed while writing them.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from chronobt.evaluation.metrics import METRIC_NAMES
 from chronobt.pipeline.covariates import RunLabel
 from chronobt.runs.cells import against
 from chronobt.runs.choice import NONE, SPLITS, split_score
+from chronobt.runs.publish import read_published
 
 LEADERBOARD_COLUMNS = (
     "symbol",
@@ -154,10 +158,11 @@ def leaderboard_frame(rows: Sequence[Mapping[Any, Any]]) -> pd.DataFrame:
 
 
 def read_leaderboard(folder: Path) -> pd.DataFrame | None:
-    """The stored ``leaderboard.parquet`` in the documented columns, or ``None`` if absent or unreadable."""
+    """The stored ``leaderboard.parquet`` in the documented columns, or ``None`` if absent or unreadable
+    (read as published: :func:`chronobt.runs.publish.read_published`)."""
     path = folder / "leaderboard.parquet"
     try:
-        board = pd.read_parquet(path)
+        board = read_published(folder, path.name, pd.read_parquet)
     except FileNotFoundError:
         return None
     except Exception as exc:  # pyarrow raises many types; a damaged file must not stop the sweep
@@ -179,9 +184,11 @@ def merge_leaderboard(
     return leaderboard_frame(rows).sort_values("symbol", kind="stable").reset_index(drop=True)
 
 
-def write_leaderboard(folder: Path, board: pd.DataFrame) -> None:
-    write_parquet_atomic(folder / "leaderboard.parquet", board)
-    write_text_atomic(folder / "leaderboard.csv", board.to_csv(index=False))
+def write_leaderboard(folder: Path, board: pd.DataFrame, *, root: Path) -> None:
+    """Write ``leaderboard.parquet`` and ``leaderboard.csv`` into ``folder`` (the staging folder of the
+    sweep's publish; ``root``: the output folder)."""
+    write_parquet_atomic(folder / "leaderboard.parquet", board, root=root)
+    write_text_atomic(folder / "leaderboard.csv", board.to_csv(index=False), root=root)
 
 
 def _str_or_none(label: RunLabel | None) -> str | None:

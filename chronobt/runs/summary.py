@@ -36,7 +36,9 @@ class BacktestSummary(Mapping[str, Any]):
         (:class:`~chronobt.evaluation.evaluate.Evaluation`); ``calibrated`` the conformal ones with their
         ``method``, ``dependence`` the inversion's step dependence.
     filled, inversion : forward-filled bars left unscored; inverted quantiles outside the price domain.
-    compile : the engine's compile record; ``timings`` seconds per stage.
+    compile : the engine's compile record.
+    timings : seconds per stage of the run that wrote it; not in the file (written to ``manifest.json``, so
+        identical runs write identical ``metrics.json`` bytes); read back only from older files.
     auto : the sweep choice ``--preaug auto`` used (omitted when none); ``finetune`` the fine-tuned
         models and the test against zero-shot (omitted for a zero-shot run).
     """
@@ -100,7 +102,6 @@ class BacktestSummary(Mapping[str, Any]):
             "filled": self.filled,
             "inversion": self.inversion,
             "compile": self.compile,
-            "timings": self.timings,
         }
         if self.auto is not None:
             out["auto"] = self.auto
@@ -139,7 +140,7 @@ class BacktestSummary(Mapping[str, Any]):
             filled=get("filled") or {},
             inversion=get("inversion") or {},
             compile=get("compile"),
-            timings=get("timings") or {},
+            timings=get("timings") or {},  # files written before timings moved to manifest.json
             auto=get("auto"),
             finetune=get("finetune"),
         )

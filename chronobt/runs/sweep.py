@@ -26,7 +26,9 @@ process after the zero-shot cells (with ``--executor ray`` too).
 Outputs under ``<output-dir>/sweep/``: ``leaderboard.csv`` / ``leaderboard.parquet``
 (:mod:`chronobt.runs.leaderboard`; a sweep over some symbols keeps the other symbols' rows),
 ``best/<SYMBOL>.json`` (:mod:`chronobt.runs.choice`, read by ``--preaug auto``)
-and ``manifest.json``.
+and ``manifest.json``, published together (:mod:`chronobt.runs.publish`): a reader sees all of them from one
+sweep, even after a sweep killed while writing them. Only ``manifest.json`` holds wall-clock stamps; the
+leaderboard and ``best/`` are byte-identical for identical inputs on a CPU.
 """
 
 from __future__ import annotations
@@ -77,6 +79,7 @@ from chronobt.runs.leaderboard import (
     symbol_rows,
     write_leaderboard,
 )
+from chronobt.runs.publish import publish
 from chronobt.runs.results import now_iso, run_record, sweep_folder
 
 logger = logging.getLogger(__name__)
@@ -290,7 +293,11 @@ def _forecast_pending(plans: Sequence[SymbolSweep], specs: Sequence[str], run: _
                 plan.failed[spec] = message
                 logger.warning("%s: %s skipped: %s", plan.symbol, spec, message)
             for spec, cell in outcome.cells.items() if lost is None else ():
-                write_json_atomic(cell_path(config.output_dir, plan.symbol, spec, plan.keys[spec]), cell)
+                write_json_atomic(
+                    cell_path(config.output_dir, plan.symbol, spec, plan.keys[spec]),
+                    cell,
+                    root=config.output_dir,
+                )
                 plan.cells[spec] = cell
                 report.cells_computed += 1
                 if progress:
@@ -315,7 +322,9 @@ def _derive_cells(plan: SymbolSweep, specs: Sequence[str], config: SweepConfig, 
             logger.warning("%s: %s skipped: %s", plan.symbol, spec, exc)
             continue
         cell = equivalent_cell(plan.cells[source], spec=spec, key=plan.keys[spec])
-        write_json_atomic(cell_path(config.output_dir, plan.symbol, spec, plan.keys[spec]), cell)
+        write_json_atomic(
+            cell_path(config.output_dir, plan.symbol, spec, plan.keys[spec]), cell, root=config.output_dir
+        )
         plan.cells[spec] = cell
         report.cells_derived += 1
 
@@ -363,7 +372,11 @@ def _forecast_finetuned(
                 plan.failed[label] = str(why)
                 logger.warning("%s: %s skipped: %s", plan.symbol, label, why)
                 continue
-            write_json_atomic(cell_path(config.output_dir, plan.symbol, label, plan.keys[label]), cell)
+            write_json_atomic(
+                cell_path(config.output_dir, plan.symbol, label, plan.keys[label]),
+                cell,
+                root=config.output_dir,
+            )
             plan.cells[label] = cell
             report.cells_computed += 1
     for plan in plans:
@@ -375,7 +388,8 @@ def _forecast_finetuned(
 
 
 def _publish(plans: Sequence[SymbolSweep], specs: Sequence[str], run: _SweepRun) -> None:
-    """Rank the cells, then write leaderboard.csv/.parquet, best/<SYMBOL>.json and manifest.json."""
+    """Rank the cells, then publish leaderboard.csv/.parquet, best/<SYMBOL>.json and manifest.json
+    together (:func:`chronobt.runs.publish.publish`: a reader sees all of them old or all new)."""
     config, engine, report = run.config, run.engine, run.report
     rows: list[dict[str, Any]] = []
     created = now_iso()
@@ -395,18 +409,27 @@ def _publish(plans: Sequence[SymbolSweep], specs: Sequence[str], run: _SweepRun)
             failed=plan.failed,
             config=config,
             model=engine.model_info,
-            created_at=created,
         )
     report.leaderboard = leaderboard_frame(rows)
-    if rows:
-        previous = read_leaderboard(report.folder)
-        report.leaderboard = merge_leaderboard(previous, report.leaderboard, replaced=report.best)
-        write_leaderboard(report.folder, report.leaderboard)
-    for payload in report.best.values():
-        write_choice(config.output_dir, payload)
+    root = config.output_dir
+    with publish(report.folder, root=root) as stage:  # first completes a publish killed half-way
+        if rows:
+            previous = read_leaderboard(report.folder)
+            report.leaderboard = merge_leaderboard(previous, report.leaderboard, replaced=report.best)
+            write_leaderboard(stage, report.leaderboard, root=root)
+        for payload in report.best.values():
+            write_choice(stage, payload, root=root)
+        _write_manifest(stage, plans, specs, run, created)
+
+
+def _write_manifest(
+    folder: Path, plans: Sequence[SymbolSweep], specs: Sequence[str], run: _SweepRun, created: str
+) -> None:
+    """The sweep's ``manifest.json`` (the run record, with the wall-clock stamp) into ``folder``."""
+    config, engine, report = run.config, run.engine, run.report
     extra: dict[str, Any] = {"finetune": report.finetune} if report.finetune is not None else {}
     write_json_atomic(
-        report.folder / "manifest.json",
+        folder / "manifest.json",
         run_record(
             config=config,
             model=engine.model_info,
@@ -423,4 +446,5 @@ def _publish(plans: Sequence[SymbolSweep], specs: Sequence[str], run: _SweepRun)
             failures=report.failures,
             **extra,
         ),
+        root=config.output_dir,
     )

@@ -1,0 +1,190 @@
+"""Publish several result files together: a reader sees all of them old or all of them new, never a mix.
+
+A sweep's ``leaderboard.parquet``, ``leaderboard.csv``, ``best/<SYMBOL>.json`` and ``manifest.json``, and a
+forecast's ``latest.parquet`` and ``latest.json``, stay at their documented paths, yet must agree with each
+other even when the run is killed (``kill -9``) between two of the renames that put them in place. Each
+file alone is written atomically (:mod:`chronobt.atomic`); the set is published with a small journal:
+
+1. **stage**: every file is written, complete, into a fresh hidden folder ``<folder>/.publish-<12 hex>/``
+   under its final relative path (``best/ETHUSD.json``); the documented files are untouched;
+2. **commit**: ``<folder>/.publish.json`` (the intent, written atomically) names the staging folder and the
+   files; from here on the new set is the published one;
+3. **move**: each staged file is renamed over its documented path; then the intent is removed and the
+   staging folder deleted.
+
+A kill before the commit leaves the old set (the staging folder is an orphan, removed by the next
+publish); a kill after it leaves the new set, part of it still staged. Readers therefore resolve a path
+through the intent (:func:`published_path`, :func:`read_published`): a file the intent names that is
+still staged is read from the staging folder, so they read the new set whole. The next publish in the
+folder (under the output folder's lock) first completes an interrupted one (:func:`finish_interrupted`).
+No symbolic link below the output folder is written through (``root``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shutil
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+from chronobt.atomic import check_no_symlinks, fault_point, write_error, write_json_atomic
+
+__all__ = [
+    "INTENT_NAME",
+    "finish_interrupted",
+    "publish",
+    "published_names",
+    "published_path",
+    "read_published",
+]
+
+#: The journal of a publish in progress (or interrupted), in the published folder.
+INTENT_NAME = ".publish.json"
+_STAGING = re.compile(r"^\.publish-[0-9a-f]{12}$")
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class _Intent:
+    staging: str  # the staging folder's name, in the published folder
+    files: tuple[str, ...]  # relative POSIX paths, as published
+
+
+def _read_intent(folder: Path) -> _Intent | None:
+    """The intent in ``folder``, or ``None`` (none, or not one chronobt wrote: a link, bad JSON)."""
+    try:
+        fd = os.open(folder / INTENT_NAME, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        with os.fdopen(fd, "rb") as handle:
+            payload = json.loads(handle.read(1 << 22))
+        staging, files = str(payload["staging"]), tuple(str(f) for f in payload["files"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if not _STAGING.match(staging) or any(".." in Path(f).parts or Path(f).is_absolute() for f in files):
+        return None
+    return _Intent(staging, files)
+
+
+def published_path(folder: Path | str, relative: str) -> Path:
+    """Where the published ``relative`` file of ``folder`` is now: its documented path, or its staged copy
+    while a publish that named it is unfinished (killed after its commit)."""
+    folder = Path(folder)
+    intent = _read_intent(folder)
+    if intent is not None and relative in intent.files:
+        staged = folder / intent.staging / relative
+        if os.path.lexists(staged):
+            return staged
+    return folder / relative
+
+
+def published_names(folder: Path | str, under: str, pattern: str = "*") -> list[str]:
+    """The published files matching ``pattern`` directly in ``folder/under``, as relative paths (sorted):
+    those at their documented paths and those an unfinished publish still holds staged."""
+    folder = Path(folder)
+    names = {f"{under}/{p.name}" for p in (folder / under).glob(pattern) if p.is_file()}
+    intent = _read_intent(folder)
+    if intent is not None:
+        staged = folder / intent.staging
+        names |= {f for f in intent.files if (staged / f).parent == staged / under and Path(f).match(pattern)}
+    return sorted(names)
+
+
+def read_published(folder: Path | str, relative: str, read: Callable[[Path], T]) -> T:
+    """``read(path)`` of the published ``relative`` file (:func:`published_path`).
+
+    A publish running at the same time may move the staged copy between the lookup and the read: the
+    lookup and read are tried three times before the ``FileNotFoundError`` is raised.
+    """
+    for _ in range(2):
+        with contextlib.suppress(FileNotFoundError):
+            return read(published_path(folder, relative))
+    return read(published_path(folder, relative))
+
+
+@contextmanager
+def publish(folder: Path | str, *, root: Path | str) -> Iterator[Path]:
+    """Yield a staging folder; the files written into it replace their namesakes in ``folder`` together.
+
+    Write each file under its final path relative to ``folder`` (``stage / "best" / "ETHUSD.json"``). If
+    the block raises, nothing is published. Files of ``folder`` not staged are left as they are.
+
+    Raises
+    ------
+    UnsafePathError
+        A destination (or a folder above it, below ``root``) is a symbolic link: refused before anything
+        is published.
+    WriteError
+        An ``OSError`` while staging or moving (the path, the cause and the fix).
+    """
+    folder = check_no_symlinks(Path(folder), root)
+    finish_interrupted(folder, root=root)
+    staging = folder / f".publish-{uuid.uuid4().hex[:12]}"
+    try:
+        staging.mkdir(parents=True, mode=0o777)
+    except OSError as exc:
+        raise write_error(staging, exc) from exc
+    try:
+        yield staging
+        files = tuple(sorted(p.relative_to(staging).as_posix() for p in staging.rglob("*") if not p.is_dir()))
+        for rel in files:
+            check_no_symlinks(folder / rel, root)  # before the commit: a refusal publishes nothing
+        fault_point("publish.staged", folder)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    write_json_atomic(folder / INTENT_NAME, {"staging": staging.name, "files": list(files)}, root=root)
+    fault_point("publish.committed", folder)
+    _move_staged(folder, _Intent(staging.name, files), root)
+
+
+def _move_staged(folder: Path, intent: _Intent, root: Path | str) -> None:
+    """Rename every still-staged file of ``intent`` over its documented path, then drop the journal."""
+    staging = folder / intent.staging
+    for rel in intent.files:
+        src, dst = staging / rel, folder / rel
+        if not os.path.lexists(src):
+            continue  # moved before an interruption
+        check_no_symlinks(dst, root)
+        try:
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(src, dst)
+        except OSError as exc:
+            raise write_error(dst, exc) from exc
+        fault_point("publish.moved", dst)
+    try:
+        (folder / INTENT_NAME).unlink(missing_ok=True)
+    except OSError as exc:
+        raise write_error(folder / INTENT_NAME, exc) from exc
+    fault_point("publish.done", folder)
+    shutil.rmtree(staging, ignore_errors=True)
+
+
+def finish_interrupted(folder: Path | str, *, root: Path | str) -> list[Path]:
+    """Complete a publish in ``folder`` killed after its commit, and remove orphan staging folders (killed
+    before it); return the staging folders handled. Call it holding the output folder's lock."""
+    folder = Path(folder)
+    intent = _read_intent(folder)
+    if intent is not None and (folder / intent.staging).is_dir():
+        _move_staged(folder, intent, root)
+    elif os.path.lexists(folder / INTENT_NAME):
+        with contextlib.suppress(OSError):
+            (folder / INTENT_NAME).unlink()  # its files were all moved, or it is not ours
+    handled: list[Path] = []
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(folder):
+            if _STAGING.match(entry.name):
+                path = Path(entry.path)
+                if entry.is_dir(follow_symlinks=False):
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    path.unlink(missing_ok=True)
+                handled.append(path)
+    if intent is not None:
+        handled.append(folder / intent.staging)
+    return handled
