@@ -2,9 +2,8 @@
 
 An executor maps a chunk function (:mod:`chronobt.runs.chunks`) over chunks and yields each outcome as it
 finishes; the driver (:func:`chronobt.runs.sweep.run_sweep`, :func:`chronobt.runs.backtest.run_backtest`)
-stores
-it. The driver prepares every chunk (it reads the data and cuts the windows) and writes every result, so
-workers need no file access at all and no shared filesystem: chunks travel to the actors and outcomes
+stores it. The driver prepares every chunk (it reads the data and cuts the windows) and writes every
+result, so workers need no file access and no shared filesystem: chunks travel to the actors and outcomes
 come back through Ray's object store. The cell cache, resume, ``--force`` and the leaderboard are
 therefore the same as a local run's.
 
@@ -19,8 +18,10 @@ passes :func:`package_env` or installs chronobt on the workers. Workers need chr
 the model (hub cache, bundled, or a path they can read).
 
 A chunk whose actor dies (killed, out of memory, node lost) is resubmitted, at most ``max_attempts``
-times in all, to the next free actor; the dead actor restarts (up to ``max_attempts`` times) and
-rejoins the pool. Finished outcomes are never recomputed.
+times in all, to the next free live actor. The dead actor restarts (up to ``max_attempts`` times) and
+rejoins the pool once it answers a readiness call (asked with a growing pause, for up to
+:data:`RESTART_WAIT_S`): nothing is sent to it before, so a restart burns no attempt. Finished outcomes
+are never recomputed.
 """
 
 from __future__ import annotations
@@ -31,8 +32,8 @@ import socket
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Protocol, TypeVar
+from time import monotonic, sleep
+from typing import Any, Protocol
 
 from chronobt.config import ray_host_port
 from chronobt.engine.core import Chronos2Engine, EngineConfig
@@ -44,13 +45,17 @@ logger = logging.getLogger(__name__)
 RAY_EXTRA_HINT = "pip install 'chronobt[ray]'"
 #: Seconds to wait for a cluster's port to answer before saying it cannot be reached.
 CONNECT_TIMEOUT_S = 5.0
+#: Seconds a dead actor has to answer a readiness call (its engine loads first) before it is given up.
+RESTART_WAIT_S = 120.0
+#: Pause before the second readiness call to a restarting actor, doubled after each refusal up to 5 s.
+PROBE_PAUSE_S = 0.5
 
-C = TypeVar("C")
-R = TypeVar("R")
 #: fn(chunk, engine, on_batch) -> outcome: a module-level function of :mod:`chronobt.runs.chunks`.
 ChunkFn = Callable[[Any, Chronos2Engine, Callable[[int, int], None] | None], Any]
 #: on_dispatch(actor, chunk index, attempt): called after each chunk is sent to an actor.
 OnDispatch = Callable[[Any, int, int], None]
+#: What ``map`` yields: ``(chunk index, outcome, error)``, ``error`` ``None`` or why the chunk was lost.
+Outcomes = Iterator[tuple[int, Any, str | None]]
 
 
 class Executor(Protocol):
@@ -64,13 +69,8 @@ class Executor(Protocol):
     in_process: bool
 
     def map(
-        self,
-        fn: ChunkFn,
-        chunks: Sequence[Any],
-        *,
-        weights: Sequence[int],
-        progress: Progress | None = None,
-    ) -> Iterator[tuple[int, Any, str | None]]: ...
+        self, fn: ChunkFn, chunks: Sequence[Any], *, weights: Sequence[int], progress: Progress | None = None
+    ) -> Outcomes: ...
 
     def close(self) -> None: ...
 
@@ -84,13 +84,8 @@ class LocalExecutor:
         self.engine = engine
 
     def map(
-        self,
-        fn: ChunkFn,
-        chunks: Sequence[Any],
-        *,
-        weights: Sequence[int],
-        progress: Progress | None = None,
-    ) -> Iterator[tuple[int, Any, str | None]]:
+        self, fn: ChunkFn, chunks: Sequence[Any], *, weights: Sequence[int], progress: Progress | None = None
+    ) -> Outcomes:
         total, done = sum(weights), 0
         for i, chunk in enumerate(chunks):
 
@@ -169,6 +164,10 @@ class _Worker:
         except ChronobtError as exc:  # re-raised by run() so the driver reports it in one line
             self.engine, self.error = None, exc
 
+    def ready(self) -> bool:
+        """Answers once the actor is alive (after a restart: once its engine is loaded)."""
+        return True
+
     def run(self, fn: ChunkFn, chunk: Any) -> Any:
         if self.engine is None:
             raise self.error or ExecutorError("internal: the worker has no engine")
@@ -207,25 +206,22 @@ class RayExecutor:
             raise ConfigError(f"actors must be >= 1, got {actors}")
         if max_attempts < 1:
             raise ConfigError(f"max_attempts must be >= 1, got {max_attempts}")
-        self.engine_config = engine_config
-        self.address = address
-        self.actors = actors
-        self.expected_model = expected_model
-        self.max_attempts = max_attempts
-        self.on_dispatch = on_dispatch
+        self.engine_config, self.address, self.actors = engine_config, address, actors
+        self.expected_model, self.max_attempts, self.on_dispatch = expected_model, max_attempts, on_dispatch
         self.num_cpus = num_cpus
         self.engine_record: dict[str, Any] = {}
         self.retries = 0
         self._ray: Any = None
         self._started = False
         self._pool: list[Any] = []
+        self._deaths: dict[Any, int] = {}  # actor -> times it died under a chunk
+        self._down: dict[Any, float] = {}  # actor -> since when (it has not answered a readiness call)
+        self._gone: set[Any] = set()  # dead for good, or not back within RESTART_WAIT_S
 
     def __enter__(self) -> RayExecutor:
         return self
 
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()
 
     def _start(self, n_chunks: int) -> None:
@@ -253,78 +249,23 @@ class RayExecutor:
         logger.info("ray: %d actor(s), %s%d CPU thread(s) each", n, "1 GPU and " if gpus else "", threads)
 
     def map(
-        self,
-        fn: ChunkFn,
-        chunks: Sequence[Any],
-        *,
-        weights: Sequence[int],
-        progress: Progress | None = None,
-    ) -> Iterator[tuple[int, Any, str | None]]:
+        self, fn: ChunkFn, chunks: Sequence[Any], *, weights: Sequence[int], progress: Progress | None = None
+    ) -> Outcomes:
         if not chunks:
             return
         if not self._pool:
             self._start(len(chunks))
-        ray = self._ray
-        errors = ray.exceptions
-        queue: deque[int] = deque(range(len(chunks)))
-        idle: deque[Any] = deque(self._pool)
-        attempts = [0] * len(chunks)
-        deaths: dict[int, int] = {}  # id(actor) -> times it died under a chunk
-        inflight: dict[Any, tuple[int, Any]] = {}
-        refs = [ray.put(chunk) for chunk in chunks]
+        run = _Round(self, fn, chunks)
         total, done = sum(weights), 0
-
-        def dispatch() -> None:
-            while queue and idle:
-                i, actor = queue.popleft(), idle.popleft()
-                attempts[i] += 1
-                inflight[actor.run.remote(fn, refs[i])] = (i, actor)
-                if self.on_dispatch is not None:
-                    self.on_dispatch(actor, i, attempts[i])
-            if queue and not inflight:
-                raise ExecutorError(
-                    f"every Ray worker died ({len(queue)} chunk(s) left); check the workers' logs "
-                    "(memory, GPU) or run with --executor local"
-                )
-
-        dispatch()
-        while inflight:
-            ready, _ = ray.wait(list(inflight), num_returns=1)
-            i, actor = inflight.pop(ready[0])
-            try:
-                outcome = ray.get(ready[0])
-            except errors.RayActorError as exc:
-                deaths[id(actor)] = deaths.get(id(actor), 0) + 1
-                if deaths[id(actor)] <= self.max_attempts:
-                    idle.append(actor)  # restarting: back of the line, another actor takes the chunk
-                if attempts[i] < self.max_attempts:
-                    self.retries += 1
-                    logger.warning(
-                        "ray: a worker died on %s (attempt %d of %d); retrying on the next free worker",
-                        getattr(chunks[i], "label", f"chunk {i}"),
-                        attempts[i],
-                        self.max_attempts,
-                    )
-                    queue.appendleft(i)
-                    dispatch()
-                    continue
-                dispatch()
-                done += weights[i]
-                yield i, None, f"lost after {attempts[i]} attempts: the Ray worker died ({_first(exc)})"
-                continue
-            except errors.RayTaskError as exc:
-                cause = getattr(exc, "cause", None)
-                if isinstance(cause, ChronobtError):
-                    raise cause from None
-                label = getattr(chunks[i], "label", f"chunk {i}")
-                raise ExecutorError(f"a Ray worker failed on {label}: {_first(exc)}") from None
-            self._check_model(outcome)
-            idle.append(actor)
-            dispatch()  # the actor takes its next chunk while the driver stores this one
-            done += weights[i]
-            if progress:
-                progress("forecast", done, total)
-            yield i, outcome, None
+        run.dispatch()
+        while run.busy():
+            got = run.step()
+            run.dispatch()  # a free actor takes the next chunk while the driver stores this one
+            if got is not None:
+                done += weights[got[0]]
+                if progress and got[2] is None:
+                    progress("forecast", done, total)
+                yield got
 
     def _check_model(self, outcome: Any) -> None:
         self.engine_record = getattr(outcome, "engine_record", {}) or self.engine_record
@@ -342,10 +283,124 @@ class RayExecutor:
         for actor in self._pool:
             with contextlib.suppress(Exception):
                 self._ray.kill(actor, no_restart=True)
-        self._pool = []
+        self._pool, self._deaths, self._down, self._gone = [], {}, {}, set()
         if self._started:
             self._ray.shutdown()
             self._started = False
+
+
+class _Round:
+    """One :meth:`RayExecutor.map`'s chunks and actors. An actor is free (``idle``), runs a chunk
+    (``inflight``), or is down: waiting for its next readiness call (``due``) or its answer (``probes``).
+    Chunks go to free actors only, each known alive: new, or it has just finished a chunk or answered."""
+
+    def __init__(self, executor: RayExecutor, fn: ChunkFn, chunks: Sequence[Any]) -> None:
+        self.ex, self.ray, self.fn, self.chunks = executor, executor._ray, fn, chunks
+        self.queue: deque[int] = deque(range(len(chunks)))
+        self.attempts = [0] * len(chunks)
+        self.refs = [self.ray.put(chunk) for chunk in chunks]
+        self.inflight: dict[Any, tuple[int, Any]] = {}  # chunk's result -> (chunk index, actor)
+        self.probes: dict[Any, tuple[Any, int]] = {}  # readiness call -> (actor, refusals so far)
+        self.due: dict[Any, tuple[float, int]] = {}  # actor -> (next readiness call at, refusals so far)
+        self.idle = deque(a for a in executor._pool if a not in executor._down.keys() | executor._gone)
+        self.due.update((actor, (monotonic(), 0)) for actor in executor._down)
+
+    def busy(self) -> bool:
+        """Whether a chunk runs, or chunks wait and an actor may still come back for them."""
+        return bool(self.inflight or (self.queue and (self.probes or self.due)))
+
+    def step(self) -> tuple[int, Any, str | None] | None:
+        """Wait for the next answer (or for a pause or bound to end): a chunk's ``(i, outcome, error)``."""
+        ends = [at for at, _ in self.due.values()] + [self._end(actor) for actor, _ in self.probes.values()]
+        timeout = max(0.0, min(ends) - monotonic() + 1e-3) if ends else None  # Ray rounds down to ms
+        if not self.inflight and not self.probes:  # only actors between readiness calls: ``ends`` is set
+            sleep(timeout or 0.0)
+            return None
+        ready, _ = self.ray.wait([*self.inflight, *self.probes], num_returns=1, timeout=timeout)
+        if ready and ready[0] in self.probes:
+            self.probed(ready[0])
+            return None
+        return self.finish(ready[0]) if ready else None
+
+    def dispatch(self) -> None:
+        """Ask the due actors whether they are back, give up the overdue ones, send chunks to free ones."""
+        now = monotonic()
+        for ref, (actor, _) in list(self.probes.items()):
+            if now >= self._end(actor):  # the call hangs past the bound
+                del self.probes[ref]
+                self._give_up(actor)
+        for actor, (at, refusals) in list(self.due.items()):
+            if at <= now:
+                del self.due[actor]
+                self.probes[actor.ready.remote()] = (actor, refusals)
+        while self.queue and self.idle:
+            i, actor = self.queue.popleft(), self.idle.popleft()
+            self.attempts[i] += 1
+            self.inflight[actor.run.remote(self.fn, self.refs[i])] = (i, actor)
+            if self.ex.on_dispatch is not None:
+                self.ex.on_dispatch(actor, i, self.attempts[i])
+        if self.queue and not self.busy():
+            raise ExecutorError(
+                f"every Ray worker died ({len(self.queue)} chunk(s) left, none back within "
+                f"{RESTART_WAIT_S:g} s); check the workers' logs (memory, GPU) or run with --executor local"
+            )
+
+    def finish(self, ref: Any) -> tuple[int, Any, str | None] | None:
+        """A chunk's answer: its outcome, lost (``max_attempts`` spent), or ``None`` (queued again)."""
+        i, actor = self.inflight.pop(ref)
+        errors, label = self.ray.exceptions, getattr(self.chunks[i], "label", f"chunk {i}")
+        try:
+            outcome = self.ray.get(ref)
+        except errors.RayActorError as exc:  # it was alive when the chunk was sent: the attempt counts
+            self.ex._deaths[actor] = self.ex._deaths.get(actor, 0) + 1
+            if self.ex._deaths[actor] > self.ex.max_attempts:  # Ray restarts it max_attempts times
+                self._give_up(actor)
+            else:  # down until it answers a readiness call, asked at once
+                self.ex._down.setdefault(actor, monotonic())
+                self.due[actor] = (monotonic(), 0)
+            if self.attempts[i] >= self.ex.max_attempts:
+                return i, None, f"lost after {self.attempts[i]} attempts: the Ray worker died ({_first(exc)})"
+            self.ex.retries += 1
+            logger.warning(
+                "ray: a worker died on %s (attempt %d of %d); retrying on the next live worker",
+                *(label, self.attempts[i], self.ex.max_attempts),
+            )
+            self.queue.appendleft(i)
+            return None
+        except errors.RayTaskError as exc:
+            cause = getattr(exc, "cause", None)
+            if isinstance(cause, ChronobtError):
+                raise cause from None
+            raise ExecutorError(f"a Ray worker failed on {label}: {_first(exc)}") from None
+        self.ex._check_model(outcome)
+        self.idle.append(actor)
+        return i, outcome, None
+
+    def probed(self, ref: Any) -> None:
+        """A readiness call answered: the actor is free again, still restarting, or dead for good."""
+        actor, refusals = self.probes.pop(ref)
+        try:
+            self.ray.get(ref)
+        except getattr(self.ray.exceptions, "ActorDiedError", ()):  # dead and not restarting
+            return self._give_up(actor)
+        except self.ray.exceptions.RayError:  # restarting: ask again after a pause, until the bound
+            if monotonic() >= self._end(actor):
+                return self._give_up(actor)
+            pause = min(PROBE_PAUSE_S * 2**refusals, 10 * PROBE_PAUSE_S)
+            self.due[actor] = (min(monotonic() + pause, self._end(actor)), refusals + 1)
+            return None
+        del self.ex._down[actor]
+        self.idle.append(actor)
+
+    def _end(self, actor: Any) -> float:
+        return self.ex._down[actor] + RESTART_WAIT_S
+
+    def _give_up(self, actor: Any) -> None:
+        self.ex._down.pop(actor, None)
+        self.ex._gone.add(actor)
+        logger.warning("ray: a worker died and did not come back; going on without it")
+        with contextlib.suppress(Exception):
+            self.ray.kill(actor, no_restart=True)
 
 
 def _first(exc: BaseException) -> str:
