@@ -8,7 +8,11 @@
 Modules: :mod:`.base` (the :class:`Augmentation` contract, validation, chunking, the exact inverse),
 :mod:`.transforms` (the augmentations), :mod:`.inversion` (quantile forecasts to price quantiles, by
 sample paths where the inverse is path-dependent; :mod:`.inversion_torch` its torch twin on CUDA),
-:mod:`.sampling` (inverse-CDF interpolation, path sampling).
+:mod:`.sampling` (inverse-CDF interpolation, path sampling), :mod:`.kernels` (the compiled draws and
+order statistics of the CPU inversion), :mod:`.dependence` (the copula that couples a path's steps,
+learned from resolved windows), :mod:`.memory` (the inversion's peak memory, checked before any work).
+This module holds the registry, spec parsing and grids (:func:`parse_augmentation`,
+:func:`expand_specs`, :func:`candidate_specs`) and :func:`affine_equivalent`.
 """
 
 from __future__ import annotations
@@ -163,7 +167,7 @@ def affine_equivalent(spec: str | AugmentationSpec) -> str | None:
     An augmentation whose class sets ``affine = True`` is ``y = a x + b`` per window and variate, with
     ``a > 0`` and ``a``, ``b`` constant over time (robust_scaling, percent_change). Chronos-2 standardises
     every series itself, so the model sees the same input and, after inversion, the forecast is ``none``'s
-    to float32 rounding (measured: at most 4e-7 relative). Detrending subtracts a time-varying line and
+    to float32 rounding (``tests/test_equivalence.py``). Detrending subtracts a time-varying line and
     log_returns is not linear: both forecast differently.
     """
     parsed = parse_augmentation(str(spec))

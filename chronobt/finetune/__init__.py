@@ -1,6 +1,6 @@
 """Walk-forward fine-tuning (``--finetune lora|full``): :mod:`.walkforward` plans the refits and forecasts
-with them, :mod:`.training` fine-tunes and caches one model, :mod:`.cells` runs a sweep's fine-tuned
-cells."""
+with them, :mod:`.training` fine-tunes and caches one model. A sweep's fine-tuned cells are sweep cells:
+:mod:`chronobt.runs.finetune_cells`."""
 
 from chronobt.finetune.training import (
     DEFAULT_LR,
