@@ -31,7 +31,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import pandas as pd
 import pyarrow as pa
@@ -73,7 +73,7 @@ def fault_point(name: str, path: Path) -> None:
     run there (``os._exit``), raise, or copy the folder as a kill would leave it. Points:
     ``file.written`` / ``file.replaced`` (a file writer), ``dir.filled`` / ``dir.moved-aside`` /
     ``dir.swapped`` (:func:`replace_dir_atomic`) and the ``publish.*`` points of
-    :mod:`chronobt.runs.publish`.
+    :mod:`chronobt.publish`.
     """
     if FAULT_HOOK is not None:
         FAULT_HOOK(name, path)
@@ -158,18 +158,24 @@ def check_no_symlinks(path: Path | str, root: Path | str | None = None) -> Path:
     return path
 
 
-def _write_atomic(path: Path, write: Callable[[Path], object], root: Path | str | None = None) -> Path:
-    """Call ``write(tmp)`` on a temporary sibling of ``path``, then rename it over ``path``."""
+def _write_atomic(path: Path, write: Callable[[BinaryIO], object], root: Path | str | None = None) -> Path:
+    """Call ``write(handle)`` on a temporary sibling of ``path`` opened once, then rename it over ``path``.
+
+    The data goes through the descriptor that created the temporary (``O_EXCL | O_NOFOLLOW``), never
+    through its name again: a link planted at that name while the data is written is never followed.
+    """
     path = Path(path)
     check_no_symlinks(path, root)
     tmp = _fresh_name(path.parent, f".{path.name}.", ".tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         # 0o666 less the umask, like any ordinary file (mkstemp would make 0600); never through a link
-        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, 0o666))
-        write(tmp)
-        with open(tmp, "rb+") as handle:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, 0o666)
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
+            handle.flush()
             os.fsync(handle.fileno())
+            _same_file(handle.fileno(), tmp)  # the name still holds what was written, not a swapped-in link
         check_no_symlinks(path, root)  # again, just before the rename
         fault_point("file.written", path)
         os.replace(tmp, path)
@@ -185,6 +191,17 @@ def _write_atomic(path: Path, write: Callable[[Path], object], root: Path | str 
     return path
 
 
+def _same_file(fd: int, name: Path) -> None:
+    """Refuse to rename ``name`` when it no longer is the file open as ``fd`` (replaced by a link or
+    another file while the data was written)."""
+    held, found = os.fstat(fd), os.lstat(name)
+    if (held.st_dev, held.st_ino) != (found.st_dev, found.st_ino):
+        raise UnsafePathError(
+            f"{name}: replaced by another file or a symbolic link while chronobt wrote it; nothing was "
+            "published. Find who writes into this folder, or use an output folder only this account writes"
+        )
+
+
 def _fresh_name(folder: Path, prefix: str, suffix: str) -> Path:
     """A path in ``folder`` that does not exist yet (the caller creates it exclusively)."""
     return folder / f"{prefix}{uuid.uuid4().hex[:12]}{suffix}"
@@ -195,7 +212,7 @@ def write_bytes_atomic(path: Path | str, data: bytes, *, root: Path | str | None
 
     ``root``: the output folder ``path`` lies in; no symlink below it is written through.
     """
-    return _write_atomic(Path(path), lambda tmp: tmp.write_bytes(data), root)
+    return _write_atomic(Path(path), lambda handle: handle.write(data), root)
 
 
 def write_text_atomic(
@@ -232,7 +249,9 @@ def write_parquet_atomic(
     """
     table = frame if isinstance(frame, pa.Table) else pa.Table.from_pandas(frame, preserve_index=index)
     dictionary = [f.name for f in table.schema if not pa.types.is_floating(f.type)]
-    return _write_atomic(Path(path), lambda tmp: pq.write_table(table, tmp, use_dictionary=dictionary), root)
+    return _write_atomic(
+        Path(path), lambda handle: pq.write_table(table, handle, use_dictionary=dictionary), root
+    )
 
 
 @contextmanager

@@ -22,6 +22,7 @@ from filelock import FileLock, Timeout
 
 from chronobt.atomic import remove_stale_temporaries, write_text_atomic
 from chronobt.errors import ChronobtError, ConfigError, LockError, UnsafePathError
+from chronobt.publish import finish_all
 
 logger = logging.getLogger(__name__)
 
@@ -33,12 +34,15 @@ RESULT_FOLDERS = ("backtest", "forecast", "sweep", "finetune")
 
 
 def clear_leftovers(output_dir: Path) -> list[Path]:
-    """Remove the temporaries of runs killed mid-write in ``output_dir`` (call it holding the lock).
+    """Complete interrupted publishes (:func:`chronobt.publish.finish_all`) and remove the temporaries of
+    runs killed mid-write in ``output_dir`` (call it holding the lock).
 
     The output folder itself and, recursively, its :data:`RESULT_FOLDERS` (never through a link):
     nothing outside chronobt's own folders is touched. Returns the entries removed or restored.
     """
-    handled = remove_stale_temporaries(output_dir)
+    # a publish killed after its commit is completed first: its files then agree on disk too
+    handled = finish_all(output_dir, [output_dir / name for name in RESULT_FOLDERS])
+    handled += remove_stale_temporaries(output_dir)
     for name in RESULT_FOLDERS:
         folder = output_dir / name
         if folder.is_dir() and not folder.is_symlink():

@@ -24,7 +24,7 @@ from chronobt.engine.core import Chronos2Engine, EngineConfig
 from chronobt.locking import output_lock
 from chronobt.runs.backtest import run_backtest
 from chronobt.runs.forecast import run_forecast
-from chronobt.runs.publish import finish_interrupted, publish, published_names, read_published
+from chronobt.publish import finish_interrupted, publish, published_names, read_published
 from chronobt.runs.sweep import run_sweep
 from tests.synthetic import write_symbol
 

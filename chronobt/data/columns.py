@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import warnings
 from collections.abc import Sequence
@@ -57,7 +58,10 @@ def rows_at(rows: np.ndarray, first_line: int | None, *, most: int = 5) -> str:
 
 
 def shown(value: object) -> str:
-    """A cell as a user wrote it: ``8294.83``, ``'abc'`` (numpy scalars as plain Python values)."""
+    """A cell as a user wrote it: ``8294.83``, ``'abc'``, ``2300-01-01 00:00:00+00:00`` (numpy scalars as
+    plain Python values, times as ISO text)."""
+    if isinstance(value, pd.Timestamp | np.datetime64 | dt.datetime):
+        return str(pd.Timestamp(value))
     return repr(value.item() if isinstance(value, np.generic) else value)
 
 
@@ -188,7 +192,7 @@ def _check_range(parsed: pd.DatetimeIndex, where: str, values: pd.Series, first_
     if out.any():
         i = int(out.argmax())
         raise DataError(
-            f"{where} has {int(out.sum())} timestamps {_RANGE} (first at {row_at(i, first_line)}: "
+            f"{where} has {int(out.sum())} timestamp(s) {_RANGE} (first at {row_at(i, first_line)}: "
             f"{shown(values.iloc[i])}); {_RANGE_FIX}"
         )
 

@@ -34,7 +34,7 @@ import numpy as np
 
 from chronobt.augment import Augmentation, AugmentationSpec, get_augmentation
 from chronobt.config import EvaluationOptions, RunOptions, parse_date
-from chronobt.data import OHLC, SYMBOL_RULE, is_symbol, load_ohlc
+from chronobt.data import OHLC, SYMBOL_RULE, is_symbol, load_ohlc, symbol_of_file
 from chronobt.data.files import CSV_SUFFIXES, PARQUET_SUFFIXES, available_symbols, find_symbol
 from chronobt.data.symbol_windows import SymbolWindows
 from chronobt.data.windows import MIN_CONTEXT, cut_windows, plan_origins
@@ -83,6 +83,11 @@ def resolve_symbols(
         if isinstance(symbol, PurePath) or _looks_like_path(text):
             if not Path(text).exists():
                 absent.append(text)
+            else:  # results go under the file's stem: a bad one is a usage error too
+                try:
+                    symbol_of_file(Path(text))
+                except DataError as exc:
+                    raise ConfigError(str(exc)) from None
         elif not is_symbol(text):
             raise ConfigError(
                 f"symbol {text!r}: not a usable symbol (use {SYMBOL_RULE}); pass a path to a .parquet file, "

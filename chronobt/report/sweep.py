@@ -20,7 +20,7 @@ from chronobt.report import charts as c
 from chronobt.report.page import Page, esc, figure, key_values, num, signed, table
 from chronobt.report.record import flatten
 from chronobt.report.sources import read_json, read_table
-from chronobt.runs.publish import published_names, published_path
+from chronobt.publish import published_names, published_path
 
 SWEEP_CHARTS = ("heatmap", "validation-test")
 BOARD_COLUMNS = ("symbol", "preaug", "split", "skill", "selected")

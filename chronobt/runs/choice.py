@@ -34,7 +34,7 @@ from chronobt.errors import ConfigError, DataError
 from chronobt.finetune.training import FinetuneSettings
 from chronobt.pipeline.covariates import RunLabel, covariates_label, equivalent_label, parse_covariates
 from chronobt.runs.cells import against
-from chronobt.runs.publish import read_published
+from chronobt.publish import read_published
 
 logger = logging.getLogger(__name__)
 
@@ -236,14 +236,14 @@ def _against_none(cells: Mapping[str, Mapping[str, Any]], best: str, config: Swe
 
 def write_choice(folder: Path, payload: Mapping[str, Any], *, root: Path) -> Path:
     """Write ``payload`` to ``folder/best/<SYMBOL>.json`` (``folder``: the sweep folder or the staging
-    folder of its publish, :mod:`chronobt.runs.publish`; ``root``: the output folder)."""
+    folder of its publish, :mod:`chronobt.publish`; ``root``: the output folder)."""
     return write_json_atomic(folder / choice_file(str(payload["symbol"])), payload, root=root)
 
 
 def read_choice(output_dir: Path, symbol: str) -> dict[str, Any] | None:
     """The stored choice for ``symbol``, or ``None`` when no sweep chose for it.
 
-    Read as published (:func:`chronobt.runs.publish.read_published`): the choice agrees with the
+    Read as published (:func:`chronobt.publish.read_published`): the choice agrees with the
     leaderboard beside it even after a sweep killed while publishing. Raises :class:`ConfigError` for a
     file that exists but cannot be read.
     """

@@ -12,7 +12,7 @@ Outputs per symbol under ``<output-dir>/forecast/<SYMBOL>/`` (each file written 
   engine, versions, command, ``created_at``, ``inference_seconds``).
 
 The history file is written first; ``latest.parquet`` and ``latest.json`` are then published together
-(:mod:`chronobt.runs.publish`), so a reader sees both old or both new, even after a run killed while
+(:mod:`chronobt.publish`), so a reader sees both old or both new, even after a run killed while
 writing them. The parquet files are byte-identical for identical inputs on a CPU; ``latest.json`` is the
 run record and holds wall-clock stamps.
 """
@@ -57,7 +57,7 @@ from chronobt.pipeline.uncertainty import (
     invert_job,
 )
 from chronobt.runs.choice import resolve_preaug
-from chronobt.runs.publish import publish
+from chronobt.publish import publish
 from chronobt.runs.results import forecast_folder, forecast_table, run_record
 
 logger = logging.getLogger(__name__)

@@ -9,7 +9,7 @@ Scores within a relative :data:`TIE_RTOL` of each other tie, and a tie goes to t
 ``lora``/``full`` (``off`` for zero-shot) and ``p_value_zero_shot``, its test against its zero-shot
 twin. A sweep over some symbols replaces only those symbols' rows (:func:`merge_leaderboard`).
 
-Both files are published together with ``best/`` and ``manifest.json`` (:mod:`chronobt.runs.publish`): a
+Both files are published together with ``best/`` and ``manifest.json`` (:mod:`chronobt.publish`): a
 reader sees them all old or all new, even after a sweep killed while writing them.
 """
 
@@ -29,7 +29,7 @@ from chronobt.evaluation.metrics import METRIC_NAMES
 from chronobt.pipeline.covariates import RunLabel
 from chronobt.runs.cells import against
 from chronobt.runs.choice import NONE, SPLITS, split_score
-from chronobt.runs.publish import read_published
+from chronobt.publish import read_published
 
 LEADERBOARD_COLUMNS = (
     "symbol",
@@ -159,7 +159,7 @@ def leaderboard_frame(rows: Sequence[Mapping[Any, Any]]) -> pd.DataFrame:
 
 def read_leaderboard(folder: Path) -> pd.DataFrame | None:
     """The stored ``leaderboard.parquet`` in the documented columns, or ``None`` if absent or unreadable
-    (read as published: :func:`chronobt.runs.publish.read_published`)."""
+    (read as published: :func:`chronobt.publish.read_published`)."""
     path = folder / "leaderboard.parquet"
     try:
         board = read_published(folder, path.name, pd.read_parquet)

@@ -26,7 +26,7 @@ process after the zero-shot cells (with ``--executor ray`` too).
 Outputs under ``<output-dir>/sweep/``: ``leaderboard.csv`` / ``leaderboard.parquet``
 (:mod:`chronobt.runs.leaderboard`; a sweep over some symbols keeps the other symbols' rows),
 ``best/<SYMBOL>.json`` (:mod:`chronobt.runs.choice`, read by ``--preaug auto``)
-and ``manifest.json``, published together (:mod:`chronobt.runs.publish`): a reader sees all of them from one
+and ``manifest.json``, published together (:mod:`chronobt.publish`): a reader sees all of them from one
 sweep, even after a sweep killed while writing them. Only ``manifest.json`` holds wall-clock stamps; the
 leaderboard and ``best/`` are byte-identical for identical inputs on a CPU.
 """
@@ -79,7 +79,7 @@ from chronobt.runs.leaderboard import (
     symbol_rows,
     write_leaderboard,
 )
-from chronobt.runs.publish import publish
+from chronobt.publish import publish
 from chronobt.runs.results import now_iso, run_record, sweep_folder
 
 logger = logging.getLogger(__name__)
@@ -389,7 +389,7 @@ def _forecast_finetuned(
 
 def _publish(plans: Sequence[SymbolSweep], specs: Sequence[str], run: _SweepRun) -> None:
     """Rank the cells, then publish leaderboard.csv/.parquet, best/<SYMBOL>.json and manifest.json
-    together (:func:`chronobt.runs.publish.publish`: a reader sees all of them old or all new)."""
+    together (:func:`chronobt.publish.publish`: a reader sees all of them old or all new)."""
     config, engine, report = run.config, run.engine, run.report
     rows: list[dict[str, Any]] = []
     created = now_iso()

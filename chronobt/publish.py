@@ -15,20 +15,28 @@ file alone is written atomically (:mod:`chronobt.atomic`); the set is published 
 A kill before the commit leaves the old set (the staging folder is an orphan, removed by the next
 publish); a kill after it leaves the new set, part of it still staged. Readers therefore resolve a path
 through the intent (:func:`published_path`, :func:`read_published`): a file the intent names that is
-still staged is read from the staging folder, so they read the new set whole. The next publish in the
-folder (under the output folder's lock) first completes an interrupted one (:func:`finish_interrupted`).
-No symbolic link below the output folder is written through (``root``).
+still staged is read from the staging folder, so they read the new set whole. The output folder's lock
+completes interrupted publishes everywhere below it once taken (:func:`finish_all`, from
+:func:`chronobt.locking.clear_leftovers`), and the next publish in a folder does too
+(:func:`finish_interrupted`), so files on disk disagree only between a kill and the next run.
+
+Nothing below the output folder is written or moved through a symbolic link (``root``), and a journal is
+trusted only as far as the disk backs it: a staging folder that is a link or not a folder, or a staged
+entry that is not a plain file, is never read or moved (a planted ``.publish.json`` cannot pull a file in
+from elsewhere): the journal is dropped with a warning and the documented files stay.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import re
 import shutil
+import stat
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +46,7 @@ from chronobt.atomic import check_no_symlinks, fault_point, write_error, write_j
 
 __all__ = [
     "INTENT_NAME",
+    "finish_all",
     "finish_interrupted",
     "publish",
     "published_names",
@@ -49,6 +58,7 @@ __all__ = [
 INTENT_NAME = ".publish.json"
 _STAGING = re.compile(r"^\.publish-[0-9a-f]{12}$")
 T = TypeVar("T")
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -71,6 +81,26 @@ def _read_intent(folder: Path) -> _Intent | None:
     return _Intent(staging, files)
 
 
+def _plain(path: Path, below: Path) -> bool:
+    """Whether ``path`` exists as what it claims without a link: every folder from ``below`` down to it a
+    real folder, and ``path`` itself a real folder (staging) or a plain file (a staged entry)."""
+    try:
+        parts = path.relative_to(below).parts
+    except ValueError:
+        return False
+    current = below
+    for i, part in enumerate(parts):
+        current = current / part
+        try:
+            mode = os.lstat(current).st_mode
+        except OSError:
+            return False
+        last = i == len(parts) - 1
+        if not (stat.S_ISDIR(mode) or (last and stat.S_ISREG(mode))):
+            return False
+    return True
+
+
 def published_path(folder: Path | str, relative: str) -> Path:
     """Where the published ``relative`` file of ``folder`` is now: its documented path, or its staged copy
     while a publish that named it is unfinished (killed after its commit)."""
@@ -78,7 +108,7 @@ def published_path(folder: Path | str, relative: str) -> Path:
     intent = _read_intent(folder)
     if intent is not None and relative in intent.files:
         staged = folder / intent.staging / relative
-        if os.path.lexists(staged):
+        if _plain(staged, folder):
             return staged
     return folder / relative
 
@@ -87,11 +117,15 @@ def published_names(folder: Path | str, under: str, pattern: str = "*") -> list[
     """The published files matching ``pattern`` directly in ``folder/under``, as relative paths (sorted):
     those at their documented paths and those an unfinished publish still holds staged."""
     folder = Path(folder)
-    names = {f"{under}/{p.name}" for p in (folder / under).glob(pattern) if p.is_file()}
+    names = {f"{under}/{p.name}" for p in (folder / under).glob(pattern) if _plain(p, folder)}
     intent = _read_intent(folder)
-    if intent is not None:
+    if intent is not None and _plain(folder / intent.staging, folder):
         staged = folder / intent.staging
-        names |= {f for f in intent.files if (staged / f).parent == staged / under and Path(f).match(pattern)}
+        names |= {
+            f
+            for f in intent.files
+            if (staged / f).parent == staged / under and Path(f).match(pattern) and _plain(staged / f, folder)
+        }
     return sorted(names)
 
 
@@ -150,6 +184,9 @@ def _move_staged(folder: Path, intent: _Intent, root: Path | str) -> None:
         src, dst = staging / rel, folder / rel
         if not os.path.lexists(src):
             continue  # moved before an interruption
+        if not _plain(src, folder):
+            logger.warning("%s: not a file chronobt staged; left where it is, not published", src)
+            continue
         check_no_symlinks(dst, root)
         try:
             dst.parent.mkdir(parents=True, exist_ok=True)
@@ -170,9 +207,16 @@ def finish_interrupted(folder: Path | str, *, root: Path | str) -> list[Path]:
     before it); return the staging folders handled. Call it holding the output folder's lock."""
     folder = Path(folder)
     intent = _read_intent(folder)
-    if intent is not None and (folder / intent.staging).is_dir():
+    if intent is not None and _plain(folder / intent.staging, folder):
         _move_staged(folder, intent, root)
     elif os.path.lexists(folder / INTENT_NAME):
+        if intent is not None:
+            logger.warning(
+                "%s names %s, which is not a folder chronobt staged; the journal is dropped and the "
+                "published files stay as they are",
+                folder / INTENT_NAME,
+                folder / intent.staging,
+            )
         with contextlib.suppress(OSError):
             (folder / INTENT_NAME).unlink()  # its files were all moved, or it is not ours
     handled: list[Path] = []
@@ -187,4 +231,18 @@ def finish_interrupted(folder: Path | str, *, root: Path | str) -> list[Path]:
                 handled.append(path)
     if intent is not None:
         handled.append(folder / intent.staging)
+    return handled
+
+
+def finish_all(root: Path | str, folders: Iterable[Path]) -> list[Path]:
+    """:func:`finish_interrupted` in every folder below ``folders`` that holds a journal (never through a
+    link); call it holding the output folder's lock. Returns the staging folders handled."""
+    handled: list[Path] = []
+    for top in folders:
+        if not _plain(top, Path(root)):
+            continue
+        for current, dirs, files in os.walk(top):  # os.walk does not follow links by default
+            dirs[:] = [d for d in dirs if not _STAGING.match(d)]
+            if INTENT_NAME in files or any(_STAGING.match(d) for d in os.listdir(current)):
+                handled += finish_interrupted(current, root=root)
     return handled
