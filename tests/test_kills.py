@@ -22,9 +22,9 @@ from chronobt import atomic
 from chronobt.config import BacktestConfig, ForecastConfig, SweepConfig
 from chronobt.engine.core import Chronos2Engine, EngineConfig
 from chronobt.locking import output_lock
+from chronobt.publish import finish_interrupted, publish, published_names, read_published
 from chronobt.runs.backtest import run_backtest
 from chronobt.runs.forecast import run_forecast
-from chronobt.publish import finish_interrupted, publish, published_names, read_published
 from chronobt.runs.sweep import run_sweep
 from tests.synthetic import write_symbol
 

@@ -10,12 +10,12 @@ import numpy as np
 import pandas as pd
 
 from chronobt.errors import DataError
+from chronobt.publish import published_path
 from chronobt.report import charts as c
 from chronobt.report.backtest_data import level_of
 from chronobt.report.page import Page, esc, figure, key_values, num, table
 from chronobt.report.record import flatten
 from chronobt.report.sources import as_utc, load_history, read_json, read_table
-from chronobt.publish import published_path
 
 FORECAST_CHARTS = ("forecast",)
 ROW_COLUMNS = ("step", "timestamp", "target", "median")

@@ -16,11 +16,11 @@ import numpy as np
 import pandas as pd
 
 from chronobt.errors import DataError
+from chronobt.publish import published_names, published_path
 from chronobt.report import charts as c
 from chronobt.report.page import Page, esc, figure, key_values, num, signed, table
 from chronobt.report.record import flatten
 from chronobt.report.sources import read_json, read_table
-from chronobt.publish import published_names, published_path
 
 SWEEP_CHARTS = ("heatmap", "validation-test")
 BOARD_COLUMNS = ("symbol", "preaug", "split", "skill", "selected")

@@ -33,8 +33,8 @@ from chronobt.data import OHLC
 from chronobt.errors import ConfigError, DataError
 from chronobt.finetune.training import FinetuneSettings
 from chronobt.pipeline.covariates import RunLabel, covariates_label, equivalent_label, parse_covariates
-from chronobt.runs.cells import against
 from chronobt.publish import read_published
+from chronobt.runs.cells import against
 
 logger = logging.getLogger(__name__)
 

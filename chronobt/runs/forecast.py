@@ -56,8 +56,8 @@ from chronobt.pipeline.uncertainty import (
     history_windows,
     invert_job,
 )
-from chronobt.runs.choice import resolve_preaug
 from chronobt.publish import publish
+from chronobt.runs.choice import resolve_preaug
 from chronobt.runs.results import forecast_folder, forecast_table, run_record
 
 logger = logging.getLogger(__name__)

@@ -27,9 +27,9 @@ from chronobt.atomic import write_parquet_atomic, write_text_atomic
 from chronobt.config import SweepConfig
 from chronobt.evaluation.metrics import METRIC_NAMES
 from chronobt.pipeline.covariates import RunLabel
+from chronobt.publish import read_published
 from chronobt.runs.cells import against
 from chronobt.runs.choice import NONE, SPLITS, split_score
-from chronobt.publish import read_published
 
 LEADERBOARD_COLUMNS = (
     "symbol",

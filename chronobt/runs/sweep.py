@@ -60,6 +60,7 @@ from chronobt.pipeline.jobs import (
     symbol_loader,
 )
 from chronobt.pipeline.uncertainty import check_paths_memory
+from chronobt.publish import publish
 from chronobt.runs.cells import SymbolSweep, cell_key, cell_path, equivalent_cell, model_identity, read_cell
 from chronobt.runs.choice import build_choice, write_choice
 from chronobt.runs.chunks import SweepChunk, run_sweep_chunk
@@ -79,7 +80,6 @@ from chronobt.runs.leaderboard import (
     symbol_rows,
     write_leaderboard,
 )
-from chronobt.publish import publish
 from chronobt.runs.results import now_iso, run_record, sweep_folder
 
 logger = logging.getLogger(__name__)
