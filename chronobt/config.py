@@ -31,6 +31,7 @@ from chronobt.augment import candidate_specs, parse_augmentation
 from chronobt.augment.inversion import MAX_PATHS
 from chronobt.data import TARGETS
 from chronobt.data.sessions import NO_CALENDAR, check_calendar_name
+from chronobt.data.validate import check_max_gap
 from chronobt.data.windows import MIN_CONTEXT
 from chronobt.errors import ConfigError
 
@@ -41,20 +42,18 @@ DEFAULT_QUANTILES: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 
 Dependence = Literal["auto", "independent", "comonotonic"]
 Calibrate = Literal["none", "conformal"]
 ExecutorKind = Literal["local", "ray"]
-FinetuneMode = Literal["off", "lora", "full"]
+#: the modes that train (:class:`FinetuneSettings`); ``off`` runs zero-shot
+TrainingMode = Literal["lora", "full"]
+FinetuneMode = Literal["off", TrainingMode]
+#: a sweep's selection metrics (columns of its leaderboard)
+SelectionMetric = Literal["mase", "wql", "mae", "rmse", "smape", "directional_accuracy"]
 DEPENDENCE_CHOICES: tuple[str, ...] = get_args(Dependence)
 CALIBRATE_CHOICES: tuple[str, ...] = get_args(Calibrate)
 EXECUTOR_CHOICES: tuple[str, ...] = get_args(ExecutorKind)
 FINETUNE_CHOICES: tuple[str, ...] = get_args(FinetuneMode)
-#: Selection metrics of a sweep and whether a higher value is better.
-SELECTION_METRICS: dict[str, bool] = {
-    "mase": False,
-    "wql": False,
-    "mae": False,
-    "rmse": False,
-    "smape": False,
-    "directional_accuracy": True,
-}
+METRIC_CHOICES: tuple[str, ...] = get_args(SelectionMetric)
+#: Selection metrics of a sweep and whether a higher value is better (the losses: lower).
+SELECTION_METRICS: dict[str, bool] = {name: name == "directional_accuracy" for name in METRIC_CHOICES}
 
 
 def check_finite(option: str, value: float) -> None:
@@ -74,9 +73,9 @@ class FinetuneSettings:
     """
 
     #: the default learning rate per mode
-    LEARNING_RATES: ClassVar[dict[str, float]] = {"full": 1e-6, "lora": 1e-5}
+    LEARNING_RATES: ClassVar[dict[TrainingMode, float]] = {"full": 1e-6, "lora": 1e-5}
 
-    mode: str
+    mode: TrainingMode
     steps: int = 1000
     learning_rate: float = LEARNING_RATES["full"]
     context: int | None = None
@@ -86,8 +85,6 @@ class FinetuneSettings:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.mode not in self.LEARNING_RATES:
-            raise ConfigError(f"--finetune must be one of {', '.join(FINETUNE_CHOICES)}, got {self.mode!r}")
         if self.steps < 1:
             raise ConfigError(f"--finetune-steps must be >= 1, got {self.steps}")
         if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
@@ -102,11 +99,8 @@ class FinetuneSettings:
     @classmethod
     def from_config(cls, config: RunOptions) -> FinetuneSettings | None:
         """The settings of ``config``, its unset options at their defaults (``None`` with ``--finetune
-        off``; then setting any other fine-tuning option is a ConfigError)."""
-        if config.finetune not in FINETUNE_CHOICES:
-            raise ConfigError(
-                f"--finetune must be one of {', '.join(FINETUNE_CHOICES)}, got {config.finetune!r}"
-            )
+        off``; then setting any other fine-tuning option is a ConfigError). ``config.finetune`` is one
+        of :data:`FINETUNE_CHOICES`: :class:`RunOptions` checks it."""
         given = {
             "--finetune-steps": config.finetune_steps,
             "--finetune-lr": config.finetune_lr,
@@ -194,8 +188,8 @@ class RunOptions:
             raise ConfigError(f"--seed must be >= 0, got {self.seed}")
         _check_choice("--dependence", self.dependence, DEPENDENCE_CHOICES)
         _check_choice("--calibrate", self.calibrate, CALIBRATE_CHOICES)
-        if self.max_gap is not None and self.max_gap < 0:
-            raise ConfigError(f"--max-gap {self.max_gap}: expected 0 or a positive number of bars")
+        _check_choice("--finetune", self.finetune, FINETUNE_CHOICES)
+        check_max_gap(self.max_gap)
         if self.calendar is not None and self.calendar.strip().lower() not in NO_CALENDAR:
             check_calendar_name(self.calendar)
         if self.n_paths is not None and not 2 <= self.n_paths <= MAX_PATHS:
@@ -348,7 +342,7 @@ class SweepConfig(EvaluationOptions):
 
     symbols: tuple[str, ...] = ()
     preaugs: tuple[str, ...] = ()
-    metric: str = "mase"
+    metric: SelectionMetric = "mase"
     target: str = "close"
     validation_windows: int = 60
     test_windows: int = 40
@@ -357,8 +351,7 @@ class SweepConfig(EvaluationOptions):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.metric not in SELECTION_METRICS:
-            raise ConfigError(f"--metric {self.metric!r} is not one of {', '.join(SELECTION_METRICS)}")
+        _check_choice("--metric", self.metric, METRIC_CHOICES)
         if self.validation_windows < 1 or self.test_windows < 1:
             raise ConfigError(
                 f"--validation-windows and --test-windows must be >= 1, got "

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import re
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args, get_origin, get_type_hints
 
 import pytest
 import typer
@@ -150,6 +151,51 @@ def test_choice_options_match_case_insensitively(tmp_path: Path, monkeypatch: py
 
 
 @pytest.mark.parametrize(
+    ("command", "config_type"),
+    [
+        (backtest_cli.backtest, BacktestConfig),
+        (sweep_cli.sweep, SweepConfig),
+        (forecast_cli.forecast, ForecastConfig),
+    ],
+)
+def test_every_choice_option_of_a_run_config_is_a_literal_field_with_its_choices_shown(
+    command: Any, config_type: type[RunOptions]
+) -> None:
+    hints = get_type_hints(config_type)
+    options = get_type_hints(command, include_extras=True)
+    literal_fields = [f.name for f in dataclasses.fields(config_type) if get_origin(hints[f.name]) is Literal]
+    assert {"dependence", "calibrate", "finetune"} <= set(literal_fields)
+    for name in literal_fields:
+        if name not in options:
+            continue
+        (option,) = (a for a in get_args(options[name])[1:] if isinstance(a, typer.models.OptionInfo))
+        assert option.metavar == f"[{'|'.join(get_args(hints[name]))}]", name
+
+
+def test_the_sweep_metric_matches_case_insensitively_and_lists_the_configs_choices(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[Any] = []
+
+    def fake_run_locked(ui: Any, run: Any, config: Any, engine_config: Any, *, wait: float) -> Any:
+        seen.append(config)
+        raise ChronobtError("stopped before running")
+
+    monkeypatch.setattr(sweep_cli, "run_locked", fake_run_locked)
+    write_symbol(tmp_path / "data", "AAA", 300)
+    folders = ["--data-dir", str(tmp_path / "data"), "--output-dir", str(tmp_path / "out")]
+    result = CliRunner().invoke(app, ["sweep", "AAA", "--metric", "MASE", *folders])
+    assert result.exit_code == 1, result.output
+    assert seen[0].metric == "mase"
+    result = CliRunner().invoke(app, ["sweep", "AAA", "--metric", "Directional_Accuracy", *folders])
+    assert result.exit_code == 1, result.output
+    assert seen[1].metric == "directional_accuracy" and seen[1].higher_is_better
+    metavar = f"[{'|'.join(get_args(get_type_hints(SweepConfig)['metric']))}]"
+    assert metavar == "[mase|wql|mae|rmse|smape|directional_accuracy]"
+    assert metavar in CliRunner().invoke(app, ["sweep", "--help"]).output.replace("\n", "")
+
+
+@pytest.mark.parametrize(
     ("args", "option"),
     [
         (["forecast", "AAA", "--seed", "-5"], "--seed"),
@@ -166,6 +212,7 @@ def test_choice_options_match_case_insensitively(tmp_path: Path, monkeypatch: py
         (["backtest", "AAA", "--calendar", "BOGUS"], "--calendar"),
         (["forecast", "AAA", "--calendar", "BOGUS"], "--calendar"),
         (["sweep", "--dependence", "bogus"], "--dependence"),
+        (["sweep", "--metric", "bogus"], "--metric"),
     ],
 )
 def test_bad_numbers_and_names_are_one_line_usage_errors_before_any_work(
@@ -179,3 +226,12 @@ def test_bad_numbers_and_names_are_one_line_usage_errors_before_any_work(
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and option in lines[0], result.stderr
     assert "internal error" not in result.stderr and not out.exists()
+
+
+@pytest.mark.parametrize("name", sorted(COMMANDS))
+def test_option_help_holds_no_measured_timings(name: str) -> None:
+    module = __import__(COMMANDS[name][0], fromlist=["app"])
+    command = typer.main.get_command(module.app)
+    for param in command.params:
+        text = getattr(param, "help", None) or ""
+        assert not re.search(r"\d\s*(ms|s|sec|seconds|min|minutes)\b", text), (param.name, text)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import typing
 from pathlib import Path
 
 import pandas as pd
@@ -188,3 +189,29 @@ def test_every_data_command_has_help(command: str) -> None:
     result = runner.invoke(app, ["data", command, "--help"])
     assert result.exit_code == 0
     assert "--data-dir" in result.stdout and "--json" in result.stdout
+
+
+@pytest.mark.parametrize("command", ["import", "check"])
+def test_a_negative_max_gap_is_the_run_commands_usage_error_before_any_file_is_read(
+    command: str, tmp_path: Path
+) -> None:
+    target = [str(tmp_path / "missing.csv"), "--symbol", "X"] if command == "import" else ["NOSUCH"]
+    args = ["data", command, *target, "--data-dir", str(tmp_path), "--max-gap", "-1"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2, result.output
+    # the message of backtest/sweep/forecast (RunOptions), not a second wording, and no file error
+    assert result.stderr == "error: --max-gap -1: expected 0 or a positive number of bars\n"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_data_commands_share_the_run_commands_max_gap_option() -> None:
+    from chronobt.cli import backtest as backtest_cli
+    from chronobt.cli import data as data_cli
+
+    def max_gap_option(command: object) -> object:
+        hints = typing.get_type_hints(command, include_extras=True)
+        return hints["max_gap"]
+
+    shared = max_gap_option(backtest_cli.backtest)
+    assert max_gap_option(data_cli.import_cmd) == shared
+    assert max_gap_option(data_cli.check_cmd) == shared

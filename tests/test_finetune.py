@@ -385,3 +385,16 @@ def test_finetune_with_another_symbols_close_as_covariate_runs_in_forecast(
     (series,) = calls[0]
     assert series["context"].shape == (5, 400)  # every bar up to the last, with BBB's close beside
     assert series["n_future_covariates"] == 0
+
+
+def test_the_finetune_mode_is_a_typed_choice_checked_once_with_the_other_choices() -> None:
+    import inspect
+    from typing import get_args, get_type_hints
+
+    import chronobt.config as config
+
+    modes = get_args(get_type_hints(ft.FinetuneSettings)["mode"])
+    assert set(modes) == set(ft.FinetuneSettings.LEARNING_RATES) == set(config.FINETUNE_CHOICES) - {"off"}
+    with pytest.raises(ConfigError, match=r"^--finetune must be one of off, lora, full, got 'half'$"):
+        ForecastConfig(symbols=("AAA",), finetune="half")  # type: ignore[arg-type]
+    assert inspect.getsource(config).count('"--finetune"') == 1  # one check, not one per class

@@ -53,3 +53,27 @@ def test_readme_main_command_runs_as_written_on_the_bundled_model(tmp_path: Path
     assert "chronos2-mini" in proc.stderr  # and says so in one warning line
     assert metrics["windows"] >= 1
     assert all(v["mase"] == v["mase"] for v in metrics["metrics"].values())  # finite, not NaN
+
+
+def _choice_options() -> set[str]:
+    """The options of backtest, sweep and forecast whose metavar lists a fixed set of values."""
+    import typer
+
+    from chronobt.cli import COMMANDS
+
+    found = set()
+    for name in ("backtest", "sweep", "forecast"):
+        module = __import__(COMMANDS[name][0], fromlist=["app"])
+        for param in typer.main.get_command(module.app).params:
+            metavar = getattr(param, "metavar", None) or ""
+            if metavar.startswith("[") and "|" in metavar:
+                found.update(opt for opt in param.opts if opt.startswith("--"))
+    return found
+
+
+def test_readme_lists_every_choice_option_as_matched_in_any_case() -> None:
+    text = " ".join((REPO / "README.md").read_text().split())
+    sentence = re.search(r"Options with a fixed set of values \((.*?)\) match it in any case", text)
+    assert sentence, "README.md no longer says which options match in any case"
+    listed = set(re.findall(r"`(--[a-z-]+)`", sentence.group(1)))
+    assert listed == _choice_options()

@@ -9,17 +9,21 @@ import typer
 from rich.table import Table
 
 from chronobt.cli.common import Ui, command_context
-from chronobt.cli.options import CalendarOpt, DataDirOpt, DebugOpt, JsonOpt, QuietOpt, command_app
-from chronobt.config import RunOptions, check_time_zone
+from chronobt.cli.options import (
+    CalendarOpt,
+    DataDirOpt,
+    DebugOpt,
+    JsonOpt,
+    MaxGapOpt,
+    QuietOpt,
+    command_app,
+)
+from chronobt.config import RunOptions, check_max_gap, check_time_zone
 from chronobt.data import check_ohlc, import_csv_report, list_symbols, require_bars
 
 app = command_app(help="Import, list and check OHLC data files.", no_args_is_help=True)
 DEFAULT_DATA_DIR = RunOptions.data_dir
 
-MaxGapOpt = Annotated[
-    int | None,
-    typer.Option("--max-gap", min=0, help="Largest gap (bars) in 24/7 data to fill; longer is an error."),
-]
 TzOpt = Annotated[
     str | None,
     typer.Option(
@@ -35,7 +39,7 @@ def import_cmd(
     csv_file: Annotated[Path, typer.Argument(help="Exchange CSV export (banner, newest-first are fine).")],
     symbol: Annotated[str, typer.Option("--symbol", "-s", help="Symbol to store it as, e.g. ETHUSD.")],
     force: Annotated[bool, typer.Option("--force", help="Replace an existing <SYMBOL>.parquet.")] = False,
-    max_gap: MaxGapOpt = None,
+    max_gap: MaxGapOpt = RunOptions.max_gap,
     tz: TzOpt = None,
     data_dir: DataDirOpt = DEFAULT_DATA_DIR,
     quiet: QuietOpt = False,
@@ -44,7 +48,8 @@ def import_cmd(
 ) -> None:
     """Convert FILE.csv to <data-dir>/<SYMBOL>.parquet (validated, sorted, de-duplicated; atomic write)."""
     with command_context(quiet=quiet, debug=debug, json_out=json_out) as ui:
-        check_time_zone(tz)  # a bad option is a usage error before the file is read
+        check_max_gap(max_gap)  # a bad option is a usage error before the file is read
+        check_time_zone(tz)
         path, imported = import_csv_report(
             csv_file, symbol=symbol, data_dir=data_dir, max_gap=max_gap, overwrite=force, tz=tz
         )
@@ -94,7 +99,7 @@ def list_cmd(
 @app.command("check")
 def check_cmd(
     target: Annotated[str, typer.Argument(metavar="SYMBOL|PATH", help="Symbol in --data-dir, or a path.")],
-    max_gap: MaxGapOpt = None,
+    max_gap: MaxGapOpt = RunOptions.max_gap,
     min_bars: Annotated[
         int | None, typer.Option("--min-bars", min=1, help="Fail unless the series has this many bars.")
     ] = None,

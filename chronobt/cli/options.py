@@ -206,7 +206,7 @@ FinetuneStepsOpt = Annotated[
     typer.Option(
         "--finetune-steps",
         help=f"Training steps per refit (default {FinetuneSettings.steps}, chronos' fit default; slow on "
-        "a CPU, e.g. ~1 s per step for the bundled model at batch 32).",
+        "a CPU: see the finetune.py section of benchmarks/RESULTS.md).",
     ),
 ]
 FinetuneLrOpt = Annotated[

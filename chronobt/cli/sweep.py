@@ -59,7 +59,7 @@ from chronobt.cli.options import (
     ui_options,
 )
 from chronobt.cli.progress import run_locked
-from chronobt.config import SELECTION_METRICS, LockOptions
+from chronobt.config import METRIC_CHOICES, LockOptions
 from chronobt.config import SweepConfig as S
 from chronobt.engine.config import EngineConfig as E
 
@@ -88,7 +88,7 @@ def sweep(
         str,
         typer.Option(
             "--metric",
-            metavar=choices(tuple(SELECTION_METRICS)),
+            metavar=choices(METRIC_CHOICES),
             help=f"Selection metric on the selection target ({S.target}).",
         ),
     ] = S.metric,

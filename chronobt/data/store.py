@@ -25,7 +25,7 @@ from chronobt.data.files import (
 from chronobt.data.frequency import fmt_time, freq_step
 from chronobt.data.ohlc import OHLC, DataReport, SymbolInfo
 from chronobt.data.sessions import NO_CALENDAR, check_calendar_name, infer_trading_calendar
-from chronobt.data.validate import validate_frame
+from chronobt.data.validate import check_max_gap, validate_frame
 from chronobt.errors import ConfigError, DataError
 
 logger = logging.getLogger(__name__)
@@ -75,8 +75,7 @@ def check_ohlc(
     calendar: str | None = None,
 ) -> OHLC:
     """Like :func:`load_ohlc` but without logging: the findings are in ``result.report``."""
-    if max_gap is not None and max_gap < 0:
-        raise ConfigError(f"--max-gap {max_gap}: expected 0 or a positive number of bars")
+    check_max_gap(max_gap)
     path, symbol = resolve_path(symbol_or_path, data_dir)
     raw, sha256 = read_parquet(path)  # the hash of the bytes parsed, not of a second read
     frame, report = validate_frame(raw, source=str(path), max_gap=max_gap, fill=True)

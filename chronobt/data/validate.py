@@ -20,7 +20,13 @@ from chronobt.data.columns import (
 )
 from chronobt.data.frequency import first_flagged, fmt_time, infer_calendar
 from chronobt.data.ohlc import MAX_ABS_PRICE, MIN_ROWS, TARGETS, DataReport
-from chronobt.errors import DataError
+from chronobt.errors import ConfigError, DataError
+
+
+def check_max_gap(max_gap: int | None) -> None:
+    """ConfigError naming ``--max-gap`` unless it is ``None`` (fill any gap) or a count of bars >= 0."""
+    if max_gap is not None and max_gap < 0:
+        raise ConfigError(f"--max-gap {max_gap}: expected 0 or a positive number of bars")
 
 
 def validate_frame(

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from chronobt.config import SweepConfig
 from chronobt.errors import DataError
 from chronobt.publish import published_names, published_path
 from chronobt.report import charts as c
@@ -69,8 +70,9 @@ def render_sweep(folder: Path) -> str:
         for rel in published_names(folder, "best", "*.json")
     }
     config = manifest.get("config") or {}
-    metric = str(config.get("metric") or next((b.get("selection_metric") for b in best.values()), "mase"))
-    target = str(board["target"].iloc[0]) if "target" in board.columns else "close"
+    chosen_by = next((b.get("selection_metric") for b in best.values()), SweepConfig.metric)
+    metric = str(config.get("metric") or chosen_by)
+    target = str(board["target"].iloc[0]) if "target" in board.columns else SweepConfig.target
     order = [str(x) for x in manifest.get("candidates") or []]
     page = Page(
         title="Sweep of pre-augmentations",
