@@ -2,6 +2,27 @@
 
 from __future__ import annotations
 
+__all__ = [
+    "AugmentationError",
+    "ChronobtError",
+    "ConfigError",
+    "DataError",
+    "ExecutorError",
+    "LockError",
+    "ModelError",
+    "PartialFailure",
+    "UnsafePathError",
+    "WriteError",
+    "first_line",
+]
+
+
+def first_line(exc: BaseException, *, limit: int = 300) -> str:
+    """The first line of ``exc``'s message, at most ``limit`` characters (its type's name when the message is
+    empty): how every error chronobt wraps or records is quoted."""
+    text = str(exc).strip()
+    return text.splitlines()[0][:limit] if text else type(exc).__name__
+
 
 class ChronobtError(Exception):
     """Base of every error chronobt reports to a user (exit code 1 unless a subclass says otherwise)."""

@@ -19,7 +19,7 @@ from chronobt.errors import ModelError
 from tests.synthetic import random_walk_contexts
 
 HORIZON = 24
-ENGINE_ROOT = Path(chronos_compat.__file__).parent
+PACKAGE_ROOT = Path(chronos_compat.__file__).parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -193,22 +193,94 @@ def test_changed_maths_inside_the_view_is_rejected_by_the_check(
     assert any("output-only last block" in r.getMessage() for r in caplog.records)
 
 
-def test_a_failing_private_unrolling_is_a_model_error_not_a_wrong_forecast(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture(scope="module")
+def two_patch_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random checkpoint forecasting at most two output patches per forward (longer horizons unroll)."""
     from chronobt.engine.checkpoints import ArchSpec, save_random_checkpoint
 
     spec = ArchSpec(
         d_model=32, d_kv=8, d_ff=64, num_layers=1, num_heads=4, context_length=256, max_output_patches=2
     )
-    engine = _engine(save_random_checkpoint(tmp_path / "two-patches", spec, seed=1))
+    return save_random_checkpoint(tmp_path_factory.mktemp("two-patches") / "model", spec, seed=1)
 
-    def renamed(pipeline: object, **kwargs: object) -> None:
-        raise AttributeError("'Chronos2Pipeline' object has no attribute '_predict_batch'")
 
-    monkeypatch.setattr(chronos_compat, "predict_batch", renamed)
+def test_a_failing_private_unrolling_is_a_model_error_not_a_wrong_forecast(
+    two_patch_model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = _engine(two_patch_model_dir)
+
+    def failing(**kwargs: object) -> None:  # the private method is there, and fails inside chronos
+        raise RuntimeError("shape mismatch in the unrolled context")
+
+    monkeypatch.setattr(engine.pipeline, chronos_compat.PREDICT_BATCH_METHOD, failing)
     with pytest.raises(ModelError, match="_predict_batch failed"):
         engine.predict(random_walk_contexts([100], n_time=100), 3 * engine.output_patch_size + 5)
+
+
+def _unrolling_reference(engine: Chronos2Engine, windows: np.ndarray, horizon: int) -> np.ndarray:
+    """chronos' own predict per task (every row a target, its whole left-padded context) ->
+    ``[tasks, V, Q, horizon]``, with the engine's unrolled quantiles."""
+    levels = [q for q in (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9) if q in engine.quantile_levels]
+    out = []
+    with pytest.warns(UserWarning, match="prediction length"):
+        for task in windows:
+            observed = task[:, ~np.isnan(task).all(axis=0)]
+            (forecast,) = engine.pipeline.predict(
+                [torch.as_tensor(observed)], prediction_length=horizon, unrolled_quantiles=levels
+            )
+            out.append(forecast.numpy())
+    return np.stack(out)
+
+
+@pytest.mark.parametrize(
+    ("lookup", "reason"),
+    [
+        ("_no_such_predict_batch", "has no _no_such_predict_batch"),  # renamed
+        ("predict", "takes other arguments"),  # a name with another signature
+    ],
+)
+def test_a_missing_private_unrolling_falls_back_to_chronos_predict_with_its_reason(
+    two_patch_model_dir: Path,
+    lookup: str,
+    reason: str,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    engine = _engine(two_patch_model_dir)
+    windows = random_walk_contexts([200, 90, 150], n_time=200, seed=5)
+    horizon = 3 * engine.output_patch_size + 5  # 4 patches > max_output_patches = 2
+    private = engine.predict(windows, horizon)
+    assert engine.record()["long_horizon_fallback"] is None
+    monkeypatch.setattr(chronos_compat, "PREDICT_BATCH_METHOD", lookup)
+    engine = _engine(two_patch_model_dir)
+    with caplog.at_level(logging.WARNING, logger="chronobt"):
+        forecast = engine.predict(windows, horizon)  # no ModelError
+    np.testing.assert_array_equal(forecast, private)  # chronos 2.3.2's predict runs the same unrolling
+    np.testing.assert_allclose(forecast, _unrolling_reference(engine, windows, horizon), rtol=1e-5, atol=1e-5)
+    record = engine.record()
+    assert record["long_horizon_unrolling"] is True
+    fallback = record["long_horizon_fallback"]
+    assert (
+        "chronos internals changed" in fallback
+        and reason in fallback
+        and "Chronos2Pipeline.predict" in fallback
+    )
+    assert [r for r in caplog.records if "long-horizon unrolling" in r.getMessage()]
+
+
+def test_the_public_unrolling_fallback_keeps_known_futures(
+    two_patch_model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = _engine(two_patch_model_dir)
+    windows = random_walk_contexts([120, 120], n_time=120, n_variates=3, seed=3)
+    horizon = 3 * engine.output_patch_size + 5
+    future = np.full((2, 3, horizon), np.nan, dtype=np.float32)
+    future[:, 2] = np.linspace(90.0, 110.0, horizon, dtype=np.float32)  # one covariate known ahead
+    private = engine.predict(windows, horizon, future=future)
+    monkeypatch.setattr(chronos_compat, "PREDICT_BATCH_METHOD", "_gone")
+    fallback = _engine(two_patch_model_dir)
+    np.testing.assert_array_equal(fallback.predict(windows, horizon, future=future), private)
+    assert fallback.record()["long_horizon_fallback"] is not None
 
 
 def test_unreadable_dynamo_counters_read_as_unknown() -> None:
@@ -224,7 +296,7 @@ def test_unreadable_dynamo_counters_read_as_unknown() -> None:
 #: Private names that only chronos_compat may touch.
 PRIVATE = re.compile(
     r"chronos\.chronos2\.(layers|model)\b|torch\._dynamo|\._predict_batch|\._attn_implementation"
-    r"|\._sdpa_attention|\._eager_attention|\._modules\b|_construct_and_invert_group_time_mask"
+    r"|\._sdpa_attention|\._eager_attention|\._modules\b|_construct_and_invert_group_time_mask|GROUP_MASK_METHOD"
     r"|Chronos2RotaryEmbedding|Chronos2EncoderBlockOutput|AttentionOutput"
 )
 
@@ -243,9 +315,10 @@ def _code_lines(path: Path) -> list[str]:
 
 
 def test_only_chronos_compat_touches_chronos_or_torch_internals() -> None:
+    assert (PACKAGE_ROOT / "__init__.py").is_file() and PACKAGE_ROOT.name == "chronobt"  # the whole package
     offenders = [
-        f"{path.relative_to(ENGINE_ROOT)}: {line.strip()}"
-        for path in sorted(ENGINE_ROOT.rglob("*.py"))
+        f"{path.relative_to(PACKAGE_ROOT)}: {line.strip()}"
+        for path in sorted(PACKAGE_ROOT.rglob("*.py"))
         if path.name != "chronos_compat.py"
         for line in _code_lines(path)
         if PRIVATE.search(line)

@@ -13,7 +13,7 @@ import torch
 import chronobt.engine.compilation as compilation
 import chronobt.engine.cpu_sizing as cpu_sizing
 from chronobt.engine.checkpoints import ArchSpec, save_random_checkpoint
-from chronobt.engine.core import Chronos2Engine, EngineConfig, Plan, resolve_compile
+from chronobt.engine.core import Chronos2Engine, EngineConfig, Plan
 from chronobt.errors import ConfigError, ModelError
 from tests.synthetic import random_walk_contexts
 
@@ -298,13 +298,15 @@ def test_bad_predict_arguments_are_config_errors(
 )
 def test_compile_auto_is_on_for_cuda_only(option: str, device: str, enabled: bool) -> None:
     config = EngineConfig(compile=option, compile_source="env TORCH_COMPILED")
-    state = resolve_compile(config, torch.device(device))
+    state = compilation.CompileState.resolve(config, torch.device(device))
     assert (state.requested, state.source, state.enabled) == (option, "env TORCH_COMPILED", enabled)
     assert (state.backend, state.mode) == ("inductor", None)
 
 
 def test_compile_backend_and_mode_come_from_the_config() -> None:
-    state = resolve_compile(EngineConfig(compile_backend="aot_eager", compile_mode="reduce-overhead"), CPU)
+    state = compilation.CompileState.resolve(
+        EngineConfig(compile_backend="aot_eager", compile_mode="reduce-overhead"), CPU
+    )
     assert (state.backend, state.mode) == ("aot_eager", "reduce-overhead")
 
 

@@ -29,7 +29,8 @@ from chronobt.cli.engine_options import (
     engine_config_from_options,
     quiet_transformers,
 )
-from chronobt.engine.core import EngineConfig, resolve_compile
+from chronobt.engine.compilation import CompileState
+from chronobt.engine.core import EngineConfig
 from chronobt.errors import ChronobtError, ConfigError
 from tests.synthetic import write_symbol
 
@@ -63,7 +64,7 @@ def test_engine_config_ignores_every_compile_variable_in_the_environment(
     monkeypatch.setenv("CHRONOS_COMPILE_MODE", "reduce-overhead")
     config = EngineConfig()
     assert (config.compile, config.compile_backend, config.compile_mode) == ("auto", "inductor", None)
-    state = resolve_compile(config, torch.device("cpu"))
+    state = CompileState.resolve(config, torch.device("cpu"))
     assert (state.requested, state.enabled, state.backend, state.mode) == ("auto", False, "inductor", None)
 
 

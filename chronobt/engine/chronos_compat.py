@@ -8,7 +8,10 @@ imported at module level: :func:`load` looks the classes up when a view is built
 and raises :class:`MissingInternal` with a one-line reason when a name is gone. The views turn that into a
 failed layout check (recorded in the engine's ``record()``, the full forward runs); changed maths behind
 a name that still exists is caught by the views' run-time comparison with the full forward
-(:func:`chronobt.engine.views.check.check_view`).
+(:func:`chronobt.engine.views.check.check_view`). The long-horizon batch method
+(:func:`predict_batch_method`) raises :class:`MissingInternal` when it is gone or takes other arguments;
+:mod:`chronobt.engine.unrolling` then runs chronos' public ``predict`` and records why. The views' own
+group-mask builder is read and replaced here too (:func:`group_mask_method`, :func:`set_group_mask`).
 
 Name lookups happen at call time (never cached), so a test may delete or replace any of them.
 """
@@ -17,8 +20,12 @@ from __future__ import annotations
 
 import copy
 import importlib
+import inspect
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
+
+from chronobt.errors import first_line
 
 if TYPE_CHECKING:
     import torch
@@ -26,17 +33,21 @@ if TYPE_CHECKING:
 
 __all__ = [
     "GROUP_MASK_METHOD",
+    "PREDICT_BATCH_ARGS",
+    "PREDICT_BATCH_METHOD",
     "ChronosInternals",
     "MissingInternal",
     "attention",
     "dynamo_counter",
     "dynamo_reset",
+    "group_mask_method",
     "has_attention_methods",
     "load",
     "missing",
-    "predict_batch",
+    "predict_batch_method",
     "private",
     "rotate_half",
+    "set_group_mask",
     "shallow_copy",
 ]
 
@@ -47,6 +58,17 @@ MODEL_MODULE = "chronos.chronos2.model"
 ROTARY_NAMES = ("Chronos2RotaryEmbedding", "RoPE")
 #: The encoder method that builds chronos' dense ``[T, 1, batch, batch]`` group mask.
 GROUP_MASK_METHOD = "_construct_and_invert_group_time_mask"
+#: ``Chronos2Pipeline``'s batch method that unrolls long horizons, and the keyword arguments chronobt passes.
+PREDICT_BATCH_METHOD = "_predict_batch"
+PREDICT_BATCH_ARGS = (
+    "context",
+    "group_ids",
+    "future_covariates",
+    "unrolled_quantiles_tensor",
+    "prediction_length",
+    "max_output_patches",
+    "target_idx_ranges",
+)
 
 ModuleT = TypeVar("ModuleT")
 
@@ -74,7 +96,9 @@ def private(module: str, *names: str) -> Any:
     try:
         found = importlib.import_module(module)
     except Exception as exc:  # ImportError, or any error while importing a changed chronos
-        raise MissingInternal(f"cannot import {module} ({type(exc).__name__}: {_first_line(exc)})") from exc
+        raise MissingInternal(
+            f"cannot import {module} ({type(exc).__name__}: {first_line(exc, limit=200)})"
+        ) from exc
     for name in names:
         value = getattr(found, name, None)
         if value is not None:
@@ -137,9 +161,35 @@ def shallow_copy(module: ModuleT) -> ModuleT:
     return view
 
 
-def predict_batch(pipeline: Any, **kwargs: Any) -> Any:
-    """chronos' private ``Chronos2Pipeline._predict_batch(**kwargs)`` (long-horizon unrolling)."""
-    return pipeline._predict_batch(**kwargs)
+def predict_batch_method(pipeline: Any) -> Callable[..., Any]:
+    """chronos' private ``Chronos2Pipeline._predict_batch`` of ``pipeline`` (long-horizon unrolling), called
+    with :data:`PREDICT_BATCH_ARGS` as keywords; :class:`MissingInternal` when it is gone or takes other
+    arguments (an error raised by the call itself is the model's, not a missing name)."""
+    method = getattr(pipeline, PREDICT_BATCH_METHOD, None)
+    if not callable(method):
+        raise MissingInternal(f"{type(pipeline).__name__} has no {PREDICT_BATCH_METHOD}")
+    try:
+        signature = inspect.signature(method)
+    except (TypeError, ValueError):  # no signature to read: the call itself will tell
+        return method
+    try:
+        signature.bind(**dict.fromkeys(PREDICT_BATCH_ARGS))
+    except TypeError as exc:
+        raise MissingInternal(
+            f"{type(pipeline).__name__}.{PREDICT_BATCH_METHOD} takes other arguments ({first_line(exc)})"
+        ) from exc
+    return method
+
+
+def group_mask_method(encoder: Any) -> Any:
+    """The encoder's private group-mask builder (``None`` when it has none)."""
+    return getattr(encoder, GROUP_MASK_METHOD, None)
+
+
+def set_group_mask(encoder: Any, build: Callable[..., Any]) -> None:
+    """Make ``encoder`` (a view's own copy) build its group mask with ``build``, called with the private
+    builder's arguments ``(group_ids, attention_mask, floating_type)``."""
+    setattr(encoder, GROUP_MASK_METHOD, build)
 
 
 def dynamo_counter(group: str, name: str) -> int | None:
@@ -157,7 +207,3 @@ def dynamo_reset() -> None:
     import torch
 
     torch._dynamo.reset()
-
-
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or ["no message"])[0][:200]

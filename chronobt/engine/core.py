@@ -58,15 +58,9 @@ __all__ = [
     "Plan",
     "Progress",
     "load_pipeline",
-    "resolve_compile",
 ]
 
 logger = logging.getLogger(__name__)
-
-
-def resolve_compile(config: EngineConfig, device: torch.device) -> CompileState:
-    """The compile state of ``config`` on ``device``: ``auto`` is on for CUDA only."""
-    return CompileState.resolve(config, device)
 
 
 def load_pipeline(path: Any) -> Any:
@@ -154,6 +148,8 @@ class Chronos2Engine:
             stage_batches=self.device.type == "cuda" if stage_batches is None else stage_batches,
         )
         self._last_call: CallReport | None = None
+        #: why chronos' public predict unrolled long horizons instead of its private batch method
+        self._unroll_fallback: str | None = None
 
     # ------------------------------------------------------------------ public API
 
@@ -309,7 +305,9 @@ class Chronos2Engine:
         """What ran over the engine's life (every call), for manifests and summaries.
 
         ``batch_size``: series per forward of the last call; ``tasks_per_batch``: the last batch's;
-        ``long_horizon_unrolling``: any call unrolled; ``compile``: :meth:`CompileState.record`;
+        ``long_horizon_unrolling``: any call unrolled; ``long_horizon_fallback``: why chronos' public
+        ``predict`` unrolled instead of its private batch method (``None``: it did not); ``compile``:
+        :meth:`CompileState.record`;
         ``output_only_last_block``: the layout is supported and no check failed; ``output_only_check``:
         the first failed check, else the latest (``None`` before any); ``block_diagonal_groups`` and
         ``block_diagonal_check``: the same for per-task group attention; ``task_chunks``: the most tasks
@@ -324,6 +322,7 @@ class Chronos2Engine:
             "tasks_per_batch": t.tasks_per_batch,
             "tasks_per_batch_min": t.tasks_per_batch_min,
             "long_horizon_unrolling": t.long_horizon_calls > 0,
+            "long_horizon_fallback": self._unroll_fallback,
             "compile": self._compile.record(),
             "oom_retries": t.oom_retries,
             **self.views.record(),
@@ -371,10 +370,11 @@ class Chronos2Engine:
         self, context: torch.Tensor, group_ids: torch.Tensor, horizon: int, future: torch.Tensor | None = None
     ) -> torch.Tensor:
         """Horizons beyond ``max_output_patches``: chronos' own unrolling
-        (:mod:`chronobt.engine.unrolling`)."""
+        (:mod:`chronobt.engine.unrolling`); its public ``predict`` when the private method is gone (recorded,
+        one warning)."""
         from chronobt.engine.unrolling import unroll
 
-        return unroll(
+        preds, fallback = unroll(
             self.pipeline,
             context,
             group_ids,
@@ -384,3 +384,7 @@ class Chronos2Engine:
             output_patch_size=self.output_patch_size,
             future=future,
         )
+        if fallback is not None and self._unroll_fallback is None:
+            self._unroll_fallback = fallback
+            logger.warning("long-horizon unrolling: %s", fallback)
+        return preds

@@ -27,7 +27,7 @@ import numpy as np
 
 from chronobt.engine.batching import Plan, RunTotals, batch_array, future_array
 from chronobt.engine.compilation import CompileState
-from chronobt.errors import ModelError
+from chronobt.errors import ModelError, first_line
 
 if TYPE_CHECKING:
     import torch
@@ -285,9 +285,3 @@ class BatchRunner:
 def _nonfinite_from_finite(preds: np.ndarray, has_inf: np.ndarray) -> bool:
     bad = ~np.isfinite(preds).all(axis=(1, 2, 3))  # [tasks]
     return bool((bad & ~has_inf).any())
-
-
-def first_line(exc: BaseException) -> str:
-    """The first line of ``exc``'s message (at most 300 characters)."""
-    text = str(exc).strip()
-    return text.splitlines()[0][:300] if text else "no message"

@@ -37,7 +37,7 @@ from typing import Any, Protocol
 
 from chronobt.config import ray_host_port
 from chronobt.engine.core import Chronos2Engine, EngineConfig
-from chronobt.errors import ChronobtError, ConfigError, ExecutorError
+from chronobt.errors import ChronobtError, ConfigError, ExecutorError, first_line
 from chronobt.pipeline.jobs import Progress
 
 logger = logging.getLogger(__name__)
@@ -143,10 +143,10 @@ def package_env() -> dict[str, Any]:
 
 
 def _unreachable(address: str, exc: BaseException) -> str:
-    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return (
-        f"Ray cluster {address} cannot be reached ({reason}); start it with `ray start --head`, check the "
-        "address and port (ray://HOST:10001 for Ray Client), or drop --ray-address to start a local one"
+        f"Ray cluster {address} cannot be reached ({first_line(exc)}); start it with `ray start --head`, "
+        "check the address and port (ray://HOST:10001 for Ray Client), or drop --ray-address to start "
+        "a local one"
     )
 
 
@@ -359,7 +359,11 @@ class _Round:
                 self.ex._down.setdefault(actor, monotonic())
                 self.due[actor] = (monotonic(), 0)
             if self.attempts[i] >= self.ex.max_attempts:
-                return i, None, f"lost after {self.attempts[i]} attempts: the Ray worker died ({_first(exc)})"
+                return (
+                    i,
+                    None,
+                    f"lost after {self.attempts[i]} attempts: the Ray worker died ({first_line(exc)})",
+                )
             self.ex.retries += 1
             logger.warning(
                 "ray: a worker died on %s (attempt %d of %d); retrying on the next live worker",
@@ -371,7 +375,7 @@ class _Round:
             cause = getattr(exc, "cause", None)
             if isinstance(cause, ChronobtError):
                 raise cause from None
-            raise ExecutorError(f"a Ray worker failed on {label}: {_first(exc)}") from None
+            raise ExecutorError(f"a Ray worker failed on {label}: {first_line(exc)}") from None
         self.ex._check_model(outcome)
         self.idle.append(actor)
         return i, outcome, None
@@ -401,11 +405,6 @@ class _Round:
         logger.warning("ray: a worker died and did not come back; going on without it")
         with contextlib.suppress(Exception):
             self.ray.kill(actor, no_restart=True)
-
-
-def _first(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def open_executor(

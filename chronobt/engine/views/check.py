@@ -20,6 +20,8 @@ from typing import Any
 
 import torch
 
+from chronobt.errors import first_line
+
 #: Largest difference the check accepts: ``rtol * (1 + max |full forward|)``, by weight dtype. float32
 #: differs only by float rounding (order of summation in smaller matrix products); bfloat16 rounds every
 #: product to 8 significant bits, so its two paths differ by a few bf16 steps of the output scale.
@@ -124,7 +126,7 @@ def check_view(full: Any, candidate: Any, *, n_out: int, n_variates: int, contex
         try:
             fast = candidate(context=context, group_ids=group_ids, num_output_patches=n_out).quantile_preds
         except Exception as exc:
-            reason = f"the view raised {type(exc).__name__}: {_first_line(exc)}"
+            reason = f"the view raised {type(exc).__name__}: {first_line(exc, limit=200)}"
             return ViewCheck(n_out, False, None, None, reason, n_variates)
     reference, fast = reference.float(), fast.float()
     finite = torch.isfinite(reference)
@@ -188,7 +190,3 @@ def checked_view(
         return view, check
     log.warning("%s: %s; %s", kind.name, check.reason, kind.instead)
     return None, check
-
-
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or ["no message"])[0][:200]

@@ -54,7 +54,7 @@ def supports_block_diagonal(model: Any) -> bool:
         return False
     return (
         bool(blocks)
-        and callable(getattr(encoder, chronos_compat.GROUP_MASK_METHOD, None))
+        and callable(chronos_compat.group_mask_method(encoder))
         and all(type(block) is internals.encoder_block for block in blocks)
         and all(type(g) is internals.group_attention for g in groups)
         and all(type(g.self_attention) is internals.mha and not g.self_attention.use_rope for g in groups)
@@ -132,11 +132,9 @@ def block_diagonal_view(model: Any, n_variates: int) -> Any:
             [time_attn, BlockDiagonalGroupAttention(group_attn, n_variates), feed_forward]
         )
         blocks.append(view_block)
-    return encoder_view(
-        model,
-        blocks,
-        **{chronos_compat.GROUP_MASK_METHOD: functools.partial(per_task_mask, n_variates=n_variates)},
-    )
+    view = encoder_view(model, blocks)
+    chronos_compat.set_group_mask(view.encoder, functools.partial(per_task_mask, n_variates=n_variates))
+    return view
 
 
 def prepare_block_diagonal(

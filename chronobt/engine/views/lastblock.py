@@ -141,15 +141,13 @@ def output_only_view(model: Any, n_out: int) -> Any:
     return encoder_view(model, [*blocks[:-1], OutputOnlyBlock(blocks[-1], n_out)])
 
 
-def encoder_view(model: Any, blocks: list[nn.Module], **encoder_attributes: Any) -> Any:
-    """A shallow copy of ``model`` whose encoder runs ``blocks`` (and has ``encoder_attributes`` set).
+def encoder_view(model: Any, blocks: list[nn.Module]) -> Any:
+    """A shallow copy of ``model`` whose encoder (its own shallow copy) runs ``blocks``.
 
     Every parameter and buffer stays shared with ``model``, which is left as it was.
     """
     view_encoder = chronos_compat.shallow_copy(model.encoder)
     view_encoder.block = nn.ModuleList(blocks)
-    for name, value in encoder_attributes.items():
-        setattr(view_encoder, name, value)
     view = chronos_compat.shallow_copy(model)
     view.encoder = view_encoder
     return view
