@@ -22,7 +22,6 @@ from chronobt.report.record import flatten
 from chronobt.report.sources import read_json, read_table
 from chronobt.runs.publish import published_names, published_path
 
-SWEEP_CHARTS = ("heatmap", "validation-test")
 BOARD_COLUMNS = ("symbol", "preaug", "split", "skill", "selected")
 _P_VALUE = re.compile(r"^p$|(^|_)p[_-]?val(ue)?$", re.IGNORECASE)
 
