@@ -142,6 +142,7 @@ def chunk_example(config: SweepConfig, engine: Chronos2Engine) -> Any:
     """The chunk the driver ships for the first symbol (as :func:`chronobt.runs.sweep.run_sweep` builds
     it)."""
     from chronobt.augment import candidate_specs
+    from chronobt.pipeline.covariates import RunLabel
     from chronobt.pipeline.jobs import load_symbol, model_context, prepare_windows
     from chronobt.runs.cells import SymbolSweep, cell_key, model_identity
     from chronobt.runs.chunks import SweepChunk
@@ -150,7 +151,7 @@ def chunk_example(config: SweepConfig, engine: Chronos2Engine) -> Any:
     ohlc = load_symbol(config.symbols[0], config)
     sw = prepare_windows(ohlc, config, windows=config.windows, context=model_context(config, engine))
     split = split_windows(sw.origins, validation=30, test=20, horizon=config.horizon, label=sw.symbol)
-    specs = candidate_specs(config.preaugs)
+    specs = [RunLabel(s) for s in candidate_specs(config.preaugs)]
     plan = SymbolSweep(sw, split, {s: cell_key(sw, s, config, model_identity(engine)) for s in specs})
     return SweepChunk(plan, tuple(specs), config).shipped()
 

@@ -14,7 +14,7 @@ from chronobt.cli import app
 from chronobt.config import BacktestConfig, ForecastConfig
 from chronobt.engine.core import Chronos2Engine, EngineConfig
 from chronobt.errors import ConfigError, DataError
-from chronobt.pipeline.covariates import calendar_features, parse_covariate_sets, parse_covariates, run_label
+from chronobt.pipeline.covariates import RunLabel, calendar_features, parse_covariate_sets, parse_covariates
 from chronobt.pipeline.jobs import forecast_jobs, latest_window, load_symbol, make_job, prepare_windows
 from chronobt.runs.backtest import run_backtest
 from chronobt.runs.forecast import run_forecast
@@ -208,7 +208,7 @@ def test_parse_covariates_normalises_names_and_sets() -> None:
     assert parse_covariates("Volume, calendar,btcusd") == ("volume", "calendar", "BTCUSD")
     assert parse_covariates("none") == ()
     assert parse_covariate_sets("none,volume,volume+calendar") == ((), ("volume",), ("volume", "calendar"))
-    assert run_label("differencing", ("volume", "calendar")) == "differencing+volume+calendar"
+    assert str(RunLabel("differencing", ("volume", "calendar"))) == "differencing+volume+calendar"
     assert parse_covariates("volume,volume+calendar") == ("volume", "calendar")
     with pytest.raises(ConfigError, match="twice"):
         BacktestConfig(symbols=("AAA",), covariates=("volume", "volume"))
@@ -287,7 +287,7 @@ def test_sweep_ranks_augmentation_and_covariate_pairs_and_auto_brings_back_the_c
     best = json.loads((out / "sweep" / "best" / "AAA.json").read_text())
     val = board[board["split"] == "validation"].reset_index(drop=True)
     assert best["best"] == val.loc[int(np.argmin(val["mase"].to_numpy())), "preaug"]
-    assert run_label(best["best_preaug"], parse_covariates(best["best_covariates"])) == best["best"]
+    assert str(RunLabel(best["best_preaug"], parse_covariates(best["best_covariates"]))) == best["best"]
 
     backtest = ["backtest", "AAA", "--preaug", "auto", "--windows", "2", *common]
     result = CliRunner().invoke(app, backtest)

@@ -282,7 +282,10 @@ def test_unset_finetune_options_take_the_settings_defaults_per_mode() -> None:
             "batch_size": ft.FinetuneSettings.batch_size,
             "seed": 7,
         }
-    assert (ft.DEFAULT_STEPS, ft.DEFAULT_LR) == (1000, {"full": 1e-6, "lora": 1e-5})  # chronos' fit defaults
+    assert (ft.FinetuneSettings.steps, ft.FinetuneSettings.LEARNING_RATES) == (  # chronos' fit defaults
+        1000,
+        {"full": 1e-6, "lora": 1e-5},
+    )
     assert ft.FinetuneSettings.from_config(BacktestConfig(symbols=("AAA",))) is None
 
 

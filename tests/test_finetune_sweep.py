@@ -18,13 +18,7 @@ from chronobt.cli import app
 from chronobt.config import BacktestConfig, SweepConfig
 from chronobt.engine.core import Chronos2Engine, EngineConfig
 from chronobt.errors import ConfigError
-from chronobt.pipeline.covariates import (
-    equivalent_label,
-    label_finetune,
-    run_label,
-    split_label,
-    zero_shot_label,
-)
+from chronobt.pipeline.covariates import RunLabel, equivalent_label
 from chronobt.runs.backtest import run_backtest
 from chronobt.runs.executors import LocalExecutor
 from chronobt.runs.sweep import run_sweep
@@ -73,11 +67,12 @@ def _stages(into: list[str]) -> Any:
 
 
 def test_run_labels_carry_the_finetune_mode_and_stay_parseable() -> None:
-    label = run_label("rolling_norm:window=20", ("volume", "BTCUSD"), "lora")
+    label = str(RunLabel("rolling_norm:window=20", ("volume", "BTCUSD"), "lora"))
     assert label == "rolling_norm:window=20+volume+BTCUSD+finetune-lora"
-    assert split_label(label) == ("rolling_norm:window=20", ("volume", "BTCUSD"))
-    assert label_finetune(label) == "lora" and label_finetune("differencing+volume") is None
-    assert zero_shot_label(label) == "rolling_norm:window=20+volume+BTCUSD"
+    parsed = RunLabel.parse(label)
+    assert (parsed.spec, parsed.covariates) == ("rolling_norm:window=20", ("volume", "BTCUSD"))
+    assert parsed.finetune == "lora" and RunLabel.parse("differencing+volume").finetune is None
+    assert str(parsed.zero_shot()) == "rolling_norm:window=20+volume+BTCUSD"
     assert equivalent_label("robust_scaling+calendar+finetune-full") == "none+calendar+finetune-full"
 
 
@@ -106,7 +101,7 @@ def test_sweep_finetune_lora_adds_a_finetuned_twin_of_every_candidate_ranked_wit
     assert (report.cells_computed, report.cells_derived, report.models_trained) == (8, 4, 2)
 
     best = json.loads((tmp_path / "out" / "sweep" / "best" / "AAA.json").read_text())
-    assert best["best_finetune"] == label_finetune(best["best"])
+    assert best["best_finetune"] == RunLabel.parse(best["best"]).finetune
     assert set(best["validation"]) == {"none", "differencing", "robust_scaling", *tuned}
     assert best["config"]["finetune"]["mode"] == "lora" and best["config"]["finetune"]["steps"] == 3
     models = _manifest(tmp_path / "out")["finetune"]["models"]

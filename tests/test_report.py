@@ -18,9 +18,6 @@ from typer.testing import CliRunner
 from chronobt.cli import app
 from chronobt.errors import ConfigError, DataError
 from chronobt.report import (
-    BACKTEST_CHARTS,
-    FORECAST_CHARTS,
-    SWEEP_CHARTS,
     find_outputs,
     render_backtest,
     write_report,
@@ -40,6 +37,11 @@ pytest.importorskip("matplotlib")
 
 LEVELS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 TARGETS = ("open", "high", "low", "close")
+
+#: The chart names each report draws (the equity chart only when close was forecast and traded).
+BACKTEST_CHARTS = ("fan", "per-step", "calibration", "equity")
+SWEEP_CHARTS = ("heatmap", "validation-test")
+FORECAST_CHARTS = ("forecast",)
 
 
 class _Page(HTMLParser):

@@ -3,8 +3,6 @@ with them, :mod:`.training` fine-tunes and caches one model. A sweep's fine-tune
 :mod:`chronobt.runs.finetune_cells`."""
 
 from chronobt.finetune.training import (
-    DEFAULT_LR,
-    DEFAULT_STEPS,
     FinetuneSettings,
     TrainingSeries,
     require_peft,
@@ -26,8 +24,6 @@ from chronobt.finetune.walkforward import (
 )
 
 __all__ = [
-    "DEFAULT_LR",
-    "DEFAULT_STEPS",
     "FinetuneSettings",
     "Member",
     "ModelPlan",

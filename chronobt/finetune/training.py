@@ -43,11 +43,6 @@ from chronobt.pipeline.jobs import Progress
 
 logger = logging.getLogger(__name__)
 
-#: chronos' ``Chronos2Pipeline.fit`` defaults (steps, batch) and learning rates (full: the default;
-#: lora: the rate its docstring recommends), declared on :class:`~chronobt.config.FinetuneSettings`.
-DEFAULT_STEPS = FinetuneSettings.steps
-DEFAULT_BATCH_SIZE = FinetuneSettings.batch_size
-DEFAULT_LR = FinetuneSettings.LEARNING_RATES
 #: Bumped when the cache folder's layout or the training recipe changes.
 CACHE_FORMAT = 1
 RECORD_FILE = "finetune.json"

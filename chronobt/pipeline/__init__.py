@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from chronobt import _lazy
 
 if TYPE_CHECKING:
-    from chronobt.pipeline.covariates import RunLabel, run_label, split_label
+    from chronobt.pipeline.covariates import RunLabel
     from chronobt.pipeline.jobs import (
         Job,
         Progress,
@@ -41,8 +41,6 @@ _EXPORTS = {
     "history_windows": ".uncertainty",
     "invert_job": ".uncertainty",
     "RunLabel": ".covariates",
-    "run_label": ".covariates",
-    "split_label": ".covariates",
 }
 
 __all__ = [
@@ -58,8 +56,6 @@ __all__ = [
     "model_context",
     "prepare_each",
     "prepare_windows",
-    "run_label",
-    "split_label",
     "symbol_loader",
 ]
 

@@ -40,8 +40,6 @@ if TYPE_CHECKING:
 
 VOLUME = "volume"
 CALENDAR = "calendar"
-#: Covariates whose future values are known (computed from timestamps).
-KNOWN = frozenset({CALENDAR})
 NONE = "none"
 #: How a fine-tuned run's label ends: ``<preaug>[+<covariate>...]+finetune-<mode>``.
 FINETUNE_TAG = "finetune-"
@@ -137,28 +135,6 @@ class RunLabel:
 
         same = affine_equivalent(self.spec)
         return None if same is None else replace(self, spec=same)
-
-
-def run_label(spec: str, covariates: Sequence[str], finetune: str | None = None) -> str:
-    """``str(RunLabel(spec, covariates, finetune))``: ``differencing+volume+calendar``,
-    ``differencing+volume+finetune-lora`` (just ``spec`` if neither)."""
-    return str(RunLabel(spec, tuple(covariates), finetune or None))
-
-
-def split_label(label: str) -> tuple[str, tuple[str, ...]]:
-    """``differencing+volume+finetune-lora`` -> ``("differencing", ("volume",))`` (:meth:`RunLabel.parse`)."""
-    parsed = RunLabel.parse(label)
-    return parsed.spec, parsed.covariates
-
-
-def label_finetune(label: str) -> str | None:
-    """The fine-tune mode of a run label (``...+finetune-lora`` -> ``lora``), ``None`` for zero-shot."""
-    return RunLabel.parse(label).finetune
-
-
-def zero_shot_label(label: str) -> str:
-    """``label`` without its fine-tune part: the zero-shot run it is compared with."""
-    return str(RunLabel.parse(label).zero_shot())
 
 
 def equivalent_label(label: str) -> str | None:

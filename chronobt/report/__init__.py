@@ -24,9 +24,9 @@ raise :class:`~chronobt.errors.ConfigError` naming the extra.
 
 from __future__ import annotations
 
-from chronobt.report.backtest import BACKTEST_CHARTS, render_backtest
-from chronobt.report.forecast import FORECAST_CHARTS, render_forecast
-from chronobt.report.sweep import SWEEP_CHARTS, render_sweep
+from chronobt.report.backtest import render_backtest
+from chronobt.report.forecast import render_forecast
+from chronobt.report.sweep import render_sweep
 from chronobt.report.write import (
     REPORT_NAME,
     Output,
@@ -40,10 +40,7 @@ from chronobt.report.write import (
 )
 
 __all__ = [
-    "BACKTEST_CHARTS",
-    "FORECAST_CHARTS",
     "REPORT_NAME",
-    "SWEEP_CHARTS",
     "Output",
     "ReportSet",
     "WrittenReport",

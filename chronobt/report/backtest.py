@@ -6,7 +6,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
+from chronobt.data.frequency import as_utc
 from chronobt.report import charts as c
 from chronobt.report.backtest_data import (
     BacktestRun,
@@ -22,8 +24,6 @@ from chronobt.report.backtest_data import (
 from chronobt.report.page import Page, esc, figure, key_values, num, pct, signed, table, tabs
 from chronobt.report.record import flatten
 
-#: Chart names a backtest report holds (the equity chart only when close was forecast and traded).
-BACKTEST_CHARTS = ("fan", "per-step", "calibration", "equity")
 BASELINES = ("naive", "seasonal_naive", "drift")
 
 
@@ -244,7 +244,7 @@ def _trades(run: BacktestRun) -> str:
     exits = {run.origins[i]: run.times(i)[-1] for i in range(len(run.origins))}
     rows = []
     for r in run.trades.sort_values("origin").itertuples(index=False):
-        origin = _ts(r.origin)
+        origin = as_utc(pd.Timestamp(r.origin))
         rows.append(
             [
                 esc(f"{origin:%Y-%m-%d %H:%M}"),
@@ -258,13 +258,6 @@ def _trades(run: BacktestRun) -> str:
         )
     header = ["entry (origin)", "exit", "side", "entry price", "exit price", "gross", "net"]
     return table(header, rows, left=3, scroll=True) + f'<p class="note">{len(rows)} trades, UTC.</p>'
-
-
-def _ts(value: Any) -> Any:
-    import pandas as pd
-
-    ts = pd.Timestamp(value)
-    return ts.tz_localize("UTC") if ts.tz is None else ts.tz_convert("UTC")
 
 
 def _record(run: BacktestRun) -> str:

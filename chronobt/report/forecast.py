@@ -17,7 +17,6 @@ from chronobt.report.page import Page, esc, figure, key_values, num, table
 from chronobt.report.record import flatten
 from chronobt.report.sources import as_utc, load_history, read_json, read_table
 
-FORECAST_CHARTS = ("forecast",)
 ROW_COLUMNS = ("step", "timestamp", "target", "median")
 #: History before the forecast: this many horizons of bars.
 HISTORY_HORIZONS = 3

@@ -23,7 +23,6 @@ from chronobt.report.page import Page, esc, figure, key_values, num, signed, tab
 from chronobt.report.record import flatten
 from chronobt.report.sources import read_json, read_table
 
-SWEEP_CHARTS = ("heatmap", "validation-test")
 BOARD_COLUMNS = ("symbol", "preaug", "split", "skill", "selected")
 _P_VALUE = re.compile(r"^p$|(^|_)p[_-]?val(ue)?$", re.IGNORECASE)
 

@@ -27,6 +27,7 @@ from chronobt.data.symbol_windows import SymbolWindows
 from chronobt.engine.core import Chronos2Engine
 from chronobt.evaluation.evaluate import Reference, evaluate, filled_record, score_reference
 from chronobt.evaluation.significance import comparison, window_mae
+from chronobt.pipeline.covariates import RunLabel
 from chronobt.pipeline.jobs import Job
 from chronobt.pipeline.uncertainty import calibrate, invert_job
 from chronobt.runs.results import preaug_slug
@@ -44,10 +45,10 @@ class SymbolSweep:
 
     windows: SymbolWindows
     split: dict[str, np.ndarray]  # split name -> window indices, ascending
-    keys: dict[str, str]  # label (spec[+covariates]) -> cell hash
-    cells: dict[str, dict[str, Any]] = field(default_factory=dict)
-    cached: set[str] = field(default_factory=set)
-    failed: dict[str, str] = field(default_factory=dict)
+    keys: dict[RunLabel, str]  # run -> cell hash
+    cells: dict[RunLabel, dict[str, Any]] = field(default_factory=dict)
+    cached: set[RunLabel] = field(default_factory=set)
+    failed: dict[RunLabel, str] = field(default_factory=dict)
     references: dict[str, Reference] = field(default_factory=dict)  # split -> baselines, scored once
     #: covariate set -> the windows with those covariate rows (``()``: ``windows``)
     by_covariates: dict[tuple[str, ...], SymbolWindows] = field(default_factory=dict)
@@ -62,7 +63,7 @@ class SymbolSweep:
 
 def cell_key(
     sw: SymbolWindows,
-    spec: str,
+    run: RunLabel,
     config: SweepConfig,
     model: dict[str, Any],
     *,
@@ -75,7 +76,7 @@ def cell_key(
         "chronobt": __version__,
         "symbol": sw.symbol,
         "data_sha256": sw.ohlc.sha256,
-        "preaug": spec,
+        "preaug": str(run),
         "origins": [int(sw.origins[0]), int(sw.origins[-1]), len(sw.origins)],
         "horizon": config.horizon,
         "context": sw.context_length,
@@ -97,8 +98,8 @@ def cell_key(
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def cell_path(output_dir: Path, symbol: str, spec: str, key: str) -> Path:
-    return output_dir / "sweep" / "cells" / symbol / f"{preaug_slug(spec)}__{key}.json"
+def cell_path(output_dir: Path, symbol: str, run: RunLabel, key: str) -> Path:
+    return output_dir / "sweep" / "cells" / symbol / f"{preaug_slug(str(run))}__{key}.json"
 
 
 def read_cell(path: Path, key: str) -> dict[str, Any] | None:
@@ -119,9 +120,9 @@ def read_cell(path: Path, key: str) -> dict[str, Any] | None:
     return cell
 
 
-def equivalent_cell(source: dict[str, Any], *, spec: str, key: str) -> dict[str, Any]:
-    """``source``'s scores stored for ``spec``, an augmentation with the same forecast as ``source``'s."""
-    return {**source, "key": key, "preaug": spec, "equivalent_to": source["preaug"]}
+def equivalent_cell(source: dict[str, Any], *, run: RunLabel, key: str) -> dict[str, Any]:
+    """``source``'s scores stored for ``run``, an augmentation with the same forecast as ``source``'s."""
+    return {**source, "key": key, "preaug": str(run), "equivalent_to": source["preaug"]}
 
 
 def model_identity(engine: Chronos2Engine) -> dict[str, Any]:
@@ -147,11 +148,11 @@ def window_loss(
 
 
 def score_cell(
-    plan: SymbolSweep, job: Job, config: SweepConfig, engine: Chronos2Engine, *, label: str | None = None
+    plan: SymbolSweep, job: Job, config: SweepConfig, engine: Chronos2Engine, *, label: RunLabel | None = None
 ) -> dict[str, Any]:
     """Invert one forecast job and score it on each split; the JSON cell that is stored under ``label``
-    (default: the job's, ``spec[+covariates]``; a fine-tuned cell's ends with ``+finetune-<mode>``)."""
-    label = label or job.label
+    (default: the job's run, ``spec[+covariates]``; a fine-tuned cell's ends with ``+finetune-<mode>``)."""
+    label = label or job.run
     inversion = invert_job(job, engine.quantile_levels, config, device=engine.device)
     price_q = inversion.price_q
     calibrated = calibrate(plan.windows, price_q, config)[0] if config.calibrate == "conformal" else None
@@ -181,7 +182,7 @@ def score_cell(
             "significance": ev.significance,
             "window_loss": window_loss(sub, price_q[index], config, plan.references[name]),
         }
-    return {"key": plan.keys[label], "symbol": plan.symbol, "preaug": label, "splits": splits}
+    return {"key": plan.keys[label], "symbol": plan.symbol, "preaug": str(label), "splits": splits}
 
 
 def against(

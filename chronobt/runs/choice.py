@@ -35,6 +35,7 @@ from chronobt.finetune.training import FinetuneSettings
 from chronobt.pipeline.covariates import RunLabel, covariates_label, equivalent_label, parse_covariates
 from chronobt.publish import read_published
 from chronobt.runs.cells import against
+from chronobt.runs.results import data_record
 
 logger = logging.getLogger(__name__)
 
@@ -219,14 +220,7 @@ def build_choice(
             "candidates": list(cells),
         },
         "model": {"id": model.get("id"), "checksum": model.get("checksum")},
-        "data": {
-            "path": str(ohlc.path),
-            "sha256": ohlc.sha256,
-            "rows": len(ohlc.frame),
-            "first": ohlc.frame.index[0].isoformat(),
-            "last": ohlc.frame.index[-1].isoformat(),
-            "prefix_sha256": data_prefix_sha256(ohlc),
-        },
+        "data": {**data_record(ohlc, calendar=False), "prefix_sha256": data_prefix_sha256(ohlc)},
     }
 
 

@@ -37,10 +37,10 @@ OnBatch = Callable[[int, int], None]
 
 @dataclass
 class SweepChunk:
-    """One symbol's sweep cells still to compute: its plan (windows, split, keys) and their specs."""
+    """One symbol's sweep cells still to compute: its plan (windows, split, keys) and their runs."""
 
     plan: SymbolSweep
-    specs: tuple[str, ...]
+    specs: tuple[RunLabel, ...]
     config: SweepConfig
 
     @property
@@ -59,10 +59,10 @@ class SweepChunk:
 
 @dataclass
 class SweepOutcome:
-    """The stored cells of a :class:`SweepChunk` (spec -> JSON cell) and why the others failed."""
+    """The stored cells of a :class:`SweepChunk` (run -> JSON cell) and why the others failed."""
 
-    cells: dict[str, dict[str, Any]] = field(default_factory=dict)
-    failed: dict[str, str] = field(default_factory=dict)
+    cells: dict[RunLabel, dict[str, Any]] = field(default_factory=dict)
+    failed: dict[RunLabel, str] = field(default_factory=dict)
     model: dict[str, Any] = field(default_factory=dict)  # identity of the engine that ran it
     engine_record: dict[str, Any] = field(default_factory=dict)
 
@@ -74,19 +74,18 @@ def run_sweep_chunk(
     plan, config = chunk.plan, chunk.config
     outcome = SweepOutcome(model=model_identity(engine))
     jobs: list[Job] = []
-    for label in chunk.specs:  # spec[+covariates]
+    for run in chunk.specs:  # spec[+covariates]
         try:
-            run = RunLabel.parse(label)
             jobs.append(make_job(plan.windows_for(run.covariates), run.spec))
         except (ChronobtError, ValueError) as exc:
-            outcome.failed[label] = str(exc)
+            outcome.failed[run] = str(exc)
     if jobs:
         forecast_jobs(engine, jobs, config.horizon, progress=on_batch)
     for job in jobs:
         try:
-            outcome.cells[job.label] = score_cell(plan, job, config, engine)
+            outcome.cells[job.run] = score_cell(plan, job, config, engine)
         except (ChronobtError, ValueError) as exc:
-            outcome.failed[job.label] = str(exc)
+            outcome.failed[job.run] = str(exc)
     outcome.engine_record = engine.record()
     return outcome
 

@@ -1,10 +1,9 @@
 """A sweep's fine-tuned cells (``sweep --finetune lora|full``): a fine-tuned twin of every candidate.
 
 With ``--finetune`` every candidate label of a sweep (``spec[+covariates]``) gets a second cell,
-``<label>+finetune-<mode>`` (:func:`chronobt.pipeline.covariates.run_label`), forecast on the same windows
-by a
-model fine-tuned on bars before the first evaluated origin: the sweep's first validation origin, so
-neither validation nor test outcomes are trained on. With ``--refit-every N`` the windows are split
+``<label>+finetune-<mode>`` (:meth:`chronobt.pipeline.covariates.RunLabel.tuned`), forecast on the same
+windows by a model fine-tuned on bars before the first evaluated origin: the sweep's first validation
+origin, so neither validation nor test outcomes are trained on. With ``--refit-every N`` the windows are split
 into segments of N and each is forecast by a model trained on bars up to its own first origin (walk
 forward, :mod:`chronobt.finetune.walkforward`). A model is trained with the candidate's augmentation
 (fitted on each training series) and covariates, on every swept symbol's history by default or one
@@ -44,7 +43,7 @@ from chronobt.finetune.walkforward import (
     refit_of,
     symbol_record,
 )
-from chronobt.pipeline.covariates import RunLabel, equivalent_label
+from chronobt.pipeline.covariates import RunLabel
 from chronobt.pipeline.jobs import Progress, make_job, symbol_loader
 from chronobt.runs.cells import SymbolSweep, cell_key, model_identity, score_cell
 
@@ -69,8 +68,8 @@ class TunedCandidate:
     records : model key -> its record, for the models this run trained or loaded.
     """
 
-    label: str
-    source: str
+    label: RunLabel
+    source: RunLabel
     symbols: list[str]
     models: list[ModelPlan]
     failed: dict[str, str] = field(default_factory=dict)
@@ -84,24 +83,24 @@ class TunedCandidate:
 
 def plan_candidates(
     plans: Sequence[SymbolSweep],
-    labels: Sequence[str],
+    labels: Sequence[RunLabel],
     config: SweepConfig,
     base: Chronos2Engine,
     settings: FinetuneSettings,
-) -> dict[str, TunedCandidate]:
+) -> dict[RunLabel, TunedCandidate]:
     """Plan the models of the fine-tuned ``labels`` (training series and keys, nothing trained) and key
     every symbol's fine-tuned cells by them (``plan.keys``); by label, for the labels that are trained.
 
     A label whose forecast another's equals (``robust_scaling+finetune-lora`` is ``none+finetune-lora``'s:
-    :func:`~chronobt.pipeline.covariates.equivalent_label`) is not trained: its cells are keyed by its
+    :meth:`~chronobt.pipeline.covariates.RunLabel.equivalent`) is not trained: its cells are keyed by its
     source's
     models. A symbol whose training series cannot be made gets no fine-tuned cell (``plan.failed``).
     """
     checksum = base_checksum_of(base)
     load = symbol_loader(config)
-    out: dict[str, TunedCandidate] = {}
-    for label in (s for s in labels if equivalent_label(s) not in labels):
-        source = RunLabel.parse(label).zero_shot()
+    out: dict[RunLabel, TunedCandidate] = {}
+    for label in (s for s in labels if s.equivalent() not in labels):
+        source = label.zero_shot()
         members = [Member(windows=p.windows_for(source.covariates), spec=source.spec) for p in plans]
         failed: dict[str, str] = {}
 
@@ -112,17 +111,17 @@ def plan_candidates(
             members, settings, base_checksum=checksum, horizon=config.horizon, load=load, on_error=on_error
         )
         out[label] = TunedCandidate(
-            label=label, source=str(source), symbols=[p.symbol for p in plans], models=models, failed=failed
+            label=label, source=source, symbols=[p.symbol for p in plans], models=models, failed=failed
         )
     model = model_identity(base)
     for plan in plans:
         for label in labels:
-            candidate = out[str(equivalent_label(label) or label)]
+            candidate = out[label.equivalent() or label]
             if plan.symbol in candidate.failed:
                 plan.failed[label] = candidate.failed[plan.symbol]
                 logger.warning("%s: %s skipped: %s", plan.symbol, label, plan.failed[label])
                 continue
-            sw = plan.windows_for(RunLabel.parse(label).covariates)
+            sw = plan.windows_for(label.covariates)
             finetune = {**settings.record(), "models": candidate.model_keys(plan.symbol)}
             plan.keys[label] = cell_key(sw, label, config, model, finetune=finetune)
     return out
@@ -162,7 +161,7 @@ def tuned_cells(
             yield plans[pos], None, f"fine-tuning failed: {exc}"
         return
     candidate.records.update({r.record["key"]: r.record for r in refits})
-    source = RunLabel.parse(candidate.source)
+    source = candidate.source
     for done, pos in enumerate(positions, start=1):
         plan = plans[pos]
         own = [
@@ -197,7 +196,7 @@ def models_record(candidates: Sequence[TunedCandidate], output_dir: Path) -> lis
                     record = {**_read_record(plan.folder(output_dir)), **record}
             rows.append(
                 {
-                    "label": candidate.label,
+                    "label": str(candidate.label),
                     **{k: record.get(k) for k in RECORD_FIELDS if k in record or k != "covariates"},
                     "train_seconds": record.get("train_seconds"),
                     "first_window": int(min(int(idx[0]) for idx in plan.windows.values())),

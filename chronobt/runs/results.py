@@ -109,18 +109,18 @@ def forecast_table(
     return pa.table(columns)
 
 
-def data_record(ohlc: OHLC) -> dict[str, Any]:
-    """The data file a run read: path, sha256, rows, span, frequency, calendar."""
-    return {
+def data_record(ohlc: OHLC, *, calendar: bool = True) -> dict[str, Any]:
+    """The data file a run read: path, sha256, rows, span, then (``calendar``) frequency and calendar."""
+    record: dict[str, Any] = {
         "path": str(ohlc.path),
         "sha256": ohlc.sha256,
         "rows": len(ohlc.frame),
         "first": ohlc.frame.index[0].isoformat(),
         "last": ohlc.frame.index[-1].isoformat(),
-        "freq": ohlc.freq,
-        "calendar": ohlc.calendar,
-        "trading_calendar": ohlc.trading_calendar,
     }
+    if calendar:
+        record.update(freq=ohlc.freq, calendar=ohlc.calendar, trading_calendar=ohlc.trading_calendar)
+    return record
 
 
 def run_record(

@@ -49,7 +49,7 @@ from chronobt.data import OHLC, list_symbols
 from chronobt.engine.core import Chronos2Engine, EngineConfig
 from chronobt.errors import ChronobtError, ConfigError, DataError
 from chronobt.finetune import FinetuneSettings, base_checksum_of, require_peft
-from chronobt.pipeline.covariates import RunLabel, equivalent_label, with_covariates
+from chronobt.pipeline.covariates import RunLabel, with_covariates
 from chronobt.pipeline.jobs import (
     Progress,
     make_job,
@@ -197,8 +197,8 @@ def run_sweep(
     settings = FinetuneSettings.from_config(config)
     covariate_sets = config.candidate_covariates
     runs = [RunLabel(s, c) for c in covariate_sets for s in candidate_specs(config.preaugs)]
-    zero_shot = tuple(str(r) for r in runs)
-    tuned = tuple(str(r.tuned(settings.mode)) for r in runs) if settings else ()
+    zero_shot = tuple(runs)
+    tuned = tuple(r.tuned(settings.mode) for r in runs) if settings else ()
     specs = zero_shot + tuned  # tie-break order: none first, a zero-shot cell before its fine-tuned twin
     report = SweepReport(folder=sweep_folder(config.output_dir))
     if engine is None:
@@ -220,7 +220,7 @@ def run_sweep(
             horizon=config.horizon,
             label=sw.symbol,
         )
-        keys = {str(r): cell_key(by_covariates.get(r.covariates, sw), str(r), config, model) for r in runs}
+        keys = {r: cell_key(by_covariates.get(r.covariates, sw), r, config, model) for r in runs}
         return SymbolSweep(sw, split, keys, by_covariates=by_covariates)
 
     plans = prepare_each(symbols, config, prepare, failures=report.failures, progress=progress)
@@ -229,10 +229,10 @@ def run_sweep(
     if not config.force:
         for plan in plans:
             for spec in (s for s in specs if s in plan.keys):  # a fine-tuned one may have failed already
-                cell = read_cell(
-                    cell_path(config.output_dir, plan.symbol, spec, plan.keys[spec]), plan.keys[spec]
-                )
-                if cell is not None and cell.get("equivalent_to") == equivalent_label(spec):
+                key = plan.keys[spec]
+                cell = read_cell(cell_path(config.output_dir, plan.symbol, spec, key), key)
+                same = spec.equivalent()  # a derived cell names its source
+                if cell is not None and cell.get("equivalent_to") == (same and str(same)):
                     plan.cells[spec] = cell
                     plan.cached.add(spec)
     report.cells_cached = sum(len(p.cached) for p in plans)
@@ -260,7 +260,7 @@ class _SweepRun:
     command: Sequence[str] | None
 
 
-def _forecast_pending(plans: Sequence[SymbolSweep], specs: Sequence[str], run: _SweepRun) -> None:
+def _forecast_pending(plans: Sequence[SymbolSweep], specs: Sequence[RunLabel], run: _SweepRun) -> None:
     """Forecast the uncached cells one symbol (chunk) at a time, storing each chunk's cells when done.
 
     The chunks run on ``executor`` (default: the one ``config.executor`` names); the driver writes the
@@ -268,7 +268,7 @@ def _forecast_pending(plans: Sequence[SymbolSweep], specs: Sequence[str], run: _
     candidate are not forecast: they take its scores.
     """
     config, engine, report, progress = run.config, run.engine, run.report, run.progress
-    derived = [s for s in specs if equivalent_label(s) in specs]
+    derived = [s for s in specs if s.equivalent() in specs]
     pending = {p.symbol: [s for s in specs if s not in p.cells and s not in derived] for p in plans}
     total_cells = sum(len(v) for v in pending.values())
     work = [p for p in plans if pending[p.symbol]]
@@ -306,45 +306,41 @@ def _forecast_pending(plans: Sequence[SymbolSweep], specs: Sequence[str], run: _
         report.engine_record = dict(getattr(ex, "engine_record", None) or {})
 
 
-def _derive_cells(plan: SymbolSweep, specs: Sequence[str], config: SweepConfig, report: SweepReport) -> None:
+def _derive_cells(
+    plan: SymbolSweep, specs: Sequence[RunLabel], config: SweepConfig, report: SweepReport
+) -> None:
     """Give each of ``specs`` missing from ``plan`` its equivalent's cell, if it applies to the data."""
     for spec in specs:
         if spec in plan.cells:
             continue
-        source = str(equivalent_label(spec))
-        if source not in plan.cells:
+        source = spec.equivalent()
+        if source is None or source not in plan.cells:
             plan.failed[spec] = f"its forecast is {source}'s, which failed"
             continue
         try:
-            make_job(plan.windows, RunLabel.parse(spec).spec)  # it must apply (percent_change: prices > 0)
+            make_job(plan.windows, spec.spec)  # it must apply (percent_change: prices > 0)
         except (ChronobtError, ValueError) as exc:
             plan.failed[spec] = str(exc)
             logger.warning("%s: %s skipped: %s", plan.symbol, spec, exc)
             continue
-        cell = equivalent_cell(plan.cells[source], spec=spec, key=plan.keys[spec])
-        write_json_atomic(
-            cell_path(config.output_dir, plan.symbol, spec, plan.keys[spec]), cell, root=config.output_dir
-        )
+        cell = equivalent_cell(plan.cells[source], run=spec, key=plan.keys[spec])
+        path = cell_path(config.output_dir, plan.symbol, spec, plan.keys[spec])
+        write_json_atomic(path, cell, root=config.output_dir)
         plan.cells[spec] = cell
         report.cells_derived += 1
 
 
 def _forecast_finetuned(
     plans: Sequence[SymbolSweep],
-    labels: Sequence[str],
-    candidates: dict[str, TunedCandidate],
+    labels: Sequence[RunLabel],
+    candidates: dict[RunLabel, TunedCandidate],
     settings: FinetuneSettings,
     run: _SweepRun,
 ) -> None:
     """Train (or load) and forecast the uncached fine-tuned cells in this process, one label at a time,
     storing each cell when scored; then give the equivalent labels their source's cells."""
-    config, engine, report, progress, executor = (
-        run.config,
-        run.engine,
-        run.report,
-        run.progress,
-        run.executor,
-    )
+    config, engine, report, progress = run.config, run.engine, run.report, run.progress
+    executor = run.executor
     pending = {
         label: [p.symbol for p in plans if label in p.keys and label not in p.cells] for label in candidates
     }
@@ -372,29 +368,26 @@ def _forecast_finetuned(
                 plan.failed[label] = str(why)
                 logger.warning("%s: %s skipped: %s", plan.symbol, label, why)
                 continue
-            write_json_atomic(
-                cell_path(config.output_dir, plan.symbol, label, plan.keys[label]),
-                cell,
-                root=config.output_dir,
-            )
+            path = cell_path(config.output_dir, plan.symbol, label, plan.keys[label])
+            write_json_atomic(path, cell, root=config.output_dir)
             plan.cells[label] = cell
             report.cells_computed += 1
     for plan in plans:
-        _derive_cells(plan, [s for s in labels if equivalent_label(s) in labels], config, report)
+        _derive_cells(plan, [s for s in labels if s.equivalent() in labels], config, report)
     models = models_record(list(candidates.values()), config.output_dir)
     report.finetune = {"settings": settings.record(), "models": models}
     report.models_trained = sum(1 for m in models if not m["cached"] and m["used"])
     report.models_cached = sum(1 for m in models if m["cached"])
 
 
-def _publish(plans: Sequence[SymbolSweep], specs: Sequence[str], run: _SweepRun) -> None:
+def _publish(plans: Sequence[SymbolSweep], specs: Sequence[RunLabel], run: _SweepRun) -> None:
     """Rank the cells, then publish leaderboard.csv/.parquet, best/<SYMBOL>.json and manifest.json
     together (:func:`chronobt.publish.publish`: a reader sees all of them old or all new)."""
     config, engine, report = run.config, run.engine, run.report
     rows: list[dict[str, Any]] = []
     created = now_iso()
     for plan in plans:
-        cells = {s: plan.cells[s] for s in specs if s in plan.cells}  # tie-break order: none first
+        cells = {str(s): plan.cells[s] for s in specs if s in plan.cells}  # tie-break order: none first
         if not cells:
             report.failures[plan.symbol] = "every augmentation failed: " + "; ".join(
                 f"{s}: {m}" for s, m in plan.failed.items()
@@ -406,7 +399,7 @@ def _publish(plans: Sequence[SymbolSweep], specs: Sequence[str], run: _SweepRun)
             ohlc=plan.windows.ohlc,
             best=best,
             cells=cells,
-            failed=plan.failed,
+            failed={str(s): m for s, m in plan.failed.items()},
             config=config,
             model=engine.model_info,
         )
@@ -423,7 +416,7 @@ def _publish(plans: Sequence[SymbolSweep], specs: Sequence[str], run: _SweepRun)
 
 
 def _write_manifest(
-    folder: Path, plans: Sequence[SymbolSweep], specs: Sequence[str], run: _SweepRun, created: str
+    folder: Path, plans: Sequence[SymbolSweep], specs: Sequence[RunLabel], run: _SweepRun, created: str
 ) -> None:
     """The sweep's ``manifest.json`` (the run record, with the wall-clock stamp) into ``folder``."""
     config, engine, report = run.config, run.engine, run.report
@@ -437,7 +430,7 @@ def _write_manifest(
             command=run.command,
             created_at=created,
             symbols=[p.symbol for p in plans],
-            candidates=list(specs),
+            candidates=[str(s) for s in specs],
             cells={
                 "cached": report.cells_cached,
                 "computed": report.cells_computed,
