@@ -319,6 +319,9 @@ def test_bad_options_are_usage_errors(tmp_path: Path, tiny_model_dir: Path) -> N
         assert needle in result.stderr and "Traceback" not in result.output
 
 
+USAGE_CASES = ("missing_file", "symbol_dot_dot", "symbol_leading_dot", "symbol_with_space")
+
+
 def test_every_bad_input_fails_backtest_with_one_line_and_writes_nothing(tmp_path: Path) -> None:
     from tests.data_cases import bad_input_cases
 
@@ -332,8 +335,9 @@ def test_every_bad_input_fails_backtest_with_one_line_and_writes_nothing(tmp_pat
             app,
             ["backtest", str(path), *SMALL, "--data-dir", str(tmp_path / "cases"), "--output-dir", str(out)],
         )
-        # a path to no file is a usage error (exit 2, before the model); a file that fails is a data error
-        assert result.exit_code == (2 if name == "missing_file" else 1), (name, result.output)
+        # a path to no file, or a file whose name is no symbol, is a usage error (exit 2, before the
+        # model); a file that fails validation is a data error
+        assert result.exit_code == (2 if name in USAGE_CASES else 1), (name, result.output)
         assert fragment.lower() in result.stderr.lower(), (name, result.stderr)
         assert "Traceback" not in result.output and result.stdout == "", name
         errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
