@@ -242,7 +242,8 @@ def finish_all(root: Path | str, folders: Iterable[Path]) -> list[Path]:
         if not _plain(top, Path(root)):
             continue
         for current, dirs, files in os.walk(top):  # os.walk does not follow links by default
-            dirs[:] = [d for d in dirs if not _STAGING.match(d)]
-            if INTENT_NAME in files or any(_STAGING.match(d) for d in os.listdir(current)):
+            staged = [d for d in dirs if _STAGING.match(d)]
+            dirs[:] = [d for d in dirs if d not in staged]  # never descend into a staging folder
+            if INTENT_NAME in files or staged:
                 handled += finish_interrupted(current, root=root)
     return handled
