@@ -118,3 +118,34 @@ def test_median_is_the_point_and_quantiles_ascend() -> None:
 def test_quantile_levels_must_be_ascending_inside_zero_and_one(levels: list[float]) -> None:
     with pytest.raises(ValueError, match="quantile levels must be ascending values strictly between 0 and 1"):
         baselines.naive(np.ones((1, 1, 10)), horizon=2, levels=levels)
+
+
+def test_naive_starts_from_the_last_real_value_and_widens_over_the_missing_bars() -> None:
+    # Real bars 1, 2, 4, 7 then two missing (forward-filled) bars: y_T = 7, g = 2, residuals 1, 2, 3.
+    point, quantiles = baselines.naive([[[1.0, 2.0, 4.0, 7.0, np.nan, np.nan]]], horizon=2, levels=LEVELS)
+    assert point[0, 0].tolist() == [7.0, 7.0]
+    sigma = math.sqrt(14 / 3)
+    for h in (1, 2):
+        assert quantiles[0, 0, 2, h - 1] - quantiles[0, 0, 0, h - 1] == pytest.approx(
+            2 * Z90 * sigma * math.sqrt(h + 2)
+        )
+
+
+def test_drift_on_a_line_with_missing_bars_inside_and_before_the_origin_is_exact() -> None:
+    t = np.arange(30, dtype=float)
+    contexts = (5.0 + 1.5 * t)[None, None].copy()
+    contexts[0, 0, [10, 11, 12, 27, 28, 29]] = np.nan  # a gap inside, and one right before the origin
+    point, quantiles = baselines.drift(contexts, horizon=4, levels=LEVELS)
+    np.testing.assert_allclose(point[0, 0], 5.0 + 1.5 * np.arange(30, 34))
+    np.testing.assert_allclose(quantiles[0, 0, 0], point[0, 0], atol=1e-9)  # residuals all zero
+
+
+def test_seasonal_naive_skips_a_missing_seasonal_bar_to_the_same_phase_a_season_earlier() -> None:
+    # m = 3, y = 1 2 3 | 2 4 3 | 3 5 NaN: step 3's bar one season back is missing -> y_6 = 3, k + 1 = 2.
+    contexts = [[[1.0, 2.0, 3.0, 2.0, 4.0, 3.0, 3.0, 5.0, np.nan]]]
+    point, quantiles = baselines.seasonal_naive(contexts, horizon=3, levels=LEVELS, season=3)
+    assert point[0, 0].tolist() == [3.0, 5.0, 3.0]
+    # seasonal residuals on real pairs: 1, 2, 0, 1, 1 -> sigma^2 = 7 / 5
+    sigma = math.sqrt(7 / 5)
+    widths = quantiles[0, 0, 2] - quantiles[0, 0, 0]
+    np.testing.assert_allclose(widths, 2 * Z90 * sigma * np.sqrt([1.0, 1.0, 2.0]))

@@ -154,6 +154,32 @@ def test_filled_bars_never_count_as_actuals_in_the_model_or_baseline_metrics(
     assert (scale > naive_scale(sw.contexts)).all()
 
 
+def test_baselines_start_from_each_variates_last_real_bar_not_a_filled_copy_of_the_close(
+    gappy: tuple[Path, pd.DataFrame],
+) -> None:
+    sw = _windows(gappy[0])
+    full = gappy[1].iloc[:, :4].to_numpy()  # [time, v] the complete bars, open high low close
+    forecasts = score_reference(sw, OPTIONS.quantiles, horizon=HORIZON).forecasts
+    # origin 367 closes an 8-bar gap (360 .. 367 filled with the close of bar 359)
+    w = sw.origins.tolist().index(367)
+    naive = forecasts["naive"].point[w]  # [v, h]
+    np.testing.assert_array_equal(naive, np.repeat(full[359][:, None], HORIZON, axis=1))
+    high, low = sw.targets.index("high"), sw.targets.index("low")
+    assert naive[high, 0] > sw.contexts[w, high, -1] and naive[low, 0] < sw.contexts[w, low, -1]
+    # drift: the line through the first and the last real bar, continued over the 8 filled bars
+    first = sw.origins[w] - CONTEXT + 1
+    slope = (full[359] - full[first]) / (359 - first)
+    steps = 367 - 359 + np.arange(1, HORIZON + 1)
+    np.testing.assert_allclose(forecasts["drift"].point[w], full[359][:, None] + slope[:, None] * steps)
+    # seasonal naive (24 bars): origin 383's bars one season back are 360 .. 367, all filled, so each
+    # step takes the same hour one more day back
+    w = sw.origins.tolist().index(383)
+    season = sw.ohlc.season_length
+    np.testing.assert_array_equal(
+        forecasts["seasonal_naive"].point[w], full[383 - 2 * season + np.arange(1, HORIZON + 1)].T
+    )
+
+
 def test_a_window_whose_entry_or_exit_bar_is_filled_is_not_traded(gappy: tuple[Path, pd.DataFrame]) -> None:
     sw = _windows(gappy[0])
     price_q = _perfect_forecast(sw, gappy[1], at_filled=np.nan)

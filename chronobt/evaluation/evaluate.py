@@ -61,13 +61,15 @@ class Evaluation:
 def score_reference(sw: SymbolWindows, levels: Sequence[float], *, horizon: int) -> Reference:
     """MASE scale and the naive, seasonal-naive and drift baselines' metrics on ``sw``'s windows.
 
-    The scale skips forward-filled context bars; the baselines forecast from the filled contexts (their
-    last price is then the last real one) and are scored on the real future bars only.
+    The scale and the baselines skip forward-filled context bars (each baseline starts from every
+    variate's last real value, see :mod:`chronobt.evaluation.baselines`); the baselines are scored on
+    the real future bars only.
     """
-    scale = metrics.naive_scale(sw.real_contexts)
-    seasonal_scale = metrics.naive_scale(sw.real_contexts, lag=sw.ohlc.season_length)
+    real = sw.real_contexts
+    scale = metrics.naive_scale(real)
+    seasonal_scale = metrics.naive_scale(real, lag=sw.ohlc.season_length)
     forecasts = baselines.run_baselines(
-        sw.contexts, horizon=horizon, levels=levels, season=sw.ohlc.season_length
+        real, horizon=horizon, levels=levels, season=sw.ohlc.season_length
     )
     scored = {
         name: _with_seasonal(
