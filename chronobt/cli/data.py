@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -16,10 +17,11 @@ from chronobt.cli.options import (
     JsonOpt,
     MaxGapOpt,
     QuietOpt,
+    choices,
     command_app,
 )
-from chronobt.config import RunOptions, check_max_gap, check_time_zone
-from chronobt.data import check_ohlc, import_csv_report, list_symbols, require_bars
+from chronobt.config import COLUMN_SETS, RunOptions, check_column_set, check_max_gap, check_time_zone
+from chronobt.data import adjust_stored_splits, check_ohlc, import_csv_report, list_symbols, require_bars
 
 app = command_app(help="Import, list and check OHLC data files.", no_args_is_help=True)
 DEFAULT_DATA_DIR = RunOptions.data_dir
@@ -33,6 +35,24 @@ TzOpt = Annotated[
     ),
 ]
 
+AdjustSplitsOpt = Annotated[
+    bool,
+    typer.Option(
+        "--adjust-splits",
+        help="Back-adjust one-bar moves that look like unadjusted splits (prices before divided by the "
+        "factor, volume multiplied). Without it they are only reported.",
+    ),
+]
+ColumnsOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--columns",
+        metavar=choices(COLUMN_SETS),
+        help="Which of two column sets differing only in case (open/Open) wins a row where they "
+        "conflict: lower (open) or capitalized (Open). Default: a conflict is an error.",
+    ),
+]
+
 
 @app.command("import")
 def import_cmd(
@@ -41,6 +61,8 @@ def import_cmd(
     force: Annotated[bool, typer.Option("--force", help="Replace an existing <SYMBOL>.parquet.")] = False,
     max_gap: MaxGapOpt = RunOptions.max_gap,
     tz: TzOpt = None,
+    columns: ColumnsOpt = None,
+    adjust_splits: AdjustSplitsOpt = False,
     data_dir: DataDirOpt = DEFAULT_DATA_DIR,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
@@ -50,8 +72,16 @@ def import_cmd(
     with command_context(quiet=quiet, debug=debug, json_out=json_out) as ui:
         check_max_gap(max_gap)  # a bad option is a usage error before the file is read
         check_time_zone(tz)
+        check_column_set(columns)
         path, imported = import_csv_report(
-            csv_file, symbol=symbol, data_dir=data_dir, max_gap=max_gap, overwrite=force, tz=tz
+            csv_file,
+            symbol=symbol,
+            data_dir=data_dir,
+            max_gap=max_gap,
+            overwrite=force,
+            tz=tz,
+            columns=columns,
+            adjust_splits=adjust_splits,
         )
         summary = check_ohlc(path, max_gap=max_gap).summary()
         summary["import_report"] = imported.to_dict()
@@ -104,17 +134,23 @@ def check_cmd(
         int | None, typer.Option("--min-bars", min=1, help="Fail unless the series has this many bars.")
     ] = None,
     calendar: CalendarOpt = None,
+    adjust_splits: AdjustSplitsOpt = False,
     data_dir: DataDirOpt = DEFAULT_DATA_DIR,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
-    """Validate one series and print its report: gaps, duplicates, OHLC inconsistencies, non-positive."""
+    """Validate one series and print its report: gaps, duplicates, OHLC inconsistencies, non-positive
+    prices, one-bar moves like unadjusted splits or bad prints (--adjust-splits rewrites the file)."""
     with command_context(quiet=quiet, debug=debug, json_out=json_out) as ui:
+        check_max_gap(max_gap)
+        adjusted = adjust_stored_splits(target, data_dir)[1].splits_adjusted if adjust_splits else ()
         ohlc = check_ohlc(target, data_dir, max_gap=max_gap, calendar=calendar)
         if min_bars is not None:
             require_bars(ohlc, min_bars, purpose=f"--min-bars {min_bars}")
         summary = ohlc.summary()
+        if adjust_splits:
+            summary["splits_adjusted"] = [asdict(jump) for jump in adjusted]
         if json_out:
             ui.print_json(summary)
             return
@@ -138,6 +174,13 @@ def _print_summary(ui: Ui, summary: dict[str, Any]) -> None:
     )
     table.add_row("columns", ", ".join(summary["columns"]))
     table.add_row("sha256", summary["sha256"])
+    adjusted = summary.get("splits_adjusted")
+    if adjusted is not None:
+        lines = [
+            f"{j['timestamp']} ({j['where']}): factor {j['factor']:g}; file rewritten" for j in adjusted
+        ] or ["no split found; file unchanged"]
+        for i, line in enumerate(lines):
+            table.add_row("splits adjusted" if i == 0 else "", line)
     imported = summary.get("import_report")
     if imported is not None:
         repairs = imported["warnings"] or ["none: the CSV was clean"]

@@ -17,7 +17,8 @@ Calendars
 Modules: :mod:`~chronobt.data.ohlc` (the types), :mod:`~chronobt.data.store` (the entry points below),
 :mod:`~chronobt.data.files` (finding and reading files, symbols safe in paths),
 :mod:`~chronobt.data.columns` (column mapping, timestamp parsing), :mod:`~chronobt.data.validate`
-(checks and repairs), :mod:`~chronobt.data.frequency`
+(checks and repairs), :mod:`~chronobt.data.splits` (one-bar moves like unadjusted splits or bad prints,
+back-adjusting splits on request), :mod:`~chronobt.data.frequency`
 (bar frequency and calendar inference), :mod:`~chronobt.data.sessions` (exchange trading calendars:
 XNYS inference, session bar patterns, future bars).
 """
@@ -25,6 +26,7 @@ XNYS inference, session bar patterns, future bars).
 from chronobt.data.files import SYMBOL_RULE, check_symbol, is_symbol, symbol_of_file
 from chronobt.data.ohlc import MAX_ABS_PRICE, OHLC, TARGETS, DataReport, SymbolInfo
 from chronobt.data.store import (
+    adjust_stored_splits,
     check_ohlc,
     import_csv,
     import_csv_report,
@@ -43,6 +45,7 @@ __all__ = [
     "TARGETS",
     "DataReport",
     "SymbolInfo",
+    "adjust_stored_splits",
     "check_ohlc",
     "check_symbol",
     "import_csv",

@@ -6,7 +6,7 @@ import datetime as dt
 import re
 import warnings
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal, get_args
 
 import numpy as np
 import pandas as pd
@@ -14,7 +14,7 @@ from pandas.tseries.api import guess_datetime_format
 
 from chronobt.data.frequency import to_utc_index
 from chronobt.data.ohlc import TARGETS
-from chronobt.errors import DataError
+from chronobt.errors import ConfigError, DataError
 
 _TIME_NAMES = (
     "timestamp", "datetime", "date_time", "open_time", "opentime", "unix", "unix_timestamp",
@@ -38,6 +38,18 @@ _EXTRA_TIME_FORMATS = ("%Y-%m-%d %I-%p", "%Y-%m-%d %I %p", "%Y-%m-%d %I:%M %p", 
 
 
 _TZ_SUFFIX = re.compile(r"(?:Z|[+-]\d{2}:?\d{2}|\s?UTC|\s?GMT)$", re.IGNORECASE)
+
+
+#: Which of two column sets differing only in case wins a conflicting row (``data import --columns``):
+#: ``lower`` the all-lowercase names (``open``), ``capitalized`` the others (``Open``, ``OPEN``).
+ColumnSet = Literal["lower", "capitalized"]
+COLUMN_SETS: tuple[str, ...] = get_args(ColumnSet)
+
+
+def check_column_set(value: str | None) -> None:
+    """ConfigError naming ``--columns`` unless ``value`` is None or one of :data:`COLUMN_SETS`."""
+    if value is not None and value not in COLUMN_SETS:
+        raise ConfigError(f"--columns {value!r}: expected one of {', '.join(COLUMN_SETS)}")
 
 
 #: ``DataFrame.attrs`` key under which :func:`~chronobt.data.files.read_csv` records the file line
@@ -378,35 +390,59 @@ def second_time_column(frame: pd.DataFrame, used: str) -> Any | None:
 
 
 def merge_case_twins(
-    raw: pd.DataFrame, source: str, first_line: int | None = None
+    raw: pd.DataFrame,
+    source: str,
+    first_line: int | None = None,
+    *,
+    superseded: np.ndarray | None = None,
+    prefer: str | None = None,
 ) -> tuple[pd.DataFrame, list[str]]:
     """Merge columns whose names differ only in case (``open`` and ``Open``, each partly filled).
 
-    Rows take the one filled value; both filled must be equal. Returns the frame and one note per merge;
-    a row where both hold different values is a DataError naming the rows.
+    Rows take the one filled value; both filled must be equal, except in ``superseded`` rows (``[rows]``
+    bool: earlier copies of a repeated timestamp, which the last copy in file order replaces, the
+    de-duplication rule) and when ``prefer`` (one of :data:`COLUMN_SETS`) names the set that wins a
+    conflicting row. Returns the frame and one note per merge; any other row where both hold different
+    values is a DataError naming the rows.
     """
+    check_column_set(prefer)
     groups: dict[str, list[Any]] = {}
     for c in raw.columns:
         groups.setdefault(str(c).strip().lower(), []).append(c)
+    skip = np.zeros(len(raw), dtype=bool) if superseded is None else np.asarray(superseded, dtype=bool)
     notes: list[str] = []
     for cols in (g for g in groups.values() if len(g) > 1):
-        merged = raw[cols[0]].copy()
-        for other in cols[1:]:
+        order = cols if prefer is None else sorted(cols, key=lambda c: _is_lower(c) != (prefer == "lower"))
+        merged = raw[order[0]].copy()
+        resolved = skipped = 0
+        for other in order[1:]:
             a, b = merged, raw[other]
-            both = (a.notna() & b.notna()).to_numpy()
-            differ = both & ~_same(a, b)
-            if differ.any():
+            differ = (a.notna() & b.notna()).to_numpy() & ~_same(a, b)
+            skipped += int((differ & skip).sum())
+            differ &= ~skip
+            if differ.any() and prefer is None:
                 rows = np.flatnonzero(differ)
                 i = int(rows[0])
                 raise DataError(
-                    f"{source}: columns {str(cols[0])!r} and {str(other)!r} differ only in case and "
+                    f"{source}: columns {str(order[0])!r} and {str(other)!r} differ only in case and "
                     f"conflict in {len(rows)} rows ({rows_at(rows, first_line)}; {row_at(i, first_line)}: "
-                    f"{shown(a.iloc[i])} vs {shown(b.iloc[i])}); keep one of them or make them agree"
+                    f"{shown(a.iloc[i])} vs {shown(b.iloc[i])}); keep one of them, make them agree, or "
+                    f"choose the set that wins with --columns {'|'.join(COLUMN_SETS)}"
                 )
+            resolved += int(differ.sum())
             merged = a.where(a.notna(), b)
-        raw = raw.drop(columns=cols[1:]).assign(**{str(cols[0]): merged})
-        notes.append(f"columns {', '.join(repr(str(c)) for c in cols)} differ only in case; merged")
+        raw = raw.drop(columns=[c for c in cols if c != order[0]]).assign(**{str(order[0]): merged})
+        note = f"columns {', '.join(repr(str(c)) for c in cols)} differ only in case; merged"
+        if skipped:
+            note += f" ({skipped} conflicting rows are earlier copies of a repeated timestamp; the last copy wins)"
+        if resolved:
+            note += f"; {resolved} conflicting rows took {str(order[0])!r} (--columns {prefer})"
+        notes.append(note)
     return raw, notes
+
+
+def _is_lower(column: object) -> bool:
+    return str(column) == str(column).lower()
 
 
 def _same(a: pd.Series, b: pd.Series) -> np.ndarray:

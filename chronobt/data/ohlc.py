@@ -13,6 +13,7 @@ import pandas as pd
 
 from chronobt.data import sessions
 from chronobt.data.frequency import DAY, Calendar, as_utc, fmt_time, freq_step
+from chronobt.data.splits import Jump
 from chronobt.errors import DataError
 
 TARGETS: tuple[str, ...] = ("open", "high", "low", "close")
@@ -25,6 +26,9 @@ MIN_ROWS = 2  # fewer bars cannot define a frequency
 
 
 MIN_MEASURED_YEARS = 0.5  # a shorter series annualises with the nominal bars per year
+
+
+MAX_JUMPS_SHOWN = 5  # suspicious bars listed one per warning line; the rest are counted
 
 
 @dataclass(frozen=True)
@@ -44,6 +48,7 @@ class DataReport:
     ohlc_inconsistent_first: pd.Timestamp | None = None
     non_positive: int = 0
     non_positive_first: pd.Timestamp | None = None
+    non_positive_last: pd.Timestamp | None = None
     volume_missing: int = 0
     gaps: int = 0
     missing_bars: int = 0
@@ -56,6 +61,8 @@ class DataReport:
     naive_timestamps: bool = False  # written without a zone and taken as UTC
     tz: str = ""  # zone the naive timestamps were converted from (import --tz)
     merged_columns: tuple[str, ...] = ()  # one note per pair of case-twin columns merged
+    jumps: tuple[Jump, ...] = ()  # one-bar moves like an unadjusted split or a bad print (data.splits)
+    splits_adjusted: tuple[Jump, ...] = ()  # the splits back-adjusted on request (--adjust-splits)
 
     def warnings(self) -> list[str]:
         """One line per repair or finding worth a user's attention (empty when the file is clean)."""
@@ -88,13 +95,19 @@ class DataReport:
                 f"low above min(open, close); first at {fmt_time(self.ohlc_inconsistent_first)}); kept as is"
             )
         if self.non_positive:
+            span = fmt_time(self.non_positive_first)
+            if self.non_positive > 1:
+                span = f"first at {span}, last at {fmt_time(self.non_positive_last)}"
+            else:
+                span = f"at {span}"
             out.append(
-                f"{self.non_positive} rows have zero or negative prices (first at "
-                f"{fmt_time(self.non_positive_first)}); augmentations that need positive prices will "
-                "refuse it"
+                f"{self.non_positive} rows have zero or negative prices ({span}); log_returns and "
+                "percent_change refuse a window whose context holds one (other windows and "
+                "augmentations are unaffected)"
             )
         if self.volume_missing:
             out.append(f"{self.volume_missing} missing volume values set to 0")
+        out.extend(self._jump_lines())
         if self.filled_bars:
             out.append(
                 f"{self.filled_bars} missing {self.freq} bars forward-filled ({self.gaps} gap(s), longest "
@@ -106,6 +119,21 @@ class DataReport:
                 f"{self.missing_bars} {self.freq} bars missing ({self.gaps} gap(s), "
                 f"longest {self.longest_gap} bars after {fmt_time(self.longest_gap_after)}); "
                 "they are forward-filled when loaded"
+            )
+        return out
+
+    def _jump_lines(self) -> list[str]:
+        out = [
+            f"back-adjusted an unadjusted {j.label} split at {j.timestamp} ({j.where}): earlier prices "
+            f"{'divided' if (j.factor or 1) > 1 else 'multiplied'} by "
+            f"{max(j.factor or 1, 1 / (j.factor or 1)):g}, volume the other way (--adjust-splits)"
+            for j in self.splits_adjusted
+        ]
+        out.extend(j.describe() for j in self.jumps[:MAX_JUMPS_SHOWN])
+        if len(self.jumps) > MAX_JUMPS_SHOWN:
+            out.append(
+                f"{len(self.jumps) - MAX_JUMPS_SHOWN} more suspicious one-bar moves "
+                "(`chronobt data check --json` lists them all under report.jumps)"
             )
         return out
 

@@ -112,6 +112,25 @@ def _trading_calendar(
     return infer_trading_calendar(index, freq_step(freq), freq)
 
 
+def adjust_stored_splits(
+    symbol_or_path: str | Path, data_dir: str | Path = Path("data")
+) -> tuple[Path, DataReport]:
+    """Back-adjust the unadjusted splits found in a stored parquet file and rewrite it (atomically).
+
+    Prices before each split are divided by its factor and volume multiplied (see
+    :mod:`chronobt.data.splits`). Returns ``(path, report)``; ``report.splits_adjusted`` lists what was
+    adjusted, and the file is rewritten only when that is not empty.
+    """
+    path, _ = resolve_path(symbol_or_path, data_dir)
+    raw, _ = read_parquet(path)
+    frame, report = validate_frame(raw, source=str(path), max_gap=None, fill=False, adjust=True)
+    if report.splits_adjusted:
+        write_parquet_atomic(path, frame.reset_index())
+        for jump in report.splits_adjusted:
+            logger.info("%s: back-adjusted the %s split at %s", path, jump.label, jump.timestamp)
+    return path, report
+
+
 def require_bars(ohlc: OHLC, n: int, *, purpose: str) -> None:
     """Raise a DataError unless ``ohlc`` has at least ``n`` bars (``purpose`` says what needs them)."""
     if len(ohlc) < n:
@@ -203,6 +222,8 @@ def import_csv(
     max_gap: int | None = None,
     overwrite: bool = False,
     tz: str | None = None,
+    columns: str | None = None,
+    adjust_splits: bool = False,
 ) -> Path:
     """Convert an exchange CSV export to ``<data_dir>/<SYMBOL>.parquet`` (atomically) and return its path.
 
@@ -210,11 +231,21 @@ def import_csv(
     mid-file, cross-checked with a date column beside them) or date strings, capitalised or prefixed
     column names, case-twin columns that fill each other's rows, and several volume columns (the
     base-asset one is kept). ``tz``: the zone of local timestamps written without one (default UTC).
+    ``columns`` (``"lower"``/``"capitalized"``) picks the case-twin column set that wins a conflicting
+    row; ``adjust_splits`` back-adjusts one-bar moves that look like unadjusted splits (see
+    :mod:`chronobt.data.splits`; without it they are only reported).
     The written file holds the sorted, de-duplicated bars (gaps are filled at load time, loudly).
     Nothing is written when validation fails. :func:`import_csv_report` also returns what was repaired.
     """
     return import_csv_report(
-        csv_path, symbol=symbol, data_dir=data_dir, max_gap=max_gap, overwrite=overwrite, tz=tz
+        csv_path,
+        symbol=symbol,
+        data_dir=data_dir,
+        max_gap=max_gap,
+        overwrite=overwrite,
+        tz=tz,
+        columns=columns,
+        adjust_splits=adjust_splits,
     )[0]
 
 
@@ -226,13 +257,23 @@ def import_csv_report(
     max_gap: int | None = None,
     overwrite: bool = False,
     tz: str | None = None,
+    columns: str | None = None,
+    adjust_splits: bool = False,
 ) -> tuple[Path, DataReport]:
     """Like :func:`import_csv`, returning ``(written path, report of the repairs made while importing)``."""
     symbol = check_symbol(symbol)
     path = Path(csv_path)
     raw = read_csv(path)
     return save_ohlc_report(
-        raw, symbol=symbol, data_dir=data_dir, source=str(path), max_gap=max_gap, overwrite=overwrite, tz=tz
+        raw,
+        symbol=symbol,
+        data_dir=data_dir,
+        source=str(path),
+        max_gap=max_gap,
+        overwrite=overwrite,
+        tz=tz,
+        columns=columns,
+        adjust_splits=adjust_splits,
     )
 
 
@@ -245,6 +286,8 @@ def save_ohlc(
     max_gap: int | None = None,
     overwrite: bool = False,
     tz: str | None = None,
+    columns: str | None = None,
+    adjust_splits: bool = False,
 ) -> Path:
     """Validate a raw OHLC frame (any column spelling) and write ``<data_dir>/<SYMBOL>.parquet`` atomically.
 
@@ -252,7 +295,15 @@ def save_ohlc(
     open, high, low, close[, volume].
     """
     return save_ohlc_report(
-        raw, symbol=symbol, data_dir=data_dir, source=source, max_gap=max_gap, overwrite=overwrite, tz=tz
+        raw,
+        symbol=symbol,
+        data_dir=data_dir,
+        source=source,
+        max_gap=max_gap,
+        overwrite=overwrite,
+        tz=tz,
+        columns=columns,
+        adjust_splits=adjust_splits,
     )[0]
 
 
@@ -265,6 +316,8 @@ def save_ohlc_report(
     max_gap: int | None = None,
     overwrite: bool = False,
     tz: str | None = None,
+    columns: str | None = None,
+    adjust_splits: bool = False,
 ) -> tuple[Path, DataReport]:
     """Like :func:`save_ohlc`, returning ``(written path, report of the repairs made while saving)``."""
     symbol = check_symbol(symbol)
@@ -272,7 +325,16 @@ def save_ohlc_report(
     existing = find_symbol(symbol, data_dir) if data_dir.is_dir() else None
     if existing is not None and not overwrite:
         raise DataError(f"{existing} already exists; pass --force to replace it")
-    frame, report = validate_frame(raw, source=source, max_gap=max_gap, fill=False, symbol=symbol, tz=tz)
+    frame, report = validate_frame(
+        raw,
+        source=source,
+        max_gap=max_gap,
+        fill=False,
+        symbol=symbol,
+        tz=tz,
+        columns=columns,
+        adjust=adjust_splits,
+    )
     for line in report.warnings():
         logger.warning("%s: %s", source, line)
     target = existing if existing is not None else data_dir / f"{symbol}.parquet"

@@ -20,6 +20,7 @@ from chronobt.data.columns import (
 )
 from chronobt.data.frequency import first_flagged, fmt_time, infer_calendar
 from chronobt.data.ohlc import MAX_ABS_PRICE, MIN_ROWS, TARGETS, DataReport
+from chronobt.data.splits import Jump, adjust_splits, find_jumps
 from chronobt.errors import ConfigError, DataError
 
 
@@ -37,18 +38,25 @@ def validate_frame(
     fill: bool,
     symbol: str | None = None,
     tz: str | None = None,
+    columns: str | None = None,
+    adjust: bool = False,
 ) -> tuple[pd.DataFrame, DataReport]:
     """Map columns, parse timestamps, check prices, repair order/duplicates, infer calendar, fill gaps.
 
     ``tz``: the zone of timestamps written without one (None: they are taken as UTC and reported).
+    ``columns``: which set of case-twin columns wins a conflicting row (``"lower"``, ``"capitalized"``;
+    None: a conflict is a DataError), see :func:`~chronobt.data.columns.merge_case_twins`.
+    One-bar moves that look like an unadjusted split or a bad print are reported
+    (:mod:`chronobt.data.splits`); ``adjust`` back-adjusts the splits among them.
     Errors name file lines for a CSV export (``raw.attrs[FIRST_LINE]``), else 0-based data rows.
     """
     if len(raw) == 0:
         raise DataError(f"{source}: has no rows; export some bars")
     first_line = raw.attrs.get(FIRST_LINE)
     first_line = first_line if isinstance(first_line, int) else None
-    frame, columns, naive, merged, volume_missing = _read_columns(raw, source, symbol, tz, first_line)
+    frame, mapped, naive, merged, volume_missing = _read_columns(raw, source, symbol, tz, first_line, columns)
     rows_read = len(frame)
+    file_rows = pd.Series(np.arange(len(frame)), index=frame.index)
     frame, order = _order_and_dedupe(frame)
 
     if len(frame) < MIN_ROWS:
@@ -60,6 +68,8 @@ def validate_frame(
     o, h, lo, c = (frame[t].to_numpy() for t in TARGETS)
     inconsistent = np.asarray((h < np.maximum(o, c)) | (lo > np.minimum(o, c)) | (h < lo))
     non_positive = np.asarray((np.stack([o, h, lo, c]) <= 0).any(axis=0))
+
+    frame, jumps, adjusted = _judge_jumps(frame, file_rows, first_line, adjust)
 
     freq, calendar, step = infer_calendar(pd.DatetimeIndex(frame.index))
     gaps = missing = longest = 0
@@ -76,6 +86,7 @@ def validate_frame(
         ohlc_inconsistent_first=first_flagged(frame.index, inconsistent),
         non_positive=int(non_positive.sum()),
         non_positive_first=first_flagged(frame.index, non_positive),
+        non_positive_last=first_flagged(frame.index[::-1], non_positive[::-1]),
         volume_missing=volume_missing,
         gaps=gaps,
         missing_bars=missing,
@@ -84,20 +95,43 @@ def validate_frame(
         longest_gap_after=longest_after,
         freq=freq,
         calendar=calendar,
-        columns={k: str(v) for k, v in columns.items()},
+        columns={k: str(v) for k, v in mapped.items()},
         naive_timestamps=naive,
         tz=tz or "",
         merged_columns=tuple(merged),
+        jumps=jumps,
+        splits_adjusted=adjusted,
     )
     return frame, report
 
 
+def _judge_jumps(
+    frame: pd.DataFrame, file_rows: pd.Series, first_line: int | None, adjust: bool
+) -> tuple[pd.DataFrame, tuple[Jump, ...], tuple[Jump, ...]]:
+    """The suspicious one-bar moves of the sorted bars (and, with ``adjust``, the frame back-adjusted for
+    its splits and what remains suspicious after that). ``file_rows``: each bar's row in file order."""
+    kept = file_rows[~file_rows.index.duplicated(keep="last")]  # the de-duplication keeps the last copy
+    rows = kept.reindex(frame.index).to_numpy()
+    jumps = find_jumps(frame, lambda i: row_at(int(rows[i]), first_line))
+    splits = tuple(j for j in jumps if j.kind == "split")
+    if not (adjust and splits):
+        return frame, jumps, ()
+    frame = adjust_splits(frame, splits)
+    return frame, tuple(j for j in jumps if j.kind != "split"), splits
+
+
 def _read_columns(
-    raw: pd.DataFrame, source: str, symbol: str | None, tz: str | None, first_line: int | None
+    raw: pd.DataFrame,
+    source: str,
+    symbol: str | None,
+    tz: str | None,
+    first_line: int | None,
+    prefer: str | None = None,
 ) -> tuple[pd.DataFrame, dict[str, Any], bool, list[str], int]:
     """The frame in file order ``[time, open..close(, volume)]``, the column map, whether the times were
     naive, the case-twin notes and how many volume values were missing (set to 0)."""
-    raw, merged = merge_case_twins(raw, source, first_line)
+    superseded = _superseded_rows(raw, source, tz, first_line)
+    raw, merged = merge_case_twins(raw, source, first_line, superseded=superseded, prefer=prefer)
     columns = map_prices(list(raw.columns), strict=True, source=source)
     times, time_col = time_values(raw, source)
     index, naive = parse_timestamps(times, source, time_col, tz=tz, first_line=first_line)
@@ -116,6 +150,23 @@ def _read_columns(
         data["volume"] = np.where(bad, 0.0, vol)
     frame = pd.DataFrame(data, index=pd.DatetimeIndex(index, name="timestamp"))
     return frame, columns, naive, merged, volume_missing
+
+
+def _superseded_rows(
+    raw: pd.DataFrame, source: str, tz: str | None, first_line: int | None
+) -> np.ndarray | None:
+    """``[rows]`` bool: rows a later row of the same timestamp replaces (the de-duplication rule keeps
+    the last in file order), computed only when case-twin columns are to be merged; None when there are
+    none or the times cannot be read before merging (then every row is compared)."""
+    names = [str(c).strip().lower() for c in raw.columns]
+    if len(set(names)) == len(names):
+        return None
+    try:
+        times, time_col = time_values(raw, source)
+        index, _ = parse_timestamps(times, source, time_col, tz=tz, first_line=first_line)
+    except DataError:
+        return None
+    return np.asarray(index.duplicated(keep="last"))
 
 
 def _order_and_dedupe(frame: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, Any]]:
