@@ -30,8 +30,10 @@ import pandas as pd
 from chronobt.augment import candidate_specs, parse_augmentation
 from chronobt.augment.inversion import MAX_PATHS
 from chronobt.data import TARGETS
-from chronobt.data.columns import COLUMN_SETS, ColumnSet, check_column_set
 from chronobt.data.sessions import NO_CALENDAR, check_calendar_name
+from chronobt.data.twins import COLUMN_SETS as COLUMN_SETS
+from chronobt.data.twins import ColumnSet as ColumnSet
+from chronobt.data.twins import check_column_set as check_column_set
 from chronobt.data.validate import check_max_gap
 from chronobt.data.windows import MIN_CONTEXT
 from chronobt.errors import ConfigError

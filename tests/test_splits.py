@@ -63,7 +63,12 @@ def test_an_unadjusted_2_for_1_split_is_flagged_with_its_row_ratio_and_fix(tmp_p
     assert raw.loc[SPLIT_ROW - 1, "close"] == pytest.approx(88.99)
     report = check_ohlc(write(raw, tmp_path / "AAPL.parquet")).report
     (jump,) = report.jumps
-    assert (jump.kind, jump.label, jump.bar, jump.where) == ("split", "2:1", SPLIT_ROW, f"data row {SPLIT_ROW}")
+    assert (jump.kind, jump.label, jump.bar, jump.where) == (
+        "split",
+        "2:1",
+        SPLIT_ROW,
+        f"data row {SPLIT_ROW}",
+    )
     line = next(w for w in report.warnings() if "split" in w)
     assert "close 88.99 -> open 44.86 at 2020-10-08 00:00 (data row 200): ratio 0.504" in line
     assert "unadjusted 2:1 split" in line and "--adjust-splits" in line

@@ -16,7 +16,8 @@ Calendars
 
 Modules: :mod:`~chronobt.data.ohlc` (the types), :mod:`~chronobt.data.store` (the entry points below),
 :mod:`~chronobt.data.files` (finding and reading files, symbols safe in paths),
-:mod:`~chronobt.data.columns` (column mapping, timestamp parsing), :mod:`~chronobt.data.validate`
+:mod:`~chronobt.data.columns` (column mapping, timestamp parsing), :mod:`~chronobt.data.twins`
+(case-twin column sets), :mod:`~chronobt.data.validate`
 (checks and repairs), :mod:`~chronobt.data.splits` (one-bar moves like unadjusted splits or bad prints,
 back-adjusting splits on request), :mod:`~chronobt.data.frequency`
 (bar frequency and calendar inference), :mod:`~chronobt.data.sessions` (exchange trading calendars:

@@ -84,19 +84,22 @@ class Jump:
         """One line: where, the prices, the ratio, the likely cause and the fix."""
         at = f"{self.timestamp} ({self.where})"
         if self.kind == "split":
-            assert self.factor is not None
-            change = f"divided by {self.factor:g}" if self.factor > 1 else f"multiplied by {1 / self.factor:g}"
+            f = self.factor or 1.0
+            change = f"divided by {f:g}" if f > 1 else f"multiplied by {1 / f:g}"
             return (
-                f"close {self.previous_close:g} -> open {self.open:g} at {at}: ratio {self.gap_ratio:.3f}, "
-                f"looks like an unadjusted {self.label} split (earlier prices not {change}); back-adjust with "
-                "`chronobt data import FILE --adjust-splits` or `chronobt data check SYMBOL --adjust-splits`, "
-                "or fix the file"
+                f"close {self.previous_close:g} -> open {self.open:g} at {at}: ratio "
+                f"{self.gap_ratio:.3f}, looks like an unadjusted {self.label} split (earlier prices not "
+                f"{change}); back-adjust with `chronobt data import FILE --adjust-splits` or "
+                "`chronobt data check SYMBOL --adjust-splits`, or fix the file"
             )
-        moved = f"close {self.previous_close:g} -> {self.close:g} at {at}: ratio {self.ratio:.3f}, {abs(self.z):.0f}"
+        moved = (
+            f"close {self.previous_close:g} -> {self.close:g} at {at}: ratio {self.ratio:.3f}, "
+            f"{abs(self.z):.0f}"
+        )
         if self.kind == "bad_print":
             return (
-                f"{moved} robust sd of this series' one-bar moves (limit {OUTLIER_Z:g}) and back the next bar: "
-                "looks like a bad print; fix or drop that row"
+                f"{moved} robust sd of this series' one-bar moves (limit {OUTLIER_Z:g}) and back the "
+                "next bar: looks like a bad print; fix or drop that row"
             )
         return (
             f"{moved} robust sd of this series' one-bar moves (limit {OUTLIER_Z:g}): an unadjusted "

@@ -10,7 +10,6 @@ import pandas as pd
 from chronobt.data.columns import (
     FIRST_LINE,
     map_prices,
-    merge_case_twins,
     parse_timestamps,
     pick_volume,
     row_at,
@@ -21,6 +20,7 @@ from chronobt.data.columns import (
 from chronobt.data.frequency import first_flagged, fmt_time, infer_calendar
 from chronobt.data.ohlc import MAX_ABS_PRICE, MIN_ROWS, TARGETS, DataReport
 from chronobt.data.splits import Jump, adjust_splits, find_jumps
+from chronobt.data.twins import merge_case_twins
 from chronobt.errors import ConfigError, DataError
 
 
@@ -45,7 +45,7 @@ def validate_frame(
 
     ``tz``: the zone of timestamps written without one (None: they are taken as UTC and reported).
     ``columns``: which set of case-twin columns wins a conflicting row (``"lower"``, ``"capitalized"``;
-    None: a conflict is a DataError), see :func:`~chronobt.data.columns.merge_case_twins`.
+    None: a conflict is a DataError), see :func:`~chronobt.data.twins.merge_case_twins`.
     One-bar moves that look like an unadjusted split or a bad print are reported
     (:mod:`chronobt.data.splits`); ``adjust`` back-adjusts the splits among them.
     Errors name file lines for a CSV export (``raw.attrs[FIRST_LINE]``), else 0-based data rows.

@@ -68,9 +68,7 @@ def score_reference(sw: SymbolWindows, levels: Sequence[float], *, horizon: int)
     real = sw.real_contexts
     scale = metrics.naive_scale(real)
     seasonal_scale = metrics.naive_scale(real, lag=sw.ohlc.season_length)
-    forecasts = baselines.run_baselines(
-        real, horizon=horizon, levels=levels, season=sw.ohlc.season_length
-    )
+    forecasts = baselines.run_baselines(real, horizon=horizon, levels=levels, season=sw.ohlc.season_length)
     scored = {
         name: _with_seasonal(
             metrics.summarize(
