@@ -216,3 +216,58 @@ def test_quiet_silences_data_commands_but_not_results_or_errors(tmp_path: Path) 
         assert result.stderr == "" and "Q" in result.stdout
     failed = runner.invoke(app, ["data", "check", "NOPE", "--data-dir", str(tmp_path), "-q"])
     assert failed.exit_code == 1 and failed.stderr.startswith("error: no data for symbol 'NOPE'")
+
+
+def _export_with_a_repeated_stretch(path: Path) -> Path:
+    """Two exports glued: rows 0-29 in ``open..close`` (rows 20-29 also hold an older ``Open..Close``
+    copy that differs), then rows 20-39 again in ``Open..Close``: the repeated timestamps 20-29 come
+    back with capitalized values equal to the lowercase ones."""
+    frame = good_frame(40)
+    stamps = frame["timestamp"].dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+    first = pd.DataFrame({"timestamp": stamps[:30]})
+    for col in ("open", "high", "low", "close"):
+        first[col] = frame[col][:30]
+        first[col.capitalize()] = np.where(np.arange(30) >= 20, frame[col][:30] * 1.01, np.nan)
+    second = pd.DataFrame({"timestamp": stamps[20:]})
+    for col in ("open", "high", "low", "close"):
+        second[col] = np.nan
+        second[col.capitalize()] = frame[col][20:]
+    pd.concat([first, second]).to_csv(path, index=False)
+    return path
+
+
+def test_case_twin_conflicts_only_in_earlier_copies_of_repeated_timestamps_are_not_conflicts(
+    tmp_path: Path,
+) -> None:
+    csv = _export_with_a_repeated_stretch(tmp_path / "glued.csv")
+    path, report = import_csv_report(csv, symbol="T", data_dir=tmp_path)
+    expected = good_frame(40)[["open", "high", "low", "close"]].to_numpy()
+    np.testing.assert_allclose(load_ohlc(path).values(), expected)
+    warnings = " ".join(report.warnings())
+    assert "10 conflicting rows are earlier copies of a repeated timestamp; the last copy wins" in warnings
+    assert "10 exact duplicate rows dropped" in warnings  # the earlier copies, once merged
+
+
+@pytest.mark.parametrize("choice", ["lower", "capitalized"])
+def test_a_real_case_twin_conflict_names_columns_and_the_chosen_set_wins(tmp_path: Path, choice: str) -> None:
+    csv = twin_csv(tmp_path / "twins.csv", conflict_rows=(3, 7))
+    with pytest.raises(DataError, match=r"choose the set that wins with --columns lower\|capitalized"):
+        import_csv(csv, symbol="T", data_dir=tmp_path)
+    path, report = import_csv_report(csv, symbol="T", data_dir=tmp_path, columns=choice)
+    close = good_frame(40)["close"].to_numpy()
+    expected = close[3] + (1.0 if choice == "capitalized" else 0.0)
+    assert load_ohlc(path).frame["close"].iloc[3] == pytest.approx(expected)
+    winner = "Close" if choice == "capitalized" else "close"
+    assert f"2 conflicting rows took {winner!r} (--columns {choice})" in " ".join(report.warnings())
+
+
+def test_an_unknown_column_set_is_a_usage_error(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from chronobt.cli import app
+
+    csv = twin_csv(tmp_path / "twins.csv")
+    args = ["data", "import", str(csv), "-s", "T", "--data-dir", str(tmp_path), "--columns", "upper"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2 and "--columns 'upper'" in result.stderr
+    assert not (tmp_path / "T.parquet").exists()

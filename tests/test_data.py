@@ -260,6 +260,16 @@ def test_non_positive_prices_are_reported_not_refused(tmp_path: Path) -> None:
     assert "zero or negative prices" in " ".join(ohlc.report.warnings())
 
 
+def test_the_non_positive_warning_names_the_span_and_claims_no_refusal(tmp_path: Path) -> None:
+    frame = good_frame(30)
+    frame.loc[[3, 8], "low"] = 0.0
+    (line,) = [w for w in load_ohlc(write(frame, tmp_path / "x.parquet")).report.warnings() if "zero" in w]
+    first, last = (f"{t:%Y-%m-%d %H:%M}" for t in frame["timestamp"].iloc[[3, 8]])
+    assert f"(first at {first}, last at {last})" in line
+    assert "refuse a window whose context holds one (other windows and augmentations are unaffected)" in line
+    assert "will refuse it" not in line
+
+
 def test_missing_volume_is_set_to_zero_loudly(tmp_path: Path) -> None:
     frame = good_frame(30)
     frame.loc[[1, 2], "volume"] = np.nan
