@@ -20,9 +20,11 @@ deviation ``s = 1.4826 * MAD`` of its non-zero one-bar log close returns (at lea
     corporate action, a re-based quote or an extreme real move.
 
 Thresholds: real hourly crypto reaches about 52 robust sd in one bar (LTC, BTC and ETH on Binance,
-2017-2024) and daily stocks about 34 (the 1987 crash, a 2:1 split), so ``OUTLIER_Z = 60`` stays above
+2017-2024) and daily stocks about 34 (AAPL's -52% day on 2000-09-29), so ``OUTLIER_Z = 60`` stays above
 real moves while a 10x bad print or a -30% print on a series of 0.5% daily moves (71 sd) is flagged.
-A -30% crash on a series whose typical move is 3% (about 12 sd) is not. Nothing is ever changed
+A -30% crash on a series whose typical move is 3% (about 12 sd) is not. That AAPL day opened 5.2% away
+from half the previous close, hence the tighter 3% for a split's gap (a real split's gap is the
+factor times an ordinary overnight move). Nothing is ever changed
 silently: :func:`adjust_splits` runs only when asked (``--adjust-splits``).
 """
 
@@ -136,7 +138,7 @@ def find_jumps(frame: pd.DataFrame, where: Callable[[int], str]) -> tuple[Jump, 
         & (np.abs(r + log_f[best]) <= SPLIT_CLOSE_TOLERANCE)
         & (np.abs(g - centre) >= SPLIT_Z * scale)
     )
-    flagged = np.flatnonzero(split | (np.abs(np.nan_to_num(z)) >= OUTLIER_Z))
+    flagged = np.flatnonzero(split | (np.isfinite(z) & (np.abs(z) >= OUTLIER_Z)))
     jumps: list[Jump] = []
     taken_back = -1  # the return index of a bad print's second leg (the same print, not a new one)
     for i in flagged:
