@@ -3,7 +3,7 @@
 Each series is laid on XNYS's real 2022-2025 schedule (built here from ``exchange_calendars``): pre-market
 bars before the open, regular bars from the open, after-market bars from the close, all in New York time,
 with early-close days ending both the regular session and the after-market early. The file is cut after
-a date and the 24 forecast timestamps must be the bars the series really has next.
+(or before) a date and the 24 forecast timestamps must be the bars the series really has next.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from collections.abc import Callable
+from functools import cache
 from pathlib import Path
 
 import exchange_calendars as xc
@@ -88,6 +89,21 @@ def short_fridays(day: pd.Timestamp, open_: pd.Timestamp, close: pd.Timestamp) -
     return bars[:-2] if day.day_of_week == 4 else bars
 
 
+def after_market_cut_at_utc_midnight(
+    day: pd.Timestamp, open_: pd.Timestamp, close: pd.Timestamp
+) -> list[pd.Timestamp]:
+    """Like :func:`yahoo_like`, but without bars on the next UTC date: winter evenings end at 18:00."""
+    bars = yahoo_like(day, open_, close)
+    return [b for b in bars if b.tz_convert("UTC").date() == day.date()]
+
+
+def audit_like(day: pd.Timestamp, open_: pd.Timestamp, close: pd.Timestamp) -> list[pd.Timestamp]:
+    """:func:`after_market_cut_at_utc_midnight` whose early-close days lack the partial 12:30 bar."""
+    bars = after_market_cut_at_utc_midnight(day, open_, close)
+    return [b for b in bars if b != close - HALF] if _early(close) else bars
+
+
+@cache
 def xnys_bars(day_bars: Day) -> pd.DatetimeIndex:
     """``day_bars(date, open, close)`` (New York time) over every XNYS session, as sorted UTC."""
     bars: list[pd.Timestamp] = []
@@ -96,10 +112,13 @@ def xnys_bars(day_bars: Day) -> pd.DatetimeIndex:
     return pd.DatetimeIndex(bars).tz_convert("UTC").as_unit("ns")
 
 
-def cut_and_forecast(index: pd.DatetimeIndex, cut: str, tmp_path: Path) -> tuple[list, list]:
-    """(24 forecast timestamps of the file cut after ``cut``'s New York date, the 24 real next bars)."""
+def cut_and_forecast(
+    index: pd.DatetimeIndex, cut: str, tmp_path: Path, *, before: bool = False
+) -> tuple[list, list]:
+    """(24 forecast timestamps of the file cut after (``before``: before) ``cut``'s New York date, the 24
+    real next bars)."""
     local = index.tz_convert(NY).tz_localize(None)
-    k = int(np.searchsorted(local, pd.Timestamp(cut) + pd.Timedelta(days=1)))
+    k = int(np.searchsorted(local, pd.Timestamp(cut) + pd.Timedelta(days=0 if before else 1)))
     path = tmp_path / "SPY.parquet"
     good_frame(k).assign(timestamp=index[:k]).to_parquet(path, index=False)
     ohlc = load_ohlc(path)
@@ -107,12 +126,24 @@ def cut_and_forecast(index: pd.DatetimeIndex, cut: str, tmp_path: Path) -> tuple
     return list(ohlc.future_timestamps(ohlc.index[-1], 24)), list(index[k : k + 24])
 
 
-@pytest.mark.parametrize("layout", [half_hours, yahoo_like], ids=["half-hours", "yahoo-like"])
+@pytest.mark.parametrize("before", [False, True], ids=["cut-after", "cut-before"])
+@pytest.mark.parametrize(
+    "layout", [half_hours, yahoo_like, audit_like], ids=["half-hours", "yahoo-like", "audit-like"]
+)
 @pytest.mark.parametrize("cut", CUTS)
 def test_forecast_timestamps_of_extended_hours_stocks_are_the_real_next_bars(
-    tmp_path: Path, cut: str, layout: Day
+    tmp_path: Path, cut: str, layout: Day, before: bool
 ) -> None:
-    future, real = cut_and_forecast(xnys_bars(layout), cut, tmp_path)
+    future, real = cut_and_forecast(xnys_bars(layout), cut, tmp_path, before=before)
+    assert future == real
+
+
+@pytest.mark.parametrize("before", [False, True], ids=["cut-after", "cut-before"])
+@pytest.mark.parametrize("cut", ["2023-03-10", "2023-11-03", "2024-03-08", "2024-11-01"])
+def test_summer_and_winter_keep_their_own_shapes_when_the_file_cuts_hours_in_utc(
+    tmp_path: Path, cut: str, before: bool
+) -> None:
+    future, real = cut_and_forecast(xnys_bars(after_market_cut_at_utc_midnight), cut, tmp_path, before=before)
     assert future == real
 
 

@@ -7,18 +7,23 @@ open, after-market bars from its close. Offsets in local time do not move when d
 starts or ends, and after-market offsets from the close end an early-close day's after-market early by
 the same amount.
 
-Sessions come in three kinds: ``early`` (the close is earlier than the calendar's usual close),
-``eve`` (a full session before a weekday holiday) and ``normal``. Normal sessions are learned per
-weekday from the series' last :data:`RECENT`; early closes and holiday eves are rare, so they are
-learned from the last :data:`RARE_LAST` of them within :data:`RARE_SPAN` (so a file whose early-close
-days lack the last partial regular bar, or whose holiday eves end the after-market early, is followed).
-Where the file has none of a kind, an early close follows its weekday's shape with regular bars cut at
-the close and after-market bars from the (early) close, and an eve follows its weekday.
+Normal sessions are learned per UTC offset of the session (its "regime": summer or winter time) and per
+weekday, from the last :data:`RECENT` of that regime's sessions in the file. A file whose shapes are the
+same in summer and winter gets the same bars either way; a file whose extended hours are cut at a UTC
+time (so winter evenings hold one bar fewer) gets each regime's own. Early closes (a close earlier than
+the calendar's usual one) and holiday eves (a full session before a weekday holiday) are rare, so they are
+learned as changes to their normal shape: offsets that the last :data:`RARE_LAST` such days within
+:data:`RARE_SPAN` (of the same regime, or of any when the regime has none) mostly lack, or mostly add
+(say, no partial bar before an early close, or an after-market that ends early before a holiday). A file
+with no such day yet treats one as a normal session (regular bars cut at the early close, after-market
+bars from it).
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
+from typing import cast
 
 import numpy as np
 import pandas as pd
@@ -29,15 +34,17 @@ RARE_SPAN = pd.Timedelta(days=730)  # early closes and holiday eves are read fro
 
 RARE_LAST = 6  # ... at most this many of the latest of each
 
-_SHARE = 0.2  # share of a weekday's recent sessions that must hold an offset
+_SHARE = 0.2  # share of a weekday's sessions that must hold an offset
 
-_RARE_SHARE = 0.5  # share of the early closes (holiday eves) read that must hold an offset
+_RARE_SHARE = 0.5  # share of the early closes (holiday eves) read that must lack (add) an offset
 
-_MIN_SESSIONS = 2  # fewer recent normal sessions of a weekday than this: use the pooled shape
+_MIN_SESSIONS = 2  # fewer normal sessions of a weekday than this: use the regime's pooled shape
 
 _PRE, _REGULAR, _POST = 0, 1, 2
 
-KINDS = ("normal", "early", "eve")
+RARE_KINDS = ("early", "eve")
+
+Key = tuple[int, int]  # (part, offset ns)
 
 
 def _empty() -> np.ndarray:
@@ -65,46 +72,96 @@ class Shape:
     def __len__(self) -> int:
         return len(self.pre) + len(self.regular) + len(self.post)
 
+    def keys(self, regular_before: int | None = None) -> set[Key]:
+        """``{(part, offset)}``; regular offsets only below ``regular_before`` when given."""
+        regular = self.regular if regular_before is None else self.regular[self.regular < regular_before]
+        parts = ((_PRE, self.pre), (_REGULAR, regular), (_POST, self.post))
+        return {(part, int(o)) for part, offsets in parts for o in offsets}
+
+    @classmethod
+    def of_keys(cls, keys: set[Key]) -> Shape:
+        def part(p: int) -> np.ndarray:
+            return np.array(sorted(o for q, o in keys if q == p), dtype=np.int64)
+
+        return cls(pre=part(_PRE), regular=part(_REGULAR), post=part(_POST))
+
+
+@dataclass(frozen=True)
+class Change:
+    """How a rare kind of session differs from its normal shape: offsets it lacks and offsets it adds."""
+
+    dropped: frozenset[Key] = frozenset()
+    added: frozenset[Key] = frozenset()
+
+    def apply(self, shape: Shape) -> Shape:
+        if not self.dropped and not self.added:
+            return shape
+        return Shape.of_keys((shape.keys() - self.dropped) | self.added)
+
 
 @dataclass(frozen=True)
 class HoursPattern:
-    """Learned bar shapes: per weekday (0 = Monday) of normal sessions, pooled, early closes, eves.
+    """Learned bar shapes.
 
-    ``per_session`` is the median number of bars per recent session (all kinds).
+    Attributes
+    ----------
+    pooled : Shape
+        The recent normal sessions of the file's last regime, all weekdays.
+    regimes : dict
+        ``{utc_offset_ns: Shape}``: each regime's latest normal sessions, all weekdays.
+    weekdays : dict
+        ``{(utc_offset_ns, weekday): Shape}`` (0 = Monday), for weekdays seen at least twice.
+    changes : dict
+        ``{("early" | "eve", utc_offset_ns | None): Change}`` for kinds the file holds: per regime, and
+        over all regimes (``None``) for a regime without such a day.
+    per_session : float
+        Median number of bars per recent session (all kinds).
     """
 
     pooled: Shape
-    weekdays: dict[int, Shape]
-    early: Shape | None
-    eve: Shape | None
+    regimes: dict[int, Shape]
+    weekdays: dict[tuple[int, int], Shape]
+    changes: dict[tuple[str, int | None], Change]
     per_session: float
 
-    def shape(self, weekday: int, kind: str) -> Shape:
-        """The shape a session of ``kind`` on ``weekday`` follows (see the module docstring)."""
-        if kind == "early" and self.early is not None:
-            return self.early
-        if kind == "eve" and self.eve is not None:
-            return self.eve
-        return self.weekdays.get(weekday, self.pooled)
+    def normal(self, regime: int, weekday: int) -> Shape:
+        """The normal shape of a session in ``regime`` on ``weekday``."""
+        return self.weekdays.get((regime, weekday), self.regimes.get(regime, self.pooled))
+
+    def shape(self, regime: int, weekday: int, kind: str) -> Shape:
+        """The shape a session of ``kind`` (``normal``, ``early``, ``eve``) follows."""
+        change = self.changes.get((kind, regime), self.changes.get((kind, None), Change()))
+        return change.apply(self.normal(regime, weekday))
+
+    def most_bars(self) -> int:
+        return max([len(self.pooled), *(len(s) for s in (*self.regimes.values(), *self.weekdays.values()))])
 
 
 def session_table(sched: pd.DataFrame, tz: str) -> pd.DataFrame:
-    """Sessions with local wall-clock ``open``/``close`` (int64 ns), ``weekday`` and ``kind``.
+    """Sessions with local wall-clock ``open``/``close`` (int64 ns), ``regime``, ``weekday`` and ``kind``.
 
     ``sched``: naive session-date index with UTC ``open``/``close`` (``exchange_calendars``' schedule).
-    The schedule's last session is never an eve (the day after it is unknown).
+    ``regime`` is the session's UTC offset at the open (ns). The schedule's last session is never an eve
+    (the day after it is unknown).
     """
     dates = pd.DatetimeIndex(sched.index).as_unit("ns")
-    opens = pd.DatetimeIndex(sched["open"]).tz_convert(tz).tz_localize(None).as_unit("ns")
-    closes = pd.DatetimeIndex(sched["close"]).tz_convert(tz).tz_localize(None).as_unit("ns")
+    utc_opens = pd.DatetimeIndex(sched["open"]).as_unit("ns")
+    opens = utc_opens.tz_convert(tz).tz_localize(None)
+    closes = pd.DatetimeIndex(sched["close"]).as_unit("ns").tz_convert(tz).tz_localize(None)
     close_time = (closes - closes.normalize()).asi8
-    usual = np.unique(close_time, return_counts=True)
-    early = close_time < usual[0][np.argmax(usual[1])] if len(close_time) else np.zeros(0, bool)
+    times, counts = np.unique(close_time, return_counts=True)
+    early = close_time < times[np.argmax(counts)] if len(close_time) else np.zeros(0, dtype=bool)
     next_weekday = dates + pd.offsets.BDay(1)
     eve = ~next_weekday.isin(dates) & (next_weekday <= dates.max()) & ~early
-    kind = np.where(early, "early", np.where(eve, "eve", "normal"))
     return pd.DataFrame(
-        {"open": opens.asi8, "close": closes.asi8, "weekday": dates.day_of_week, "kind": kind}, index=dates
+        {
+            "open": opens.asi8,
+            "close": closes.asi8,
+            "regime": opens.asi8 - utc_opens.asi8,
+            "weekday": dates.day_of_week,
+            "kind": np.where(early, "early", np.where(eve, "eve", "normal")),
+        },
+        index=dates,
     )
 
 
@@ -138,43 +195,75 @@ class _Bars:
 
         return Shape(pre=common(_PRE), regular=common(_REGULAR), post=common(_POST))
 
+    def keys(self, session: int) -> set[Key]:
+        rows = self.pos == session
+        return {(int(p), int(o)) for p, o in zip(self.part[rows], self.offset[rows], strict=True)}
+
 
 def learn(index: pd.DatetimeIndex, table: pd.DataFrame, tz: str) -> HoursPattern:
     """The :class:`HoursPattern` of the bars ``index`` (sorted UTC) on the session ``table``."""
     bars = _Bars.of(index, table, tz)
     held, per = np.unique(bars.pos, return_counts=True)
     if len(held) == 0:
-        return HoursPattern(Shape(), {}, None, None, 1.0)
-    dates = pd.DatetimeIndex(table.index)[held]
-    kinds = table["kind"].to_numpy()[held]
-    weekday = table["weekday"].to_numpy()[held]
+        return HoursPattern(Shape(), {}, {}, {}, 1.0)
+    info = table.iloc[held]
+    dates = pd.DatetimeIndex(info.index)
+    kinds, regime, weekday = (info[c].to_numpy() for c in ("kind", "regime", "weekday"))
+    normal = kinds == "normal"
+    regimes: dict[int, Shape] = {}
+    weekdays: dict[tuple[int, int], Shape] = {}
+    for r in np.unique(regime[normal]):
+        mine = normal & (regime == r)
+        latest = mine & (dates > dates[mine][-1] - RECENT)
+        regimes[int(r)] = bars.shape(held[latest], _SHARE)
+        for w in np.unique(weekday[latest]):
+            day = latest & (weekday == w)
+            if np.sum(day) >= _MIN_SESSIONS:
+                weekdays[(int(r), int(w))] = bars.shape(held[day], _SHARE)
     recent = dates > dates[-1] - RECENT
-    normal = recent & (kinds == "normal")
-    pooled_rows = normal if normal.any() else recent
-    pooled = bars.shape(held[pooled_rows], _SHARE)
-    weekdays = {
-        int(w): bars.shape(held[normal & (weekday == w)], _SHARE)
-        for w in np.unique(weekday[normal])
-        if np.sum(normal & (weekday == w)) >= _MIN_SESSIONS
+    pooled = regimes.get(int(regime[-1]), bars.shape(held[recent], _SHARE))
+    pattern = HoursPattern(pooled, regimes, weekdays, {}, float(np.median(per[recent])))
+    changes = {
+        (k, r): _change(bars, pattern, info, held, (kinds == k) & ((regime == r) if r is not None else True))
+        for k in RARE_KINDS
+        for r in [None, *(int(r) for r in np.unique(regime[kinds == k]))]
     }
+    return HoursPattern(pooled, regimes, weekdays, changes, pattern.per_session)
 
-    def rare(kind: str) -> Shape | None:
-        rows = held[(kinds == kind) & (dates > dates[-1] - RARE_SPAN)][-RARE_LAST:]
-        return bars.shape(rows, _RARE_SHARE) if len(rows) else None
 
-    per_session = float(np.median(per[recent]))
-    return HoursPattern(pooled, weekdays, rare("early"), rare("eve"), per_session)
+def _change(
+    bars: _Bars, pattern: HoursPattern, info: pd.DataFrame, held: np.ndarray, of: np.ndarray
+) -> Change:
+    """What the file's latest sessions ``of`` (``[sessions held]`` bool) lack or add against their normal
+    shapes."""
+    dates = pd.DatetimeIndex(info.index)
+    rows = np.flatnonzero(of & (dates > dates[-1] - RARE_SPAN))[-RARE_LAST:]
+    if len(rows) == 0:
+        return Change()
+    expected: Counter[Key] = Counter()
+    missing: Counter[Key] = Counter()
+    extra: Counter[Key] = Counter()
+    for row in rows:
+        session = info.iloc[row]
+        normal = pattern.normal(int(session["regime"]), int(session["weekday"]))
+        ref = normal.keys(regular_before=int(session["close"] - session["open"]))
+        seen = bars.keys(int(held[row]))
+        expected.update(ref)
+        missing.update(ref - seen)
+        extra.update(seen - ref)
+    dropped = {k for k, n in missing.items() if n >= _RARE_SHARE * expected[k]}
+    added = {k for k, n in extra.items() if n >= _RARE_SHARE * len(rows)}
+    return Change(dropped=frozenset(dropped), added=frozenset(added))
 
 
 def future_bars(pattern: HoursPattern, table: pd.DataFrame, tz: str) -> np.ndarray:
     """Sorted unique UTC int64 ns of the bars ``pattern`` puts in every session of ``table``."""
     found: list[np.ndarray] = []
     opens, closes = table["open"].to_numpy(), table["close"].to_numpy()
-    keys = table["weekday"].astype(str) + "/" + table["kind"].astype(str)
-    for key in np.unique(keys):
-        rows = (keys == key).to_numpy()
-        weekday, kind = key.split("/")
-        shape = pattern.shape(int(weekday), kind)
+    groups = table.groupby(["regime", "weekday", "kind"], sort=False).indices
+    for key, rows in groups.items():
+        regime, weekday, kind = cast(tuple[int, int, str], key)
+        shape = pattern.shape(int(regime), int(weekday), str(kind))
         o, c = opens[rows][:, None], closes[rows][:, None]
         regular = o + shape.regular[None, :]
         found += [(o + shape.pre[None, :]).ravel(), regular[regular < c], (c + shape.post[None, :]).ravel()]

@@ -3,7 +3,8 @@
 A series on a trading calendar (say ``XNYS``) trades only in that exchange's sessions: weekends,
 holidays and early closes included. Intraday bars are learned and placed in the exchange's local time,
 by their offset from each session's open (pre-market and regular bars) or close (after-market bars), per
-weekday and for early closes and holiday eves apart (see :mod:`chronobt.data.exchange_hours`), so the UTC
+weekday and summer/winter time, with early closes and holiday eves apart (see
+:mod:`chronobt.data.exchange_hours`), so the UTC
 clock moves with daylight saving time and a half-hour open (13:30 or 14:30 UTC for New York) stays a
 half-hour open.
 
@@ -180,7 +181,7 @@ def future_intraday(name: str, index: pd.DatetimeIndex, after: pd.Timestamp, n: 
     the (early) close, after-market bars follow it, and daylight saving time moves nothing.
     """
     pattern = learn_hours(name, index)
-    per = max([len(pattern.pooled), *(len(s) for s in pattern.weekdays.values())])
+    per = pattern.most_bars()
     if per == 0:
         raise DataError(
             f"no bar of the series' last {RECENT.days // 7} weeks falls on a {name} session; pass "
