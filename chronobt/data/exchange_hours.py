@@ -8,7 +8,8 @@ starts or ends, and after-market offsets from the close end an early-close day's
 the same amount.
 
 Normal sessions are learned per UTC offset of the session (its "regime": summer or winter time) and per
-weekday, from the last :data:`RECENT` of that regime's sessions in the file. A file whose shapes are the
+weekday, from the latest :data:`RECENT_SESSIONS` normal sessions of that regime in the file (so a regime
+that has just begun is read together with its previous season). A file whose shapes are the
 same in summer and winter gets the same bars either way; a file whose extended hours are cut at a UTC
 time (so winter evenings hold one bar fewer) gets each regime's own. Early closes (a close earlier than
 the calendar's usual one) and holiday eves (a full session before a weekday holiday) are rare, so they are
@@ -28,7 +29,9 @@ from typing import cast
 import numpy as np
 import pandas as pd
 
-RECENT = pd.Timedelta(weeks=8)  # normal sessions are learned from this much of the series' end
+RECENT = pd.Timedelta(weeks=8)  # bars per session are counted over this much of the series' end
+
+RECENT_SESSIONS = 40  # each regime's normal shapes are learned from its latest this many sessions (8 weeks)
 
 RARE_SPAN = pd.Timedelta(days=730)  # early closes and holiday eves are read from this much of the end
 
@@ -213,8 +216,8 @@ def learn(index: pd.DatetimeIndex, table: pd.DataFrame, tz: str) -> HoursPattern
     regimes: dict[int, Shape] = {}
     weekdays: dict[tuple[int, int], Shape] = {}
     for r in np.unique(regime[normal]):
-        mine = normal & (regime == r)
-        latest = mine & (dates > dates[mine][-1] - RECENT)
+        latest = np.zeros(len(held), dtype=bool)
+        latest[np.flatnonzero(normal & (regime == r))[-RECENT_SESSIONS:]] = True
         regimes[int(r)] = bars.shape(held[latest], _SHARE)
         for w in np.unique(weekday[latest]):
             day = latest & (weekday == w)
@@ -248,12 +251,20 @@ def _change(
         normal = pattern.normal(int(session["regime"]), int(session["weekday"]))
         ref = normal.keys(regular_before=int(session["close"] - session["open"]))
         seen = bars.keys(int(held[row]))
+        if row == len(held) - 1:  # the file may end inside its last session: nothing after it is missing
+            ref = {k for k in ref if _at(k, session) <= max(_at(k, session) for k in seen)}
         expected.update(ref)
         missing.update(ref - seen)
         extra.update(seen - ref)
     dropped = {k for k, n in missing.items() if n >= _RARE_SHARE * expected[k]}
     added = {k for k, n in extra.items() if n >= _RARE_SHARE * len(rows)}
     return Change(dropped=frozenset(dropped), added=frozenset(added))
+
+
+def _at(key: Key, session: pd.Series) -> int:
+    """The local wall time (ns) of the bar ``key`` in ``session`` (a :func:`session_table` row)."""
+    part, offset = key
+    return int(session["close" if part == _POST else "open"]) + offset
 
 
 def future_bars(pattern: HoursPattern, table: pd.DataFrame, tz: str) -> np.ndarray:
