@@ -1,9 +1,12 @@
 """Exchange trading calendars (``exchange_calendars``): inference, session bar patterns, future bars.
 
 A series on a trading calendar (say ``XNYS``) trades only in that exchange's sessions: weekends,
-holidays and early closes included. Intraday bars are placed by their offset from each session's open
-(UTC), so the clock moves with daylight saving time and a half-hour open (13:30 or 14:30 UTC for New
-York) stays a half-hour open.
+holidays and early closes included. Intraday bars are learned and placed in the exchange's local time,
+by their offset from each session's open (pre-market and regular bars) or close (after-market bars), per
+weekday and summer/winter time, with early closes and holiday eves apart (see
+:mod:`chronobt.data.exchange_hours`), so the UTC
+clock moves with daylight saving time and a half-hour open (13:30 or 14:30 UTC for New York) stays a
+half-hour open.
 
 Inference is deliberately simple: only ``XNYS`` is tried, and only for series the frequency inference
 already calls ``exchange`` (no weekend bars). A daily series is XNYS when (almost) every bar is an XNYS
@@ -21,12 +24,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from chronobt.data import exchange_hours
 from chronobt.errors import ConfigError, DataError
 
 INFERRED = ("XNYS",)  # calendars tried when none is named
 
 
-RECENT = pd.Timedelta(weeks=8)  # the bar pattern is read from this much of the series' end
+RECENT = exchange_hours.RECENT  # the bar pattern is read from this much of the series' end
 
 
 _MATCH_SHARE = 0.98  # share of bars that must sit in the calendar's sessions
@@ -132,48 +136,52 @@ _PRE = pd.Timedelta(hours=6)  # pre-market bars start at most this long before t
 _POST = pd.Timedelta(hours=5)  # post-market bars end at most this long after the close
 
 
-def _recent(index: pd.DatetimeIndex) -> pd.DatetimeIndex:
-    return index[index > index[-1] - RECENT]
+def _table(name: str, first: pd.Timestamp, last: pd.Timestamp) -> tuple[pd.DataFrame, str]:
+    """The :func:`~chronobt.data.exchange_hours.session_table` of ``name`` around ``first``..``last``
+    (the whole cached schedule, so eves at the edges are known; shared: do not modify)."""
+    return _cached_table(name, int(first.year) - 1, int(last.year) + 1)
+
+
+@lru_cache(maxsize=16)
+def _cached_table(name: str, start_year: int, end_year: int) -> tuple[pd.DataFrame, str]:
+    sched, tz = _calendar(name, start_year, end_year)
+    return exchange_hours.session_table(sched, tz), tz
+
+
+def learn_hours(name: str, index: pd.DatetimeIndex) -> exchange_hours.HoursPattern:
+    """The bar shapes of ``index`` (sorted UTC) per session of ``name``, in the exchange's local time."""
+    first = max(index[0], index[-1] - exchange_hours.RARE_SPAN - pd.Timedelta(days=7))
+    table, tz = _table(name, first, index[-1])
+    return exchange_hours.learn(index[index >= first], table, tz)
 
 
 def session_pattern(name: str, index: pd.DatetimeIndex) -> dict[str, Any]:
-    """The bar times per session seen in the last :data:`RECENT` of ``index``.
+    """The pooled bar shape of the last :data:`RECENT` of ``index`` and the bars per session.
 
-    Returns ``{"pre": [k], "regular": [k], "post": [k], "per_session": float}``: int64 ns offsets of
-    pre-market bars from the open (negative), of regular bars from the open, and of bars at or after the
-    close from the close. An offset counts when a fifth of the recent sessions have it;
-    ``per_session`` is the median number of bars per recent session.
+    Returns ``{"pre": [k], "regular": [k], "post": [k], "per_session": float}``: int64 ns local offsets
+    of pre-market bars from the open (negative), of regular bars from the open, and of bars at or after
+    the close from the close (see :mod:`chronobt.data.exchange_hours`); ``per_session`` is the median
+    number of bars per recent session.
     """
-    recent = _recent(index)
-    sched = schedule(name, recent[0], recent[-1])
-    pos, _ = _assign(name, recent, sched)
-    keep = pos >= 0
-    pos, ns = pos[keep], recent.asi8[keep]
-    opens, closes = _ns(sched["open"])[pos], _ns(sched["close"])[pos]
-    sessions, per = np.unique(pos, return_counts=True)
-    floor = 0.2 * max(1, len(sessions))
-
-    def common(offsets: np.ndarray) -> np.ndarray:
-        values, counts = np.unique(offsets, return_counts=True)
-        return values[counts >= floor].astype(np.int64)
-
-    pre, post = ns < opens, ns >= closes
-    regular = ~pre & ~post
+    pattern = learn_hours(name, index)
+    pooled = pattern.pooled
     return {
-        "pre": common((ns - opens)[pre]),
-        "regular": common((ns - opens)[regular]),
-        "post": common((ns - closes)[post]),
-        "per_session": float(np.median(per)) if len(per) else 1.0,
+        "pre": pooled.pre,
+        "regular": pooled.regular,
+        "post": pooled.post,
+        "per_session": pattern.per_session,
     }
 
 
 def future_intraday(name: str, index: pd.DatetimeIndex, after: pd.Timestamp, n: int) -> pd.DatetimeIndex:
-    """The ``n`` bars after ``after`` in the calendar's coming sessions, on the recent bar pattern.
+    """The ``n`` bars after ``after`` in the calendar's coming sessions, on the series' learned shapes.
 
-    Regular bars stop at each session's close (early closes); post-market bars follow the close.
+    Each coming session (holidays skipped) gets the bars of its kind and weekday (see
+    :mod:`chronobt.data.exchange_hours`) at local offsets from its open and close: regular bars stop at
+    the (early) close, after-market bars follow it, and daylight saving time moves nothing.
     """
-    pattern = session_pattern(name, index)
-    per = sum(len(pattern[k]) for k in ("pre", "regular", "post"))
+    pattern = learn_hours(name, index)
+    per = pattern.most_bars()
     if per == 0:
         raise DataError(
             f"no bar of the series' last {RECENT.days // 7} weeks falls on a {name} session; pass "
@@ -185,24 +193,22 @@ def future_intraday(name: str, index: pd.DatetimeIndex, after: pd.Timestamp, n: 
     start = after
     while total < n:
         end = start + pd.Timedelta(days=horizon_days)
-        sched = schedule(name, start, end)
-        sched = sched[(sched["close"] + _POST > start) & (sched["open"] - _PRE <= end)]
-        opens, closes = _ns(sched["open"])[:, None], _ns(sched["close"])[:, None]
-        regular = opens + pattern["regular"][None, :]
-        bars = np.concatenate(
-            [
-                (opens + pattern["pre"][None, :]).ravel(),
-                regular[regular < closes],
-                (closes + pattern["post"][None, :]).ravel(),
-            ]
-        )
-        bars = np.sort(bars[bars > after.value])
+        table, tz = _table(name, start, end)
+        day = start.tz_convert(tz).tz_localize(None).normalize() - pd.Timedelta(days=1)
+        table = table[(table.index >= day) & (table.index <= end.tz_localize(None))]
+        bars = exchange_hours.future_bars(pattern, table, tz)
+        bars = bars[bars > after.value]
+        bars = bars[~np.isin(bars, np.concatenate([_no_bars(), *found]))]
         _check_progress(found, len(bars), name)
         found.append(bars)
         total += len(bars)
         start = end
-    ns = np.concatenate(found)[:n]
+    ns = np.sort(np.concatenate(found))[:n]
     return pd.DatetimeIndex(pd.to_datetime(ns, unit="ns", utc=True), name="timestamp")
+
+
+def _no_bars() -> np.ndarray:
+    return np.zeros(0, dtype=np.int64)
 
 
 def _check_progress(found: list[Any], added: int, name: str) -> None:
