@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import io
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -150,11 +150,9 @@ def bands_of(levels: Sequence[float]) -> list[tuple[float, float]]:
 
 def use_bar_axis(ax: Axes, axis: BarAxis) -> None:
     """Label ``ax``'s x axis with ``axis``'s session ticks and mark each cut-out gap with a faint line."""
-    from matplotlib.ticker import FixedLocator, NullLocator
-
-    ax.xaxis.set_major_locator(FixedLocator(axis.ticks))
-    ax.xaxis.set_minor_locator(NullLocator())
     ax.set_xticks(axis.ticks, axis.labels)
+    if axis.breaks:
+        ax.grid(False, axis="x")  # the dotted gap lines mark the days; a grid beside them reads as doubled
     for x in axis.breaks:
         ax.axvline(x, color=CONTEXT, lw=0.6, ls=(0, (1, 3)), alpha=0.7)
     ax.set_xlim(axis.x[0] - 0.5, axis.x[-1] + 0.5)
@@ -208,7 +206,8 @@ def fan(
     Returns the y window and the bar axis (``None``: time axis), for tests and callers.
     """
     n = len(history_t)
-    width = ax.get_position().width * ax.figure.get_figwidth()  # inches; a date label needs about one
+    figure = ax.get_figure(root=True)
+    width = ax.get_position().width * (figure.get_figwidth() if figure else 11.0)  # inches; a label needs ~1
     axis = bar_axis(
         np.concatenate([utc(history_t), utc(future_t)]),
         closed_hours=closed_hours,
@@ -253,7 +252,7 @@ def steps_against_baselines(
     ax: Axes,
     *,
     model: npt.ArrayLike,
-    baselines: dict[str, npt.ArrayLike | float],
+    baselines: Mapping[str, npt.ArrayLike | float],
     title: str,
     ylabel: str = "",
 ) -> None:
