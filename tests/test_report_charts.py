@@ -121,6 +121,15 @@ def test_24_7_bars_keep_their_time_axis_and_the_calendar_record_decides_for_the_
     assert closed_hours({}) is None and closed_hours(None) is None
 
 
+def test_an_fx_sunday_evening_open_gets_no_tick_of_its_own() -> None:
+    hours = pd.date_range("2024-05-24 17:00", "2024-05-29 16:00", freq="h", tz="UTC")
+    weekend = (hours.day_of_week == 5) | ((hours.day_of_week == 4) & (hours.hour >= 21))
+    weekend |= (hours.day_of_week == 6) & (hours.hour < 22)
+    axis = bar_axis(hours[~weekend], max_ticks=9)
+    assert axis is not None and len(axis.breaks) == 1
+    assert [label[:3] for label in axis.labels] == ["Mon", "Tue", "Wed"]  # 4 Friday bars: a sliver too
+
+
 def test_daily_exchange_bars_are_labelled_at_each_week_and_ticks_never_crowd() -> None:
     days = pd.bdate_range("2013-01-02", periods=40, tz="UTC")
     assert gaps_before(days).sum() == 8  # weekends (a Wednesday start: the first gap comes after 3 bars)

@@ -86,7 +86,7 @@ def bar_axis(times: Any, *, closed_hours: bool | None = None, max_ticks: int = 8
     else:
         starts = np.flatnonzero(gaps)
         fmt = "%Y-%m-%d"
-    ticks = _spaced([0, *starts.tolist()], math.ceil(len(index) / max_ticks))
+    ticks = _spaced([0, *starts.tolist()], math.ceil(len(index) / max_ticks), len(index))
     return BarAxis(
         times=index,
         x=np.arange(len(index), dtype=np.float64),
@@ -96,16 +96,20 @@ def bar_axis(times: Any, *, closed_hours: bool | None = None, max_ticks: int = 8
     )
 
 
-def _spaced(positions: list[int], gap: int) -> list[int]:
-    """``positions`` (ascending, the first one 0) thinned so that kept ones are at least ``gap`` apart;
+def _spaced(positions: list[int], gap: int, n: int) -> list[int]:
+    """``positions`` (ascending, the first one 0; ``n`` bars in all) thinned so that kept ones are at least
+    ``gap`` apart. A day or session shorter than half the gap (a Sunday evening's open) gets no tick, and
     the first position gives way to the second when they are too close (a partial first session)."""
+    runs = np.diff([*positions, n])
     kept: list[int] = []
-    for p in positions:
+    for p, run in zip(positions, runs, strict=True):
+        if 2 * run < gap:
+            continue
         if not kept or p - kept[-1] >= gap:
             kept.append(p)
-        elif kept == [0]:
+        elif kept == [positions[0]]:
             kept = [p]
-    return kept
+    return kept or positions[:1]
 
 
 @dataclass(frozen=True)
