@@ -479,3 +479,9 @@ def test_a_real_backtest_reports_in_its_own_format(tmp_path: Path, tiny_model_di
     eq = equity_curves(run)
     assert eq is not None
     assert eq.equity[-1] - 1 == pytest.approx(report.results[0].summary["trading"]["total_return"])
+    summary = report.results[0].summary
+    for name in ("naive", "seasonal_naive", "drift"):  # per step, and pooled the same as before
+        steps = summary.baselines_per_step[name]["close"]["mase"]
+        assert len(steps) == 8
+        assert np.mean(steps) == pytest.approx(summary.baselines[name]["close"]["mase"])
+    assert "per horizon step, from metrics.json" in (folder / "report.html").read_text()

@@ -12,7 +12,7 @@ traded. :func:`inversion_checks` counts the inverted price quantiles that left t
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -33,14 +33,15 @@ class Reference:
     """What a forecast is scored against that depends on the windows alone, not on the model.
 
     The MASE scales per window ``[w, v]`` (lag 1, and the series' season for ``mase_seasonal``), the
-    baselines' forecasts (for the significance tests) and their pooled metrics
-    (``{name: {target: {metric}}}``).
+    baselines' forecasts (for the significance tests), their pooled metrics
+    (``{name: {target: {metric}}}``) and the same per horizon step (``{name: {target: {metric: [h]}}}``).
     """
 
     scale: np.ndarray
     seasonal_scale: np.ndarray
     forecasts: dict[str, baselines.BaselineForecast]
     baselines: dict[str, dict[str, dict[str, float]]]
+    baselines_per_step: dict[str, dict[str, dict[str, list[float]]]] = field(default_factory=dict)
 
 
 @dataclass
@@ -56,6 +57,7 @@ class Evaluation:
     inversion: dict[str, dict[str, int]]
     significance: dict[str, Any]
     calibrated: dict[str, Any] | None = None
+    baselines_per_step: dict[str, dict[str, dict[str, list[float]]]] = field(default_factory=dict)
 
 
 def score_reference(sw: SymbolWindows, levels: Sequence[float], *, horizon: int) -> Reference:
@@ -79,15 +81,20 @@ def score_reference(sw: SymbolWindows, levels: Sequence[float], *, horizon: int)
                 last=sw.last,
                 scale=scale,
                 targets=sw.targets,
-                per_step=False,
             ),
             sw,
             forecast.point,
             seasonal_scale,
-        )["metrics"]
+        )
         for name, forecast in forecasts.items()
     }
-    return Reference(scale=scale, seasonal_scale=seasonal_scale, forecasts=forecasts, baselines=scored)
+    return Reference(
+        scale=scale,
+        seasonal_scale=seasonal_scale,
+        forecasts=forecasts,
+        baselines={name: s["metrics"] for name, s in scored.items()},
+        baselines_per_step={name: s["per_step"] for name, s in scored.items()},
+    )
 
 
 def _with_seasonal(
@@ -169,6 +176,7 @@ def evaluate(
         metrics=summary["metrics"],
         per_step=summary["per_step"],
         baselines=reference.baselines,
+        baselines_per_step=reference.baselines_per_step,
         skill=skill,
         trading=trade_summary,
         trades=trades,

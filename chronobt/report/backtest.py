@@ -10,6 +10,7 @@ import pandas as pd
 
 from chronobt.data.frequency import as_utc
 from chronobt.report import charts as c
+from chronobt.report.axes import YWindow, closed_hours
 from chronobt.report.backtest_data import (
     BacktestRun,
     Equity,
@@ -99,6 +100,7 @@ def _fans(run: BacktestRun) -> str:
     v = run.targets.index(target)
     bars = 3 * run.horizon
     items = []
+    compressed = False
     for label, i in pick_windows(losses):
         ctx = context_before(run, i, target, bars)
         inside = _coverage(run, i, v)
@@ -107,23 +109,41 @@ def _fans(run: BacktestRun) -> str:
             f"window {i + 1} of {len(run.origins)} · wQL {num(losses[i])} · cov80 {num(inside, 3)}"
         )
         with c.Chart(f"fan{i}", (11, 3.6)) as chart:
-            (ax,) = chart.grid(margins=(0.07, 0.89, 0.1, 0.9))
-            c.fan(
+            (ax,) = chart.grid(margins=(0.07, 0.89, 0.14, 0.9))
+            window, axis = c.fan(
                 ax,
                 history_t=c.utc(ctx.index),
                 history_y=ctx.to_numpy(dtype=np.float64),
                 future_t=c.utc(run.times(i)),
                 quantiles={lv: run.quantiles[i, v, k] for k, lv in enumerate(run.levels)},
                 actual=run.actual[i, v],
+                closed_hours=closed_hours(run.manifest.get("data")),
             )
             ax.set_title(title)
-        items.append((f"{label} · {run.origins[i]:%Y-%m-%d}", figure("fan", chart.text)))
+        compressed |= axis is not None
+        items.append((f"{label} · {run.origins[i]:%Y-%m-%d}", figure("fan", chart.text, cut_note(window))))
     note = (
         f"{target}: shaded central intervals (widest: 10-90%), median, actuals and the {bars} bars before "
         f"the origin. Best / worst / median: by the window's weighted quantile loss over all targets. "
         f"{esc(run.history_note)}."
     )
+    if compressed:
+        note += (
+            " The series has closed hours (nights, weekends, holidays): bars are drawn side by side, "
+            "labelled at each day's or session's first bar, with a dotted line where time was left out."
+        )
     return tabs("window", items) + f'<p class="note">{note}</p>'
+
+
+def cut_note(window: YWindow) -> str:
+    """The caption of a fan chart whose band was cut to keep the bars readable (else empty)."""
+    if not window.clipped:
+        return ""
+    steps = int((window.above | window.below).sum())
+    return (
+        f"The widest band leaves the axis at {steps} of {len(window.above)} steps (red triangles); the "
+        "axis is cut so that the bars and the median stay readable."
+    )
 
 
 def _coverage(run: BacktestRun, window: int, v: int) -> float:
@@ -138,33 +158,46 @@ def _coverage(run: BacktestRun, window: int, v: int) -> float:
 def _per_step(run: BacktestRun) -> str:
     target = run.primary
     per_step = run.metrics.per_step.get(target, {})
-    base = run.metrics.baselines
-    steps = np.arange(1, run.horizon + 1)
     with c.Chart("steps", (11, 3.2)) as chart:
         ax_mase, ax_cov = chart.grid(1, 2, margins=(0.06, 0.99, 0.15, 0.88))
         for ax, key, title in (
             (ax_mase, "mase", f"{target} MASE per step (lower is better)"),
             (ax_cov, "coverage_80", f"{target} coverage of the 10-90% interval"),
         ):
-            ax.plot(
-                steps, _floats(per_step.get(key), run.horizon), color=c.MODEL, marker="o", ms=3, label="model"
+            c.steps_against_baselines(
+                ax,
+                model=_floats(per_step.get(key), run.horizon),
+                baselines=baseline_steps(run, target, key),
+                title=title,
             )
-            for name in BASELINES:
-                value = base.get(name, {}).get(target, {}).get(key)
-                if value is not None:
-                    ax.axhline(float(value), color=c.BASELINE_COLOURS[name], ls="--", lw=1.1, label=name)
-            ax.set_title(title)
-            ax.set_xlabel("step")
         ax_cov.axhline(0.8, color=c.ACTUAL, ls=":", lw=1, label="nominal 0.8")
         ax_cov.set_ylim(0, 1.02)
         ax_mase.legend(loc="best")
         ax_cov.legend(loc="lower left", ncols=2)
-    return figure(
-        "per-step",
-        chart.text,
-        "Model per horizon step; the baselines' values (dashed) are pooled over the steps, "
-        "as metrics.json records them.",
-    )
+    pooled = not run.metrics.baselines_per_step
+    caption = "Model and baselines per horizon step, from metrics.json."
+    if pooled:
+        caption = (
+            "Model per horizon step; this metrics.json predates the baselines' per-step scores, so each "
+            "baseline is its value pooled over the steps (dotted). Rerun the backtest for per-step lines."
+        )
+    return figure("per-step", chart.text, caption)
+
+
+def baseline_steps(run: BacktestRun, target: str, key: str) -> dict[str, np.ndarray | float]:
+    """Each baseline's ``key`` per step ``[h]`` (``baselines_per_step``), else its pooled value (older files).
+
+    A baseline missing from both is left out.
+    """
+    out: dict[str, np.ndarray | float] = {}
+    for name in BASELINES:
+        steps = run.metrics.baselines_per_step.get(name, {}).get(target, {}).get(key)
+        pooled = run.metrics.baselines.get(name, {}).get(target, {}).get(key)
+        if steps:
+            out[name] = _floats(steps, run.horizon)
+        elif pooled is not None:
+            out[name] = float(pooled)
+    return out
 
 
 def _floats(values: Any, n: int) -> np.ndarray:
@@ -203,33 +236,16 @@ def _calibration(run: BacktestRun) -> str:
 def _equity(run: BacktestRun, eq: Equity) -> str:
     trading = run.metrics.trading or {}
     with c.Chart("equity", (11, 4.6)) as chart:
-        ax, ax_dd = chart.grid(2, 1, sharex=True, height_ratios=(3, 1.3), margins=(0.07, 0.87, 0.08, 0.93))
-        t_eq = c.utc(eq.times)
-        ax.step(t_eq, eq.equity, where="post", color=c.MODEL, lw=1.6, label="strategy")
-        if eq.hold.size:
-            ax.plot(c.utc(eq.hold_times), eq.hold, color=c.ACTUAL, lw=1.0, alpha=0.8, label="buy and hold")
-        values = np.concatenate([eq.equity, eq.hold])
-        if values.size and np.nanmin(values) > 0 and np.nanmax(values) / np.nanmin(values) > 20:
-            c.plain_log_y(ax)
-        ax.axhline(1.0, color=c.CONTEXT, lw=0.8, ls=":")
-        ax.set_title(
-            f"Equity (from 1): strategy {pct(trading.get('total_return'), 1)} vs buy and hold "
-            f"{pct(trading.get('buy_and_hold'), 1)} · Sharpe {num(trading.get('sharpe'), 3)}"
+        c.equity_drawdown(
+            chart,
+            times=eq.times,
+            equity=eq.equity,
+            benchmark=(eq.hold_times, eq.hold) if eq.hold.size else None,
+            title=(
+                f"Equity (from 1): strategy {pct(trading.get('total_return'), 1)} vs buy and hold "
+                f"{pct(trading.get('buy_and_hold'), 1)} · Sharpe {num(trading.get('sharpe'), 3)}"
+            ),
         )
-        ax.legend(loc="upper left", bbox_to_anchor=(1.005, 1.0))
-        dd = Equity.drawdown(eq.equity) * 100
-        ax_dd.fill_between(t_eq, dd, 0, step="post", color=c.MODEL, alpha=0.35, lw=0, label="strategy")
-        if eq.hold.size:
-            ax_dd.plot(
-                c.utc(eq.hold_times),
-                Equity.drawdown(eq.hold) * 100,
-                color=c.ACTUAL,
-                lw=0.9,
-                label="buy and hold",
-            )
-        ax_dd.set_ylabel("drawdown %")
-        ax_dd.legend(loc="upper left", bbox_to_anchor=(1.005, 1.0))
-        c.date_axis(ax_dd)
     return figure(
         "equity",
         chart.text,

@@ -13,14 +13,14 @@ from __future__ import annotations
 
 import io
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
-import pandas as pd
 
 from chronobt.errors import ConfigError
+from chronobt.report.axes import BarAxis, YWindow, bar_axis, utc, y_window
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -31,6 +31,7 @@ MODEL = "#1f77b4"
 ACTUAL = "#111111"
 CONTEXT = "#7f7f7f"
 BASELINE_COLOURS = {"naive": "#ff7f0e", "seasonal_naive": "#2ca02c", "drift": "#9467bd"}
+CUT = "#d62728"
 TARGET_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b")
 
 _RC: dict[str, Any] = {
@@ -132,14 +133,6 @@ class Chart:
         return list(axes.ravel())
 
 
-def utc(values: Any) -> npt.NDArray[Any]:
-    """Timestamps as naive-UTC ``datetime64[ns]`` (what matplotlib draws without a timezone)."""
-    index = pd.DatetimeIndex(values)
-    if index.tz is not None:
-        index = index.tz_convert("UTC").tz_localize(None)
-    return index.to_numpy(dtype="datetime64[ns]")
-
-
 def date_axis(ax: Axes) -> None:
     """Compact date ticks (``ConciseDateFormatter``) on the x axis."""
     import matplotlib.dates as mdates
@@ -155,6 +148,42 @@ def bands_of(levels: Sequence[float]) -> list[tuple[float, float]]:
     return [(q, round(1 - q, 6)) for q in sorted(present) if q < 0.5 and round(1 - q, 6) in present]
 
 
+def use_bar_axis(ax: Axes, axis: BarAxis) -> None:
+    """Label ``ax``'s x axis with ``axis``'s session ticks and mark each cut-out gap with a faint line."""
+    ax.set_xticks(axis.ticks, axis.labels)
+    if axis.breaks:
+        ax.grid(False, axis="x")  # the dotted gap lines mark the days; a grid beside them reads as doubled
+    for x in axis.breaks:
+        ax.axvline(x, color=CONTEXT, lw=0.6, ls=(0, (1, 3)), alpha=0.7)
+    ax.set_xlim(axis.x[0] - 0.5, axis.x[-1] + 0.5)
+    ax.set_xlabel("bars (closed hours left out; dotted: a gap)", fontsize=8, color=CONTEXT)
+
+
+def mark_cut(ax: Axes, x: npt.NDArray[Any], window: YWindow, band: str = "the widest") -> None:
+    """Draw ``window``'s limits on ``ax`` with a red triangle at each step whose band leaves the axis and a
+    label saying how far it goes."""
+    ax.set_ylim(window.lo, window.hi)
+    for mask, y, marker, value, va, offset in (
+        (window.above, window.hi, "^", window.top, "top", -4),
+        (window.below, window.lo, "v", window.bottom, "bottom", 4),
+    ):
+        if not mask.any():
+            continue
+        xs = np.asarray(x)[mask]
+        ax.plot(xs, np.full(len(xs), y), ls="none", marker=marker, ms=6, color=CUT, clip_on=False, zorder=5)
+        reach = f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.4g}"
+        ax.annotate(
+            f"{band} band beyond the axis ({'up' if marker == '^' else 'down'} to {reach})",
+            (xs[0], y),
+            xytext=(-6, offset),
+            textcoords="offset points",
+            ha="right",
+            va=va,
+            fontsize=8,
+            color=CUT,
+        )
+
+
 def fan(
     ax: Axes,
     *,
@@ -165,32 +194,160 @@ def fan(
     actual: npt.NDArray[np.float64] | None = None,
     max_bands: int = 4,
     legend: str = "outside",
-) -> None:
+    closed_hours: bool | None = None,
+) -> tuple[YWindow, BarAxis | None]:
     """A fan chart: the history line, shaded central intervals, the median and (optionally) the actuals.
 
     ``quantiles`` maps a level to its ``[horizon]`` forecast; the widest band is the lightest.
     ``legend``: ``"outside"`` (right of the axes), ``"inside"`` (upper left) or ``"none"``.
+    The y axis follows :func:`y_window` (an exploding band is cut and marked, :func:`mark_cut`); series
+    with closed hours are drawn on a bar-index axis (:func:`bar_axis`; ``closed_hours`` as there), 24/7
+    ones on a time axis.
+    Returns the y window and the bar axis (``None``: time axis), for tests and callers.
     """
-    ax.plot(history_t, history_y, color=CONTEXT, lw=1.2, label="history")
+    n = len(history_t)
+    figure = ax.get_figure(root=True)
+    width = ax.get_position().width * (figure.get_figwidth() if figure else 11.0)  # inches; a label needs ~1
+    axis = bar_axis(
+        np.concatenate([utc(history_t), utc(future_t)]),
+        closed_hours=closed_hours,
+        max_ticks=max(2, int(width)),
+    )
+    hx: npt.NDArray[Any] = history_t if axis is None else axis.x[:n]
+    fx: npt.NDArray[Any] = future_t if axis is None else axis.x[n:]
+    ax.plot(hx, history_y, color=CONTEXT, lw=1.2, label="history")
     bands = bands_of(list(quantiles))[:max_bands]
     for k, (lo, hi) in enumerate(bands):
         alpha = 0.14 + 0.12 * k
-        ax.fill_between(
-            future_t, quantiles[lo], quantiles[hi], color=MODEL, alpha=alpha, lw=0, label=_pct(lo, hi)
-        )
-    if 0.5 in quantiles:
-        ax.plot(future_t, quantiles[0.5], color=MODEL, lw=1.6, label="median")
+        ax.fill_between(fx, quantiles[lo], quantiles[hi], color=MODEL, alpha=alpha, lw=0, label=_pct(lo, hi))
+    median = quantiles.get(0.5)
+    if median is not None:
+        ax.plot(fx, median, color=MODEL, lw=1.6, label="median")
     if actual is not None:
-        t = np.concatenate([history_t[-1:], future_t]) if len(history_t) else future_t
-        y = np.concatenate([history_y[-1:], actual]) if len(history_y) else actual
+        t = np.concatenate([hx[-1:], fx]) if n else fx
+        y = np.concatenate([history_y[-1:], actual]) if n else actual
         ax.plot(t, y, color=ACTUAL, lw=1.3, label="actual")
-    if len(history_t):
-        ax.axvline(history_t[-1], color=CONTEXT, lw=0.8, ls=":")
-    date_axis(ax)
+    if n:
+        ax.axvline(hx[-1], color=CONTEXT, lw=0.8, ls=":")
+    nan = np.full(len(fx), np.nan)
+    widest = bands[0] if bands else None
+    window = y_window(
+        core=[history_y, nan if actual is None else actual, nan if median is None else median],
+        upper=quantiles[widest[1]] if widest else nan,
+        lower=quantiles[widest[0]] if widest else nan,
+    )
+    mark_cut(ax, fx, window, _pct(*widest) if widest else "")
+    if axis is None:
+        date_axis(ax)
+    else:
+        use_bar_axis(ax, axis)
     if legend == "outside":
         ax.legend(loc="upper left", bbox_to_anchor=(1.005, 1.0))
     elif legend == "inside":
         ax.legend(loc="upper left", ncols=3)
+    return window, axis
+
+
+def steps_against_baselines(
+    ax: Axes,
+    *,
+    model: npt.ArrayLike,
+    baselines: Mapping[str, npt.ArrayLike | float],
+    title: str,
+    ylabel: str = "",
+) -> None:
+    """A per-step line of the model against each baseline (steps 1..h on x).
+
+    A baseline given per step (an ``[h]`` array) is a dashed line with small markers; one given as a
+    single pooled number (older outputs) is a flat dotted line labelled ``(pooled)``.
+    """
+    values = np.asarray(model, dtype=np.float64)
+    steps = np.arange(1, len(values) + 1)
+    ax.plot(steps, values, color=MODEL, marker="o", ms=3, label="model")
+    for name, line in baselines.items():
+        colour = BASELINE_COLOURS.get(name, CONTEXT)
+        if np.ndim(line) == 0:
+            ax.axhline(float(line), color=colour, ls=":", lw=1.1, label=f"{name} (pooled)")  # type: ignore[arg-type]
+        else:
+            ax.plot(
+                steps,
+                np.asarray(line, dtype=np.float64),
+                color=colour,
+                ls="--",
+                lw=1.1,
+                marker=".",
+                ms=3,
+                label=name,
+            )
+    ax.set_title(title)
+    ax.set_xlabel("step")
+    if ylabel:
+        ax.set_ylabel(ylabel)
+
+
+def equity_drawdown(
+    chart: Chart,
+    *,
+    times: Any,
+    equity: npt.ArrayLike,
+    title: str,
+    label: str = "strategy",
+    benchmark: tuple[Any, npt.ArrayLike] | None = None,
+    benchmark_label: str = "buy and hold",
+    step: bool = True,
+) -> tuple[Axes, Axes]:
+    """An equity curve (from 1) over its drawdown in percent, on a shared time axis.
+
+    ``times`` ``[n]`` and ``equity`` ``[n]``; ``benchmark`` an optional ``(times [m], values [m])`` drawn
+    beside it (also from 1). ``step``: hold each value until the next time (trade exits) instead of a
+    line. The equity axis turns logarithmic when the values span more than 20x. Returns the two axes.
+    Reusable by any page with an equity curve (strategies, a live track record).
+    """
+    ax, ax_dd = chart.grid(2, 1, sharex=True, height_ratios=(3, 1.3), margins=(0.07, 0.87, 0.08, 0.93))
+    t = utc(times)
+    values = np.asarray(equity, dtype=np.float64)
+    if step:
+        ax.step(t, values, where="post", color=MODEL, lw=1.6, label=label)
+    else:
+        ax.plot(t, values, color=MODEL, lw=1.6, label=label)
+    every = [values]
+    bt, bv = (
+        (utc([]), np.empty(0))
+        if benchmark is None
+        else (utc(benchmark[0]), np.asarray(benchmark[1], dtype=np.float64))
+    )
+    if bv.size:
+        ax.plot(bt, bv, color=ACTUAL, lw=1.0, alpha=0.8, label=benchmark_label)
+        every.append(bv)
+    pooled = np.concatenate(every)
+    pooled = pooled[np.isfinite(pooled)]
+    if pooled.size and pooled.min() > 0 and pooled.max() / pooled.min() > 20:
+        plain_log_y(ax)
+    ax.axhline(1.0, color=CONTEXT, lw=0.8, ls=":")
+    ax.set_title(title)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.005, 1.0))
+    ax_dd.fill_between(
+        t,
+        drawdown(values) * 100,
+        0,
+        step="post" if step else None,
+        color=MODEL,
+        alpha=0.35,
+        lw=0,
+        label=label,
+    )
+    if bv.size:
+        ax_dd.plot(bt, drawdown(bv) * 100, color=ACTUAL, lw=0.9, label=benchmark_label)
+    ax_dd.set_ylabel("drawdown %")
+    ax_dd.legend(loc="upper left", bbox_to_anchor=(1.005, 1.0))
+    date_axis(ax_dd)
+    return ax, ax_dd
+
+
+def drawdown(values: npt.ArrayLike) -> npt.NDArray[np.float64]:
+    """``values / running peak - 1`` ``[n]`` (0 at a peak, -0.25 for a 25% fall)."""
+    x = np.asarray(values, dtype=np.float64)
+    return np.asarray(x / np.maximum.accumulate(x) - 1.0, dtype=np.float64)
 
 
 def plain_log_y(ax: Axes) -> None:

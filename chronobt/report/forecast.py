@@ -12,6 +12,7 @@ import pandas as pd
 from chronobt.errors import DataError
 from chronobt.publish import published_path
 from chronobt.report import charts as c
+from chronobt.report.axes import closed_hours
 from chronobt.report.backtest_data import level_of
 from chronobt.report.page import Page, esc, figure, key_values, num, table
 from chronobt.report.record import flatten
@@ -58,9 +59,10 @@ def render_forecast(folder: Path) -> str:
     ncols = 2 if len(targets) > 1 else 1
     nrows = math.ceil(len(targets) / ncols)
     bars = HISTORY_HORIZONS * horizon
-    with c.Chart("forecast", (11, 0.6 + 3.0 * nrows)) as chart:
-        top = 1 - 0.35 / (0.6 + 3.0 * nrows)
-        axes = chart.grid(nrows, ncols, margins=(0.07, 0.98, 0.25 / nrows, top), hspace=0.45)
+    height = 0.6 + 3.0 * nrows
+    with c.Chart("forecast", (11, height)) as chart:
+        top = 1 - 0.35 / height
+        axes = chart.grid(nrows, ncols, margins=(0.07, 0.98, 0.6 / height, top), hspace=0.6)
         for k, (ax, t) in enumerate(zip(axes, targets, strict=False)):
             rows = frame[frame["target"] == t]
             if history is not None and t in history.frame.columns and last_t is not None:
@@ -77,6 +79,7 @@ def render_forecast(folder: Path) -> str:
                 future_t=c.utc(rows["timestamp"]),
                 quantiles={lv: rows[col].to_numpy(dtype=np.float64) for lv, col in levels},
                 legend="inside" if k == 0 else "none",
+                closed_hours=closed_hours(payload.get("data")),
             )
             ax.set_title(t)
         for ax in axes[len(targets) :]:

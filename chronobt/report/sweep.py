@@ -154,7 +154,15 @@ def _scatter(board: pd.DataFrame, order: list[str], target: str) -> str:
             for p, xv, yv in zip(part.index, x, y, strict=True):
                 if (s, p) in chosen:
                     ax.scatter([xv], [yv], s=120, facecolors="none", edgecolors="black", lw=1.6)
-                    ax.annotate(p, (xv, yv), xytext=(6, 4), textcoords="offset points", fontsize=8)
+                    below = k % 2  # alternate above / below, so that two symbols' labels rarely collide
+                    ax.annotate(
+                        p,
+                        (xv, yv),
+                        xytext=(6, -11 if below else 4),
+                        textcoords="offset points",
+                        fontsize=8,
+                        color=colour,
+                    )
         ax.set(xlabel="validation skill", ylabel="test skill")
         ax.set_title(f"{target} skill per (symbol, augmentation); circled: chosen")
         ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0))

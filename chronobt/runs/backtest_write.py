@@ -204,6 +204,7 @@ def backtest_summary(
         metrics=evaluation.metrics,
         per_step=evaluation.per_step,
         baselines=evaluation.baselines,
+        baselines_per_step=evaluation.baselines_per_step,
         skill=evaluation.skill,
         significance=evaluation.significance,
         dependence=outcome.dependence,

@@ -33,7 +33,8 @@ class BacktestSummary(Mapping[str, Any]):
     first_origin, last_origin : ISO timestamps of the first and last origin.
     targets, quantiles : the scored columns and the quantile levels.
     metrics, per_step, baselines, skill, significance, trading : the scores
-        (:class:`~chronobt.evaluation.evaluate.Evaluation`); ``calibrated`` the conformal ones with their
+        (:class:`~chronobt.evaluation.evaluate.Evaluation`); ``baselines_per_step`` the baselines' scores
+        per horizon step (as ``per_step``; empty in older files); ``calibrated`` the conformal ones with their
         ``method``, ``dependence`` the inversion's step dependence.
     filled, inversion : forward-filled bars left unscored; inverted quantiles outside the price domain.
     compile : the engine's compile record.
@@ -63,6 +64,7 @@ class BacktestSummary(Mapping[str, Any]):
     baselines: JsonObject
     skill: JsonObject
     significance: JsonObject
+    baselines_per_step: JsonObject = field(default_factory=dict)
     dependence: JsonObject | None = None
     calibrated: JsonObject | None = None
     trading: JsonObject | None = None
@@ -94,6 +96,7 @@ class BacktestSummary(Mapping[str, Any]):
             "metrics": self.metrics,
             "per_step": self.per_step,
             "baselines": self.baselines,
+            "baselines_per_step": self.baselines_per_step,
             "skill": self.skill,
             "significance": self.significance,
             "dependence": self.dependence,
@@ -132,6 +135,7 @@ class BacktestSummary(Mapping[str, Any]):
             metrics=get("metrics") or {},
             per_step=get("per_step") or {},
             baselines=get("baselines") or {},
+            baselines_per_step=get("baselines_per_step") or {},  # empty in files written before it
             skill=get("skill") or {},
             significance=get("significance") or {},
             dependence=get("dependence"),
