@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -107,7 +107,7 @@ class Execution:
     """How orders are executed: ``entry`` for market orders, ``costs``, and whether shorts are allowed."""
 
     entry: EntryMode = "next-open"
-    costs: Costs = Costs()
+    costs: Costs = field(default_factory=Costs)
     allow_short: bool = False
 
 
