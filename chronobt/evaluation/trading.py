@@ -297,9 +297,7 @@ def _buy_and_hold(bars: Bars, costs: Costs) -> float:
 
 def _strict(summary: dict[str, Any]) -> dict[str, Any]:
     """NaN and infinities as ``None`` (strict JSON)."""
-    return {
-        k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in summary.items()
-    }
+    return {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in summary.items()}
 
 
 def _stamps(values: np.ndarray) -> Any:
