@@ -388,10 +388,8 @@ def simulate(
         at=bars,
     )
     s = result.summaries["sign"]
-    return TradingResult(
-        **{k: math.nan if s[k] is None else s[k] for k in _RESULT_FIELDS},
-        trades=result.trades,
-    )
+    values: dict[str, Any] = {k: math.nan if s[k] is None else s[k] for k in _RESULT_FIELDS}
+    return TradingResult(**values, trades=result.trades)
 
 
 _RESULT_FIELDS = (
