@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from typer.testing import CliRunner
 
+from chronobt.cli import app
 from chronobt.errors import ConfigError
 from chronobt.evaluation.fills import STOP, TARGET, Bars, Costs, fill, trade_returns
 from chronobt.evaluation.strategies import (
@@ -19,7 +23,8 @@ from chronobt.evaluation.strategies import (
     next_orders,
     parse_strategies,
 )
-from chronobt.evaluation.trading import Execution, simulate, trade
+from chronobt.evaluation.trading import EQUITY_COLUMNS, TRADE_COLUMNS, Execution, simulate, trade
+from tests.synthetic import write_symbol
 from tests.trading_reference import simulate as reference_simulate
 
 LEVELS = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
@@ -422,3 +427,68 @@ def test_next_orders_give_the_next_bars_prices_for_each_strategy() -> None:
         assert r["limit"] == pytest.approx(view.quantile("low", 0.2)[0, 0])
         assert r["target"] == pytest.approx(view.quantile("high", 0.8)[0, 0])
         assert len(r["steps"]["limit"]) == 4  # type: ignore[index]
+
+
+# --- commands ----------------------------------------------------------------------------------
+
+TINY = ["--horizon", "8", "--context", "128", "--device", "cpu", "--compile", "off"]
+
+
+def test_backtest_runs_every_strategy_and_prints_one_line_each_with_its_trade_count(
+    tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    write_symbol(tmp_path / "data", "AAA", 400)
+    args = ["backtest", "AAA", "--windows", "6", *TINY, "--model", str(tiny_model_dir)]
+    args += ["--data-dir", str(tmp_path / "data"), "--output-dir", str(tmp_path / "out")]
+    args += [
+        "--strategy",
+        "sign,band,kelly:cap=2,range:stop=0.1",
+        "--slippage-bps",
+        "3",
+        "--borrow-rate",
+        "0.1",
+    ]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    names = ["sign", "band", "kelly:cap=2", "range:stop=0.1"]
+    for name in names:
+        assert f"trading {name}: " in result.stdout
+    assert "fewer than 10 trades" in result.stdout  # 6 windows: every strategy is marked
+    folder = tmp_path / "out" / "backtest" / "AAA" / "none"
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert list(metrics["trading"]) == names
+    costs = metrics["trading"]["sign"]["costs"]
+    assert (costs["entry"], costs["slippage_bps"], costs["borrow_rate"]) == ("next-open", 3.0, 0.1)
+    trades, equity = pd.read_parquet(folder / "trades.parquet"), pd.read_parquet(folder / "equity.parquet")
+    assert list(trades.columns) == list(TRADE_COLUMNS) and list(equity.columns) == list(EQUITY_COLUMNS)
+    assert len(equity) == 4 * 6 and set(equity["strategy"]) == set(names)
+
+
+def test_a_strategy_level_missing_from_the_quantiles_is_a_usage_error_before_the_model_loads(
+    tmp_path: Path,
+) -> None:
+    write_symbol(tmp_path / "data", "AAA", 400)
+    args = ["backtest", "AAA", "--strategy", "range", "--data-dir", str(tmp_path / "data")]
+    args += ["--output-dir", str(tmp_path / "out"), "--model", str(tmp_path / "no-model")]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2
+    assert "needs the 0.05 quantile" in result.output and not (tmp_path / "out" / "backtest").exists()
+
+
+def test_forecast_with_strategies_writes_and_prints_each_next_bar_order(
+    tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    write_symbol(tmp_path / "data", "AAA", 300)
+    args = ["forecast", "AAA", *TINY, "--model", str(tiny_model_dir), "--data-dir", str(tmp_path / "data")]
+    args += ["--output-dir", str(tmp_path / "out"), "--strategy", "sign,range:stop=0.1", "--fee-bps", "0"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "order sign: " in result.stdout and "order range:stop=0.1: " in result.stdout
+    payload = json.loads((tmp_path / "out" / "forecast" / "AAA" / "latest.json").read_text())
+    orders = payload["orders"]
+    assert [o["strategy"] for o in orders] == ["sign", "range:stop=0.1"]
+    assert set(orders[0]) >= {"side", "size", "entry", "limit", "target", "stop"}
+    plain = CliRunner().invoke(app, [a for a in args if a not in ("--strategy", "sign,range:stop=0.1")])
+    assert plain.exit_code == 0 and "orders" not in json.loads(
+        (tmp_path / "out" / "forecast" / "AAA" / "latest.json").read_text()
+    )
