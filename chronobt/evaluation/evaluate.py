@@ -213,7 +213,7 @@ def trading_view(
         bars_per_year=sw.ohlc.bars_per_year,
         origins=sw.origin_times,
         at=sw.origins,
-        times=np.asarray(frame.index)[rows],
+        times=pd.DatetimeIndex(frame.index).tz_convert("UTC").tz_localize(None).to_numpy()[rows],
         seed=options.seed,
     )
     for summary in result.summaries.values():

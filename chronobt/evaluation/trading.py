@@ -154,8 +154,16 @@ def trade(
         )
     used, step = used_windows(bar_at, horizon, stride)
     stamps = bar_at[:, None] + np.arange(horizon + 1) if times is None else times
-    sub_view = ForecastView(
-        price_q=view.price_q[used], targets=view.targets, levels=view.levels, reference=view.reference[used]
+    every_window = used.size == n  # non-overlapping windows: no copy of the forecasts
+    sub_view = (
+        view
+        if every_window
+        else ForecastView(
+            price_q=view.price_q[used],
+            targets=view.targets,
+            levels=view.levels,
+            reference=view.reference[used],
+        )
     )
     sub_bars = Bars(*(np.asarray(getattr(bars, f))[used] for f in ("open", "high", "low", "close", "real")))
     span = int(bar_at[used[-1]] - bar_at[used[0]]) + horizon
