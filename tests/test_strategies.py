@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,11 @@ import pytest
 from typer.testing import CliRunner
 
 from chronobt.cli import app
+from chronobt.config import EvaluationOptions
+from chronobt.data import load_ohlc
+from chronobt.data.symbol_windows import SymbolWindows
 from chronobt.errors import ConfigError
+from chronobt.evaluation.evaluate import trading_view
 from chronobt.evaluation.fills import STOP, TARGET, Bars, Costs, fill, trade_returns
 from chronobt.evaluation.strategies import (
     ForecastView,
@@ -24,6 +29,7 @@ from chronobt.evaluation.strategies import (
     parse_strategies,
 )
 from chronobt.evaluation.trading import EQUITY_COLUMNS, TRADE_COLUMNS, Execution, simulate, trade
+from chronobt.pipeline.jobs import prepare_windows
 from tests.synthetic import write_symbol
 from tests.trading_reference import simulate as reference_simulate
 
@@ -492,3 +498,64 @@ def test_forecast_with_strategies_writes_and_prints_each_next_bar_order(
     assert plain.exit_code == 0 and "orders" not in json.loads(
         (tmp_path / "out" / "forecast" / "AAA" / "latest.json").read_text()
     )
+
+
+# --- through the backtest's scoring --------------------------------------------------------------
+
+EVAL = EvaluationOptions(
+    horizon=6, context=64, quantiles=LEVELS, strategies=("sign", "band", "kelly", "range")
+)
+
+
+def _symbol_windows(tmp_path: Path) -> tuple[SymbolWindows, np.ndarray]:
+    write_symbol(tmp_path, "AAA", 300, seed=4)
+    sw = prepare_windows(load_ohlc("AAA", tmp_path), EVAL, windows=12, context=64)
+    rng = np.random.default_rng(9)
+    spread = np.sort(rng.normal(0, 0.01, (len(sw.origins), 4, len(LEVELS), 1)), axis=2)
+    return sw, sw.last[:, :, None, None] * np.exp(spread + rng.normal(0, 0.01, (len(sw.origins), 4, 1, 6)))
+
+
+def test_sign_in_a_backtest_with_entry_at_the_close_matches_the_previous_rule(tmp_path: Path) -> None:
+    sw, price_q = _symbol_windows(tmp_path)
+    options = replace(EVAL, entry="close", strategies=("sign",), allow_short=True)
+    view = trading_view(sw, price_q, options)
+    assert view is not None
+    c = sw.targets.index("close")
+    old = reference_simulate(
+        last_close=sw.last[:, c],
+        forecast_close=price_q[:, c, LEVELS.index(0.5), -1],
+        realized_close=sw.futures[:, c, -1],
+        origins=sw.origin_times,
+        fee_bps=options.fee_bps,
+        allow_short=True,
+        horizon=6,
+        stride=6,
+        bars_per_year=sw.ohlc.bars_per_year,
+        tradable=~sw.context_filled[:, -1] & ~sw.future_filled[:, -1],
+        bars=sw.origins,
+    )
+    new = view.summaries["sign"]
+    assert {k: new[k] for k in old.summary()} == old.summary()
+    assert view.trades["net_return"].tolist() == old.trades["net_return"].tolist()
+
+
+def test_perturbing_the_bars_after_the_last_origin_changes_only_that_windows_fills(tmp_path: Path) -> None:
+    sw, price_q = _symbol_windows(tmp_path)
+    frame = sw.ohlc.frame.copy()
+    later = frame.index > sw.origin_times[-1]
+    frame.loc[later, ["open", "high", "low", "close"]] *= 1.07
+    moved = replace(sw, ohlc=replace(sw.ohlc, frame=frame))
+    before, after = trading_view(sw, price_q, EVAL), trading_view(moved, price_q, EVAL)
+    assert before is not None and after is not None
+    last = sw.origin_times[-1]
+    for name in ("sign", "band", "kelly"):  # market orders: the same decisions; the last fills move
+        b, a = (v.trades[v.trades["strategy"] == name] for v in (before, after))
+        assert b[["origin", "side", "size"]].equals(a[["origin", "side", "size"]])
+        earlier = b["origin"] < last
+        assert b[earlier].equals(a[earlier])
+        if (~earlier).any():
+            assert a.loc[~earlier, "exit"].to_numpy() == pytest.approx(
+                1.07 * b.loc[~earlier, "exit"].to_numpy()
+            )
+    b, a = (v.trades[v.trades["strategy"] == "range"] for v in (before, after))
+    assert b[b["origin"] < last].equals(a[a["origin"] < last])
