@@ -68,7 +68,9 @@ def strategy_statistics(
     bars_per_year: float,
     seed: int,
 ) -> dict[str, float | int | None]:
-    """The statistics of one strategy's per-period series (``[periods]`` each, flat periods included).
+    """The statistics of one strategy's per-period series (``[periods]`` each, flat periods included):
+    ``total_return``, ``sharpe``, ``max_drawdown``, ``win_rate`` and ``n_trades`` as the module docstring
+    defines them. The only call is in :func:`_one_strategy`; its keys override the summary's.
 
     ``equity`` compounds ``net_returns`` from 1.0; ``trades`` are the strategy's rows of
     ``trades.parquet``; ``hold_returns`` buy-and-hold's per-period returns. Values are strict JSON
