@@ -87,6 +87,7 @@ def cell_key(
         "quantiles": list(config.quantiles),
         "fee_bps": config.fee_bps,
         "allow_short": config.allow_short,
+        "trading": [list(config.strategies), config.entry, config.slippage_bps, config.borrow_rate],
         "seed": config.seed,
         "max_gap": config.max_gap,
         "dependence": config.dependence,

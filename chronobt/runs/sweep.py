@@ -48,6 +48,7 @@ from chronobt.config import SweepConfig
 from chronobt.data import OHLC, list_symbols
 from chronobt.engine.core import Chronos2Engine, EngineConfig
 from chronobt.errors import ChronobtError, ConfigError, DataError
+from chronobt.evaluation.strategies import check_trading
 from chronobt.finetune import FinetuneSettings, base_checksum_of, require_peft
 from chronobt.pipeline.covariates import RunLabel, with_covariates
 from chronobt.pipeline.jobs import (
@@ -169,6 +170,7 @@ def check_sweep(config: SweepConfig) -> None:
     every_covariate = [c for chosen in config.candidate_covariates for c in chosen]
     resolve_symbols(config.symbols, config, covariates=every_covariate)
     check_paths_memory(config, candidate_specs(config.preaugs), windows=config.windows)
+    check_trading(config)
 
 
 def run_sweep(
