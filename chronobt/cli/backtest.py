@@ -67,7 +67,7 @@ from chronobt.config import LockOptions
 from chronobt.engine.config import EngineConfig as E
 
 if TYPE_CHECKING:
-    from chronobt.runs.backtest import BacktestReport
+    from chronobt.runs.backtest import BacktestReport, BacktestSummary
 
 app = command_app()
 
@@ -162,6 +162,8 @@ def render(ui: Ui, report: BacktestReport) -> None:
                         "baselines": r.summary.baselines,
                         "significance": r.summary.significance,
                         "trading": r.summary.trading,
+                        "calibrated": r.summary.calibrated,
+                        "interval_calibration": r.summary.interval_calibration,
                         **({"finetune_record": r.summary.finetune} if r.finetune else {}),
                     }
                     for r in report.results
@@ -188,7 +190,8 @@ def render(ui: Ui, report: BacktestReport) -> None:
         table.add_column("p (DM)", justify="right")
         table.add_column("WQL", justify="right")
         table.add_column("naive WQL", justify="right")
-        table.add_column("cov80", justify="right")
+        calibrated = bool(s.calibrated)
+        table.add_column("cov80 calibrated" if calibrated else "cov80 raw", justify="right")
         table.add_column("dir. acc", justify="right")
         for target, m in s.metrics.items():
             table.add_row(
@@ -199,7 +202,7 @@ def render(ui: Ui, report: BacktestReport) -> None:
                 p_value_text(s.significance[target]["naive"]["mae"]["p_value"]),
                 _fmt(m["wql"]),
                 _fmt(s.baselines["naive"][target]["wql"]),
-                _fmt(m["coverage_80"]),
+                _fmt(s.coverage_80(target)),
                 _fmt(m["directional_accuracy"]),
             )
         ui.out.print(table)
@@ -207,6 +210,7 @@ def render(ui: Ui, report: BacktestReport) -> None:
             "skill = 1 - MASE / naive MASE; p (DM) = Diebold-Mariano p-value of the windows' MASE against "
             f"naive's, * below {SIGNIFICANT}"
         )
+        ui.out.print(_coverage_note(s))
         if s.trading:
             t = s.trading
             ui.out.print(
@@ -224,6 +228,16 @@ def render(ui: Ui, report: BacktestReport) -> None:
                 )
             )
         ui.out.print(f"written: {r.folder}")
+
+
+def _coverage_note(s: BacktestSummary) -> str:
+    """Which 80% coverage the table shows: the calibrated intervals' (with the raw model's beside) or raw."""
+    if s.calibrated:
+        raw = ", ".join(f"{t} {_fmt(m['coverage_80'], 3)}" for t, m in s.metrics.items())
+        return f"cov80: conformally calibrated intervals (metrics.json `calibrated`); raw model: {raw}"
+    record = s.interval_calibration or {}
+    why = f" ({record['reason']})" if record.get("reason") else ""
+    return f"cov80: the raw model's intervals, not calibrated{why}"
 
 
 def _variant(finetune: str | None) -> str:

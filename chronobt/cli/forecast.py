@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from rich.table import Table
 
@@ -129,6 +130,7 @@ def render(ui: Ui, report: ForecastReport) -> None:
                             k: r.payload[k]
                             for k in ("symbol", "preaug", "horizon", "last_bar", "file", "forecast")
                         },
+                        "interval_calibration": r.payload.get("interval_calibration"),
                         "model": r.payload["model"].get("id"),
                         "model_checksum": r.payload["model"].get("checksum"),
                         "folder": str(r.folder),
@@ -161,7 +163,20 @@ def render(ui: Ui, report: ForecastReport) -> None:
         ):
             table.add_row(str(step), stamp.isoformat(), f"{lo:.6g}", f"{med:.6g}", f"{hi:.6g}")
         ui.out.print(table)
+        ui.out.print(_band_note(r.payload))
         ui.out.print(f"written: {r.folder / r.payload['file']}")
+
+
+def _band_note(payload: Mapping[str, Any]) -> str:
+    """Which band the table shows: conformally calibrated (raw_<level> columns beside it) or raw."""
+    record = payload.get("interval_calibration") or {}
+    if record.get("applied"):
+        return (
+            f"band: conformally calibrated on {record['n_resolved']} resolved windows "
+            "(the raw model's quantiles: raw_<level> columns)"
+        )
+    why = f" ({record['reason']})" if record.get("reason") else ""
+    return f"band: the raw model's quantiles, not calibrated{why}"
 
 
 def _is_level(name: object) -> bool:

@@ -197,10 +197,12 @@ def prepare_windows(
     start: str | int | None = None,
     end: str | int | None = None,
     log_notes: bool = True,
+    bounds: str = "--start/--end",
 ) -> SymbolWindows:
     """Cut up to ``windows`` rolling windows of ``ohlc`` with at most ``context`` bars each (each shortfall
     logged as one warning line unless ``log_notes`` is false). ``start``/``end`` bound the origins, each
-    a date (``--start``/``--end``) or a bar index."""
+    a date (``--start``/``--end``) or a bar index; ``bounds`` names what set them (in the shortfall line
+    when they, not the data, limit the windows)."""
     values = ohlc.values(options.targets)
     plan = plan_origins(
         len(values),
@@ -211,6 +213,7 @@ def prepare_windows(
         first=_bound_index(ohlc, start, side="start"),
         last=_bound_index(ohlc, end, side="end"),
         label=ohlc.symbol,
+        bounds=bounds,
     )
     contexts, futures = cut_windows(values, plan.origins, context=plan.context, horizon=options.horizon)
     if futures is None:  # cut_windows returns futures whenever with_future is true
