@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rich.table import Table
 
@@ -146,31 +146,7 @@ def backtest(
 
 def render(ui: Ui, report: BacktestReport) -> None:
     if ui.json:
-        ui.print_json(
-            {
-                "results": [
-                    {
-                        "symbol": r.symbol,
-                        "preaug": r.preaug,
-                        "finetune": r.finetune,
-                        "folder": str(r.folder),
-                        "model": r.summary.model,
-                        "model_checksum": r.summary.model_checksum,
-                        "windows": r.summary.windows,
-                        "metrics": r.summary.metrics,
-                        "skill": r.summary.skill,
-                        "baselines": r.summary.baselines,
-                        "significance": r.summary.significance,
-                        "trading": r.summary.trading,
-                        "calibrated": r.summary.calibrated,
-                        "interval_calibration": r.summary.interval_calibration,
-                        **({"finetune_record": r.summary.finetune} if r.finetune else {}),
-                    }
-                    for r in report.results
-                ],
-                "failures": report.failures,
-            }
-        )
+        ui.print_json(_json_payload(report))
         return
     if ui.quiet:
         return
@@ -228,6 +204,33 @@ def render(ui: Ui, report: BacktestReport) -> None:
                 )
             )
         ui.out.print(f"written: {r.folder}")
+
+
+def _json_payload(report: BacktestReport) -> dict[str, Any]:
+    """``--json``: each symbol's results (raw metrics, calibrated scores, what --calibrate did), failures."""
+    return {
+        "results": [
+            {
+                "symbol": r.symbol,
+                "preaug": r.preaug,
+                "finetune": r.finetune,
+                "folder": str(r.folder),
+                "model": r.summary.model,
+                "model_checksum": r.summary.model_checksum,
+                "windows": r.summary.windows,
+                "metrics": r.summary.metrics,
+                "skill": r.summary.skill,
+                "baselines": r.summary.baselines,
+                "significance": r.summary.significance,
+                "trading": r.summary.trading,
+                "calibrated": r.summary.calibrated,
+                "interval_calibration": r.summary.interval_calibration,
+                **({"finetune_record": r.summary.finetune} if r.finetune else {}),
+            }
+            for r in report.results
+        ],
+        "failures": report.failures,
+    }
 
 
 def _coverage_note(s: BacktestSummary) -> str:

@@ -201,8 +201,7 @@ def prepare_windows(
 ) -> SymbolWindows:
     """Cut up to ``windows`` rolling windows of ``ohlc`` with at most ``context`` bars each (each shortfall
     logged as one warning line unless ``log_notes`` is false). ``start``/``end`` bound the origins, each
-    a date (``--start``/``--end``) or a bar index; ``bounds`` names what set them (in the shortfall line
-    when they, not the data, limit the windows)."""
+    a date or a bar index; ``bounds`` names what set them (in that line when they are the limit)."""
     values = ohlc.values(options.targets)
     plan = plan_origins(
         len(values),
@@ -448,6 +447,4 @@ def forecast_jobs(
 
 def _job_future(job: Job, horizon: int) -> np.ndarray:
     """``job.future`` or all NaN, [windows, rows, horizon]."""
-    if job.future is not None:
-        return job.future
-    return np.full((*job.model_input.shape[:2], horizon), np.nan)
+    return job.future if job.future is not None else np.full((*job.model_input.shape[:2], horizon), np.nan)

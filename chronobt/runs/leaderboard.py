@@ -165,8 +165,7 @@ def leaderboard_frame(rows: Sequence[Mapping[Any, Any]]) -> pd.DataFrame:
             for v, label in zip(board["covariates"], board["preaug"], strict=True)
         ],
         index=board.index,
-        dtype=object,
-    )  # a leaderboard written before the column: read off the label
+    )  # a leaderboard written before the column: read off the label (dtype as pandas infers it)
     return board.astype({"windows": "int64", "rank": "int64", "selected": "bool"})
 
 
