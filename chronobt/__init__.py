@@ -1,14 +1,20 @@
 """chronobt: backtest Amazon's Chronos-2 on OHLC price data.
 
 The public API a notebook needs is importable from here; heavy modules (torch) load lazily.
+The library prints nothing: its warnings go to the ``chronobt`` logger, which has a ``NullHandler``
+(the logging HOWTO's rule for libraries), so they show only where the caller configures logging
+(``logging.basicConfig()``); the command line shows them on stderr.
 """
 
 from __future__ import annotations
 
 import importlib
+import logging
 from typing import TYPE_CHECKING, Any
 
 from chronobt._version import __version__
+
+logging.getLogger(__name__).addHandler(logging.NullHandler())  # no "last resort" printing to stderr
 
 if TYPE_CHECKING:
     from chronobt.augment import get_augmentation

@@ -43,7 +43,8 @@ _T = TypeVar("_T")
 DEFAULT_QUANTILES: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 #: The choice options; the command line shows these and matches them case-insensitively.
 Dependence = Literal["auto", "independent", "comonotonic"]
-Calibrate = Literal["none", "conformal"]
+#: ``auto``: conformal where enough resolved windows exist, else raw with one line; ``none``: raw
+Calibrate = Literal["auto", "none", "conformal"]
 ExecutorKind = Literal["local", "ray"]
 #: when a market order of the trading view fills: the next bar's open, or the origin's close (optimistic)
 Entry = Literal["next-open", "close"]
@@ -163,7 +164,8 @@ class RunOptions:
     calendar: str | None = None
     dependence: Dependence = "auto"
     n_paths: int | None = None
-    calibrate: Calibrate = "none"
+    #: interval calibration (:func:`chronobt.pipeline.uncertainty.calibrate_as_requested`)
+    calibrate: Calibrate = "auto"
     covariates: tuple[str, ...] = ()
     #: walk-forward fine-tuning: the options as given, ``None`` for :class:`FinetuneSettings`' defaults
     finetune: FinetuneMode = "off"
@@ -364,6 +366,8 @@ class SweepConfig(EvaluationOptions):
 
     symbols: tuple[str, ...] = ()
     preaugs: tuple[str, ...] = ()
+    #: a sweep ranks the model's raw forecasts: calibration is the backtest's and forecast's default
+    calibrate: Calibrate = "none"
     metric: SelectionMetric = "mase"
     target: str = "close"
     validation_windows: int = 60

@@ -4,8 +4,9 @@
 
 The model is ``--model`` or ``$CHRONOBT_MODEL`` (``auto``: amazon/chronos-2 when available, else the
 bundled mini model; or a folder saved with ``save_pretrained``); data and results folders default to
-``$CHRONOBT_DATA_DIR`` / ``$CHRONOBT_OUTPUT_DIR`` (else ``data`` / ``results``). The CI runs this file
-with a tiny random checkpoint (tests/test_examples.py).
+``$CHRONOBT_DATA_DIR`` / ``$CHRONOBT_OUTPUT_DIR`` (else the clone's ``data/`` beside this folder, so it
+runs from any working directory, and ``./results``). The library prints nothing itself; this script prints
+its results. The CI runs this file with a tiny random checkpoint (tests/test_examples.py).
 """
 
 from __future__ import annotations
@@ -22,7 +23,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("symbol", nargs="?", default="ETHUSD")
     parser.add_argument("--model", default=os.environ.get("CHRONOBT_MODEL", "auto"))
-    parser.add_argument("--data-dir", type=Path, default=Path(os.environ.get("CHRONOBT_DATA_DIR", "data")))
+    clone_data = Path(__file__).resolve().parents[1] / "data"
+    parser.add_argument(
+        "--data-dir", type=Path, default=Path(os.environ.get("CHRONOBT_DATA_DIR", clone_data))
+    )
     parser.add_argument(
         "--output-dir", type=Path, default=Path(os.environ.get("CHRONOBT_OUTPUT_DIR", "results"))
     )
@@ -58,12 +62,15 @@ def main(argv: list[str] | None = None) -> int:
     for symbol, message in report.failures.items():
         print(f"{symbol} failed: {message}", file=sys.stderr)
     for result in report.results:
-        model = result.summary["metrics"]["close"]
-        naive = result.summary["baselines"]["naive"]["close"]
+        summary = result.summary
+        model = summary["metrics"]["close"]
+        naive = summary["baselines"]["naive"]["close"]
+        which = "calibrated" if summary["calibrated"] else "raw"  # --calibrate auto: calibrated when it can
         print(
-            f"{result.symbol} [{result.preaug}] {result.summary['windows']} windows: "
+            f"{result.symbol} [{result.preaug}] {summary['windows']} windows: "
             f"close MASE {model['mase']:.3f} (naive {naive['mase']:.3f}), "
-            f"80% coverage {model['coverage_80']:.2f} -> {result.folder}"
+            f"80% coverage {summary.coverage_80('close'):.2f} {which} (raw {model['coverage_80']:.2f}) "
+            f"-> {result.folder}"
         )
     return 1 if report.failures else 0
 

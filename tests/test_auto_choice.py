@@ -175,3 +175,21 @@ def test_auto_with_a_path_argument_finds_the_choice_under_the_files_symbol(
     (result,) = backtest(data, out, engine, symbols=(str(data / "AAA.parquet"),)).results
     assert result.symbol == "AAA" and result.preaug == CHOICE
     assert not any("no sweep result" in r.getMessage() for r in caplog.records)
+
+
+def test_auto_backtest_has_its_own_folder_and_blames_the_span_for_fewer_windows(
+    swept: tuple[Path, Path], engine: Chronos2Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    data, out = swept
+    (explicit,) = backtest(data, out, engine, preaug=CHOICE).results
+    assert explicit.folder == out / "backtest" / "AAA" / CHOICE
+    written = (explicit.folder / "metrics.json").read_bytes()
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        (auto,) = backtest(data, out, engine).results
+    assert auto.folder == out / "backtest" / "AAA" / "auto"
+    assert (explicit.folder / "metrics.json").read_bytes() == written  # the explicit result is kept
+    assert auto.summary["preaug"] == CHOICE and auto.summary["auto"]["choice"] == CHOICE
+    assert auto.summary["windows"] < explicit.summary["windows"]
+    (note,) = [r.getMessage() for r in caplog.records if "requested windows" in r.getMessage()]
+    assert "--preaug auto's span" in note and "data holds" not in note

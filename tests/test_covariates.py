@@ -282,6 +282,8 @@ def test_sweep_ranks_augmentation_and_covariate_pairs_and_auto_brings_back_the_c
     labels = ["none", "differencing", "robust_scaling"]
     labels += ["none+volume+BBB", "differencing+volume+BBB", "robust_scaling+volume+BBB"]
     assert list(board.loc[board["split"] == "validation", "preaug"]) == labels
+    assert list(board.loc[board["split"] == "validation", "covariates"]) == ["none"] * 3 + ["volume+BBB"] * 3
+    assert board["mase_seasonal"].notna().all()
     equivalent = dict(zip(board["preaug"], board["equivalent_to"], strict=False))
     assert equivalent["robust_scaling+volume+BBB"] == "none+volume+BBB"  # affine: not forecast again
     best = json.loads((out / "sweep" / "best" / "AAA.json").read_text())
@@ -293,7 +295,8 @@ def test_sweep_ranks_augmentation_and_covariate_pairs_and_auto_brings_back_the_c
     result = CliRunner().invoke(app, backtest)
     assert result.exit_code == 0, result.output
     (folder,) = (out / "backtest" / "AAA").iterdir()
-    assert folder.name == best["best"]
+    assert folder.name == "auto"  # an auto run's own folder; its run label names the choice
+    assert json.loads((folder / "metrics.json").read_text())["run"] == best["best"]
 
 
 def test_compiled_engine_with_known_futures_compiles_on_the_first_call_only_and_gives_eager_numbers(

@@ -334,8 +334,9 @@ def test_preaug_auto_with_a_finetuned_choice_needs_the_same_finetune_and_then_ru
     ran = _backtest_auto(tiny_model_dir, data_dir, out, "--finetune", "full", *CLI_TUNE)
     assert ran.exit_code == 0, ran.output
     assert "chosen under other conditions" not in ran.stderr
-    assert sorted(p.name for p in (out / "backtest" / "AAA").iterdir()) == ["none", "none+finetune-full"]
-    metrics = json.loads((out / "backtest" / "AAA" / "none+finetune-full" / "metrics.json").read_text())
+    assert sorted(p.name for p in (out / "backtest" / "AAA").iterdir()) == ["auto", "auto+finetune-full"]
+    metrics = json.loads((out / "backtest" / "AAA" / "auto+finetune-full" / "metrics.json").read_text())
+    assert metrics["run"] == "none+finetune-full"
     assert metrics["auto"]["finetune"] == "full"
 
     other = _backtest_auto(

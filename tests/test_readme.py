@@ -77,3 +77,37 @@ def test_readme_lists_every_choice_option_as_matched_in_any_case() -> None:
     assert sentence, "README.md no longer says which options match in any case"
     listed = set(re.findall(r"`(--[a-z-]+)`", sentence.group(1)))
     assert listed == _choice_options()
+
+
+def readme_api_snippet() -> str:
+    block = re.search(r"## Python API\s+```python\n(.*?)```", (REPO / "README.md").read_text(), re.S)
+    assert block, "README.md has no Python API block"
+    return block.group(1)
+
+
+@pytest.mark.slow
+def test_readme_api_snippet_runs_from_the_folder_holding_the_clone_and_prints_only_its_result(
+    tmp_path: Path,
+) -> None:
+    """The clone's folder is named like the package: Python started beside it sees that folder first
+    (as a namespace package); the installed package must still win. The snippet asks for one line."""
+    (tmp_path / "chronobt").symlink_to(REPO, target_is_directory=True)  # the clone, seen from its parent
+    (tmp_path / "data").symlink_to(REPO / "data", target_is_directory=True)  # the snippet's ./data
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CHRONOBT_")}
+    env["HF_HUB_OFFLINE"] = "1"
+    proc = subprocess.run(
+        [sys.executable, "-c", readme_api_snippet()],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stderr == ""  # no progress bar, no warning: the library is quiet by default
+    (line,) = proc.stdout.splitlines()  # only what the snippet printed
+    mase, coverage = (float(x) for x in line.split())
+    assert mase > 0 and 0 <= coverage <= 1
+    metrics = json.loads((tmp_path / "results/backtest/ETHUSD/differencing/metrics.json").read_text())
+    assert metrics["interval_calibration"]["applied"] is True
+    assert coverage == metrics["calibrated"]["metrics"]["close"]["coverage_80"]

@@ -288,7 +288,7 @@ def test_preaug_auto_in_backtest_and_forecast_uses_the_sweep_choice(
     )
     assert bt.exit_code == 0, bt.output
     written = [p.name for p in (out / "backtest" / "AAA").iterdir()]
-    assert written == [best.replace(":", "_").replace(",", "_")]
+    assert written == ["auto"]  # an auto run's own folder: never an explicit --preaug result's
     assert json.loads((out / "backtest" / "AAA" / written[0] / "metrics.json").read_text())["preaug"] == best
 
     fc = runner.invoke(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -67,12 +69,14 @@ def test_backtest_reports_dependence_significance_seasonal_mase_and_calibrated_s
     assert metrics["trading"]["sign"]["annualisation"]["method"] in ("measured", "nominal")
 
 
+@pytest.mark.parametrize("calibrate", ["conformal", "auto"])
 def test_outcomes_after_an_origin_never_change_its_dependence_calibration_or_forecast(
-    tmp_path: Path, engine: Chronos2Engine
+    tmp_path: Path, engine: Chronos2Engine, calibrate: str
 ) -> None:
     frame = ohlc_frame(600, seed=12)
     _write(tmp_path / "d1", frame)
-    first = run_backtest(_config(tmp_path / "d1", tmp_path / "o1"), engine=engine).results[0]
+    config = _config(tmp_path / "d1", tmp_path / "o1", calibrate=calibrate)
+    first = run_backtest(config, engine=engine).results[0]
     a = pd.read_parquet(first.folder / "forecasts.parquet")
     origins = np.sort(a["origin"].unique())
     cut = origins[30]  # window 30 uses a fitted copula and calibrated levels from 30 resolved windows
@@ -80,10 +84,10 @@ def test_outcomes_after_an_origin_never_change_its_dependence_calibration_or_for
     after = changed["timestamp"] > cut
     changed.loc[after, ["open", "high", "low", "close"]] *= np.linspace(1.0, 1.5, int(after.sum()))[:, None]
     _write(tmp_path / "d2", changed)
-    second = run_backtest(_config(tmp_path / "d2", tmp_path / "o2"), engine=engine).results[0]
-    b = pd.read_parquet(second.folder / "forecasts.parquet")
+    second = run_backtest(_config(tmp_path / "d2", tmp_path / "o2", calibrate=calibrate), engine=engine)
+    b = pd.read_parquet(second.results[0].folder / "forecasts.parquet")
     early = a["origin"] <= cut
-    cols = ["median", "0.1", "0.9"]
+    cols = ["median", "0.1", "0.9", "calibrated_0.1", "calibrated_0.5", "calibrated_0.9"]
     np.testing.assert_array_equal(a.loc[early, cols].to_numpy(), b.loc[early, cols].to_numpy())
     assert not np.allclose(a.loc[~early, cols].to_numpy(), b.loc[~early, cols].to_numpy())
 
@@ -131,11 +135,13 @@ def test_forecast_of_a_pointwise_augmentation_without_calibration_needs_no_histo
     _write(tmp_path / "data", ohlc_frame(400, seed=15))
     config = ForecastConfig(
         symbols=("AAA",), preaug="detrending", horizon=HORIZON, context=128, data_dir=tmp_path / "data",
-        output_dir=tmp_path / "out",
+        output_dir=tmp_path / "out", calibrate="none",
     )  # fmt: skip
     (result,) = run_forecast(config, engine=engine).results
     assert result.payload["history_windows"] == 0
     assert result.payload["dependence"]["method"] == "exact"
+    assert result.payload["interval_calibration"]["applied"] is False
+    assert not any(str(c).startswith("raw_") for c in result.frame.columns)
 
 
 def test_sweep_cells_carry_dependence_and_calibration_settings(
@@ -160,3 +166,76 @@ def test_sweep_cells_carry_dependence_and_calibration_settings(
     best = json.loads((tmp_path / "out/sweep/best/AAA.json").read_text())
     assert set(best["test"]["significance"]) == {"vs_naive", "vs_none"}
     assert 0 <= best["test"]["significance"]["vs_naive"]["p_value"] <= 1
+
+
+def test_backtest_calibrates_by_default_and_keeps_the_raw_quantiles_beside(
+    tmp_path: Path, engine: Chronos2Engine
+) -> None:
+    _write(tmp_path / "data", ohlc_frame(600, seed=17))
+    default = replace(_config(tmp_path / "data", tmp_path / "o1"), calibrate=BacktestConfig.calibrate)
+    assert default.calibrate == "auto"
+    (calibrated,) = run_backtest(default, engine=engine).results
+    (raw,) = run_backtest(
+        _config(tmp_path / "data", tmp_path / "o2", calibrate="none"), engine=engine
+    ).results
+    metrics = json.loads((calibrated.folder / "metrics.json").read_text())
+    assert metrics["interval_calibration"] == {
+        "requested": "auto", "applied": True, "n_resolved": WINDOWS - 1, "min_resolved": 20, "reason": None,
+    }  # fmt: skip
+    assert metrics["calibrated"]["method"]["method"] == "aci"
+    assert metrics["metrics"] == json.loads((raw.folder / "metrics.json").read_text())["metrics"]  # raw kept
+    a = pd.read_parquet(calibrated.folder / "forecasts.parquet")
+    b = pd.read_parquet(raw.folder / "forecasts.parquet")
+    levels = [str(q) for q in default.quantiles]
+    pd.testing.assert_frame_equal(a[b.columns], b)  # the raw columns, byte for byte the raw run's
+    assert [c for c in a.columns if c not in b.columns] == [f"calibrated_{q}" for q in levels]
+    cal = a[[f"calibrated_{q}" for q in levels]].to_numpy()
+    assert (np.diff(cal, axis=1) >= 0).all() and not np.allclose(cal, a[levels].to_numpy())
+    assert metrics["calibrated"]["metrics"]["close"]["coverage_80"] == pytest.approx(
+        float(
+            a.loc[a["target"] == "close"].pipe(
+                lambda f: ((f["actual"] >= f["calibrated_0.1"]) & (f["actual"] <= f["calibrated_0.9"])).mean()
+            )
+        )
+    )
+
+
+def test_auto_calibration_below_the_minimum_keeps_raw_intervals_with_one_line(
+    tmp_path: Path, engine: Chronos2Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    _write(tmp_path / "data", ohlc_frame(600, seed=18))
+    with caplog.at_level(logging.WARNING, logger="chronobt"):
+        (result,) = run_backtest(
+            _config(tmp_path / "data", tmp_path / "o1", calibrate="auto", windows=10), engine=engine
+        ).results
+    lines = [r.getMessage() for r in caplog.records if "--calibrate auto" in r.getMessage()]
+    assert len(lines) == 1 and "9 window(s) resolved" in lines[0] and "needs 20" in lines[0]
+    assert lines[0].startswith("AAA differencing:")
+    metrics = json.loads((result.folder / "metrics.json").read_text())
+    assert metrics["calibrated"] is None
+    assert metrics["interval_calibration"]["applied"] is False
+    assert metrics["interval_calibration"]["reason"] == "9 resolved windows, below 20"
+    assert not any(c.startswith("calibrated_") for c in pd.read_parquet(result.folder / "forecasts.parquet"))
+    caplog.clear()
+    (forced,) = run_backtest(
+        _config(tmp_path / "data", tmp_path / "o2", calibrate="conformal", windows=10), engine=engine
+    ).results  # conformal calibrates whatever the count
+    assert forced.summary["calibrated"] is not None and not caplog.records
+
+
+def test_forecast_calibrates_by_default_and_writes_the_raw_quantiles_beside(
+    tmp_path: Path, engine: Chronos2Engine
+) -> None:
+    _write(tmp_path / "data", ohlc_frame(1500, seed=19))
+    config = ForecastConfig(
+        symbols=("AAA",), preaug="detrending", horizon=HORIZON, context=128, data_dir=tmp_path / "data",
+        output_dir=tmp_path / "out",
+    )  # fmt: skip
+    (result,) = run_forecast(config, engine=engine).results
+    assert result.payload["history_windows"] == 100
+    assert result.payload["interval_calibration"]["applied"] is True
+    assert result.payload["calibration"]["method"] == "aci"
+    levels = [str(q) for q in config.quantiles]
+    frame = pd.read_parquet(result.folder / "latest.parquet")
+    assert [c for c in frame.columns if c.startswith("raw_")] == [f"raw_{q}" for q in levels]
+    assert not np.allclose(frame[levels].to_numpy(), frame[[f"raw_{q}" for q in levels]].to_numpy())

@@ -35,7 +35,15 @@ def test_first_bound_keeps_only_origins_at_or_after_it_and_notes_the_shortfall()
     plan = plan_origins(200, horizon=10, context=64, windows=10, first=175, label="ETHUSD")
     assert plan.origins.tolist() == [179, 189]
     assert len(plan.notes) == 1
-    assert plan.notes[0].startswith("ETHUSD: data holds 2 of 10 requested windows")
+    assert plan.notes[0].startswith("ETHUSD: origins inside --start/--end hold 2 of 10 requested windows")
+
+
+def test_a_shortfall_set_by_the_bounds_names_them_and_not_the_data() -> None:
+    plan = plan_origins(200, horizon=10, context=64, windows=10, first=175, bounds="the sweep's span")
+    assert plan.notes[0].startswith("series: origins inside the sweep's span hold 2 of 10 requested")
+    # bounds that cut nothing the data could have held: the data is the limit
+    plan = plan_origins(100, horizon=10, context=64, windows=5, first=0, label="ETHUSD")
+    assert plan.notes[0].startswith("ETHUSD: data holds 3 of 5 requested windows")
 
 
 def test_when_data_holds_fewer_windows_it_uses_as_many_as_fit_with_one_note() -> None:

@@ -72,7 +72,7 @@ from chronobt.config import LockOptions
 from chronobt.engine.config import EngineConfig as E
 
 if TYPE_CHECKING:
-    from chronobt.runs.backtest import BacktestReport
+    from chronobt.runs.backtest import BacktestReport, BacktestSummary
 
 app = command_app()
 
@@ -155,29 +155,7 @@ def backtest(
 
 def render(ui: Ui, report: BacktestReport) -> None:
     if ui.json:
-        ui.print_json(
-            {
-                "results": [
-                    {
-                        "symbol": r.symbol,
-                        "preaug": r.preaug,
-                        "finetune": r.finetune,
-                        "folder": str(r.folder),
-                        "model": r.summary.model,
-                        "model_checksum": r.summary.model_checksum,
-                        "windows": r.summary.windows,
-                        "metrics": r.summary.metrics,
-                        "skill": r.summary.skill,
-                        "baselines": r.summary.baselines,
-                        "significance": r.summary.significance,
-                        "trading": r.summary.trading,
-                        **({"finetune_record": r.summary.finetune} if r.finetune else {}),
-                    }
-                    for r in report.results
-                ],
-                "failures": report.failures,
-            }
-        )
+        ui.print_json(_json_payload(report))
         return
     if ui.quiet:
         return
@@ -197,7 +175,8 @@ def render(ui: Ui, report: BacktestReport) -> None:
         table.add_column("p (DM)", justify="right")
         table.add_column("WQL", justify="right")
         table.add_column("naive WQL", justify="right")
-        table.add_column("cov80", justify="right")
+        calibrated = bool(s.calibrated)
+        table.add_column("cov80 calibrated" if calibrated else "cov80 raw", justify="right")
         table.add_column("dir. acc", justify="right")
         for target, m in s.metrics.items():
             table.add_row(
@@ -208,7 +187,7 @@ def render(ui: Ui, report: BacktestReport) -> None:
                 p_value_text(s.significance[target]["naive"]["mae"]["p_value"]),
                 _fmt(m["wql"]),
                 _fmt(s.baselines["naive"][target]["wql"]),
-                _fmt(m["coverage_80"]),
+                _fmt(s.coverage_80(target)),
                 _fmt(m["directional_accuracy"]),
             )
         ui.out.print(table)
@@ -216,6 +195,7 @@ def render(ui: Ui, report: BacktestReport) -> None:
             "skill = 1 - MASE / naive MASE; p (DM) = Diebold-Mariano p-value of the windows' MASE against "
             f"naive's, * below {SIGNIFICANT}"
         )
+        ui.out.print(_coverage_note(s))
         for line in trading_lines(s.trading):
             ui.out.print(line)
         versus = s.versus_zero_shot
@@ -251,6 +231,43 @@ def trading_lines(trading: Mapping[str, Any] | None) -> list[str]:
             f"max drawdown {_fmt(drawdown and 100 * drawdown, 2)}%, costs {_pct(costs)}"
         )
     return lines
+
+
+def _json_payload(report: BacktestReport) -> dict[str, Any]:
+    """``--json``: each symbol's results (raw metrics, calibrated scores, what --calibrate did), failures."""
+    return {
+        "results": [
+            {
+                "symbol": r.symbol,
+                "preaug": r.preaug,
+                "finetune": r.finetune,
+                "folder": str(r.folder),
+                "model": r.summary.model,
+                "model_checksum": r.summary.model_checksum,
+                "windows": r.summary.windows,
+                "metrics": r.summary.metrics,
+                "skill": r.summary.skill,
+                "baselines": r.summary.baselines,
+                "significance": r.summary.significance,
+                "trading": r.summary.trading,
+                "calibrated": r.summary.calibrated,
+                "interval_calibration": r.summary.interval_calibration,
+                **({"finetune_record": r.summary.finetune} if r.finetune else {}),
+            }
+            for r in report.results
+        ],
+        "failures": report.failures,
+    }
+
+
+def _coverage_note(s: BacktestSummary) -> str:
+    """Which 80% coverage the table shows: the calibrated intervals' (with the raw model's beside) or raw."""
+    if s.calibrated:
+        raw = ", ".join(f"{t} {_fmt(m['coverage_80'], 3)}" for t, m in s.metrics.items())
+        return f"cov80: conformally calibrated intervals (metrics.json `calibrated`); raw model: {raw}"
+    record = s.interval_calibration or {}
+    why = f" ({record['reason']})" if record.get("reason") else ""
+    return f"cov80: the raw model's intervals, not calibrated{why}"
 
 
 def _variant(finetune: str | None) -> str:

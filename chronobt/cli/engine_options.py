@@ -82,8 +82,10 @@ CompileOpt = Annotated[
         envvar="CHRONOBT_COMPILE",
         metavar=f"[{'|'.join(COMPILE_CHOICES)}]",
         help=(
-            "torch.compile: auto (on for CUDA), on, off. Unset: the legacy TORCH_COMPILED / CHRONOS_COMPILE "
-            f"switches (0/1/true/false), else {EngineConfig.compile}."
+            "torch.compile: auto (CUDA only, and only when the run's batches earn the compile time back: "
+            "an hourly forecast stays eager; the manifest's engine.compile.decision says why), on, off. "
+            "Unset: the legacy TORCH_COMPILED / CHRONOS_COMPILE switches (0/1/true/false), else "
+            f"{EngineConfig.compile}."
         ),
         show_default=False,
     ),

@@ -148,6 +148,7 @@ def render(ui: Ui, report: ForecastReport) -> None:
                             for k in ("symbol", "preaug", "horizon", "last_bar", "file", "forecast", "orders")
                             if k in r.payload
                         },
+                        "interval_calibration": r.payload.get("interval_calibration"),
                         "model": r.payload["model"].get("id"),
                         "model_checksum": r.payload["model"].get("checksum"),
                         "folder": str(r.folder),
@@ -182,6 +183,7 @@ def render(ui: Ui, report: ForecastReport) -> None:
         ui.out.print(table)
         for line in order_lines(r.payload.get("orders") or ()):
             ui.out.print(line)
+        ui.out.print(_band_note(r.payload))
         ui.out.print(f"written: {r.folder / r.payload['file']}")
 
 
@@ -196,6 +198,18 @@ def order_lines(orders: Sequence[Mapping[str, Any]]) -> list[str]:
         f"{price(o.get('limit'))}, target {price(o.get('target'))}, stop {price(o.get('stop'))}"
         for o in orders
     ]
+
+
+def _band_note(payload: Mapping[str, Any]) -> str:
+    """Which band the table shows: conformally calibrated (raw_<level> columns beside it) or raw."""
+    record = payload.get("interval_calibration") or {}
+    if record.get("applied"):
+        return (
+            f"band: conformally calibrated on {record['n_resolved']} resolved windows "
+            "(the raw model's quantiles: raw_<level> columns)"
+        )
+    why = f" ({record['reason']})" if record.get("reason") else ""
+    return f"band: the raw model's quantiles, not calibrated{why}"
 
 
 def _is_level(name: object) -> bool:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar, get_args, get_origin, get_type_hints
 
 import typer
+from typer.core import TyperArgument, TyperCommand
 
 from chronobt.augment import AVAILABLE_AUGMENTATIONS, DEFAULT_N_PATHS
 from chronobt.config import (
@@ -47,9 +48,45 @@ ALL_QUANTILES = ",".join(str(level) for level in RunOptions.quantiles)
 NO_COVARIATES = covariates_label(RunOptions.covariates)
 
 
+class _PlainArgument(TyperArgument):
+    """An argument shown as its metavar alone: ``SYMBOL...`` (``[SYMBOL]...`` when optional), never
+    Typer's ``{symbols}...`` usage or ``<list[str]>`` type label."""
+
+    def _metavar(self) -> str:
+        name = self.metavar or (self.name or "").upper()
+        return name if self.nargs == 1 or name.endswith("...") else f"{name}..."
+
+    def _usage_display_name(self) -> str:
+        return self._metavar() if self.required else f"[{self._metavar()}]"
+
+    def _rich_display_name(self) -> str:
+        return self._metavar()
+
+    def display_type_rich(self, ctx: Any) -> str | None:
+        return None
+
+
+class PlainCommand(TyperCommand):
+    """A command whose arguments show clean metavars (:class:`_PlainArgument`)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for param in self.params:
+            if type(param) is TyperArgument:
+                param.__class__ = _PlainArgument  # same fields; only the help rendering differs
+
+
+class _Typer(typer.Typer):
+    """A Typer app whose commands are :class:`PlainCommand` unless another ``cls`` is given."""
+
+    def command(self, *args: Any, **kwargs: Any) -> Any:
+        kwargs.setdefault("cls", PlainCommand)
+        return super().command(*args, **kwargs)
+
+
 def command_app(**settings: Any) -> typer.Typer:
     """The Typer app of one command module (the root lists it lazily: :mod:`chronobt.cli`)."""
-    return typer.Typer(
+    return _Typer(
         add_completion=False,
         pretty_exceptions_enable=False,
         rich_markup_mode=None,
@@ -133,8 +170,11 @@ CalibrateOpt = Annotated[
     typer.Option(
         "--calibrate",
         metavar=choices(CALIBRATE_CHOICES),
-        help="none, or conformal: adjust each quantile level per step by adaptive conformal inference "
-        "on resolved windows (metrics.json reports raw and calibrated scores).",
+        help="Interval calibration: conformal adjusts each quantile level per step by adaptive conformal "
+        "inference on resolved windows; auto does so when at least 20 windows were resolved by the last "
+        "origin, else keeps the raw intervals and says so in one line; none: the raw model's intervals. "
+        "The raw scores and quantiles are always kept beside the calibrated ones. A sweep ranks raw "
+        "forecasts (its default is none).",
     ),
 ]
 PathsOpt = Annotated[
@@ -268,7 +308,8 @@ FinetunePerSymbolOpt = Annotated[
     typer.Option("--finetune-per-symbol", help="One fine-tuned model per symbol instead of one for all."),
 ]
 SymbolsArg = Annotated[
-    list[str], typer.Argument(help="Symbols (files <data-dir>/<SYMBOL>.parquet) or paths.")
+    list[str],
+    typer.Argument(metavar="SYMBOL", help="Symbols (files <data-dir>/<SYMBOL>.parquet) or paths."),
 ]
 
 

@@ -73,7 +73,9 @@ app = command_app()
 def sweep(
     symbols: Annotated[
         list[str] | None,
-        typer.Argument(help="Symbols to sweep (default: every <SYMBOL>.parquet in the data dir)."),
+        typer.Argument(
+            metavar="SYMBOL", help="Symbols to sweep (default: every <SYMBOL>.parquet in the data dir)."
+        ),
     ] = None,
     preaug: Annotated[
         str | None,

@@ -69,6 +69,7 @@ def plan_origins(
     first: int | None = None,
     last: int | None = None,
     label: str = "series",
+    bounds: str = "--start/--end",
 ) -> WindowPlan:
     """Place up to ``windows`` rolling origins at the end of a series of ``n_bars`` bars.
 
@@ -94,6 +95,8 @@ def plan_origins(
         Fewest context bars an origin may have; default :data:`MIN_CONTEXT`.
     first, last
         Optional inclusive bounds on the origin index.
+    bounds
+        What set ``first``/``last`` (named in the shortfall note when they, not the data, limit it).
     label
         Name of the series (the symbol) used in notes and error messages.
 
@@ -123,6 +126,7 @@ def plan_origins(
             f"{label} has {n_bars} bars; need at least min_context {min_context} + horizon {horizon} = "
             f"{min_context + horizon}; lower --horizon or use a longer series"
         )
+    in_data = (latest - earliest) // stride + 1  # windows the whole series holds
     if last is not None:
         latest = min(latest, last)
     if first is not None:
@@ -138,8 +142,9 @@ def plan_origins(
     effective = int(min(context, origins[-1] + 1))
     notes: list[str] = []
     if n_fit < windows:
+        held = f"origins inside {bounds} hold" if in_data > n_fit else "data holds"
         notes.append(
-            f"{label}: data holds {n_fit} of {windows} requested windows (horizon {horizon}, "
+            f"{label}: {held} {n_fit} of {windows} requested windows (horizon {horizon}, "
             f"stride {stride}, at least {min_context} context bars); using {n_fit}"
         )
     short = int(np.count_nonzero(origins + 1 < effective))

@@ -64,11 +64,14 @@ logger = logging.getLogger(__name__)
 
 
 def load_pipeline(path: Any) -> Any:
-    """Load a ``Chronos2Pipeline`` from a local folder on the CPU; :class:`ModelError` on failure."""
+    """Load a ``Chronos2Pipeline`` from a local folder on the CPU, quietly; :class:`ModelError` on failure."""
     from chronos import Chronos2Pipeline
 
+    from chronobt.engine.models import quiet_loading
+
     try:
-        return Chronos2Pipeline.from_pretrained(str(path))
+        with quiet_loading():  # no weight-loading progress bar: the library prints nothing
+            return Chronos2Pipeline.from_pretrained(str(path))
     except Exception as exc:
         raise ModelError(
             f"cannot load a Chronos-2 model from {path} ({type(exc).__name__}: {exc}); "

@@ -27,6 +27,8 @@ import re
 import threading
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
@@ -290,3 +292,23 @@ def weights_checksum(files: list[Path]) -> str:
         return digests[0]
     lines = "".join(f"{path.name} {digest}\n" for path, digest in zip(files, digests, strict=True))
     return hashlib.sha256(lines.encode()).hexdigest()
+
+
+@contextmanager
+def quiet_loading() -> Iterator[None]:
+    """While a model loads: transformers' progress bars off and its logs at errors only, both restored
+    afterwards (the library prints nothing; a caller who wants transformers' output gets it back after)."""
+    try:
+        from transformers.utils import logging as hf_logging
+    except ImportError:  # transformers is chronos' dependency; nothing to silence without it
+        yield
+        return
+    bars, verbosity = hf_logging.is_progress_bar_enabled(), hf_logging.get_verbosity()
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()

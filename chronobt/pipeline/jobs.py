@@ -197,10 +197,11 @@ def prepare_windows(
     start: str | int | None = None,
     end: str | int | None = None,
     log_notes: bool = True,
+    bounds: str = "--start/--end",
 ) -> SymbolWindows:
     """Cut up to ``windows`` rolling windows of ``ohlc`` with at most ``context`` bars each (each shortfall
     logged as one warning line unless ``log_notes`` is false). ``start``/``end`` bound the origins, each
-    a date (``--start``/``--end``) or a bar index."""
+    a date or a bar index; ``bounds`` names what set them (in that line when they are the limit)."""
     values = ohlc.values(options.targets)
     plan = plan_origins(
         len(values),
@@ -211,6 +212,7 @@ def prepare_windows(
         first=_bound_index(ohlc, start, side="start"),
         last=_bound_index(ohlc, end, side="end"),
         label=ohlc.symbol,
+        bounds=bounds,
     )
     contexts, futures = cut_windows(values, plan.origins, context=plan.context, horizon=options.horizon)
     if futures is None:  # cut_windows returns futures whenever with_future is true
@@ -445,6 +447,4 @@ def forecast_jobs(
 
 def _job_future(job: Job, horizon: int) -> np.ndarray:
     """``job.future`` or all NaN, [windows, rows, horizon]."""
-    if job.future is not None:
-        return job.future
-    return np.full((*job.model_input.shape[:2], horizon), np.nan)
+    return job.future if job.future is not None else np.full((*job.model_input.shape[:2], horizon), np.nan)

@@ -10,8 +10,11 @@
   :data:`~chronobt.augment.dependence.MIN_WINDOWS` resolved windows the steps are independent, and the
   record says
   so. Pointwise augmentations invert each step exactly: no dependence is involved.
-- :func:`calibrate`: ``--calibrate conformal``, adaptive conformal inference per level and step
-  (:mod:`chronobt.evaluation.calibration`), each window adjusted only by windows resolved by its origin.
+- :func:`calibrate`: adaptive conformal inference per level and step
+  (:mod:`chronobt.evaluation.calibration`), each window adjusted only by windows resolved by its origin;
+  :func:`calibrate_as_requested` applies ``--calibrate``: ``auto`` (the default) calibrates when at
+  least :data:`MIN_RESOLVED` windows were resolved by the last origin and otherwise keeps the raw
+  quantiles with one warning line, ``conformal`` always calibrates, ``none`` never does.
 
 A forecast has no realised future: it also forecasts the latest :data:`HISTORY_WINDOWS` resolved windows
 of the same series in the same run (:func:`chronobt.pipeline.jobs.latest_window`) and learns from those.
@@ -41,6 +44,9 @@ logger = logging.getLogger(__name__)
 
 #: Resolved windows a forecast adds before the live one to learn dependence and calibration from.
 HISTORY_WINDOWS = 100
+#: ``--calibrate auto`` calibrates when at least this many windows were resolved by the last origin (the
+#: same floor as the learned step dependence's); below it the raw quantiles are kept, with one line.
+MIN_RESOLVED = 20
 #: Choosing the dependence: the latest held-out windows inverted per candidate, their sample paths and
 #: the levels whose calibration is scored (fixed: the choice does not depend on ``--quantiles``).
 SELECTION_WINDOWS = 60
@@ -58,9 +64,9 @@ class Inversion:
 
 def history_windows(spec: str, options: RunOptions) -> int:
     """Resolved windows a forecast needs before its live one: :data:`HISTORY_WINDOWS` for ``auto``
-    dependence of a path-dependent augmentation or for conformal calibration, else 0."""
+    dependence of a path-dependent augmentation or for calibration (``auto`` or ``conformal``), else 0."""
     learns = (options.dependence == "auto" and get_augmentation(spec).path_dependent) or (
-        options.calibrate == "conformal"
+        options.calibrate != "none"
     )
     return HISTORY_WINDOWS if learns else 0
 
@@ -184,3 +190,57 @@ def calibrate(
         as_of=int(sw.origins[-1]),  # the record's final levels: those the last window was issued
     )
     return apply_levels(price_q, options.quantiles, fit.issued), fit.record(sw.targets)
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """What ``--calibrate`` did to one symbol's price quantiles.
+
+    Attributes
+    ----------
+    price_q : ``[w, v, Q, h]`` calibrated quantiles, or ``None`` (the raw ones are the run's intervals).
+    method : the conformal fit's record (:meth:`~chronobt.evaluation.calibration.ConformalFit.record`),
+        ``None`` when not calibrated.
+    record : metrics.json's and latest.json's ``interval_calibration``: ``requested``, ``applied``,
+        ``n_resolved`` (windows resolved by the last origin), ``min_resolved`` (``auto``'s floor) and
+        ``reason`` (why raw, else null).
+    """
+
+    price_q: np.ndarray | None
+    method: dict[str, Any] | None
+    record: dict[str, Any]
+
+
+def calibrate_as_requested(
+    sw: SymbolWindows, price_q: np.ndarray, options: RunOptions, *, label: str = ""
+) -> Calibration:
+    """Apply ``options.calibrate`` to ``price_q`` ``[w, v, Q, h]`` of ``sw``'s windows.
+
+    ``auto`` calibrates (as ``conformal``) when at least :data:`MIN_RESOLVED` windows were resolved by the
+    last window's origin (a window is resolved when its whole horizon was realised at or before it), else
+    keeps the raw quantiles and logs one warning naming ``label`` (``"SYMBOL preaug"``), the count and
+    the fix. Only resolved windows ever move a window's levels (no look-ahead).
+    """
+    origins = np.asarray(sw.origins, dtype=np.int64)
+    horizon = sw.futures.shape[-1]
+    n_resolved = int(np.searchsorted(origins + horizon, origins[-1], side="right")) if origins.size else 0
+    record: dict[str, Any] = {
+        "requested": options.calibrate,
+        "applied": False,
+        "n_resolved": n_resolved,
+        "min_resolved": MIN_RESOLVED,
+        "reason": None,
+    }
+    if options.calibrate == "none":
+        record["reason"] = "--calibrate none"
+        return Calibration(None, None, record)
+    if options.calibrate == "auto" and n_resolved < MIN_RESOLVED:
+        record["reason"] = f"{n_resolved} resolved windows, below {MIN_RESOLVED}"
+        logger.warning(
+            "%s: --calibrate auto kept the raw (uncalibrated) intervals: %d window(s) resolved by the last "
+            "origin, calibration needs %d (more --windows or history; --calibrate none to choose raw)",
+            label or sw.symbol, n_resolved, MIN_RESOLVED,
+        )  # fmt: skip
+        return Calibration(None, None, record)
+    calibrated, method = calibrate(sw, price_q, options)
+    return Calibration(calibrated, method, {**record, "applied": True})

@@ -107,10 +107,14 @@ def run_backtest(
         resolved = resolve_preaug(
             ohlc, config.preaug, config, model=engine.model_info, strict=config.strict_auto
         )
-        start = config.start if config.start is not None else resolved.start_after_selection(ohlc)
+        start: str | int | None = config.start
+        bounds = "--start/--end"
+        if start is None and (start := resolved.start_after_selection(ohlc)) is not None:
+            bounds = "--preaug auto's span after the sweep's validation windows (--start overrides)"
+            bounds += " and --end" if config.end is not None else ""
         options = replace(config, covariates=resolved.covariates)  # auto: the sweep's covariates
         sw = prepare_windows(
-            ohlc, options, windows=config.windows, context=context, start=start, end=config.end
+            ohlc, options, windows=config.windows, context=context, start=start, end=config.end, bounds=bounds
         )
         job = make_job(sw, resolved.spec)
         auto[ohlc.symbol] = resolved

@@ -1,4 +1,5 @@
-"""A backtest's files: ``<output-dir>/backtest/<SYMBOL>/<run label>/``, one folder per symbol and run.
+"""A backtest's files: ``<output-dir>/backtest/<SYMBOL>/<run label>/``, one folder per symbol and run
+(``auto/`` for ``--preaug auto``).
 
 :func:`write_backtest` writes forecasts.parquet, trades.parquet, equity.parquet (with a close forecast),
 manifest.json and metrics.json (the
@@ -18,6 +19,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from chronobt.atomic import replace_dir_atomic, write_json_atomic, write_parquet_atomic
 from chronobt.augment import parse_augmentation
@@ -26,11 +28,11 @@ from chronobt.engine.core import Chronos2Engine
 from chronobt.errors import ChronobtError
 from chronobt.evaluation.evaluate import filled_record
 from chronobt.pipeline.covariates import RunLabel, covariates_label
-from chronobt.pipeline.jobs import Progress
+from chronobt.pipeline.jobs import Job, Progress
 from chronobt.runs.choice import ResolvedPreaug, auto_record
 from chronobt.runs.chunks import BacktestOutcome
 from chronobt.runs.finetune_compare import versus_zero_shot
-from chronobt.runs.results import backtest_folder, forecast_table, run_record
+from chronobt.runs.results import backtest_folder, forecast_table, quantile_column, run_record
 from chronobt.runs.summary import BacktestReport, BacktestSummary, SymbolResult
 
 logger = logging.getLogger("chronobt.runs.backtest")  # the backtest command's log, as before the split
@@ -87,7 +89,7 @@ def write_outcome(
             raise ChronobtError(outcome.error or "internal: the job was not scored")
         if outcome.warning:
             logger.warning("%s", outcome.warning)
-        folder = backtest_folder(config.output_dir, sw.symbol, str(job.run.tuned(mode)))
+        folder = backtest_folder(config.output_dir, sw.symbol, run_folder(job, config, mode))
         finetune = None
         if tuned is not None:
             versus = versus_zero_shot(sw, outcome.price_q, tuned.zero_shot, config)
@@ -103,6 +105,20 @@ def write_outcome(
         run.report.failures[name] = str(exc)
         logger.debug("symbol %s failed", name, exc_info=True)
         return None
+
+
+#: The folder of a ``--preaug auto`` backtest (``auto``, fine-tuned ``auto+finetune-<mode>``): its own,
+#: so an auto run never replaces an explicit ``--preaug`` result; metrics.json's ``preaug`` and ``auto``
+#: name what the sweep chose.
+AUTO_FOLDER = "auto"
+
+
+def run_folder(job: Job, config: BacktestConfig, finetune: str | None) -> str:
+    """The result folder's name under ``backtest/<SYMBOL>/``: the run label
+    (``<preaug>[+<covariates>][+finetune-<mode>]``), or :data:`AUTO_FOLDER` for ``--preaug auto``."""
+    if config.preaug == "auto":
+        return AUTO_FOLDER if finetune is None else f"{AUTO_FOLDER}+finetune-{finetune}"
+    return str(job.run.tuned(finetune))
 
 
 def write_backtest(
@@ -144,6 +160,8 @@ def write_backtest(
         filled=sw.future_filled,
         extra={"covariates": covariates_label(sw.covariates)} if sw.covariates else None,
     )
+    if outcome.calibration is not None and outcome.calibration.price_q is not None:
+        table = with_calibrated_columns(table, outcome.calibration.price_q, config.quantiles)
     auto = auto_record(run.auto[sw.symbol], sw.ohlc, sw.origins, horizon=config.horizon)
     summary = replace(backtest_summary(outcome, config, engine), auto=auto)
     if finetune is not None:
@@ -175,6 +193,20 @@ def write_backtest(
     return summary
 
 
+#: Prefix of the calibrated quantile columns forecasts.parquet gets beside the raw ones (``calibrated_0.1``).
+CALIBRATED_PREFIX = "calibrated_"
+
+
+def with_calibrated_columns(table: pa.Table, calibrated: np.ndarray, levels: tuple[float, ...]) -> pa.Table:
+    """``table`` (:func:`~chronobt.runs.results.forecast_table`'s rows) plus one ``calibrated_<level>``
+    column per level of the calibrated quantiles ``[w, v, Q, h]``, after the raw quantile columns."""
+    at = table.column_names.index("preaug")
+    for k, level in enumerate(levels):
+        values = np.ascontiguousarray(calibrated[:, :, k, :].transpose(0, 2, 1)).ravel()
+        table = table.add_column(at + k, CALIBRATED_PREFIX + quantile_column(level), pa.array(values))
+    return table
+
+
 def backtest_summary(
     outcome: BacktestOutcome, config: BacktestConfig, engine: Chronos2Engine
 ) -> BacktestSummary:
@@ -184,8 +216,9 @@ def backtest_summary(
     if evaluation is None:
         raise ChronobtError(outcome.error or "internal: the job was not scored")
     calibrated = None
-    if evaluation.calibrated is not None:
-        calibrated = {**evaluation.calibrated, "method": outcome.calibration}
+    calibration = outcome.calibration
+    if evaluation.calibrated is not None and calibration is not None:
+        calibrated = {**evaluation.calibrated, "method": calibration.method}
     model = engine.model_info
     origin_times = sw.origin_times
     return BacktestSummary(
@@ -212,6 +245,7 @@ def backtest_summary(
         significance=evaluation.significance,
         dependence=outcome.dependence,
         calibrated=calibrated,
+        interval_calibration=None if calibration is None else calibration.record,
         trading=evaluation.trading,
         filled=filled_record(sw),
         inversion=evaluation.inversion,

@@ -29,7 +29,7 @@ from chronobt.evaluation.evaluate import Reference, evaluate, filled_record, sco
 from chronobt.evaluation.significance import comparison, window_mae
 from chronobt.pipeline.covariates import RunLabel
 from chronobt.pipeline.jobs import Job
-from chronobt.pipeline.uncertainty import calibrate, invert_job
+from chronobt.pipeline.uncertainty import calibrate_as_requested, invert_job
 from chronobt.runs.results import preaug_slug
 
 logger = logging.getLogger(__name__)
@@ -156,7 +156,7 @@ def score_cell(
     label = label or job.run
     inversion = invert_job(job, engine.quantile_levels, config, device=engine.device)
     price_q = inversion.price_q
-    calibrated = calibrate(plan.windows, price_q, config)[0] if config.calibrate == "conformal" else None
+    calibrated = calibrate_as_requested(plan.windows, price_q, config, label=f"{plan.symbol} {label}").price_q
     splits: dict[str, Any] = {}
     for name, index in plan.split.items():
         sub = plan.windows.subset(index)

@@ -26,7 +26,7 @@ from chronobt.errors import ChronobtError
 from chronobt.evaluation.evaluate import Evaluation, evaluate, inversion_warning
 from chronobt.pipeline.covariates import RunLabel
 from chronobt.pipeline.jobs import Job, forecast_jobs, make_job
-from chronobt.pipeline.uncertainty import calibrate, invert_job
+from chronobt.pipeline.uncertainty import Calibration, calibrate_as_requested, invert_job
 from chronobt.runs.cells import SymbolSweep, model_identity, score_cell
 
 logger = logging.getLogger(__name__)
@@ -116,7 +116,7 @@ class BacktestOutcome:
     error: str | None = None
     warning: str | None = None  # inverted quantiles outside the price domain: logged by the driver
     dependence: dict[str, Any] | None = None  # the inversion's step-dependence record
-    calibration: dict[str, Any] | None = None  # the conformal calibration record (--calibrate conformal)
+    calibration: Calibration | None = None  # what --calibrate did (the calibrated quantiles, the records)
     timings: dict[str, float] = field(default_factory=dict)  # inference, invert, metrics (seconds)
     model: dict[str, Any] = field(default_factory=dict)
     engine_record: dict[str, Any] = field(default_factory=dict)
@@ -167,7 +167,7 @@ def run_backtest_batch(
 def score_backtest_job(
     job: Job, config: BacktestConfig, engine: Chronos2Engine, *, inference_s: float
 ) -> BacktestOutcome:
-    """invert_job -> calibrate (``--calibrate conformal``) -> evaluate for one forecast job.
+    """invert_job -> calibrate (``--calibrate``, :func:`calibrate_as_requested`) -> evaluate for one job.
 
     An error of this symbol goes to ``outcome.error``, an inversion warning to ``outcome.warning``.
     """
@@ -177,11 +177,9 @@ def score_backtest_job(
     try:
         inversion = invert_job(job, engine.quantile_levels, config, device=engine.device)
         outcome.price_q = price_q = inversion.price_q
-        calibrated, calibration = (
-            calibrate(sw, price_q, config) if config.calibrate == "conformal" else (None, None)
-        )
+        calibration = calibrate_as_requested(sw, price_q, config, label=f"{sw.symbol} {job.run}")
         t2 = time.perf_counter()
-        outcome.evaluation = evaluate(sw, price_q, config, calibrated=calibrated)
+        outcome.evaluation = evaluate(sw, price_q, config, calibrated=calibration.price_q)
         outcome.warning = inversion_warning(
             sw.symbol, job.spec, outcome.evaluation.inversion, path_dependent=job.augmentation.path_dependent
         )

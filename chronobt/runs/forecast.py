@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from chronobt.atomic import write_json_atomic, write_parquet_atomic
 from chronobt.augment import candidate_specs, parse_augmentation
@@ -52,14 +53,14 @@ from chronobt.pipeline.jobs import (
 )
 from chronobt.pipeline.uncertainty import (
     HISTORY_WINDOWS,
-    calibrate,
+    calibrate_as_requested,
     check_paths_memory,
     history_windows,
     invert_job,
 )
 from chronobt.publish import publish
 from chronobt.runs.choice import resolve_preaug
-from chronobt.runs.results import forecast_folder, forecast_table, run_record
+from chronobt.runs.results import forecast_folder, forecast_table, quantile_column, run_record
 
 logger = logging.getLogger(__name__)
 
@@ -151,8 +152,13 @@ def run_forecast(
                 "history_windows": len(job.windows.origins) - 1,
                 "dependence": inversion.dependence,
             }
-            if config.calibrate == "conformal":
-                price_q, uncertainty["calibration"] = calibrate(job.windows, price_q, config)
+            raw_q = None
+            label = f"{job.windows.symbol} {job.run}"
+            calibration = calibrate_as_requested(job.windows, price_q, config, label=label)
+            if calibration.price_q is not None:  # the issued quantiles; the raw ones kept beside them
+                raw_q, price_q = price_q, calibration.price_q
+                uncertainty["calibration"] = calibration.method
+            uncertainty["interval_calibration"] = calibration.record
             live = np.array([len(job.windows.origins) - 1])  # the last window: its origin is the last bar
             if k in finetune:
                 uncertainty["finetune"] = finetune[k]
@@ -166,6 +172,7 @@ def run_forecast(
                     inference_s=inference_s,
                     command=command,
                     uncertainty=uncertainty,
+                    raw_q=None if raw_q is None else raw_q[live],
                 )
             )
         except (ChronobtError, OSError) as exc:
@@ -232,12 +239,14 @@ def write_forecast(
     inference_s: float = 0.0,
     command: Sequence[str] | None = None,
     uncertainty: dict[str, Any] | None = None,
+    raw_q: np.ndarray | None = None,
 ) -> SymbolForecast:
     """Write ``<last-bar>.parquet``, then publish ``latest.parquet`` and ``latest.json`` together, for one
     symbol (no symbolic link below the output folder is written through).
 
     ``price_q`` is ``[1, variates, Q, horizon]`` at ``config.quantiles``; ``uncertainty`` records how the
-    steps were coupled and calibrated (learned from the resolved windows before the last bar).
+    steps were coupled and calibrated (learned from the resolved windows before the last bar); ``raw_q``
+    the uncalibrated quantiles when ``price_q`` are calibrated (written beside them as ``raw_<level>``).
     """
     model = dict(engine.model_info)
     origin = sw.origin_times[0]
@@ -254,6 +263,11 @@ def write_forecast(
             **({"covariates": covariates_label(sw.covariates)} if sw.covariates else {}),
         },
     )
+    if raw_q is not None:
+        at = table.column_names.index("preaug")
+        for k, level in enumerate(config.quantiles):
+            raw = np.ascontiguousarray(raw_q[:, :, k, :].transpose(0, 2, 1)).ravel()
+            table = table.add_column(at + k, f"raw_{quantile_column(level)}", pa.array(raw))
     frame = table.to_pandas()
     folder = forecast_folder(config.output_dir, sw.symbol)
     history = folder / f"{origin.strftime(STAMP_FORMAT)}.parquet"

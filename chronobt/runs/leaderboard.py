@@ -1,7 +1,8 @@
 """A sweep's ranking: cells ranked per symbol and split, the choice made on validation only.
 
 ``leaderboard.csv`` / ``leaderboard.parquet`` hold one row per (symbol, augmentation, split) with the
-selection target's metrics, the skill against the naive baseline, the rank within the split, whether
+label's ``covariates`` (``none`` or ``volume+calendar``), the selection target's metrics (``mase_seasonal``
+too), the skill against the naive baseline, the rank within the split, whether
 the augmentation was selected (on validation) and ``equivalent_to``: ``"none"`` for an augmentation that
 forecasts what ``none`` forecasts (:func:`chronobt.augment.affine_equivalent`; its scores are ``none``'s).
 Scores within a relative :data:`TIE_RTOL` of each other tie, and a tie goes to the earlier candidate
@@ -26,19 +27,22 @@ import pandas as pd
 from chronobt.atomic import write_parquet_atomic, write_text_atomic
 from chronobt.config import SweepConfig
 from chronobt.evaluation.metrics import METRIC_NAMES
-from chronobt.pipeline.covariates import RunLabel
+from chronobt.pipeline.covariates import RunLabel, covariates_label
 from chronobt.publish import read_published
 from chronobt.runs.cells import against
 from chronobt.runs.choice import NONE, SPLITS, split_score
 
+#: the metrics of a row: every pooled metric of metrics.json, ``mase_seasonal`` included
+BOARD_METRICS = (*METRIC_NAMES, "mase_seasonal")
 LEADERBOARD_COLUMNS = (
     "symbol",
     "preaug",
+    "covariates",
     "finetune",
     "split",
     "target",
     "windows",
-    *METRIC_NAMES,
+    *BOARD_METRICS,
     "skill",
     "rank",
     "selected",
@@ -122,11 +126,12 @@ def symbol_rows(
                 {
                     "symbol": symbol,
                     "preaug": spec,
+                    "covariates": covariates_label(label.covariates),
                     "finetune": mode or "off",
                     "split": split,
                     "target": config.target,
                     "windows": part["windows"],
-                    **{m: part["metrics"][config.target].get(m) for m in METRIC_NAMES},
+                    **{m: part["metrics"][config.target].get(m) for m in BOARD_METRICS},
                     "skill": part["skill"].get(config.target),
                     "rank": ranks[split][spec],
                     "selected": spec == best,
@@ -146,7 +151,7 @@ def symbol_rows(
 def leaderboard_frame(rows: Sequence[Mapping[Any, Any]]) -> pd.DataFrame:
     """Rows -> the leaderboard with its documented columns and dtypes."""
     board = pd.DataFrame(list(rows), columns=list(LEADERBOARD_COLUMNS))
-    for name in (*METRIC_NAMES, "skill", "p_value_naive", "p_value_none", "p_value_zero_shot"):
+    for name in (*BOARD_METRICS, "skill", "p_value_naive", "p_value_none", "p_value_zero_shot"):
         board[name] = pd.to_numeric(board[name], errors="coerce").astype("float64")
     board["equivalent_to"] = pd.Series(
         [v if isinstance(v, str) else None for v in board["equivalent_to"]], index=board.index
@@ -154,6 +159,13 @@ def leaderboard_frame(rows: Sequence[Mapping[Any, Any]]) -> pd.DataFrame:
     board["finetune"] = pd.Series(
         [v if isinstance(v, str) else "off" for v in board["finetune"]], index=board.index
     )  # a leaderboard written before fine-tuning: zero-shot rows
+    board["covariates"] = pd.Series(
+        [
+            v if isinstance(v, str) else covariates_label(RunLabel.parse(str(label)).covariates)
+            for v, label in zip(board["covariates"], board["preaug"], strict=True)
+        ],
+        index=board.index,
+    )  # a leaderboard written before the column: read off the label (dtype as pandas infers it)
     return board.astype({"windows": "int64", "rank": "int64", "selected": "bool"})
 
 

@@ -35,7 +35,8 @@ class BacktestSummary(Mapping[str, Any]):
     metrics, per_step, baselines, skill, significance, trading : the scores
         (:class:`~chronobt.evaluation.evaluate.Evaluation`); ``baselines_per_step`` the baselines' scores
         per horizon step (as ``per_step``; empty in older files); ``calibrated`` the conformal ones with their
-        ``method``, ``dependence`` the inversion's step dependence.
+        ``method``, ``dependence`` the inversion's step dependence; ``interval_calibration`` what
+        ``--calibrate`` did (``requested``, ``applied``, ``n_resolved``, ``min_resolved``, ``reason``).
     filled, inversion : forward-filled bars left unscored; inverted quantiles outside the price domain.
     compile : the engine's compile record.
     timings : seconds per stage of the run that wrote it; not in the file (written to ``manifest.json``, so
@@ -67,6 +68,7 @@ class BacktestSummary(Mapping[str, Any]):
     baselines_per_step: JsonObject = field(default_factory=dict)
     dependence: JsonObject | None = None
     calibrated: JsonObject | None = None
+    interval_calibration: JsonObject | None = None
     trading: JsonObject | None = None
     filled: JsonObject = field(default_factory=dict)
     inversion: JsonObject = field(default_factory=dict)
@@ -101,6 +103,7 @@ class BacktestSummary(Mapping[str, Any]):
             "significance": self.significance,
             "dependence": self.dependence,
             "calibrated": self.calibrated,
+            "interval_calibration": self.interval_calibration,
             "trading": self.trading,
             "filled": self.filled,
             "inversion": self.inversion,
@@ -140,6 +143,7 @@ class BacktestSummary(Mapping[str, Any]):
             significance=get("significance") or {},
             dependence=get("dependence"),
             calibrated=get("calibrated"),
+            interval_calibration=get("interval_calibration"),
             trading=get("trading"),
             filled=get("filled") or {},
             inversion=get("inversion") or {},
@@ -153,6 +157,12 @@ class BacktestSummary(Mapping[str, Any]):
     def versus_zero_shot(self) -> JsonObject | None:
         """The fine-tuned run's test against zero-shot per target (``None`` for a zero-shot run)."""
         return (self.finetune or {}).get("versus_zero_shot")
+
+    def coverage_80(self, target: str) -> float | None:
+        """The 80% coverage of the intervals the run issued: the calibrated one when calibrated, else raw."""
+        block = self.calibrated["metrics"] if self.calibrated else self.metrics
+        value = (block.get(target) or {}).get("coverage_80")
+        return None if value is None else float(value)
 
     def __getitem__(self, key: str) -> Any:
         return self.to_json()[key]
