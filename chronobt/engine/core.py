@@ -100,8 +100,12 @@ class Chronos2Engine:
         stage_batches: bool | None = None,
         wrap_forward: Callable[[Forward], Forward] | None = None,
     ) -> None:
+        started = time.perf_counter()
+        import chronos  # noqa: F401  (with transformers: the model stack's imports, timed for the record)
         import torch
 
+        #: seconds this engine spent importing torch and chronos (0 when imported before it was built)
+        self.import_seconds = time.perf_counter() - started
         from chronobt.engine.views.forward import ForwardViews
 
         self.config = config
@@ -316,9 +320,10 @@ class Chronos2Engine:
         ``block_diagonal_check``: the same for per-task group attention; ``task_chunks``: the most tasks
         per chunk a CPU call's encoder blocks ran over (``None``: whole batches) and ``task_chunk_check``;
         ``cpu_workers``: most CPU batches side by side; ``forward_seconds``: wall time running batches;
-        ``view_checks``: where the view checks' verdicts are stored and how many were reused or compared
-        (:meth:`chronobt.engine.views.verdicts.VerdictCache.record`)
-        (each ``*_check`` record says ``reused``).
+        ``import_seconds``: seconds the engine spent importing torch and chronos (with transformers;
+        0 when the caller had imported them); ``view_checks``: where the view checks' verdicts are
+        stored and how many were reused or compared
+        (:meth:`chronobt.engine.views.verdicts.VerdictCache.record`; each ``*_check`` says ``reused``).
         """
         t = self._totals
         return {
@@ -338,6 +343,7 @@ class Chronos2Engine:
             "cpu_workers": t.workers_max,
             "long_horizon_calls": t.long_horizon_calls,
             "forward_seconds": round(t.forward_seconds, 3),
+            "import_seconds": round(self.import_seconds, 3),
         }
 
     def _verdict_cache(self) -> VerdictCache:
