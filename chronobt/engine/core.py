@@ -235,6 +235,7 @@ class Chronos2Engine:
                 n_batches=math.ceil(n_tasks / tasks_per_batch),
                 d_model=int(self.model.config.d_model),
                 threads=torch.get_num_threads(),
+                free_cores=self.config.cpu_free_cores,
             )
         return Plan(
             n_tasks=n_tasks,
@@ -319,7 +320,8 @@ class Chronos2Engine:
         the first failed check, else the latest (``None`` before any); ``block_diagonal_groups`` and
         ``block_diagonal_check``: the same for per-task group attention; ``task_chunks``: the most tasks
         per chunk a CPU call's encoder blocks ran over (``None``: whole batches) and ``task_chunk_check``;
-        ``cpu_workers``: most CPU batches side by side; ``forward_seconds``: wall time running batches;
+        ``cpu_workers``: most CPU batches side by side (``cpu_free_cores``: the
+        free cores it was sized for, ``None``: unknown); ``forward_seconds``: wall time running batches;
         ``import_seconds``: seconds the engine spent importing torch and chronos (with transformers;
         0 when the caller had imported them); ``view_checks``: where the view checks' verdicts are
         stored and how many were reused or compared
@@ -341,6 +343,7 @@ class Chronos2Engine:
             "tasks": t.tasks,
             "batches": t.batches,
             "cpu_workers": t.workers_max,
+            "cpu_free_cores": self.config.cpu_free_cores,
             "long_horizon_calls": t.long_horizon_calls,
             "forward_seconds": round(t.forward_seconds, 3),
             "import_seconds": round(self.import_seconds, 3),
