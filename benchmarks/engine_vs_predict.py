@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from whole_process import Runs, header, hogs, interleaved, load, report  # noqa: E402
+from whole_process import Runs, header, hogs, interleaved, load, report
 
 REPO = Path(__file__).resolve().parents[1]
 BUNDLED = REPO / "chronobt" / "assets" / "chronos2-mini"
@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
                     np.nanmax(np.abs(np.load(folder / "engine.npy") - np.load(folder / "predict.npy")))
                 )
                 lines = [
-                    f"predict / engine wall: {runs[1].median / runs[0].median:.2f} (above 1: the engine is faster)",
+                    f"predict / engine wall: {runs[1].median / runs[0].median:.2f} (above 1: engine faster)",
                     *(
                         f"{r.name}: forward {r.median_of('forward_s')} s, cpu {r.median_of('cpu_s')} s, "
                         f"peak rss {r.median_of('peak_rss_mb')} MB; {json.dumps(r.results[-1])}"
