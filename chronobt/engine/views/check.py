@@ -193,23 +193,25 @@ def checked_view(
         def view(**_: Any) -> Any:
             raise error
 
-    key = None
+    stored: ViewCheck | None = None
     if verdicts is not None:
         shape = (CHECK_TASKS * n_variates, max(1, min(context_length, CHECK_MAX_CONTEXT)))
         key = verdicts.key(kind.name, n_out=n_out, n_variates=n_variates, shape=shape, **(params or {}))
-        check = verdicts.load(key)
-        if check is not None and check.passed and not built:
-            check = None  # the stored verdict passed, but the view cannot be built now: compare again
-    if key is None or check is None:
+        stored = verdicts.load(key)
+        if stored is not None and stored.passed and not built:
+            stored = None  # the stored verdict passed, but the view cannot be built now: compare again
+    if stored is not None:
+        check = stored
+    else:
         check = check_view(full, view, n_out=n_out, n_variates=n_variates, context_length=context_length)
-        if verdicts is not None and key is not None:
+        if verdicts is not None:
             verdicts.save(key, check)
     if not kind.per_variates:
         check = replace(check, n_variates=None)
-    stored = " (verdict stored by an earlier run)" if check.reused else ""
+    reused = " (verdict stored by an earlier run)" if check.reused else ""
     if check.passed:
         count = n_variates if kind.per_variates else n_out
-        log.info("%s for %d %s: %s%s", kind.name, count, kind.per, check.reason, stored)
+        log.info("%s for %d %s: %s%s", kind.name, count, kind.per, check.reason, reused)
         return view, check
-    log.warning("%s: %s%s; %s", kind.name, check.reason, stored, kind.instead)
+    log.warning("%s: %s%s; %s", kind.name, check.reason, reused, kind.instead)
     return None, check
