@@ -72,7 +72,7 @@ def test_without_a_cache_folder_every_run_compares(tiny_model_dir: Path, counted
     assert engine.record()["view_checks"] == {"cache": None, "reused": 0, "checked": compared}
 
 
-@pytest.mark.parametrize("changed", ["torch", "chronos", "chronobt"])
+@pytest.mark.parametrize("changed", ["torch", "chronos", "chronobt", "code"])
 def test_a_changed_version_checks_again(
     tiny_model_dir: Path, tmp_path: Path, counted: list[str], changed: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

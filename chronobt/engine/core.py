@@ -356,7 +356,7 @@ class Chronos2Engine:
         import torch
 
         from chronobt._version import __version__
-        from chronobt.engine.views.verdicts import VerdictCache, device_label, weights_digest
+        from chronobt.engine.views.verdicts import VerdictCache, code_digest, device_label, weights_digest
 
         model, checksum = self.model, self.model_info.get("checksum")
         return VerdictCache(
@@ -366,6 +366,7 @@ class Chronos2Engine:
                 "chronos": str(getattr(chronos, "__version__", "unknown")),
                 "torch": str(torch.__version__),
                 "chronobt": __version__,
+                "code": code_digest() if self.config.cache_dir is not None else "",
             },
             device=device_label(self.device),
             dtype=str(self.dtype).removeprefix("torch."),

@@ -3,7 +3,8 @@
 A view check (:func:`chronobt.engine.views.check.check_view`) runs the view and chronos' full forward on
 a two-task batch. Its answer depends only on what both forwards compute, so it is stored under a key of
 everything that can change it (:meth:`VerdictCache.key`): the model's weights checksum, the chronos,
-torch and chronobt versions, the device (with the CPU capability or the GPU's name), the dtype, the check
+torch and chronobt versions (and a digest of the view and Chronos-2 source files, :func:`code_digest`,
+for edited checkouts), the device (with the CPU capability or the GPU's name), the dtype, the check
 batch's shape and the view's own parameters (which view, output patches, variates, what it is composed
 with), plus :data:`CHECK_VERSION` of the check itself. A later run with the same key reuses the verdict
 (``reused: true`` in its record); any change of key (a chronos or torch upgrade, other weights) checks
@@ -66,6 +67,26 @@ def device_label(device: torch.device) -> str:
     return device.type
 
 
+def code_digest() -> str:
+    """sha256 of the source files a check's answer depends on beyond the versions: chronobt's views and
+    its chronos guard, and chronos' Chronos-2 modules (an edited checkout or a patched install changes it
+    without a version change)."""
+    import chronos.chronos2
+
+    from chronobt.engine import chronos_compat
+
+    ours = Path(__file__).parent
+    files = [*sorted(ours.glob("*.py")), Path(chronos_compat.__file__)]
+    files += sorted(Path(chronos.chronos2.__file__).parent.glob("*.py"))
+    digest = hashlib.sha256()
+    for path in files:
+        try:
+            digest.update(path.name.encode() + b"\0" + path.read_bytes())
+        except OSError:
+            digest.update(path.name.encode() + b"\0unreadable")
+    return digest.hexdigest()
+
+
 def weights_digest(model: Any) -> str:
     """sha256 over a model's state dict (names, shapes, dtypes, bytes): the key of a model without a
     recorded checksum (one injected or fine-tuned in the run)."""
@@ -86,7 +107,7 @@ class VerdictCache:
     ----------
     cache_dir : chronobt's cache folder (``None``: nothing stored, every view checked each run).
     model_checksum : the weights' checksum, or a callable computing it on first use.
-    versions : ``{"chronos": ..., "torch": ..., "chronobt": ...}``.
+    versions : ``{"chronos": ..., "torch": ..., "chronobt": ..., "code": code_digest()}``.
     device, dtype : as the engine runs (:func:`device_label`, e.g. ``"float32"``).
     """
 
