@@ -211,3 +211,17 @@ def test_a_failed_verdict_is_reused_too_and_the_full_forward_runs(
     record = second.record()
     assert record["output_only_check"] == first.record()["output_only_check"] | {"reused": True}
     assert record["output_only_last_block"] is False
+
+
+def test_a_cache_folder_that_cannot_be_written_logs_and_the_run_goes_on(
+    tiny_model_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("a file where the cache folder should be")
+    engine = _engine(tiny_model_dir, blocked)
+    with caplog.at_level("WARNING", logger="chronobt.engine.views.verdicts"):
+        out = _run(engine)
+    assert np.isfinite(out).all()
+    record = engine.record()
+    assert record["view_checks"]["reused"] == 0 and record["view_checks"]["checked"] >= 2
+    assert any("cannot store the view check verdict" in r.getMessage() for r in caplog.records)
