@@ -66,3 +66,32 @@ def test_per_task_group_attention_lifts_the_d_ff_cap() -> None:
     tiny = {"context_length": 512, "patch_size": 16, "n_output_patches": 2, "d_model": 32, "d_ff": 64}
     assert cpu_series_per_forward(**tiny) == 64
     assert cpu_series_per_forward(**tiny, dense_groups=False) == CPU_BATCH_RANGE[1]
+
+
+def test_wide_models_run_batches_side_by_side_only_when_other_processes_hold_cores() -> None:
+    from chronobt.engine.cpu_sizing import CPU_PARALLEL_MAX_D_MODEL, cpu_workers
+
+    wide = CPU_PARALLEL_MAX_D_MODEL
+    assert cpu_workers(n_batches=8, d_model=wide, threads=2) == 1  # unknown load: as if idle
+    assert cpu_workers(n_batches=8, d_model=wide, threads=2, free_cores=2.0) == 1  # idle
+    assert cpu_workers(n_batches=8, d_model=wide, threads=2, free_cores=0.4) == 2  # busy: one thread each
+    assert cpu_workers(n_batches=1, d_model=wide, threads=2, free_cores=0.0) == 1  # one batch
+    assert cpu_workers(n_batches=8, d_model=128, threads=2, free_cores=2.0) == 2  # small models always
+
+
+def test_the_command_line_reads_free_cores_from_affinity_and_load(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    from chronobt.cli.engine_options import free_cpu_cores
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    monkeypatch.setattr(os, "getloadavg", lambda: (1.25, 0.0, 0.0))
+    assert free_cpu_cores() == 0.75
+    monkeypatch.setattr(os, "getloadavg", lambda: (9.0, 0.0, 0.0))
+    assert free_cpu_cores() == 0.0
+
+    def unreadable() -> tuple[float, float, float]:
+        raise OSError("no load average")
+
+    monkeypatch.setattr(os, "getloadavg", unreadable)
+    assert free_cpu_cores() is None

@@ -196,6 +196,7 @@ def test_every_command_passes_compile_backend_and_mode_to_the_engine_config(
         raise ChronobtError("stopped before running")
 
     monkeypatch.setattr(module, "run_locked", fake_run_locked)
+    monkeypatch.setattr("chronobt.cli.engine_options.free_cpu_cores", lambda: 1.5)
     options = ["--compile-backend", "aot_eager", "--compile-mode", "reduce-overhead", "--device", "cpu"]
     folders = ["--data-dir", str(tmp_path / "data"), "--output-dir", str(tmp_path / "out")]
     write_symbol(tmp_path / "data", "AAA", 300)  # unknown symbols are refused before run_locked
@@ -209,6 +210,7 @@ def test_every_command_passes_compile_backend_and_mode_to_the_engine_config(
             compile_backend="aot_eager",
             compile_mode="reduce-overhead",
             cache_dir=default_cache_dir(),  # the CLI's default cache folder
+            cpu_free_cores=1.5,  # the cores other processes leave, read by the command line
         )
     ]
 

@@ -46,9 +46,9 @@ from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
-from scipy.special import ndtr, ndtri
 
-from chronobt.augment.sampling import check_levels
+from chronobt.augment.pit import PIT_CLIP as PIT_CLIP
+from chronobt.augment.pit import normal_scores, pit
 from chronobt.errors import ConfigError
 
 FloatArray = npt.NDArray[np.float64]
@@ -62,61 +62,9 @@ Chooser = Callable[[Mapping[str, "FloatArray"], np.ndarray], tuple[str, dict[str
 MIN_WINDOWS = 20
 #: Default refit interval of :func:`rolling_step_dependence`, in resolved windows.
 REFIT_EVERY = 50
-#: PIT values are clipped to ``[PIT_CLIP, 1 - PIT_CLIP]`` before the normal scores.
-PIT_CLIP = 1e-6
 _RHO_MAX = 0.995  # |rho| bound: keeps the AR(1) matrix well conditioned for the Cholesky factor
 _MIN_SHRINK = 1e-3
 _MIN_PAIR = 3  # fewest rows with both steps finite for a pair's sample correlation (else: the target)
-
-
-def pit(*, quantiles: npt.ArrayLike, levels: Sequence[float], actual: npt.ArrayLike) -> FloatArray:
-    """Predictive CDF at the realised value, per window, variate and step.
-
-    Parameters
-    ----------
-    quantiles
-        ``[w, v, Q, h]`` predicted quantiles at ascending ``levels`` (crossing ones are sorted).
-    actual
-        ``[w, v, h]`` realised values in the same space (model space for augmented forecasts).
-
-    Returns
-    -------
-    ``[w, v, h]`` in [0, 1]: linear in the level between the predicted quantiles, through the Gaussian
-    tail matched to the two outermost quantiles beyond them (the exact inverse of the interpolation of
-    :mod:`chronobt.augment.sampling`). At a value several tied quantiles share, the middle of their
-    levels. NaN where the value or a quantile is NaN; exactly 0 or 1 only beyond a flat (degenerate) tail.
-    """
-    q = np.asarray(quantiles, dtype=np.float64)
-    y = np.asarray(actual, dtype=np.float64)
-    lv = check_levels(levels, q.shape[-2])
-    if q.ndim != 4 or y.shape != q.shape[:2] + q.shape[3:]:
-        raise ValueError(f"quantiles [w, v, Q, h] and actual [w, v, h] expected, got {q.shape} and {y.shape}")
-    if not (np.diff(q, axis=-2) >= 0).all():
-        q = np.sort(q, axis=-2)
-    yq = y[..., None, :]
-    # right-continuous CDF and its left limit; they differ only on a value shared by tied quantiles
-    out = 0.5 * (_cdf(q, lv, y, (q <= yq).sum(axis=-2)) + _cdf(q, lv, y, (q < yq).sum(axis=-2)))
-    return np.asarray(np.where(np.isnan(q).any(axis=-2), np.nan, out))
-
-
-def _cdf(q: FloatArray, lv: FloatArray, y: FloatArray, k: np.ndarray) -> FloatArray:
-    """CDF at ``y`` given ``k`` [w, v, h] = how many quantiles lie below it (0: lower tail, Q: upper)."""
-    n_q = lv.size
-    z_lv = ndtri(lv)
-    seg = np.clip(k - 1, 0, n_q - 2)
-    lo = np.take_along_axis(q, seg[..., None, :], axis=-2)[..., 0, :]
-    hi = np.take_along_axis(q, seg[..., None, :] + 1, axis=-2)[..., 0, :]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        inside = lv[seg] + (y - lo) / (hi - lo) * (lv[seg + 1] - lv[seg])
-        q0, q1, qm, qn = q[..., 0, :], q[..., 1, :], q[..., -2, :], q[..., -1, :]
-        z_low = z_lv[0] + np.where(y == q0, 0.0, (y - q0) * (z_lv[1] - z_lv[0]) / (q1 - q0))
-        z_high = z_lv[-1] + np.where(y == qn, 0.0, (y - qn) * (z_lv[-1] - z_lv[-2]) / (qn - qm))
-    return np.asarray(np.where(k == 0, ndtr(z_low), np.where(k == n_q, ndtr(z_high), inside)))
-
-
-def normal_scores(pit_values: npt.ArrayLike, *, clip: float = PIT_CLIP) -> FloatArray:
-    """``z = Phi^-1(clip(PIT, clip, 1 - clip))``, same shape; NaN stays NaN."""
-    return np.asarray(ndtri(np.clip(np.asarray(pit_values, dtype=np.float64), clip, 1.0 - clip)))
 
 
 def ar1_correlation(rho: float, horizon: int) -> FloatArray:
@@ -287,18 +235,36 @@ def _candidates(x: FloatArray) -> dict[str, tuple[FloatArray, float]]:
     return {"ar1": (target, rho), "shrunk": (shrunk_correlation(x, target)[0], rho)}
 
 
-def fit_step_dependence(
-    z: npt.ArrayLike, *, min_windows: int = MIN_WINDOWS, choose: Chooser | None = None
-) -> StepDependence:
-    """Fit the Gaussian copula of the steps on normal scores ``z`` ``[windows, variates, h]``.
+@dataclass(frozen=True, eq=False)
+class PendingFit:
+    """A fit waiting for its choice: the candidates fitted on the earlier half, the later half's windows.
 
-    Windows are in ascending origin order (the held-out half is the later one); NaN marks a missing
-    step, and a window-variate row with fewer than 2 finite steps is left out (see "Missing steps" in
-    the module docstring). See the module docstring for the candidates and the choice: ``choose``
-    gets the candidates fitted on the earlier half and the later half's window indices (into ``z``,
-    windows with a usable row only); ``None`` chooses by held-out copula log-density. Fewer than
-    ``min_windows`` windows with a usable row (or ``h == 1``) gives ``"independent"`` with the reason.
+    Attributes
+    ----------
+    x : ``[N, h]`` normal-score rows with at least 2 finite steps; ``n_windows``: windows with such a row.
+    fitted : ``{"independent": I, "ar1": ..., "shrunk": ...}`` fitted on the earlier half.
+    held : the later half's window indices (into ``z``, windows with a usable row only).
+    later : ``[N]`` whether each row of ``x`` is in the later half.
     """
+
+    x: FloatArray
+    n_windows: int
+    fitted: dict[str, FloatArray]
+    held: np.ndarray
+    later: np.ndarray
+
+
+#: A choice for many fits at once: ``[(candidates, held)]`` -> ``[(name, scores)]``, one per fit, the
+#: same as calling a :data:`Chooser` on each (a batch lets the caller invert every fit's held-out
+#: windows together, e.g. each window's independent paths once for all fits).
+BatchChooser = Callable[
+    [Sequence[tuple[Mapping[str, "FloatArray"], np.ndarray]]], list[tuple[str, dict[str, float]]]
+]
+
+
+def prepare_fit(z: npt.ArrayLike, *, min_windows: int = MIN_WINDOWS) -> StepDependence | PendingFit:
+    """The first half of :func:`fit_step_dependence`: the independent result when no choice is needed,
+    else the candidates to choose among (:class:`PendingFit`)."""
     arr = np.asarray(z, dtype=np.float64)
     if arr.ndim != 3:
         raise ValueError(f"normal scores must be [windows, variates, horizon], got {arr.shape}")
@@ -316,19 +282,46 @@ def fit_step_dependence(
         )
     later = window >= windows[n_windows // 2]
     fitted = {"independent": np.eye(h)} | {name: r for name, (r, _) in _candidates(x[~later]).items()}
-    if choose is None:
-        scores = {name: copula_loglik(x[later], r) for name, r in fitted.items()}
+    return PendingFit(x, n_windows, fitted, windows[n_windows // 2 :], later)
+
+
+def finish_fit(pending: PendingFit, choice: tuple[str, dict[str, float]] | None = None) -> StepDependence:
+    """The second half of :func:`fit_step_dependence`: the chosen candidate refitted on every window.
+
+    ``choice``: ``(name, scores)`` from a chooser (criterion ``"calibration"``); ``None``: chosen by
+    held-out copula log-density (criterion ``"loglik"``).
+    """
+    x, h = pending.x, pending.x.shape[1]
+    if choice is None:
+        scores = {name: copula_loglik(x[pending.later], r) for name, r in pending.fitted.items()}
         best = max(scores, key=lambda name: scores[name])  # ties keep the first (simpler)
         criterion = "loglik"
     else:
-        best, scores = choose(fitted, windows[n_windows // 2 :])
-        criterion = "calibration"
+        (best, scores), criterion = choice, "calibration"
     final = _candidates(x)
     rho = final["ar1"][1]
     if best == "independent":
-        return StepDependence("independent", rho, np.eye(h), n_windows, None, criterion, scores)
+        return StepDependence("independent", rho, np.eye(h), pending.n_windows, None, criterion, scores)
     method: Method = "ar1" if best == "ar1" else "shrunk"
-    return StepDependence(method, rho, final[best][0], n_windows, None, criterion, scores)
+    return StepDependence(method, rho, final[best][0], pending.n_windows, None, criterion, scores)
+
+
+def fit_step_dependence(
+    z: npt.ArrayLike, *, min_windows: int = MIN_WINDOWS, choose: Chooser | None = None
+) -> StepDependence:
+    """Fit the Gaussian copula of the steps on normal scores ``z`` ``[windows, variates, h]``.
+
+    Windows are in ascending origin order (the held-out half is the later one); NaN marks a missing
+    step, and a window-variate row with fewer than 2 finite steps is left out (see "Missing steps" in
+    the module docstring). See the module docstring for the candidates and the choice: ``choose``
+    gets the candidates fitted on the earlier half and the later half's window indices (into ``z``,
+    windows with a usable row only); ``None`` chooses by held-out copula log-density. Fewer than
+    ``min_windows`` windows with a usable row (or ``h == 1``) gives ``"independent"`` with the reason.
+    """
+    pending = prepare_fit(z, min_windows=min_windows)
+    if isinstance(pending, StepDependence):
+        return pending
+    return finish_fit(pending, None if choose is None else choose(pending.fitted, pending.held))
 
 
 def resolved_before(origins: npt.ArrayLike, horizon: int) -> npt.NDArray[np.int64]:
@@ -383,6 +376,7 @@ def rolling_step_dependence(
     min_windows: int = MIN_WINDOWS,
     refit_every: int = REFIT_EVERY,
     choose: Chooser | None = None,
+    choose_all: BatchChooser | None = None,
 ) -> RollingDependence:
     """Step dependence of every window from the windows resolved before it (no look-ahead).
 
@@ -391,6 +385,8 @@ def rolling_step_dependence(
     ``u_i = c_i`` below ``min_windows`` (independent) and otherwise the latest refit point
     ``min_windows + m * refit_every <= c_i``: windows between refit points share one fit, so at most
     ``w / refit_every`` fits are made, and ``z[j]`` for ``j >= c_i`` never reaches window ``i``.
+    Each refit point is chosen once: by ``choose`` per point, or by ``choose_all`` for every point in one
+    batch (the same choices when it scores each point as ``choose`` would), else by log-density.
     """
     arr = np.asarray(z, dtype=np.float64)
     if refit_every < 1:
@@ -402,7 +398,16 @@ def rolling_step_dependence(
         counts < min_windows, counts, min_windows + (counts - min_windows) // refit_every * refit_every
     )
     points, fit_of = np.unique(used, return_inverse=True)
-    fits = tuple(fit_step_dependence(arr[: int(u)], min_windows=min_windows, choose=choose) for u in points)
+    prepared = [prepare_fit(arr[: int(u)], min_windows=min_windows) for u in points]
+    pending = [p for p in prepared if isinstance(p, PendingFit)]
+    if choose_all is not None:  # every refit point's choice in one batch
+        choices: list[tuple[str, dict[str, float]] | None] = list(
+            choose_all([(p.fitted, p.held) for p in pending]) if pending else []
+        )
+    else:
+        choices = [None if choose is None else choose(p.fitted, p.held) for p in pending]
+    chosen = iter(choices)
+    fits = tuple(p if isinstance(p, StepDependence) else finish_fit(p, next(chosen)) for p in prepared)
     return RollingDependence(fits, fit_of.astype(np.int64), used.astype(np.int64), refit_every, min_windows)
 
 
@@ -416,10 +421,17 @@ def rolling_dependence(
     min_windows: int = MIN_WINDOWS,
     refit_every: int = REFIT_EVERY,
     choose: Chooser | None = None,
+    choose_all: BatchChooser | None = None,
 ) -> RollingDependence:
     """:func:`rolling_step_dependence` of the normal scores of :func:`pit` (model-space quantiles
     ``[w, v, Q, h]`` and realised model-space values ``[w, v, h]``, e.g. ``transform_future``)."""
     z = normal_scores(pit(quantiles=quantiles, levels=levels, actual=actual))
     return rolling_step_dependence(
-        z, origins, horizon, min_windows=min_windows, refit_every=refit_every, choose=choose
+        z,
+        origins,
+        horizon,
+        min_windows=min_windows,
+        refit_every=refit_every,
+        choose=choose,
+        choose_all=choose_all,
     )

@@ -21,6 +21,7 @@ Precedence of the compile choice: ``--compile`` / ``CHRONOBT_COMPILE``; when uns
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from collections.abc import Iterator, Mapping
@@ -144,10 +145,26 @@ def engine_config(options: Mapping[str, Any]) -> EngineConfig:
     """The :class:`EngineConfig` of a command's options (its ``locals()``; absent ones at their defaults),
     ``--cache-dir`` unset: the :func:`default_cache_dir`."""
     cache_dir = options.get("cache_dir")
-    return engine_config_from_options(
+    config = engine_config_from_options(
         **{name: options[name] for name in ENGINE_OPTIONS if name in options},
         cache_dir=cache_dir if cache_dir is not None else default_cache_dir(),
     )
+    return dataclasses.replace(config, cpu_free_cores=free_cpu_cores())
+
+
+def free_cpu_cores() -> float | None:
+    """Cores this process may use (``os.sched_getaffinity``) less the 1-minute load average (other
+    processes' demand), at least 0; ``None`` where the load cannot be read. The engine runs CPU batches
+    side by side below its thread count (:func:`chronobt.engine.cpu_sizing.cpu_workers`)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return None
+    return round(max(0.0, cores - load), 2)
 
 
 #: The options :func:`engine_config_from_options` maps (``--cache-dir`` aside).

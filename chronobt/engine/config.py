@@ -51,7 +51,12 @@ class EngineConfig:
     batch_size : series per forward pass; default 256 on CUDA, 64 on MPS, and on a CPU sized per call
         (:func:`chronobt.engine.cpu_sizing.cpu_series_per_forward`).
     cache_dir : chronobt's cache folder; inductor's compile cache goes to ``cache_dir/inductor``
-        (``None``: torch's default). The CLI maps ``--cache-dir`` / ``CHRONOBT_CACHE_DIR`` onto it.
+        and the view checks' verdicts to ``cache_dir/view-checks`` (``None``: torch's default, and
+        every view checked each run). The CLI maps ``--cache-dir`` / ``CHRONOBT_CACHE_DIR`` onto it.
+    cpu_free_cores : CPU cores not busy with other processes when the run starts (the CLI: the cores
+        this process may use, ``os.sched_getaffinity``, less the 1-minute load average); below the
+        intra-op threads, CPU batches run side by side on one thread each
+        (:func:`chronobt.engine.cpu_sizing.cpu_workers`). ``None``: unknown, sized as if idle.
     """
 
     model: str = "auto"
@@ -63,6 +68,7 @@ class EngineConfig:
     compile_source: str = "option"
     batch_size: int | None = None
     cache_dir: Path | None = None
+    cpu_free_cores: float | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.model, str) or not self.model.strip():
@@ -90,6 +96,12 @@ class EngineConfig:
             )
         if self.cache_dir is not None and not isinstance(self.cache_dir, Path):
             raise ConfigError(f"cache dir {self.cache_dir!r} must be a pathlib.Path or None")
+        if self.cpu_free_cores is not None and (
+            isinstance(self.cpu_free_cores, bool)
+            or not isinstance(self.cpu_free_cores, (int, float))
+            or not self.cpu_free_cores >= 0
+        ):
+            raise ConfigError(f"cpu free cores {self.cpu_free_cores!r} must be a number >= 0 or None")
 
 
 def resolve_device(spec: str) -> torch.device:

@@ -50,6 +50,8 @@ from chronobt.errors import ConfigError, ModelError
 if TYPE_CHECKING:
     import torch
 
+    from chronobt.engine.views.verdicts import VerdictCache
+
 __all__ = [
     "CallReport",
     "Chronos2Engine",
@@ -101,8 +103,12 @@ class Chronos2Engine:
         stage_batches: bool | None = None,
         wrap_forward: Callable[[Forward], Forward] | None = None,
     ) -> None:
+        started = time.perf_counter()
+        import chronos  # noqa: F401  (with transformers: the model stack's imports, timed for the record)
         import torch
 
+        #: seconds this engine spent importing torch and chronos (0 when imported before it was built)
+        self.import_seconds = time.perf_counter() - started
         from chronobt.engine.views.forward import ForwardViews
 
         self.config = config
@@ -137,8 +143,9 @@ class Chronos2Engine:
         self._default_batch_size: int = config.batch_size or DEFAULT_BATCH_SIZE.get(self.device.type, 16)
         self._compile = CompileState.resolve(config, self.device)
         self._totals = RunTotals()
-        #: the checked views of the model the forward runs (:mod:`chronobt.engine.views.forward`)
-        self.views = ForwardViews(self.model)
+        #: the checked views of the model the forward runs (:mod:`chronobt.engine.views.forward`), their
+        #: verdicts stored in the cache folder (:mod:`chronobt.engine.views.verdicts`)
+        self.views = ForwardViews(self.model, self._verdict_cache())
         forward: Forward = self._model_forward
         self._runner = BatchRunner(
             device=self.device,
@@ -231,6 +238,7 @@ class Chronos2Engine:
                 n_batches=math.ceil(n_tasks / tasks_per_batch),
                 d_model=int(self.model.config.d_model),
                 threads=torch.get_num_threads(),
+                free_cores=self.config.cpu_free_cores,
             )
         return Plan(
             n_tasks=n_tasks,
@@ -315,7 +323,12 @@ class Chronos2Engine:
         the first failed check, else the latest (``None`` before any); ``block_diagonal_groups`` and
         ``block_diagonal_check``: the same for per-task group attention; ``task_chunks``: the most tasks
         per chunk a CPU call's encoder blocks ran over (``None``: whole batches) and ``task_chunk_check``;
-        ``cpu_workers``: most CPU batches side by side; ``forward_seconds``: wall time running batches.
+        ``cpu_workers``: most CPU batches side by side (``cpu_free_cores``: the
+        free cores it was sized for, ``None``: unknown); ``forward_seconds``: wall time running batches;
+        ``import_seconds``: seconds the engine spent importing torch and chronos (with transformers;
+        0 when the caller had imported them); ``view_checks``: where the view checks' verdicts are
+        stored and how many were reused or compared
+        (:meth:`chronobt.engine.views.verdicts.VerdictCache.record`; each ``*_check`` says ``reused``).
         """
         t = self._totals
         return {
@@ -333,9 +346,34 @@ class Chronos2Engine:
             "tasks": t.tasks,
             "batches": t.batches,
             "cpu_workers": t.workers_max,
+            "cpu_free_cores": self.config.cpu_free_cores,
             "long_horizon_calls": t.long_horizon_calls,
             "forward_seconds": round(t.forward_seconds, 3),
+            "import_seconds": round(self.import_seconds, 3),
         }
+
+    def _verdict_cache(self) -> VerdictCache:
+        """Stored view-check verdicts under ``config.cache_dir``, keyed by this model (its recorded
+        checksum, else a digest of its weights), versions, device and dtype."""
+        import chronos
+        import torch
+
+        from chronobt._version import __version__
+        from chronobt.engine.views.verdicts import VerdictCache, code_digest, device_label, weights_digest
+
+        model, checksum = self.model, self.model_info.get("checksum")
+        return VerdictCache(
+            self.config.cache_dir,
+            model_checksum=str(checksum) if checksum else lambda: weights_digest(model),
+            versions={
+                "chronos": str(getattr(chronos, "__version__", "unknown")),
+                "torch": str(torch.__version__),
+                "chronobt": __version__,
+                "code": code_digest() if self.config.cache_dir is not None else "",
+            },
+            device=device_label(self.device),
+            dtype=str(self.dtype).removeprefix("torch."),
+        )
 
     # ------------------------------------------------------------------ running a plan
 

@@ -65,20 +65,27 @@ def cpu_series_per_forward(
     return int(min(cap, max(low, series)))
 
 
-def cpu_workers(*, n_batches: int, d_model: int, threads: int) -> int:
+def cpu_workers(*, n_batches: int, d_model: int, threads: int, free_cores: float | None = None) -> int:
     """Batches to forecast at once on a CPU, one thread each (1: in turn, every thread on each batch).
 
     A small model's forward is a chain of small operations that intra-op threads share badly; whole
     batches on separate threads keep every core busy. A model at least :data:`CPU_PARALLEL_MAX_D_MODEL`
-    wide already uses every core in its matrix products and stays sequential.
+    wide already uses every core in its matrix products and runs its batches in turn on an idle
+    machine. When other processes hold some of the cores (``free_cores < threads``) every model runs its
+    batches side by side: intra-op threads wait for each other at every operation, and a thread the
+    scheduler pauses stalls the others (on a loaded 2-core machine one batch on 2 threads took 3-6x as
+    long as two batches on one thread each, ``benchmarks/RESULTS.md``).
 
     Parameters
     ----------
     n_batches : batches the call needs.
     d_model : the model's hidden width.
     threads : intra-op threads available (``torch.get_num_threads()``).
+    free_cores : cores not busy with other processes
+        (:attr:`chronobt.engine.config.EngineConfig.cpu_free_cores`); ``None``: unknown, sized as idle.
     """
-    if n_batches < 2 or d_model >= CPU_PARALLEL_MAX_D_MODEL:
+    busy = free_cores is not None and free_cores < threads
+    if n_batches < 2 or (d_model >= CPU_PARALLEL_MAX_D_MODEL and not busy):
         return 1
     return max(1, min(threads, n_batches))
 

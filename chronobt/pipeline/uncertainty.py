@@ -23,7 +23,7 @@ of the same series in the same run (:func:`chronobt.pipeline.jobs.latest_window`
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +31,7 @@ import numpy as np
 
 from chronobt.augment import get_augmentation
 from chronobt.augment.dependence import REFIT_EVERY, rolling_dependence
+from chronobt.augment.dependence_batch import calibration_batch
 from chronobt.augment.inversion import DEFAULT_N_PATHS, inverse_quantiles, inversion_device
 from chronobt.augment.memory import InversionMemory, check_inversion_memory
 from chronobt.config import DEFAULT_QUANTILES, RunOptions
@@ -133,31 +134,23 @@ def invert_job(job: Job, levels: Sequence[float], options: RunOptions, *, device
         return Inversion(invert(slice(None), "independent"), record)
     realised = aug.transform_future(sw.futures, job.state)  # model space; NaN where not realised
 
-    def by_calibration(
-        candidates: Mapping[str, np.ndarray], held: np.ndarray
-    ) -> tuple[str, dict[str, float]]:
-        """Invert the latest held-out windows under each candidate; the best price calibration wins."""
-        rows = held[-SELECTION_WINDOWS:]
-        scores: dict[str, float] = {}
-        for name, matrix in candidates.items():  # independent first: ties keep the simplest
-            coupled = name != "independent"
-            price_q = invert(
-                rows, "copula" if coupled else "independent", matrix if coupled else None,
-                out_levels=SELECTION_LEVELS, n_paths=SELECTION_PATHS,
-            )  # fmt: skip
-            scores[name] = calibration_error(
-                actual=sw.futures[rows], quantiles=price_q, levels=SELECTION_LEVELS
-            )
-        finite = {name: score for name, score in scores.items() if np.isfinite(score)}
-        return (min(finite, key=lambda name: finite[name]) if finite else "independent"), scores
+    def invert_held(rows: np.ndarray, correlation: np.ndarray | None) -> np.ndarray:
+        dependence = "independent" if correlation is None else "copula"
+        return invert(rows, dependence, correlation, out_levels=SELECTION_LEVELS, n_paths=SELECTION_PATHS)
 
+    def score(rows: np.ndarray, price_q: np.ndarray) -> float:
+        return calibration_error(actual=sw.futures[rows], quantiles=price_q, levels=SELECTION_LEVELS)
+
+    # every refit point's choice at once: the latest held-out windows inverted per candidate, the best
+    # price calibration wins (each held-out window's independent paths drawn once for all points)
+    by_calibration = calibration_batch(invert=invert_held, score=score, last=SELECTION_WINDOWS)
     rolling = rolling_dependence(
         quantiles=raw,
         levels=levels,
         actual=realised,
         origins=sw.origins,
         horizon=sw.futures.shape[-1],
-        choose=by_calibration,
+        choose_all=by_calibration,
     )
     out = np.empty((*raw.shape[:2], len(options.quantiles), raw.shape[-1]))
     coupled = np.array([fit.method != "independent" for fit in rolling.fits])[rolling.fit_of]

@@ -16,11 +16,14 @@ import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from chronobt.errors import first_line
+
+if TYPE_CHECKING:
+    from chronobt.engine.views.verdicts import VerdictCache
 
 #: Largest difference the check accepts: ``rtol * (1 + max |full forward|)``, by weight dtype. float32
 #: differs only by float rounding (order of summation in smaller matrix products); bfloat16 rounds every
@@ -45,6 +48,8 @@ class ViewCheck:
     reason : one line: why the view is used or not.
     n_variates : the variates it was checked for; ``None`` for a view checked per output patches only
         (the output-only last block), whose record then has no ``n_variates``.
+    reused : the verdict was read from the cache folder, stored by an earlier run with the same key
+        (:mod:`chronobt.engine.views.verdicts`), instead of comparing again.
     """
 
     num_output_patches: int
@@ -53,6 +58,7 @@ class ViewCheck:
     tolerance: float | None
     reason: str
     n_variates: int | None = None
+    reused: bool = False
 
     def record(self) -> dict[str, Any]:
         """The manifest's fields: ``n_variates`` (when set) first, then the others in declared order."""
@@ -63,6 +69,7 @@ class ViewCheck:
             "max_abs_diff": self.max_abs_diff,
             "tolerance": self.tolerance,
             "reason": self.reason,
+            "reused": self.reused,
         }
 
 
@@ -160,33 +167,51 @@ def checked_view(
     context_length: int,
     layout_ok: bool = True,
     problem: str | None = None,
+    verdicts: VerdictCache | None = None,
+    params: dict[str, Any] | None = None,
 ) -> tuple[Any | None, ViewCheck]:
     """``build()``'s view if it passes :func:`check_view` against ``full``, and the check.
 
     ``layout_ok``: the model has the view's layout (otherwise nothing is built or compared; ``problem``
     says why when chronos internals are missing). A view that cannot be built fails the check like one
-    that raises. Logs one line: info when the view is used or the layout is not supported, a warning when
-    the check failed.
+    that raises. ``verdicts``: the stored verdicts (:mod:`chronobt.engine.views.verdicts`); a verdict
+    stored under this check's key (the view's name, ``n_out``, ``n_variates``, the check batch's shape
+    and ``params``) is reused instead of comparing, a new one is stored. Logs one line: info when the
+    view is used or the layout is not supported, a warning when the check failed.
     """
     log = logging.getLogger(kind.logger)
     if not layout_ok or problem is not None:
         check = unsupported(kind, n_out=n_out, n_variates=n_variates, problem=problem)
         log.info("%s: %s; %s", kind.name, check.reason, kind.instead)
         return None, check
+    built = True
     try:
         view = build()
     except Exception as exc:  # private chronos attributes: a failed check, never a failed run
-        error = exc
+        error, built = exc, False
 
         def view(**_: Any) -> Any:
             raise error
 
-    check = check_view(full, view, n_out=n_out, n_variates=n_variates, context_length=context_length)
+    stored: ViewCheck | None = None
+    if verdicts is not None:
+        shape = (CHECK_TASKS * n_variates, max(1, min(context_length, CHECK_MAX_CONTEXT)))
+        key = verdicts.key(kind.name, n_out=n_out, n_variates=n_variates, shape=shape, **(params or {}))
+        stored = verdicts.load(key)
+        if stored is not None and stored.passed and not built:
+            stored = None  # the stored verdict passed, but the view cannot be built now: compare again
+    if stored is not None:
+        check = stored
+    else:
+        check = check_view(full, view, n_out=n_out, n_variates=n_variates, context_length=context_length)
+        if verdicts is not None:
+            verdicts.save(key, check)
     if not kind.per_variates:
         check = replace(check, n_variates=None)
+    reused = " (verdict stored by an earlier run)" if check.reused else ""
     if check.passed:
         count = n_variates if kind.per_variates else n_out
-        log.info("%s for %d %s: %s", kind.name, count, kind.per, check.reason)
+        log.info("%s for %d %s: %s%s", kind.name, count, kind.per, check.reason, reused)
         return view, check
-    log.warning("%s: %s; %s", kind.name, check.reason, kind.instead)
+    log.warning("%s: %s%s; %s", kind.name, check.reason, reused, kind.instead)
     return None, check

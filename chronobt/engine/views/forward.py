@@ -19,7 +19,7 @@ call (:meth:`ForwardViews.prepare`, then :meth:`ForwardViews.model_for`) and for
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chronobt.engine import chronos_compat
 from chronobt.engine.batching import Plan
@@ -27,6 +27,9 @@ from chronobt.engine.views.check import ViewCheck
 from chronobt.engine.views.group_attention import prepare_block_diagonal, supports_block_diagonal
 from chronobt.engine.views.lastblock import prepare_output_only, supports_output_only
 from chronobt.engine.views.task_chunks import check_chunks, task_chunked_view
+
+if TYPE_CHECKING:
+    from chronobt.engine.views.verdicts import VerdictCache
 
 
 class ForwardViews:
@@ -40,13 +43,16 @@ class ForwardViews:
     checks, views : output-only checks and passed views by number of output patches.
     group_checks, models : block-diagonal checks and passed (composed) views by (output patches, variates).
     key : (output patches, variates) of the current call.
+    verdicts : the stored verdicts checks read and write (:mod:`chronobt.engine.views.verdicts`; ``None``:
+        every check compares).
     chunk_checks : task-chunk checks by (output patches, variates); chunked : the views built after a
         passed check by (output patches, variates, tasks per chunk); ``chunk_key``: the current call's,
         ``None`` when it runs blocks over whole batches.
     """
 
-    def __init__(self, model: Any) -> None:
+    def __init__(self, model: Any, verdicts: VerdictCache | None = None) -> None:
         self.model = model
+        self.verdicts = verdicts
         self.compat_problem = chronos_compat.missing()
         self.output_only_layout = supports_output_only(model)
         self.block_diagonal_layout = supports_block_diagonal(model)
@@ -77,6 +83,7 @@ class ForwardViews:
                 n_variates=plan.n_variates,
                 context_length=plan.context_length,
                 problem=self.compat_problem,
+                verdicts=self.verdicts,
             )
             if view is not None:
                 self.views[n] = view
@@ -90,6 +97,7 @@ class ForwardViews:
                 layout_ok=self.block_diagonal_layout,
                 context_length=plan.context_length,
                 problem=self.compat_problem,
+                verdicts=self.verdicts,
             )
             if model is not None:
                 self.models[key] = model
@@ -104,6 +112,8 @@ class ForwardViews:
                 n_variates=plan.n_variates,
                 n_out=n,
                 context_length=plan.context_length,
+                output_only=n in self.views,
+                verdicts=self.verdicts,
             )
         if self.chunk_checks[key].passed:
             chunk_key = self.chunk_key = (*key, per_chunk)
@@ -130,7 +140,8 @@ class ForwardViews:
         """``output_only_last_block`` / ``block_diagonal_groups``: the layout is supported and no check
         failed; ``output_only_check`` / ``block_diagonal_check``: the first failed check, else the latest
         (``None`` before any); ``task_chunks``: the most tasks per chunk any call's encoder blocks ran
-        over (``None``: every call ran whole batches), ``task_chunk_check`` as the others."""
+        over (``None``: every call ran whole batches), ``task_chunk_check`` as the others;
+        ``view_checks``: :meth:`chronobt.engine.views.verdicts.VerdictCache.record` (``None``: none)."""
         out_failed = [c for c in self.checks.values() if not c.passed]
         group_failed = [c for c in self.group_checks.values() if not c.passed]
         chunk_failed = [c for c in self.chunk_checks.values() if not c.passed]
@@ -144,6 +155,7 @@ class ForwardViews:
             "block_diagonal_check": group_latest.record() if group_latest is not None else None,
             "task_chunks": self.most_tasks_per_chunk,
             "task_chunk_check": chunk_latest.record() if chunk_latest is not None else None,
+            "view_checks": None if self.verdicts is None else self.verdicts.record(),
         }
 
 

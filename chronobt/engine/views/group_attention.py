@@ -24,7 +24,7 @@ The view is valid only for the engine's contiguous ``group_ids`` layout; the eng
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -32,6 +32,9 @@ from torch import nn
 from chronobt.engine import chronos_compat
 from chronobt.engine.views.check import ViewCheck, ViewKind, checked_view
 from chronobt.engine.views.lastblock import encoder_view, output_only_view
+
+if TYPE_CHECKING:
+    from chronobt.engine.views.verdicts import VerdictCache
 
 #: Block-diagonal group attention in records and logs.
 BLOCK_DIAGONAL = ViewKind(
@@ -146,10 +149,12 @@ def prepare_block_diagonal(
     layout_ok: bool,
     context_length: int,
     problem: str | None = None,
+    verdicts: VerdictCache | None = None,
 ) -> tuple[Any | None, ViewCheck]:
     """The block-diagonal view (composed with the output-only last block when ``output_only``) if it
     passes the check against ``model``'s full forward, and the check
-    (:func:`chronobt.engine.views.check.checked_view`; ``layout_ok`` is :func:`supports_block_diagonal`)."""
+    (:func:`chronobt.engine.views.check.checked_view`; ``layout_ok`` is :func:`supports_block_diagonal`;
+    ``verdicts``: stored verdicts, :mod:`chronobt.engine.views.verdicts`)."""
 
     def build() -> Any:
         view = block_diagonal_view(model, n_variates)
@@ -164,4 +169,6 @@ def prepare_block_diagonal(
         context_length=context_length,
         layout_ok=layout_ok,
         problem=problem,
+        verdicts=verdicts,
+        params={"output_only": output_only},
     )

@@ -23,13 +23,16 @@ and records the check; otherwise it runs the full forward.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from chronobt.engine import chronos_compat
 from chronobt.engine.views.check import ViewCheck, ViewKind, checked_view
+
+if TYPE_CHECKING:
+    from chronobt.engine.views.verdicts import VerdictCache
 
 #: The output-only last block in records and logs.
 OUTPUT_ONLY = ViewKind(
@@ -161,9 +164,11 @@ def prepare_output_only(
     n_variates: int,
     context_length: int,
     problem: str | None = None,
+    verdicts: VerdictCache | None = None,
 ) -> tuple[Any | None, ViewCheck]:
     """The output-only view for ``n_out`` patches if it passes the check, and the check
-    (:func:`chronobt.engine.views.check.checked_view`; ``layout_ok`` is :func:`supports_output_only`)."""
+    (:func:`chronobt.engine.views.check.checked_view`; ``layout_ok`` is :func:`supports_output_only`;
+    ``verdicts``: stored verdicts, :mod:`chronobt.engine.views.verdicts`)."""
     return checked_view(
         OUTPUT_ONLY,
         model,
@@ -173,4 +178,5 @@ def prepare_output_only(
         context_length=context_length,
         layout_ok=layout_ok,
         problem=problem,
+        verdicts=verdicts,
     )

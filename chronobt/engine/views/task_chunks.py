@@ -20,13 +20,16 @@ with one task per chunk on the two-task check batch so that the check runs more 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from chronobt.engine.views import lastblock
 from chronobt.engine.views.check import ViewCheck, ViewKind, checked_view
+
+if TYPE_CHECKING:
+    from chronobt.engine.views.verdicts import VerdictCache
 
 #: Task-chunked encoder blocks in records and logs (checked only where block-diagonal attention runs).
 TASK_CHUNKS = ViewKind(
@@ -104,14 +107,22 @@ def task_chunked_view(model: Any, *, n_variates: int, tasks_per_chunk: int) -> A
 
 
 def check_chunks(
-    full: Any, block_diagonal: Any, *, n_variates: int, n_out: int, context_length: int
+    full: Any,
+    block_diagonal: Any,
+    *,
+    n_variates: int,
+    n_out: int,
+    context_length: int,
+    output_only: bool = True,
+    verdicts: VerdictCache | None = None,
 ) -> ViewCheck:
     """Whether task-chunked blocks of the checked ``block_diagonal`` view match ``full``'s forward.
 
     Compared by :func:`chronobt.engine.views.check.check_view` with one task per chunk (the check batch's
     two tasks in two chunks): the chunk size is a loop bound, so one check serves every size. A view
     that cannot be built or raises fails the check. Logs one line: info when it passed, a warning when
-    not.
+    not. ``verdicts``: stored verdicts (:mod:`chronobt.engine.views.verdicts`), keyed also by
+    ``output_only`` (whether ``block_diagonal`` is composed with the output-only last block).
     """
     _, check = checked_view(
         TASK_CHUNKS,
@@ -120,5 +131,7 @@ def check_chunks(
         n_out=n_out,
         n_variates=n_variates,
         context_length=context_length,
+        verdicts=verdicts,
+        params={"output_only": output_only, "tasks_per_chunk": 1},
     )
     return check
