@@ -277,7 +277,7 @@ def _risk_block(r: FloatArray, hold: FloatArray, n_trades: int, per_year: float)
     hold_var = float(hold.var(ddof=1)) if n > 1 and np.ptp(hold) > 0 else 0.0
     if hold_var > 0:
         beta = float(np.cov(r, hold)[0, 1] / hold_var)
-        alpha: float | None = float((1.0 + np.mean(r - beta * hold)) ** per_year - 1.0)
+        alpha: float | None = _finite(float((1.0 + np.mean(r - beta * hold)) ** per_year - 1.0))
     else:
         beta, alpha = math.nan, None
     return {
@@ -375,7 +375,7 @@ def strategy_statistics(
         "exposure": exposure,
         "turnover": float(2.0 * size.sum() / n * per_year),
         "n_trades": n_trades,
-        "buy_and_hold": float(np.prod(1.0 + hold) - 1.0),
+        "buy_and_hold": _finite(float(np.prod(1.0 + hold) - 1.0)),
         "sharpe_ci95": ci,
         "psr": psr,
         "psr_vs_hold": psr_hold,
