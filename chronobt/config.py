@@ -42,6 +42,8 @@ DEFAULT_QUANTILES: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 
 Dependence = Literal["auto", "independent", "comonotonic"]
 Calibrate = Literal["none", "conformal"]
 ExecutorKind = Literal["local", "ray"]
+#: when a market order of the trading view fills: the next bar's open, or the origin's close (optimistic)
+Entry = Literal["next-open", "close"]
 #: the modes that train (:class:`FinetuneSettings`); ``off`` runs zero-shot
 TrainingMode = Literal["lora", "full"]
 FinetuneMode = Literal["off", TrainingMode]
@@ -50,6 +52,7 @@ SelectionMetric = Literal["mase", "wql", "mae", "rmse", "smape", "directional_ac
 DEPENDENCE_CHOICES: tuple[str, ...] = get_args(Dependence)
 CALIBRATE_CHOICES: tuple[str, ...] = get_args(Calibrate)
 EXECUTOR_CHOICES: tuple[str, ...] = get_args(ExecutorKind)
+ENTRY_CHOICES: tuple[str, ...] = get_args(Entry)
 FINETUNE_CHOICES: tuple[str, ...] = get_args(FinetuneMode)
 METRIC_CHOICES: tuple[str, ...] = get_args(SelectionMetric)
 #: Selection metrics of a sweep and whether a higher value is better (the losses: lower).
@@ -225,6 +228,12 @@ class EvaluationOptions(RunOptions):
     stride: int | None = None
     fee_bps: float = 10.0
     allow_short: bool = False
+    #: the trading view: ``--strategy`` items (checked by :mod:`chronobt.evaluation.strategies`), market
+    #: entries, slippage per side (bps) and the annual borrow rate on shorts and leverage
+    strategies: tuple[str, ...] = ("sign",)
+    entry: Entry = "next-open"
+    slippage_bps: float = 0.0
+    borrow_rate: float = 0.0
     #: where the symbols' chunks run: ``local`` (this process) or ``ray`` (:mod:`chronobt.runs.executors`)
     executor: ExecutorKind = "local"
     #: with ``ray``: ``None`` starts a local Ray instance, ``auto`` joins a running cluster,
@@ -238,11 +247,21 @@ class EvaluationOptions(RunOptions):
         check_finite("--fee-bps", self.fee_bps)
         if self.fee_bps < 0:
             raise ConfigError(f"--fee-bps must be >= 0, got {self.fee_bps}")
+        check_trading_costs(self.slippage_bps, self.borrow_rate)
+        _check_choice("--entry", self.entry, ENTRY_CHOICES)
         check_executor(self.executor, self.ray_address)
 
     @property
     def effective_stride(self) -> int:
         return self.stride if self.stride is not None else self.horizon
+
+
+def check_trading_costs(slippage_bps: float, borrow_rate: float) -> None:
+    """ConfigError unless ``--slippage-bps`` and ``--borrow-rate`` are finite and >= 0."""
+    for option, value in (("--slippage-bps", slippage_bps), ("--borrow-rate", borrow_rate)):
+        check_finite(option, value)
+        if value < 0:
+            raise ConfigError(f"{option} must be >= 0, got {value}")
 
 
 def check_executor(executor: str, ray_address: str | None) -> None:
@@ -391,10 +410,19 @@ class ForecastConfig(RunOptions):
     symbols: tuple[str, ...]
     preaug: str = "none"
     strict_auto: bool = False
+    #: ``--strategy``: each strategy's order for the next bar (none: no orders), with its costs
+    strategies: tuple[str, ...] = ()
+    fee_bps: float = 10.0
+    slippage_bps: float = 0.0
+    allow_short: bool = False
 
     def __post_init__(self) -> None:
         _check_symbols_and_preaug(self.symbols, self.preaug)
         super().__post_init__()
+        check_finite("--fee-bps", self.fee_bps)
+        if self.fee_bps < 0:
+            raise ConfigError(f"--fee-bps must be >= 0, got {self.fee_bps}")
+        check_trading_costs(self.slippage_bps, 0.0)
         if self.refit_every is not None:
             raise ConfigError("--refit-every applies to backtests; a forecast fine-tunes once, on every bar")
 

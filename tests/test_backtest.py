@@ -70,7 +70,7 @@ def _assert_metrics_agree_with_forecasts(
         assert metrics["skill"][t] == pytest.approx(1 - m["mase"] / naive["mase"], rel=1e-9)
         for baseline in ("naive", "seasonal_naive", "drift"):
             assert 0.0 <= metrics["significance"][t][baseline]["mae"]["p_value"] <= 1.0
-    trading = metrics["trading"]
+    trading = metrics["trading"]["sign"]  # the default strategy
     assert isinstance(trading["n_trades"], int) and 0 <= trading["n_trades"] <= trading["windows_used"] <= 6
 
 
@@ -80,6 +80,7 @@ def test_backtest_writes_documented_files_and_columns(tmp_path: Path, engine: Ch
     assert not report.failures
     folder = tmp_path / "out" / "backtest" / "AAA" / "differencing"
     assert sorted(p.name for p in folder.iterdir()) == [
+        "equity.parquet",
         "forecasts.parquet",
         "manifest.json",
         "metrics.json",

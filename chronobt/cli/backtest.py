@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from rich.table import Table
 
@@ -20,6 +21,7 @@ from chronobt.cli.options import (
     ALL_TARGETS,
     NO_COVARIATES,
     AllowShortOpt,
+    BorrowRateOpt,
     CalendarOpt,
     CalibrateOpt,
     ContextOpt,
@@ -28,6 +30,7 @@ from chronobt.cli.options import (
     DebugOpt,
     DependenceOpt,
     EndOpt,
+    EntryOpt,
     ExecutorOpt,
     FeeOpt,
     FinetuneBatchOpt,
@@ -49,7 +52,9 @@ from chronobt.cli.options import (
     RefitEveryOpt,
     ReportOpt,
     SeedOpt,
+    SlippageOpt,
     StartOpt,
+    StrategyOpt,
     StrictAutoOpt,
     StrideOpt,
     SymbolsArg,
@@ -97,6 +102,10 @@ def backtest(
     stride: StrideOpt = B.stride,
     fee_bps: FeeOpt = B.fee_bps,
     allow_short: AllowShortOpt = B.allow_short,
+    strategy: StrategyOpt = ",".join(B.strategies),
+    entry: EntryOpt = B.entry,
+    slippage_bps: SlippageOpt = B.slippage_bps,
+    borrow_rate: BorrowRateOpt = B.borrow_rate,
     executor: ExecutorOpt = B.executor,
     ray_address: RayAddressOpt = B.ray_address,
     model: eo.ModelOpt = E.model,
@@ -207,13 +216,8 @@ def render(ui: Ui, report: BacktestReport) -> None:
             "skill = 1 - MASE / naive MASE; p (DM) = Diebold-Mariano p-value of the windows' MASE against "
             f"naive's, * below {SIGNIFICANT}"
         )
-        if s.trading:
-            t = s.trading
-            ui.out.print(
-                f"trading: total {_pct(t['total_return'])} vs buy-and-hold {_pct(t['buy_and_hold'])}, "
-                f"sharpe {_fmt(t['sharpe'], 2)}, {t['n_trades']} trades, "
-                f"max drawdown {_fmt(t['max_drawdown'] and 100 * t['max_drawdown'], 2)}%"
-            )
+        for line in trading_lines(s.trading):
+            ui.out.print(line)
         versus = s.versus_zero_shot
         if versus:
             ui.out.print(
@@ -224,6 +228,29 @@ def render(ui: Ui, report: BacktestReport) -> None:
                 )
             )
         ui.out.print(f"written: {r.folder}")
+
+
+#: Below this many trades a Sharpe ratio is marked as too few to judge.
+FEW_TRADES = 10
+
+
+def trading_lines(trading: Mapping[str, Any] | None) -> list[str]:
+    """One console line per strategy: returns, the Sharpe with the trade count beside it (marked ``!``
+    below :data:`FEW_TRADES` trades), the drawdown and the costs paid."""
+    lines = []
+    for name, t in (trading or {}).items():
+        if not isinstance(t, Mapping) or "total_return" not in t:
+            continue
+        n = t.get("n_trades") or 0
+        mark = f" ! fewer than {FEW_TRADES} trades" if n < FEW_TRADES else ""
+        drawdown = t.get("max_drawdown")
+        costs = (t.get("costs") or {}).get("total")
+        lines.append(
+            f"trading {name}: total {_pct(t.get('total_return'))} vs buy-and-hold "
+            f"{_pct(t.get('buy_and_hold'))}, sharpe {_fmt(t.get('sharpe'), 2)} ({n} trades{mark}), "
+            f"max drawdown {_fmt(drawdown and 100 * drawdown, 2)}%, costs {_pct(costs)}"
+        )
+    return lines
 
 
 def _variant(finetune: str | None) -> str:

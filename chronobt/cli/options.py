@@ -27,6 +27,7 @@ from chronobt.augment import AVAILABLE_AUGMENTATIONS, DEFAULT_N_PATHS
 from chronobt.config import (
     CALIBRATE_CHOICES,
     DEPENDENCE_CHOICES,
+    ENTRY_CHOICES,
     EXECUTOR_CHOICES,
     FINETUNE_CHOICES,
     EvaluationOptions,
@@ -167,6 +168,31 @@ StrideOpt = Annotated[
 ]
 FeeOpt = Annotated[float, typer.Option("--fee-bps", help="Trading fee per side, basis points.")]
 AllowShortOpt = Annotated[bool, typer.Option("--allow-short", help="Let the trading view go short.")]
+StrategyOpt = Annotated[
+    str,
+    typer.Option(
+        "--strategy",
+        help="Comma-separated trading strategies with name:k=v parameters: sign, band[:level=0.2], "
+        "kelly[:fraction=0.5,cap=1.0], range[:entry=0.2,target=0.8,stop=0.05] (see README, Trading).",
+    ),
+]
+EntryOpt = Annotated[
+    str,
+    typer.Option(
+        "--entry",
+        metavar=choices(ENTRY_CHOICES),
+        help="Market entries at the next bar's open, or at the origin's close (optimistic).",
+    ),
+]
+SlippageOpt = Annotated[
+    float, typer.Option("--slippage-bps", help="Slippage per fill, basis points (beside --fee-bps).")
+]
+BorrowRateOpt = Annotated[
+    float,
+    typer.Option(
+        "--borrow-rate", help="Annual borrow rate charged per bar held on shorts and leverage above 1."
+    ),
+]
 WindowsOpt = Annotated[int, typer.Option("--windows", help="Number of rolling windows (the latest ones).")]
 StartOpt = Annotated[str | None, typer.Option("--start", help="Earliest origin date (UTC), e.g. 2021-05-19.")]
 EndOpt = Annotated[str | None, typer.Option("--end", help="Latest origin date (UTC).")]
@@ -264,14 +290,24 @@ def parse_name_list(text: str, *, option: str) -> tuple[str, ...]:
 
 
 #: Config fields whose option has another name.
-_OPTION_OF_FIELD = {"n_paths": "paths"}
+_OPTION_OF_FIELD = {"n_paths": "paths", "strategies": "strategy"}
 #: Config fields a command parses itself (backtest, forecast: one covariate set; sweep: sets to try).
 _COMMAND_PARSED = frozenset({"covariates"})
 #: Config fields given as text on the command line.
 _PARSERS: dict[str, Callable[[Any], Any]] = {
     "targets": lambda text: parse_name_list(text, option="--targets"),
     "quantiles": lambda text: parse_float_list(text, option="--quantiles"),
+    "strategies": lambda text: _strategy_labels(text),
 }
+
+
+def _strategy_labels(text: str | None) -> tuple[str, ...]:
+    """``--strategy`` as canonical strategy labels (``()`` when not given: forecast's no orders)."""
+    if text is None:
+        return ()
+    from chronobt.evaluation.strategies import parse_strategies
+
+    return tuple(s.label for s in parse_strategies(text))
 
 
 def _is_choice(hint: Any) -> bool:

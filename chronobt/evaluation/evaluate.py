@@ -21,7 +21,9 @@ import pandas as pd
 from chronobt.config import EvaluationOptions
 from chronobt.data.symbol_windows import SymbolWindows
 from chronobt.evaluation import baselines, metrics, trading
+from chronobt.evaluation.fills import Bars, Costs
 from chronobt.evaluation.significance import significance_block
+from chronobt.evaluation.strategies import ForecastView, check_strategies, parse_strategies
 
 #: An inverted price quantile "explodes" when it is non-finite or its magnitude exceeds this many times
 #: the largest absolute price in its window's context.
@@ -45,7 +47,11 @@ class Reference:
 
 @dataclass
 class Evaluation:
-    """Scores of one set of price forecasts (JSON-ready dicts) and the trades of the trading view."""
+    """Scores of one set of price forecasts (JSON-ready dicts) and the trades of the trading view.
+
+    ``trading`` is ``{strategy: summary}``; ``trades`` and ``equity`` the tables of
+    :class:`chronobt.evaluation.trading.TradingView` (``None`` without a close forecast).
+    """
 
     metrics: dict[str, dict[str, float]]
     per_step: dict[str, dict[str, list[float]]]
@@ -56,6 +62,7 @@ class Evaluation:
     inversion: dict[str, dict[str, int]]
     significance: dict[str, Any]
     calibrated: dict[str, Any] | None = None
+    equity: pd.DataFrame | None = None
 
 
 def score_reference(sw: SymbolWindows, levels: Sequence[float], *, horizon: int) -> Reference:
@@ -145,33 +152,15 @@ def evaluate(
     )
     naive = reference.baselines["naive"]
     skill = {t: metrics.skill(summary["metrics"][t]["mase"], naive[t]["mase"]) for t in sw.targets}
-    trade_summary: dict[str, Any] | None = None
-    trades: pd.DataFrame | None = None
-    if "close" in sw.targets:
-        c = sw.targets.index("close")
-        tradable = ~sw.context_filled[:, -1] & ~sw.future_filled[:, -1]  # entry and exit bars real
-        result = trading.simulate(
-            last_close=sw.last[:, c],
-            forecast_close=median[:, c, -1],
-            realized_close=sw.futures[:, c, -1],
-            origins=sw.origin_times,
-            fee_bps=options.fee_bps,
-            allow_short=options.allow_short,
-            horizon=options.horizon,
-            stride=options.effective_stride,
-            bars_per_year=sw.ohlc.bars_per_year,
-            tradable=tradable,
-            bars=sw.origins,
-        )
-        trade_summary = {**result.summary(), "annualisation": sw.ohlc.annualisation}
-        trades = result.trades
+    view = trading_view(sw, price_q, options)
     return Evaluation(
         metrics=summary["metrics"],
         per_step=summary["per_step"],
         baselines=reference.baselines,
         skill=skill,
-        trading=trade_summary,
-        trades=trades,
+        trading=None if view is None else view.summaries,
+        trades=None if view is None else view.trades,
+        equity=None if view is None else view.equity,
         inversion=inversion_checks(sw, price_q),
         significance=significance_block(
             actual=sw.futures,
@@ -186,6 +175,50 @@ def evaluate(
         ),
         calibrated=None if calibrated is None else calibrated_scores(sw, calibrated, options, reference),
     )
+
+
+def trading_view(
+    sw: SymbolWindows, price_q: np.ndarray, options: EvaluationOptions
+) -> trading.TradingView | None:
+    """Every ``options.strategies`` traded on ``sw``'s windows (:mod:`chronobt.evaluation.trading`);
+    ``None`` when a strategy's variates are not all forecast and close is not (no trading view).
+
+    The decisions read the forecast and the close at each origin; the fills read the realised bars
+    after it from the loaded frame (forward-filled bars marked, never filled at).
+    """
+    parsed = parse_strategies(options.strategies)
+    if "close" not in sw.targets:
+        return None
+    check_strategies(parsed, targets=sw.targets, quantiles=options.quantiles)
+    h = options.horizon
+    rows = sw.origins[:, None] + np.arange(h + 1)  # [w, h + 1]: the origin's bar and the horizon's
+    frame = sw.ohlc.frame
+    ohlc = {c: frame[c].to_numpy(dtype=np.float64)[rows] for c in ("open", "high", "low", "close")}
+    bars = Bars(**ohlc, real=~sw.ohlc.filled[rows])
+    view = ForecastView(
+        price_q=np.asarray(price_q, dtype=np.float64),
+        targets=tuple(sw.targets),
+        levels=tuple(options.quantiles),
+        reference=ohlc["close"][:, 0],
+    )
+    costs = Costs(fee_bps=options.fee_bps, slippage_bps=options.slippage_bps, borrow_rate=options.borrow_rate)
+    execution = trading.Execution(entry=options.entry, costs=costs, allow_short=options.allow_short)
+    result = trading.trade(
+        view,
+        bars,
+        parsed,
+        execution,
+        horizon=h,
+        stride=options.effective_stride,
+        bars_per_year=sw.ohlc.bars_per_year,
+        origins=sw.origin_times,
+        at=sw.origins,
+        times=np.asarray(frame.index)[rows],
+        seed=options.seed,
+    )
+    for summary in result.summaries.values():
+        summary["annualisation"] = sw.ohlc.annualisation
+    return result
 
 
 #: What ``metrics.json``'s ``calibrated`` block reports of the calibrated quantiles, beside the raw ones.

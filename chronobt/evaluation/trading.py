@@ -1,34 +1,31 @@
-"""The trading view of a backtest: one simple, documented long/short-at-horizon rule.
+"""The trading view of a backtest: every ``--strategy`` traded on the same windows, with honest fills.
 
-For each window used (non-overlapping, see below), with ``c_0`` the close at the origin, ``c_h`` the
-realised close ``horizon`` bars later, ``f_h`` the median close forecast for that bar and ``fee =
-fee_bps / 10_000`` paid per side (entry and exit, on the entry notional):
-
-- go **long** when ``f_h / c_0 - 1 > 2 fee`` (the forecast move beats the round-trip fee), **short**
-  when ``allow_short`` and ``f_h / c_0 - 1 < -2 fee``, else stay flat (return 0, no fee);
-- enter at ``c_0``, exit at ``c_h``: gross return ``side * (c_h / c_0 - 1)`` (side +1 long, -1 short),
-  net return ``gross - 2 fee``;
-- the equity curve compounds the per-window net returns (flat windows hold cash at 0%).
-- a window that is not ``tradable`` stays flat: the backtest marks a window untradable when its entry
-  (origin) bar or its exit bar was missing from the data and forward-filled at load (nobody could trade
-  at that price).
+Each strategy (:mod:`chronobt.evaluation.strategies`) turns a window's forecast and the close at its
+origin into orders; :mod:`chronobt.evaluation.fills` fills them bar by bar on the realised bars after the
+origin and charges fees, slippage and borrowing. This module picks the windows traded, runs every
+strategy on them and builds the per-strategy summaries and the tables ``trades.parquet`` and
+``equity.parquet``.
 
 Overlapping windows (stride < horizon) cannot all be traded with one unit of capital, so only every
-``ceil(horizon / stride)``-th window is used, counting back from the latest one. Consecutive used windows
-are then ``step = ceil(horizon / stride) * stride`` bars apart (the horizon itself with the default stride).
-With ``bars`` (each origin's bar index) the used windows are those on that grid, so a window left out of
-the arrays (the backtest drops windows whose whole horizon was forward-filled) leaves a hole in the grid
-instead of shifting it.
+``ceil(horizon / stride)``-th window is used, counting back from the latest one; consecutive used windows
+(the **decision points**) are ``step = ceil(horizon / stride) * stride`` bars apart. With ``bars`` (each
+origin's bar index) the used windows are those on that grid, so a window left out of the arrays (the
+backtest drops windows whose whole horizon was forward-filled) leaves a hole in the grid.
 
-Reported: total return; annualized return ``(1 + total) ** (bars_per_year / span) - 1`` with ``span`` the
-bars from the first entry to the last exit; Sharpe ratio of the per-window net returns (flat windows
-included, zero risk-free rate, sample sd) times ``sqrt(bars_per_year / step)``, undefined (``None``) with
-fewer than two trades (the flat windows' zero returns alone would make one trade look like a track
-record); max drawdown of the
-equity curve (from 1.0, a positive fraction: 0.25 is a 25% fall from a peak); win rate (net return > 0,
-among trades); exposure (bars in a position / span); number of trades; buy and hold from the first
-tradable used window's entry to the last one's exit (the same span when all are tradable), paying the
-fee on entry and exit like a trade; the number of used windows that were not tradable.
+Per strategy, over the used windows (flat ones hold cash at 0%):
+
+- ``total_return``: the compounded per-period net returns; ``annualized_return`` ``(1 + total) **
+  (bars_per_year / span) - 1``, ``span`` the bars from the first used origin to the last one's horizon;
+- ``sharpe``: mean over sample sd of the per-period net returns times ``sqrt(bars_per_year / step)``,
+  zero risk-free rate, ``None`` with fewer than two trades; ``max_drawdown`` of the equity curve from
+  1.0 (a positive fraction); ``win_rate`` the trades with a net return > 0;
+- ``exposure``: bars in a position / span; ``n_trades``; ``buy_and_hold``: the close at the first window
+  whose origin and horizon bars are real to the close at the last one's horizon, less one round trip of
+  fees and slippage; ``untradable``: used windows whose needed bars were forward-filled (kept flat);
+- ``costs``: the options (``entry``, ``fee_bps``, ``slippage_bps``, ``borrow_rate``) and what the trades
+  paid, summed over trades as fractions of equity (``fees``, ``slippage``, ``borrow``, ``total``).
+
+The statistics come from one function, :func:`strategy_statistics`, over the per-period series.
 """
 
 from __future__ import annotations
@@ -42,16 +39,284 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-TRADE_COLUMNS = ("origin", "side", "entry", "exit", "gross_return", "net_return")
+from chronobt.evaluation.fills import REASONS, Bars, Costs, EntryMode, fill, trade_returns
+from chronobt.evaluation.strategies import ForecastView, Strategy, decide
+
+TRADE_COLUMNS = (
+    "strategy",
+    "origin",
+    "side",
+    "size",
+    "entry_time",
+    "entry",
+    "exit_time",
+    "exit",
+    "exit_reason",
+    "costs",
+    "gross_return",
+    "net_return",
+)
+EQUITY_COLUMNS = ("strategy", "timestamp", "return", "equity", "gross_exposure")
+
+
+def strategy_statistics(
+    net_returns: np.ndarray,
+    equity: np.ndarray,
+    trades: pd.DataFrame,
+    hold_returns: np.ndarray,
+    bars_per_period: float,
+    bars_per_year: float,
+    seed: int,
+) -> dict[str, float | int | None]:
+    """The statistics of one strategy's per-period series (``[periods]`` each, flat periods included).
+
+    ``equity`` compounds ``net_returns`` from 1.0; ``trades`` are the strategy's rows of
+    ``trades.parquet``; ``hold_returns`` buy-and-hold's per-period returns. Values are strict JSON
+    (``None`` when undefined). ``hold_returns`` and ``seed`` are for the statistics against buy-and-hold
+    and the bootstrap intervals.
+    """
+    del hold_returns, seed
+    n_trades = len(trades)
+    net = np.asarray(net_returns, dtype=np.float64)
+    sd = float(np.std(net, ddof=1)) if net.size > 1 else 0.0
+    defined = n_trades >= 2 and sd > 0
+    sharpe = float(net.mean() / sd * math.sqrt(bars_per_year / bars_per_period)) if defined else None
+    curve = np.concatenate([[1.0], np.asarray(equity, dtype=np.float64)])
+    wins = trades["net_return"].to_numpy(dtype=np.float64) > 0
+    return {
+        "total_return": float(curve[-1] - 1.0),
+        "sharpe": sharpe,
+        "max_drawdown": float(np.max(1.0 - curve / np.maximum.accumulate(curve))),
+        "win_rate": float(np.mean(wins)) if n_trades else None,
+        "n_trades": n_trades,
+    }
+
+
+@dataclass(frozen=True, eq=False)
+class TradingView:
+    """Every strategy's summary (``{label: {...}}``, strict JSON) and the ``trades`` and ``equity``
+    tables (columns :data:`TRADE_COLUMNS`, :data:`EQUITY_COLUMNS`, strategies in the order given)."""
+
+    summaries: dict[str, dict[str, Any]]
+    trades: pd.DataFrame
+    equity: pd.DataFrame
+
+
+@dataclass(frozen=True)
+class Execution:
+    """How orders are executed: ``entry`` for market orders, ``costs``, and whether shorts are allowed."""
+
+    entry: EntryMode = "next-open"
+    costs: Costs = Costs()
+    allow_short: bool = False
+
+
+def used_windows(at: np.ndarray, horizon: int, stride: int) -> tuple[np.ndarray, int]:
+    """Positions of the traded windows (the grid of ``step`` bars anchored at the latest origin) and
+    ``step``; ``at`` ``[w]`` ascending bar index of each origin."""
+    every = math.ceil(horizon / stride)
+    step = every * stride
+    return np.flatnonzero((at[-1] - at) % step == 0), step
+
+
+def trade(
+    view: ForecastView,
+    bars: Bars,
+    strategies: Sequence[Strategy],
+    execution: Execution,
+    *,
+    horizon: int,
+    bars_per_year: float,
+    stride: int | None = None,
+    origins: Sequence[Any] | pd.Index | npt.NDArray[Any] | None = None,
+    at: npt.ArrayLike | None = None,
+    times: np.ndarray | None = None,
+    seed: int = 0,
+) -> TradingView:
+    """Trade every strategy on the used windows of ``view`` and ``bars`` (``[w]`` windows each).
+
+    ``origins`` labels the windows (default ``0 .. w-1``); ``at`` ``[w]`` their ascending bar indices
+    (default evenly spaced by ``stride``, itself defaulting to the horizon); ``times`` ``[w, h + 1]`` the
+    timestamps of each window's bars (origin first) for the trade table, default the bar indices.
+    """
+    n = view.reference.size
+    stride = horizon if stride is None else stride
+    if horizon < 1 or stride < 1 or bars_per_year <= 0:
+        raise ValueError(
+            f"need horizon >= 1, stride >= 1 and bars_per_year > 0; got {horizon}, {stride}, {bars_per_year}"
+        )
+    labels = pd.RangeIndex(n) if origins is None else pd.Index(origins)
+    bar_at = stride * np.arange(n, dtype=np.int64) if at is None else np.asarray(at, dtype=np.int64)
+    if labels.shape != (n,) or bar_at.shape != (n,) or np.any(np.diff(bar_at) <= 0):
+        raise ValueError(
+            f"origins and bars must label the {n} windows (bars ascending), "
+            f"got {labels.shape} and {bar_at.shape}"
+        )
+    used, step = used_windows(bar_at, horizon, stride)
+    stamps = bar_at[:, None] + np.arange(horizon + 1) if times is None else times
+    sub_view = ForecastView(
+        price_q=view.price_q[used], targets=view.targets, levels=view.levels, reference=view.reference[used]
+    )
+    sub_bars = Bars(*(np.asarray(getattr(bars, f))[used] for f in ("open", "high", "low", "close", "real")))
+    span = int(bar_at[used[-1]] - bar_at[used[0]]) + horizon
+    context = _Context(
+        labels=labels[used],
+        times=np.asarray(stamps)[used],
+        span=span,
+        step=step,
+        bars_per_year=bars_per_year,
+        hold=_hold_returns(sub_bars),
+        buy_and_hold=_buy_and_hold(sub_bars, execution.costs),
+        seed=seed,
+    )
+    summaries: dict[str, dict[str, Any]] = {}
+    trades, equity = [], []
+    for strategy in strategies:
+        summary, t, e = _one_strategy(strategy, sub_view, sub_bars, execution, context)
+        summaries[strategy.label] = summary
+        trades.append(t)
+        equity.append(e)
+    return TradingView(
+        summaries=summaries,
+        trades=pd.concat(trades, ignore_index=True) if trades else _empty(TRADE_COLUMNS),
+        equity=pd.concat(equity, ignore_index=True) if equity else _empty(EQUITY_COLUMNS),
+    )
+
+
+@dataclass(frozen=True, eq=False)
+class _Context:
+    """What every strategy of one trading view shares (the used windows' labels, times and span)."""
+
+    labels: pd.Index
+    times: np.ndarray
+    span: int
+    step: int
+    bars_per_year: float
+    hold: np.ndarray
+    buy_and_hold: float
+    seed: int
+
+
+def _one_strategy(
+    strategy: Strategy, view: ForecastView, bars: Bars, execution: Execution, ctx: _Context
+) -> tuple[dict[str, Any], pd.DataFrame, pd.DataFrame]:
+    """One strategy's summary, trade rows and equity rows on the used windows."""
+    costs = execution.costs
+    allow_short = execution.allow_short and strategy.name != "range"  # range is long only
+    orders = decide(strategy, view, cost=costs.per_side, allow_short=allow_short)
+    fills = fill(orders, bars, entry=execution.entry)
+    r = trade_returns(orders, fills, costs, bars_per_year=ctx.bars_per_year)
+    traded = fills.traded
+    rows = np.flatnonzero(traded)
+    take = np.arange(len(fills.traded))
+    trades = pd.DataFrame(
+        {
+            "strategy": strategy.label,
+            "origin": ctx.labels[rows],
+            "side": np.where(orders.side > 0, "long", "short")[rows],
+            "size": orders.size[rows],
+            "entry_time": _stamps(ctx.times[take, np.maximum(fills.entry_bar, 0)][rows]),
+            "entry": fills.entry_price[rows],
+            "exit_time": _stamps(ctx.times[take, np.maximum(fills.exit_bar, 0)][rows]),
+            "exit": fills.exit_price[rows],
+            "exit_reason": np.asarray(REASONS, dtype=object)[fills.reason][rows],
+            "costs": (r.fees + r.slippage + r.borrow)[rows],
+            "gross_return": r.gross[rows],
+            "net_return": r.net[rows],
+        },
+        columns=list(TRADE_COLUMNS),
+    )
+    net = r.net
+    curve = np.cumprod(1.0 + net)
+    exposure = np.where(traded, orders.size * fills.bars_held / ctx.step, 0.0)
+    equity = pd.DataFrame(
+        {
+            "strategy": strategy.label,
+            "timestamp": ctx.labels,
+            "return": net,
+            "equity": curve,
+            "gross_exposure": exposure,
+        },
+        columns=list(EQUITY_COLUMNS),
+    )
+    total = float(curve[-1] - 1.0)
+    growth = 1.0 + total
+    summary: dict[str, Any] = {
+        "total_return": total,
+        "annualized_return": growth ** (ctx.bars_per_year / ctx.span) - 1.0 if growth > 0 else -1.0,
+        "sharpe": None,
+        "max_drawdown": None,
+        "win_rate": None,
+        "exposure": float(fills.bars_held.sum()) / ctx.span,
+        "n_trades": int(traded.sum()),
+        "buy_and_hold": ctx.buy_and_hold,
+    }
+    stats = strategy_statistics(net, curve, trades, ctx.hold, ctx.step, ctx.bars_per_year, ctx.seed)
+    summary.update(stats)
+    summary.update(
+        windows_used=int(net.size),
+        step=int(ctx.step),
+        untradable=int((~fills.tradable).sum()),
+        strategy=strategy.name,
+        params=dict(strategy.params),
+        costs=_costs_block(execution, r.fees[rows], r.slippage[rows], r.borrow[rows]),
+    )
+    return _strict(summary), trades, equity
+
+
+def _costs_block(
+    execution: Execution, fees: np.ndarray, slippage: np.ndarray, borrow: np.ndarray
+) -> dict[str, Any]:
+    c = execution.costs
+    paid = {"fees": float(fees.sum()), "slippage": float(slippage.sum()), "borrow": float(borrow.sum())}
+    return {
+        "entry": execution.entry,
+        "fee_bps": c.fee_bps,
+        "slippage_bps": c.slippage_bps,
+        "borrow_rate": c.borrow_rate,
+        **paid,
+        "total": paid["fees"] + paid["slippage"] + paid["borrow"],
+    }
+
+
+def _hold_returns(bars: Bars) -> np.ndarray:
+    """Buy-and-hold's return over each period: the close at one used origin to the next (the last to
+    its horizon's close)."""
+    start = bars.close[:, 0]
+    end = np.concatenate([start[1:], bars.close[-1:, -1]])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.asarray(end / start - 1.0, dtype=np.float64)
+
+
+def _buy_and_hold(bars: Bars, costs: Costs) -> float:
+    held = np.flatnonzero(bars.real[:, 0] & bars.real[:, -1])
+    if not held.size:
+        return math.nan
+    return float(bars.close[held[-1], -1] / bars.close[held[0], 0] - 1.0 - 2 * costs.per_side)
+
+
+def _strict(summary: dict[str, Any]) -> dict[str, Any]:
+    """NaN and infinities as ``None`` (strict JSON)."""
+    return {
+        k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in summary.items()
+    }
+
+
+def _stamps(values: np.ndarray) -> Any:
+    """Bar times as UTC timestamps (``datetime64`` values are UTC), bar indices as they are."""
+    if np.issubdtype(values.dtype, np.datetime64):
+        return pd.DatetimeIndex(values).tz_localize("UTC")
+    return values
+
+
+def _empty(columns: Sequence[str]) -> pd.DataFrame:
+    return pd.DataFrame({c: [] for c in columns}, columns=list(columns))
 
 
 @dataclass(frozen=True, eq=False)
 class TradingResult:
-    """Summary of the trading view plus its per-trade table (see the module docstring for definitions).
-
-    Undefined values (Sharpe with fewer than two trades or no variation, win rate without trades, buy
-    and hold without a tradable window) are NaN here and ``None`` in :meth:`summary`.
-    """
+    """One strategy's summary (the fields of the module docstring) and its trade table, as
+    :func:`simulate` returns them; undefined values are NaN here and ``None`` in :meth:`summary`."""
 
     total_return: float
     annualized_return: float
@@ -68,12 +333,7 @@ class TradingResult:
 
     def summary(self) -> dict[str, Any]:
         """Everything but ``trades``, as strict-JSON values (NaN -> ``None``)."""
-        out: dict[str, Any] = {}
-        for key, value in vars(self).items():
-            if key == "trades":
-                continue
-            out[key] = None if isinstance(value, float) and not math.isfinite(value) else value
-        return out
+        return _strict({k: v for k, v in vars(self).items() if k != "trades"})
 
 
 def simulate(
@@ -90,37 +350,11 @@ def simulate(
     tradable: npt.ArrayLike | None = None,
     bars: npt.ArrayLike | None = None,
 ) -> TradingResult:
-    """Trade each non-overlapping window on its median forecast and score the result.
+    """The ``sign`` strategy entered at the origin's close (``--entry close``) from closes alone.
 
-    Parameters
-    ----------
-    last_close
-        ``[w]`` close at each origin (the entry price), windows in ascending origin order.
-    forecast_close
-        ``[w]`` median close forecast ``horizon`` bars after the origin.
-    realized_close
-        ``[w]`` realised close ``horizon`` bars after the origin (the exit price).
-    horizon
-        Bars between entry and exit.
-    bars_per_year
-        Bars in a year of this series (8760 hourly 24/7, 365 daily 24/7, 252 business days, ...).
-    stride
-        Bars between consecutive origins; default ``horizon``.
-    fee_bps
-        Fee per side in basis points of the notional.
-    allow_short
-        Also short when the forecast falls by more than the round-trip fee.
-    origins
-        ``[w]`` labels of the windows (origin timestamps or bar indices) for the trade table's ``origin``
-        column; default the window numbers ``0 .. w-1``.
-    tradable
-        ``[w]`` bool: windows that may be traded (the others stay flat); default all.
-    bars
-        ``[w]`` ascending bar index of each origin; default evenly spaced by ``stride``.
-
-    Returns
-    -------
-    TradingResult
+    ``last_close``, ``forecast_close`` (the median close at the horizon) and ``realized_close`` are
+    ``[w]``; ``tradable`` ``[w]`` marks the windows whose origin and horizon bars are real (default all);
+    the rest as :func:`trade`.
     """
     prices = [np.asarray(x, dtype=np.float64) for x in (last_close, forecast_close, realized_close)]
     n = prices[0].size
@@ -128,74 +362,50 @@ def simulate(
         raise ValueError(
             f"the three close arrays must share one non-empty 1-d shape, got {[p.shape for p in prices]}"
         )
-    stride = horizon if stride is None else stride
-    if horizon < 1 or stride < 1 or bars_per_year <= 0 or fee_bps < 0:
-        raise ValueError(
-            "need horizon >= 1, stride >= 1, bars_per_year > 0 and fee_bps >= 0; "
-            f"got {horizon}, {stride}, {bars_per_year}, {fee_bps}"
-        )
-    labels = pd.RangeIndex(n) if origins is None else pd.Index(origins)
-    if labels.shape != (n,):
-        raise ValueError(f"origins must label the {n} windows, got shape {labels.shape}")
+    if fee_bps < 0:
+        raise ValueError(f"fee_bps must be >= 0, got {fee_bps}")
     ok = np.ones(n, dtype=bool) if tradable is None else np.asarray(tradable, dtype=bool)
-    at = stride * np.arange(n, dtype=np.int64) if bars is None else np.asarray(bars, dtype=np.int64)
-    if ok.shape != (n,) or at.shape != (n,) or np.any(np.diff(at) <= 0):
-        raise ValueError(
-            f"tradable and bars must have the {n} windows' shape (bars ascending), "
-            f"got {ok.shape} and {at.shape}"
-        )
-    every = math.ceil(horizon / stride)
-    step = every * stride
-    used = np.flatnonzero((at[-1] - at) % step == 0)  # the grid anchored at the latest window
-    entry, forecast, exit_ = (p[used] for p in prices)
-    ok = ok[used]
-    fee = fee_bps / 10_000.0
-
-    with np.errstate(invalid="ignore"):
-        expected = forecast / entry - 1.0
-        side = np.where(expected > 2 * fee, 1, 0)
-        if allow_short:
-            side = np.where(expected < -2 * fee, -1, side)
-        side = np.where(ok, side, 0)
-        gross = np.where(side != 0, side * (exit_ / entry - 1.0), 0.0)
-    net = gross - 2 * fee * np.abs(side)
-
-    span = int(at[used[-1]] - at[used[0]]) + horizon  # bars from the first entry to the last exit
-    equity = np.concatenate([[1.0], np.cumprod(1.0 + net)])
-    total = float(equity[-1] - 1.0)
-    growth = 1.0 + total
-    annualized = growth ** (bars_per_year / span) - 1.0 if growth > 0 else -1.0
-    traded = side != 0
-    n_trades = int(traded.sum())
-    sd = float(np.std(net, ddof=1)) if net.size > 1 else 0.0
-    defined = n_trades >= 2 and sd > 0
-    sharpe = float(net.mean() / sd * math.sqrt(bars_per_year / step)) if defined else math.nan
-    drawdown = float(np.max(1.0 - equity / np.maximum.accumulate(equity)))
-    held = np.flatnonzero(ok)
-    hold = float(exit_[held[-1]] / entry[held[0]] - 1.0 - 2 * fee) if held.size else math.nan
-
-    table = pd.DataFrame(
-        {
-            "origin": labels[used[traded]],
-            "side": np.where(side > 0, "long", "short")[traded],
-            "entry": entry[traded],
-            "exit": exit_[traded],
-            "gross_return": gross[traded],
-            "net_return": net[traded],
-        },
-        columns=list(TRADE_COLUMNS),
+    if ok.shape != (n,):
+        raise ValueError(f"tradable must have the {n} windows' shape, got {ok.shape}")
+    close = np.full((n, horizon + 1), np.nan)
+    close[:, 0], close[:, -1] = prices[0], prices[2]
+    real = np.ones_like(close, dtype=bool)
+    real[:, 0] = real[:, -1] = ok
+    view = ForecastView(
+        price_q=prices[1][:, None, None, None] * np.ones((1, 1, 1, horizon)),
+        targets=("close",),
+        levels=(0.5,),
+        reference=prices[0],
     )
+    execution = Execution(entry="close", costs=Costs(fee_bps=fee_bps), allow_short=allow_short)
+    result = trade(
+        view,
+        Bars(open=close, high=close, low=close, close=close, real=real),
+        [Strategy("sign")],
+        execution,
+        horizon=horizon,
+        bars_per_year=bars_per_year,
+        stride=stride,
+        origins=origins,
+        at=bars,
+    )
+    s = result.summaries["sign"]
     return TradingResult(
-        total_return=total,
-        annualized_return=float(annualized),
-        sharpe=sharpe,
-        max_drawdown=drawdown,
-        win_rate=float(np.mean(net[traded] > 0)) if n_trades else math.nan,
-        exposure=n_trades * horizon / span,
-        n_trades=n_trades,
-        buy_and_hold=hold,
-        windows_used=int(used.size),
-        step=int(step),
-        untradable=int((~ok).sum()),
-        trades=table,
+        **{k: math.nan if s[k] is None else s[k] for k in _RESULT_FIELDS},
+        trades=result.trades,
     )
+
+
+_RESULT_FIELDS = (
+    "total_return",
+    "annualized_return",
+    "sharpe",
+    "max_drawdown",
+    "win_rate",
+    "exposure",
+    "n_trades",
+    "buy_and_hold",
+    "windows_used",
+    "step",
+    "untradable",
+)

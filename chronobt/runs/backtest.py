@@ -26,6 +26,7 @@ from chronobt.augment import candidate_specs
 from chronobt.config import BacktestConfig
 from chronobt.data import OHLC
 from chronobt.engine.core import Chronos2Engine, EngineConfig
+from chronobt.evaluation.strategies import check_trading
 from chronobt.finetune import (
     FinetuneSettings,
     finetune_engines,
@@ -140,6 +141,7 @@ def check_backtest(config: BacktestConfig) -> None:
     """What :func:`run_backtest` checks before any work (the command line too, before the lock): every
     symbol names a data file and the sample paths fit in memory; a ConfigError otherwise."""
     resolve_symbols(config.symbols, config)
+    check_trading(config)
     specs = candidate_specs(()) if config.preaug == "auto" else (config.preaug,)
     check_paths_memory(config, specs, windows=config.windows)
 

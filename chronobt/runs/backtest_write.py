@@ -1,6 +1,7 @@
 """A backtest's files: ``<output-dir>/backtest/<SYMBOL>/<run label>/``, one folder per symbol and run.
 
-:func:`write_backtest` writes forecasts.parquet, trades.parquet, manifest.json and metrics.json (the
+:func:`write_backtest` writes forecasts.parquet, trades.parquet, equity.parquet (with a close forecast),
+manifest.json and metrics.json (the
 :class:`~chronobt.runs.summary.BacktestSummary`) into a folder replaced atomically; :func:`write_outcome`
 writes one scored job of a run (:class:`RunContext`) and records its result or its failure;
 :func:`backtest_summary` builds the summary of a scored job.
@@ -163,6 +164,8 @@ def write_backtest(
         write_parquet_atomic(tmp / "forecasts.parquet", table, root=root)
         trades = evaluation.trades if evaluation.trades is not None else pd.DataFrame()
         write_parquet_atomic(tmp / "trades.parquet", trades, root=root)
+        if evaluation.equity is not None:
+            write_parquet_atomic(tmp / "equity.parquet", evaluation.equity, root=root)
         # one line: C encoder
         write_json_atomic(tmp / "metrics.json", summary.to_json(), indent=None, root=root)
         seconds = {k: round(v, 4) for k, v in timings.items()}
