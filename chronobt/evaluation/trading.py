@@ -39,6 +39,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from chronobt.evaluation import trading_stats
 from chronobt.evaluation.fills import REASONS, Bars, Costs, EntryMode, fill, trade_returns
 from chronobt.evaluation.strategies import ForecastView, Strategy, decide
 
@@ -251,8 +252,10 @@ def _one_strategy(
         "n_trades": int(traded.sum()),
         "buy_and_hold": ctx.buy_and_hold,
     }
-    stats = strategy_statistics(net, curve, trades, ctx.hold, ctx.step, ctx.bars_per_year, ctx.seed)
-    summary.update(stats)
+    stats = trading_stats.strategy_statistics(
+        net, curve, trades, ctx.hold, ctx.step, ctx.bars_per_year, ctx.seed, span_bars=ctx.span
+    )
+    summary.update({k: v for k, v in stats.items() if summary.get(k) is None})  # the view's own first
     summary.update(
         windows_used=int(net.size),
         step=int(ctx.step),
@@ -297,9 +300,7 @@ def _buy_and_hold(bars: Bars, costs: Costs) -> float:
 
 def _strict(summary: dict[str, Any]) -> dict[str, Any]:
     """NaN and infinities as ``None`` (strict JSON)."""
-    return {
-        k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in summary.items()
-    }
+    return {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in summary.items()}
 
 
 def _stamps(values: np.ndarray) -> Any:

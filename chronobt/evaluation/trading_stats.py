@@ -7,7 +7,8 @@ at 1.0 before the first period):
 
 ==================== ==================================================================================
 ``total_return``      ``E[-1] - 1``
-``annualized_return`` ``(1 + total) ** (p / n) - 1`` (-1.0 when the account is wiped out)
+``annualized_return`` ``(1 + total) ** (bars_per_year / span) - 1``, ``span = n * bars_per_period``
+                      bars unless given (-1.0 when the account is wiped out)
 ``volatility``        ``sd(r) * sqrt(p)``, sample sd (``ddof=1``)
 ``sharpe``            ``mean(r) / sd(r) * sqrt(p)``, zero risk-free rate, sample sd
 ``sortino``           ``mean(r) * p / (sqrt(mean(min(r, 0) ** 2)) * sqrt(p))``: the downside deviation
@@ -302,6 +303,7 @@ def strategy_statistics(
     seed: int,
     *,
     gross_exposure: npt.ArrayLike | None = None,
+    span_bars: float | None = None,
 ) -> dict[str, Stat]:
     """Every statistic of one strategy (definitions and undefined cases in the module docstring).
 
@@ -324,6 +326,9 @@ def strategy_statistics(
     gross_exposure
         ``[n]`` gross exposure of each period; default: a period is exposed when a trade opened in it
         (``trades['origin']``, one trade per period and strategy).
+    span_bars
+        Bars the periods cover, for ``annualized_return``; default ``n * bars_per_period`` (give it when
+        periods are missing from the series, e.g. windows dropped from the grid).
 
     Returns
     -------
@@ -348,7 +353,8 @@ def strategy_statistics(
     n_trades = int(net.size)
 
     total = float(curve[-1] - 1.0)
-    annualized = (1.0 + total) ** (per_year / n) - 1.0 if total > -1.0 else -1.0
+    span = n * bars_per_period if span_bars is None else span_bars
+    annualized = (1.0 + total) ** (bars_per_year / span) - 1.0 if total > -1.0 else -1.0
     fall, longest = drawdown(curve)
     risk = _risk_block(r, hold, n_trades, per_year)
     if gross_exposure is None:
