@@ -48,7 +48,18 @@ Entry = Literal["next-open", "close"]
 TrainingMode = Literal["lora", "full"]
 FinetuneMode = Literal["off", TrainingMode]
 #: a sweep's selection metrics (columns of its leaderboard)
-SelectionMetric = Literal["mase", "wql", "mae", "rmse", "smape", "directional_accuracy"]
+SelectionMetric = Literal[
+    "mase",
+    "wql",
+    "mae",
+    "rmse",
+    "smape",
+    "directional_accuracy",
+    "sharpe",
+    "sortino",
+    "calmar",
+    "total_return",
+]
 DEPENDENCE_CHOICES: tuple[str, ...] = get_args(Dependence)
 CALIBRATE_CHOICES: tuple[str, ...] = get_args(Calibrate)
 EXECUTOR_CHOICES: tuple[str, ...] = get_args(ExecutorKind)
@@ -56,7 +67,11 @@ ENTRY_CHOICES: tuple[str, ...] = get_args(Entry)
 FINETUNE_CHOICES: tuple[str, ...] = get_args(FinetuneMode)
 METRIC_CHOICES: tuple[str, ...] = get_args(SelectionMetric)
 #: Selection metrics of a sweep and whether a higher value is better (the losses: lower).
-SELECTION_METRICS: dict[str, bool] = {name: name == "directional_accuracy" for name in METRIC_CHOICES}
+#: Selection metrics read from the trading view's results of each strategy (the others: the forecast's).
+TRADING_METRICS: tuple[str, ...] = ("sharpe", "sortino", "calmar", "total_return")
+SELECTION_METRICS: dict[str, bool] = {
+    name: name == "directional_accuracy" or name in TRADING_METRICS for name in METRIC_CHOICES
+}
 
 
 def check_finite(option: str, value: float) -> None:
@@ -381,6 +396,11 @@ class SweepConfig(EvaluationOptions):
                 f"selection target {self.target!r} is not among --targets {','.join(self.targets)}; add it"
             )
         candidate_specs(self.preaugs)
+        if self.metric in TRADING_METRICS and "close" not in self.targets:
+            raise ConfigError(
+                f"--metric {self.metric} selects on the trading view, which trades the close forecast; "
+                "add close to --targets"
+            )
 
     @property
     def candidate_covariates(self) -> tuple[tuple[str, ...], ...]:

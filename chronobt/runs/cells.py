@@ -36,7 +36,7 @@ logger = logging.getLogger(__name__)
 
 SPLITS = ("validation", "test")
 #: Bumped when the stored cell format or the scoring changes, so old cells are recomputed.
-CELL_FORMAT = 4
+CELL_FORMAT = 5
 
 
 @dataclass
@@ -87,6 +87,10 @@ def cell_key(
         "quantiles": list(config.quantiles),
         "fee_bps": config.fee_bps,
         "allow_short": config.allow_short,
+        "strategies": list(config.strategies),
+        "entry": config.entry,
+        "slippage_bps": config.slippage_bps,
+        "borrow_rate": config.borrow_rate,
         "seed": config.seed,
         "max_gap": config.max_gap,
         "dependence": config.dependence,
