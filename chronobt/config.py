@@ -47,19 +47,10 @@ Entry = Literal["next-open", "close"]
 #: the modes that train (:class:`FinetuneSettings`); ``off`` runs zero-shot
 TrainingMode = Literal["lora", "full"]
 FinetuneMode = Literal["off", TrainingMode]
+#: a sweep's selection metrics from each strategy's trading results (higher is better)
+TradingMetric = Literal["sharpe", "sortino", "calmar", "total_return"]
 #: a sweep's selection metrics (columns of its leaderboard)
-SelectionMetric = Literal[
-    "mase",
-    "wql",
-    "mae",
-    "rmse",
-    "smape",
-    "directional_accuracy",
-    "sharpe",
-    "sortino",
-    "calmar",
-    "total_return",
-]
+SelectionMetric = Literal["mase", "wql", "mae", "rmse", "smape", "directional_accuracy", TradingMetric]
 DEPENDENCE_CHOICES: tuple[str, ...] = get_args(Dependence)
 CALIBRATE_CHOICES: tuple[str, ...] = get_args(Calibrate)
 EXECUTOR_CHOICES: tuple[str, ...] = get_args(ExecutorKind)
@@ -67,8 +58,7 @@ ENTRY_CHOICES: tuple[str, ...] = get_args(Entry)
 FINETUNE_CHOICES: tuple[str, ...] = get_args(FinetuneMode)
 METRIC_CHOICES: tuple[str, ...] = get_args(SelectionMetric)
 #: Selection metrics of a sweep and whether a higher value is better (the losses: lower).
-#: Selection metrics read from the trading view's results of each strategy (the others: the forecast's).
-TRADING_METRICS: tuple[str, ...] = ("sharpe", "sortino", "calmar", "total_return")
+TRADING_METRICS: tuple[str, ...] = get_args(TradingMetric)
 SELECTION_METRICS: dict[str, bool] = {
     name: name == "directional_accuracy" or name in TRADING_METRICS for name in METRIC_CHOICES
 }
@@ -398,8 +388,7 @@ class SweepConfig(EvaluationOptions):
         candidate_specs(self.preaugs)
         if self.metric in TRADING_METRICS and "close" not in self.targets:
             raise ConfigError(
-                f"--metric {self.metric} selects on the trading view, which trades the close forecast; "
-                "add close to --targets"
+                f"--metric {self.metric} selects on the trading of close; add close to --targets"
             )
 
     @property
