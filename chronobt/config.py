@@ -343,12 +343,19 @@ class BacktestConfig(EvaluationOptions):
     windows: int = 100
     start: str | None = None
     end: str | None = None
+    portfolio: bool = False  # --portfolio: one account over the symbols, within the two caps below
+    max_gross: float = 1.0
+    max_weight: float = 1.0
 
     def __post_init__(self) -> None:
         _check_symbols_and_preaug(self.symbols, self.preaug)
         super().__post_init__()
         if self.windows < 1:
             raise ConfigError(f"--windows must be >= 1, got {self.windows}")
+        if not all(math.isfinite(c) and c > 0 for c in (self.max_gross, self.max_weight)):
+            raise ConfigError(
+                f"--max-gross and --max-weight must be > 0, got {self.max_gross}, {self.max_weight}"
+            )
         start, end = parse_date(self.start, option="--start"), parse_date(self.end, option="--end")
         if start is not None and end is not None and end < start:
             raise ConfigError(f"--end {self.end} is before --start {self.start}; swap them")
