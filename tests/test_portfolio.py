@@ -85,7 +85,9 @@ def test_a_symbol_deciding_later_gets_only_the_budget_left() -> None:
     st.floats(min_value=0.1, max_value=2.0),
     st.floats(min_value=0.05, max_value=1.5),
 )
-def test_gross_and_per_symbol_exposure_never_exceed_their_caps(seed: int, gross: float, weight: float) -> None:
+def test_gross_and_per_symbol_exposure_never_exceed_their_caps(
+    seed: int, gross: float, weight: float
+) -> None:
     rng = np.random.default_rng(seed)
     base = pd.Timestamp("2024-01-01")
     sleeves = []
