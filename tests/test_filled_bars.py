@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -158,13 +159,18 @@ def test_a_window_whose_entry_or_exit_bar_is_filled_is_not_traded(gappy: tuple[P
     sw = _windows(gappy[0])
     price_q = _perfect_forecast(sw, gappy[1], at_filled=np.nan)
     price_q[:] = sw.last[:, :, None, None] * 1.5  # a 50% rise forecast everywhere: go long if allowed
-    ev = evaluate(sw, price_q, OPTIONS)
+    ev = evaluate(sw, price_q, replace(OPTIONS, entry="close"))
     assert ev.trading is not None and ev.trades is not None
     # origin 367 is a filled bar (entry); origin 375 exits at 383, real; its horizon gap is inside
     traded = pd.DatetimeIndex(ev.trades["origin"])
     assert traded.tolist() == list(sw.origin_times[[0, 2, 3, 4]])
-    assert ev.trading["n_trades"] == 4 and ev.trading["untradable"] == 1
-    assert ev.trading["windows_used"] == 5
+    sign = ev.trading["sign"]
+    assert sign["n_trades"] == 4 and sign["untradable"] == 1
+    assert sign["windows_used"] == 5
+    # entering at the next bar's open, origin 367's entry bar 368 is real: all five windows trade
+    ev = evaluate(sw, price_q, OPTIONS)
+    assert ev.trading is not None and ev.trading["sign"]["n_trades"] == 5
+    assert ev.trading["sign"]["untradable"] == 0
 
 
 @pytest.fixture(scope="module")
@@ -202,4 +208,4 @@ def test_backtest_marks_filled_bars_in_forecasts_and_counts_them_in_metrics(
         "context_bars": _filled_in_contexts(np.array([351, 367, 375, 383, 391])),
         "windows_dropped": 1,
     }
-    assert metrics["trading"]["untradable"] == 1
+    assert metrics["trading"]["sign"]["untradable"] == 0  # next-open: origin 367's entry bar 368 is real

@@ -217,10 +217,20 @@ def test_backtest_on_ray_writes_the_local_metrics(
             data_dir=data_dir,
             output_dir=tmp_path / kind,
             executor=kind,
+            strategies=("sign", "band", "range:stop=0.1"),  # the trading options reach the actors
+            entry="close",
+            slippage_bps=2.0,
         )
         report = run_backtest(config, engine=engine)
         assert not report.failures
         metrics[kind] = {r.symbol: r.summary["metrics"] for r in report.results}
+        for r in report.results:
+            trading = r.summary["trading"]
+            assert list(trading) == ["sign", "band", "range:stop=0.1"]
+            assert (
+                trading["sign"]["costs"]["entry"] == "close"
+                and trading["band"]["costs"]["slippage_bps"] == 2.0
+            )
     assert metrics["ray"].keys() == metrics["local"].keys()
     for symbol, by_target in metrics["local"].items():
         for target, values in by_target.items():

@@ -64,7 +64,7 @@ def test_backtest_reports_dependence_significance_seasonal_mase_and_calibrated_s
     assert set(calibrated["metrics"]["close"]) == {"coverage_80", "width_80", "wql"}
     assert len(calibrated["per_step"]["close"]["coverage_80"]) == HORIZON
     assert calibrated["method"]["method"] == "aci"
-    assert metrics["trading"]["annualisation"]["method"] in ("measured", "nominal")
+    assert metrics["trading"]["sign"]["annualisation"]["method"] in ("measured", "nominal")
 
 
 def test_outcomes_after_an_origin_never_change_its_dependence_calibration_or_forecast(

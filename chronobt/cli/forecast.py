@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Annotated, Any
 
+import typer
 from rich.table import Table
 
 from chronobt.cli import engine_options as eo
@@ -12,6 +14,7 @@ from chronobt.cli.options import (
     ALL_QUANTILES,
     ALL_TARGETS,
     NO_COVARIATES,
+    AllowShortOpt,
     CalendarOpt,
     CalibrateOpt,
     ContextOpt,
@@ -19,6 +22,7 @@ from chronobt.cli.options import (
     DataDirOpt,
     DebugOpt,
     DependenceOpt,
+    FeeOpt,
     FinetuneBatchOpt,
     FinetuneContextOpt,
     FinetuneLrOpt,
@@ -37,6 +41,7 @@ from chronobt.cli.options import (
     RefitEveryOpt,
     ReportOpt,
     SeedOpt,
+    SlippageOpt,
     StrictAutoOpt,
     SymbolsArg,
     TargetsOpt,
@@ -54,6 +59,15 @@ if TYPE_CHECKING:
     from chronobt.runs.forecast import ForecastReport
 
 app = command_app()
+
+OrdersOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--strategy",
+        help="Comma-separated trading strategies (as backtest's --strategy): write each one's order "
+        "for the next bar to latest.json 'orders' and print it.",
+    ),
+]
 
 
 @app.command("forecast")
@@ -75,6 +89,10 @@ def forecast(
     data_dir: DataDirOpt = F.data_dir,
     output_dir: OutputDirOpt = F.output_dir,
     covariates: CovariatesOpt = NO_COVARIATES,
+    strategy: OrdersOpt = None,
+    fee_bps: FeeOpt = F.fee_bps,
+    slippage_bps: SlippageOpt = F.slippage_bps,
+    allow_short: AllowShortOpt = F.allow_short,
     model: eo.ModelOpt = E.model,
     device: eo.DeviceOpt = E.device,
     dtype: eo.DtypeOpt = E.dtype,
@@ -127,7 +145,8 @@ def render(ui: Ui, report: ForecastReport) -> None:
                     {
                         **{
                             k: r.payload[k]
-                            for k in ("symbol", "preaug", "horizon", "last_bar", "file", "forecast")
+                            for k in ("symbol", "preaug", "horizon", "last_bar", "file", "forecast", "orders")
+                            if k in r.payload
                         },
                         "model": r.payload["model"].get("id"),
                         "model_checksum": r.payload["model"].get("checksum"),
@@ -161,7 +180,22 @@ def render(ui: Ui, report: ForecastReport) -> None:
         ):
             table.add_row(str(step), stamp.isoformat(), f"{lo:.6g}", f"{med:.6g}", f"{hi:.6g}")
         ui.out.print(table)
+        for line in order_lines(r.payload.get("orders") or ()):
+            ui.out.print(line)
         ui.out.print(f"written: {r.folder / r.payload['file']}")
+
+
+def order_lines(orders: Sequence[Mapping[str, Any]]) -> list[str]:
+    """One line per strategy's order for the next bar: side, size and its limit, target and stop."""
+
+    def price(x: Any) -> str:
+        return "-" if x is None else f"{x:.6g}"
+
+    return [
+        f"order {o['strategy']}: {o['side']} size {o['size']:.4g} ({o['entry']}), limit "
+        f"{price(o.get('limit'))}, target {price(o.get('target'))}, stop {price(o.get('stop'))}"
+        for o in orders
+    ]
 
 
 def _is_level(name: object) -> bool:

@@ -181,14 +181,14 @@ def trading_view(
     sw: SymbolWindows, price_q: np.ndarray, options: EvaluationOptions
 ) -> trading.TradingView | None:
     """Every ``options.strategies`` traded on ``sw``'s windows (:mod:`chronobt.evaluation.trading`);
-    ``None`` when a strategy's variates are not all forecast and close is not (no trading view).
+    ``None`` (no trading view) without a close forecast or without strategies.
 
     The decisions read the forecast and the close at each origin; the fills read the realised bars
     after it from the loaded frame (forward-filled bars marked, never filled at).
     """
-    parsed = parse_strategies(options.strategies)
-    if "close" not in sw.targets:
+    if "close" not in sw.targets or not options.strategies:
         return None
+    parsed = parse_strategies(options.strategies)
     check_strategies(parsed, targets=sw.targets, quantiles=options.quantiles)
     h = options.horizon
     rows = sw.origins[:, None] + np.arange(h + 1)  # [w, h + 1]: the origin's bar and the horizon's
@@ -213,7 +213,7 @@ def trading_view(
         bars_per_year=sw.ohlc.bars_per_year,
         origins=sw.origin_times,
         at=sw.origins,
-        times=np.asarray(frame.index)[rows],
+        times=pd.DatetimeIndex(frame.index).tz_convert("UTC").tz_localize(None).to_numpy()[rows],
         seed=options.seed,
     )
     for summary in result.summaries.values():

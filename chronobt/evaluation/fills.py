@@ -160,9 +160,7 @@ class TradeReturns:
     net: np.ndarray
 
 
-def trade_returns(
-    orders: Orders, fills: Fills, costs: Costs, *, bars_per_year: float
-) -> TradeReturns:
+def trade_returns(orders: Orders, fills: Fills, costs: Costs, *, bars_per_year: float) -> TradeReturns:
     """Gross and net returns of each window's position.
 
     ``gross = side * size * (exit / entry - 1)``; fees and slippage are ``size * 2 * bps / 10_000`` (both

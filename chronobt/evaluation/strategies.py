@@ -35,7 +35,7 @@ from statistics import NormalDist
 
 import numpy as np
 
-from chronobt.config import EvaluationOptions
+from chronobt.config import EvaluationOptions, ForecastConfig
 from chronobt.errors import ConfigError
 
 #: Every strategy with its parameters' defaults (the order in which they are written).
@@ -154,11 +154,14 @@ def check_strategies(
             raise ConfigError(f"--strategy {s.label} needs --quantiles on both sides of 0.5 (its spread)")
 
 
-def check_trading(options: EvaluationOptions) -> None:
+def check_trading(options: EvaluationOptions | ForecastConfig) -> None:
     """ConfigError for ``options``' strategies, before any work: unknown names or parameters, variates
-    not forecast (only when close is, else there is no trading view), levels outside ``--quantiles``."""
+    not forecast (a backtest without a close forecast has no trading view), levels outside
+    ``--quantiles``. A forecast without ``--strategy`` has nothing to check."""
+    if not options.strategies:
+        return
     parsed = parse_strategies(options.strategies)
-    if "close" in options.targets:
+    if "close" in options.targets or isinstance(options, ForecastConfig):
         check_strategies(parsed, targets=options.targets, quantiles=options.quantiles)
 
 
@@ -217,9 +220,7 @@ class ForecastView:
         return np.asarray((1.0 - w) * q[:, hi - 1] + w * q[:, hi], dtype=np.float64)
 
 
-def decide(
-    strategy: Strategy, view: ForecastView, *, cost: float, allow_short: bool
-) -> Orders:
+def decide(strategy: Strategy, view: ForecastView, *, cost: float, allow_short: bool) -> Orders:
     """The orders of ``strategy`` in every window of ``view``; ``cost`` is the cost per side (a fraction).
 
     Reads nothing but the forecast and the origin's close; a window with a non-finite input gets no
@@ -300,7 +301,29 @@ def next_orders(
             first = float(prices[0, 0])
             order[key] = first if side and math.isfinite(first) else None
         if side and np.isfinite(o.limit[0]).any():
-            order["steps"] = {k: [float(x) for x in v[0]] for k, v in
-                              (("limit", o.limit), ("target", o.target), ("stop", o.stop))}
+            order["steps"] = {
+                k: [float(x) for x in v[0]]
+                for k, v in (("limit", o.limit), ("target", o.target), ("stop", o.stop))
+            }
         out.append(order)
     return out
+
+
+def orders_for_forecast(
+    price_q: np.ndarray,
+    last_close: float,
+    config: ForecastConfig,
+    targets: Sequence[str],
+) -> list[dict[str, object]]:
+    """``latest.json``'s ``orders``: each ``config.strategies``' order for the bar after the last one
+    (:func:`next_orders`), from ``price_q`` ``[1, v, Q, h]`` at ``config.quantiles`` and the last close."""
+    strategies = parse_strategies(config.strategies)
+    check_strategies(strategies, targets=targets, quantiles=config.quantiles)
+    view = ForecastView(
+        price_q=np.asarray(price_q, dtype=np.float64),
+        targets=tuple(targets),
+        levels=tuple(config.quantiles),
+        reference=np.asarray([last_close], dtype=np.float64),
+    )
+    cost = (config.fee_bps + config.slippage_bps) / 10_000.0
+    return next_orders(strategies, view, cost=cost, allow_short=config.allow_short)

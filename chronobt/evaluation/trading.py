@@ -25,14 +25,16 @@ Per strategy, over the used windows (flat ones hold cash at 0%):
 - ``costs``: the options (``entry``, ``fee_bps``, ``slippage_bps``, ``borrow_rate``) and what the trades
   paid, summed over trades as fractions of equity (``fees``, ``slippage``, ``borrow``, ``total``).
 
-The statistics come from one function, :func:`strategy_statistics`, over the per-period series.
+The statistics come from one function, :func:`chronobt.evaluation.trading_stats.strategy_statistics`, over
+the per-period series; the summary's own ``annualized_return``, ``exposure`` and ``buy_and_hold`` (above)
+are kept.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -60,39 +62,6 @@ TRADE_COLUMNS = (
 EQUITY_COLUMNS = ("strategy", "timestamp", "return", "equity", "gross_exposure")
 
 
-def strategy_statistics(
-    net_returns: np.ndarray,
-    equity: np.ndarray,
-    trades: pd.DataFrame,
-    hold_returns: np.ndarray,
-    bars_per_period: float,
-    bars_per_year: float,
-    seed: int,
-) -> dict[str, float | int | None]:
-    """The statistics of one strategy's per-period series (``[periods]`` each, flat periods included).
-
-    ``equity`` compounds ``net_returns`` from 1.0; ``trades`` are the strategy's rows of
-    ``trades.parquet``; ``hold_returns`` buy-and-hold's per-period returns. Values are strict JSON
-    (``None`` when undefined). ``hold_returns`` and ``seed`` are for the statistics against buy-and-hold
-    and the bootstrap intervals.
-    """
-    del hold_returns, seed
-    n_trades = len(trades)
-    net = np.asarray(net_returns, dtype=np.float64)
-    sd = float(np.std(net, ddof=1)) if net.size > 1 else 0.0
-    defined = n_trades >= 2 and sd > 0
-    sharpe = float(net.mean() / sd * math.sqrt(bars_per_year / bars_per_period)) if defined else None
-    curve = np.concatenate([[1.0], np.asarray(equity, dtype=np.float64)])
-    wins = trades["net_return"].to_numpy(dtype=np.float64) > 0
-    return {
-        "total_return": float(curve[-1] - 1.0),
-        "sharpe": sharpe,
-        "max_drawdown": float(np.max(1.0 - curve / np.maximum.accumulate(curve))),
-        "win_rate": float(np.mean(wins)) if n_trades else None,
-        "n_trades": n_trades,
-    }
-
-
 @dataclass(frozen=True, eq=False)
 class TradingView:
     """Every strategy's summary (``{label: {...}}``, strict JSON) and the ``trades`` and ``equity``
@@ -108,7 +77,7 @@ class Execution:
     """How orders are executed: ``entry`` for market orders, ``costs``, and whether shorts are allowed."""
 
     entry: EntryMode = "next-open"
-    costs: Costs = Costs()
+    costs: Costs = field(default_factory=Costs)
     allow_short: bool = False
 
 
@@ -155,8 +124,16 @@ def trade(
         )
     used, step = used_windows(bar_at, horizon, stride)
     stamps = bar_at[:, None] + np.arange(horizon + 1) if times is None else times
-    sub_view = ForecastView(
-        price_q=view.price_q[used], targets=view.targets, levels=view.levels, reference=view.reference[used]
+    every_window = used.size == n  # non-overlapping windows: no copy of the forecasts
+    sub_view = (
+        view
+        if every_window
+        else ForecastView(
+            price_q=view.price_q[used],
+            targets=view.targets,
+            levels=view.levels,
+            reference=view.reference[used],
+        )
     )
     sub_bars = Bars(*(np.asarray(getattr(bars, f))[used] for f in ("open", "high", "low", "close", "real")))
     span = int(bar_at[used[-1]] - bar_at[used[0]]) + horizon
@@ -391,10 +368,8 @@ def simulate(
         at=bars,
     )
     s = result.summaries["sign"]
-    return TradingResult(
-        **{k: math.nan if s[k] is None else s[k] for k in _RESULT_FIELDS},
-        trades=result.trades,
-    )
+    values: dict[str, Any] = {k: math.nan if s[k] is None else s[k] for k in _RESULT_FIELDS}
+    return TradingResult(**values, trades=result.trades)
 
 
 _RESULT_FIELDS = (

@@ -23,6 +23,7 @@ from chronobt.report.backtest_data import (
 )
 from chronobt.report.page import Page, esc, figure, key_values, num, pct, signed, table, tabs
 from chronobt.report.record import flatten
+from chronobt.report.strategies import strategies_section
 
 BASELINES = ("naive", "seasonal_naive", "drift")
 
@@ -47,6 +48,8 @@ def render_backtest(folder: Path) -> str:
     if equity is not None:
         page.add("equity", "Equity", _equity(run, equity))
         page.add("trades", "Trades", _trades(run))
+    if (strategies := strategies_section(run)) is not None:
+        page.add("strategies", "Strategies", strategies)
     page.add("record", "Run record", _record(run))
     return page.html()
 

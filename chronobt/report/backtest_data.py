@@ -18,6 +18,7 @@ import pandas as pd
 from chronobt.errors import DataError
 from chronobt.evaluation import metrics as m
 from chronobt.report.sources import History, as_utc, load_history, read_json, read_table
+from chronobt.report.strategies import primary_strategy
 from chronobt.runs.summary import BacktestSummary
 
 FloatArray = npt.NDArray[np.float64]
@@ -104,6 +105,7 @@ def load_backtest(folder: Path) -> BacktestRun:
     trades_path = folder / "trades.parquet"
     trades = read_table(trades_path, rerun=rerun) if trades_path.exists() else pd.DataFrame()
     history, note = load_history(manifest.get("data"), folder)
+    summary, trades = primary_strategy(summary, trades)  # the single-strategy views show the first
     return BacktestRun(
         folder=folder,
         metrics=summary,

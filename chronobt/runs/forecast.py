@@ -35,6 +35,7 @@ from chronobt.config import ForecastConfig
 from chronobt.data import OHLC
 from chronobt.engine.core import Chronos2Engine, EngineConfig
 from chronobt.errors import ChronobtError
+from chronobt.evaluation.strategies import check_trading, orders_for_forecast
 from chronobt.finetune import FinetuneSettings, finetune_engines, require_peft, symbol_record
 from chronobt.pipeline.covariates import RunLabel, covariates_label
 from chronobt.pipeline.jobs import (
@@ -90,6 +91,7 @@ def check_forecast(config: ForecastConfig) -> None:
     """What :func:`run_forecast` checks before any work (the command line too, before the lock): every
     symbol names a data file and the sample paths fit in memory; a ConfigError otherwise."""
     resolve_symbols(config.symbols, config)
+    check_trading(config)
     specs = candidate_specs(()) if config.preaug == "auto" else (config.preaug,)
     check_paths_memory(config, specs, windows=1 + HISTORY_WINDOWS)
 
@@ -212,6 +214,14 @@ def _finetuned(
     return engines, records
 
 
+def _orders(price_q: np.ndarray, sw: SymbolWindows, config: ForecastConfig) -> dict[str, Any]:
+    """``{"orders": [...]}`` with ``--strategy`` (see ``strategies.orders_for_forecast``)."""
+    if not config.strategies:
+        return {}
+    last_close = float(sw.ohlc.frame["close"].iloc[-1])
+    return {"orders": orders_for_forecast(price_q, last_close, config, sw.targets)}
+
+
 def write_forecast(
     sw: SymbolWindows,
     price_q: np.ndarray,
@@ -268,6 +278,7 @@ def write_forecast(
         "file": history.name,
         "forecast": records,
         "inference_seconds": round(inference_s, 4),
+        **_orders(price_q, sw, config),
         **(uncertainty or {}),
         **run_record(config=config, model=model, engine=engine.record(), command=command, data=sw.ohlc),
     }

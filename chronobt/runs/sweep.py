@@ -170,6 +170,7 @@ def check_sweep(config: SweepConfig) -> None:
     resolve_symbols(config.symbols, config, covariates=every_covariate)
     check_trading(config)  # unknown strategies or parameters, levels outside --quantiles
     check_paths_memory(config, candidate_specs(config.preaugs), windows=config.windows)
+    check_trading(config)
 
 
 def run_sweep(
