@@ -188,3 +188,44 @@ def test_sweep_selects_a_strategy_on_validation_sharpe_and_deflates_its_test_sha
     assert test_row["sharpe"].iloc[0] == pytest.approx(deflated["sharpe"], nan_ok=True)
     assert best["test_trading"]["sharpe"] == deflated["sharpe"]
     assert set(best["validation_by_strategy"]) == set(STRATEGIES)
+
+
+def test_sweep_command_shows_each_pair_and_the_deflated_sharpe(tmp_path: Path, tiny_model_dir: Path) -> None:
+    from typer.testing import CliRunner
+
+    from chronobt.cli import app
+
+    write_symbol(tmp_path / "data", "AAA", 300, seed=3)
+    args = ["sweep", "AAA", "--preaug", "none,differencing", "--strategy", "sign,band", "--metric", "SHARPE"]
+    args += ["--horizon", "4", "--context", "128", "--validation-windows", "16", "--test-windows", "10"]
+    args += ["--model", str(tiny_model_dir), "--device", "cpu", "--compile", "off", "--allow-short"]
+    args += ["--data-dir", str(tmp_path / "data"), "--output-dir", str(tmp_path / "out")]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "none · sign" in result.stdout and "differencing · band" in result.stdout
+    assert "deflated" in result.stdout and "trials" in result.stdout
+
+
+@pytest.mark.slow
+def test_a_strategy_sweep_on_ray_chooses_and_deflates_as_the_local_one(
+    tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    ray = pytest.importorskip("ray")
+    from chronobt.runs.executors import package_env
+    from chronobt.runs.sweep import run_sweep
+
+    write_symbol(tmp_path / "data", "AAA", 300, seed=3)
+    engine_config = EngineConfig(model=str(tiny_model_dir), device="cpu", compile="off")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, runtime_env=package_env())
+    try:
+        best = {}
+        for kind in ("local", "ray"):
+            config = _config(tmp_path, output_dir=tmp_path / kind, executor=kind, allow_short=True)
+            best[kind] = run_sweep(config, engine_config).best["AAA"]
+    finally:
+        ray.shutdown()
+    assert best["ray"]["best"] == best["local"]["best"]
+    assert best["ray"]["best_strategy"] == best["local"]["best_strategy"]
+    local, remote = best["local"]["deflated_sharpe"], best["ray"]["deflated_sharpe"]
+    assert remote["n_trials"] == local["n_trials"]
+    assert remote["dsr"] == pytest.approx(local["dsr"], rel=1e-4, nan_ok=True)
