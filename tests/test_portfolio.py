@@ -79,6 +79,18 @@ def test_a_symbol_deciding_later_gets_only_the_budget_left() -> None:
     assert account.weights[:, 1] == pytest.approx([0.7, 0.3])
 
 
+def test_a_symbols_position_is_released_when_its_last_period_ends() -> None:
+    early = pd.date_range("2024-01-01", periods=3, freq="h")  # ends 03:00 (one spacing on)
+    late = pd.date_range("2024-01-01 05:00", periods=2, freq="h")
+    a = _sleeve("A", early, [0.01, 0.01, 0.01], [1.0, 1.0, 1.0])
+    b = _sleeve("B", late, [0.02, 0.02], [1.0, 1.0])
+    account = combine([a, b], max_gross=1.0, max_weight=1.0)
+    assert account.weights[:, 3] == pytest.approx([0.0, 1.0])  # A's budget is free again for B
+    with_end = Sleeve(a.symbol, a.times, a.returns, a.size, a.hold, end=np.datetime64("2024-01-01T06:00"))
+    held = combine([with_end, b], max_gross=1.0, max_weight=1.0)
+    assert held.weights[:, 3] == pytest.approx([1.0, 0.0])  # still held at 05:00: B gets nothing left
+
+
 @settings(max_examples=40, deadline=None)
 @given(
     st.integers(min_value=0, max_value=10_000),
@@ -153,5 +165,10 @@ def test_backtest_portfolio_writes_one_account_over_the_symbols(tmp_path: Path, 
         assert sum(p["contribution"] for p in parts.values()) == pytest.approx(rows["return"].sum())
         mine = trades[trades["strategy"] == strategy]
         assert mine["portfolio_return"].sum() == pytest.approx(rows["return"].sum())
+        scaled = (mine["weight"] / mine["size"] * mine["costs"]).sum()
+        assert stats["costs"]["total"] == pytest.approx(scaled) and stats["buy_and_hold"] is not None
+    # the hourly symbol's windows end days before the daily one's: both get the budget in turn
+    sign = equity[equity["strategy"] == "sign"]
+    assert sign["weight_AAA"].abs().max() > 0 and sign["weight_BBB"].abs().max() > 0
     manifest = json.loads((folder / "manifest.json").read_text())
     assert set(manifest["sources"]) == {"AAA", "BBB"}

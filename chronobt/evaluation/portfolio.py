@@ -6,8 +6,9 @@ equity, costs paid). Symbols trade on their own calendars (a stock's sessions wi
 gaps beside 24/7 crypto), so their decision times differ; the account's timeline is the union of all
 decision times, in time order. At each time ``T``, in order:
 
-1. the symbols deciding at ``T`` close their previous position (weight 0); the others keep theirs (a
-   stock's Friday position is held over the weekend until its next decision);
+1. the symbols deciding at ``T`` close their previous position (weight 0), and so does a symbol whose
+   last period has ended (its ``end``) by ``T``; the others keep theirs (a stock's Friday position is
+   held over the weekend until its next decision);
 2. each deciding symbol's signal, its own size, is capped at ``max_weight``;
 3. the deciding symbols share what ``max_gross`` leaves after the positions still open, in proportion
    to their capped signals: all are scaled by ``min(1, (max_gross - open) / sum(capped))``, so the gross
@@ -28,6 +29,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -45,6 +47,16 @@ class Sleeve:
     returns: FloatArray  # [n] net return of each period at the strategy's own size
     size: FloatArray  # [n] |position| held over each period (0: flat)
     hold: FloatArray  # [n] buy-and-hold return of the symbol over each period
+    #: when the last period ends (its position is released then); default one median spacing after the
+    #: last decision (with one decision: held to the end of the account's timeline)
+    end: np.datetime64 | None = None
+
+    def last_end(self) -> Any:
+        """The ``datetime64[ns]`` end of the last period, or ``None`` (held to the timeline's end)."""
+        if self.end is not None:
+            return np.asarray(self.end, dtype="datetime64[ns]")[()]
+        t = np.asarray(self.times, dtype="datetime64[ns]")
+        return t[-1] + np.median(np.diff(t)).astype("timedelta64[ns]") if t.size > 1 else None
 
     def __post_init__(self) -> None:
         n = len(self.times)
@@ -99,6 +111,10 @@ def combine(sleeves: Sequence[Sleeve], *, max_gross: float = 1.0, max_weight: fl
     decide = np.zeros((n_s, m), dtype=bool)
     raw, ret, hold = np.zeros((n_s, m)), np.zeros((n_s, m)), np.zeros((n_s, m))
     decide[row, at] = True
+    release = np.full(n_s, m)  # the first timeline position at or after each sleeve's end
+    for i, s in enumerate(sleeves):
+        end = s.last_end()
+        release[i] = m if end is None else np.searchsorted(times, end, side="left")
     raw[row, at] = np.abs(np.concatenate([s.size for s in sleeves]))
     ret[row, at] = np.concatenate([s.returns for s in sleeves])
     hold[row, at] = np.concatenate([s.hold for s in sleeves])
@@ -107,7 +123,7 @@ def combine(sleeves: Sequence[Sleeve], *, max_gross: float = 1.0, max_weight: fl
     w = np.zeros(n_s)
     for k in range(m):  # path-dependent: the budget left depends on the positions still open
         d = decide[:, k]
-        w[d] = 0.0
+        w[d | (release <= k)] = 0.0
         capped = np.minimum(raw[d, k], max_weight)
         total = float(capped.sum())
         budget = max(max_gross - float(w.sum()), 0.0)

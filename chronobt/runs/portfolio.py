@@ -2,9 +2,10 @@
 
 After the symbols' backtests are written, each symbol's ``equity.parquet`` and ``trades.parquet`` give
 every strategy's sleeve (:class:`chronobt.evaluation.portfolio.Sleeve`: the decision times, the size held
-and the net return of each period); buy-and-hold over each period is the symbol's close from one decision
-time to the next (the last: ``step`` bars later, or the last bar). Per strategy, the sleeves are combined
-into one account (:func:`chronobt.evaluation.portfolio.combine`) and scored like a symbol
+and the net return of each period, the last one ending ``step`` bars after its decision); buy-and-hold
+over each period is the symbol's close from one decision time to the next (the last: ``step`` bars later,
+or the last bar). Per strategy, the sleeves are combined into one account
+(:func:`chronobt.evaluation.portfolio.combine`) and scored like a symbol
 (:func:`chronobt.evaluation.trading_stats.strategy_statistics`, the periods per year measured from the
 account's timeline). The account is written to ``<output-dir>/backtest/_portfolio/<label>/`` (the run
 label when every symbol ran the same one, else ``mixed``) as one folder replaced atomically:
@@ -14,8 +15,8 @@ label when every symbol ran the same one, else ``mixed``) as one folder replaced
 - ``trades.parquet``: every symbol's trades with ``symbol``, ``weight`` (the position the account took)
   and ``portfolio_return`` (the trade's net return times ``weight / size``);
 - ``metrics.json``: ``symbols``, ``label``, ``max_gross``, ``max_weight`` and ``trading`` {strategy:
-  {the statistics, ``periods_per_year``, ``attribution`` {symbol: {``contribution``, ``mean_weight``,
-  ``max_weight``}}}};
+  {the statistics, ``periods_per_year``, ``costs`` {``total``}, ``attribution`` {symbol:
+  {``contribution``, ``mean_weight``, ``max_weight``}}}};
 - ``manifest.json``: the run record with the source folders.
 """
 
@@ -81,6 +82,13 @@ def _hold(close: pd.Series, times: np.ndarray, step: int) -> np.ndarray:
     return np.where(ok, out, np.nan)
 
 
+def _end(close: pd.Series, last: np.datetime64, step: int) -> np.datetime64 | None:
+    """The time of the bar ``step`` bars after the last decision (the last bar when the data ends first)."""
+    index = _utc(close.index)
+    at = int(np.searchsorted(index, last))
+    return None if at >= index.size else index[min(at + step, index.size - 1)]
+
+
 def _sleeve(result: SymbolResult, strategy: str, close: pd.Series | None) -> tuple[Sleeve, pd.DataFrame]:
     """One symbol's sleeve of ``strategy`` and its trade rows, from the symbol's written files."""
     equity = pd.read_parquet(result.folder / "equity.parquet")
@@ -100,6 +108,7 @@ def _sleeve(result: SymbolResult, strategy: str, close: pd.Series | None) -> tup
         returns=rows["return"].to_numpy(dtype=np.float64),
         size=size,
         hold=hold,
+        end=None if close is None else _end(close, times[-1], step),
     )
     return sleeve, mine.assign(symbol=result.symbol)
 
@@ -117,10 +126,11 @@ def _account(
     """One strategy's account: its ``trading`` entry, equity rows and trade rows."""
     parts = [_sleeve(r, strategy, closes[r.symbol]) for r in results]
     account = combine([p[0] for p in parts], max_gross=config.max_gross, max_weight=config.max_weight)
-    trades = []
+    trades, paid = [], 0.0
     for i, (_, rows) in enumerate(parts):
         k = np.searchsorted(account.times, _utc(rows["origin"])) if len(rows) else np.empty(0, dtype=int)
         factor = account.scale[i, k]
+        paid += float(np.sum(factor * rows["costs"].to_numpy(dtype=np.float64))) if len(rows) else 0.0
         trades.append(
             rows.assign(
                 weight=factor * rows["size"].to_numpy(dtype=np.float64),
@@ -139,7 +149,12 @@ def _account(
         config.seed,
         gross_exposure=account.gross_exposure,
     )
-    entry = {**stats, "periods_per_year": per_year, "attribution": attribution(account)}
+    entry = {
+        **stats,
+        "periods_per_year": per_year,
+        "costs": {"total": paid},  # the trades' costs times weight / size
+        "attribution": attribution(account),
+    }
     return entry, equity_frame(account, strategy), table
 
 
