@@ -51,8 +51,10 @@ Entry = Literal["next-open", "close"]
 #: the modes that train (:class:`FinetuneSettings`); ``off`` runs zero-shot
 TrainingMode = Literal["lora", "full"]
 FinetuneMode = Literal["off", TrainingMode]
+#: a sweep's selection metrics from each strategy's trading results (higher is better)
+TradingMetric = Literal["sharpe", "sortino", "calmar", "total_return"]
 #: a sweep's selection metrics (columns of its leaderboard)
-SelectionMetric = Literal["mase", "wql", "mae", "rmse", "smape", "directional_accuracy"]
+SelectionMetric = Literal["mase", "wql", "mae", "rmse", "smape", "directional_accuracy", TradingMetric]
 DEPENDENCE_CHOICES: tuple[str, ...] = get_args(Dependence)
 CALIBRATE_CHOICES: tuple[str, ...] = get_args(Calibrate)
 EXECUTOR_CHOICES: tuple[str, ...] = get_args(ExecutorKind)
@@ -60,7 +62,10 @@ ENTRY_CHOICES: tuple[str, ...] = get_args(Entry)
 FINETUNE_CHOICES: tuple[str, ...] = get_args(FinetuneMode)
 METRIC_CHOICES: tuple[str, ...] = get_args(SelectionMetric)
 #: Selection metrics of a sweep and whether a higher value is better (the losses: lower).
-SELECTION_METRICS: dict[str, bool] = {name: name == "directional_accuracy" for name in METRIC_CHOICES}
+TRADING_METRICS: tuple[str, ...] = get_args(TradingMetric)
+SELECTION_METRICS: dict[str, bool] = {
+    name: name == "directional_accuracy" or name in TRADING_METRICS for name in METRIC_CHOICES
+}
 
 
 def check_finite(option: str, value: float) -> None:
@@ -343,12 +348,19 @@ class BacktestConfig(EvaluationOptions):
     windows: int = 100
     start: str | None = None
     end: str | None = None
+    portfolio: bool = False  # --portfolio: one account over the symbols, within the two caps below
+    max_gross: float = 1.0
+    max_weight: float = 1.0
 
     def __post_init__(self) -> None:
         _check_symbols_and_preaug(self.symbols, self.preaug)
         super().__post_init__()
         if self.windows < 1:
             raise ConfigError(f"--windows must be >= 1, got {self.windows}")
+        if not all(math.isfinite(c) and c > 0 for c in (self.max_gross, self.max_weight)):
+            raise ConfigError(
+                f"--max-gross and --max-weight must be > 0, got {self.max_gross}, {self.max_weight}"
+            )
         start, end = parse_date(self.start, option="--start"), parse_date(self.end, option="--end")
         if start is not None and end is not None and end < start:
             raise ConfigError(f"--end {self.end} is before --start {self.start}; swap them")
@@ -388,6 +400,10 @@ class SweepConfig(EvaluationOptions):
                 f"selection target {self.target!r} is not among --targets {','.join(self.targets)}; add it"
             )
         candidate_specs(self.preaugs)
+        if self.metric in TRADING_METRICS and "close" not in self.targets:
+            raise ConfigError(
+                f"--metric {self.metric} selects on the trading of close; add close to --targets"
+            )
 
     @property
     def candidate_covariates(self) -> tuple[tuple[str, ...], ...]:

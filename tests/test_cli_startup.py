@@ -191,7 +191,7 @@ def test_the_sweep_metric_matches_case_insensitively_and_lists_the_configs_choic
     assert result.exit_code == 1, result.output
     assert seen[1].metric == "directional_accuracy" and seen[1].higher_is_better
     metavar = f"[{'|'.join(get_args(get_type_hints(SweepConfig)['metric']))}]"
-    assert metavar == "[mase|wql|mae|rmse|smape|directional_accuracy]"
+    assert metavar == "[mase|wql|mae|rmse|smape|directional_accuracy|sharpe|sortino|calmar|total_return]"
     assert metavar in CliRunner().invoke(app, ["sweep", "--help"]).output.replace("\n", "")
 
 

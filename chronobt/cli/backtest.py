@@ -43,8 +43,11 @@ from chronobt.cli.options import (
     JsonOpt,
     LogFileOpt,
     MaxGapOpt,
+    MaxGrossOpt,
+    MaxWeightOpt,
     OutputDirOpt,
     PathsOpt,
+    PortfolioOpt,
     PreaugOpt,
     QuantilesOpt,
     QuietOpt,
@@ -106,6 +109,9 @@ def backtest(
     entry: EntryOpt = B.entry,
     slippage_bps: SlippageOpt = B.slippage_bps,
     borrow_rate: BorrowRateOpt = B.borrow_rate,
+    portfolio: PortfolioOpt = B.portfolio,
+    max_gross: MaxGrossOpt = B.max_gross,
+    max_weight: MaxWeightOpt = B.max_weight,
     executor: ExecutorOpt = B.executor,
     ray_address: RayAddressOpt = B.ray_address,
     model: eo.ModelOpt = E.model,
@@ -208,6 +214,8 @@ def render(ui: Ui, report: BacktestReport) -> None:
                 )
             )
         ui.out.print(f"written: {r.folder}")
+    for line in _portfolio_lines(report.portfolio) if report.portfolio else ():
+        ui.out.print(line)
 
 
 #: Below this many trades a Sharpe ratio is marked as too few to judge.
@@ -257,6 +265,7 @@ def _json_payload(report: BacktestReport) -> dict[str, Any]:
             for r in report.results
         ],
         "failures": report.failures,
+        **({"portfolio": _portfolio_json(report.portfolio)} if report.portfolio else {}),
     }
 
 
@@ -268,6 +277,17 @@ def _coverage_note(s: BacktestSummary) -> str:
     record = s.interval_calibration or {}
     why = f" ({record['reason']})" if record.get("reason") else ""
     return f"cov80: the raw model's intervals, not calibrated{why}"
+
+
+def _portfolio_json(portfolio: Any) -> dict[str, Any]:
+    return {"folder": str(portfolio.folder), "symbols": list(portfolio.symbols), "trading": portfolio.trading}
+
+
+def _portfolio_lines(portfolio: Any) -> list[str]:
+    """``--portfolio``: the account's line per strategy, then where it was written."""
+    lines = [f"portfolio of {', '.join(portfolio.symbols)}:"]
+    lines += [line.replace("trading ", "  ", 1) for line in trading_lines(portfolio.trading)]
+    return [*lines, f"written: {portfolio.folder}"]
 
 
 def _variant(finetune: str | None) -> str:

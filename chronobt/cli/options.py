@@ -233,6 +233,15 @@ BorrowRateOpt = Annotated[
         "--borrow-rate", help="Annual borrow rate charged per bar held on shorts and leverage above 1."
     ),
 ]
+PortfolioOpt = Annotated[
+    bool, typer.Option("--portfolio", help="Also trade the symbols as one account (backtest/_portfolio/).")
+]
+MaxGrossOpt = Annotated[
+    float, typer.Option("--max-gross", help="With --portfolio: largest gross exposure, sum of |weights|.")
+]
+MaxWeightOpt = Annotated[
+    float, typer.Option("--max-weight", help="With --portfolio: largest |weight| of one symbol.")
+]
 WindowsOpt = Annotated[int, typer.Option("--windows", help="Number of rolling windows (the latest ones).")]
 StartOpt = Annotated[str | None, typer.Option("--start", help="Earliest origin date (UTC), e.g. 2021-05-19.")]
 EndOpt = Annotated[str | None, typer.Option("--end", help="Latest origin date (UTC).")]

@@ -22,6 +22,7 @@ from chronobt.cli.options import (
     ALL_TARGETS,
     NO_COVARIATES,
     AllowShortOpt,
+    BorrowRateOpt,
     CalendarOpt,
     CalibrateOpt,
     ContextOpt,
@@ -29,6 +30,7 @@ from chronobt.cli.options import (
     DataDirOpt,
     DebugOpt,
     DependenceOpt,
+    EntryOpt,
     ExecutorOpt,
     FeeOpt,
     FinetuneBatchOpt,
@@ -49,6 +51,8 @@ from chronobt.cli.options import (
     RefitEveryOpt,
     ReportOpt,
     SeedOpt,
+    SlippageOpt,
+    StrategyOpt,
     StrideOpt,
     TargetsOpt,
     WaitOpt,
@@ -118,6 +122,10 @@ def sweep(
     stride: StrideOpt = S.stride,
     fee_bps: FeeOpt = S.fee_bps,
     allow_short: AllowShortOpt = S.allow_short,
+    strategy: StrategyOpt = ",".join(S.strategies),
+    entry: EntryOpt = S.entry,
+    slippage_bps: SlippageOpt = S.slippage_bps,
+    borrow_rate: BorrowRateOpt = S.borrow_rate,
     executor: ExecutorOpt = S.executor,
     ray_address: RayAddressOpt = S.ray_address,
     model: eo.ModelOpt = E.model,
@@ -182,6 +190,7 @@ def render(ui: Ui, report: SweepReport) -> None:
         return
     for symbol, best in report.best.items():
         ui.out.print(_symbol_table(report, symbol, best))
+        ui.out.print(_deflated_line(best))
     _print_footer(ui, report)
 
 
@@ -196,6 +205,8 @@ def _json_payload(report: SweepReport) -> dict[str, Any]:
                     "best_preaug",
                     "best_finetune",
                     "best_params",
+                    "best_strategy",
+                    "deflated_sharpe",
                     "selection_metric",
                     "validation",
                     "test",
@@ -218,8 +229,9 @@ def _symbol_table(report: SweepReport, symbol: str, best: dict[str, Any]) -> Tab
     """One symbol's leaderboard: every candidate on validation and test, the chosen one marked."""
     metric = best["selection_metric"]
     board = report.leaderboard[report.leaderboard["symbol"] == symbol]
-    val = board[board["split"] == "validation"].set_index("preaug")
-    test = board[board["split"] == "test"].set_index("preaug")
+    val = board[board["split"] == "validation"].set_index(["preaug", "strategy"])
+    test = board[board["split"] == "test"].set_index(["preaug", "strategy"])
+    several = len(best.get("strategies") or ()) > 1  # name each row's strategy beside its label
     splits = best["splits"]
     table = Table(
         title=f"{symbol} · {metric} on {best['selection_target']} · "
@@ -241,19 +253,21 @@ def _symbol_table(report: SweepReport, symbol: str, best: dict[str, Any]) -> Tab
     for name in (*names, *(("p vs zero-shot",) if tuned else ()), "test cov80"):
         table.add_column(name, justify="left" if name == "preaug" else "right")
     equivalent = best.get("equivalent_to", {})
-    for spec in val.sort_values("rank").index:
-        chosen = spec == best["best_preaug"]
+    for key in val.sort_values("rank", kind="stable").index:
+        spec = key[0]
+        chosen = bool(val.loc[key, "selected"])
         label = f"{spec} (= {equivalent[spec]})" if spec in equivalent else spec
+        label = f"{label} · {key[1]}" if several else label
         table.add_row(
             f"{label} *" if chosen else label,
-            str(int(val.loc[spec, "rank"])),
-            _fmt(val.loc[spec, metric]),
-            _fmt(test.loc[spec, metric]),
-            _fmt(test.loc[spec, "skill"]),
-            p_value_text(test.loc[spec, "p_value_naive"]),
-            p_value_text(test.loc[spec, "p_value_none"]),
-            *((p_value_text(test.loc[spec, "p_value_zero_shot"]),) if tuned else ()),
-            _fmt(test.loc[spec, "coverage_80"]),
+            str(int(val.loc[key, "rank"])),
+            _fmt(val.loc[key, metric]),
+            _fmt(test.loc[key, metric]),
+            _fmt(test.loc[key, "skill"]),
+            p_value_text(test.loc[key, "p_value_naive"]),
+            p_value_text(test.loc[key, "p_value_none"]),
+            *((p_value_text(test.loc[key, "p_value_zero_shot"]),) if tuned else ()),
+            _fmt(test.loc[key, "coverage_80"]),
             style="bold green" if chosen else None,
         )
     naive = best["test"]["naive"]
@@ -269,6 +283,16 @@ def _symbol_table(report: SweepReport, symbol: str, best: dict[str, Any]) -> Tab
         _fmt(naive.get("coverage_80")),
     )
     return table
+
+
+def _deflated_line(best: dict[str, Any]) -> str:
+    """The chosen strategy's test Sharpe with its PSR and Deflated Sharpe Ratio (or why it has none)."""
+    d = best.get("deflated_sharpe") or {}
+    why = f" ({d['reason']})" if d.get("reason") else ""
+    return (
+        f"strategy {d.get('strategy')}: test sharpe {_fmt(d.get('sharpe'))}, PSR {_fmt(d.get('psr'))}, "
+        f"deflated {_fmt(d.get('dsr'))} over {d.get('n_trials', 0)} trials{why}"
+    )
 
 
 def _print_footer(ui: Ui, report: SweepReport) -> None:

@@ -25,7 +25,9 @@ Per strategy, over the used windows (flat ones hold cash at 0%):
 - ``costs``: the options (``entry``, ``fee_bps``, ``slippage_bps``, ``borrow_rate``) and what the trades
   paid, summed over trades as fractions of equity (``fees``, ``slippage``, ``borrow``, ``total``).
 
-The statistics come from one function, :func:`strategy_statistics`, over the per-period series.
+The statistics come from one function, :func:`chronobt.evaluation.trading_stats.strategy_statistics`, over
+the per-period series; the summary's own ``annualized_return``, ``exposure`` and ``buy_and_hold`` (above)
+are kept.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from chronobt.evaluation import trading_stats
 from chronobt.evaluation.fills import REASONS, Bars, Costs, EntryMode, fill, trade_returns
 from chronobt.evaluation.strategies import ForecastView, Strategy, decide
 
@@ -57,41 +60,6 @@ TRADE_COLUMNS = (
     "net_return",
 )
 EQUITY_COLUMNS = ("strategy", "timestamp", "return", "equity", "gross_exposure")
-
-
-def strategy_statistics(
-    net_returns: np.ndarray,
-    equity: np.ndarray,
-    trades: pd.DataFrame,
-    hold_returns: np.ndarray,
-    bars_per_period: float,
-    bars_per_year: float,
-    seed: int,
-) -> dict[str, float | int | None]:
-    """The statistics of one strategy's per-period series (``[periods]`` each, flat periods included):
-    ``total_return``, ``sharpe``, ``max_drawdown``, ``win_rate`` and ``n_trades`` as the module docstring
-    defines them. The only call is in :func:`_one_strategy`; its keys override the summary's.
-
-    ``equity`` compounds ``net_returns`` from 1.0; ``trades`` are the strategy's rows of
-    ``trades.parquet``; ``hold_returns`` buy-and-hold's per-period returns. Values are strict JSON
-    (``None`` when undefined). ``hold_returns`` and ``seed`` are for the statistics against buy-and-hold
-    and the bootstrap intervals.
-    """
-    del hold_returns, seed
-    n_trades = len(trades)
-    net = np.asarray(net_returns, dtype=np.float64)
-    sd = float(np.std(net, ddof=1)) if net.size > 1 else 0.0
-    defined = n_trades >= 2 and sd > 0
-    sharpe = float(net.mean() / sd * math.sqrt(bars_per_year / bars_per_period)) if defined else None
-    curve = np.concatenate([[1.0], np.asarray(equity, dtype=np.float64)])
-    wins = trades["net_return"].to_numpy(dtype=np.float64) > 0
-    return {
-        "total_return": float(curve[-1] - 1.0),
-        "sharpe": sharpe,
-        "max_drawdown": float(np.max(1.0 - curve / np.maximum.accumulate(curve))),
-        "win_rate": float(np.mean(wins)) if n_trades else None,
-        "n_trades": n_trades,
-    }
 
 
 @dataclass(frozen=True, eq=False)
@@ -261,8 +229,10 @@ def _one_strategy(
         "n_trades": int(traded.sum()),
         "buy_and_hold": ctx.buy_and_hold,
     }
-    stats = strategy_statistics(net, curve, trades, ctx.hold, ctx.step, ctx.bars_per_year, ctx.seed)
-    summary.update(stats)
+    stats = trading_stats.strategy_statistics(
+        net, curve, trades, ctx.hold, ctx.step, ctx.bars_per_year, ctx.seed, span_bars=ctx.span
+    )
+    summary.update({k: v for k, v in stats.items() if summary.get(k) is None})  # the view's own first
     summary.update(
         windows_used=int(net.size),
         step=int(ctx.step),

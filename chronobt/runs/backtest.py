@@ -59,6 +59,7 @@ from chronobt.runs.chunks import (
 )
 from chronobt.runs.executors import Executor, executor_for, runs_in_process
 from chronobt.runs.finetune_compare import versus_zero_shot
+from chronobt.runs.portfolio import run_portfolio
 from chronobt.runs.summary import BacktestReport, BacktestSummary, SymbolResult
 
 __all__ = [
@@ -138,6 +139,8 @@ def run_backtest(
     settings = FinetuneSettings.from_config(config)
     if settings is not None and zero_shot:
         _finetuned(jobs, zero_shot, engine, settings, run)
+    if config.portfolio:  # one account over the symbols' written results
+        report.portfolio = run_portfolio(config, report, model=engine.model_info, command=command)
     return report
 
 

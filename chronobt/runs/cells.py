@@ -36,7 +36,7 @@ logger = logging.getLogger(__name__)
 
 SPLITS = ("validation", "test")
 #: Bumped when the stored cell format or the scoring changes, so old cells are recomputed.
-CELL_FORMAT = 4
+CELL_FORMAT = 5
 
 
 @dataclass

@@ -28,7 +28,7 @@ import pandas as pd
 
 from chronobt.atomic import write_json_atomic
 from chronobt.augment import parse_augmentation
-from chronobt.config import RunOptions, SweepConfig
+from chronobt.config import TRADING_METRICS, RunOptions, SweepConfig
 from chronobt.data import OHLC
 from chronobt.errors import ConfigError, DataError
 from chronobt.finetune.training import FinetuneSettings
@@ -149,9 +149,19 @@ def choice_file(symbol: str) -> str:
     return f"best/{symbol}.json"
 
 
-def split_score(cell: Mapping[str, Any], split: str, config: SweepConfig) -> float:
-    """The selection metric of one cell on one split (NaN when undefined)."""
-    value = cell["splits"][split]["metrics"][config.target].get(config.metric)
+def split_score(
+    cell: Mapping[str, Any], split: str, config: SweepConfig, strategy: str | None = None
+) -> float:
+    """The selection metric of one cell on one split (NaN when undefined).
+
+    A trading metric (:data:`chronobt.config.TRADING_METRICS`) is read from ``strategy``'s trading
+    results (default: the first of ``config.strategies``); the others from the forecast metrics.
+    """
+    if config.metric in TRADING_METRICS:
+        trading = cell["splits"][split].get("trading") or {}
+        value = (trading.get(strategy or config.strategies[0]) or {}).get(config.metric)
+    else:
+        value = cell["splits"][split]["metrics"][config.target].get(config.metric)
     return math.nan if value is None else float(value)
 
 

@@ -50,7 +50,10 @@ LEADERBOARD_COLUMNS = (
     "p_value_naive",
     "p_value_none",
     "p_value_zero_shot",
+    *("strategy", "sharpe", "sortino", "calmar", "total_return", "n_trades", "psr", "dsr"),
 )
+#: The trading columns (the row's strategy on its split; ``dsr``: the selected row's test split only).
+TRADING_RESULT_COLUMNS = ("sharpe", "sortino", "calmar", "total_return", "n_trades", "psr", "dsr")
 #: Scores within this relative difference of each other tie (float noise), broken by candidate order.
 TIE_RTOL = 1e-9
 
@@ -153,6 +156,11 @@ def leaderboard_frame(rows: Sequence[Mapping[Any, Any]]) -> pd.DataFrame:
     board = pd.DataFrame(list(rows), columns=list(LEADERBOARD_COLUMNS))
     for name in (*BOARD_METRICS, "skill", "p_value_naive", "p_value_none", "p_value_zero_shot"):
         board[name] = pd.to_numeric(board[name], errors="coerce").astype("float64")
+    for name in TRADING_RESULT_COLUMNS:
+        board[name] = pd.to_numeric(board[name], errors="coerce").astype("float64")
+    board["strategy"] = pd.Series(
+        [v if isinstance(v, str) else None for v in board["strategy"]], index=board.index
+    )  # a leaderboard written before strategies: none
     board["equivalent_to"] = pd.Series(
         [v if isinstance(v, str) else None for v in board["equivalent_to"]], index=board.index
     )  # dtype as pandas infers it, so the frame equals its parquet round trip

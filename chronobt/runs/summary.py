@@ -192,3 +192,4 @@ class BacktestReport:
     results: list[SymbolResult] = field(default_factory=list)
     failures: dict[str, str] = field(default_factory=dict)
     engine_record: dict[str, Any] = field(default_factory=dict)
+    portfolio: Any = None  # --portfolio: the chronobt.runs.portfolio.PortfolioReport written

@@ -76,12 +76,11 @@ from chronobt.runs.leaderboard import (
     LEADERBOARD_COLUMNS,
     leaderboard_frame,
     merge_leaderboard,
-    rank_cells,
     read_leaderboard,
-    symbol_rows,
     write_leaderboard,
 )
 from chronobt.runs.results import now_iso, run_record, sweep_folder
+from chronobt.runs.selection import candidate_rows, choice_extra, deflated_sharpe, rank_candidates
 
 logger = logging.getLogger(__name__)
 
@@ -169,6 +168,7 @@ def check_sweep(config: SweepConfig) -> None:
     and covariate symbol names a data file and the sample paths fit in memory; a ConfigError otherwise."""
     every_covariate = [c for chosen in config.candidate_covariates for c in chosen]
     resolve_symbols(config.symbols, config, covariates=every_covariate)
+    check_trading(config)  # unknown strategies or parameters, levels outside --quantiles
     check_paths_memory(config, candidate_specs(config.preaugs), windows=config.windows)
     check_trading(config)
 
@@ -395,16 +395,20 @@ def _publish(plans: Sequence[SymbolSweep], specs: Sequence[RunLabel], run: _Swee
                 f"{s}: {m}" for s, m in plan.failed.items()
             )
             continue
-        best, ranks = rank_cells(cells, config)
-        rows.extend(symbol_rows(plan.symbol, cells, best, ranks, config))
-        report.best[plan.symbol] = build_choice(
-            ohlc=plan.windows.ohlc,
-            best=best,
-            cells=cells,
-            failed={str(s): m for s, m in plan.failed.items()},
-            config=config,
-            model=engine.model_info,
-        )
+        pair, ranks = rank_candidates(cells, config)  # (label, strategy): --strategy is a dimension
+        deflated = deflated_sharpe(cells, pair, config)
+        rows.extend(candidate_rows(plan.symbol, cells, pair, ranks, config, deflated["dsr"]))
+        report.best[plan.symbol] = {
+            **build_choice(
+                ohlc=plan.windows.ohlc,
+                best=pair[0],
+                cells=cells,
+                failed={str(s): m for s, m in plan.failed.items()},
+                config=config,
+                model=engine.model_info,
+            ),
+            **choice_extra(cells, pair, config, deflated),
+        }
     report.leaderboard = leaderboard_frame(rows)
     root = config.output_dir
     with publish(report.folder, root=root) as stage:  # first completes a publish killed half-way
