@@ -11,6 +11,7 @@ The configs are frozen keyword-only dataclasses that validate themselves in ``__
 - :class:`BacktestConfig`, :class:`SweepConfig`, :class:`ForecastConfig`: one per command;
 - :class:`FinetuneSettings`: fine-tuning's defaults and checks (the configs hold the options as given);
 - :class:`LockOptions`: how long a run waits for its output folder's lock.
+- :class:`TrackConfig`: what `chronobt track` scores and when live drift fails the run.
 
 Choice fields are ``Literal`` types (their ``*_CHOICES`` tuples derive from them); the command line takes
 its defaults and choices from these classes (:mod:`chronobt.cli.options`).
@@ -404,3 +405,34 @@ def config_record(config: RunOptions) -> dict[str, object]:
     from dataclasses import asdict
 
     return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()}
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrackConfig:
+    """What ``chronobt track`` scores: the archived forecasts of ``symbols`` (``()``: every symbol with a
+    forecast archive) against the data files as they are now; ``drift_alpha`` is the level at which live
+    losses count as significantly worse than the backtest's (``fail_on_drift``: exit code 4)."""
+
+    symbols: tuple[str, ...] = ()
+    data_dir: Path = Path("data")
+    output_dir: Path = Path("results")
+    max_gap: int | None = None
+    calendar: str | None = None
+    fee_bps: float = 10.0
+    allow_short: bool = False
+    seed: int = 0
+    drift_alpha: float = 0.01
+    fail_on_drift: bool = False
+
+    def __post_init__(self) -> None:
+        check_finite("--drift-alpha", self.drift_alpha)
+        if not 0.0 < self.drift_alpha < 1.0:
+            raise ConfigError(f"--drift-alpha must be in (0, 1), got {self.drift_alpha:g}")
+        check_finite("--fee-bps", self.fee_bps)
+        if self.fee_bps < 0:
+            raise ConfigError(f"--fee-bps must be >= 0, got {self.fee_bps:g}")
+        if self.seed < 0:
+            raise ConfigError(f"--seed must be >= 0, got {self.seed}")
+        check_max_gap(self.max_gap)
+        if self.calendar is not None and self.calendar.strip().lower() not in NO_CALENDAR:
+            check_calendar_name(self.calendar)
