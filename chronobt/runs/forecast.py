@@ -14,9 +14,9 @@ Outputs per symbol under ``<output-dir>/forecast/<SYMBOL>/`` (each file written 
 - ``latest.json``: the same rows plus the last observed bar and the run record (config, data, model,
   engine, versions, command, ``created_at``, ``inference_seconds``).
 
-The history file is written first, then its index line is appended (fsynced); ``latest.parquet`` and ``latest.json`` are then published together
-(:mod:`chronobt.publish`), so a reader sees both old or both new, even after a run killed while
-writing them. The parquet files are byte-identical for identical inputs on a CPU; ``latest.json`` is the
+The history file is written first, then its index line is appended (fsynced); ``latest.parquet`` and
+``latest.json`` are then published together (:mod:`chronobt.publish`), so a reader sees both old or
+both new, even after a run killed while writing them. The parquet files are byte-identical for identical inputs on a CPU; ``latest.json`` is the
 run record and holds wall-clock stamps.
 """
 

@@ -72,7 +72,8 @@ class TrackReport:
                 if row.get("worse"):
                     lines.append(
                         f"{r.symbol} {r.label} {target}: live MASE {row['live_mase']:.4g} vs backtest "
-                        f"{row['backtest_mase']:.4g} (Mann-Whitney p={row['p_value']:.3g} < {row['alpha']:g}, "
+                        f"{row['backtest_mase']:.4g} (Mann-Whitney p={row['p_value']:.3g} "
+                        f"< {row['alpha']:g}, "
                         f"{row['n_live']} live and {row['n_backtest']} backtest windows)"
                     )
         return lines

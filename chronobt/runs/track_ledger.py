@@ -2,7 +2,8 @@
 
 One row per (forecast, step, target): ``symbol``, ``label``, ``issued_at`` (when the forecast was
 written), ``origin``, ``step``, ``timestamp``, ``target``, ``median``, the quantile columns (named as in
-``forecasts.parquet``), ``actual`` (null until the bar arrives, and for a bar missing from the file and
+``forecasts.parquet``), ``origin_price`` (the target at the origin bar in the data file: the naive
+forecast), ``actual`` (null until the bar arrives, and for a bar missing from the file and
 forward-filled at load: such a bar is never an actual), ``resolved`` (the step's time has arrived in the
 data file), ``filled`` (resolved but no real bar), ``revised`` (the data file's bars up to the origin
 changed since the forecast was made), ``file``, ``model``, ``model_checksum``.
@@ -30,7 +31,7 @@ from chronobt.runs.results import quantile_column
 
 #: The ledger's columns before the quantile columns, and after them.
 HEAD = ("symbol", "label", "issued_at", "origin", "step", "timestamp", "target", "median")
-TAIL = ("actual", "resolved", "filled", "revised", "file", "model", "model_checksum")
+TAIL = ("origin_price", "actual", "resolved", "filled", "revised", "file", "model", "model_checksum")
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,7 @@ def archived_rows(folder: Path, entry: Mapping[str, Any], shape: Shape) -> pd.Da
         file=str(entry["file"]),
         model=str(entry.get("model")),
         model_checksum=str(entry.get("model_checksum")),
+        origin_price=np.nan,
         actual=np.nan,
         resolved=False,
         filled=False,
@@ -100,7 +102,9 @@ def resolve(rows: pd.DataFrame, ohlc: OHLC, targets: Sequence[str]) -> pd.DataFr
     values = ohlc.values(tuple(targets))  # [time, v]
     column = pd.Index(list(targets)).get_indexer(rows["target"])
     actual = np.where(real & resolved, values[np.maximum(pos, 0), np.maximum(column, 0)], np.nan)
-    return rows.assign(actual=actual, resolved=resolved, filled=resolved & ~real)
+    at = index.get_indexer(pd.DatetimeIndex(rows["origin"]))
+    origin_price = np.where(at >= 0, values[np.maximum(at, 0), np.maximum(column, 0)], np.nan)
+    return rows.assign(origin_price=origin_price, actual=actual, resolved=resolved, filled=resolved & ~real)
 
 
 def revisions(ohlc: OHLC, entries: Sequence[Mapping[str, Any]], targets: Sequence[str]) -> dict[str, bool]:

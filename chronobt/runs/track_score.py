@@ -52,7 +52,7 @@ def score_label(
         "horizon": shape.horizon,
         "targets": list(shape.targets),
         "quantiles": list(shape.levels),
-        "forecasts": int(len(files)),
+        "forecasts": len(files),
         "windows": 0,
         "pending": int((~files).sum()),
         "resolved_steps": int(ledger["resolved"].sum()) // max(len(shape.targets), 1) if len(ledger) else 0,
@@ -114,7 +114,8 @@ def _drift(
     latest: Mapping[str, Any],
     config: TrackConfig,
 ) -> tuple[dict[str, Any] | None, dict[str, Any]]:
-    """The ``drift`` block (``None`` without a comparable backtest or a scored window) and what was compared."""
+    """The ``drift`` block (``None`` without a comparable backtest or a scored window) and what was
+    compared."""
     folder, why = find_backtest(
         config.output_dir,
         ohlc.symbol,
