@@ -16,8 +16,8 @@ Outputs per symbol under ``<output-dir>/forecast/<SYMBOL>/`` (each file written 
 
 The history file is written first, then its index line is appended (fsynced); ``latest.parquet`` and
 ``latest.json`` are then published together (:mod:`chronobt.publish`), so a reader sees both old or
-both new, even after a run killed while writing them. The parquet files are byte-identical for identical inputs on a CPU; ``latest.json`` is the
-run record and holds wall-clock stamps.
+both new, even after a run killed while writing them. The parquet files are byte-identical for
+identical inputs on a CPU; ``latest.json`` is the run record and holds wall-clock stamps.
 """
 
 from __future__ import annotations
