@@ -175,3 +175,21 @@ def test_a_rerun_with_nothing_new_leaves_every_file_byte_identical(cron: dict[st
     assert not any(r.written for r in report.results)
     assert {p: p.read_bytes() for f in folders for p in f.iterdir()} == before
     assert json.loads((folders[0] / "manifest.json").read_text())["rows"] == APPENDS * HORIZON * 3
+
+
+def test_the_report_of_a_track_folder_draws_bands_coverage_skill_and_both_loss_distributions(
+    cron: dict[str, Any],
+) -> None:
+    from chronobt.report import write_report
+
+    run_track(TrackConfig(data_dir=cron["data"], output_dir=cron["out"], seed=7))  # drift: backtest found
+    page = write_report(cron["tracked"]["none"].folder).read_text()
+    for text in (
+        "one-step-ahead",
+        "rolling 80% coverage",
+        "cumulative skill",
+        "per-window loss",
+        "mann-whitney",
+    ):
+        assert text in page, text
+    assert page.count("<svg") == 1 and ">backtest<" in page

@@ -32,13 +32,13 @@ def _window_ape(frame: pd.DataFrame) -> np.ndarray:
     return rows.assign(ape=ape).groupby("origin")["ape"].mean().to_numpy(dtype=np.float64)
 
 
-def _backtest_frame(metrics: dict[str, Any], target: str) -> pd.DataFrame | None:
+def _backtest_frame(metrics: dict[str, Any], target: str, output_dir: Path) -> pd.DataFrame | None:
     folder = (metrics.get("drift_backtest") or {}).get("folder")
     if not folder:
         return None
-    try:
+    try:  # relative to the output dir, three levels above the track folder
         frame = pd.read_parquet(
-            Path(folder) / "forecasts.parquet", columns=["origin", "target", "median", "actual"]
+            output_dir / folder / "forecasts.parquet", columns=["origin", "target", "median", "actual"]
         )
     except Exception:  # a backtest replaced or removed since the track ran: the page goes without it
         return None
@@ -99,7 +99,7 @@ def render_track(folder: Path) -> str:
         ax_skill.set_title("cumulative skill against naive (1 - sum |model error| / sum |naive error|)")
         c.date_axis(ax_skill)
         live = _window_ape(ledger[ledger["target"] == target].dropna(subset=["actual"]))
-        backtest = _backtest_frame(metrics, target)
+        backtest = _backtest_frame(metrics, target, folder.parents[2])
         samples = [live] + ([_window_ape(backtest)] if backtest is not None else [])
         names = ["live"] + (["backtest"] if backtest is not None else [])
         ax_loss.boxplot([s[np.isfinite(s)] for s in samples], vert=False, tick_labels=names)

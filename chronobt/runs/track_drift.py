@@ -29,13 +29,15 @@ logger = logging.getLogger(__name__)
 def find_backtest(
     output_dir: Path, symbol: str, label: str, *, checksum: str | None, horizon: int, targets: Sequence[str]
 ) -> tuple[Path | None, str | None]:
-    """``(folder, None)`` for a comparable backtest, else ``(None, why not)``."""
-    folder = backtest_folder(output_dir, symbol, label)
+    """``(folder, None)`` for a comparable backtest, else ``(None, why not)``; the folder and the reason
+    name it relative to ``output_dir`` (so a track's files do not depend on where the output dir is)."""
+    folder = backtest_folder(Path("."), symbol, label)
+    where = output_dir / folder
     try:
-        summary = json.loads((folder / "metrics.json").read_text())
+        summary = json.loads((where / "metrics.json").read_text())
     except (OSError, ValueError):
         return None, f"no backtest in {folder}"
-    if not (folder / "forecasts.parquet").is_file():
+    if not (where / "forecasts.parquet").is_file():
         return None, f"no forecasts.parquet in {folder}"
     if summary.get("model_checksum") != checksum:
         return (

@@ -129,7 +129,7 @@ def _drift(
     if scored is None:
         return None, {"folder": str(folder), "reason": "no live forecast complete yet"}
     backtest = backtest_scores(
-        folder, ohlc, targets=shape.targets, levels=shape.levels, horizon=shape.horizon
+        config.output_dir / folder, ohlc, targets=shape.targets, levels=shape.levels, horizon=shape.horizon
     )
     if backtest is None:
         return None, {"folder": str(folder), "reason": "the backtest's quantiles or origins do not match"}
