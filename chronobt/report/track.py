@@ -102,7 +102,8 @@ def render_track(folder: Path) -> str:
         backtest = _backtest_frame(metrics, target, folder.parents[2])
         samples = [live] + ([_window_ape(backtest)] if backtest is not None else [])
         names = ["live"] + (["backtest"] if backtest is not None else [])
-        ax_loss.boxplot([s[np.isfinite(s)] for s in samples], vert=False, tick_labels=names)
+        ax_loss.boxplot([s[np.isfinite(s)] for s in samples])
+        ax_loss.set_xticks(range(1, len(names) + 1), names)
         ax_loss.set_title("per-window loss: mean absolute % error of the median over the horizon")
     page.add(
         "charts",
