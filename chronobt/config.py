@@ -409,9 +409,8 @@ def config_record(config: RunOptions) -> dict[str, object]:
 
 @dataclass(frozen=True, kw_only=True)
 class TrackConfig:
-    """What ``chronobt track`` scores: the archived forecasts of ``symbols`` (``()``: every symbol with a
-    forecast archive) against the data files as they are now; ``drift_alpha`` is the level at which live
-    losses count as significantly worse than the backtest's (``fail_on_drift``: exit code 4)."""
+    """``chronobt track``: the archives of ``symbols`` (``()``: all) scored against the data files now;
+    ``drift_alpha``: the live-vs-backtest test's level (``fail_on_drift``: exit code 4)."""
 
     symbols: tuple[str, ...] = ()
     data_dir: Path = Path("data")
@@ -428,11 +427,4 @@ class TrackConfig:
         check_finite("--drift-alpha", self.drift_alpha)
         if not 0.0 < self.drift_alpha < 1.0:
             raise ConfigError(f"--drift-alpha must be in (0, 1), got {self.drift_alpha:g}")
-        check_finite("--fee-bps", self.fee_bps)
-        if self.fee_bps < 0:
-            raise ConfigError(f"--fee-bps must be >= 0, got {self.fee_bps:g}")
-        if self.seed < 0:
-            raise ConfigError(f"--seed must be >= 0, got {self.seed}")
-        check_max_gap(self.max_gap)
-        if self.calendar is not None and self.calendar.strip().lower() not in NO_CALENDAR:
-            check_calendar_name(self.calendar)
+        EvaluationOptions(fee_bps=self.fee_bps, seed=self.seed, max_gap=self.max_gap, calendar=self.calendar)

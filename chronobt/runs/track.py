@@ -20,7 +20,7 @@ import io
 import json
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -183,7 +183,7 @@ def track_label(
         ohlc,
         shape,
         contexts,
-        _options(shape, contexts, config),
+        _options(shape, contexts, config, scored_entries[-1] if scored_entries else {}),
         entries=scored_entries,
         label=label,
         config=config,
@@ -194,11 +194,28 @@ def track_label(
     return LabelTrack(symbol=ohlc.symbol, label=label, folder=out, metrics=summary, written=written)
 
 
-def _options(shape: Shape, contexts: Mapping[str, int], config: TrackConfig) -> EvaluationOptions | None:
-    """How the complete forecasts are scored (as a backtest of their horizon, targets and levels)."""
+#: Trading-view options a forecast's recorded config may carry (``forecast --strategy`` and its costs):
+#: the track trades the archived forecasts with the same strategies and fill rules as a backtest, where
+#: :class:`EvaluationOptions` has these fields (fee and shorting are the track's own options).
+TRADING_FIELDS = ("strategies", "entry", "slippage_bps", "borrow_rate")
+
+
+def _options(
+    shape: Shape, contexts: Mapping[str, int], config: TrackConfig, latest: Mapping[str, Any]
+) -> EvaluationOptions | None:
+    """How the complete forecasts are scored: as a backtest of their horizon, targets and levels, its
+    trading view with the strategies the latest forecast recorded (the backtest's default when none)."""
     if not contexts:
         return None
+    recorded = latest.get("config") or {}
+    known = {f.name for f in fields(EvaluationOptions)}
+    trading: dict[str, Any] = {
+        name: tuple(value) if isinstance(value, list) else value
+        for name in TRADING_FIELDS
+        if name in known and (value := recorded.get(name)) not in (None, [], ())
+    }
     return EvaluationOptions(
+        **trading,
         horizon=shape.horizon,
         context=max(MIN_CONTEXT, *contexts.values()),
         targets=shape.targets,
