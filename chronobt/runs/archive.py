@@ -29,6 +29,10 @@ from chronobt.atomic import check_no_symlinks, fault_point, write_error
 from chronobt.data import OHLC
 
 INDEX_NAME = "index.jsonl"
+#: the keys a line must have to be an entry (``track`` needs them all)
+REQUIRED = frozenset(
+    {"file", "sha256", "symbol", "label", "origin", "issued_at", "horizon", "context", "targets", "quantiles"}
+)
 #: a history file name of the layout before the index: ``<last-bar>.parquet`` beside ``latest.parquet``
 _STAMPED = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{6}Z\.parquet$")
 #: bars hashed per update of the prefix digests (bounds the copy made per chunk)
@@ -119,7 +123,7 @@ def _fsync_dir(folder: Path) -> None:
 def read_index(folder: Path) -> IndexRead:
     """The entries of ``folder``'s index (none when it has no index), skipping what is not an entry.
 
-    An entry is a JSON object with ``file`` and ``sha256``; a later entry for the same file (a forecast
+    An entry is a JSON object with the :data:`REQUIRED` keys; a later entry for the same file (a forecast
     of the same bar and label rerun) replaces the earlier one.
     """
     path = index_path(folder)
@@ -140,7 +144,7 @@ def read_index(folder: Path) -> IndexRead:
             entry = json.loads(line)
         except (ValueError, UnicodeDecodeError):
             entry = None
-        if last or not isinstance(entry, dict) or not {"file", "sha256"} <= set(entry):
+        if last or not isinstance(entry, dict) or not set(entry) >= REQUIRED:
             skipped.append((number, "torn last line" if last else "not an index entry"))
             continue
         entries.pop(str(entry["file"]), None)

@@ -33,7 +33,7 @@ from chronobt.config import EvaluationOptions, TrackConfig, config_record
 from chronobt.data import OHLC, load_ohlc
 from chronobt.data.windows import MIN_CONTEXT
 from chronobt.errors import ChronobtError, DataError
-from chronobt.pipeline.jobs import Progress
+from chronobt.pipeline.jobs import Progress, symbol_key
 from chronobt.publish import publish, published_path
 from chronobt.runs.archive import INDEX_NAME, index_path, legacy_files, legacy_message, read_index
 from chronobt.runs.results import data_record, forecast_folder, now_iso
@@ -115,7 +115,7 @@ def run_track(
 
 def track_symbol(symbol: str, config: TrackConfig, command: Sequence[str] | None) -> list[LabelTrack]:
     """Every label archived for ``symbol``, tracked."""
-    folder = forecast_folder(config.output_dir, symbol)
+    folder = forecast_folder(config.output_dir, symbol_key(symbol))
     read = read_index(folder)
     for number, why in read.skipped:
         logger.warning(
