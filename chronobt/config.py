@@ -11,6 +11,7 @@ The configs are frozen keyword-only dataclasses that validate themselves in ``__
 - :class:`BacktestConfig`, :class:`SweepConfig`, :class:`ForecastConfig`: one per command;
 - :class:`FinetuneSettings`: fine-tuning's defaults and checks (the configs hold the options as given);
 - :class:`LockOptions`: how long a run waits for its output folder's lock.
+- :class:`TrackConfig`: what `chronobt track` scores and when live drift fails the run.
 
 Choice fields are ``Literal`` types (their ``*_CHOICES`` tuples derive from them); the command line takes
 its defaults and choices from these classes (:mod:`chronobt.cli.options`).
@@ -23,9 +24,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Literal, TypeVar, get_args
-from urllib.parse import urlsplit
-
-import pandas as pd
 
 from chronobt.augment import candidate_specs, parse_augmentation
 from chronobt.augment.inversion import MAX_PATHS
@@ -37,6 +35,11 @@ from chronobt.data.twins import check_column_set as check_column_set
 from chronobt.data.validate import check_max_gap
 from chronobt.data.windows import MIN_CONTEXT
 from chronobt.errors import ConfigError
+from chronobt.option_checks import check_finite as check_finite
+from chronobt.option_checks import check_time_zone as check_time_zone
+from chronobt.option_checks import check_trading_costs as check_trading_costs
+from chronobt.option_checks import parse_date as parse_date
+from chronobt.option_checks import ray_host_port as ray_host_port
 
 _T = TypeVar("_T")
 
@@ -66,12 +69,6 @@ TRADING_METRICS: tuple[str, ...] = get_args(TradingMetric)
 SELECTION_METRICS: dict[str, bool] = {
     name: name == "directional_accuracy" or name in TRADING_METRICS for name in METRIC_CHOICES
 }
-
-
-def check_finite(option: str, value: float) -> None:
-    """ConfigError naming ``option`` unless ``value`` is a finite number (not NaN, inf or an overflow)."""
-    if not math.isfinite(value):
-        raise ConfigError(f"{option} must be a finite number, got {value}")
 
 
 @dataclass(frozen=True)
@@ -266,14 +263,6 @@ class EvaluationOptions(RunOptions):
         return self.stride if self.stride is not None else self.horizon
 
 
-def check_trading_costs(slippage_bps: float, borrow_rate: float) -> None:
-    """ConfigError unless ``--slippage-bps`` and ``--borrow-rate`` are finite and >= 0."""
-    for option, value in (("--slippage-bps", slippage_bps), ("--borrow-rate", borrow_rate)):
-        check_finite(option, value)
-        if value < 0:
-            raise ConfigError(f"{option} must be >= 0, got {value}")
-
-
 def check_executor(executor: str, ray_address: str | None) -> None:
     """ConfigError unless ``executor`` is a known one and ``ray_address`` is usable with it."""
     if executor not in EXECUTOR_CHOICES:
@@ -288,49 +277,12 @@ def check_executor(executor: str, ray_address: str | None) -> None:
         )
 
 
-def ray_host_port(address: str) -> tuple[str, int] | None:
-    """``("host", port)`` of ``ray://host:port`` or ``host:port``; ``None`` if it is neither."""
-    parts = urlsplit(address if "://" in address else f"gcs://{address}")
-    if parts.scheme not in ("ray", "gcs") or not parts.hostname:
-        return None
-    try:
-        port = parts.port
-    except ValueError:
-        return None
-    return (parts.hostname, port) if port else None
-
-
 def _check_symbols_and_preaug(symbols: tuple[str, ...], preaug: str) -> None:
     """The checks backtest and forecast share: at least one symbol, a valid spec (or ``auto``)."""
     if not symbols:
         raise ConfigError("no symbols given; pass at least one SYMBOL (see `chronobt data list`)")
     if preaug != "auto":
         parse_augmentation(preaug)  # a bad spec is a usage error for the whole run
-
-
-def check_time_zone(tz: str | None) -> None:
-    """ConfigError naming ``--tz`` unless ``tz`` is ``None`` or a time zone name pandas knows."""
-    if tz is None:
-        return
-    try:
-        pd.Timestamp("2000-01-01", tz=tz)
-    except Exception:  # pytz and zoneinfo raise different types for unknown zones
-        raise ConfigError(
-            f"--tz {tz!r}: unknown time zone; use an IANA name like America/New_York or Europe/London"
-        ) from None
-
-
-def parse_date(value: str | None, *, option: str) -> pd.Timestamp | None:
-    """``--start`` / ``--end`` as a UTC timestamp (no zone: UTC); ConfigError if not a date."""
-    if value is None:
-        return None
-    try:
-        ts = pd.Timestamp(value)
-    except (ValueError, TypeError):
-        ts = None
-    if ts is None or pd.isna(ts):
-        raise ConfigError(f"{option} {value!r} is not a date; use e.g. 2021-05-19 or 2021-05-19T12:00")
-    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -455,3 +407,26 @@ def config_record(config: RunOptions) -> dict[str, object]:
     from dataclasses import asdict
 
     return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()}
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrackConfig:
+    """``chronobt track``: the archives of ``symbols`` (``()``: all) scored against the data files now;
+    ``drift_alpha``: the live-vs-backtest test's level (``fail_on_drift``: exit code 4)."""
+
+    symbols: tuple[str, ...] = ()
+    data_dir: Path = Path("data")
+    output_dir: Path = Path("results")
+    max_gap: int | None = None
+    calendar: str | None = None
+    fee_bps: float = 10.0
+    allow_short: bool = False
+    seed: int = 0
+    drift_alpha: float = 0.01
+    fail_on_drift: bool = False
+
+    def __post_init__(self) -> None:
+        check_finite("--drift-alpha", self.drift_alpha)
+        if not 0.0 < self.drift_alpha < 1.0:
+            raise ConfigError(f"--drift-alpha must be in (0, 1), got {self.drift_alpha:g}")
+        EvaluationOptions(fee_bps=self.fee_bps, seed=self.seed, max_gap=self.max_gap, calendar=self.calendar)

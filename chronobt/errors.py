@@ -7,6 +7,7 @@ __all__ = [
     "ChronobtError",
     "ConfigError",
     "DataError",
+    "DriftError",
     "ExecutorError",
     "LockError",
     "ModelError",
@@ -74,3 +75,9 @@ class PartialFailure(ChronobtError):
     def __init__(self, message: str, failures: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.failures = dict(failures or {})
+
+
+class DriftError(ChronobtError):
+    """Live forecasts score significantly worse than their backtest (``track --fail-on-drift``, exit 4)."""
+
+    exit_code = 4

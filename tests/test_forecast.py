@@ -54,13 +54,15 @@ def test_forecast_writes_history_latest_parquet_and_json(tmp_path: Path, tiny_mo
     raw = ohlc_frame(300)
     last = raw["timestamp"].iloc[-1]
     folder = out / "forecast" / "AAA"
-    assert sorted(p.name for p in folder.iterdir()) == [
-        f"{last.strftime('%Y-%m-%dT%H%M%SZ')}.parquet",
+    archived = f"differencing/{last.strftime('%Y-%m-%dT%H%M%SZ')}.parquet"
+    assert sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()) == [
+        archived,
+        "index.jsonl",
         "latest.json",
         "latest.parquet",
     ]
     frame = pd.read_parquet(folder / "latest.parquet")
-    history = pd.read_parquet(folder / f"{last.strftime('%Y-%m-%dT%H%M%SZ')}.parquet")
+    history = pd.read_parquet(folder / archived)
     pd.testing.assert_frame_equal(frame, history)
     assert {"symbol", "timestamp", "step", "target", "median", *QUANTILE_COLS, "preaug", "model"} <= set(
         frame

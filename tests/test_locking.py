@@ -82,14 +82,14 @@ def test_locked_forecast_exits_75_and_leaves_the_previous_results_intact(
     write_symbol(data, "AAA", 300)
     assert _forecast(tiny_model_dir, data, out).exit_code == 0
     folder = out / "forecast" / "AAA"
-    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    before = {p.relative_to(folder): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
     write_symbol(data, "AAA", 320, seed=5)  # new data that a run would forecast from
 
     with held_in_thread(out):
         result = _forecast(tiny_model_dir, data, out)
     assert result.exit_code == 75
     assert "locked by" in result.stderr
-    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+    assert {p.relative_to(folder): p.read_bytes() for p in folder.rglob("*") if p.is_file()} == before
 
 
 def test_locked_sweep_exits_75_without_touching_the_output_dir(tmp_path: Path, tiny_model_dir: Path) -> None:

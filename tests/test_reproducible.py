@@ -66,7 +66,7 @@ def test_identical_runs_write_byte_identical_results(
         assert result.exit_code == 0, result.output
     if command == "forecast":
         files = files + sorted(
-            str(p.relative_to(tmp_path / "one")) for p in (tmp_path / "one/forecast").glob("*/20*.parquet")
+            str(p.relative_to(tmp_path / "one")) for p in (tmp_path / "one/forecast").glob("*/*/20*.parquet")
         )
         assert len(files) == 4  # the history files too
     for name in files:

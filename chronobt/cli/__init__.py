@@ -28,6 +28,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "chronobt.cli.forecast",
         "Forecast the next --horizon bars of SYMBOL(s) from the latest --context bars.",
     ),
+    "track": (
+        "chronobt.cli.track",
+        "Score every archived forecast whose bars have arrived, beside the backtest it came from.",
+    ),
     "report": (
         "chronobt.cli.report",
         "Write report.html (charts as inline SVG, works offline) beside the outputs in PATH.",

@@ -24,15 +24,17 @@ from chronobt.report.charts import require_matplotlib
 from chronobt.report.forecast import render_forecast
 from chronobt.report.page import Page, esc, table
 from chronobt.report.sweep import render_sweep
+from chronobt.report.track import render_track
 
 logger = logging.getLogger(__name__)
 
-Kind = Literal["backtest", "sweep", "forecast"]
+Kind = Literal["backtest", "sweep", "forecast", "track"]
 REPORT_NAME = "report.html"
 _RENDER: dict[str, Callable[[Path], str]] = {
     "backtest": render_backtest,
     "sweep": render_sweep,
     "forecast": render_forecast,
+    "track": render_track,
 }
 
 
@@ -76,6 +78,8 @@ def kind_of(folder: Path) -> Kind | None:
         return "sweep"
     if (folder / "latest.json").is_file():
         return "forecast"
+    if (folder / "ledger.parquet").is_file() and (folder / "metrics.json").is_file():
+        return "track"
     return None
 
 

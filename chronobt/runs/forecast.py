@@ -5,16 +5,19 @@ The pipeline with one window per symbol whose origin is the last bar
 
 Outputs per symbol under ``<output-dir>/forecast/<SYMBOL>/`` (each file written atomically):
 
-- ``<last-bar>.parquet`` (e.g. ``2024-08-30T000000Z.parquet``), kept as history, and ``latest.parquet``:
-  one row per (step, target) with symbol, origin, step, timestamp, target, median, one column per quantile
-  level (``"0.1"`` .. ``"0.9"``), preaug, model.
+- ``<label>/<last-bar>.parquet`` (e.g. ``differencing/2024-08-30T000000Z.parquet``; the label as in
+  backtest folder names), kept as history, and ``latest.parquet``: one row per (step, target) with
+  symbol, origin, step, timestamp, target, median, one column per quantile level (``"0.1"`` ..
+  ``"0.9"``), preaug, model.
+- ``index.jsonl``: one line appended per history file (:mod:`chronobt.runs.archive`), what
+  ``chronobt track`` verifies and scores.
 - ``latest.json``: the same rows plus the last observed bar and the run record (config, data, model,
   engine, versions, command, ``created_at``, ``inference_seconds``).
 
-The history file is written first; ``latest.parquet`` and ``latest.json`` are then published together
-(:mod:`chronobt.publish`), so a reader sees both old or both new, even after a run killed while
-writing them. The parquet files are byte-identical for identical inputs on a CPU; ``latest.json`` is the
-run record and holds wall-clock stamps.
+The history file is written first, then its index line is appended (fsynced); ``latest.parquet`` and
+``latest.json`` are then published together (:mod:`chronobt.publish`), so a reader sees both old or
+both new, even after a run killed while writing them. The parquet files are byte-identical for
+identical inputs on a CPU; ``latest.json`` is the run record and holds wall-clock stamps.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from chronobt.atomic import write_json_atomic, write_parquet_atomic
+from chronobt.atomic import sha256_file, write_json_atomic, write_parquet_atomic
 from chronobt.augment import candidate_specs, parse_augmentation
 from chronobt.config import ForecastConfig
 from chronobt.data import OHLC
@@ -59,8 +62,9 @@ from chronobt.pipeline.uncertainty import (
     invert_job,
 )
 from chronobt.publish import publish
+from chronobt.runs.archive import append_entry, prefix_hashes
 from chronobt.runs.choice import resolve_preaug
-from chronobt.runs.results import forecast_folder, forecast_table, quantile_column, run_record
+from chronobt.runs.results import forecast_folder, forecast_table, preaug_slug, quantile_column, run_record
 
 logger = logging.getLogger(__name__)
 
@@ -270,7 +274,8 @@ def write_forecast(
             table = table.add_column(at + k, f"raw_{quantile_column(level)}", pa.array(raw))
     frame = table.to_pandas()
     folder = forecast_folder(config.output_dir, sw.symbol)
-    history = folder / f"{origin.strftime(STAMP_FORMAT)}.parquet"
+    run = RunLabel(spec, tuple(sw.covariates), None if config.finetune == "off" else config.finetune)
+    history = folder / preaug_slug(str(run)) / f"{origin.strftime(STAMP_FORMAT)}.parquet"
     records = frame.assign(
         origin=frame["origin"].map(pd.Timestamp.isoformat),
         timestamp=frame["timestamp"].map(pd.Timestamp.isoformat),
@@ -289,7 +294,7 @@ def write_forecast(
         "targets": list(sw.targets),
         "quantiles": list(config.quantiles),
         "last_bar": {"timestamp": origin.isoformat(), **{str(k): float(v) for k, v in last_row.items()}},
-        "file": history.name,
+        "file": history.relative_to(folder).as_posix(),
         "forecast": records,
         "inference_seconds": round(inference_s, 4),
         **_orders(price_q, sw, config),
@@ -298,7 +303,41 @@ def write_forecast(
     }
     root = config.output_dir
     write_parquet_atomic(history, table, root=root)
+    append_entry(folder, index_entry(sw, payload, sha256=sha256_file(history)), root=root)
     with publish(folder, root=root) as stage:
         write_parquet_atomic(stage / "latest.parquet", table, root=root)
         write_json_atomic(stage / "latest.json", payload, root=root)
     return SymbolForecast(symbol=sw.symbol, preaug=spec, folder=folder, frame=frame, payload=payload)
+
+
+def index_entry(sw: SymbolWindows, payload: dict[str, Any], *, sha256: str) -> dict[str, Any]:
+    """The index line of an archived forecast: the file (relative to the symbol's folder) and its sha256,
+    the origin, when it was issued, the model and checksum, what ``track`` needs to cut its window again
+    (``context``: the bars the model saw), the config and the data file's hash up to the origin."""
+    model = payload["model"]
+    rows = int(sw.origins[0]) + 1
+    entry: dict[str, Any] = {
+        "file": payload["file"],
+        "sha256": sha256,
+        "symbol": sw.symbol,
+        "label": payload["file"].split("/")[0],
+        "run": payload["run"],
+        "preaug": payload["preaug"],
+        "origin": payload["last_bar"]["timestamp"],
+        "issued_at": payload["created_at"],
+        "model": model.get("id"),
+        "model_checksum": model.get("checksum"),
+        "horizon": payload["horizon"],
+        "context": sw.context_length,
+        "targets": payload["targets"],
+        "quantiles": payload["quantiles"],
+        "config": payload["config"],
+        "data": {
+            "sha256": sw.ohlc.sha256,
+            "rows": rows,
+            "prefix_sha256": prefix_hashes(sw.ohlc, sw.targets, [rows])[0],
+        },
+    }
+    if payload.get("orders") is not None:  # strategy orders (forecast --strategy), scored by track
+        entry["orders"] = payload["orders"]
+    return entry
