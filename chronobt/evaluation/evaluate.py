@@ -136,7 +136,8 @@ def evaluate(
 
     ``reference`` is :func:`score_reference` of ``sw`` (computed here when not given). ``calibrated`` are
     the conformally calibrated quantiles of the same windows (``--calibrate conformal``): their coverage,
-    width and WQL are reported beside the raw ones. Every score carries a Diebold-Mariano test against
+    width and WQL are reported beside the raw ones, and the trading view trades them (the issued
+    intervals, as ``forecast``'s orders read them). Every score carries a Diebold-Mariano test against
     each baseline (:mod:`chronobt.evaluation.significance`).
     """
     levels = list(options.quantiles)
@@ -159,7 +160,8 @@ def evaluate(
     )
     naive = reference.baselines["naive"]
     skill = {t: metrics.skill(summary["metrics"][t]["mase"], naive[t]["mase"]) for t in sw.targets}
-    view = trading_view(sw, price_q, options)
+    # the strategies trade the quantiles that were issued, as forecast's orders do: calibrated when calibrated
+    view = trading_view(sw, price_q if calibrated is None else calibrated, options)
     return Evaluation(
         metrics=summary["metrics"],
         per_step=summary["per_step"],

@@ -146,7 +146,8 @@ def check_strategies(
         missing = [t for t in NEEDS[s.name] if t not in targets]
         if missing:
             raise ConfigError(
-                f"--strategy {s.label} reads the forecast {' and '.join(missing)}; add it to --targets"
+                f"--strategy {s.label} reads the forecast {' and '.join(missing)}; "
+                f"add {'them' if len(missing) > 1 else 'it'} to --targets"
             )
         for level in s.levels(quantiles):
             _check_level(level, quantiles, s.label)
