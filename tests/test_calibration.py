@@ -88,7 +88,8 @@ def _slow_issued(q: np.ndarray, actual: np.ndarray, origins: np.ndarray, h: int,
                         q[r, j, :, k : k + 1], np.array(LEVELS), np.array([issued_level])
                     )
                     hit = float(actual[r, j, k] <= value[0, 0])
-                    tau[(j, n, k)] = level + gamma * (LEVELS[n] - hit)
+                    if LEVELS[n] != 0.5:  # the median keeps its level
+                        tau[(j, n, k)] = level + gamma * (LEVELS[n] - hit)
         for (j, n, k), level in tau.items():
             issued[i, j, n, k] = level
     return issued
@@ -102,6 +103,17 @@ def test_the_vectorized_recursion_matches_a_slow_loop() -> None:
     actual = rng.standard_normal((w, v, h))
     fit = cal.fit_conformal(quantiles=q, levels=LEVELS, actual=actual, origins=origins, horizon=h, gamma=0.05)
     np.testing.assert_allclose(fit.issued, _slow_issued(q, actual, origins, h, 0.05), atol=1e-12)
+
+
+def test_the_median_is_not_recalibrated_so_the_issued_point_forecast_is_the_models() -> None:
+    q, actual, origins = rolling_case(6, 120, 4, 2, 0.7)
+    q = q + 0.5  # a biased median: ACI would move its level if it were calibrated
+    fit = cal.fit_conformal(quantiles=q, levels=LEVELS, actual=actual, origins=origins, horizon=4)
+    mid = LEVELS.index(0.5)
+    assert np.all(fit.issued[:, :, mid] == 0.5) and np.all(fit.final[:, mid] == 0.5)
+    assert not np.all(fit.issued[:, :, 0] == LEVELS[0])  # the tails are calibrated
+    calibrated = cal.apply_levels(q, LEVELS, fit.issued)
+    np.testing.assert_allclose(calibrated[:, :, mid], q[:, :, mid], rtol=0, atol=1e-12)
 
 
 def test_final_levels_are_those_a_window_at_the_forecast_origin_would_get() -> None:

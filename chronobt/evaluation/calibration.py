@@ -22,6 +22,11 @@ was issued. ``hit_t`` is read off the PIT of the outcome (``PIT <= tau_t``; exac
 predictive distributions). An issued level maps to a value through the inverse-CDF interpolation of
 :mod:`chronobt.augment.sampling` (Gaussian tails beyond the outermost predicted levels) after clipping to
 ``[clip, 1 - clip]``; crossing calibrated quantiles are sorted.
+
+The median (level 0.5) is not recalibrated: its issued level stays 0.5, so the calibrated forecast's
+median is the model's own (up to the sort of a crossing). The point forecast that a backtest scores
+(MASE, the Diebold-Mariano tests) is then the one ``forecast`` issues and the strategies trade; the
+intervals around it are what calibration is for.
 """
 
 from __future__ import annotations
@@ -172,6 +177,7 @@ def fit_conformal(
     last = n_w if as_of is None else int(np.searchsorted(o + horizon, int(as_of), side="right"))
     tau = np.broadcast_to(lv[:, None], (qa.shape[1], lv.size, qa.shape[3])).copy()  # [v, Q, h]
     issued = np.empty_like(qa)
+    held = np.isclose(lv, 0.5)[:, None]  # [Q, 1]: the median keeps its level (the model's point forecast)
     done = 0
 
     def resolve(upto: int) -> None:
@@ -180,7 +186,7 @@ def fit_conformal(
             return
         outcome = u[done:upto, :, None, :]  # [b, v, 1, h]
         hit = (outcome <= np.clip(issued[done:upto], clip, 1.0 - clip)).astype(np.float64)
-        step = np.where(np.isnan(outcome), 0.0, lv[:, None] - hit)  # [b, v, Q, h]
+        step = np.where(np.isnan(outcome) | held, 0.0, lv[:, None] - hit)  # [b, v, Q, h]
         tau[...] += gamma * step.sum(axis=0)
         done = upto
 
