@@ -155,6 +155,8 @@ def backtest(
             from chronobt.cli.report import write_reports
 
             write_reports(ui, [r.folder for r in report.results])
+            if report.portfolio:
+                write_reports(ui, [report.portfolio.folder])
         render(ui, report)
         raise_for_failures(report.failures, succeeded=len(report.results))
 

@@ -23,18 +23,20 @@ from chronobt.report.backtest import render_backtest
 from chronobt.report.charts import require_matplotlib
 from chronobt.report.forecast import render_forecast
 from chronobt.report.page import Page, esc, table
+from chronobt.report.portfolio import render_portfolio
 from chronobt.report.sweep import render_sweep
 from chronobt.report.track import render_track
 
 logger = logging.getLogger(__name__)
 
-Kind = Literal["backtest", "sweep", "forecast", "track"]
+Kind = Literal["backtest", "sweep", "forecast", "track", "portfolio"]
 REPORT_NAME = "report.html"
 _RENDER: dict[str, Callable[[Path], str]] = {
     "backtest": render_backtest,
     "sweep": render_sweep,
     "forecast": render_forecast,
     "track": render_track,
+    "portfolio": render_portfolio,
 }
 
 
@@ -80,6 +82,8 @@ def kind_of(folder: Path) -> Kind | None:
         return "forecast"
     if (folder / "ledger.parquet").is_file() and (folder / "metrics.json").is_file():
         return "track"
+    if (folder / "equity.parquet").is_file() and (folder / "metrics.json").is_file():
+        return "portfolio"  # backtest/_portfolio/<label>/: an account's equity without forecasts
     return None
 
 
