@@ -192,8 +192,10 @@ class RunOptions:
         q = self.quantiles
         if not q or any(not 0.0 < x < 1.0 for x in q) or list(q) != sorted(set(q)):
             raise ConfigError(f"--quantiles must be ascending distinct levels in (0, 1), got {q}")
-        if 0.5 not in q:
-            raise ConfigError("--quantiles must include 0.5 (the median)")
+        if 0.5 not in q or q[0] > 0.1 or q[-1] < 0.9:
+            raise ConfigError(
+                f"--quantiles must include 0.5 (the median) and reach 0.1 and 0.9 (the 80% interval), got {q}"
+            )
         if self.seed < 0:
             raise ConfigError(f"--seed must be >= 0, got {self.seed}")
         _check_choice("--dependence", self.dependence, DEPENDENCE_CHOICES)

@@ -266,7 +266,7 @@ def test_the_non_positive_warning_names_the_span_and_claims_no_refusal(tmp_path:
     (line,) = [w for w in load_ohlc(write(frame, tmp_path / "x.parquet")).report.warnings() if "zero" in w]
     first, last = (f"{t:%Y-%m-%d %H:%M}" for t in frame["timestamp"].iloc[[3, 8]])
     assert f"(first at {first}, last at {last})" in line
-    assert "refuse a window whose context holds one (other windows and augmentations are unaffected)" in line
+    assert "stop with an error for this symbol if a window's context holds one" in line
     assert "will refuse it" not in line
 
 

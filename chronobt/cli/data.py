@@ -72,6 +72,7 @@ def import_cmd(
     with command_context(quiet=quiet, debug=debug, json_out=json_out) as ui:
         check_max_gap(max_gap)  # a bad option is a usage error before the file is read
         check_time_zone(tz)
+        columns = columns.strip().lower() if columns else None  # matched in any case, as other choices
         check_column_set(columns)
         path, imported = import_csv_report(
             csv_file,
@@ -104,6 +105,8 @@ def list_cmd(
         infos = list_symbols(data_dir)
         if json_out:
             ui.print_json([info.to_dict() for info in infos])
+            return
+        if ui.quiet:
             return
         if not infos:
             ui.info(f"no .parquet files in {data_dir}; add one with `chronobt data import FILE.csv -s SYM`")
@@ -158,6 +161,8 @@ def check_cmd(
 
 
 def _print_summary(ui: Ui, summary: dict[str, Any]) -> None:
+    if ui.quiet:  # --quiet prints nothing on success (warnings still go to stderr)
+        return
     report = summary["report"]
     table = Table(title=f"{summary['symbol']} ({summary['path']})", show_header=False)
     table.add_column("field", no_wrap=True)

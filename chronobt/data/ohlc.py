@@ -102,8 +102,8 @@ class DataReport:
                 span = f"at {span}"
             out.append(
                 f"{self.non_positive} rows have zero or negative prices ({span}); log_returns and "
-                "percent_change refuse a window whose context holds one (other windows and "
-                "augmentations are unaffected)"
+                "percent_change stop with an error for this symbol if a window's context holds one "
+                "(other augmentations are unaffected; --start after the last one avoids them)"
             )
         if self.volume_missing:
             out.append(f"{self.volume_missing} missing volume values set to 0")

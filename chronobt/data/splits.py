@@ -91,8 +91,9 @@ class Jump:
             return (
                 f"close {self.previous_close:g} -> open {self.open:g} at {at}: ratio "
                 f"{self.gap_ratio:.3f}, looks like an unadjusted {self.label} split (earlier prices not "
-                f"{change}); back-adjust with `chronobt data import FILE --adjust-splits` or "
-                "`chronobt data check SYMBOL --adjust-splits`, or fix the file"
+                f"{change}); back-adjust the stored file with `chronobt data check SYMBOL --adjust-splits` "
+                "(or import again: `chronobt data import FILE -s SYMBOL --force --adjust-splits`), "
+                "or fix the file"
             )
         moved = (
             f"close {self.previous_close:g} -> {self.close:g} at {at}: ratio {self.ratio:.3f}, "
