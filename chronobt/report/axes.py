@@ -66,14 +66,17 @@ def closed_hours(record: Any) -> bool | None:
     return {"exchange": True, "continuous": False}.get(str(calendar)) if calendar else None
 
 
-def bar_axis(times: Any, *, closed_hours: bool | None = None, max_ticks: int = 8) -> BarAxis | None:
+def bar_axis(
+    times: Any, *, closed_hours: bool | None = None, max_ticks: int = 8, label_format: str | None = None
+) -> BarAxis | None:
     """A :class:`BarAxis` for ``times`` of a series with closed hours (exchange series), else ``None``.
 
     ``closed_hours``: whether the series has closed hours (its data record's ``calendar`` is
     ``exchange``), so every window of one series gets the same kind of axis; ``None``: whether ``times``
     themselves skip time (a step over 1.5x the usual one). 24/7 series keep their time axis.
     Ticks: intraday bars at the first bar of each UTC day (``Mon 03-04``), daily or slower bars at the
-    first bar after each gap (``2013-03-04``); at least ``len / max_ticks`` bars apart.
+    first bar after each gap (``2013-03-04``); at least ``len / max_ticks`` bars apart. ``label_format``
+    (a strftime format) overrides the labels' format (an equity curve over months: ``%Y-%m-%d``).
     """
     index = pd.DatetimeIndex(utc(times))
     gaps = gaps_before(index)
@@ -91,9 +94,17 @@ def bar_axis(times: Any, *, closed_hours: bool | None = None, max_ticks: int = 8
         times=index,
         x=np.arange(len(index), dtype=np.float64),
         ticks=[float(i) for i in ticks],
-        labels=[f"{index[i]:{fmt}}" for i in ticks],
+        labels=[f"{index[i]:{label_format or fmt}}" for i in ticks],
         breaks=[float(i) - 0.5 for i in np.flatnonzero(gaps)],
     )
+
+
+def bar_positions(axis: BarAxis, times: Any) -> npt.NDArray[np.float64]:
+    """``[n]`` the x position on ``axis`` of each of ``times`` (each one of the axis's bars, or placed at
+    the bar before it when it falls between two)."""
+    t = pd.DatetimeIndex(utc(times)).asi8
+    at = np.searchsorted(axis.times.asi8, t, side="right") - 1
+    return np.asarray(axis.x[np.clip(at, 0, len(axis.x) - 1)], dtype=np.float64)
 
 
 def _spaced(positions: list[int], gap: int, n: int) -> list[int]:
