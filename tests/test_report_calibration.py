@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from chronobt.report import charts as c
-from chronobt.report.axes import bar_positions
+from chronobt.report.axes import bar_axis, bar_positions, calendar_ticks
 from chronobt.report.backtest import coverage_steps, reliability_curves, render_backtest
 from chronobt.report.backtest_data import load_backtest, reliability, window_losses
 from chronobt.report.forecast import render_forecast
@@ -176,18 +176,28 @@ def test_an_exchange_hours_equity_curve_is_drawn_on_bar_positions_without_closed
             closed_hours=True,
         )
         strategy, hold = (line.get_xdata() for line in ax.get_lines()[:2])
+        ticks = list(ax_dd.get_xticks())
         labels = [t.get_text() for t in ax_dd.get_xticklabels()]
     np.testing.assert_array_equal(hold, np.arange(len(times)))  # one bar apart, nights left out
     np.testing.assert_array_equal(strategy, np.arange(0, len(times), 7))
-    assert labels and all(label.startswith("2024-03-") for label in labels)
+    assert ticks == [7.0 * d for d in range(6)]  # each day's first bar; the weekend gets none
+    assert labels == [f"{d:%m-%d}" for d in pd.bdate_range("2024-03-04", periods=6)]
     with c.Chart("e", (8, 4)) as chart:  # the default keeps a time axis
         ax, _ = c.equity_drawdown(chart, times=exits, equity=np.ones(len(exits)), title="x")
         assert np.issubdtype(np.asarray(ax.get_lines()[0].get_xdata()).dtype, np.datetime64)
 
 
-def test_bar_positions_put_a_time_between_two_bars_at_the_bar_before() -> None:
-    from chronobt.report.axes import bar_axis
+def test_a_long_equity_axis_is_labelled_by_calendar_months_without_a_line_per_weekend() -> None:
+    days = pd.bdate_range("2004-01-02", "2005-12-30", tz="UTC")
+    axis = bar_axis(days, closed_hours=True)
+    assert axis is not None and len(axis.breaks) > 40
+    long = calendar_ticks(axis, max_ticks=8)
+    assert long.breaks == [] and 2 <= len(long.ticks) <= 8
+    assert all(days[int(x)].day <= 3 and days[int(x)].month % 3 == 1 for x in long.ticks)  # quarters
+    assert long.labels[0] == "2004-04"
 
+
+def test_bar_positions_put_a_time_between_two_bars_at_the_bar_before() -> None:
     times = exchange_hours(2)
     axis = bar_axis(times, closed_hours=True)
     assert axis is not None

@@ -66,17 +66,14 @@ def closed_hours(record: Any) -> bool | None:
     return {"exchange": True, "continuous": False}.get(str(calendar)) if calendar else None
 
 
-def bar_axis(
-    times: Any, *, closed_hours: bool | None = None, max_ticks: int = 8, label_format: str | None = None
-) -> BarAxis | None:
+def bar_axis(times: Any, *, closed_hours: bool | None = None, max_ticks: int = 8) -> BarAxis | None:
     """A :class:`BarAxis` for ``times`` of a series with closed hours (exchange series), else ``None``.
 
     ``closed_hours``: whether the series has closed hours (its data record's ``calendar`` is
     ``exchange``), so every window of one series gets the same kind of axis; ``None``: whether ``times``
     themselves skip time (a step over 1.5x the usual one). 24/7 series keep their time axis.
     Ticks: intraday bars at the first bar of each UTC day (``Mon 03-04``), daily or slower bars at the
-    first bar after each gap (``2013-03-04``); at least ``len / max_ticks`` bars apart. ``label_format``
-    (a strftime format) overrides the labels' format (an equity curve over months: ``%Y-%m-%d``).
+    first bar after each gap (``2013-03-04``); at least ``len / max_ticks`` bars apart.
     """
     index = pd.DatetimeIndex(utc(times))
     gaps = gaps_before(index)
@@ -94,7 +91,7 @@ def bar_axis(
         times=index,
         x=np.arange(len(index), dtype=np.float64),
         ticks=[float(i) for i in ticks],
-        labels=[f"{index[i]:{label_format or fmt}}" for i in ticks],
+        labels=[f"{index[i]:{fmt}}" for i in ticks],
         breaks=[float(i) - 0.5 for i in np.flatnonzero(gaps)],
     )
 
@@ -105,6 +102,33 @@ def bar_positions(axis: BarAxis, times: Any) -> npt.NDArray[np.float64]:
     t = pd.DatetimeIndex(utc(times)).asi8
     at = np.searchsorted(axis.times.asi8, t, side="right") - 1
     return np.asarray(axis.x[np.clip(at, 0, len(axis.x) - 1)], dtype=np.float64)
+
+
+#: Calendar tick steps from fine to coarse, each with its label format (:func:`calendar_ticks`).
+_CALENDAR_STEPS = (("D", "%m-%d"), ("W-MON", "%m-%d"), ("MS", "%Y-%m"), ("QS", "%Y-%m"), ("YS", "%Y"))
+
+
+def calendar_ticks(axis: BarAxis, *, max_ticks: int = 8, max_breaks: int = 40) -> BarAxis:
+    """``axis`` relabelled for a long span: ticks at the first bar on or after each calendar day, week,
+    month, quarter or year (the finest step giving at most ``max_ticks``), and no gap lines when there
+    would be more than ``max_breaks`` (years of weekends are a grey smear, not a guide)."""
+    t = axis.times
+    fmt = _CALENDAR_STEPS[-1][1]
+    marks = pd.DatetimeIndex([])
+    for freq, fmt in _CALENDAR_STEPS:  # noqa: B007 (the format of the step chosen is used below)
+        marks = pd.date_range(t[0].floor("D"), t[-1], freq=freq)
+        if len(marks) <= max_ticks:
+            break
+    marks = marks[:: max(1, math.ceil(len(marks) / max_ticks))]  # decades of years: every few
+    at = np.unique(np.searchsorted(t.asi8, marks.asi8, side="left"))
+    at = at[at < len(t)]
+    return BarAxis(
+        times=t,
+        x=axis.x,
+        ticks=[float(axis.x[i]) for i in at],
+        labels=[f"{t[i]:{fmt}}" for i in at],
+        breaks=axis.breaks if len(axis.breaks) <= max_breaks else [],
+    )
 
 
 def _spaced(positions: list[int], gap: int, n: int) -> list[int]:

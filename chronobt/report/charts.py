@@ -20,7 +20,7 @@ import numpy as np
 import numpy.typing as npt
 
 from chronobt.errors import ConfigError
-from chronobt.report.axes import BarAxis, YWindow, bar_axis, bar_positions, utc, y_window
+from chronobt.report.axes import BarAxis, YWindow, bar_axis, bar_positions, calendar_ticks, utc, y_window
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -156,7 +156,8 @@ def use_bar_axis(ax: Axes, axis: BarAxis) -> None:
     for x in axis.breaks:
         ax.axvline(x, color=CONTEXT, lw=0.6, ls=(0, (1, 3)), alpha=0.7)
     ax.set_xlim(axis.x[0] - 0.5, axis.x[-1] + 0.5)
-    ax.set_xlabel("bars (closed hours left out; dotted: a gap)", fontsize=8, color=CONTEXT)
+    label = "bars (closed hours left out; dotted: a gap)" if axis.breaks else "bars (closed hours left out)"
+    ax.set_xlabel(label, fontsize=8, color=CONTEXT)
 
 
 def mark_cut(ax: Axes, x: npt.NDArray[Any], window: YWindow, band: str = "the widest") -> None:
@@ -321,15 +322,18 @@ def equity_drawdown(
     go on one bar-index axis over all their timestamps, so nights and weekends draw no jumps.
     Reusable by any page with an equity curve (strategies, a live track record).
     """
-    ax, ax_dd = chart.grid(2, 1, sharex=True, height_ratios=(3, 1.3), margins=(0.07, 0.87, 0.08, 0.93))
     values = np.asarray(equity, dtype=np.float64)
-    every_t = utc(times) if benchmark is None else np.union1d(utc(times), utc(benchmark[0]))
-    axis = (
-        bar_axis(every_t, closed_hours=closed_hours, label_format="%Y-%m-%d")
-        if closed_hours is not False
-        else None
-    )
-    x = (lambda when: utc(when)) if axis is None else (lambda when: bar_positions(axis, when))
+    axis = None
+    if closed_hours is not False:
+        every_t = utc(times) if benchmark is None else np.union1d(utc(times), utc(benchmark[0]))
+        axis = bar_axis(every_t, closed_hours=closed_hours)
+        axis = None if axis is None else calendar_ticks(axis)
+    bottom = 0.08 if axis is None else 0.11  # room for the bar axis's label
+    ax, ax_dd = chart.grid(2, 1, sharex=True, height_ratios=(3, 1.3), margins=(0.07, 0.87, bottom, 0.93))
+
+    def x(when: Any) -> npt.NDArray[Any]:
+        return utc(when) if axis is None else bar_positions(axis, when)
+
     t = x(times)
     if step:
         ax.step(t, values, where="post", color=MODEL, lw=1.6, label=label)
