@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import io
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -323,17 +323,10 @@ def equity_drawdown(
     Reusable by any page with an equity curve (strategies, a live track record).
     """
     values = np.asarray(equity, dtype=np.float64)
-    axis = None
-    if closed_hours is not False:
-        every_t = utc(times) if benchmark is None else np.union1d(utc(times), utc(benchmark[0]))
-        axis = bar_axis(every_t, closed_hours=closed_hours)
-        axis = None if axis is None else calendar_ticks(axis)
+    stamps = [times] if benchmark is None else [times, benchmark[0]]
+    axis, x = shared_x(stamps, closed_hours=closed_hours)
     bottom = 0.08 if axis is None else 0.11  # room for the bar axis's label
     ax, ax_dd = chart.grid(2, 1, sharex=True, height_ratios=(3, 1.3), margins=(0.07, 0.87, bottom, 0.93))
-
-    def x(when: Any) -> npt.NDArray[Any]:
-        return utc(when) if axis is None else bar_positions(axis, when)
-
     t = x(times)
     if step:
         ax.step(t, values, where="post", color=MODEL, lw=1.6, label=label)
@@ -369,11 +362,37 @@ def equity_drawdown(
         ax_dd.plot(bt, drawdown(bv) * 100, color=ACTUAL, lw=0.9, label=benchmark_label)
     ax_dd.set_ylabel("drawdown %")
     ax_dd.legend(loc="upper left", bbox_to_anchor=(1.005, 1.0))
-    if axis is None:
-        date_axis(ax_dd)
-    else:
-        use_bar_axis(ax_dd, axis)
+    label_x(ax_dd, axis)
     return ax, ax_dd
+
+
+def shared_x(
+    every: Sequence[Any], *, closed_hours: bool | None
+) -> tuple[BarAxis | None, Callable[[Any], npt.NDArray[Any]]]:
+    """The x axis of curves over a long span (equity): ``(axis, x)`` with ``x(times)`` each curve's x.
+
+    ``every``: each curve's timestamps. ``closed_hours`` as in :func:`bar_axis` (``False``: a time
+    axis); with closed hours all curves go on one bar-index axis over their pooled timestamps, labelled
+    by calendar (:func:`calendar_ticks`), so nights and weekends draw no jumps. Finish with :func:`label_x`.
+    """
+    axis = None
+    if closed_hours is not False:
+        pooled = np.unique(np.concatenate([utc(t) for t in every])) if every else utc([])
+        axis = bar_axis(pooled, closed_hours=closed_hours)
+        axis = None if axis is None else calendar_ticks(axis)
+
+    def x(when: Any) -> npt.NDArray[Any]:
+        return utc(when) if axis is None else bar_positions(axis, when)
+
+    return axis, x
+
+
+def label_x(ax: Axes, axis: BarAxis | None) -> None:
+    """Date ticks on ``ax`` (``axis`` ``None``), else ``axis``'s bar-index ticks (:func:`shared_x`)."""
+    if axis is None:
+        date_axis(ax)
+    else:
+        use_bar_axis(ax, axis)
 
 
 def drawdown(values: npt.ArrayLike) -> npt.NDArray[np.float64]:
