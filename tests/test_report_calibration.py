@@ -203,3 +203,69 @@ def test_bar_positions_put_a_time_between_two_bars_at_the_bar_before() -> None:
     assert axis is not None
     inside = pd.DatetimeIndex([times[3], times[6] + pd.Timedelta(hours=5)])
     np.testing.assert_array_equal(bar_positions(axis, inside), [3.0, 6.0])
+
+
+def test_a_backtest_left_raw_says_why_in_the_summary(tmp_path: Path) -> None:
+    folder = write_backtest_folder(tmp_path)
+    summary = json.loads((folder / "metrics.json").read_text())
+    reason = "5 windows resolved by the last origin, auto calibrates from 20"
+    summary["interval_calibration"] = {
+        "requested": "auto",
+        "applied": False,
+        "n_resolved": 5,
+        "reason": reason,
+    }
+    (folder / "metrics.json").write_text(json.dumps(summary))
+    text = render_backtest(folder)
+    assert "The intervals are the raw model" in text and reason in text
+    assert "cov80 calibrated" not in text
+
+
+def test_the_latest_fills_are_drawn_at_their_bars_when_the_fan_uses_a_bar_axis(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = write_backtest_folder(tmp_path)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["data"]["calendar"] = "exchange"  # a bar-index axis for every fan of this series
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    frame = pd.read_parquet(folder / "forecasts.parquet")
+    origin = frame["origin"].max()
+    stamps = frame.loc[frame["origin"] == origin, "timestamp"].drop_duplicates().sort_values().to_list()
+    trades = pd.DataFrame(
+        {
+            "strategy": ["sign"],
+            "origin": [origin],
+            "side": ["long"],
+            "entry_time": [stamps[0]],
+            "entry": [100.0],
+            "exit_time": [stamps[-1]],
+            "exit": [101.0],
+            "exit_reason": ["horizon"],
+            "gross_return": [0.01],
+            "net_return": [0.008],
+        }
+    )
+    trades.to_parquet(folder / "trades.parquet", index=False)
+    origins = sorted(frame["origin"].unique())
+    equity = pd.DataFrame(
+        {"strategy": "sign", "timestamp": origins, "equity": np.linspace(1, 1.01, len(origins))}
+    )
+    equity.to_parquet(folder / "equity.parquet", index=False)
+    summary = json.loads((folder / "metrics.json").read_text())
+    summary["trading"] = {"sign": summary["trading"] | {"n_trades": 1, "total_return": 0.008}}
+    (folder / "metrics.json").write_text(json.dumps(summary))
+    drawn: list[Any] = []
+    original = c.fan
+
+    def spy(ax: Any, **kwargs: Any) -> Any:
+        window, axis = original(ax, **kwargs)
+        drawn.append((ax, axis))
+        return window, axis
+
+    monkeypatch.setattr(c, "fan", spy)
+    assert "latest-fan" in render_backtest(folder)
+    ax, axis = drawn[-1]  # the strategies page's fan comes last
+    assert axis is not None
+    future = axis.x[-len(stamps) :]
+    fills = [float(p[0]) for col in ax.collections for p in np.asarray(col.get_offsets()) if len(p)]
+    assert sorted(fills)[-2:] == [future[0], future[-1]]  # entry at the first future bar, exit at the last
