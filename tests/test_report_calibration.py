@@ -269,3 +269,33 @@ def test_the_latest_fills_are_drawn_at_their_bars_when_the_fan_uses_a_bar_axis(
     future = axis.x[-len(stamps) :]
     fills = [float(p[0]) for col in ax.collections for p in np.asarray(col.get_offsets()) if len(p)]
     assert sorted(fills)[-2:] == [future[0], future[-1]]  # entry at the first future bar, exit at the last
+
+
+def test_a_real_calibrated_backtest_reports_its_calibrated_columns(
+    tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    from chronobt.engine.core import Chronos2Engine, EngineConfig
+    from chronobt.runs.backtest import BacktestConfig, run_backtest
+    from tests.synthetic import write_symbol
+
+    write_symbol(tmp_path / "data", "AAA", 300)
+    config = BacktestConfig(
+        symbols=("AAA",),
+        horizon=8,
+        context=128,
+        windows=6,
+        data_dir=tmp_path / "data",
+        output_dir=tmp_path / "out",
+        calibrate="conformal",
+    )
+    engine = Chronos2Engine(EngineConfig(model=str(tiny_model_dir), device="cpu", compile="off"))
+    report = run_backtest(config, engine=engine)
+    folder = report.results[0].folder
+    run = load_backtest(folder)
+    assert run.calibrated is not None and run.issued_kind == "calibrated"
+    written = pd.read_parquet(folder / "forecasts.parquet")
+    close = written[written["target"] == "close"].sort_values(["origin", "step"])
+    v = run.targets.index("close")
+    np.testing.assert_allclose(run.calibrated[:, v, LEVELS.index(0.9)].ravel(), close["calibrated_0.9"])
+    assert list(coverage_steps(run, "close")) == ["model, calibrated", "model, raw"]
+    assert "cov80 calibrated" in render_backtest(folder)
