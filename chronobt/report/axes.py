@@ -96,6 +96,41 @@ def bar_axis(times: Any, *, closed_hours: bool | None = None, max_ticks: int = 8
     )
 
 
+def bar_positions(axis: BarAxis, times: Any) -> npt.NDArray[np.float64]:
+    """``[n]`` the x position on ``axis`` of each of ``times`` (each one of the axis's bars, or placed at
+    the bar before it when it falls between two)."""
+    t = pd.DatetimeIndex(utc(times)).asi8
+    at = np.searchsorted(axis.times.asi8, t, side="right") - 1
+    return np.asarray(axis.x[np.clip(at, 0, len(axis.x) - 1)], dtype=np.float64)
+
+
+#: Calendar tick steps from fine to coarse, each with its label format (:func:`calendar_ticks`).
+_CALENDAR_STEPS = (("D", "%m-%d"), ("W-MON", "%m-%d"), ("MS", "%Y-%m"), ("QS", "%Y-%m"), ("YS", "%Y"))
+
+
+def calendar_ticks(axis: BarAxis, *, max_ticks: int = 8, max_breaks: int = 40) -> BarAxis:
+    """``axis`` relabelled for a long span: ticks at the first bar on or after each calendar day, week,
+    month, quarter or year (the finest step giving at most ``max_ticks``), and no gap lines when there
+    would be more than ``max_breaks`` (years of weekends are a grey smear, not a guide)."""
+    t = axis.times
+    fmt = _CALENDAR_STEPS[-1][1]
+    marks = pd.DatetimeIndex([])
+    for freq, fmt in _CALENDAR_STEPS:  # noqa: B007 (the format of the step chosen is used below)
+        marks = pd.date_range(t[0].floor("D"), t[-1], freq=freq)
+        if len(marks) <= max_ticks:
+            break
+    marks = marks[:: max(1, math.ceil(len(marks) / max_ticks))]  # decades of years: every few
+    at = np.unique(np.searchsorted(t.asi8, marks.asi8, side="left"))
+    at = at[at < len(t)]
+    return BarAxis(
+        times=t,
+        x=axis.x,
+        ticks=[float(axis.x[i]) for i in at],
+        labels=[f"{t[i]:{fmt}}" for i in at],
+        breaks=axis.breaks if len(axis.breaks) <= max_breaks else [],
+    )
+
+
 def _spaced(positions: list[int], gap: int, n: int) -> list[int]:
     """``positions`` (ascending, the first one 0; ``n`` bars in all) thinned so that kept ones are at least
     ``gap`` apart. A day or session shorter than half the gap (a Sunday evening's open) gets no tick, and

@@ -1,7 +1,9 @@
 """A backtest folder read back into arrays, and the numbers its report draws (pure numpy, no charts).
 
-Shapes: ``actual`` and ``median`` ``[windows, targets, horizon]``, ``quantiles`` ``[windows, targets, Q,
-horizon]`` (levels ascending), ``timestamps`` ``[windows, horizon]``; windows in ascending origin order.
+Shapes: ``actual`` and ``median`` ``[windows, targets, horizon]``, ``quantiles`` (the raw model's) and
+``calibrated`` (the ``calibrated_<level>`` columns, when the run calibrated its intervals) ``[windows,
+targets, Q, horizon]`` (levels ascending), ``timestamps`` ``[windows, horizon]``; windows in ascending
+origin order. ``issued`` is what the run issued: the calibrated quantiles when there are any, else the raw.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from chronobt.runs.summary import BacktestSummary
 
 FloatArray = npt.NDArray[np.float64]
 FORECAST_COLUMNS = ("origin", "step", "timestamp", "target", "actual", "median")
+#: Prefix of forecasts.parquet's calibrated quantile columns (``calibrated_0.1``), beside the raw ``0.1``.
+CALIBRATED_PREFIX = "calibrated_"
 
 
 def level_of(column: object) -> float | None:
@@ -51,6 +55,17 @@ class BacktestRun:
     trades: pd.DataFrame
     history: History | None
     history_note: str
+    calibrated: FloatArray | None = None  # [w, v, Q, h]; None: the run issued the raw quantiles
+
+    @property
+    def issued(self) -> FloatArray:
+        """``[w, v, Q, h]`` the quantiles the run issued: calibrated when it calibrated, else raw."""
+        return self.quantiles if self.calibrated is None else self.calibrated
+
+    @property
+    def issued_kind(self) -> str:
+        """``"calibrated"`` or ``"raw"``: which quantiles :attr:`issued` holds."""
+        return "raw" if self.calibrated is None else "calibrated"
 
     @property
     def horizon(self) -> int:
@@ -101,6 +116,10 @@ def load_backtest(folder: Path) -> BacktestRun:
         return np.ascontiguousarray(values.transpose(0, 2, 1))
 
     quantiles = np.stack([cube(c) for _, c in level_cols], axis=2)
+    calibrated_cols = [f"{CALIBRATED_PREFIX}{c}" for _, c in level_cols]
+    calibrated = None
+    if all(c in frame.columns for c in calibrated_cols):
+        calibrated = np.stack([cube(c) for c in calibrated_cols], axis=2)
     first = frame["target"].astype(str).to_numpy() == targets[0]
     trades_path = folder / "trades.parquet"
     trades = read_table(trades_path, rerun=rerun) if trades_path.exists() else pd.DataFrame()
@@ -120,13 +139,14 @@ def load_backtest(folder: Path) -> BacktestRun:
         trades=trades,
         history=history,
         history_note=note,
+        calibrated=calibrated,
     )
 
 
 def window_losses(run: BacktestRun) -> FloatArray:
-    """``[w]`` weighted quantile loss of each window, all targets and steps pooled."""
+    """``[w]`` weighted quantile loss of each window's issued quantiles, all targets and steps pooled."""
     return np.asarray(
-        m.wql(actual=run.actual, quantiles=run.quantiles, levels=run.levels, axis=(1, 2)), dtype=np.float64
+        m.wql(actual=run.actual, quantiles=run.issued, levels=run.levels, axis=(1, 2)), dtype=np.float64
     )
 
 
@@ -166,19 +186,28 @@ def context_before(run: BacktestRun, window: int, target: str, bars: int) -> pd.
     return past[past.index <= origin].iloc[-bars:]
 
 
-def reliability(run: BacktestRun) -> FloatArray:
-    """``[v, Q]`` share of actuals at or below each quantile level's forecast (ideal: the level)."""
-    below = run.actual[:, :, None, :] <= run.quantiles  # [w, v, Q, h]
-    valid = ~np.isnan(run.actual)[:, :, None, :] & ~np.isnan(run.quantiles)
+def reliability(run: BacktestRun, quantiles: FloatArray | None = None) -> FloatArray:
+    """``[v, Q]`` share of actuals at or below each quantile level's forecast (ideal: the level).
+
+    ``quantiles`` ``[w, v, Q, h]``: the run's issued ones unless given (``run.quantiles`` for the raw).
+    """
+    q = run.issued if quantiles is None else quantiles
+    below = run.actual[:, :, None, :] <= q  # [w, v, Q, h]
+    valid = ~np.isnan(run.actual)[:, :, None, :] & ~np.isnan(q)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.asarray((below & valid).sum(axis=(0, 3)) / valid.sum(axis=(0, 3)), dtype=np.float64)
 
 
-def pit_histogram(run: BacktestRun, target: str) -> tuple[FloatArray, FloatArray]:
-    """Bin edges ``[Q + 2]`` (0, the levels, 1) and the density of actuals per bin (uniform = 1)."""
+def pit_histogram(
+    run: BacktestRun, target: str, quantiles: FloatArray | None = None
+) -> tuple[FloatArray, FloatArray]:
+    """Bin edges ``[Q + 2]`` (0, the levels, 1) and the density of actuals per bin (uniform = 1).
+
+    ``quantiles`` ``[w, v, Q, h]``: the run's issued ones unless given (``run.quantiles`` for the raw).
+    """
     v = run.targets.index(target)
     a = run.actual[:, v, :]  # [w, h]
-    q = run.quantiles[:, v, :, :]  # [w, Q, h]
+    q = (run.issued if quantiles is None else quantiles)[:, v, :, :]  # [w, Q, h]
     ok = ~np.isnan(a) & ~np.isnan(q).any(axis=1)
     rank = (a[:, None, :] > q).sum(axis=1)[ok]  # bin index 0..Q: how many quantiles lie below
     counts = np.bincount(rank, minlength=len(run.levels) + 1).astype(np.float64)

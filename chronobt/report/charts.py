@@ -13,14 +13,14 @@ from __future__ import annotations
 
 import io
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
 
 from chronobt.errors import ConfigError
-from chronobt.report.axes import BarAxis, YWindow, bar_axis, utc, y_window
+from chronobt.report.axes import BarAxis, YWindow, bar_axis, bar_positions, calendar_ticks, utc, y_window
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -156,7 +156,8 @@ def use_bar_axis(ax: Axes, axis: BarAxis) -> None:
     for x in axis.breaks:
         ax.axvline(x, color=CONTEXT, lw=0.6, ls=(0, (1, 3)), alpha=0.7)
     ax.set_xlim(axis.x[0] - 0.5, axis.x[-1] + 0.5)
-    ax.set_xlabel("bars (closed hours left out; dotted: a gap)", fontsize=8, color=CONTEXT)
+    label = "bars (closed hours left out; dotted: a gap)" if axis.breaks else "bars (closed hours left out)"
+    ax.set_xlabel(label, fontsize=8, color=CONTEXT)
 
 
 def mark_cut(ax: Axes, x: npt.NDArray[Any], window: YWindow, band: str = "the widest") -> None:
@@ -195,10 +196,15 @@ def fan(
     max_bands: int = 4,
     legend: str = "outside",
     closed_hours: bool | None = None,
+    outline: tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]] | None = None,
+    outline_label: str = "raw 10–90%",
 ) -> tuple[YWindow, BarAxis | None]:
     """A fan chart: the history line, shaded central intervals, the median and (optionally) the actuals.
 
     ``quantiles`` maps a level to its ``[horizon]`` forecast; the widest band is the lightest.
+    ``outline``: an optional second band ``(lower [horizon], upper [horizon])`` drawn faintly as two dashed
+    lines (the raw model's band beside calibrated ones), labelled ``outline_label``; it does not set the
+    y axis.
     ``legend``: ``"outside"`` (right of the axes), ``"inside"`` (upper left) or ``"none"``.
     The y axis follows :func:`y_window` (an exploding band is cut and marked, :func:`mark_cut`); series
     with closed hours are drawn on a bar-index axis (:func:`bar_axis`; ``closed_hours`` as there), 24/7
@@ -223,6 +229,10 @@ def fan(
     median = quantiles.get(0.5)
     if median is not None:
         ax.plot(fx, median, color=MODEL, lw=1.6, label="median")
+    if outline is not None:
+        for k, edge in enumerate(outline):
+            label = outline_label if k == 0 else "_nolegend_"
+            ax.plot(fx, edge, color=MODEL, lw=0.9, ls="--", alpha=0.6, label=label)
     if actual is not None:
         t = np.concatenate([hx[-1:], fx]) if n else fx
         y = np.concatenate([history_y[-1:], actual]) if n else actual
@@ -255,15 +265,21 @@ def steps_against_baselines(
     baselines: Mapping[str, npt.ArrayLike | float],
     title: str,
     ylabel: str = "",
+    model_label: str = "model",
+    others: Mapping[str, npt.ArrayLike] | None = None,
 ) -> None:
     """A per-step line of the model against each baseline (steps 1..h on x).
 
     A baseline given per step (an ``[h]`` array) is a dashed line with small markers; one given as a
-    single pooled number (older outputs) is a flat dotted line labelled ``(pooled)``.
+    single pooled number (older outputs) is a flat dotted line labelled ``(pooled)``. ``others``: more
+    ``[h]`` lines of the model (its raw scores beside calibrated ones), drawn faintly in the model's colour.
     """
     values = np.asarray(model, dtype=np.float64)
     steps = np.arange(1, len(values) + 1)
-    ax.plot(steps, values, color=MODEL, marker="o", ms=3, label="model")
+    ax.plot(steps, values, color=MODEL, marker="o", ms=3, label=model_label)
+    for name, line in (others or {}).items():
+        y = np.asarray(line, dtype=np.float64)
+        ax.plot(steps, y, color=MODEL, ls="--", lw=1.1, alpha=0.55, marker="o", ms=3, mfc="none", label=name)
     for name, line in baselines.items():
         colour = BASELINE_COLOURS.get(name, CONTEXT)
         if np.ndim(line) == 0:
@@ -295,17 +311,23 @@ def equity_drawdown(
     benchmark: tuple[Any, npt.ArrayLike] | None = None,
     benchmark_label: str = "buy and hold",
     step: bool = True,
+    closed_hours: bool | None = False,
 ) -> tuple[Axes, Axes]:
     """An equity curve (from 1) over its drawdown in percent, on a shared time axis.
 
     ``times`` ``[n]`` and ``equity`` ``[n]``; ``benchmark`` an optional ``(times [m], values [m])`` drawn
     beside it (also from 1). ``step``: hold each value until the next time (trade exits) instead of a
     line. The equity axis turns logarithmic when the values span more than 20x. Returns the two axes.
+    ``closed_hours`` as in :func:`bar_axis` (default ``False``: a time axis): with closed hours both curves
+    go on one bar-index axis over all their timestamps, so nights and weekends draw no jumps.
     Reusable by any page with an equity curve (strategies, a live track record).
     """
-    ax, ax_dd = chart.grid(2, 1, sharex=True, height_ratios=(3, 1.3), margins=(0.07, 0.87, 0.08, 0.93))
-    t = utc(times)
     values = np.asarray(equity, dtype=np.float64)
+    stamps = [times] if benchmark is None else [times, benchmark[0]]
+    axis, x = shared_x(stamps, closed_hours=closed_hours)
+    bottom = 0.08 if axis is None else 0.11  # room for the bar axis's label
+    ax, ax_dd = chart.grid(2, 1, sharex=True, height_ratios=(3, 1.3), margins=(0.07, 0.87, bottom, 0.93))
+    t = x(times)
     if step:
         ax.step(t, values, where="post", color=MODEL, lw=1.6, label=label)
     else:
@@ -314,7 +336,7 @@ def equity_drawdown(
     bt, bv = (
         (utc([]), np.empty(0))
         if benchmark is None
-        else (utc(benchmark[0]), np.asarray(benchmark[1], dtype=np.float64))
+        else (x(benchmark[0]), np.asarray(benchmark[1], dtype=np.float64))
     )
     if bv.size:
         ax.plot(bt, bv, color=ACTUAL, lw=1.0, alpha=0.8, label=benchmark_label)
@@ -340,8 +362,37 @@ def equity_drawdown(
         ax_dd.plot(bt, drawdown(bv) * 100, color=ACTUAL, lw=0.9, label=benchmark_label)
     ax_dd.set_ylabel("drawdown %")
     ax_dd.legend(loc="upper left", bbox_to_anchor=(1.005, 1.0))
-    date_axis(ax_dd)
+    label_x(ax_dd, axis)
     return ax, ax_dd
+
+
+def shared_x(
+    every: Sequence[Any], *, closed_hours: bool | None
+) -> tuple[BarAxis | None, Callable[[Any], npt.NDArray[Any]]]:
+    """The x axis of curves over a long span (equity): ``(axis, x)`` with ``x(times)`` each curve's x.
+
+    ``every``: each curve's timestamps. ``closed_hours`` as in :func:`bar_axis` (``False``: a time
+    axis); with closed hours all curves go on one bar-index axis over their pooled timestamps, labelled
+    by calendar (:func:`calendar_ticks`), so nights and weekends draw no jumps. Finish with :func:`label_x`.
+    """
+    axis = None
+    if closed_hours is not False:
+        pooled = np.unique(np.concatenate([utc(t) for t in every])) if every else utc([])
+        axis = bar_axis(pooled, closed_hours=closed_hours)
+        axis = None if axis is None else calendar_ticks(axis)
+
+    def x(when: Any) -> npt.NDArray[Any]:
+        return utc(when) if axis is None else bar_positions(axis, when)
+
+    return axis, x
+
+
+def label_x(ax: Axes, axis: BarAxis | None) -> None:
+    """Date ticks on ``ax`` (``axis`` ``None``), else ``axis``'s bar-index ticks (:func:`shared_x`)."""
+    if axis is None:
+        date_axis(ax)
+    else:
+        use_bar_axis(ax, axis)
 
 
 def drawdown(values: npt.ArrayLike) -> npt.NDArray[np.float64]:

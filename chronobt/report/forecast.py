@@ -19,6 +19,8 @@ from chronobt.report.record import flatten
 from chronobt.report.sources import as_utc, load_history, read_json, read_table
 
 ROW_COLUMNS = ("step", "timestamp", "target", "median")
+#: Prefix of latest.parquet's raw quantile columns (``raw_0.1``), beside the issued (calibrated) ones.
+RAW_PREFIX = "raw_"
 #: History before the forecast: this many horizons of bars.
 HISTORY_HORIZONS = 3
 
@@ -44,6 +46,7 @@ def render_forecast(folder: Path) -> str:
     found = list(dict.fromkeys(frame["target"]))
     targets = [t for t in payload.get("targets") or found if t in found] or found
     levels = sorted((lv, col) for col in frame.columns if (lv := level_of(col)) is not None)
+    raw = raw_columns(frame, levels)
     horizon = int(frame["step"].max())
     history, note = load_history(payload.get("data"), folder)
     last = payload.get("last_bar") or {}
@@ -80,6 +83,9 @@ def render_forecast(folder: Path) -> str:
                 quantiles={lv: rows[col].to_numpy(dtype=np.float64) for lv, col in levels},
                 legend="inside" if k == 0 else "none",
                 closed_hours=closed_hours(payload.get("data")),
+                outline=None
+                if raw is None
+                else (rows[raw[0]].to_numpy(np.float64), rows[raw[1]].to_numpy(np.float64)),
             )
             ax.set_title(t)
         for ax in axes[len(targets) :]:
@@ -87,30 +93,65 @@ def render_forecast(folder: Path) -> str:
     body = figure(
         "forecast",
         chart.text,
-        f"Shaded central intervals (widest: 10-90%), median, and the last {bars} bars. {esc(note)}.",
+        f"Shaded central intervals (widest: 10-90%), median, and the last {bars} bars. {esc(note)}. "
+        + intervals_note(payload, raw is not None),
     )
     page.add("forecast", "Latest forecast", body)
-    page.add("numbers", "Forecast", _numbers(frame, targets, levels))
+    page.add("numbers", "Forecast", _numbers(frame, targets, levels, raw))
     page.add("record", "Run record", _record(payload, folder))
     return page.html()
 
 
-def _numbers(frame: pd.DataFrame, targets: list[str], levels: list[tuple[float, str]]) -> str:
+def raw_columns(frame: pd.DataFrame, levels: list[tuple[float, str]]) -> tuple[str, str] | None:
+    """The ``raw_<level>`` columns of the widest central band (the raw model's, beside calibrated
+    quantiles), or ``None`` when the forecast was not calibrated."""
+    bands = c.bands_of([lv for lv, _ in levels])
+    if not bands:
+        return None
+    named = {round(lv, 6): col for lv, col in levels}
+    lo, hi = (f"{RAW_PREFIX}{named[q]}" for q in bands[0])
+    return (lo, hi) if lo in frame.columns and hi in frame.columns else None
+
+
+def intervals_note(payload: dict[str, Any], calibrated: bool) -> str:
+    """Which band the page shows: the issued calibrated one (the raw one dashed), or the raw model's."""
+    record = payload.get("interval_calibration") or {}
+    if calibrated:
+        return (
+            "The bands and the median are the issued quantiles, calibrated on the resolved history windows; "
+            "the dashed lines are the raw model's 10-90% band (the raw_&lt;level&gt; columns)."
+        )
+    if record:
+        reason = record.get("reason")
+        return f"The bands are the raw model's{f': {esc(reason)}' if reason else ''}."
+    return ""
+
+
+def _numbers(
+    frame: pd.DataFrame, targets: list[str], levels: list[tuple[float, str]], raw: tuple[str, str] | None
+) -> str:
     target = "close" if "close" in targets else targets[0]
     rows = frame[frame["target"] == target]
     cols = [col for lv, col in levels if round(lv, 6) in (0.1, 0.9)] or [levels[0][1], levels[-1][1]]
+    extra = list(raw or ())
     body = [
         [
             str(r["step"]),
             esc(f"{r['timestamp']:%Y-%m-%d %H:%M}"),
             *(num(r[col], 6) for col in cols[:1]),
             num(r["median"], 6),
-            *(num(r[col], 6) for col in cols[1:]),
+            *(num(r[col], 6) for col in [*cols[1:], *extra]),
         ]
         for _, r in rows.iterrows()
     ]
     header = ["step", "timestamp (UTC)", f"q{cols[0]}", "median", *(f"q{col}" for col in cols[1:])]
-    return f"<h3>{esc(target)}</h3>" + table(header, body, left=2, scroll=True)
+    header += [f"raw q{col.removeprefix(RAW_PREFIX)}" for col in extra]
+    note = (
+        '<p class="note">q columns: the issued (calibrated) quantiles; raw: the model\'s own.</p>'
+        if raw
+        else ""
+    )
+    return f"<h3>{esc(target)}</h3>" + table(header, body, left=2, scroll=True) + note
 
 
 def _record(payload: dict[str, Any], folder: Path) -> str:

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from chronobt.report import charts as c
+from chronobt.report.axes import bar_positions, closed_hours
 from chronobt.report.page import esc, figure, num, pct, signed, table
 from chronobt.report.sources import as_utc, read_json, read_table
 from chronobt.runs.summary import BacktestSummary
@@ -99,27 +100,30 @@ def _table(blocks: dict[str, dict[str, Any]]) -> str:
 
 def _curves(run: BacktestRun, equity: pd.DataFrame, blocks: dict[str, dict[str, Any]]) -> str:
     hold = _hold_curve(run, equity)
+    every = [as_utc(equity["timestamp"]), *([] if hold is None else [hold.index])]
+    axis, x = c.shared_x(every, closed_hours=closed_hours(run.manifest.get("data")))
+    bottom = 0.08 if axis is None else 0.11  # room for the bar axis's label
     with c.Chart("strategies", (11, 4.8)) as chart:
-        ax, ax_dd = chart.grid(2, 1, sharex=True, height_ratios=(3, 1.3), margins=(0.07, 0.84, 0.08, 0.93))
+        ax, ax_dd = chart.grid(2, 1, sharex=True, height_ratios=(3, 1.3), margins=(0.07, 0.84, bottom, 0.93))
         for k, name in enumerate(blocks):
             rows = equity[equity["strategy"] == name]
             if rows.empty:
                 continue
-            t = c.utc(as_utc(rows["timestamp"]))
+            t = x(as_utc(rows["timestamp"]))
             values = rows["equity"].to_numpy(dtype=np.float64)
             colour = c.TARGET_COLOURS[k % len(c.TARGET_COLOURS)]
             ax.step(t, values, where="post", color=colour, lw=1.4, label=name)
             peak = np.maximum.accumulate(np.concatenate([[1.0], values]))[1:]
             ax_dd.step(t, (values / peak - 1.0) * 100, where="post", color=colour, lw=1.0, label=name)
         if hold is not None:
-            ht, hv = c.utc(hold.index), hold.to_numpy(dtype=np.float64)
+            ht, hv = x(hold.index), hold.to_numpy(dtype=np.float64)
             ax.plot(ht, hv, color=c.ACTUAL, lw=1.0, alpha=0.8, label="buy and hold")
             ax_dd.plot(ht, (hv / np.maximum.accumulate(hv) - 1.0) * 100, color=c.ACTUAL, lw=0.9)
         ax.axhline(1.0, color=c.CONTEXT, lw=0.8, ls=":")
         ax.set_title("Equity (from 1) of every strategy against buy and hold")
         ax.legend(loc="upper left", bbox_to_anchor=(1.005, 1.0))
         ax_dd.set_ylabel("drawdown %")
-        c.date_axis(ax_dd)
+        c.label_x(ax_dd, axis)
     return figure(
         "strategies",
         chart.text,
@@ -150,19 +154,25 @@ def _latest_fan(run: BacktestRun, trades: pd.DataFrame) -> str | None:
     with c.Chart("latest-fan", (11, 3.8)) as chart:
         (ax,) = chart.grid(margins=(0.07, 0.84, 0.1, 0.9))
         ctx = context_before(run, i, "close", 2 * run.horizon)
-        c.fan(
+        _, axis = c.fan(
             ax,
             history_t=c.utc(ctx.index),
             history_y=ctx.to_numpy(dtype=np.float64),
             future_t=c.utc(run.times(i)),
             quantiles={lv: run.quantiles[i, v, k] for k, lv in enumerate(run.levels)},
             actual=run.actual[i, v],
+            closed_hours=closed_hours(run.manifest.get("data")),
         )
+
+        def x(when: Any) -> Any:  # a fill's time where the fan drew it (a bar-index axis: its bar)
+            times = c.utc(pd.DatetimeIndex([when]))
+            return times if axis is None else bar_positions(axis, times)
+
         for k, r in enumerate(mine.itertuples(index=False)):
             colour = c.TARGET_COLOURS[k % len(c.TARGET_COLOURS)]
             limit = str(r.strategy).startswith("range")
             ax.scatter(
-                c.utc(pd.DatetimeIndex([r.entry_time])),
+                x(r.entry_time),
                 [r.entry],
                 marker="o",
                 facecolors="none" if limit else colour,
@@ -172,7 +182,7 @@ def _latest_fan(run: BacktestRun, trades: pd.DataFrame) -> str | None:
                 label=f"{r.strategy} {r.side} entry",
             )
             ax.scatter(
-                c.utc(pd.DatetimeIndex([r.exit_time])),
+                x(r.exit_time),
                 [r.exit],
                 marker=_MARKERS.get(str(r.exit_reason), "x"),
                 color=colour,
