@@ -142,7 +142,8 @@ def _hold_curve(run: BacktestRun, equity: pd.DataFrame) -> pd.Series | None:
 
 
 def _latest_fan(run: BacktestRun, trades: pd.DataFrame) -> str | None:
-    """The latest window's close fan with each strategy's entry (circle; hollow: a limit fill) and exit
+    """The latest window's close fan (the issued quantiles, which the strategies trade) with each strategy's
+    entry (circle; hollow: a limit fill) and exit
     (by reason: target up, stop down, horizon square)."""
     if "close" not in run.targets or trades.empty or "entry_time" not in trades.columns:
         return None
@@ -159,7 +160,7 @@ def _latest_fan(run: BacktestRun, trades: pd.DataFrame) -> str | None:
             history_t=c.utc(ctx.index),
             history_y=ctx.to_numpy(dtype=np.float64),
             future_t=c.utc(run.times(i)),
-            quantiles={lv: run.quantiles[i, v, k] for k, lv in enumerate(run.levels)},
+            quantiles={lv: run.issued[i, v, k] for k, lv in enumerate(run.levels)},
             actual=run.actual[i, v],
             closed_hours=closed_hours(run.manifest.get("data")),
         )
