@@ -102,7 +102,7 @@ def test_bad_strategies_are_one_line_config_errors(text: str, message: str) -> N
 def test_a_level_outside_the_forecast_levels_names_the_quantiles_to_add() -> None:
     with pytest.raises(ConfigError, match=r"needs the 0.05 quantile.*--quantiles 0.05,0.1"):
         check_strategies(parse_strategies("range"), targets=TARGETS, quantiles=(0.1, 0.5, 0.9))
-    with pytest.raises(ConfigError, match="add it to --targets"):
+    with pytest.raises(ConfigError, match="low and high; add them to --targets"):
         check_strategies(parse_strategies("range"), targets=("close",), quantiles=LEVELS)
     check_strategies(parse_strategies("band:level=0.25"), targets=TARGETS, quantiles=(0.1, 0.5, 0.9))
 
