@@ -119,8 +119,13 @@ def cut_and_forecast(
     real next bars)."""
     local = index.tz_convert(NY).tz_localize(None)
     k = int(np.searchsorted(local, pd.Timestamp(cut) + pd.Timedelta(days=0 if before else 1)))
+    return forecast_first(index, k, tmp_path)
+
+
+def forecast_first(index: pd.DatetimeIndex, k: int, tmp_path: Path, *, start: int = 0) -> tuple[list, list]:
+    """(24 forecast timestamps of a file holding bars ``start:k`` of ``index``, the 24 real next bars)."""
     path = tmp_path / "SPY.parquet"
-    good_frame(k).assign(timestamp=index[:k]).to_parquet(path, index=False)
+    good_frame(k - start).assign(timestamp=index[start:k]).to_parquet(path, index=False)
     ohlc = load_ohlc(path)
     assert ohlc.trading_calendar == "XNYS"
     return list(ohlc.future_timestamps(ohlc.index[-1], 24)), list(index[k : k + 24])
@@ -136,6 +141,82 @@ def test_forecast_timestamps_of_extended_hours_stocks_are_the_real_next_bars(
 ) -> None:
     future, real = cut_and_forecast(xnys_bars(layout), cut, tmp_path, before=before)
     assert future == real
+
+
+LAYOUTS = {
+    "half-hours": half_hours,
+    "yahoo-like": yahoo_like,
+    "early-without-last-bar": early_without_last_bar,
+    "short-eves": short_eves,
+    "short-fridays": short_fridays,
+    "cut-at-utc-midnight": after_market_cut_at_utc_midnight,
+    "audit-like": audit_like,
+}
+
+# New York wall times inside a session (the file keeps the bars up to and including it): early closes in
+# summer (each the file's first of its summer) and winter, holiday eves, the first sessions after DST
+# starts and ends, pre- and after-market, and ordinary days
+INSIDE = [
+    "2023-05-17 12:00",
+    "2023-07-03 10:30",
+    "2023-07-03 12:00",
+    "2023-11-24 11:00",
+    "2024-07-03 10:00",
+    "2024-11-29 12:15",
+    "2023-11-22 13:00",
+    "2023-11-22 17:00",
+    "2023-12-22 11:30",
+    "2024-03-28 14:00",
+    "2024-11-27 10:45",
+    "2023-03-13 11:00",
+    "2023-11-06 13:00",
+    "2024-03-11 07:00",
+    "2024-03-11 12:30",
+    "2024-11-04 10:00",
+]
+
+
+def cut_inside(index: pd.DatetimeIndex, at: str) -> int:
+    """The number of bars of ``index`` up to New York wall time ``at``, checked to end inside a session."""
+    local = index.tz_convert(NY).tz_localize(None)
+    k = int(np.searchsorted(local, pd.Timestamp(at), side="right"))
+    assert local[k - 1].date() == local[k].date() == pd.Timestamp(at).date()
+    return k
+
+
+@pytest.mark.parametrize("layout", LAYOUTS.values(), ids=LAYOUTS.keys())
+@pytest.mark.parametrize("at", INSIDE)
+def test_a_file_that_ends_inside_a_session_forecasts_the_rest_of_it_and_the_next_sessions(
+    tmp_path: Path, at: str, layout: Day
+) -> None:
+    index = xnys_bars(layout)
+    future, real = forecast_first(index, cut_inside(index, at), tmp_path)
+    assert future == real
+
+
+@pytest.mark.parametrize("at", ["2023-03-13 07:00", "2023-03-13 11:00", "2023-03-13 17:30"])
+def test_a_file_that_ends_inside_its_first_summer_session_reads_it_from_its_winter_sessions(
+    tmp_path: Path, at: str
+) -> None:
+    index = xnys_bars(half_hours)
+    start = int(np.searchsorted(index, pd.Timestamp("2022-12-01", tz=NY)))
+    future, real = forecast_first(index, cut_inside(index, at), tmp_path, start=start)
+    assert future == real
+
+
+@pytest.mark.parametrize("at", ["2023-07-03 10:30", "2023-11-22 17:00", "2024-03-11 12:30"])
+def test_the_session_a_file_ends_inside_teaches_no_shape(at: str) -> None:
+    index = xnys_bars(audit_like)
+    k = cut_inside(index, at)
+    first = int(np.searchsorted(index.tz_convert(NY).tz_localize(None), pd.Timestamp(at).normalize())) + 1
+    inside, at_first_bar = learn_hours("XNYS", index[:k]), learn_hours("XNYS", index[:first])
+    assert inside.changes == at_first_bar.changes
+    assert inside.per_session == at_first_bar.per_session
+    shapes = [(inside.pooled, at_first_bar.pooled)]
+    for mine, theirs in ((inside.regimes, at_first_bar.regimes), (inside.weekdays, at_first_bar.weekdays)):
+        assert mine.keys() == theirs.keys()
+        shapes += [(mine[key], theirs[key]) for key in mine]  # type: ignore[index]
+    assert all(a.keys() == b.keys() for a, b in shapes)
 
 
 @pytest.mark.parametrize("before", [False, True], ids=["cut-after", "cut-before"])

@@ -18,6 +18,11 @@ learned as changes to their normal shape: offsets that the last :data:`RARE_LAST
 (say, no partial bar before an early close, or an after-market that ends early before a holiday). A file
 with no such day yet treats one as a normal session (regular bars cut at the early close, after-market
 bars from it).
+
+The file's last session teaches no shape, whatever its kind: the file may end inside it (a forecast run
+while the session is open), so its missing later bars say nothing. It only fixes where the forecast
+starts: the coming bars of that session follow the shape learned from the sessions before it. (A file of
+one session is read from that session.)
 """
 
 from __future__ import annotations
@@ -204,11 +209,18 @@ class _Bars:
 
 
 def learn(index: pd.DatetimeIndex, table: pd.DataFrame, tz: str) -> HoursPattern:
-    """The :class:`HoursPattern` of the bars ``index`` (sorted UTC) on the session ``table``."""
+    """The :class:`HoursPattern` of the bars ``index`` (sorted UTC) on the session ``table``.
+
+    The last session held is left out (it may be partial) unless it is the only one; ``pooled`` still
+    follows its regime.
+    """
     bars = _Bars.of(index, table, tz)
     held, per = np.unique(bars.pos, return_counts=True)
     if len(held) == 0:
         return HoursPattern(Shape(), {}, {}, {}, 1.0)
+    last_regime = int(table["regime"].to_numpy()[held[-1]])
+    if len(held) > 1:  # the last session may still be open: it only places the forecast's start
+        held, per = held[:-1], per[:-1]
     info = table.iloc[held]
     dates = pd.DatetimeIndex(info.index)
     kinds, regime, weekday = (info[c].to_numpy() for c in ("kind", "regime", "weekday"))
@@ -224,7 +236,7 @@ def learn(index: pd.DatetimeIndex, table: pd.DataFrame, tz: str) -> HoursPattern
             if np.sum(day) >= _MIN_SESSIONS:
                 weekdays[(int(r), int(w))] = bars.shape(held[day], _SHARE)
     recent = dates > dates[-1] - RECENT
-    pooled = regimes.get(int(regime[-1]), bars.shape(held[recent], _SHARE))
+    pooled = regimes.get(last_regime, bars.shape(held[recent], _SHARE))
     pattern = HoursPattern(pooled, regimes, weekdays, {}, float(np.median(per[recent])))
     changes = {
         (k, r): _change(bars, pattern, info, held, (kinds == k) & ((regime == r) if r is not None else True))
@@ -251,20 +263,12 @@ def _change(
         normal = pattern.normal(int(session["regime"]), int(session["weekday"]))
         ref = normal.keys(regular_before=int(session["close"] - session["open"]))
         seen = bars.keys(int(held[row]))
-        if row == len(held) - 1:  # the file may end inside its last session: nothing after it is missing
-            ref = {k for k in ref if _at(k, session) <= max(_at(k, session) for k in seen)}
         expected.update(ref)
         missing.update(ref - seen)
         extra.update(seen - ref)
     dropped = {k for k, n in missing.items() if n >= _RARE_SHARE * expected[k]}
     added = {k for k, n in extra.items() if n >= _RARE_SHARE * len(rows)}
     return Change(dropped=frozenset(dropped), added=frozenset(added))
-
-
-def _at(key: Key, session: pd.Series) -> int:
-    """The local wall time (ns) of the bar ``key`` in ``session`` (a :func:`session_table` row)."""
-    part, offset = key
-    return int(session["close" if part == _POST else "open"]) + offset
 
 
 def future_bars(pattern: HoursPattern, table: pd.DataFrame, tz: str) -> np.ndarray:

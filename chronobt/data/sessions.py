@@ -161,7 +161,7 @@ def session_pattern(name: str, index: pd.DatetimeIndex) -> dict[str, Any]:
     Returns ``{"pre": [k], "regular": [k], "post": [k], "per_session": float}``: int64 ns local offsets
     of pre-market bars from the open (negative), of regular bars from the open, and of bars at or after
     the close from the close (see :mod:`chronobt.data.exchange_hours`); ``per_session`` is the median
-    number of bars per recent session.
+    number of bars per recent session (the file's last, possibly still open, session left out).
     """
     pattern = learn_hours(name, index)
     pooled = pattern.pooled
@@ -178,7 +178,9 @@ def future_intraday(name: str, index: pd.DatetimeIndex, after: pd.Timestamp, n: 
 
     Each coming session (holidays skipped) gets the bars of its kind and weekday (see
     :mod:`chronobt.data.exchange_hours`) at local offsets from its open and close: regular bars stop at
-    the (early) close, after-market bars follow it, and daylight saving time moves nothing.
+    the (early) close, after-market bars follow it, and daylight saving time moves nothing. When
+    ``index`` ends inside a session, that session's remaining bars come first, on the shape learned
+    from the sessions before it.
     """
     pattern = learn_hours(name, index)
     per = pattern.most_bars()
