@@ -7,6 +7,11 @@ forecasts and every score in the track's ``metrics.json`` equal a stride-1 ``bac
 over the same origins: a forecast written before its outcome existed scores as the backtest did, so the
 backtest saw no future.
 
+Each forecast also records ``--strategy sign,band,range`` orders: deciding again from its archived
+quantiles gives exactly those orders, every complete forecast's orders are filled as the backtest's fill
+function fills them on the same bars (``orders.parquet``), and on the backtest's decision grid they equal
+the backtest's trades (to the forecasts' float32 rounding, rtol 1e-6).
+
 Tolerances. Pointwise (``none``): every quantile is the exact inverse of the model's, so forecasts agree
 to float32 rounding of the model's output (rtol 1e-6); the scores, summed in another order, to 1e-9
 relative. Path-sampled (``differencing``): quantiles are read from ``--paths`` sample paths; each quantile
@@ -36,7 +41,8 @@ from chronobt.runs.track import run_track
 
 REPO_DATA = Path(__file__).resolve().parents[1] / "data"
 HORIZON, CONTEXT, FIRST, APPENDS = 3, 96, 200, 30
-LEVELS = ["0.1", "0.2", "0.3", "0.4", "0.5", "0.6", "0.7", "0.8", "0.9"]
+LEVELS = ["0.05", "0.1", "0.2", "0.3", "0.4", "0.5", "0.6", "0.7", "0.8", "0.9"]
+STRATEGIES = ("sign", "band", "range")  # market orders at the next open, and range's limit orders
 SCORES = ("metrics", "per_step", "baselines", "skill", "significance", "trading")
 
 
@@ -47,6 +53,8 @@ def _options(data: Path, out: Path) -> dict[str, Any]:
         "targets": ("high", "low", "close"),
         "dependence": "independent",
         "calibrate": "none",  # explicit: the default may become a calibration
+        "quantiles": tuple(float(q) for q in LEVELS),
+        "strategies": STRATEGIES,  # forecast --strategy: each forecast records its orders
         "seed": 7,
         "data_dir": data,
         "output_dir": out,
@@ -55,7 +63,8 @@ def _options(data: Path, out: Path) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def cron(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> dict[str, Any]:
-    """Thirty cron runs (append a bar, forecast two labels, track), then a backtest per label."""
+    """Thirty cron runs (append a bar, forecast two labels with strategy orders, track), then a backtest
+    per label with the same options."""
     root = tmp_path_factory.mktemp("cron")
     data, out = root / "data", root / "out"
     data.mkdir()
@@ -193,3 +202,107 @@ def test_the_report_of_a_track_folder_draws_bands_coverage_skill_and_both_loss_d
     ):
         assert text in page, text
     assert page.count("<svg") == 1 and ">backtest<" in page
+
+
+def _entries(cron: dict[str, Any], label: str) -> list[dict[str, Any]]:
+    from chronobt.runs.archive import read_index
+
+    entries = [e for e in read_index(cron["out"] / "forecast" / "BTCUSD").entries if e["label"] == label]
+    assert len(entries) == APPENDS and all(len(e["orders"]) == len(STRATEGIES) for e in entries)
+    return entries
+
+
+def _archived_quantiles(cron: dict[str, Any], entry: dict[str, Any]) -> np.ndarray:
+    """``[1, v, Q, h]``: the archived file's quantiles, as the forecast decided on them."""
+    frame = pd.read_parquet(cron["out"] / "forecast" / "BTCUSD" / entry["file"])
+    q = np.full((1, len(entry["targets"]), len(LEVELS), HORIZON), np.nan)
+    for v, target in enumerate(entry["targets"]):
+        rows = frame[frame["target"] == target].sort_values("step")
+        for k, level in enumerate(LEVELS):
+            q[0, v, k] = rows[level].to_numpy(dtype=np.float64)
+    return q
+
+
+@pytest.mark.parametrize("label", ["none", "differencing"])
+def test_deciding_again_from_every_archived_forecast_gives_exactly_its_recorded_orders(
+    cron: dict[str, Any], label: str
+) -> None:
+    from chronobt.data import load_ohlc
+    from chronobt.evaluation.strategies import orders_for_forecast
+
+    ohlc = load_ohlc("BTCUSD", cron["data"])
+    close = ohlc.frame["close"]
+    config = ForecastConfig(symbols=("BTCUSD",), preaug=label, **_options(cron["data"], cron["out"]))
+    for entry in _entries(cron, label):  # the pending ones too
+        last_close = float(close.loc[pd.Timestamp(entry["origin"])])
+        again = orders_for_forecast(_archived_quantiles(cron, entry), last_close, config, entry["targets"])
+        assert again == entry["orders"], entry["file"]
+    block = cron["tracked"][label].metrics["orders"]
+    assert list(block) == list(STRATEGIES)
+    for name, row in block.items():
+        assert row["decisions"] == {"agree": APPENDS - HORIZON, "differ": 0, "files": []}, name
+        assert (row["forecasts"], row["pending"]) == (APPENDS - HORIZON, HORIZON), name
+
+
+def test_every_complete_forecasts_orders_are_filled_by_the_backtests_fill_rules(cron: dict[str, Any]) -> None:
+    from chronobt.data import load_ohlc
+    from chronobt.evaluation.fills import REASONS, Bars, Costs, fill, trade_returns
+    from chronobt.evaluation.strategies import ForecastView, decide, parse_strategies
+
+    ohlc = load_ohlc("BTCUSD", cron["data"])
+    frame, index = ohlc.frame, pd.DatetimeIndex(ohlc.frame.index)
+    entries = _entries(cron, "none")
+    orders = pd.read_parquet(cron["tracked"]["none"].folder / "orders.parquet")
+    complete = [e for e in entries if index.get_loc(pd.Timestamp(e["origin"])) + HORIZON < len(index)]
+    assert len(complete) == APPENDS - HORIZON
+    assert len(orders) == len(complete) * len(STRATEGIES)
+    assert set(orders["file"]) == {e["file"] for e in complete}  # the pending forecasts: no row yet
+    at = np.array([index.get_loc(pd.Timestamp(e["origin"])) for e in complete])
+    rows = at[:, None] + np.arange(HORIZON + 1)
+    bars = Bars(
+        **{c: frame[c].to_numpy(dtype=np.float64)[rows] for c in ("open", "high", "low", "close")},
+        real=~ohlc.filled[rows],
+    )
+    view = ForecastView(
+        price_q=np.concatenate([_archived_quantiles(cron, e) for e in complete]),
+        targets=("high", "low", "close"),
+        levels=tuple(float(q) for q in LEVELS),
+        reference=bars.close[:, 0],
+    )
+    for strategy in parse_strategies(STRATEGIES):
+        expected = decide(strategy, view, cost=10 / 10_000, allow_short=False)
+        fills = fill(expected, bars, entry="next-open")
+        net = trade_returns(expected, fills, Costs(fee_bps=10.0), bars_per_year=ohlc.bars_per_year).net
+        live = orders[orders["strategy"] == strategy.label].set_index("file")
+        live = live.loc[[e["file"] for e in complete]]
+        np.testing.assert_array_equal(live["filled"], fills.traded)
+        np.testing.assert_array_equal(live["entry"], fills.entry_price)
+        np.testing.assert_array_equal(live["exit"], np.where(fills.traded, fills.exit_price, np.nan))
+        np.testing.assert_array_equal(live["exit_reason"], np.asarray(REASONS)[fills.reason])
+        np.testing.assert_array_equal(live["net_return"], np.where(fills.traded, net, 0.0))
+        traded = np.flatnonzero(fills.traded)
+        for name, bar, price in (("entry", fills.entry_bar, "entry"), ("exit", fills.exit_bar, "exit")):
+            low, high = bars.low[traded, bar[traded]], bars.high[traded, bar[traded]]
+            prices = live[price].to_numpy()[traded]
+            assert ((low <= prices) & (prices <= high)).all(), (strategy.label, name)
+    assert orders["filled"].any() and (orders.loc[orders["filled"], "order"] == "limit").any()
+
+
+def test_the_live_orders_on_the_backtests_decision_grid_equal_the_backtests_trades(
+    cron: dict[str, Any],
+) -> None:
+    live = pd.read_parquet(cron["tracked"]["none"].folder / "orders.parquet")
+    trades = pd.read_parquet(cron["backtests"]["none"].folder / "trades.parquet")
+    assert len(trades) > 0
+    keys = ["strategy", "origin"]
+    joined = trades.merge(live, on=keys, suffixes=("_bt", ""), how="left", validate="one_to_one")
+    assert joined["filled"].all()
+    for col in ("side", "entry_time", "exit_time", "exit_reason"):
+        assert (joined[col] == joined[f"{col}_bt"]).all(), col
+    for col in ("size", "entry", "exit", "costs", "net_return"):
+        np.testing.assert_allclose(joined[col], joined[f"{col}_bt"], rtol=1e-6, atol=1e-12)
+    forecasts = pd.read_parquet(cron["backtests"]["none"].folder / "forecasts.parquet")
+    origins = np.sort(forecasts["origin"].unique())
+    grid = origins[::-1][::HORIZON]  # the backtest's decision points: every horizon-th origin from the last
+    on_grid = live[live["origin"].isin(grid) & live["filled"]]
+    assert len(on_grid) == len(trades)  # and no live fill on the grid that the backtest did not trade

@@ -26,7 +26,7 @@ from chronobt.runs.track import run_track
 from tests.synthetic import ohlc_frame
 
 HORIZON = 4
-TRACKED = ("ledger.parquet", "metrics.json", "trades.parquet", "manifest.json")
+TRACKED = ("ledger.parquet", "metrics.json", "trades.parquet", "orders.parquet", "manifest.json")
 
 
 @pytest.fixture(scope="module")
@@ -39,8 +39,9 @@ def bars() -> pd.DataFrame:
     return ohlc_frame(200, seed=3)
 
 
-def _forecast(data: Path, out: Path, engine: Chronos2Engine, preaug: str = "none") -> None:
+def _forecast(data: Path, out: Path, engine: Chronos2Engine, preaug: str = "none", **trading: Any) -> None:
     config = ForecastConfig(
+        **trading,
         symbols=("AAA",),
         preaug=preaug,
         horizon=HORIZON,
@@ -53,13 +54,15 @@ def _forecast(data: Path, out: Path, engine: Chronos2Engine, preaug: str = "none
     assert not run_forecast(config, engine=engine).failures
 
 
-def _grow(root: Path, bars: pd.DataFrame, engine: Chronos2Engine, sizes: range) -> tuple[Path, Path]:
-    """Cron: for each size, write the first ``size`` bars and forecast."""
+def _grow(
+    root: Path, bars: pd.DataFrame, engine: Chronos2Engine, sizes: range, **trading: Any
+) -> tuple[Path, Path]:
+    """Cron: for each size, write the first ``size`` bars and forecast (``trading``: --strategy etc.)."""
     data, out = root / "data", root / "out"
     data.mkdir(parents=True, exist_ok=True)
     for n in sizes:
         bars.iloc[:n].to_parquet(data / "AAA.parquet", index=False)
-        _forecast(data, out, engine)
+        _forecast(data, out, engine, **trading)
     return data, out
 
 
@@ -187,6 +190,34 @@ def test_a_bar_missing_from_the_data_is_resolved_but_never_an_actual(
     other = ledger[ledger["timestamp"] != gap]
     assert other["actual"].notna().all() and not other["filled"].any()
     assert result.metrics["filled"]["actual_bars"] == len(at_gap) // 4
+
+
+def test_a_forward_filled_bar_never_fills_a_live_order_and_a_revised_origin_close_is_a_differing_decision(
+    tmp_path: Path, bars: pd.DataFrame, engine: Chronos2Engine
+) -> None:
+    data, out = _grow(
+        tmp_path, bars, engine, range(150, 156), strategies=("sign", "kelly:cap=1e6"), allow_short=True
+    )
+    gap, revised_at = bars["timestamp"].iloc[157], bars["timestamp"].iloc[151]
+    changed = bars.iloc[:162].copy()
+    ohlc = ["open", "high", "low", "close"]
+    changed.loc[changed.index[151], ohlc] *= 1.01  # the vendor revises an origin's bar
+    changed.drop(index=157).to_parquet(data / "AAA.parquet", index=False)  # bar 157 forward-filled at load
+    result = _track(data, out)
+    orders = pd.read_parquet(result.folder / "orders.parquet")
+    assert set(orders["strategy"]) == {"sign", "kelly:cap=1e+06"} and orders["filled"].any()
+    filled = orders[orders["filled"]]
+    assert not (filled["entry_time"] == gap).any() and not (filled["exit_time"] == gap).any()
+    horizon_end = orders["origin"] + pd.Timedelta(hours=HORIZON)
+    ends_in_gap = orders[horizon_end == gap]
+    assert len(ends_in_gap) and not ends_in_gap["tradable"].any() and not ends_in_gap["filled"].any()
+    kelly = orders[(orders["strategy"] == "kelly:cap=1e+06") & (orders["side"] != "flat")]
+    assert (kelly["origin"] == revised_at).any(), "the revised origin's kelly order should be placed"
+    differ = result.metrics["orders"]["kelly:cap=1e+06"]["decisions"]
+    assert differ["files"] == orders.loc[~orders["agrees"], "file"].tolist()
+    assert set(orders.loc[~orders["agrees"], "origin"]) == {revised_at}  # kelly's size reads that close
+    assert differ["differ"] == 1 and result.metrics["orders"]["sign"]["decisions"]["differ"] == 0
+    assert orders.loc[orders["origin"] == revised_at, "revised"].all()
 
 
 def test_an_archive_from_before_the_index_gets_one_line_on_what_to_do(tmp_path: Path) -> None:

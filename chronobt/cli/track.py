@@ -65,7 +65,8 @@ def track(
 ) -> None:
     """Score every archived forecast whose bars have arrived, beside the backtest it came from.
 
-    Writes <output-dir>/track/<SYMBOL>/<label>/ledger.parquet, metrics.json, trades.parquet, manifest.json.
+    Writes <output-dir>/track/<SYMBOL>/<label>/ledger.parquet, metrics.json, trades.parquet,
+    orders.parquet, manifest.json.
     """
     options = locals()
     with command_context(**ui_options(options)) as ui:
@@ -111,9 +112,11 @@ def _row(metrics: dict[str, Any], target: str) -> list[str]:
 
 
 def render(ui: Ui, report: TrackReport) -> None:
-    """--json: each label's counts, scores and drift; otherwise a table on close (nothing with --quiet)."""
+    """--json: each label's counts, scores, drift and orders; otherwise a table on close (nothing with
+    --quiet)."""
     if ui.json:
-        keys = ("forecasts", "windows", "pending", "metrics", "skill", "significance", "drift", "revised")
+        keys: tuple[str, ...] = ("forecasts", "windows", "pending", "metrics", "skill", "significance")
+        keys += ("drift", "revised", "orders")
         ui.print_json(
             {
                 "results": [

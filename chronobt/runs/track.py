@@ -9,7 +9,9 @@ baselines from the bars up to each origin, Diebold-Mariano tests, the trading vi
 backtest of the same label, model and horizon when one exists (:mod:`chronobt.evaluation.drift`).
 
 Outputs per symbol and label under ``<output-dir>/track/<SYMBOL>/<label>/``: ``ledger.parquet``,
-``metrics.json``, ``trades.parquet`` and ``manifest.json``, published together (:mod:`chronobt.publish`).
+``metrics.json``, ``trades.parquet`` (the trading view's, on the backtest's decision grid),
+``orders.parquet`` (every forecast's own recorded orders filled, :mod:`chronobt.runs.track_orders`) and
+``manifest.json``, published together (:mod:`chronobt.publish`).
 A rerun re-reads only the forecasts not yet complete (the complete ones' rows are kept from the
 ledger) and writes nothing when no file would change, so its files stay byte-identical.
 """
@@ -38,12 +40,13 @@ from chronobt.publish import publish, published_path
 from chronobt.runs.archive import INDEX_NAME, index_path, legacy_files, legacy_message, read_index
 from chronobt.runs.results import data_record, forecast_folder, now_iso
 from chronobt.runs.track_ledger import Shape, archived_rows, complete_files, refusal, resolve, revisions
+from chronobt.runs.track_orders import score_orders
 from chronobt.runs.track_score import score_label
 
 logger = logging.getLogger(__name__)
 
 #: The files of a track folder, published together (``manifest.json`` last in the list, not compared).
-FILES = ("ledger.parquet", "metrics.json", "trades.parquet")
+FILES = ("ledger.parquet", "metrics.json", "trades.parquet", "orders.parquet")
 
 
 @dataclass
@@ -188,9 +191,11 @@ def track_label(
         label=label,
         config=config,
     )
+    orders, summary["orders"] = score_orders(ledger, ohlc, shape, scored_entries, fee_bps=config.fee_bps)
     summary["refused"] = list(refused.values())
     files = {e["file"]: e["sha256"] for e in scored_entries}
-    written = _write(out, ledger, summary, trades, ohlc, files, config, command)
+    tables = {"trades.parquet": trades, "orders.parquet": orders}
+    written = _write(out, ledger, summary, tables, ohlc, files, config, command)
     return LabelTrack(symbol=ohlc.symbol, label=label, folder=out, metrics=summary, written=written)
 
 
@@ -262,7 +267,7 @@ def _write(
     out: Path,
     ledger: pd.DataFrame,
     summary: dict[str, Any],
-    trades: pd.DataFrame | None,
+    tables: Mapping[str, pd.DataFrame | None],
     ohlc: OHLC,
     files: dict[str, str],
     config: TrackConfig,
@@ -272,7 +277,7 @@ def _write(
     content = {
         "ledger.parquet": _parquet_bytes(ledger),
         "metrics.json": (json.dumps(summary, default=str, allow_nan=True) + "\n").encode(),
-        "trades.parquet": _parquet_bytes(trades if trades is not None else pd.DataFrame()),
+        **{name: _parquet_bytes(t if t is not None else pd.DataFrame()) for name, t in tables.items()},
     }
     try:
         if all(published_path(out, name).read_bytes() == data for name, data in content.items()):

@@ -8,8 +8,9 @@ between scored origins, the Diebold-Mariano overlap), ``first_origin``, ``last_o
 backtest's ``metrics.json``: ``metrics``, ``per_step``, ``baselines``, ``skill``, ``significance``,
 ``trading``, ``filled``; then ``revised`` {``count``, ``files``}, ``dropped`` (complete forecasts not
 scored: origin gone from the data file, or every step forward-filled), ``drift`` (per target, or null),
-``drift_backtest`` (the backtest compared, or why none was), ``orders`` (strategy orders: not scored yet,
-null), ``refused`` (one line per archived file refused).
+``drift_backtest`` (the backtest compared, or why none was), ``orders`` (every forecast's own recorded
+strategy orders filled, per strategy: :mod:`chronobt.runs.track_orders`; null without orders),
+``refused`` (one line per archived file refused).
 """
 
 from __future__ import annotations
@@ -89,7 +90,7 @@ def score_label(
     summary["revised"] = {"count": len(revised), "files": revised}
     summary["dropped"] = list(scored.dropped) if scored is not None else []
     summary["drift"], summary["drift_backtest"] = _drift(scored, ohlc, shape, label, latest, config)
-    summary["orders"] = None  # strategy orders (forecast --strategy): the hook for their live scoring
+    summary["orders"] = None  # the recorded orders' block (chronobt.runs.track_orders), set by the caller
     return summary, trades
 
 
