@@ -237,7 +237,8 @@ def trading_lines(trading: Mapping[str, Any] | None) -> list[str]:
         costs = (t.get("costs") or {}).get("total")
         lines.append(
             f"trading {name}: total {_pct(t.get('total_return'))} vs buy-and-hold "
-            f"{_pct(t.get('buy_and_hold'))}, sharpe {_fmt(t.get('sharpe'), 2)} ({n} trades{mark}), "
+            f"{_pct(t.get('buy_and_hold'))}, sharpe {_fmt(t.get('sharpe'), 2)} "
+            f"({n} trade{'' if n == 1 else 's'}{mark}), "
             f"max drawdown {_fmt(drawdown and 100 * drawdown, 2)}%, costs {_pct(costs)}"
         )
     return lines

@@ -72,7 +72,7 @@ def _statistics(trading: dict[str, dict[str, Any]]) -> str:
     def sharpe(t: dict[str, Any]) -> str:
         n = int(t.get("n_trades") or 0)
         few = f' <span class="neg">! fewer than {FEW_TRADES} trades</span>' if n < FEW_TRADES else ""
-        return f"{num(t.get('sharpe'), 3)} ({n} trades){few}"
+        return f"{num(t.get('sharpe'), 3)} ({n} trade{'' if n == 1 else 's'}){few}"
 
     def interval(t: dict[str, Any]) -> str:
         ci = t.get("sharpe_ci95") or [None, None]
