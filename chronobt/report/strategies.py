@@ -143,8 +143,7 @@ def _hold_curve(run: BacktestRun, equity: pd.DataFrame) -> pd.Series | None:
 
 def _latest_fan(run: BacktestRun, trades: pd.DataFrame) -> str | None:
     """The latest window's close fan (the issued quantiles, which the strategies trade) with each strategy's
-    entry (circle; hollow: a limit fill) and exit
-    (by reason: target up, stop down, horizon square)."""
+    entry (circle; hollow: a limit fill) and exit (by reason: target up, stop down, horizon square)."""
     if "close" not in run.targets or trades.empty or "entry_time" not in trades.columns:
         return None
     from chronobt.report.backtest_data import context_before
