@@ -55,8 +55,8 @@ def main(argv: list[str] | None = None) -> int:
         engines: dict[tuple[str, int], Chronos2Engine] = {}
         for kind in KINDS:
             for size in sizes:
-                config = EngineConfig(
-                    model=str(model_dir), device=args.device, compile="off", batch_size=size
+                config = EngineConfig(  # chronos' model and its views: what this compares
+                    model=str(model_dir), device=args.device, compile="off", batch_size=size, native=False
                 )
                 engine = Chronos2Engine(config)
                 engine.views.block_diagonal_layout = kind != "dense"

@@ -28,7 +28,9 @@ def contexts() -> np.ndarray:
 
 
 def _engine(model_dir: Path) -> Chronos2Engine:
-    return Chronos2Engine(EngineConfig(model=str(model_dir), device="cpu", compile="off", batch_size=8))
+    return Chronos2Engine(
+        EngineConfig(model=str(model_dir), device="cpu", compile="off", native=False, batch_size=8)
+    )
 
 
 def chronos_predict(pipeline: object, contexts: np.ndarray, horizon: int) -> np.ndarray:

@@ -12,7 +12,7 @@ import typer
 from transformers.utils import logging as hf_logging
 from typer.testing import CliRunner
 
-import chronobt.engine.core as engine_mod
+import chronobt.engine.stack as engine_mod
 from chronobt.cli import app
 from chronobt.cli import backtest as backtest_cli
 from chronobt.cli import forecast as forecast_cli
@@ -261,6 +261,7 @@ def test_command_loads_the_model_without_transformers_bar_and_restores_it_after(
     def forecast(model: Path, out: str) -> Any:
         args = ["forecast", "AAA", "--horizon", "8", "--context", "128", "--model", str(model)]
         args += ["--device", "cpu", "--compile", "off", "--data-dir", str(tmp_path / "data")]
+        args += ["--cache-dir", str(tmp_path / "cache")]  # a new cache: chronos loads once, to check
         return CliRunner().invoke(app, [*args, "--output-dir", str(tmp_path / out)])
 
     before = hf_logging.is_progress_bar_enabled()

@@ -104,7 +104,9 @@ def engine_contexts() -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def dense_forecast(tiny_model_dir: Path, engine_contexts: np.ndarray) -> np.ndarray:
-    dense = Chronos2Engine(EngineConfig(model=str(tiny_model_dir), device="cpu", compile="off", batch_size=8))
+    dense = Chronos2Engine(
+        EngineConfig(model=str(tiny_model_dir), device="cpu", compile="off", native=False, batch_size=8)
+    )
     dense.views.block_diagonal_layout = False
     forecast = dense.predict(engine_contexts, 24)
     record = dense.record()
@@ -117,7 +119,9 @@ def test_engine_uses_the_view_after_checking_it_and_matches_dense_attention(
     tiny_model_dir: Path, engine_contexts: np.ndarray, dense_forecast: np.ndarray, batch_size: int
 ) -> None:
     engine = Chronos2Engine(
-        EngineConfig(model=str(tiny_model_dir), device="cpu", compile="off", batch_size=batch_size)
+        EngineConfig(
+            model=str(tiny_model_dir), device="cpu", compile="off", native=False, batch_size=batch_size
+        )
     )
     np.testing.assert_allclose(engine.predict(engine_contexts, 24), dense_forecast, rtol=1e-5, atol=1e-5)
     engine.predict(engine_contexts[:2], 24)
@@ -145,7 +149,7 @@ def test_when_the_view_differs_the_engine_runs_dense_attention_and_records_why(
 
     monkeypatch.setattr(BlockDiagonalGroupAttention, "forward", perturbed)
     engine = Chronos2Engine(
-        EngineConfig(model=str(tiny_model_dir), device="cpu", compile="off", batch_size=8)
+        EngineConfig(model=str(tiny_model_dir), device="cpu", compile="off", native=False, batch_size=8)
     )
     with caplog.at_level(logging.INFO, logger="chronobt"):
         forecast = engine.predict(engine_contexts, 24)
@@ -168,7 +172,7 @@ def test_a_view_that_cannot_be_built_fails_the_check_not_the_run(
 
     monkeypatch.setattr(group_attention, "block_diagonal_view", broken)
     engine = Chronos2Engine(
-        EngineConfig(model=str(tiny_model_dir), device="cpu", compile="off", batch_size=8)
+        EngineConfig(model=str(tiny_model_dir), device="cpu", compile="off", native=False, batch_size=8)
     )
     np.testing.assert_allclose(engine.predict(engine_contexts, 24), dense_forecast, rtol=1e-5, atol=1e-5)
     check = engine.record()["block_diagonal_check"]

@@ -107,7 +107,7 @@ def engine_contexts() -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def full_forecast(tiny_model_dir: Path, engine_contexts: np.ndarray) -> np.ndarray:
-    full = Chronos2Engine(EngineConfig(model=str(tiny_model_dir), device="cpu", compile="off"))
+    full = Chronos2Engine(EngineConfig(model=str(tiny_model_dir), device="cpu", compile="off", native=False))
     full.views.output_only_layout = (
         False  # the plain chronos forward, as on a model without the expected layout
     )
@@ -123,7 +123,7 @@ def full_forecast(tiny_model_dir: Path, engine_contexts: np.ndarray) -> np.ndarr
 def test_engine_uses_the_view_after_checking_it_and_matches_the_full_model(
     tiny_model_dir: Path, engine_contexts: np.ndarray, full_forecast: np.ndarray
 ) -> None:
-    fast = Chronos2Engine(EngineConfig(model=str(tiny_model_dir), device="cpu", compile="off"))
+    fast = Chronos2Engine(EngineConfig(model=str(tiny_model_dir), device="cpu", compile="off", native=False))
     assert fast.record()["output_only_last_block"] is True  # the layout; checked on the first call
     np.testing.assert_allclose(fast.predict(engine_contexts, 24), full_forecast, rtol=1e-5, atol=1e-5)
     assert set(fast.views.views) == {2}
@@ -160,7 +160,9 @@ def test_when_the_view_differs_or_raises_the_engine_runs_the_full_forward_and_re
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     monkeypatch.setattr(OutputOnlyBlock, "forward", forward)
-    engine = Chronos2Engine(EngineConfig(model=str(tiny_model_dir), device="cpu", compile="off"))
+    engine = Chronos2Engine(
+        EngineConfig(model=str(tiny_model_dir), device="cpu", compile="off", native=False)
+    )
     with caplog.at_level(logging.INFO, logger="chronobt"):
         forecast = engine.predict(engine_contexts, 24)
         engine.predict(engine_contexts, 24)
@@ -184,7 +186,9 @@ def test_a_view_that_cannot_be_built_fails_the_check_not_the_run(
         raise AttributeError("'Chronos2Encoder' object has no attribute 'block'")
 
     monkeypatch.setattr(lastblock, "output_only_view", broken)
-    engine = Chronos2Engine(EngineConfig(model=str(tiny_model_dir), device="cpu", compile="off"))
+    engine = Chronos2Engine(
+        EngineConfig(model=str(tiny_model_dir), device="cpu", compile="off", native=False)
+    )
     np.testing.assert_allclose(engine.predict(engine_contexts, 24), full_forecast, rtol=1e-5, atol=1e-5)
     check = engine.record()["output_only_check"]
     assert check["passed"] is False and "raised AttributeError" in check["reason"]

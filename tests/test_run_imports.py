@@ -1,4 +1,5 @@
-"""A backtest imports only what it runs (no trainer, report, Ray or peft) and records its import time."""
+"""A backtest imports only what it runs (no trainer, report, Ray or peft) and records its import time; once
+its native forward's check is stored, a backtest imports neither chronos nor transformers."""
 
 from __future__ import annotations
 
@@ -50,9 +51,50 @@ def test_the_backtest_path_does_not_import_the_modules_it_does_not_use(
         str(tiny_model_dir),
     ]
     args += ["--windows", "30", "--preaug", "differencing", "--cache-dir", str(tmp_path / "cache"), "--quiet"]
+    first = run_probe(args, tmp_path)
+    assert "chronos" in first and "torch" in first  # the first run checks the native forward against chronos
+    for modules in (first, run_probe(args, tmp_path)):
+        loaded = [m for m in modules if any(m == u or m.startswith(u + ".") for u in UNUSED)]
+        assert loaded == []
+    manifests = list(out.rglob("manifest.json"))
+    assert manifests  # the run did run
+    engine = json.loads(manifests[0].read_text())["engine"]
+    assert isinstance(engine["import_seconds"], float) and engine["import_seconds"] >= 0
+    assert engine["native_forward"] is True and engine["native_check"]["reused"] is True
+
+
+def test_a_repeated_backtest_imports_neither_chronos_nor_transformers(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    data = tmp_path / "data"
+    write_symbol(data, "AAA", n=300)
+    out = tmp_path / "out"
+    args = [
+        "backtest",
+        "AAA",
+        "--data-dir",
+        str(data),
+        "--output-dir",
+        str(out),
+        "--model",
+        str(tiny_model_dir),
+    ]
+    args += ["--windows", "20", "--cache-dir", str(tmp_path / "cache"), "--quiet"]
+    first = run_probe(args, tmp_path)
+    forecasts = next(out.rglob("forecasts.parquet")).read_bytes()
+    second = run_probe(args, tmp_path)
+    assert "chronos" in first and "transformers" in first
+    assert [m for m in second if m.split(".")[0] in ("chronos", "transformers")] == []
+    assert next(out.rglob("forecasts.parquet")).read_bytes() == forecasts  # the same numbers
+    engine = json.loads(next(out.rglob("manifest.json")).read_text())["engine"]
+    assert engine["chronos_loaded"] is False and engine["view_checks"]["reused"] >= 1
+
+
+def run_probe(args: list[str], cwd: Path) -> list[str]:
+    """Run the command line in a fresh process; the modules it had imported when it ended."""
     proc = subprocess.run(
         [sys.executable, "-c", PROBE, *args],
-        cwd=tmp_path,
+        cwd=cwd,
         env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1"},
         capture_output=True,
         text=True,
@@ -60,11 +102,5 @@ def test_the_backtest_path_does_not_import_the_modules_it_does_not_use(
     )
     lines = [x for x in proc.stderr.splitlines() if x.startswith("MODULES:")]
     assert lines, proc.stderr
-    modules = json.loads(lines[-1].removeprefix("MODULES:"))
-    manifests = list(out.rglob("manifest.json"))
-    assert manifests, proc.stderr  # the run did run
-    assert "chronos" in modules and "torch" in modules
-    loaded = [m for m in modules if any(m == u or m.startswith(u + ".") for u in UNUSED)]
-    assert loaded == []
-    engine = json.loads(manifests[0].read_text())["engine"]
-    assert isinstance(engine["import_seconds"], float) and engine["import_seconds"] >= 0
+    assert proc.returncode == 0 or "code" not in proc.stderr, proc.stderr
+    return list(json.loads(lines[-1].removeprefix("MODULES:")))

@@ -108,7 +108,7 @@ def contexts() -> np.ndarray:
 
 def _engine(model_dir: Path, *, chunks: bool, batch_size: int = 28) -> Chronos2Engine:
     engine = Chronos2Engine(
-        EngineConfig(model=str(model_dir), device="cpu", compile="off", batch_size=batch_size)
+        EngineConfig(model=str(model_dir), device="cpu", compile="off", native=False, batch_size=batch_size)
     )
     engine.views.task_chunk_layout = chunks
     return engine

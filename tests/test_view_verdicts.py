@@ -16,7 +16,9 @@ from tests.synthetic import random_walk_contexts
 
 
 def _engine(model_dir: Path, cache: Path | None) -> Chronos2Engine:
-    return Chronos2Engine(EngineConfig(model=str(model_dir), device="cpu", compile="off", cache_dir=cache))
+    return Chronos2Engine(
+        EngineConfig(model=str(model_dir), device="cpu", compile="off", native=False, cache_dir=cache)
+    )
 
 
 def _run(engine: Chronos2Engine) -> np.ndarray:

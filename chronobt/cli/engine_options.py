@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -249,11 +250,11 @@ def quiet_transformers(*, verbosity: int | None = logging.WARNING) -> Iterator[N
     log level for the block (``None`` leaves it); the previous level and bar state come back afterwards,
     also when the block raises.
     """
-    try:
-        from transformers.utils import logging as hf_logging
-    except ImportError:  # transformers comes with chronos; nothing to quiet without it
-        yield
+    if "transformers" not in sys.modules:  # not loaded: nothing to quiet, and importing it costs seconds
+        yield  # (a model loaded later is quieted by the engine: chronobt.engine.models.quiet_loading)
         return
+    from transformers.utils import logging as hf_logging
+
     bar_enabled, level = hf_logging.is_progress_bar_enabled(), hf_logging.get_verbosity()
     hf_logging.disable_progress_bar()
     if verbosity is not None:

@@ -30,6 +30,8 @@ class Plan:
     compile : whether the call runs compiled; ``compile_reason``: why (one line).
     tasks_per_chunk : tasks each encoder block runs at once within a forward (CPU, when fewer than
         ``tasks_per_batch``: :mod:`chronobt.engine.views.task_chunks`); ``None``: the whole batch.
+    native : the call runs the native forward (:mod:`chronobt.engine.native`; its check passed for
+        these output patches and variates), else chronos' model with its checked views.
     """
 
     n_tasks: int
@@ -44,6 +46,7 @@ class Plan:
     compile: bool = False
     compile_reason: str = ""
     tasks_per_chunk: int | None = None
+    native: bool = False
 
     @property
     def n_batches(self) -> int:

@@ -57,6 +57,8 @@ class EngineConfig:
         this process may use, ``os.sched_getaffinity``, less the 1-minute load average); below the
         intra-op threads, CPU batches run side by side on one thread each
         (:func:`chronobt.engine.cpu_sizing.cpu_workers`). ``None``: unknown, sized as if idle.
+    native : run chronobt's own plain-torch forward of Chronos-2 (:mod:`chronobt.engine.native`) where
+        its check against chronos' forward passed (``False``: chronos' model and its views only).
     """
 
     model: str = "auto"
@@ -69,6 +71,7 @@ class EngineConfig:
     batch_size: int | None = None
     cache_dir: Path | None = None
     cpu_free_cores: float | None = None
+    native: bool = True
 
     def __post_init__(self) -> None:
         if not isinstance(self.model, str) or not self.model.strip():

@@ -45,12 +45,13 @@ from chronobt.engine.batching import Plan, RunTotals, context_length
 from chronobt.engine.compilation import CompileState
 from chronobt.engine.config import DEFAULT_BATCH_SIZE, EngineConfig, resolve_device, resolve_dtype
 from chronobt.engine.runner import BatchRunner, Call, CallReport, Forward, Progress
-from chronobt.errors import ConfigError, ModelError
+from chronobt.engine.stack import ModelStack, load_pipeline
+from chronobt.errors import ConfigError
 
 if TYPE_CHECKING:
     import torch
 
-    from chronobt.engine.views.verdicts import VerdictCache
+    from chronobt.engine.views.forward import ForwardViews
 
 __all__ = [
     "CallReport",
@@ -64,21 +65,15 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-
-def load_pipeline(path: Any) -> Any:
-    """Load a ``Chronos2Pipeline`` from a local folder on the CPU, quietly; :class:`ModelError` on failure."""
-    from chronos import Chronos2Pipeline
-
-    from chronobt.engine.models import quiet_loading
-
-    try:
-        with quiet_loading():  # no weight-loading progress bar: the library prints nothing
-            return Chronos2Pipeline.from_pretrained(str(path))
-    except Exception as exc:
-        raise ModelError(
-            f"cannot load a Chronos-2 model from {path} ({type(exc).__name__}: {exc}); "
-            "pass another --model (auto, bundled, a hub id or a folder saved with save_pretrained)"
-        ) from exc
+#: chronos' view fields of :meth:`Chronos2Engine.record` when its views were never built (native forward).
+NOT_BUILT: dict[str, Any] = {
+    "output_only_last_block": None,
+    "output_only_check": None,
+    "block_diagonal_groups": None,
+    "block_diagonal_check": None,
+    "task_chunks": None,
+    "task_chunk_check": None,
+}
 
 
 class Chronos2Engine:
@@ -103,49 +98,31 @@ class Chronos2Engine:
         stage_batches: bool | None = None,
         wrap_forward: Callable[[Forward], Forward] | None = None,
     ) -> None:
-        started = time.perf_counter()
-        import chronos  # noqa: F401  (with transformers: the model stack's imports, timed for the record)
-        import torch
-
-        #: seconds this engine spent importing torch and chronos (0 when imported before it was built)
-        self.import_seconds = time.perf_counter() - started
-        from chronobt.engine.views.forward import ForwardViews
+        from chronobt.engine.views.native import NativeForward
 
         self.config = config
         self.device = resolve_device(config.device)
         self.dtype = resolve_dtype(config.dtype, self.device)
-        if pipeline is None:
-            from chronobt.engine.models import resolve_model
-
-            resolved = resolve_model(config.model)
-            self.model_info: dict[str, Any] = resolved.info()
-            pipeline = load_pipeline(resolved.path)
-        else:
-            self.model_info = {
-                "id": "injected",
-                "source": "local",
-                "path": None,
-                "checksum": None,
-                "revision": None,
-            }
-        self.pipeline = pipeline
-        try:
-            self.model = pipeline.model.to(device=self.device, dtype=self.dtype).eval()
-        except torch.OutOfMemoryError as exc:
-            raise ModelError(f"the model does not fit on {self.device}: {exc}; use --device cpu") from exc
-        chronos_config = self.model.chronos_config
-        self.quantile_levels: tuple[float, ...] = tuple(float(q) for q in chronos_config.quantiles)
+        #: the native forward and chronos' lazily loaded pipeline (:mod:`chronobt.engine.stack`)
+        self.stack = ModelStack(config, self.device, self.dtype, pipeline)
+        self.model_info: dict[str, Any] = self.stack.model_info
+        spec = self.spec = self.stack.spec
+        self.quantile_levels: tuple[float, ...] = spec.quantiles
         self.median_index: int = int(np.argmin(np.abs(np.asarray(self.quantile_levels) - 0.5)))
-        self.patch_size: int = int(chronos_config.input_patch_size)
-        self.output_patch_size: int = int(chronos_config.output_patch_size)
-        self.max_context: int = int(chronos_config.context_length)
-        self.max_output_patches: int = int(chronos_config.max_output_patches)
+        self.patch_size: int = spec.input_patch_size
+        self.output_patch_size: int = spec.output_patch_size
+        self.max_context: int = spec.context_length
+        self.max_output_patches: int = spec.max_output_patches
         self._default_batch_size: int = config.batch_size or DEFAULT_BATCH_SIZE.get(self.device.type, 16)
         self._compile = CompileState.resolve(config, self.device)
         self._totals = RunTotals()
-        #: the checked views of the model the forward runs (:mod:`chronobt.engine.views.forward`), their
-        #: verdicts stored in the cache folder (:mod:`chronobt.engine.views.verdicts`)
-        self.views = ForwardViews(self.model, self._verdict_cache())
+        self._verdicts = self.stack.verdict_cache()
+        #: the native forward's checks (:mod:`chronobt.engine.views.native`); chronos' views load with it
+        self.native = NativeForward(
+            self.stack.native, lambda: self.stack.model, self._verdicts, self.stack.native_problem
+        )
+        self._views: ForwardViews | None = None
+        self._native_call: tuple[int, int | None] | None = None  # (variates, tasks per chunk) when native
         forward: Forward = self._model_forward
         self._runner = BatchRunner(
             device=self.device,
@@ -162,6 +139,31 @@ class Chronos2Engine:
         self._unroll_fallback: str | None = None
 
     # ------------------------------------------------------------------ public API
+
+    @property
+    def pipeline(self) -> Any:
+        """chronos' ``Chronos2Pipeline`` (imported and loaded on first use: fine-tuning, unrolling)."""
+        return self.stack.pipeline
+
+    @property
+    def model(self) -> Any:
+        """chronos' ``Chronos2Model`` on the engine's device and dtype (loaded on first use)."""
+        return self.stack.model
+
+    @property
+    def views(self) -> ForwardViews:
+        """The checked views of chronos' model (:mod:`chronobt.engine.views.forward`), built (and chronos
+        loaded) on first use: when a shape's native check failed or no native model loaded."""
+        if self._views is None:
+            from chronobt.engine.views.forward import ForwardViews
+
+            self._views = ForwardViews(self.model, self._verdicts)
+        return self._views
+
+    @property
+    def import_seconds(self) -> float:
+        """Seconds spent importing torch, and chronos with transformers when they were loaded."""
+        return self.stack.import_seconds
 
     @property
     def batch_size(self) -> int:
@@ -203,15 +205,18 @@ class Chronos2Engine:
         shape = self._compile.shape
         if compile_call and shape is not None:
             length = max(length, shape[1])  # reuse a longer compiled length instead of compiling again
+        long_horizon = n_patches > self.max_output_patches
+        native = not long_horizon and self.native.usable(n_patches, n_variates, length)
+        dense_groups = False if native else self.views.dense_groups
         cached = None  # CPU: the series whose activations stay in cache
         if self.device.type == "cpu":
             cached = cpu_sizing.cpu_series_per_forward(
                 context_length=length,
                 patch_size=self.patch_size,
                 n_output_patches=n_patches,
-                d_model=int(self.model.config.d_model),
-                d_ff=int(self.model.config.d_ff),
-                dense_groups=self.views.dense_groups,
+                d_model=self.spec.d_model,
+                d_ff=self.spec.d_ff,
+                dense_groups=dense_groups,
             )
         series = cached if self.config.batch_size is None and cached is not None else self.batch_size
         tasks_per_batch = max(1, series // max(n_variates, 1))
@@ -220,12 +225,11 @@ class Chronos2Engine:
         elif shape is not None and n_variates and shape[0] % n_variates == 0:
             tasks_per_batch = shape[0] // n_variates  # keep the compiled shape (after OOM halving)
         tasks_per_chunk = None
-        long_horizon = n_patches > self.max_output_patches
         if (
             cached is not None
-            and self.views.task_chunk_layout
-            and not self.views.dense_groups
+            and not dense_groups
             and not long_horizon
+            and (native or self.views.task_chunk_layout)
         ):
             tasks_per_chunk = cpu_sizing.cpu_tasks_per_chunk(
                 series=cached, n_variates=n_variates, tasks_per_batch=tasks_per_batch
@@ -236,7 +240,7 @@ class Chronos2Engine:
 
             workers = cpu_sizing.cpu_workers(
                 n_batches=math.ceil(n_tasks / tasks_per_batch),
-                d_model=int(self.model.config.d_model),
+                d_model=self.spec.d_model,
                 threads=torch.get_num_threads(),
                 free_cores=self.config.cpu_free_cores,
             )
@@ -253,6 +257,7 @@ class Chronos2Engine:
             compile=compile_call,
             compile_reason=compile_reason,
             tasks_per_chunk=tasks_per_chunk,
+            native=native,
         )
 
     def _compile_preview(
@@ -261,7 +266,7 @@ class Chronos2Engine:
         """Whether a call would run compiled (``auto``: when its batches earn the compile back)."""
         series = self.batch_size if self.config.batch_size is None else self.config.batch_size
         return self._compile.preview_call(
-            self.model.config,
+            self.spec,
             n_tasks=n_tasks,
             n_variates=n_variates,
             series=series,
@@ -341,7 +346,10 @@ class Chronos2Engine:
             "long_horizon_fallback": self._unroll_fallback,
             "compile": self._compile.record(),
             "oom_retries": t.oom_retries,
-            **self.views.record(),
+            **(NOT_BUILT if self._views is None and self.stack.native is not None else self.views.record()),
+            **self.native.record(),
+            "chronos_loaded": self.stack.loaded,
+            "view_checks": self._verdicts.record(),
             "calls": t.calls,
             "tasks": t.tasks,
             "batches": t.batches,
@@ -352,29 +360,6 @@ class Chronos2Engine:
             "import_seconds": round(self.import_seconds, 3),
         }
 
-    def _verdict_cache(self) -> VerdictCache:
-        """Stored view-check verdicts under ``config.cache_dir``, keyed by this model (its recorded
-        checksum, else a digest of its weights), versions, device and dtype."""
-        import chronos
-        import torch
-
-        from chronobt._version import __version__
-        from chronobt.engine.views.verdicts import VerdictCache, code_digest, device_label, weights_digest
-
-        model, checksum = self.model, self.model_info.get("checksum")
-        return VerdictCache(
-            self.config.cache_dir,
-            model_checksum=str(checksum) if checksum else lambda: weights_digest(model),
-            versions={
-                "chronos": str(getattr(chronos, "__version__", "unknown")),
-                "torch": str(torch.__version__),
-                "chronobt": __version__,
-                "code": code_digest() if self.config.cache_dir is not None else "",
-            },
-            device=device_label(self.device),
-            dtype=str(self.dtype).removeprefix("torch."),
-        )
-
     # ------------------------------------------------------------------ running a plan
 
     def _run(self, call: Call) -> None:
@@ -383,9 +368,12 @@ class Chronos2Engine:
         totals.long_horizon_calls += plan.long_horizon
         self._compile.settle(plan.compile, plan.compile_reason)
         self._last_call = CallReport(series_per_forward=plan.series_per_forward)
+        self._native_call = (plan.n_variates, plan.tasks_per_chunk) if plan.native else None
+        self.native.calls += plan.native
         if plan.long_horizon:
-            self.views.forget_call()
-        else:
+            if self._views is not None:
+                self._views.forget_call()
+        elif not plan.native:
             self.views.prepare(plan)
         started = time.perf_counter()
         try:
@@ -402,6 +390,16 @@ class Chronos2Engine:
         future_covariates: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """The current call's model (:meth:`ForwardViews.model_for`) on one batch -> ``quantile_preds``."""
+        if self._native_call is not None:
+            n_variates, per_chunk = self._native_call
+            return self.native(
+                context,
+                group_ids,
+                num_output_patches,
+                future_covariates,
+                n_variates=n_variates,
+                tasks_per_chunk=per_chunk,
+            )
         model = self.views.model_for(num_output_patches)
         known = {} if future_covariates is None else {"future_covariates": future_covariates}
         output = model(context=context, group_ids=group_ids, num_output_patches=num_output_patches, **known)

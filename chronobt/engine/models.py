@@ -188,10 +188,12 @@ def _resolve_hub(repo_id: str, *, offline: bool) -> ResolvedModel:
 
 def _cached_snapshot(repo_id: str) -> Path | None:
     """The cached snapshot folder of ``repo_id`` (``main``), or ``None`` when it is not fully cached."""
-    from huggingface_hub import snapshot_download, try_to_load_from_cache
+    from huggingface_hub import try_to_load_from_cache
 
     if not isinstance(try_to_load_from_cache(repo_id, "config.json"), str):
         return None
+    from huggingface_hub import snapshot_download  # its HTTP stack costs ~0.25 s: only when cached
+
     try:
         folder = Path(snapshot_download(repo_id, local_files_only=True))
     except Exception:  # huggingface_hub raises several types for "not cached"

@@ -168,10 +168,9 @@ def library_versions() -> dict[str, str]:
 
 @functools.cache
 def _library_versions() -> tuple[tuple[str, str], ...]:  # package metadata lookups are slow: once
-    import chronos
     import torch
 
-    chronos_version = getattr(chronos, "__version__", None) or _dist_version("chronos-forecasting")
+    chronos_version = _dist_version("chronos-forecasting")  # its metadata: importing it costs seconds
     return (
         ("chronobt", __version__),
         ("python", platform.python_version()),

@@ -22,6 +22,7 @@ replace the model). Delete the folder to check every view again.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import logging
 import os
@@ -68,16 +69,17 @@ def device_label(device: torch.device) -> str:
 
 
 def code_digest() -> str:
-    """sha256 of the source files a check's answer depends on beyond the versions: chronobt's views and
-    its chronos guard, and chronos' Chronos-2 modules (an edited checkout or a patched install changes it
-    without a version change)."""
-    import chronos.chronos2
-
-    from chronobt.engine import chronos_compat
-
+    """sha256 of the source files a check's answer depends on beyond the versions: chronobt's views, its
+    native forward and its chronos guard, and chronos' Chronos-2 modules (an edited checkout or a patched
+    install changes it without a version change). chronos' files are found, not imported."""
     ours = Path(__file__).parent
-    files = [*sorted(ours.glob("*.py")), Path(chronos_compat.__file__)]
-    files += sorted(Path(chronos.chronos2.__file__).parent.glob("*.py"))
+    engine = ours.parent
+    files = [
+        *sorted(ours.glob("*.py")),
+        *sorted((engine / "native").glob("*.py")),
+        engine / "chronos_compat.py",
+    ]
+    files += _chronos_sources()
     digest = hashlib.sha256()
     for path in files:
         try:
@@ -85,6 +87,15 @@ def code_digest() -> str:
         except OSError:
             digest.update(path.name.encode() + b"\0unreadable")
     return digest.hexdigest()
+
+
+def _chronos_sources() -> list[Path]:
+    """chronos' Chronos-2 modules and the scaling and patching they import, located without importing."""
+    spec = importlib.util.find_spec("chronos")
+    if spec is None or spec.origin is None:
+        return []
+    root = Path(spec.origin).parent
+    return [*sorted((root / "chronos2").glob("*.py")), root / "chronos_bolt.py"]
 
 
 def weights_digest(model: Any) -> str:
