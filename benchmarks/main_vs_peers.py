@@ -9,14 +9,18 @@ open/high/low/close forecast jointly, contexts of ``--context`` bars capped at t
   the first run and reused after, as on a user's machine); its manifest gives the stage timings, so the
   *fixed cost* (wall less forward, inversion, scoring and writing) is reported;
 * ``chronos``: chronos' own batched ``Chronos2Pipeline.predict`` (its default batch size) on the same
-  pre-augmented windows (cut with chronobt's data helpers), then, for differencing, the same
-  sample-path inversion in plain numpy with independent steps (``numpy_inversion.py``);
+  pre-augmented windows (cut with chronobt's data helpers; bars missing from the data file, which
+  chronobt forward-fills at load, are missing values as in the backtest's model input), then, for
+  differencing, the same sample-path inversion in plain numpy with independent steps
+  (``numpy_inversion.py``);
 * ``import``: ``python -c "import torch, chronos"``, the floor any chronos user pays;
 * ``forecast``: ``chronobt forecast SYMBOL --preaug P``, the hourly cron job;
 * ``darts`` (``--darts``): Darts' ``Chronos2Model.historical_forecasts`` (retrain=False, stride 24,
   Darts' default prediction batch) from the same local model folder (``local_dir``: no download), on the
   series Darts would difference itself (``TimeSeries.diff()``) and with the model's quantiles as the
-  output (``QuantileRegression`` with the model's levels, ``predict_likelihood_parameters=True``). The
+  output (``QuantileRegression`` with the model's levels, ``predict_likelihood_parameters=True``);
+  bars missing from the data file are missing values (NaN: chronobt also keeps them so, except the run
+  of them that ends at a window's origin, which keeps the last price, a one-window difference). The
   differenced quantiles are cumulated to prices by the same numpy sample-path inversion as the chronos
   peer. Darts' own probabilistic route (``num_samples=4096`` sample paths, then ``cumsum``) is no fair
   peer: Darts runs one forward pass per sample (5 windows took 125 s on the 2-core VM). Darts gets 512
@@ -111,8 +115,8 @@ def to_prices(args: argparse.Namespace, config: Any, sw: Any, q: np.ndarray, lev
     """Median price forecasts ``[w, v, h]`` from the model's quantiles ``q`` ``[w, v, Q, h]``: read off
     (``none``) or by the numpy sample-path inversion with independent steps (``differencing``)."""
     levels = np.asarray(levels, dtype=np.float64)
-    if args.preaug == "none":
-        return q[:, :, int(np.argmin(np.abs(levels - 0.5)))]
+    if args.preaug == "none":  # sorted over levels as the backtest writes them (a random model's cross)
+        return np.sort(q, axis=2)[:, :, int(np.argmin(np.abs(levels - 0.5)))]
     from numpy_inversion import numpy_inverse_quantiles
 
     from chronobt.augment import get_augmentation
@@ -130,12 +134,15 @@ def chronos_child(args: argparse.Namespace) -> int:
     from chronos import Chronos2Pipeline
 
     from chronobt.augment import get_augmentation
+    from chronobt.pipeline.jobs import _mask_filled
 
     config, _, sw = peer_windows(args)
     pipeline = Chronos2Pipeline.from_pretrained(args.model_path)
     started = time.perf_counter()
     aug = get_augmentation(args.preaug)
-    tasks = [torch.as_tensor(c) for c in aug.transform(sw.contexts, aug.fit(sw.contexts))]
+    # the backtest's model input: forward-filled bars (missing from the file) as NaN, but the run that
+    # ends at the origin, which keeps the last price
+    tasks = [torch.as_tensor(c) for c in _mask_filled(sw, aug.transform(sw.contexts, aug.fit(sw.contexts)))]
     out = pipeline.predict(tasks, prediction_length=config.horizon)  # chronos' default batch size
     q = np.stack([t.float().numpy() for t in out]).astype(np.float64)  # [w, v, Q, h]
     predicted = time.perf_counter()
@@ -163,6 +170,11 @@ def darts_child(args: argparse.Namespace) -> int:
     ]
     series = TimeSeries.from_values(ohlc.values(config.targets).astype(np.float32), columns=targets)
     target = series.diff() if args.preaug == "differencing" else series
+    filled = ohlc.filled[len(series) - len(target) :]
+    if filled.any():  # bars missing from the file, forward-filled at load: missing values for Darts
+        values = target.values(copy=True)
+        values[filled] = np.nan
+        target = target.with_values(values)
     model = Chronos2Model(
         input_chunk_length=sw.contexts.shape[-1],
         output_chunk_length=h,
