@@ -23,11 +23,12 @@ open/high/low/close forecast jointly, contexts of ``--context`` bars capped at t
   of them that ends at a window's origin, which keeps the last price, a one-window difference). The
   differenced quantiles are cumulated to prices by the same numpy sample-path inversion as the chronos
   peer. Darts' own probabilistic route (``num_samples=4096`` sample paths, then ``cumsum``) is no fair
-  peer: Darts runs one forward pass per sample (5 windows took 125 s on the 2-core VM). Darts gets 512
-  differences where chronobt's differenced context has 511 (its first step is missing): the medians
-  agree to about 1e-3 of the price. Install: ``pip install "darts[torch]==0.48.1"`` (adds darts,
-  pytorch-lightning, torchmetrics, scikit-learn, xarray, shap and a few more; leaves torch, numpy,
-  pandas and transformers as they are, checked with ``pip install --dry-run``).
+  peer: Darts runs one forward pass per sample (5 windows took 125 s on the loaded 2-core VM). Darts
+  gets 512 differences where chronobt's differenced context has 511 (its first step is missing): over
+  200 windows the medians agreed to 2e-3 of the price at most, 6e-5 typically. Install:
+  ``pip install "darts[torch]==0.48.1"`` (adds darts, pytorch-lightning, torchmetrics, scikit-learn,
+  xarray, shap and a few more; leaves torch, numpy, pandas and transformers as they are, checked with
+  ``pip install --dry-run``).
 
 ``--model`` is ``bundled`` (chronos2-mini, context 512), ``small`` (a random ~7M-parameter Chronos-2 at
 context 2048, built once in a temporary folder by ``engine_vs_predict.model_paths``) or a model folder.
@@ -38,10 +39,10 @@ average before and after.
 
     # bundled model, differencing, 200 windows: against chronos + numpy inversion, the import floor,
     # the hourly forecast and Darts (targets 1.6x, 2.5x, +0.5 s, 1.5x)
-    PYTHONPATH=$PWD python3 benchmarks/main_vs_peers.py --pairs 5 --darts
+    PYTHONPATH=$PWD python3 benchmarks/main_vs_peers.py --pairs 5 --windows 200 --darts
     # the ~7M model at context 2048, 200 windows, no pre-augmentation, against chronos' predict (1.2x)
-    PYTHONPATH=$PWD python3 benchmarks/main_vs_peers.py --pairs 5 --model small --preaug none \\
-        --context 2048 --peers chronos
+    PYTHONPATH=$PWD python3 benchmarks/main_vs_peers.py --pairs 5 --windows 200 --model small \\
+        --preaug none --context 2048 --peers chronos
 """
 
 from __future__ import annotations
