@@ -36,6 +36,17 @@ CONTEXT = 2048
 HORIZON = 24
 
 
+def model_paths(models: list[str], folder: Path) -> dict[str, str]:
+    """Model folders by name: ``bundled`` (chronos2-mini) and ``small`` (a random ~7M-parameter
+    Chronos-2 at context 2048, saved with ``save_pretrained`` under ``folder`` when asked for)."""
+    from chronobt.engine.checkpoints import save_random_checkpoint
+
+    paths = {"bundled": str(BUNDLED)}
+    if "small" in models:
+        paths["small"] = str(save_random_checkpoint(folder / "small", "small", seed=0))
+    return paths
+
+
 def contexts(series: int) -> np.ndarray:
     """``[series, 1, CONTEXT]`` float32 random walks (the same in both children)."""
     rng = np.random.default_rng(0)
@@ -108,15 +119,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.child:
         args.series = args.series[0]
         return child(args)
-    from chronobt.engine.checkpoints import save_random_checkpoint
-
     before = load()
     print(header(f"engine vs chronos predict, {args.threads} threads, {args.hog} hog process(es)"))
     with tempfile.TemporaryDirectory() as tmp, hogs(args.hog):
         folder = Path(tmp)
-        paths = {"bundled": str(BUNDLED)}
-        if "small" in args.models:
-            paths["small"] = str(save_random_checkpoint(folder / "small", "small", seed=0))
+        paths = model_paths(args.models, folder)
         for name in args.models:
             for series in args.series:
                 runs = []
