@@ -81,6 +81,8 @@ def test_group_ids_that_are_not_whole_tasks_in_order_are_refused(tiny_model_dir:
         (lambda c: c["chronos_config"].update(output_patch_size=8), "output_patch_size"),
         (lambda c: c.update(architectures=["T5Model"]), "architectures"),
         (lambda c: c.pop("chronos_config"), "config.json"),
+        (lambda c: c.update(chronos_config=[]), "config.json"),  # malformed: a reason, not a traceback
+        (lambda c: c.update(dense_act_fn="tanh"), "dense_act_fn"),  # chronos reads dense_act_fn first
     ],
 )
 def test_a_model_the_native_forward_does_not_compute_is_named_and_chronos_runs(
@@ -176,3 +178,44 @@ def test_the_verdict_key_holds_the_versions_that_can_change_the_answer(
     key = engine._verdicts.key("native forward", n_out=1)
     assert {"chronos", "transformers", "torch", "chronobt", "code"} <= set(key["versions"])
     assert key["versions"]["torch"] == torch.__version__ and len(key["versions"]["code"]) == 64
+
+
+def test_a_stored_dense_act_fn_wins_over_feed_forward_proj_as_in_chronos(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    folder = tmp_path / "gelu"
+    folder.mkdir()
+    config = json.loads((tiny_model_dir / "config.json").read_text())
+    config["feed_forward_proj"], config["dense_act_fn"] = "relu", "gelu"
+    (folder / "config.json").write_text(json.dumps(config))
+    (folder / "model.safetensors").symlink_to(tiny_model_dir / "model.safetensors")
+    assert read_config(folder).dense_act_fn == "gelu"
+
+
+def test_an_edited_config_is_another_verdict_key(tiny_model_dir: Path, tmp_path: Path) -> None:
+    import shutil
+
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, folder)
+    contexts = random_walk_contexts([120, 80], n_time=120, seed=8)
+    engine_for(folder, cache_dir=tmp_path / "cache").predict(contexts, 8)
+    config = json.loads((folder / "config.json").read_text())
+    config["dense_act_fn"] = "gelu"  # the same weights, other maths
+    (folder / "config.json").write_text(json.dumps(config))
+    edited = engine_for(folder, cache_dir=tmp_path / "cache")
+    got = edited.predict(contexts, 8)
+    record = edited.record()
+    assert record["view_checks"]["reused"] == 0 and record["chronos_loaded"] is True
+    want = engine_for(folder, native=False).predict(contexts, 8)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4 * float(np.abs(want).max()))
+
+
+def test_future_covariates_longer_than_the_output_patches_are_refused(tiny_model_dir: Path) -> None:
+    native = load_native(tiny_model_dir, device=CPU, dtype=torch.float32)
+    with pytest.raises(ValueError, match="more than 16"):
+        native(torch.ones(2, 64), torch.arange(2), 1, torch.ones(2, 17), n_variates=1)
+
+
+def test_the_record_counts_the_torch_import_of_an_engine_built_first(tiny_model_dir: Path) -> None:
+    engine = engine_for(tiny_model_dir)
+    assert engine.record()["import_seconds"] >= 0.0  # 0 here: torch was imported before the engine

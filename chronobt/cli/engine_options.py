@@ -243,15 +243,17 @@ def _compile_option_source(value: str, env: Mapping[str, str]) -> str:
 
 
 @contextmanager
-def quiet_transformers(*, verbosity: int | None = logging.WARNING) -> Iterator[None]:
+def quiet_transformers(*, verbosity: int | None = logging.WARNING, load: bool = True) -> Iterator[None]:
     """No transformers progress bars (e.g. "Loading weights") for the block; its state restored after.
 
     The command line owns stderr (its own progress bars, ``--quiet``). ``verbosity`` sets transformers'
     log level for the block (``None`` leaves it); the previous level and bar state come back afterwards,
-    also when the block raises.
+    also when the block raises. ``load=False``: when transformers is not imported yet, leave it so (it
+    costs seconds; a run on the native forward may never need it, and a model chronos loads later is
+    quieted by the engine, :func:`chronobt.engine.models.quiet_loading`).
     """
-    if "transformers" not in sys.modules:  # not loaded: nothing to quiet, and importing it costs seconds
-        yield  # (a model loaded later is quieted by the engine: chronobt.engine.models.quiet_loading)
+    if not load and "transformers" not in sys.modules:
+        yield
         return
     from transformers.utils import logging as hf_logging
 

@@ -83,7 +83,7 @@ def run_locked(
     line = command_line()
     with (
         output_lock(config.output_dir, wait=wait, command=line),
-        quiet_transformers(),
+        quiet_transformers(load=getattr(config, "finetune", "off") != "off"),  # training prints bars
         stage_progress(ui) as progress,
     ):
         return run(config, engine_config, progress=progress, command=line)

@@ -1,6 +1,7 @@
 """The engine: everything between a batch of contexts and Chronos-2's raw quantiles.
 
-Model resolution (:mod:`.models`), settings (:mod:`.config`), the batch plan (:mod:`.batching`,
+Model resolution (:mod:`.models`), what is loaded (:mod:`.stack`: the plain-torch forward of
+:mod:`.native` first, chronos' pipeline lazily), settings (:mod:`.config`), the batch plan (:mod:`.batching`,
 :mod:`.cpu_sizing`), compile with eager fallback (:mod:`.compilation`), a call's batches (:mod:`.runner`),
 CUDA staging (:mod:`.staging`), long horizons (:mod:`.unrolling`), the checked forward views
 (:mod:`.views`), every touch of chronos' or torch's private internals (:mod:`.chronos_compat`), and

@@ -6,6 +6,11 @@ Inference runs the model directly at fixed shapes rather than through ``predict_
 :meth:`Chronos2Engine.plan` fixes the shapes of a call (a :class:`~chronobt.engine.batching.Plan`; CPU sizes
 from :mod:`chronobt.engine.cpu_sizing`), :meth:`Chronos2Engine.predict` plans and runs.
 
+* the forward is chronobt's own plain-torch Chronos-2 (:mod:`chronobt.engine.native`) wherever its check
+  against chronos' full forward passed for the call's output patches and variates
+  (:mod:`chronobt.engine.views.native`, verdicts stored in the cache folder); chronos' pipeline is loaded
+  only when needed (:mod:`chronobt.engine.stack`), and the points below describe chronos' model, which
+  runs where the native forward is unavailable or its check failed;
 * ``num_output_patches = ceil(horizon / patch)``. Above the model's ``max_output_patches`` the engine uses
   chronos' own autoregressive unrolling (:mod:`chronobt.engine.unrolling`), eager;
 * the forward runs through :func:`chronobt.engine.views.lastblock.output_only_view` (the last encoder block
@@ -98,6 +103,10 @@ class Chronos2Engine:
         stage_batches: bool | None = None,
         wrap_forward: Callable[[Forward], Forward] | None = None,
     ) -> None:
+        started = time.perf_counter()
+        import torch  # noqa: F401  (timed for the record: the views and the native forward need it)
+
+        torch_seconds = time.perf_counter() - started
         from chronobt.engine.views.native import NativeForward
 
         self.config = config
@@ -105,6 +114,7 @@ class Chronos2Engine:
         self.dtype = resolve_dtype(config.dtype, self.device)
         #: the native forward and chronos' lazily loaded pipeline (:mod:`chronobt.engine.stack`)
         self.stack = ModelStack(config, self.device, self.dtype, pipeline)
+        self.stack.import_seconds += torch_seconds
         self.model_info: dict[str, Any] = self.stack.model_info
         spec = self.spec = self.stack.spec
         self.quantile_levels: tuple[float, ...] = spec.quantiles
@@ -206,8 +216,9 @@ class Chronos2Engine:
         if compile_call and shape is not None:
             length = max(length, shape[1])  # reuse a longer compiled length instead of compiling again
         long_horizon = n_patches > self.max_output_patches
-        native = not long_horizon and self.native.usable(n_patches, n_variates, length)
-        dense_groups = False if native else self.views.dense_groups
+        runs = n_tasks > 0 and n_variates > 0  # an empty call runs nothing: no check for it either
+        native = runs and not long_horizon and self.native.usable(n_patches, n_variates, length)
+        dense_groups = False if native or not runs else self.views.dense_groups
         cached = None  # CPU: the series whose activations stay in cache
         if self.device.type == "cpu":
             cached = cpu_sizing.cpu_series_per_forward(
@@ -229,6 +240,7 @@ class Chronos2Engine:
             cached is not None
             and not dense_groups
             and not long_horizon
+            and runs
             and (native or self.views.task_chunk_layout)
         ):
             tasks_per_chunk = cpu_sizing.cpu_tasks_per_chunk(

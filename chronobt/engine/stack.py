@@ -10,9 +10,11 @@ spent importing torch, and chronos with transformers when they load, are counted
 
 from __future__ import annotations
 
+import hashlib
 import importlib.metadata
 import logging
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from chronobt.errors import ModelError
@@ -44,6 +46,13 @@ def load_pipeline(path: Any) -> Any:
             f"cannot load a Chronos-2 model from {path} ({type(exc).__name__}: {exc}); "
             "pass another --model (auto, bundled, a hub id or a folder saved with save_pretrained)"
         ) from exc
+
+
+def _file_digest(path: Path) -> str:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return "unreadable"
 
 
 def package_version(name: str) -> str:
@@ -95,6 +104,7 @@ class ModelStack:
         started = time.perf_counter()
         import torch
 
+        #: seconds importing torch here (the engine adds its own) and chronos with transformers later
         self.import_seconds = time.perf_counter() - started
         self.config, self.device, self.dtype = config, device, dtype
         self._pipeline: Any = None
@@ -180,6 +190,8 @@ class ModelStack:
         from chronobt.engine.views.verdicts import VerdictCache, code_digest, device_label, weights_digest
 
         checksum = self.model_info.get("checksum")
+        if checksum and self.path is not None:  # the native forward reads config.json itself: key it too
+            checksum = f"{checksum} config {_file_digest(Path(self.path) / 'config.json')}"
         return VerdictCache(
             self.config.cache_dir,
             model_checksum=str(checksum) if checksum else lambda: weights_digest(self.model),

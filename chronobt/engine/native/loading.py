@@ -2,8 +2,10 @@
 
 Reads the files chronos' ``from_pretrained`` reads, with ``json`` and ``safetensors`` only (no chronos,
 no transformers). Anything this forward does not compute (another architecture, a gated or unknown
-activation, eager-only settings, weights under other names or shapes, sharded or ``.bin`` weights) raises
-:class:`NativeUnavailable` with a one-line reason; the engine then loads chronos' own model instead.
+activation, unequal patch sizes or strides, weights under other names or shapes, sharded or ``.bin``
+weights, a malformed config) raises :class:`NativeUnavailable` with a one-line reason; the engine then
+loads chronos' own model instead. Weights stored at a higher precision than the config's ``dtype``
+(``bfloat16``, ``float16``) are rounded to it first, as transformers loads them.
 """
 
 from __future__ import annotations
@@ -35,9 +37,11 @@ def read_config(folder: Path) -> NativeConfig:
         if "Chronos2Model" not in raw.get("architectures", ["Chronos2Model"]):
             raise NativeUnavailable(f"architectures {raw['architectures']} is not Chronos2Model")
         proj = str(raw.get("feed_forward_proj", "relu"))
-        act = proj.split("-")[-1]
+        act = str(raw.get("dense_act_fn", proj.split("-")[-1]))  # chronos: a stored dense_act_fn wins
         if proj.startswith("gated") or act not in ACTIVATIONS:
-            raise NativeUnavailable(f"feed_forward_proj {proj!r} is not one of {sorted(ACTIVATIONS)}")
+            raise NativeUnavailable(
+                f"feed_forward_proj {proj!r} / dense_act_fn {act!r} is not one of {sorted(ACTIVATIONS)}"
+            )
         if (
             forecasting.get("input_patch_stride", forecasting["input_patch_size"])
             != forecasting["input_patch_size"]
@@ -65,7 +69,7 @@ def read_config(folder: Path) -> NativeConfig:
         )
     except NativeUnavailable:
         raise
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise NativeUnavailable(
             f"cannot read {folder / 'config.json'} ({type(exc).__name__}: {exc})"
         ) from exc
@@ -99,6 +103,9 @@ def load_native(folder: Path, *, device: torch.device, dtype: torch.dtype) -> Na
         raise NativeUnavailable(
             f"weights do not match Chronos-2's layout: {' '.join(first[:2])[:200]}"
         ) from exc
+    stored = str(json.loads((folder / "config.json").read_text()).get("dtype") or "")
+    if stored in ("bfloat16", "float16"):  # transformers loads the weights in the config's dtype
+        model = model.to(dtype=getattr(torch, stored))
     model = model.to(device=device, dtype=dtype).eval()
     model.fuse()
     return model

@@ -354,6 +354,8 @@ class NativeChronos2(nn.Module):
             values = torch.zeros(rows, n_out, patch, device=device, dtype=dtype)
             known = values
         else:
+            if future.shape[-1] > steps:
+                raise ValueError(f"future_covariates has {future.shape[-1]} steps, more than {steps}")
             scaled, _ = _scale(future, cfg.use_arcsinh, loc_scale)
             scaled = scaled.to(dtype)
             known_steps = torch.isnan(scaled).logical_not().to(dtype)
