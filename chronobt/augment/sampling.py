@@ -25,6 +25,10 @@ PILOT_PATHS = 128
 PILOT_MARGIN = 8
 #: Histogram bins over that bracket in :func:`read_quantiles` (a few values per bin at 4,096 paths).
 READ_BINS = 2048
+#: :func:`read_quantiles`' own pilot (:func:`read_plan`): paths in it, sorted by insertion, and one bin
+#: per path up to :data:`READ_BINS`. A 128-path pilot and 2,048 bins cost a row of 512 paths (the
+#: dependence choice's) twice what its values do; the values read are the same for any plan.
+READ_PILOT = 32
 
 
 def check_levels(levels: Sequence[float], n: int | None = None, *, what: str = "levels") -> np.ndarray:
@@ -125,7 +129,9 @@ def copula_draws(
     """
     chol = np.linalg.cholesky(np.asarray(correlation, dtype=np.float64))
     g = np.random.default_rng(seed).standard_normal((n_paths, chol.shape[0]))
-    ranks = np.argsort(np.argsort(g @ chol.T, axis=0, kind="stable"), axis=0, kind="stable").T  # [h, P]
+    order = np.argsort(g @ chol.T, axis=0, kind="stable")  # [P, h]
+    ranks = np.empty((chol.shape[0], n_paths), dtype=np.intp)  # [h, P]: the inverse permutations
+    np.put_along_axis(ranks, order.T, np.arange(n_paths)[None, :], axis=1)
     seg, frac = _segments(levels, (np.arange(n_paths) + 0.5) / n_paths)
     return seg[ranks], frac[ranks]
 
@@ -186,14 +192,14 @@ def path_quantiles(paths: np.ndarray, targets: np.ndarray) -> np.ndarray:
     return ordered[..., lo] * (1.0 - frac) + ordered[..., hi] * frac
 
 
-def pilot_ranks(n: int, targets: np.ndarray) -> tuple[int, int, int]:
+def pilot_ranks(n: int, targets: np.ndarray, pilot: int = PILOT_PATHS) -> tuple[int, int, int]:
     """Stride and ranks of the pilot that brackets the order statistics at ``targets`` among ``n`` paths.
 
-    The pilot is every ``stride``-th path, :data:`PILOT_PATHS` of them (exchangeable: every step's
+    The pilot is every ``stride``-th path, ``pilot`` of them (exchangeable: every step's
     strata are assigned to the paths at random); its ranks :data:`PILOT_MARGIN` beyond the outermost
     targets bound the order statistics needed with room to spare but not the outliers.
     """
-    stride = max(1, n // PILOT_PATHS)
+    stride = max(1, n // pilot)
     m = len(range(0, n, stride))
     t = np.asarray(targets, dtype=np.float64)
     low = int(np.clip(int(np.floor(t.min() * m)) - PILOT_MARGIN, 0, m - 1))
@@ -201,11 +207,57 @@ def pilot_ranks(n: int, targets: np.ndarray) -> tuple[int, int, int]:
     return stride, low, high
 
 
+def running_sum_quantiles(
+    q_tf: np.ndarray,
+    seg: np.ndarray,
+    frac: np.ndarray,
+    first: np.ndarray,
+    targets: np.ndarray,
+    *,
+    sums: np.ndarray,
+) -> np.ndarray:
+    """:func:`read_quantiles` ``[h, rows, K]`` of the paths ``x[k] = d[k] + x[k - 1]`` from ``first``
+    ``[rows]`` (differencing's inverse) of the steps ``d`` :func:`sample_steps` draws: the same
+    numbers, in one compiled pass per step (:func:`chronobt.augment.kernels.running_sum_statistics`)
+    without the ``[h, rows, P]`` paths. ``sums``: a writeable C-contiguous float64 ``[rows, P]``
+    buffer (overwritten).
+    """
+    from chronobt.augment import kernels  # numba: compiled on first use (cached), imported when needed
+
+    q = _kernel_array(q_tf, np.float64)
+    h, rows, n_q = q.shape
+    seg_k, frac_k = _kernel_array(seg, np.int64), _kernel_array(frac, np.float64)
+    n = seg_k.shape[-1]
+    base = _kernel_array(np.asarray(first, dtype=np.float64).reshape(-1), np.float64)
+    if seg_k.ndim != 2 or seg_k.shape != frac_k.shape or seg_k.shape[0] != h or base.size != rows or n < 1:
+        raise ValueError(f"seg and frac [{h}, paths >= 1] and first [{rows}] expected")
+    if seg_k.min() < 0 or seg_k.max() > n_q - 2:
+        raise ValueError(f"segments must lie in 0..{n_q - 2} for {n_q} quantiles")
+    if (
+        sums.shape != (rows, n)
+        or sums.dtype != np.float64
+        or not (sums.flags.c_contiguous and sums.flags.writeable)
+    ):
+        raise ValueError(f"sums must be a writeable C-contiguous float64 array of shape {(rows, n)}")
+    lo, hi, w = hazen_positions(targets, n)
+    ranks, at = np.unique(np.concatenate([lo, hi]), return_inverse=True)
+    stats = np.empty((h, rows, ranks.size))
+    ranks = _kernel_array(ranks, np.int64)
+    kernels.running_sum_statistics(q, seg_k, frac_k, base, ranks, *read_plan(n, targets), sums, stats)
+    return stats[..., at[: lo.size]] * (1.0 - w) + stats[..., at[lo.size :]] * w
+
+
+def read_plan(n: int, targets: np.ndarray) -> tuple[int, int, int, int]:
+    """The pilot (:func:`pilot_ranks` of :data:`READ_PILOT` paths: stride, low and high rank) and the
+    bins (one per path, at most :data:`READ_BINS`) :func:`read_quantiles` reads rows of ``n`` paths with."""
+    return (*pilot_ranks(n, targets, READ_PILOT), min(READ_BINS, max(1, n)))
+
+
 def read_quantiles(paths: np.ndarray, targets: np.ndarray) -> np.ndarray:
     """:func:`path_quantiles` of ``paths`` [..., P] (the same values), without sorting whole rows.
 
     The order statistics needed come from a histogram refined where they fall
-    (:func:`chronobt.augment.kernels.order_statistics`, bracketed by :func:`pilot_ranks`), the
+    (:func:`chronobt.augment.kernels.order_statistics`, bracketed and binned by :func:`read_plan`), the
     interpolation between them is :func:`path_quantiles`' own.
     """
     from chronobt.augment import kernels  # numba: compiled on first use (cached), imported when needed
@@ -218,6 +270,6 @@ def read_quantiles(paths: np.ndarray, targets: np.ndarray) -> np.ndarray:
     ranks, at = np.unique(np.concatenate([lo, hi]), return_inverse=True)
     stats = np.empty((flat.shape[0], ranks.size))
     ranks = _kernel_array(ranks, np.int64)
-    kernels.order_statistics(flat, ranks, *pilot_ranks(n, targets), READ_BINS, stats)
+    kernels.order_statistics(flat, ranks, *read_plan(n, targets), stats)
     out = stats[:, at[: lo.size]] * (1.0 - frac) + stats[:, at[lo.size :]] * frac
     return out.reshape(*paths.shape[:-1], -1)
