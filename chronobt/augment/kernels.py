@@ -129,9 +129,10 @@ def running_sum_statistics(
     ``q`` ``[h, rows, Q]``, ``seg`` (int64) and ``frac`` ``[h, P]``, ``first`` ``[rows]``; the order
     statistics go to ``out`` ``[h, rows, len(ranks)]``. Returns how many rows were sorted whole.
     """
-    h, rows, _ = q.shape
+    h, rows, n_q = q.shape
     n = seg.shape[1]
     start, where, needed, rank_bin, work = _scratch(n, ranks.size, bins)
+    rise = np.empty(n_q - 1)
     whole = 0
     for k in range(h):
         seg_k = seg[k]
@@ -139,15 +140,17 @@ def running_sum_statistics(
         for r in range(rows):
             row = q[k, r]
             dest = sums[r]
+            for i in range(n_q - 1):
+                rise[i] = row[i + 1] - row[i]
             if k == 0:
                 base = first[r]
                 for j in range(n):
                     s = seg_k[j]
-                    dest[j] = row[s] + (row[s + 1] - row[s]) * frac_k[j] + base
+                    dest[j] = row[s] + rise[s] * frac_k[j] + base
             else:
                 for j in range(n):
                     s = seg_k[j]
-                    dest[j] = row[s] + (row[s + 1] - row[s]) * frac_k[j] + dest[j]
+                    dest[j] = row[s] + rise[s] * frac_k[j] + dest[j]
             whole += _row_statistics(
                 dest,
                 ranks,
