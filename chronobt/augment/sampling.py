@@ -27,7 +27,7 @@ PILOT_MARGIN = 8
 READ_BINS = 2048
 #: :func:`read_quantiles`' own pilot (:func:`read_plan`): paths in it, sorted by insertion, and one bin
 #: per path up to :data:`READ_BINS`. A 128-path pilot and 2,048 bins cost a row of 512 paths (the
-#: dependence choice's) twice what its values do; the values read are the same for any plan.
+#: dependence choice's) three times what its values do; the values read are the same for any plan.
 READ_PILOT = 32
 
 
