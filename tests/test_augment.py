@@ -550,3 +550,28 @@ def test_differencing_sample_paths_equal_the_generic_inversion_bit_for_bit(
     for kw, got in zip(runs, fused, strict=True):
         generic = inverse_quantiles(aug, q, levels=LEVELS, state=state, out_levels=LEVELS, n_paths=300, **kw)
         np.testing.assert_array_equal(got, generic)
+
+
+def test_each_compiled_loop_loads_once_with_the_collector_paused_then_restored(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import gc
+
+    paused: list[bool] = []
+    real = sampling._first_call
+    monkeypatch.setattr(sampling, "_LOADED", set())
+    monkeypatch.setattr(
+        sampling, "_first_call", lambda k, name: (paused.append(not gc.isenabled()), real(k, name))
+    )
+    names = ("draw_steps", "order_statistics", "running_sum_statistics")
+    for name in names * 2:
+        assert sampling.compiled(name) is getattr(kernels, name)
+    assert paused == [True] * 3 and gc.isenabled()
+    gc.disable()  # a caller's own setting is kept
+    try:
+        monkeypatch.setattr(sampling, "_LOADED", set())
+        sampling.compiled("draw_steps")
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+    assert len(kernels.running_sum_statistics.signatures) == 1

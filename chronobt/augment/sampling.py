@@ -10,8 +10,11 @@ computed once and shared by all windows.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import gc
+import threading
+from collections.abc import Callable, Sequence
 from statistics import NormalDist
+from typing import Any
 
 import numpy as np
 
@@ -145,8 +148,7 @@ def sample_steps(
     :func:`stratified_draws` or :func:`copula_draws`, in one compiled pass
     (:func:`chronobt.augment.kernels.draw_steps`; numpy needs a gather and two strided passes).
     """
-    from chronobt.augment import kernels  # numba: compiled on first use (cached), imported when needed
-
+    draw_steps = compiled("draw_steps")
     q = _kernel_array(q_tf, np.float64)
     h, rows, n_q = q.shape
     seg_k, frac_k = _kernel_array(seg, np.int64), _kernel_array(frac, np.float64)
@@ -161,7 +163,7 @@ def sample_steps(
         out.shape != shape or out.dtype != np.float64 or not (out.flags.c_contiguous and out.flags.writeable)
     ):
         raise ValueError(f"out must be a writeable C-contiguous float64 array of shape {shape}")
-    kernels.draw_steps(q, seg_k, frac_k, out)
+    draw_steps(q, seg_k, frac_k, out)
     return out
 
 
@@ -222,8 +224,7 @@ def running_sum_quantiles(
     without the ``[h, rows, P]`` paths. ``sums``: a writeable C-contiguous float64 ``[rows, P]``
     buffer (overwritten).
     """
-    from chronobt.augment import kernels  # numba: compiled on first use (cached), imported when needed
-
+    running_sum_statistics = compiled("running_sum_statistics")
     q = _kernel_array(q_tf, np.float64)
     h, rows, n_q = q.shape
     seg_k, frac_k = _kernel_array(seg, np.int64), _kernel_array(frac, np.float64)
@@ -243,7 +244,7 @@ def running_sum_quantiles(
     ranks, at = np.unique(np.concatenate([lo, hi]), return_inverse=True)
     stats = np.empty((h, rows, ranks.size))
     ranks = _kernel_array(ranks, np.int64)
-    kernels.running_sum_statistics(q, seg_k, frac_k, base, ranks, *read_plan(n, targets), sums, stats)
+    running_sum_statistics(q, seg_k, frac_k, base, ranks, *read_plan(n, targets), sums, stats)
     return stats[..., at[: lo.size]] * (1.0 - w) + stats[..., at[lo.size :]] * w
 
 
@@ -260,8 +261,7 @@ def read_quantiles(paths: np.ndarray, targets: np.ndarray) -> np.ndarray:
     (:func:`chronobt.augment.kernels.order_statistics`, bracketed and binned by :func:`read_plan`), the
     interpolation between them is :func:`path_quantiles`' own.
     """
-    from chronobt.augment import kernels  # numba: compiled on first use (cached), imported when needed
-
+    order_statistics = compiled("order_statistics")
     n = paths.shape[-1]
     if n < 1:
         raise ValueError("read_quantiles needs at least one path")
@@ -270,6 +270,52 @@ def read_quantiles(paths: np.ndarray, targets: np.ndarray) -> np.ndarray:
     ranks, at = np.unique(np.concatenate([lo, hi]), return_inverse=True)
     stats = np.empty((flat.shape[0], ranks.size))
     ranks = _kernel_array(ranks, np.int64)
-    kernels.order_statistics(flat, ranks, *read_plan(n, targets), stats)
+    order_statistics(flat, ranks, *read_plan(n, targets), stats)
     out = stats[:, at[: lo.size]] * (1.0 - frac) + stats[:, at[lo.size :]] * frac
     return out.reshape(*paths.shape[:-1], -1)
+
+
+_LOADED: set[str] = set()
+_LOADING = threading.Lock()
+
+
+def compiled(name: str) -> Callable[..., Any]:
+    """The compiled loop ``name`` of :mod:`chronobt.augment.kernels`, its machine code loaded.
+
+    The first use in a process imports numba and loads the loop (compiled once, then read from numba's
+    cache) with the cyclic garbage collector paused: numba creates some 100,000 objects while loading,
+    and in a process that holds a model (half a million objects) the collections they trigger scan the
+    whole heap again and again, about doubling the load (0.5 s against 0.27 s). One thread loads, the
+    others wait; tiny inputs of the loops' one signature each load them (the real calls then run).
+    """
+    if name not in _LOADED:
+        with _LOADING:
+            if name not in _LOADED:
+                enabled = gc.isenabled()
+                gc.disable()
+                try:
+                    from chronobt.augment import kernels  # numba: imported on first use
+
+                    _first_call(kernels, name)
+                finally:
+                    if enabled:
+                        gc.enable()
+                _LOADED.add(name)
+    from chronobt.augment import kernels
+
+    return getattr(kernels, name)
+
+
+def _first_call(kernels: Any, name: str) -> None:
+    """Call ``kernels.<name>`` once on one value with the argument types the wrappers pass."""
+    one = np.zeros((1, 1))
+    q, rank = np.zeros((1, 1, 2)), np.zeros(1, dtype=np.int64)
+    seg = np.zeros((1, 1), dtype=np.int64)
+    if name == "draw_steps":
+        kernels.draw_steps(q, seg, one, np.zeros((1, 1, 1)))
+    elif name == "order_statistics":
+        kernels.order_statistics(one, rank, 1, 0, 0, 1, np.zeros((1, 1)))
+    else:
+        kernels.running_sum_statistics(
+            q, seg, one, np.zeros(1), rank, 1, 0, 0, 1, np.zeros((1, 1)), q[..., :1].copy()
+        )
