@@ -575,3 +575,12 @@ def test_each_compiled_loop_loads_once_with_the_collector_paused_then_restored(
     finally:
         gc.enable()
     assert len(kernels.running_sum_statistics.signatures) == 1
+
+
+def test_the_copula_ranks_sort_equals_a_stable_argsort_with_ties_and_nan() -> None:
+    rng = np.random.default_rng(14)
+    plain = rng.standard_normal((24, 4096))
+    ties = np.round(rng.standard_normal((5, 300)), 1)
+    nan = np.where(rng.random((3, 50)) < 0.1, np.nan, rng.standard_normal((3, 50)))
+    for x in (plain, ties, nan):
+        np.testing.assert_array_equal(sampling._stable_argsort_rows(x), np.argsort(x, axis=1, kind="stable"))

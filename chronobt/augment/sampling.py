@@ -10,6 +10,7 @@ computed once and shared by all windows.
 
 from __future__ import annotations
 
+import functools
 import gc
 import threading
 from collections.abc import Callable, Sequence
@@ -132,11 +133,21 @@ def copula_draws(
     """
     chol = np.linalg.cholesky(np.asarray(correlation, dtype=np.float64))
     g = np.random.default_rng(seed).standard_normal((n_paths, chol.shape[0]))
-    order = np.argsort(g @ chol.T, axis=0, kind="stable")  # [P, h]
+    order = _stable_argsort_rows(np.ascontiguousarray((g @ chol.T).T))  # [h, P]
     ranks = np.empty((chol.shape[0], n_paths), dtype=np.intp)  # [h, P]: the inverse permutations
-    np.put_along_axis(ranks, order.T, np.arange(n_paths)[None, :], axis=1)
+    np.put_along_axis(ranks, order, np.arange(n_paths)[None, :], axis=1)
     seg, frac = _segments(levels, (np.arange(n_paths) + 0.5) / n_paths)
     return seg[ranks], frac[ranks]
+
+
+def _stable_argsort_rows(x: np.ndarray) -> np.ndarray:
+    """``np.argsort(x, axis=1, kind="stable")`` of ``x`` ``[rows, n]``: numpy's default sort (vectorized,
+    3x faster here) when no row has two equal values or a NaN, where every sort orders alike."""
+    order = np.argsort(x, axis=1)
+    ordered = np.take_along_axis(x, order, axis=1)
+    if (ordered[:, 1:] == ordered[:, :-1]).any() or np.isnan(ordered[:, -1]).any():
+        return np.argsort(x, axis=1, kind="stable")
+    return order
 
 
 def sample_steps(
@@ -240,12 +251,10 @@ def running_sum_quantiles(
         or not (sums.flags.c_contiguous and sums.flags.writeable)
     ):
         raise ValueError(f"sums must be a writeable C-contiguous float64 array of shape {(rows, n)}")
-    lo, hi, w = hazen_positions(targets, n)
-    ranks, at = np.unique(np.concatenate([lo, hi]), return_inverse=True)
+    ranks, low, high, w, plan = _read_setup(n, tuple(np.asarray(targets, dtype=np.float64).tolist()))
     stats = np.empty((h, rows, ranks.size))
-    ranks = _kernel_array(ranks, np.int64)
-    running_sum_statistics(q, seg_k, frac_k, base, ranks, *read_plan(n, targets), sums, stats)
-    return stats[..., at[: lo.size]] * (1.0 - w) + stats[..., at[lo.size :]] * w
+    running_sum_statistics(q, seg_k, frac_k, base, ranks, *plan, sums, stats)
+    return stats[..., low] * (1.0 - w) + stats[..., high] * w
 
 
 def read_plan(n: int, targets: np.ndarray) -> tuple[int, int, int, int]:
@@ -266,13 +275,25 @@ def read_quantiles(paths: np.ndarray, targets: np.ndarray) -> np.ndarray:
     if n < 1:
         raise ValueError("read_quantiles needs at least one path")
     flat = _kernel_array(paths.reshape(-1, n), np.float64)
-    lo, hi, frac = hazen_positions(targets, n)
-    ranks, at = np.unique(np.concatenate([lo, hi]), return_inverse=True)
+    ranks, low, high, frac, plan = _read_setup(n, tuple(np.asarray(targets, dtype=np.float64).tolist()))
     stats = np.empty((flat.shape[0], ranks.size))
-    ranks = _kernel_array(ranks, np.int64)
-    order_statistics(flat, ranks, *read_plan(n, targets), stats)
-    out = stats[:, at[: lo.size]] * (1.0 - frac) + stats[:, at[lo.size :]] * frac
+    order_statistics(flat, ranks, *plan, stats)
+    out = stats[:, low] * (1.0 - frac) + stats[:, high] * frac
     return out.reshape(*paths.shape[:-1], -1)
+
+
+@functools.lru_cache(maxsize=64)
+def _read_setup(
+    n: int, targets: tuple[float, ...]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, tuple[int, int, int, int]]:
+    """For reading ``targets`` off rows of ``n`` paths (the same for every chunk of a call): the distinct
+    order statistics needed (int64 ranks), the places of each target's lower and upper one among them,
+    the weights of the upper ones (:func:`hazen_positions`) and the :func:`read_plan`."""
+    t = np.asarray(targets, dtype=np.float64)
+    lo, hi, frac = hazen_positions(t, n)
+    ranks, at = np.unique(np.concatenate([lo, hi]), return_inverse=True)
+    at = at.reshape(-1)
+    return _kernel_array(ranks, np.int64), at[: lo.size], at[lo.size :], frac, read_plan(n, t)
 
 
 _LOADED: set[str] = set()
