@@ -2,15 +2,18 @@
 
 numpy spends most of the inversion's time on passes it cannot fuse: a gather of (lower quantile, rise)
 pairs per step, strided arithmetic on them, and a sort of every row of ``P`` prices to read a few
-order statistics. These two loops do the same work in one pass each, without the GIL (the inversion's
-worker threads run them side by side), and give the numpy reference's numbers: the same float64
-operations in the same order (no fast-math, no contraction into fused multiply-adds), and exact order
-statistics rather than an approximation (timings: ``benchmarks/RESULTS.md``, section ``inversion_speed.py``).
+order statistics. These loops do the same work in one pass each (:func:`draw_steps`,
+:func:`order_statistics`; :func:`running_sum_statistics` draws, sums and reads differencing's paths
+step by step), without the GIL (the inversion's worker threads run them side by side), and give the
+numpy reference's numbers: the same float64 operations in the same order (no fast-math, no contraction
+into fused multiply-adds), and exact order statistics rather than an approximation (timings:
+``benchmarks/RESULTS.md``, sections ``inversion_speed.py`` and ``inversion_forward.py``).
 
 Compiled on first use and cached beside this file (numba's ``cache=True``; a read-only install caches
-in the user's cache folder, and where no folder is writable every process compiles): one signature
-each, because :mod:`chronobt.augment.sampling` passes only C-contiguous, writeable float64 and int64
-arrays. numba checks no bounds: the wrappers there check the shapes.
+in the user's cache folder, and where no folder is writable every process compiles), loaded through
+:func:`chronobt.augment.sampling.compiled`: one signature each, because
+:mod:`chronobt.augment.sampling` passes only C-contiguous, writeable float64 and int64 arrays. numba
+checks no bounds: the wrappers there check the shapes.
 """
 
 from __future__ import annotations
