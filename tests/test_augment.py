@@ -486,3 +486,101 @@ def test_the_loops_compile_uncached_where_no_cache_folder_is_writable(
 
     monkeypatch.setattr(kernels.numba, "njit", njit)
     assert kernels._compiled(lambda x: x + 1)(41) == 42
+
+
+@pytest.mark.parametrize("n_paths", [8, 100, 512, 4096])
+def test_running_sum_quantiles_equal_drawing_summing_and_reading_bit_for_bit(n_paths: int) -> None:
+    rng = np.random.default_rng(11)
+    levels = np.linspace(0.05, 0.95, 19)
+    q_tf = np.sort(rng.standard_t(3.0, size=(6, 5, levels.size)) * 1e3, axis=-1)  # [h, rows, Q]
+    q_tf[2, 1] = 4.0  # a constant step: ties everywhere
+    q_tf[3, 2, -1] = np.inf  # an infinite upper quantile: infinite paths from there on
+    first = rng.normal(1e5, 300.0, 5)
+    targets = np.array([0.001, 0.1, 0.25, 0.5, 0.75, 0.9, 0.999])
+    for seg, frac in (
+        sampling.stratified_draws(levels, n_paths, 6, seed=2),
+        sampling.copula_draws(levels, n_paths, 0.6 ** np.abs(np.subtract.outer(range(6), range(6))), seed=3),
+    ):
+        with np.errstate(invalid="ignore"):
+            paths = sampling.sample_steps(q_tf, seg, frac)
+            paths[0] += first[:, None]
+            for k in range(1, 6):
+                paths[k] += paths[k - 1]
+            expected = sampling.path_quantiles(paths, targets)
+            sums = np.empty((5, n_paths))
+            read = sampling.running_sum_quantiles(q_tf, seg, frac, first, targets, sums=sums)
+        np.testing.assert_array_equal(read, expected)
+
+
+def test_differencing_inverts_by_its_running_sum_and_others_do_not() -> None:
+    rng = np.random.default_rng(12)
+    contexts = 100.0 + np.cumsum(rng.normal(size=(3, 2, 40)), axis=-1)
+    for spec in SPECS:
+        aug = get_augmentation(spec)
+        state = aug.fit(contexts)
+        start = aug.running_sum_from(state)
+        if spec != "differencing":
+            assert start is None
+            continue
+        assert start is not None
+        steps = rng.normal(size=(4, 3, 2))  # [h, w, v]
+        np.testing.assert_array_equal(
+            aug.inverse_tf_owned(steps.copy(), state),
+            np.cumsum(np.concatenate([start[None], steps]), axis=0)[1:],
+        )
+
+
+def test_differencing_sample_paths_equal_the_generic_inversion_bit_for_bit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    rng = np.random.default_rng(13)
+    aug = get_augmentation("differencing")
+    state = aug.fit(100.0 + np.cumsum(rng.normal(size=(7, 2, 60)), axis=-1))
+    q = np.sort(rng.normal(size=(7, 2, LEVELS.size, 5)), axis=2)
+    correlation = np.stack([np.eye(5)] * 3 + [0.5 ** np.abs(np.subtract.outer(range(5), range(5)))] * 4)
+    runs = [
+        {"dependence": "independent"},
+        {"dependence": "copula", "correlation": correlation},
+    ]
+    fused = [
+        inverse_quantiles(aug, q, levels=LEVELS, state=state, out_levels=LEVELS, n_paths=300, **kw)
+        for kw in runs
+    ]
+    monkeypatch.setattr(type(aug), "running_sum_from", lambda self, state: None)
+    for kw, got in zip(runs, fused, strict=True):
+        generic = inverse_quantiles(aug, q, levels=LEVELS, state=state, out_levels=LEVELS, n_paths=300, **kw)
+        np.testing.assert_array_equal(got, generic)
+
+
+def test_each_compiled_loop_loads_once_with_the_collector_paused_then_restored(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import gc
+
+    paused: list[bool] = []
+    real = sampling._first_call
+    monkeypatch.setattr(sampling, "_LOADED", set())
+    monkeypatch.setattr(
+        sampling, "_first_call", lambda k, name: (paused.append(not gc.isenabled()), real(k, name))
+    )
+    names = ("draw_steps", "order_statistics", "running_sum_statistics")
+    for name in names * 2:
+        assert sampling.compiled(name) is getattr(kernels, name)
+    assert paused == [True] * 3 and gc.isenabled()
+    gc.disable()  # a caller's own setting is kept
+    try:
+        monkeypatch.setattr(sampling, "_LOADED", set())
+        sampling.compiled("draw_steps")
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+    assert len(kernels.running_sum_statistics.signatures) == 1
+
+
+def test_the_copula_ranks_sort_equals_a_stable_argsort_with_ties_and_nan() -> None:
+    rng = np.random.default_rng(14)
+    plain = rng.standard_normal((24, 4096))
+    ties = np.round(rng.standard_normal((5, 300)), 1)
+    nan = np.where(rng.random((3, 50)) < 0.1, np.nan, rng.standard_normal((3, 50)))
+    for x in (plain, ties, nan):
+        np.testing.assert_array_equal(sampling._stable_argsort_rows(x), np.argsort(x, axis=1, kind="stable"))

@@ -215,6 +215,13 @@ class Augmentation(ABC):
         augmentation's, for the same windows."""
         return self._inverse_tf(values, state)
 
+    def running_sum_from(self, state: Any) -> np.ndarray | None:
+        """``[w, v]`` when the inverse is a running sum of the values from them, done exactly as
+        :meth:`inverse_tf_owned` does it (``x[0] = y[0] + start``, then ``x[k] = y[k] + x[k - 1]``), so the
+        sample-path inversion may sum the drawn steps as it reads them
+        (:func:`chronobt.augment.sampling.running_sum_quantiles`); ``None`` (the default) otherwise."""
+        return None
+
     # -- public array API ----------------------------------------------------------------------
 
     def check_state(self, state: object, shape: tuple[int, ...]) -> AugmentationState:

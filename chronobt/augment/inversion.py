@@ -29,6 +29,7 @@ from chronobt.augment.sampling import (
     copula_draws,
     interpolate_quantiles,
     read_quantiles,
+    running_sum_quantiles,
     sample_steps,
     stratified_draws,
 )
@@ -130,10 +131,15 @@ def inverse_quantiles(
     if int(n_paths) < 2:
         raise ConfigError(f"n_paths must be an integer >= 2, got {n_paths!r}")
     n_w, n_v, _, h = qs.shape
-    sets = 1 if corr is None or corr.ndim == 2 else len(np.unique(corr.reshape(n_w, -1), axis=0))
+    groups = (
+        None
+        if corr is None or corr.ndim == 2
+        else np.unique(corr.reshape(n_w, -1), axis=0, return_inverse=True)
+    )
+    sets = 1 if groups is None else len(groups[0])
     need = InversionMemory.of(aug, windows=n_w, variates=n_v, horizon=h, n_paths=int(n_paths), draw_sets=sets)
     limit = check_inversion_memory(need)
-    tasks = _tasks(lv, qs.shape, int(n_paths), seed, corr)
+    tasks = _tasks(lv, qs.shape, int(n_paths), seed, corr if groups is None else groups)
     return _sampled_quantiles(aug, qs, out_lv, st, int(n_paths), tasks, device, need.workers_within(limit))
 
 
@@ -142,26 +148,34 @@ def _tasks(
     shape: tuple[int, ...],
     n_paths: int,
     seed: int,
-    correlation: np.ndarray | None,
+    correlation: np.ndarray | tuple[np.ndarray, np.ndarray] | None,
 ) -> list[Task]:
-    """The chunks of windows to invert with their draws: one set of draws for all windows, or one per
-    distinct correlation matrix, inverted over the windows that use it."""
+    """The chunks of windows to invert with their draws: one set of draws for all windows (``correlation``
+    ``None`` or ``[h, h]``), or one per distinct correlation matrix (``correlation``: the distinct
+    flattened matrices and each window's, as ``np.unique`` gives them), inverted over the windows that
+    use it."""
     n_w, n_v, _, h = shape
     per_window = n_v * n_paths * h
-    if correlation is None or correlation.ndim == 2:
+    if not isinstance(correlation, tuple):
         seg, frac = (
             stratified_draws(levels, n_paths, h, seed)
             if correlation is None
             else copula_draws(levels, n_paths, correlation, seed)
         )  # [h, P] each
+        seg, frac = _contiguous(seg, frac)
         return [(rows, seg, frac) for rows in window_chunks(n_w, per_window)]
     tasks: list[Task] = []
-    unique, group = np.unique(correlation.reshape(n_w, -1), axis=0, return_inverse=True)
+    unique, group = correlation
     for g, matrix in enumerate(unique):
-        seg, frac = copula_draws(levels, n_paths, matrix.reshape(h, h), seed)
+        seg, frac = _contiguous(*copula_draws(levels, n_paths, matrix.reshape(h, h), seed))
         idx = np.flatnonzero(group.reshape(-1) == g)
         tasks += [(idx[part], seg, frac) for part in window_chunks(idx.size, per_window)]
     return tasks
+
+
+def _contiguous(seg: np.ndarray, frac: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The draws as the compiled loops take them (C order: one copy per call, not one per chunk)."""
+    return np.ascontiguousarray(seg, dtype=np.int64), np.ascontiguousarray(frac, dtype=np.float64)
 
 
 def _sampled_quantiles(
@@ -198,6 +212,12 @@ def _sampled_quantiles(
         with np.errstate(over="ignore", invalid="ignore"):  # thread-local: set in the worker
             chunk = qs[rows]
             q_tf = chunk.transpose(3, 0, 1, 2).reshape(h, -1, n_q)  # [h, w*v, Q]
+            first = None if device is not None else aug.running_sum_from(state.take(rows))
+            if first is not None:  # differencing: the paths summed step by step as they are read
+                sums = buffer((q_tf.shape[1], n_paths))
+                read = running_sum_quantiles(q_tf, seg, frac, first, out_levels, sums=sums)
+                out[rows] = read.reshape(h, chunk.shape[0], n_v, -1).transpose(1, 2, 3, 0)
+                return
             if device is None:
                 drawn = sample_steps(q_tf, seg, frac, out=buffer((h, q_tf.shape[1], n_paths)))
             else:

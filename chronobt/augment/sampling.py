@@ -10,8 +10,12 @@ computed once and shared by all windows.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+import gc
+import threading
+from collections.abc import Callable, Sequence
 from statistics import NormalDist
+from typing import Any
 
 import numpy as np
 
@@ -25,6 +29,10 @@ PILOT_PATHS = 128
 PILOT_MARGIN = 8
 #: Histogram bins over that bracket in :func:`read_quantiles` (a few values per bin at 4,096 paths).
 READ_BINS = 2048
+#: :func:`read_quantiles`' own pilot (:func:`read_plan`): paths in it, sorted by insertion, and one bin
+#: per path up to :data:`READ_BINS`. A 128-path pilot and 2,048 bins cost a row of 512 paths (the
+#: dependence choice's) three times what its values do; the values read are the same for any plan.
+READ_PILOT = 32
 
 
 def check_levels(levels: Sequence[float], n: int | None = None, *, what: str = "levels") -> np.ndarray:
@@ -125,9 +133,21 @@ def copula_draws(
     """
     chol = np.linalg.cholesky(np.asarray(correlation, dtype=np.float64))
     g = np.random.default_rng(seed).standard_normal((n_paths, chol.shape[0]))
-    ranks = np.argsort(np.argsort(g @ chol.T, axis=0, kind="stable"), axis=0, kind="stable").T  # [h, P]
+    order = _stable_argsort_rows(np.ascontiguousarray((g @ chol.T).T))  # [h, P]
+    ranks = np.empty((chol.shape[0], n_paths), dtype=np.intp)  # [h, P]: the inverse permutations
+    np.put_along_axis(ranks, order, np.arange(n_paths)[None, :], axis=1)
     seg, frac = _segments(levels, (np.arange(n_paths) + 0.5) / n_paths)
     return seg[ranks], frac[ranks]
+
+
+def _stable_argsort_rows(x: np.ndarray) -> np.ndarray:
+    """``np.argsort(x, axis=1, kind="stable")`` of ``x`` ``[rows, n]``: numpy's default sort (vectorized,
+    3x faster here) when no row has two equal values or a NaN, where every sort orders alike."""
+    order = np.argsort(x, axis=1)
+    ordered = np.take_along_axis(x, order, axis=1)
+    if (ordered[:, 1:] == ordered[:, :-1]).any() or np.isnan(ordered[:, -1]).any():
+        return np.argsort(x, axis=1, kind="stable")
+    return order
 
 
 def sample_steps(
@@ -139,8 +159,7 @@ def sample_steps(
     :func:`stratified_draws` or :func:`copula_draws`, in one compiled pass
     (:func:`chronobt.augment.kernels.draw_steps`; numpy needs a gather and two strided passes).
     """
-    from chronobt.augment import kernels  # numba: compiled on first use (cached), imported when needed
-
+    draw_steps = compiled("draw_steps")
     q = _kernel_array(q_tf, np.float64)
     h, rows, n_q = q.shape
     seg_k, frac_k = _kernel_array(seg, np.int64), _kernel_array(frac, np.float64)
@@ -155,7 +174,7 @@ def sample_steps(
         out.shape != shape or out.dtype != np.float64 or not (out.flags.c_contiguous and out.flags.writeable)
     ):
         raise ValueError(f"out must be a writeable C-contiguous float64 array of shape {shape}")
-    kernels.draw_steps(q, seg_k, frac_k, out)
+    draw_steps(q, seg_k, frac_k, out)
     return out
 
 
@@ -186,14 +205,14 @@ def path_quantiles(paths: np.ndarray, targets: np.ndarray) -> np.ndarray:
     return ordered[..., lo] * (1.0 - frac) + ordered[..., hi] * frac
 
 
-def pilot_ranks(n: int, targets: np.ndarray) -> tuple[int, int, int]:
+def pilot_ranks(n: int, targets: np.ndarray, pilot: int = PILOT_PATHS) -> tuple[int, int, int]:
     """Stride and ranks of the pilot that brackets the order statistics at ``targets`` among ``n`` paths.
 
-    The pilot is every ``stride``-th path, :data:`PILOT_PATHS` of them (exchangeable: every step's
+    The pilot is every ``stride``-th path, ``pilot`` of them (exchangeable: every step's
     strata are assigned to the paths at random); its ranks :data:`PILOT_MARGIN` beyond the outermost
     targets bound the order statistics needed with room to spare but not the outliers.
     """
-    stride = max(1, n // PILOT_PATHS)
+    stride = max(1, n // pilot)
     m = len(range(0, n, stride))
     t = np.asarray(targets, dtype=np.float64)
     low = int(np.clip(int(np.floor(t.min() * m)) - PILOT_MARGIN, 0, m - 1))
@@ -201,23 +220,124 @@ def pilot_ranks(n: int, targets: np.ndarray) -> tuple[int, int, int]:
     return stride, low, high
 
 
+def running_sum_quantiles(
+    q_tf: np.ndarray,
+    seg: np.ndarray,
+    frac: np.ndarray,
+    first: np.ndarray,
+    targets: np.ndarray,
+    *,
+    sums: np.ndarray,
+) -> np.ndarray:
+    """:func:`read_quantiles` ``[h, rows, K]`` of the paths ``x[k] = d[k] + x[k - 1]`` from ``first``
+    ``[rows]`` (differencing's inverse) of the steps ``d`` :func:`sample_steps` draws: the same
+    numbers, in one compiled pass per step (:func:`chronobt.augment.kernels.running_sum_statistics`)
+    without the ``[h, rows, P]`` paths. ``sums``: a writeable C-contiguous float64 ``[rows, P]``
+    buffer (overwritten).
+    """
+    running_sum_statistics = compiled("running_sum_statistics")
+    q = _kernel_array(q_tf, np.float64)
+    h, rows, n_q = q.shape
+    seg_k, frac_k = _kernel_array(seg, np.int64), _kernel_array(frac, np.float64)
+    n = seg_k.shape[-1]
+    base = _kernel_array(np.asarray(first, dtype=np.float64).reshape(-1), np.float64)
+    if seg_k.ndim != 2 or seg_k.shape != frac_k.shape or seg_k.shape[0] != h or base.size != rows or n < 1:
+        raise ValueError(f"seg and frac [{h}, paths >= 1] and first [{rows}] expected")
+    if seg_k.min() < 0 or seg_k.max() > n_q - 2:
+        raise ValueError(f"segments must lie in 0..{n_q - 2} for {n_q} quantiles")
+    if (
+        sums.shape != (rows, n)
+        or sums.dtype != np.float64
+        or not (sums.flags.c_contiguous and sums.flags.writeable)
+    ):
+        raise ValueError(f"sums must be a writeable C-contiguous float64 array of shape {(rows, n)}")
+    ranks, low, high, w, plan = _read_setup(n, tuple(np.asarray(targets, dtype=np.float64).tolist()))
+    stats = np.empty((h, rows, ranks.size))
+    running_sum_statistics(q, seg_k, frac_k, base, ranks, *plan, sums, stats)
+    return stats[..., low] * (1.0 - w) + stats[..., high] * w
+
+
+def read_plan(n: int, targets: np.ndarray) -> tuple[int, int, int, int]:
+    """The pilot (:func:`pilot_ranks` of :data:`READ_PILOT` paths: stride, low and high rank) and the
+    bins (one per path, at most :data:`READ_BINS`) :func:`read_quantiles` reads rows of ``n`` paths with."""
+    return (*pilot_ranks(n, targets, READ_PILOT), min(READ_BINS, max(1, n)))
+
+
 def read_quantiles(paths: np.ndarray, targets: np.ndarray) -> np.ndarray:
     """:func:`path_quantiles` of ``paths`` [..., P] (the same values), without sorting whole rows.
 
     The order statistics needed come from a histogram refined where they fall
-    (:func:`chronobt.augment.kernels.order_statistics`, bracketed by :func:`pilot_ranks`), the
+    (:func:`chronobt.augment.kernels.order_statistics`, bracketed and binned by :func:`read_plan`), the
     interpolation between them is :func:`path_quantiles`' own.
     """
-    from chronobt.augment import kernels  # numba: compiled on first use (cached), imported when needed
-
+    order_statistics = compiled("order_statistics")
     n = paths.shape[-1]
     if n < 1:
         raise ValueError("read_quantiles needs at least one path")
     flat = _kernel_array(paths.reshape(-1, n), np.float64)
-    lo, hi, frac = hazen_positions(targets, n)
-    ranks, at = np.unique(np.concatenate([lo, hi]), return_inverse=True)
+    ranks, low, high, frac, plan = _read_setup(n, tuple(np.asarray(targets, dtype=np.float64).tolist()))
     stats = np.empty((flat.shape[0], ranks.size))
-    ranks = _kernel_array(ranks, np.int64)
-    kernels.order_statistics(flat, ranks, *pilot_ranks(n, targets), READ_BINS, stats)
-    out = stats[:, at[: lo.size]] * (1.0 - frac) + stats[:, at[lo.size :]] * frac
+    order_statistics(flat, ranks, *plan, stats)
+    out = stats[:, low] * (1.0 - frac) + stats[:, high] * frac
     return out.reshape(*paths.shape[:-1], -1)
+
+
+@functools.lru_cache(maxsize=64)
+def _read_setup(
+    n: int, targets: tuple[float, ...]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, tuple[int, int, int, int]]:
+    """For reading ``targets`` off rows of ``n`` paths (the same for every chunk of a call): the distinct
+    order statistics needed (int64 ranks), the places of each target's lower and upper one among them,
+    the weights of the upper ones (:func:`hazen_positions`) and the :func:`read_plan`."""
+    t = np.asarray(targets, dtype=np.float64)
+    lo, hi, frac = hazen_positions(t, n)
+    ranks, at = np.unique(np.concatenate([lo, hi]), return_inverse=True)
+    at = at.reshape(-1)
+    return _kernel_array(ranks, np.int64), at[: lo.size], at[lo.size :], frac, read_plan(n, t)
+
+
+_LOADED: set[str] = set()
+_LOADING = threading.Lock()
+
+
+def compiled(name: str) -> Callable[..., Any]:
+    """The compiled loop ``name`` of :mod:`chronobt.augment.kernels`, its machine code loaded.
+
+    The first use in a process imports numba and loads the loop (compiled once, then read from numba's
+    cache) with the cyclic garbage collector paused: numba creates some 100,000 objects while loading,
+    which in a process holding a model (half a million objects) set off a full collection, 0.25-0.29 s
+    of a 0.6 s first call; paused, the new objects are collected young afterwards (0.03 s) and no full
+    collection followed in the rest of a backtest. One thread loads while the others wait; tiny inputs
+    of each loop's one signature load it (the real calls then run).
+    """
+    if name not in _LOADED:
+        with _LOADING:
+            if name not in _LOADED:
+                enabled = gc.isenabled()
+                gc.disable()
+                try:
+                    from chronobt.augment import kernels  # numba: imported on first use
+
+                    _first_call(kernels, name)
+                finally:
+                    if enabled:
+                        gc.enable()
+                _LOADED.add(name)
+    from chronobt.augment import kernels
+
+    return getattr(kernels, name)
+
+
+def _first_call(kernels: Any, name: str) -> None:
+    """Call ``kernels.<name>`` once on one value with the argument types the wrappers pass."""
+    one = np.zeros((1, 1))
+    q, rank = np.zeros((1, 1, 2)), np.zeros(1, dtype=np.int64)
+    seg = np.zeros((1, 1), dtype=np.int64)
+    if name == "draw_steps":
+        kernels.draw_steps(q, seg, one, np.zeros((1, 1, 1)))
+    elif name == "order_statistics":
+        kernels.order_statistics(one, rank, 1, 0, 0, 1, np.zeros((1, 1)))
+    else:
+        kernels.running_sum_statistics(
+            q, seg, one, np.zeros(1), rank, 1, 0, 0, 1, np.zeros((1, 1)), q[..., :1].copy()
+        )

@@ -74,6 +74,9 @@ class Differencing(Augmentation):
             values[k] += values[k - 1]
         return values
 
+    def running_sum_from(self, state: AugmentationState) -> np.ndarray:
+        return np.asarray(state.last)
+
 
 @dataclass(frozen=True, eq=False)
 class LineState(AugmentationState):
