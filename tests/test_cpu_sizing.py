@@ -95,3 +95,12 @@ def test_the_command_line_reads_free_cores_from_affinity_and_load(monkeypatch: p
 
     monkeypatch.setattr(os, "getloadavg", unreadable)
     assert free_cpu_cores() is None
+
+
+def test_batches_side_by_side_share_the_activation_budget() -> None:
+    from chronobt.engine import cpu_sizing as sizing
+
+    args = {"context_length": 512, "patch_size": 16, "n_output_patches": 2, "d_model": 128, "d_ff": 512}
+    alone = sizing.cpu_series_per_forward(**args, dense_groups=False)
+    assert alone == 119  # the bundled model at context 512: the whole budget
+    assert sizing.cpu_series_per_forward(**args, dense_groups=False, workers=2) == 59

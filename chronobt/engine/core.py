@@ -13,15 +13,10 @@ from :mod:`chronobt.engine.cpu_sizing`), :meth:`Chronos2Engine.predict` plans an
   runs where the native forward is unavailable or its check failed;
 * ``num_output_patches = ceil(horizon / patch)``. Above the model's ``max_output_patches`` the engine uses
   chronos' own autoregressive unrolling (:mod:`chronobt.engine.unrolling`), eager;
-* the forward runs through :func:`chronobt.engine.views.lastblock.output_only_view` (the last encoder block
-  computes only the forecast tokens) once :func:`chronobt.engine.views.check.check_view` found it equal to
-  the full forward for this model and number of output patches; otherwise the full forward runs;
-* every block's group attention runs per task (:mod:`chronobt.engine.views.group_attention`, block-diagonal:
-  a task's variates attend to each other only, as the dense masked attention does) once the view, composed
-  with the output-only last block, was found equal to the full forward for this number of variates and
-  output patches; otherwise dense group attention runs;
-* chronos' private classes and methods are reached only through :mod:`chronobt.engine.chronos_compat`;
-  when one is missing the views are off, with the reason in :meth:`Chronos2Engine.record`;
+* chronos' model runs through its checked views (:mod:`chronobt.engine.views`: output-only last block,
+  per-task group attention, CPU task chunks), each used once found equal to its full forward; chronos'
+  private names are reached only through :mod:`chronobt.engine.chronos_compat` (a missing one turns the
+  views off, with the reason in :meth:`Chronos2Engine.record`);
 * compile (:mod:`chronobt.engine.compilation`): ``torch.compile(dynamic=False)``, one compilation per shape;
   later calls reuse the compiled shape, and any failure means eager for the rest of the engine's life;
 * on CUDA the next batch is prepared and uploaded while the current one computes
@@ -37,6 +32,7 @@ switches onto :class:`EngineConfig` (``chronobt.cli.engine_options``).
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import time
@@ -221,7 +217,8 @@ class Chronos2Engine:
         dense_groups = False if native or not runs else self.views.dense_groups
         cached = None  # CPU: the series whose activations stay in cache
         if self.device.type == "cpu":
-            cached = cpu_sizing.cpu_series_per_forward(
+            sizing = functools.partial(
+                cpu_sizing.cpu_series_per_forward,
                 context_length=length,
                 patch_size=self.patch_size,
                 n_output_patches=n_patches,
@@ -229,6 +226,10 @@ class Chronos2Engine:
                 d_ff=self.spec.d_ff,
                 dense_groups=dense_groups,
             )
+            cached = sizing()
+            side_by_side = self._cpu_workers(compile_call, n_tasks, max(1, cached // max(n_variates, 1)))
+            if side_by_side > 1:
+                cached = sizing(workers=side_by_side)  # batches side by side share the cache
         series = cached if self.config.batch_size is None and cached is not None else self.batch_size
         tasks_per_batch = max(1, series // max(n_variates, 1))
         if not compile_call:
@@ -246,16 +247,7 @@ class Chronos2Engine:
             tasks_per_chunk = cpu_sizing.cpu_tasks_per_chunk(
                 series=cached, n_variates=n_variates, tasks_per_batch=tasks_per_batch
             )
-        workers = 1
-        if self.device.type == "cpu" and not compile_call and not self._runner.stage_batches:
-            import torch
-
-            workers = cpu_sizing.cpu_workers(
-                n_batches=math.ceil(n_tasks / tasks_per_batch),
-                d_model=self.spec.d_model,
-                threads=torch.get_num_threads(),
-                free_cores=self.config.cpu_free_cores,
-            )
+        workers = self._cpu_workers(compile_call, n_tasks, tasks_per_batch)
         return Plan(
             n_tasks=n_tasks,
             n_variates=n_variates,
@@ -270,6 +262,20 @@ class Chronos2Engine:
             compile_reason=compile_reason,
             tasks_per_chunk=tasks_per_chunk,
             native=native,
+        )
+
+    def _cpu_workers(self, compile_call: bool, n_tasks: int, tasks_per_batch: int) -> int:
+        """CPU batches side by side for ``n_tasks`` in batches of ``tasks_per_batch`` (1 off the CPU,
+        compiled or staged)."""
+        if self.device.type != "cpu" or compile_call or self._runner.stage_batches:
+            return 1
+        import torch
+
+        return cpu_sizing.cpu_workers(
+            n_batches=math.ceil(n_tasks / tasks_per_batch),
+            d_model=self.spec.d_model,
+            threads=torch.get_num_threads(),
+            free_cores=self.config.cpu_free_cores,
         )
 
     def _compile_preview(

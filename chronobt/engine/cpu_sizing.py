@@ -33,10 +33,12 @@ def cpu_series_per_forward(
     d_model: int,
     d_ff: int,
     dense_groups: bool = True,
+    workers: int = 1,
 ) -> int:
     """Default series per forward on a CPU.
 
-    The series that keep ``series x tokens x d_model`` near :data:`CPU_ACTIVATION_BUDGET`, clipped to
+    The series that keep ``series x tokens x d_model`` near :data:`CPU_ACTIVATION_BUDGET` divided among
+    the ``workers`` batches that run side by side (they share the cache), clipped to
     :data:`CPU_BATCH_RANGE`. With dense group attention (chronos' own, across the whole batch) never above
     ``d_ff``: its cost per series grows with the series per forward and passes the feed-forward layers'
     beyond ``d_ff``. Block-diagonal group attention (:mod:`chronobt.engine.views.group_attention`) costs the
@@ -50,6 +52,9 @@ def cpu_series_per_forward(
     n_output_patches : output patches forecast per series (``ceil(horizon / output_patch_size)``).
     d_model, d_ff : the model's hidden and feed-forward widths.
     dense_groups : whether group attention runs dense across the batch (``False``: per task).
+    workers : batches run side by side (:func:`cpu_workers`; the bundled model's 200-window main command
+        ran its forward in 0.54 s at 32 series per batch against 0.75 s at the whole budget's 119,
+        ``benchmarks/RESULTS.md``).
 
     Returns
     -------
@@ -59,7 +64,7 @@ def cpu_series_per_forward(
     tokens = tokens_per_series(
         context_length=context_length, patch_size=patch_size, n_output_patches=n_output_patches
     )
-    series = CPU_ACTIVATION_BUDGET // (tokens * d_model)
+    series = CPU_ACTIVATION_BUDGET // (tokens * d_model * max(1, workers))
     low, high = CPU_BATCH_RANGE
     cap = min(high, d_ff) if dense_groups else high
     return int(min(cap, max(low, series)))

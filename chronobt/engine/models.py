@@ -188,6 +188,12 @@ def _resolve_hub(repo_id: str, *, offline: bool) -> ResolvedModel:
 
 def _cached_snapshot(repo_id: str) -> Path | None:
     """The cached snapshot folder of ``repo_id`` (``main``), or ``None`` when it is not fully cached."""
+    from huggingface_hub import constants
+
+    # the Hub cache's documented layout: no models--<org>--<name> folder, nothing cached (and none of
+    # huggingface_hub's file and HTTP modules imported, ~0.05 s)
+    if not (Path(constants.HF_HUB_CACHE) / f"models--{repo_id.replace('/', '--')}").is_dir():
+        return None
     from huggingface_hub import try_to_load_from_cache
 
     if not isinstance(try_to_load_from_cache(repo_id, "config.json"), str):
