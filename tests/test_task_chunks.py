@@ -114,23 +114,29 @@ def _engine(model_dir: Path, *, chunks: bool, batch_size: int = 28) -> Chronos2E
     return engine
 
 
-@pytest.mark.parametrize(("batch_size", "workers"), [(28, 1), (16, 2)])  # 16: two batches side by side
+# 16: two batches side by side, which share the cache budget (8 series): chunks of one task each
+@pytest.mark.parametrize(("batch_size", "workers", "per_chunk"), [(28, 1, 2), (16, 2, 1)])
 def test_cpu_engine_chunks_large_batches_after_checking_and_matches_whole_batches(
-    tiny_model_dir: Path, contexts: np.ndarray, small_budget: None, batch_size: int, workers: int
+    tiny_model_dir: Path,
+    contexts: np.ndarray,
+    small_budget: None,
+    batch_size: int,
+    workers: int,
+    per_chunk: int,
 ) -> None:
     whole = _engine(tiny_model_dir, chunks=False, batch_size=batch_size)
     expected = whole.predict(contexts, 24)
     assert whole.record()["task_chunks"] is None and whole.plan(contexts, 24).tasks_per_chunk is None
     engine = _engine(tiny_model_dir, chunks=True, batch_size=batch_size)
     plan = engine.plan(contexts, 24)
-    assert (plan.tasks_per_batch, plan.tasks_per_chunk, plan.workers) == (batch_size // 4, 2, workers)
+    assert (plan.tasks_per_batch, plan.tasks_per_chunk, plan.workers) == (batch_size // 4, per_chunk, workers)
     np.testing.assert_allclose(engine.predict(contexts, 24), expected, rtol=1e-5, atol=1e-5)
     record = engine.record()
-    assert record["task_chunks"] == 2 and record["block_diagonal_groups"] is True
+    assert record["task_chunks"] == per_chunk and record["block_diagonal_groups"] is True
     check = record["task_chunk_check"]
     assert check["passed"] and check["max_abs_diff"] <= check["tolerance"]
     engine.predict(contexts[:1], 24)  # one task: no chunks, no second check
-    assert engine.record()["task_chunks"] == 2 and len(engine.views.chunk_checks) == 1
+    assert engine.record()["task_chunks"] == per_chunk and len(engine.views.chunk_checks) == 1
     assert engine.views.chunk_key is None
 
 

@@ -227,7 +227,8 @@ class Chronos2Engine:
                 dense_groups=dense_groups,
             )
             cached = sizing()
-            side_by_side = self._cpu_workers(compile_call, n_tasks, max(1, cached // max(n_variates, 1)))
+            batch = cached if self.config.batch_size is None else self.config.batch_size
+            side_by_side = self._cpu_workers(compile_call, n_tasks, max(1, batch // max(n_variates, 1)))
             if side_by_side > 1:
                 cached = sizing(workers=side_by_side)  # batches side by side share the cache
         series = cached if self.config.batch_size is None and cached is not None else self.batch_size
