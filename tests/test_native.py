@@ -215,7 +215,3 @@ def test_future_covariates_longer_than_the_output_patches_are_refused(tiny_model
     with pytest.raises(ValueError, match="more than 16"):
         native(torch.ones(2, 64), torch.arange(2), 1, torch.ones(2, 17), n_variates=1)
 
-
-def test_the_record_counts_the_torch_import_of_an_engine_built_first(tiny_model_dir: Path) -> None:
-    engine = engine_for(tiny_model_dir)
-    assert engine.record()["import_seconds"] >= 0.0  # 0 here: torch was imported before the engine

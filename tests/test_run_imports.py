@@ -34,7 +34,7 @@ print("MODULES:" + json.dumps(sorted(sys.modules)), file=sys.stderr)
 """
 
 
-def test_the_backtest_path_does_not_import_the_modules_it_does_not_use(
+def test_the_backtest_path_imports_only_what_it_runs_and_a_repeat_no_chronos(
     tiny_model_dir: Path, tmp_path: Path
 ) -> None:
     data = tmp_path / "data"
@@ -52,41 +52,21 @@ def test_the_backtest_path_does_not_import_the_modules_it_does_not_use(
     ]
     args += ["--windows", "30", "--preaug", "differencing", "--cache-dir", str(tmp_path / "cache"), "--quiet"]
     first = run_probe(args, tmp_path)
+    forecasts = next(out.rglob("forecasts.parquet")).read_bytes()
+    second = run_probe(args, tmp_path)
     assert "chronos" in first and "torch" in first  # the first run checks the native forward against chronos
-    for modules in (first, run_probe(args, tmp_path)):
+    assert "transformers" in first
+    for modules in (first, second):
         loaded = [m for m in modules if any(m == u or m.startswith(u + ".") for u in UNUSED)]
         assert loaded == []
+    # once the check's verdict is stored, a backtest imports neither chronos nor transformers
+    assert [m for m in second if m.split(".")[0] in ("chronos", "transformers")] == []
+    assert next(out.rglob("forecasts.parquet")).read_bytes() == forecasts  # the same numbers
     manifests = list(out.rglob("manifest.json"))
     assert manifests  # the run did run
     engine = json.loads(manifests[0].read_text())["engine"]
     assert isinstance(engine["import_seconds"], float) and engine["import_seconds"] >= 0
     assert engine["native_forward"] is True and engine["native_check"]["reused"] is True
-
-
-def test_a_repeated_backtest_imports_neither_chronos_nor_transformers(
-    tiny_model_dir: Path, tmp_path: Path
-) -> None:
-    data = tmp_path / "data"
-    write_symbol(data, "AAA", n=300)
-    out = tmp_path / "out"
-    args = [
-        "backtest",
-        "AAA",
-        "--data-dir",
-        str(data),
-        "--output-dir",
-        str(out),
-        "--model",
-        str(tiny_model_dir),
-    ]
-    args += ["--windows", "20", "--cache-dir", str(tmp_path / "cache"), "--quiet"]
-    first = run_probe(args, tmp_path)
-    forecasts = next(out.rglob("forecasts.parquet")).read_bytes()
-    second = run_probe(args, tmp_path)
-    assert "chronos" in first and "transformers" in first
-    assert [m for m in second if m.split(".")[0] in ("chronos", "transformers")] == []
-    assert next(out.rglob("forecasts.parquet")).read_bytes() == forecasts  # the same numbers
-    engine = json.loads(next(out.rglob("manifest.json")).read_text())["engine"]
     assert engine["chronos_loaded"] is False and engine["view_checks"]["reused"] >= 1
 
 

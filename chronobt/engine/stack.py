@@ -10,13 +10,13 @@ spent importing torch, and chronos with transformers when they load, are counted
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
 import logging
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from chronobt.atomic import sha256_file
 from chronobt.errors import ModelError
 
 if TYPE_CHECKING:
@@ -46,13 +46,6 @@ def load_pipeline(path: Any) -> Any:
             f"cannot load a Chronos-2 model from {path} ({type(exc).__name__}: {exc}); "
             "pass another --model (auto, bundled, a hub id or a folder saved with save_pretrained)"
         ) from exc
-
-
-def _file_digest(path: Path) -> str:
-    try:
-        return hashlib.sha256(path.read_bytes()).hexdigest()
-    except OSError:
-        return "unreadable"
 
 
 def package_version(name: str) -> str:
@@ -191,7 +184,7 @@ class ModelStack:
 
         checksum = self.model_info.get("checksum")
         if checksum and self.path is not None:  # the native forward reads config.json itself: key it too
-            checksum = f"{checksum} config {_file_digest(Path(self.path) / 'config.json')}"
+            checksum = f"{checksum} config {sha256_file(Path(self.path) / 'config.json')}"
         return VerdictCache(
             self.config.cache_dir,
             model_checksum=str(checksum) if checksum else lambda: weights_digest(self.model),

@@ -43,6 +43,9 @@ class NativeConfig:
     time_encoding_scale: float
     use_arcsinh: bool
     use_reg_token: bool
+    #: the config's ``dtype``: weights stored at a higher precision are rounded to it first, as
+    #: transformers loads them (``bfloat16``, ``float16``; anything else leaves them as stored)
+    weights_dtype: str = "float32"
 
 
 class NativeOutput(NamedTuple):

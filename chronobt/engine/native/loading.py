@@ -66,6 +66,7 @@ def read_config(folder: Path) -> NativeConfig:
             time_encoding_scale=float(forecasting.get("time_encoding_scale", forecasting["context_length"])),
             use_arcsinh=bool(forecasting.get("use_arcsinh", False)),
             use_reg_token=bool(forecasting.get("use_reg_token", False)),
+            weights_dtype=str(raw.get("dtype") or "float32"),
         )
     except NativeUnavailable:
         raise
@@ -103,9 +104,8 @@ def load_native(folder: Path, *, device: torch.device, dtype: torch.dtype) -> Na
         raise NativeUnavailable(
             f"weights do not match Chronos-2's layout: {' '.join(first[:2])[:200]}"
         ) from exc
-    stored = str(json.loads((folder / "config.json").read_text()).get("dtype") or "")
-    if stored in ("bfloat16", "float16"):  # transformers loads the weights in the config's dtype
-        model = model.to(dtype=getattr(torch, stored))
+    if config.weights_dtype in ("bfloat16", "float16"):  # transformers loads the weights in this dtype
+        model = model.to(dtype=getattr(torch, config.weights_dtype))
     model = model.to(device=device, dtype=dtype).eval()
     model.fuse()
     return model
