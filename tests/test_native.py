@@ -215,3 +215,17 @@ def test_future_covariates_longer_than_the_output_patches_are_refused(tiny_model
     with pytest.raises(ValueError, match="more than 16"):
         native(torch.ones(2, 64), torch.arange(2), 1, torch.ones(2, 17), n_variates=1)
 
+
+def test_weights_are_rounded_to_the_configs_dtype_as_transformers_loads_them(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    folder = tmp_path / "bf16"
+    folder.mkdir()
+    config = json.loads((tiny_model_dir / "config.json").read_text())
+    config["dtype"] = "bfloat16"
+    (folder / "config.json").write_text(json.dumps(config))
+    (folder / "model.safetensors").symlink_to(tiny_model_dir / "model.safetensors")
+    stored = load_native(tiny_model_dir, device=CPU, dtype=torch.float32).shared.weight
+    rounded = load_native(folder, device=CPU, dtype=torch.float32).shared.weight
+    assert rounded.dtype == torch.float32
+    assert torch.equal(rounded, stored.to(torch.bfloat16).float()) and not torch.equal(rounded, stored)

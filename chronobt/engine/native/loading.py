@@ -85,6 +85,7 @@ def load_native(folder: Path, *, device: torch.device, dtype: torch.dtype) -> Na
         When the config is not one this forward computes, or the weights are not one safetensors file
         holding exactly its parameters under chronos' names and shapes.
     """
+    import torch
     from safetensors.torch import load_file
 
     folder = Path(folder)
