@@ -439,7 +439,11 @@ def test_sample_steps_equal_numpys_gather_bit_for_bit() -> None:
     np.testing.assert_array_equal(sampling.sample_steps(q_tf, seg, frac), lo + (hi - lo) * frac[:, None, :])
 
 
-def test_the_compiled_loops_take_any_layout_with_one_signature_each() -> None:
+@pytest.mark.parametrize("prefer_c", [True, False])
+def test_the_compiled_loops_take_any_layout_with_one_signature_each(
+    prefer_c: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sampling, "PREFER_C", prefer_c)
     rng = np.random.default_rng(9)
     levels = np.linspace(0.05, 0.95, 19)
     seg, frac = sampling.stratified_draws(levels, 64, 3, seed=1)
@@ -456,8 +460,9 @@ def test_the_compiled_loops_take_any_layout_with_one_signature_each() -> None:
             sampling.read_quantiles(rows, np.array([0.1, 0.9])),
             sampling.path_quantiles(paths, np.array([0.1, 0.9])),
         )
-    assert len(kernels.draw_steps.signatures) == 1
-    assert len(kernels.order_statistics.signatures) == 1
+    if not prefer_c:
+        assert len(kernels.draw_steps.signatures) == 1
+        assert len(kernels.order_statistics.signatures) == 1
 
 
 def test_the_wrappers_check_shapes_numba_would_not() -> None:
@@ -559,6 +564,7 @@ def test_each_compiled_loop_loads_once_with_the_collector_paused_then_restored(
 
     paused: list[bool] = []
     real = sampling._first_call
+    monkeypatch.setattr(sampling, "PREFER_C", False)  # numba's loops (the C ones need no loading)
     monkeypatch.setattr(sampling, "_LOADED", set())
     monkeypatch.setattr(
         sampling, "_first_call", lambda k, name: (paused.append(not gc.isenabled()), real(k, name))

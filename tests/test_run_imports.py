@@ -1,5 +1,6 @@
 """A backtest imports only what it runs (no trainer, report, Ray or peft) and records its import time; once
-its native forward's check is stored, a backtest imports neither chronos nor transformers."""
+its native forward's check is stored, a backtest imports neither chronos nor transformers (nor numba, where
+the inversion's C loops were built)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from chronobt.augment import loops
 from tests.synthetic import write_symbol
 
 REPO = Path(__file__).resolve().parents[1]
@@ -59,8 +61,11 @@ def test_the_backtest_path_imports_only_what_it_runs_and_a_repeat_no_chronos(
     for modules in (first, second):
         loaded = [m for m in modules if any(m == u or m.startswith(u + ".") for u in UNUSED)]
         assert loaded == []
-    # once the check's verdict is stored, a backtest imports neither chronos nor transformers
+    # once the check's verdict is stored, a backtest imports neither chronos nor transformers; with the
+    # inversion's C loops built, no numba either
     assert [m for m in second if m.split(".")[0] in ("chronos", "transformers")] == []
+    if loops.library() is not None:
+        assert [m for m in first + second if m.split(".")[0] == "numba"] == []
     assert next(out.rglob("forecasts.parquet")).read_bytes() == forecasts  # the same numbers
     manifests = list(out.rglob("manifest.json"))
     assert manifests  # the run did run

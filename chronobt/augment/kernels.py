@@ -1,5 +1,9 @@
 """Compiled loops of the CPU sample-path inversion (numba): drawing step values, reading order statistics.
 
+The fallback of :mod:`chronobt.augment.loops` (the same loops in C, the same numbers, built at install
+where a C compiler is present): :func:`chronobt.augment.sampling.compiled` hands these out only where the
+C ones were not built.
+
 numpy spends most of the inversion's time on passes it cannot fuse: a gather of (lower quantile, rise)
 pairs per step, strided arithmetic on them, and a sort of every row of ``P`` prices to read a few
 order statistics. These loops do the same work in one pass each (:func:`draw_steps`,

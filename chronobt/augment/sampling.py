@@ -298,18 +298,27 @@ def _read_setup(
 
 _LOADED: set[str] = set()
 _LOADING = threading.Lock()
+#: Whether :func:`compiled` hands out the C loops where they were built (tests compare both).
+PREFER_C = True
 
 
 def compiled(name: str) -> Callable[..., Any]:
-    """The compiled loop ``name`` of :mod:`chronobt.augment.kernels`, its machine code loaded.
+    """The compiled loop ``name``: the C one (:mod:`chronobt.augment.loops`) where it was built, else
+    numba's (:mod:`chronobt.augment.kernels`) with its machine code loaded. The same numbers either way.
 
-    The first use in a process imports numba and loads the loop (compiled once, then read from numba's
+    numba's first use in a process imports it and loads the loop (compiled once, then read from numba's
     cache) with the cyclic garbage collector paused: numba creates some 100,000 objects while loading,
     which in a process holding a model (half a million objects) set off a full collection, 0.25-0.29 s
     of a 0.6 s first call; paused, the new objects are collected young afterwards (0.03 s) and no full
     collection followed in the rest of a backtest. One thread loads while the others wait; tiny inputs
     of each loop's one signature load it (the real calls then run).
     """
+    if PREFER_C:
+        from chronobt.augment import loops
+
+        function = loops.function(name)
+        if function is not None:
+            return function
     if name not in _LOADED:
         with _LOADING:
             if name not in _LOADED:

@@ -1,0 +1,263 @@
+/* The CPU sample-path inversion's loops in C: the same work and the same numbers as the numba loops of
+ * chronobt/augment/kernels.py (see their docstrings), without numba's import and load in every process.
+ *
+ * Built by setup.py as an optional extension module (chronobt.augment._loops) and called through ctypes
+ * (chronobt/augment/loops.py), which releases the GIL for the call. Compiled without fast-math and without
+ * contraction into fused multiply-adds: every float64 operation is the one the numpy reference makes, in
+ * the same order. No bounds are checked here: the Python wrappers check the shapes.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(_WIN32)
+#define CHRONOBT_EXPORT __declspec(dllexport)
+#else
+#define CHRONOBT_EXPORT __attribute__((visibility("default")))
+#endif
+
+/* x86-64 with GCC or clang: the binning loop also built for AVX2 and chosen at load time (the baseline's
+ * SSE2 cannot vectorise it); the same operations, so the same numbers either way. */
+#if defined(__x86_64__) && defined(__linux__) && (defined(__GNUC__) || defined(__clang__))
+#define CHRONOBT_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define CHRONOBT_CLONES
+#endif
+
+/* Most values sorted by insertion (a pilot, the values of the bins read); more go to qsort. */
+#define SMALL_SORT 64
+
+typedef struct {
+    int32_t *start;    /* [bins + 3] cumulative counts (n < 2^31: the wrapper checks) */
+    int16_t *where;    /* [n] each value's bin (bins < 32,767: the wrapper checks) */
+    unsigned char *needed; /* [bins + 2] bins holding a rank (all zero between rows) */
+    int64_t *rank_bin; /* [n_ranks] */
+    int64_t *fill;     /* [bins + 2] next place of a needed bin's values in work (n: not needed) */
+    double *work;      /* [n] pilot, gathered values or the whole row */
+} scratch_t;
+
+static int scratch_alloc(scratch_t *s, int64_t n, int64_t n_ranks, int64_t bins) {
+    s->start = malloc(sizeof(int32_t) * (size_t)(bins + 3));
+    s->where = malloc(sizeof(int16_t) * (size_t)(n > 0 ? n : 1));
+    s->needed = calloc((size_t)(bins + 2), 1);
+    s->rank_bin = malloc(sizeof(int64_t) * (size_t)(n_ranks > 0 ? n_ranks : 1));
+    s->fill = malloc(sizeof(int64_t) * (size_t)(bins + 2));
+    s->work = malloc(sizeof(double) * (size_t)(n + 1)); /* work[n]: where unneeded values land */
+    if (s->fill)
+        for (int64_t b = 0; b < bins + 2; b++) s->fill[b] = n;
+    return s->start && s->where && s->needed && s->rank_bin && s->fill && s->work;
+}
+
+static void scratch_free(scratch_t *s) {
+    free(s->start);
+    free(s->where);
+    free(s->needed);
+    free(s->rank_bin);
+    free(s->fill);
+    free(s->work);
+}
+
+/* numpy's order: NaN last. */
+static int compare_nan_last(const void *pa, const void *pb) {
+    double a = *(const double *)pa, b = *(const double *)pb;
+    if (a != a) return b != b ? 0 : 1;
+    if (b != b) return -1;
+    return (a > b) - (a < b);
+}
+
+static void sort_values(double *a, int64_t n) {
+    if (n <= SMALL_SORT) {
+        for (int64_t i = 1; i < n; i++) {
+            double v = a[i];
+            int64_t j = i - 1;
+            while (j >= 0 && (v < a[j] || (a[j] != a[j] && v == v))) {
+                a[j + 1] = a[j];
+                j--;
+            }
+            a[j + 1] = v;
+        }
+    } else {
+        qsort(a, (size_t)n, sizeof(double), compare_nan_last);
+    }
+}
+
+/* Each value's bin into where[n]: 1..bins over the bracket from low, 0 below it, bins + 1 (top) above
+ * it; returns whether a value mapped to NaN (the row is then sorted whole). */
+CHRONOBT_CLONES static int bin_values(const double *restrict row, int64_t n, double low, double inv, double top,
+                      int16_t *restrict where) {
+    int nan = 0;
+    for (int64_t j = 0; j < n; j++) {
+        double t = (row[j] - low) * inv + 1.0;
+        nan |= t != t;
+        double c = t > 0.0 ? t : 0.0;
+        c = c < top ? c : top;
+        where[j] = (int16_t)(int32_t)c;
+    }
+    return nan;
+}
+
+/* One row's order statistics at ranks into out[n_ranks]: 1 when the row was sorted whole, else 0. */
+static int64_t row_statistics(const double *row, int64_t n, const int64_t *ranks, int64_t n_ranks,
+                              int64_t stride, int64_t pilot_low, int64_t pilot_high, int64_t bins,
+                              scratch_t *s, double *out) {
+    int32_t *start = s->start;
+    int16_t *where = s->where;
+    unsigned char *needed = s->needed;
+    int64_t *rank_bin = s->rank_bin;
+    int64_t *fill = s->fill;
+    double *work = s->work;
+    const double top = (double)(bins + 1);
+    int64_t m = 0;
+    for (int64_t j = 0; j < n; j += stride) work[m++] = row[j];
+    sort_values(work, m);
+    if (m == n) {
+        for (int64_t u = 0; u < n_ranks; u++) out[u] = work[ranks[u]];
+        return 0;
+    }
+    double a = work[pilot_low], b = work[pilot_high];
+    int ok = b > a && b - a < INFINITY;
+    if (ok) {
+        double low = a - 0.25 * (b - a);
+        double inv = (double)bins / (1.5 * (b - a));
+        ok = !bin_values(row, n, low, inv, top, where);
+    }
+    if (ok) {
+        memset(start, 0, sizeof(int32_t) * (size_t)(bins + 3));
+        for (int64_t j = 0; j < n; j++) start[where[j] + 1] += 1;
+        int64_t u = 0;
+        for (int64_t bin = 0; bin < bins + 2; bin++) {
+            start[bin + 1] += start[bin];
+            while (u < n_ranks && ranks[u] < start[bin + 1]) rank_bin[u++] = bin;
+        }
+        for (u = 0; u < n_ranks; u++)
+            if (rank_bin[u] == 0 || rank_bin[u] == bins + 1) ok = 0;
+    }
+    if (!ok) {
+        memcpy(work, row, sizeof(double) * (size_t)n);
+        qsort(work, (size_t)n, sizeof(double), compare_nan_last);
+        for (int64_t u = 0; u < n_ranks; u++) out[u] = work[ranks[u]];
+        return 1;
+    }
+    /* the needed bins' values, bin after bin (each bin's at its place), each bin sorted on its own: the
+     * bins are ordered, so this is the sorted run of their values */
+    int64_t count = 0;
+    for (int64_t u = 0; u < n_ranks; u++) {
+        int64_t bin = rank_bin[u];
+        if (!needed[bin]) {
+            needed[bin] = 1;
+            fill[bin] = count;
+            count += start[bin + 1] - start[bin];
+        }
+    }
+    for (int64_t j = 0; j < n; j++) { /* no branch: a value of a bin not needed lands on work[n] */
+        int64_t bin = where[j];
+        int64_t at = fill[bin];
+        work[at] = row[j];
+        fill[bin] = at + needed[bin];
+    }
+    for (int64_t u = 0; u < n_ranks; u++) {
+        int64_t bin = rank_bin[u];
+        int64_t size = start[bin + 1] - start[bin];
+        int64_t at = fill[bin] - size; /* the bin's first place (fill has moved past its values) */
+        if (needed[bin] == 1) {
+            sort_values(work + at, size);
+            needed[bin] = 2;
+        }
+        out[u] = work[at + ranks[u] - start[bin]];
+    }
+    for (int64_t u = 0; u < n_ranks; u++) {
+        needed[rank_bin[u]] = 0;
+        fill[rank_bin[u]] = n;
+    }
+    return 0;
+}
+
+/* out[k, r, j] = q[k, r, s] + (q[k, r, s + 1] - q[k, r, s]) * frac[k, j] with s = seg[k, j]. */
+CHRONOBT_EXPORT void chronobt_draw_steps(const double *q, int64_t h, int64_t rows, int64_t n_q,
+                                         const int64_t *seg, const double *frac, int64_t n, double *out) {
+    for (int64_t k = 0; k < h; k++) {
+        const int64_t *seg_k = seg + k * n;
+        const double *frac_k = frac + k * n;
+        for (int64_t r = 0; r < rows; r++) {
+            const double *row = q + (k * rows + r) * n_q;
+            double *dest = out + (k * rows + r) * n;
+            for (int64_t j = 0; j < n; j++) {
+                int64_t s = seg_k[j];
+                dest[j] = row[s] + (row[s + 1] - row[s]) * frac_k[j];
+            }
+        }
+    }
+}
+
+/* The ranks-th smallest values of each row of paths [rows, n] into out [rows, n_ranks]; returns the rows
+ * sorted whole, or -1 when the work arrays could not be allocated. */
+CHRONOBT_EXPORT int64_t chronobt_order_statistics(const double *paths, int64_t rows, int64_t n,
+                                                  const int64_t *ranks, int64_t n_ranks, int64_t stride,
+                                                  int64_t pilot_low, int64_t pilot_high, int64_t bins,
+                                                  double *out) {
+    scratch_t s;
+    if (!scratch_alloc(&s, n, n_ranks, bins)) {
+        scratch_free(&s);
+        return -1;
+    }
+    int64_t whole = 0;
+    for (int64_t r = 0; r < rows; r++)
+        whole += row_statistics(paths + r * n, n, ranks, n_ranks, stride, pilot_low, pilot_high, bins, &s,
+                                out + r * n_ranks);
+    scratch_free(&s);
+    return whole;
+}
+
+/* order_statistics of the running sums of the drawn steps, step by step (differencing's inverse): path j
+ * of row r at step k is x[k] = d[k] + x[k - 1] from x[-1] = first[r]; sums [rows, n] holds them. */
+CHRONOBT_EXPORT int64_t chronobt_running_sum_statistics(
+    const double *q, int64_t h, int64_t rows, int64_t n_q, const int64_t *seg, const double *frac,
+    int64_t n, const double *first, const int64_t *ranks, int64_t n_ranks, int64_t stride,
+    int64_t pilot_low, int64_t pilot_high, int64_t bins, double *sums, double *out) {
+    scratch_t s;
+    double *rise = malloc(sizeof(double) * (size_t)(n_q > 1 ? n_q - 1 : 1));
+    if (!scratch_alloc(&s, n, n_ranks, bins) || !rise) {
+        scratch_free(&s);
+        free(rise);
+        return -1;
+    }
+    int64_t whole = 0;
+    for (int64_t k = 0; k < h; k++) {
+        const int64_t *seg_k = seg + k * n;
+        const double *frac_k = frac + k * n;
+        for (int64_t r = 0; r < rows; r++) {
+            const double *row = q + (k * rows + r) * n_q;
+            double *dest = sums + r * n;
+            for (int64_t i = 0; i < n_q - 1; i++) rise[i] = row[i + 1] - row[i];
+            if (k == 0) {
+                double base = first[r];
+                for (int64_t j = 0; j < n; j++) {
+                    int64_t sg = seg_k[j];
+                    dest[j] = row[sg] + rise[sg] * frac_k[j] + base;
+                }
+            } else {
+                for (int64_t j = 0; j < n; j++) {
+                    int64_t sg = seg_k[j];
+                    dest[j] = row[sg] + rise[sg] * frac_k[j] + dest[j];
+                }
+            }
+            whole += row_statistics(dest, n, ranks, n_ranks, stride, pilot_low, pilot_high, bins, &s,
+                                    out + (k * rows + r) * n_ranks);
+        }
+    }
+    scratch_free(&s);
+    free(rise);
+    return whole;
+}
+
+/* The layout of the calls above: chronobt/augment/loops.py loads a library of its own version only. */
+CHRONOBT_EXPORT int64_t chronobt_loops_version(void) { return 1; }
+
+/* A module with no Python functions: it exists so that the build and the import system find the library. */
+static struct PyModuleDef loops_module = {PyModuleDef_HEAD_INIT, "_loops", NULL, -1, NULL};
+
+PyMODINIT_FUNC PyInit__loops(void) { return PyModule_Create(&loops_module); }
