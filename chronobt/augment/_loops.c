@@ -129,7 +129,7 @@ static int64_t row_statistics(const double *row, int64_t n, const int64_t *ranks
         memset(start, 0, sizeof(int32_t) * (size_t)(bins + 3));
         for (int64_t j = 0; j < n; j++) start[where[j] + 1] += 1;
         int64_t u = 0;
-        for (int64_t bin = 0; bin < bins + 2; bin++) {
+        for (int64_t bin = 0; bin < bins + 2 && u < n_ranks; bin++) { /* up to the highest rank's bin */
             start[bin + 1] += start[bin];
             while (u < n_ranks && ranks[u] < start[bin + 1]) rank_bin[u++] = bin;
         }
@@ -153,11 +153,18 @@ static int64_t row_statistics(const double *row, int64_t n, const int64_t *ranks
             count += start[bin + 1] - start[bin];
         }
     }
-    for (int64_t j = 0; j < n; j++) { /* no branch: a value of a bin not needed lands on work[n] */
-        int64_t bin = where[j];
-        int64_t at = fill[bin];
-        work[at] = row[j];
-        fill[bin] = at + needed[bin];
+    if (bins >= 1024) { /* few values needed: a branch mostly not taken is the cheaper test */
+        for (int64_t j = 0; j < n; j++) {
+            int64_t bin = where[j];
+            if (needed[bin]) work[fill[bin]++] = row[j];
+        }
+    } else { /* no branch: a value of a bin not needed lands on work[n] */
+        for (int64_t j = 0; j < n; j++) {
+            int64_t bin = where[j];
+            int64_t at = fill[bin];
+            work[at] = row[j];
+            fill[bin] = at + needed[bin];
+        }
     }
     for (int64_t u = 0; u < n_ranks; u++) {
         int64_t bin = rank_bin[u];
