@@ -29,6 +29,8 @@ open/high/low/close forecast jointly, contexts of ``--context`` bars capped at t
   ``pip install "darts[torch]==0.48.1"`` (adds darts, pytorch-lightning, torchmetrics, scikit-learn,
   xarray, shap and a few more; leaves torch, numpy, pandas and transformers as they are, checked with
   ``pip install --dry-run``).
+* ``numba``: the same backtest with the inversion's numba loops instead of its C ones (as on a machine
+  where no C compiler built them; the same numbers): what the C loops save a whole process.
 
 ``--model`` is ``bundled`` (chronos2-mini, context 512), ``small`` (a random ~7M-parameter Chronos-2 at
 context 2048, built once in a temporary folder by ``engine_vs_predict.model_paths``) or a model folder.
@@ -65,7 +67,7 @@ from whole_process import Runs, header, interleaved, load, report
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "data"
 STAGES = ("invert", "metrics", "write")
-PEERS = ("chronos", "import", "forecast", "darts")
+PEERS = ("chronos", "import", "forecast", "darts", "numba")
 #: The issue's targets, peer wall / chronobt wall, by (model, preaug).
 TARGETS = {("bundled", "differencing"): {"chronos": 1.6, "darts": 2.5}, ("small", "none"): {"chronos": 1.2}}
 
@@ -74,6 +76,10 @@ def chronobt_child(args: argparse.Namespace, rest: list[str]) -> int:
     """The command line in this process (as ``python -m chronobt``), then its stage timings."""
     from chronobt.cli import main as cli_main
 
+    if args.numba_loops:  # the inversion's numba loops, as where no C compiler built the C ones
+        from chronobt.augment import sampling
+
+        sampling.PREFER_C = False
     sys.argv = ["chronobt", *rest]
     try:
         cli_main()
@@ -240,6 +246,8 @@ def contenders_for(args: argparse.Namespace, folder: Path, model_path: str) -> l
     # after "--": the command line's own options, never read by this script's parser
     backtest = ["--", "backtest", args.symbol, "--windows", str(args.windows), "--output-dir", out_b, *cache]
     forecast = ["--", "forecast", args.symbol, "--output-dir", out_f, *cache]
+    out_n = str(folder / "backtest_numba")
+    backtest_n = [*backtest[:5], "--output-dir", out_n, *cache]
     common = ["--symbol", args.symbol, "--windows", str(args.windows), "--preaug", args.preaug]
     common += ["--context", str(args.context), "--model-path", model_path]
     commands = {
@@ -250,6 +258,10 @@ def contenders_for(args: argparse.Namespace, folder: Path, model_path: str) -> l
             [*me, "--child", "chronobt", "--out", out_f, *forecast],
         ),
         "darts": ("darts historical_forecasts", [*me, "--child", "darts", *common]),
+        "numba": (
+            "chronobt backtest, numba loops",
+            [*me, "--child", "chronobt", "--numba-loops", "--out", out_n, *backtest_n],
+        ),
     }
     if args.preaug != "none":
         commands["chronos"] = ("chronos predict + numpy inversion", commands["chronos"][1])
@@ -306,6 +318,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", help=argparse.SUPPRESS)
     parser.add_argument("--model-path", help=argparse.SUPPRESS)
     parser.add_argument("--save", help=argparse.SUPPRESS)
+    parser.add_argument("--numba-loops", action="store_true", help=argparse.SUPPRESS)
     argv = sys.argv[1:] if argv is None else argv
     split = argv.index("--") if "--" in argv else len(argv)
     args = parser.parse_args(argv[:split])
