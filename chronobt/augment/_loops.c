@@ -14,6 +14,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#if defined(_MSC_VER)
+#define restrict __restrict
+#endif
+
 #if defined(_WIN32)
 #define CHRONOBT_EXPORT __declspec(dllexport)
 #else
