@@ -48,7 +48,11 @@ def pit(*, quantiles: npt.ArrayLike, levels: Sequence[float], actual: npt.ArrayL
     q = sorted_quantiles(q)
     yq = y[..., None, :]
     # right-continuous CDF and its left limit; they differ only on a value shared by tied quantiles
-    out = 0.5 * (_cdf(q, lv, y, (q <= yq).sum(axis=-2)) + _cdf(q, lv, y, (q < yq).sum(axis=-2)))
+    at_most, below = (q <= yq).sum(axis=-2), (q < yq).sum(axis=-2)
+    right = _cdf(q, lv, y, at_most)
+    # where no value equals a quantile both counts agree and the mean is the CDF itself (0.5 * (c + c) == c)
+    left = right if np.array_equal(at_most, below) else _cdf(q, lv, y, below)
+    out = 0.5 * (right + left)
     return np.asarray(np.where(np.isnan(q).any(axis=-2), np.nan, out))
 
 
