@@ -192,7 +192,8 @@ def _tasks(
 ) -> list[Task]:
     """The chunks of windows to invert with their draws: one set of draws for all windows (``correlation``
     ``None`` or ``[h, h]``), or one per distinct correlation matrix (``correlation``: the distinct
-    flattened matrices and each window's, as ``np.unique`` gives them), inverted over the windows that
+    flattened matrices and each window's index among them, as :func:`_correlation_sets` gives them; all
+    drawn in one :func:`~chronobt.augment.sampling.copula_draws` call), inverted over the windows that
     use it."""
     n_w, n_v, _, h = shape
     per_window = n_v * n_paths * h
