@@ -140,13 +140,12 @@ def copula_draws(
     g = np.random.default_rng(seed).standard_normal((n_paths, h))
     seg, frac = _segments(levels, (np.arange(n_paths) + 0.5) / n_paths)
     out_seg, out_frac = np.empty((m, h, n_paths), dtype=seg.dtype), np.empty((m, h, n_paths))
-    ranks = np.empty((h, n_paths), dtype=np.intp)  # [h, P]: the inverse permutations
     for i in range(m):
         chol = np.linalg.cholesky(stack[i])
         order = _stable_argsort_rows(np.ascontiguousarray((g @ chol.T).T))  # [h, P]
-        np.put_along_axis(ranks, order, np.arange(n_paths)[None, :], axis=1)
-        np.take(seg, ranks, out=out_seg[i])
-        np.take(frac, ranks, out=out_frac[i])
+        # the path of rank j at step k takes stratum j: out[k, order[k, j]] = strata[j]
+        np.put_along_axis(out_seg[i], order, seg[None, :], axis=1)
+        np.put_along_axis(out_frac[i], order, frac[None, :], axis=1)
     shape = (*matrices.shape[:-2], h, n_paths)
     return out_seg.reshape(shape), out_frac.reshape(shape)
 
