@@ -149,9 +149,8 @@ def _correlation_sets(
     correlation: object, groups: object, h: int, n_w: int
 ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """The checked step correlation as :func:`_tasks` takes it: ``[h, h]`` shared by every window, or the
-    distinct matrices the windows use, flattened ``[m, h * h]`` in ``np.unique``'s (ascending) order, and
-    each window's index among them ``[w]`` (what ``np.unique(..., axis=0, return_inverse=True)`` of the
-    per-window matrices gives).
+    distinct matrices (by value) the windows use, flattened ``[m, h * h]`` in the order of first use, and
+    each window's index among them ``[w]``.
 
     Each distinct matrix is checked (:func:`chronobt.augment.sampling.check_correlation`) and compared
     once: per-window matrices ``[w, h, h]`` are compared in runs of equal neighbours (windows sharing a
@@ -179,8 +178,17 @@ def _correlation_sets(
         matrices = check_correlation(r, h, r.shape[0])
         used, of = np.unique(of.astype(np.intp), return_inverse=True)
         matrices = matrices[used]  # only the matrices some window uses are drawn from
-    unique, at = np.unique(matrices.reshape(matrices.shape[0], -1), axis=0, return_inverse=True)
-    return unique, at.reshape(-1)[of.reshape(-1)]
+    flat = matrices.reshape(matrices.shape[0], -1)
+    index: dict[bytes, int] = {}  # distinct by value: + 0.0 turns -0.0 into 0.0 (NaN was refused)
+    firsts: list[int] = []
+    at = np.empty(flat.shape[0], dtype=np.intp)
+    for i, row in enumerate(flat):
+        key = (row + 0.0).tobytes()
+        if key not in index:
+            index[key] = len(firsts)
+            firsts.append(i)
+        at[i] = index[key]
+    return flat[firsts], at[of.reshape(-1)]
 
 
 def _tasks(
