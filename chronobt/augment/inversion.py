@@ -112,7 +112,7 @@ def inverse_quantiles(
     AugmentationError
         ``q`` is not 4-D, or ``state`` is not ``aug``'s fitted state for these windows.
     ConfigError
-        Bad levels, dependence, correlation or ``n_paths``, or more sample paths than memory holds
+        Bad levels, dependence, correlation, ``groups`` or ``n_paths``, or more sample paths than memory holds
         (:func:`chronobt.augment.memory.check_inversion_memory`).
     """
     qa = np.asarray(q, dtype=np.float64)
