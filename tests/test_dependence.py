@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 
 from chronobt.augment import dependence as dep
 from chronobt.augment import get_augmentation, inverse_quantiles
-from chronobt.augment.sampling import interpolate_quantiles
+from chronobt.augment.pit import sorted_quantiles
+from chronobt.augment.sampling import copula_draws, interpolate_quantiles
 from chronobt.engine.checkpoints import STANDARD_QUANTILES
 from chronobt.errors import ConfigError
 
@@ -370,6 +371,69 @@ def test_copula_paths_are_seeded_byte_identical_and_per_window_matrices_match_sh
     np.testing.assert_array_equal(per_window[[0, 2]], first[[0, 2]])
     with_b = inverse_quantiles(aug, q, correlation=b, seed=3, **kwargs)
     np.testing.assert_array_equal(per_window[[1, 3, 4]], with_b[[1, 3, 4]])
+
+
+def test_grouped_matrices_give_the_per_window_matrices_numbers() -> None:
+    h, n_w = 6, 6
+    aug, state, q = _differencing(h, n_w)
+    q = q + np.random.default_rng(7).normal(0, 0.3, (n_w, 1, 1, h))
+    a, b = dep.ar1_correlation(0.6, h), dep.ar1_correlation(-0.3, h)
+    kwargs = {"levels": LEVELS, "state": state, "out_levels": OUT, "dependence": "copula", "n_paths": 256}
+    per_window = inverse_quantiles(aug, q, correlation=np.stack([a, b, a, b, b, a]), **kwargs)
+    # matrices given once each (one repeated, one unused) and each window's index among them
+    matrices = np.stack([np.eye(h), b, a, a.copy()])
+    grouped = inverse_quantiles(aug, q, correlation=matrices, groups=np.array([2, 1, 3, 1, 1, 2]), **kwargs)
+    assert grouped.tobytes() == per_window.tobytes()
+
+
+def test_grouped_matrices_are_validated() -> None:
+    h = 4
+    aug, state, q = _differencing(h)
+    kwargs = {"levels": LEVELS, "state": state, "out_levels": OUT, "dependence": "copula"}
+    with pytest.raises(ConfigError, match="groups"):
+        inverse_quantiles(aug, q, correlation=np.eye(h)[None], groups=np.array([0, 1]), **kwargs)
+    with pytest.raises(ConfigError, match="groups"):
+        inverse_quantiles(aug, q, correlation=np.eye(h)[None], groups=np.array([0]), **kwargs)
+    with pytest.raises(ConfigError, match="groups"):
+        inverse_quantiles(aug, q, correlation=np.eye(h)[None], groups=np.array([0.0, 0.0]), **kwargs)
+    with pytest.raises(ConfigError, match="groups"):
+        inverse_quantiles(aug, q, levels=LEVELS, state=state, out_levels=OUT, groups=np.array([0, 0]))
+    unused_but_bad = np.stack([np.eye(h), np.ones((h, h))])
+    with pytest.raises(ConfigError, match="positive definite"):
+        inverse_quantiles(aug, q, correlation=unused_but_bad, groups=np.array([0, 0]), **kwargs)
+
+
+def test_stacked_copula_draws_are_each_matrixs_own() -> None:
+    h = 5
+    matrices = np.stack([dep.ar1_correlation(rho, h) for rho in (0.0, 0.7, -0.4)])
+    seg, frac = copula_draws(LEVELS, 300, matrices, 11)
+    assert seg.shape == frac.shape == (3, h, 300)
+    for i, matrix in enumerate(matrices):
+        one_seg, one_frac = copula_draws(LEVELS, 300, matrix, 11)
+        np.testing.assert_array_equal(seg[i], one_seg)
+        np.testing.assert_array_equal(frac[i], one_frac)
+
+
+@pytest.mark.parametrize(
+    "column",
+    [
+        [0.0, 1.0, 2.0],
+        [1.0, 0.0, 2.0],
+        [0.0, np.nan, 2.0],
+        [0.0, np.inf, np.inf],
+        [-np.inf, -np.inf, 0.0],
+        [-np.inf, 0.0, np.inf],
+        [np.inf, np.inf, np.inf],
+    ],
+)
+def test_quantiles_are_sorted_exactly_when_a_neighbours_difference_is_not_non_negative(column: list) -> None:
+    q = np.zeros((2, 1, 3, 4))
+    q[1, 0, :, 2] = column
+    with np.errstate(invalid="ignore"):  # inf - inf
+        got = sorted_quantiles(q)
+        crossing = not (np.diff(q, axis=2) >= 0).all()
+    assert (got is not q) == crossing
+    np.testing.assert_array_equal(got, np.sort(q, axis=2))
 
 
 def test_copula_options_are_validated() -> None:

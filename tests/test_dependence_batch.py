@@ -21,10 +21,10 @@ def test_the_batch_chooser_makes_the_choices_of_one_point_at_a_time() -> None:
     origins = np.arange(z.shape[0]) * 6
     calls: list[int] = []
 
-    def invert(rows: np.ndarray, correlation: np.ndarray | None) -> np.ndarray:
+    def invert(rows: np.ndarray, coupling: tuple[np.ndarray, np.ndarray] | None) -> np.ndarray:
         """A stand-in inversion: each window's result depends only on its own rows and matrix."""
         calls.append(rows.size)
-        mix = 0.0 if correlation is None else 10 * correlation[:, 0, 1:2]
+        mix = 0.0 if coupling is None else 10 * coupling[0][coupling[1], 0, 1:2]
         return z[rows].sum(axis=-1) + mix
 
     def score(rows: np.ndarray, price_q: np.ndarray) -> float:
@@ -35,7 +35,7 @@ def test_the_batch_chooser_makes_the_choices_of_one_point_at_a_time() -> None:
         scores = {
             name: score(
                 rows,
-                invert(rows, None if name == "independent" else np.broadcast_to(m, (rows.size, *m.shape))),
+                invert(rows, None if name == "independent" else (m[None], np.zeros(rows.size, dtype=int))),
             )
             for name, m in candidates.items()
         }
@@ -57,7 +57,7 @@ def test_a_batch_without_points_to_choose_inverts_nothing() -> None:
     z = _scores(n=10)
     calls: list[int] = []
 
-    def invert(rows: np.ndarray, correlation: np.ndarray | None) -> np.ndarray:
+    def invert(rows: np.ndarray, coupling: tuple[np.ndarray, np.ndarray] | None) -> np.ndarray:
         calls.append(rows.size)
         return np.zeros((rows.size, 1))
 

@@ -7,7 +7,8 @@ sample paths depend only on its own correlation matrix (the draws are seeded per
 :func:`chronobt.augment.inversion.inverse_quantiles`), so :func:`calibration_batch` inverts
 
 * every held-out window under independent steps once, whichever points hold it out;
-* every point's coupled candidates in one call, each window with its candidate's matrix;
+* every point's coupled candidates in one call, each window with its candidate's matrix (the distinct
+  matrices and each window's index among them, not a matrix per window);
 
 and scores each point's candidates on exactly the price quantiles the one-point-at-a-time loop would
 compute: the same choices and scores, with fewer paths drawn and two inversion calls instead of three
@@ -22,9 +23,12 @@ import numpy as np
 
 from chronobt.augment.dependence import BatchChooser, FloatArray
 
-#: Inverts held-out windows ``rows`` ``[n]`` with independent steps (``None``) or with each window's
-#: correlation ``[n, h, h]``: price quantiles ``[n, v, Q, h]``.
-Invert = Callable[[np.ndarray, "FloatArray | None"], np.ndarray]
+#: Step correlations ``[m, h, h]`` and each window's index among them ``[n]``: window ``i`` is coupled by
+#: ``matrices[groups[i]]``.
+Coupling = tuple["FloatArray", np.ndarray]
+#: Inverts held-out windows ``rows`` ``[n]`` with independent steps (``None``) or coupled by a
+#: :data:`Coupling`: price quantiles ``[n, v, Q, h]``.
+Invert = Callable[[np.ndarray, "Coupling | None"], np.ndarray]
 #: The score of held-out windows ``rows`` from their price quantiles (lower is better; NaN: unusable).
 Score = Callable[[np.ndarray, np.ndarray], float]
 
@@ -42,7 +46,10 @@ def calibration_batch(*, invert: Invert, score: Score, last: int) -> BatchChoose
         rows_of = [np.asarray(held, dtype=np.int64)[-last:] for _, held in fits]
         union = np.unique(np.concatenate(rows_of)) if rows_of else np.zeros(0, dtype=np.int64)
         independent = invert(union, None) if union.size else None
-        rows, matrices, spans = [], [], {}
+        rows: list[np.ndarray] = []
+        matrices: list[FloatArray] = []
+        groups: list[np.ndarray] = []
+        spans: dict[tuple[int, str], slice] = {}
         start = 0
         for k, (candidates, _) in enumerate(fits):
             for name, matrix in candidates.items():
@@ -50,10 +57,12 @@ def calibration_batch(*, invert: Invert, score: Score, last: int) -> BatchChoose
                     continue
                 n = rows_of[k].size
                 rows.append(rows_of[k])
-                matrices.append(np.broadcast_to(matrix, (n, *matrix.shape)))
+                groups.append(np.full(n, len(matrices), dtype=np.int64))
+                matrices.append(matrix)
                 spans[k, name] = slice(start, start + n)
                 start += n
-        coupled = invert(np.concatenate(rows), np.concatenate(matrices)) if rows else None
+        coupling = (np.stack(matrices), np.concatenate(groups)) if rows else None
+        coupled = invert(np.concatenate(rows), coupling) if coupling is not None else None
         out: list[tuple[str, dict[str, float]]] = []
         for k, (candidates, _) in enumerate(fits):
             scores: dict[str, float] = {}

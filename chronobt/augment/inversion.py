@@ -23,6 +23,7 @@ import numpy as np
 
 from chronobt.augment.base import Augmentation, AugmentationState, window_chunks
 from chronobt.augment.memory import InversionMemory, check_inversion_memory
+from chronobt.augment.pit import sorted_quantiles
 from chronobt.augment.sampling import (
     check_correlation,
     check_levels,
@@ -77,6 +78,7 @@ def inverse_quantiles(
     n_paths: int = DEFAULT_N_PATHS,
     seed: int = 0,
     correlation: np.ndarray | None = None,
+    groups: np.ndarray | None = None,
     device: Any = None,
 ) -> np.ndarray:
     """Price quantiles [w, v, len(out_levels), h] from ``aug``'s augmented quantiles ``q`` [w, v, Q, h].
@@ -94,7 +96,10 @@ def inverse_quantiles(
     - Path-dependent, ``"copula"``: as ``"independent"``, but the paths' steps are coupled by a
       Gaussian copula with ``correlation`` (``[h, h]`` shared, or ``[w, h, h]`` per window; see
       :func:`chronobt.augment.sampling.copula_draws` and :mod:`chronobt.augment.dependence`). Windows with
-      equal matrices share their draws, so a window's result depends only on its own matrix.
+      equal matrices share their draws, so a window's result depends only on its own matrix. With
+      ``groups`` ``[w]`` (ints), ``correlation`` is ``[m, h, h]`` and window ``i`` uses
+      ``correlation[groups[i]]``: the same numbers as those matrices passed per window, without the
+      ``[w, h, h]`` array (each matrix is checked once).
 
     ``device``: ``None`` (default) runs the sample-path steps on the host (compiled loops,
     :mod:`chronobt.augment.kernels`: the exact sort's quantiles); a torch device draws the step
@@ -107,7 +112,7 @@ def inverse_quantiles(
     AugmentationError
         ``q`` is not 4-D, or ``state`` is not ``aug``'s fitted state for these windows.
     ConfigError
-        Bad levels, dependence, correlation or ``n_paths``, or more sample paths than memory holds
+        Bad levels, dependence, correlation, ``groups`` or ``n_paths``, or more sample paths than memory holds
         (:func:`chronobt.augment.memory.check_inversion_memory`).
     """
     qa = np.asarray(q, dtype=np.float64)
@@ -120,8 +125,10 @@ def inverse_quantiles(
         raise ConfigError(f"dependence must be 'independent', 'comonotonic' or 'copula', got {dependence!r}")
     if (correlation is not None) != (dependence == "copula"):
         raise ConfigError("a step correlation is needed with dependence='copula' and only there")
-    corr = None if correlation is None else check_correlation(correlation, qa.shape[3], qa.shape[0])
-    qs = qa if (np.diff(qa, axis=2) >= 0).all() else np.sort(qa, axis=2)  # crossing quantiles sorted
+    if groups is not None and correlation is None:
+        raise ConfigError("groups index a step correlation [m, h, h]: pass one with dependence='copula'")
+    corr = None if correlation is None else _correlation_sets(correlation, groups, qa.shape[3], qa.shape[0])
+    qs = sorted_quantiles(qa)  # crossing quantiles sorted
     if not aug.path_dependent or dependence == "comonotonic":
         prices = aug.inverse(interpolate_quantiles(qs, lv, out_lv), st)
         if aug.path_dependent:
@@ -131,16 +138,57 @@ def inverse_quantiles(
     if int(n_paths) < 2:
         raise ConfigError(f"n_paths must be an integer >= 2, got {n_paths!r}")
     n_w, n_v, _, h = qs.shape
-    groups = (
-        None
-        if corr is None or corr.ndim == 2
-        else np.unique(corr.reshape(n_w, -1), axis=0, return_inverse=True)
-    )
-    sets = 1 if groups is None else len(groups[0])
+    sets = len(corr[0]) if isinstance(corr, tuple) else 1
     need = InversionMemory.of(aug, windows=n_w, variates=n_v, horizon=h, n_paths=int(n_paths), draw_sets=sets)
     limit = check_inversion_memory(need)
-    tasks = _tasks(lv, qs.shape, int(n_paths), seed, corr if groups is None else groups)
+    tasks = _tasks(lv, qs.shape, int(n_paths), seed, corr)
     return _sampled_quantiles(aug, qs, out_lv, st, int(n_paths), tasks, device, need.workers_within(limit))
+
+
+def _correlation_sets(
+    correlation: object, groups: object, h: int, n_w: int
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    """The checked step correlation as :func:`_tasks` takes it: ``[h, h]`` shared by every window, or the
+    distinct matrices (by value) the windows use, flattened ``[m, h * h]`` in the order of first use, and
+    each window's index among them ``[w]``.
+
+    Each distinct matrix is checked (:func:`chronobt.augment.sampling.check_correlation`) and compared
+    once: per-window matrices ``[w, h, h]`` are compared in runs of equal neighbours (windows sharing a
+    matrix are mostly adjacent); with ``groups`` the ``[m, h, h]`` matrices are checked as given.
+    """
+    r = np.asarray(correlation, dtype=np.float64)
+    if groups is None:
+        if r.shape != (n_w, h, h) or n_w == 0:
+            r = check_correlation(r, h, n_w)
+            if r.ndim == 2:
+                return r
+            return np.zeros((0, h * h)), np.zeros(0, dtype=np.intp)
+        starts = np.flatnonzero(np.concatenate([[True], (r[1:] != r[:-1]).any(axis=(1, 2))]))
+        matrices = check_correlation(r[starts], h, starts.size)
+        of = np.repeat(np.arange(starts.size), np.diff(np.append(starts, n_w)))
+    else:
+        of = np.asarray(groups)
+        if of.shape != (n_w,) or not (of.dtype.kind in "iu" or of.size == 0) or r.ndim != 3:
+            raise ConfigError(
+                f"groups must be [{n_w}] integers (one per window) indexing a correlation [m, {h}, {h}], "
+                f"got groups {list(of.shape)} and correlation {list(r.shape)}"
+            )
+        if of.size and (of.min() < 0 or of.max() >= r.shape[0]):
+            raise ConfigError(f"groups must lie in 0..{r.shape[0] - 1} (one per correlation matrix)")
+        matrices = check_correlation(r, h, r.shape[0])
+        used, of = np.unique(of.astype(np.intp), return_inverse=True)
+        matrices = matrices[used]  # only the matrices some window uses are drawn from
+    flat = matrices.reshape(matrices.shape[0], -1)
+    index: dict[bytes, int] = {}  # distinct by value: + 0.0 turns -0.0 into 0.0 (NaN was refused)
+    firsts: list[int] = []
+    at = np.empty(flat.shape[0], dtype=np.intp)
+    for i, row in enumerate(flat):
+        key = (row + 0.0).tobytes()
+        if key not in index:
+            index[key] = len(firsts)
+            firsts.append(i)
+        at[i] = index[key]
+    return flat[firsts], at[of.reshape(-1)]
 
 
 def _tasks(
@@ -152,7 +200,8 @@ def _tasks(
 ) -> list[Task]:
     """The chunks of windows to invert with their draws: one set of draws for all windows (``correlation``
     ``None`` or ``[h, h]``), or one per distinct correlation matrix (``correlation``: the distinct
-    flattened matrices and each window's, as ``np.unique`` gives them), inverted over the windows that
+    flattened matrices and each window's index among them, as :func:`_correlation_sets` gives them; all
+    drawn in one :func:`~chronobt.augment.sampling.copula_draws` call), inverted over the windows that
     use it."""
     n_w, n_v, _, h = shape
     per_window = n_v * n_paths * h
@@ -166,8 +215,9 @@ def _tasks(
         return [(rows, seg, frac) for rows in window_chunks(n_w, per_window)]
     tasks: list[Task] = []
     unique, group = correlation
-    for g, matrix in enumerate(unique):
-        seg, frac = _contiguous(*copula_draws(levels, n_paths, matrix.reshape(h, h), seed))
+    segs, fracs = copula_draws(levels, n_paths, unique.reshape(-1, h, h), seed)  # [m, h, P] each
+    for g in range(unique.shape[0]):
+        seg, frac = _contiguous(segs[g], fracs[g])
         idx = np.flatnonzero(group.reshape(-1) == g)
         tasks += [(idx[part], seg, frac) for part in window_chunks(idx.size, per_window)]
     return tasks
@@ -197,6 +247,8 @@ def _sampled_quantiles(
         torch_device = inversion_torch.torch.device(device)
 
     local = threading.local()  # per worker: a chunk-sized buffer reused from chunk to chunk
+    # differencing: the paths summed from each window's first values as they are read (a per-window array)
+    starts = None if device is not None else aug.running_sum_from(state)
 
     def buffer(shape: tuple[int, ...]) -> np.ndarray:
         # A fresh chunk-sized array would fault its pages in again at every chunk (glibc hands large
@@ -212,10 +264,9 @@ def _sampled_quantiles(
         with np.errstate(over="ignore", invalid="ignore"):  # thread-local: set in the worker
             chunk = qs[rows]
             q_tf = chunk.transpose(3, 0, 1, 2).reshape(h, -1, n_q)  # [h, w*v, Q]
-            first = None if device is not None else aug.running_sum_from(state.take(rows))
-            if first is not None:  # differencing: the paths summed step by step as they are read
+            if starts is not None:  # differencing: the paths summed step by step as they are read
                 sums = buffer((q_tf.shape[1], n_paths))
-                read = running_sum_quantiles(q_tf, seg, frac, first, out_levels, sums=sums)
+                read = running_sum_quantiles(q_tf, seg, frac, starts[rows], out_levels, sums=sums)
                 out[rows] = read.reshape(h, chunk.shape[0], n_v, -1).transpose(1, 2, 3, 0)
                 return
             if device is None:

@@ -45,12 +45,33 @@ def pit(*, quantiles: npt.ArrayLike, levels: Sequence[float], actual: npt.ArrayL
     lv = check_levels(levels, q.shape[-2])
     if q.ndim != 4 or y.shape != q.shape[:2] + q.shape[3:]:
         raise ValueError(f"quantiles [w, v, Q, h] and actual [w, v, h] expected, got {q.shape} and {y.shape}")
-    if not (np.diff(q, axis=-2) >= 0).all():
-        q = np.sort(q, axis=-2)
+    q = sorted_quantiles(q)
     yq = y[..., None, :]
     # right-continuous CDF and its left limit; they differ only on a value shared by tied quantiles
-    out = 0.5 * (_cdf(q, lv, y, (q <= yq).sum(axis=-2)) + _cdf(q, lv, y, (q < yq).sum(axis=-2)))
+    at_most, below = (q <= yq).sum(axis=-2), (q < yq).sum(axis=-2)
+    right = _cdf(q, lv, y, at_most)
+    # where no value equals a quantile both counts agree and the mean is the CDF itself (0.5 * (c + c) == c)
+    left = right if np.array_equal(at_most, below) else _cdf(q, lv, y, below)
+    out = 0.5 * (right + left)
     return np.asarray(np.where(np.isnan(q).any(axis=-2), np.nan, out))
+
+
+def sorted_quantiles(q: FloatArray) -> FloatArray:
+    """``q`` ``[..., Q, h]`` with each step's quantiles ascending: ``q`` itself when every difference of
+    neighbours is ``>= 0``, else sorted along the level axis (a copy).
+
+    The neighbours are compared without building their differences. The two differ only where two
+    neighbours are the same infinity (``inf - inf`` is NaN: sorted): in an ascending column that pair
+    reaches the top (``+inf``) or bottom (``-inf``) end, so only such columns take the differences.
+    """
+    ascending = bool((q[..., 1:, :] >= q[..., :-1, :]).all())
+    if (
+        ascending
+        and q.shape[-2] > 1
+        and (np.isposinf(q[..., -2, :]).any() or np.isneginf(q[..., 1, :]).any())
+    ):
+        ascending = bool((np.diff(q, axis=-2) >= 0).all())
+    return q if ascending else np.sort(q, axis=-2)
 
 
 def _cdf(q: FloatArray, lv: FloatArray, y: FloatArray, k: np.ndarray) -> FloatArray:

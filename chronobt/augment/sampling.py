@@ -130,14 +130,24 @@ def copula_draws(
     rank order of that step's ``y`` (Iman & Conover, 1982). Every step's marginal stays an exact
     stratified sample and the paths carry the copula's rank dependence (identity: independent steps,
     ``rho -> 1``: comonotonic). The draws depend only on the levels, the matrix and the seed.
+
+    ``correlation`` ``[m, h, h]`` gives each matrix's draws, ``[m, h, n_paths]`` each: the same as one
+    call per matrix, with the normals and the strata made once.
     """
-    chol = np.linalg.cholesky(np.asarray(correlation, dtype=np.float64))
-    g = np.random.default_rng(seed).standard_normal((n_paths, chol.shape[0]))
-    order = _stable_argsort_rows(np.ascontiguousarray((g @ chol.T).T))  # [h, P]
-    ranks = np.empty((chol.shape[0], n_paths), dtype=np.intp)  # [h, P]: the inverse permutations
-    np.put_along_axis(ranks, order, np.arange(n_paths)[None, :], axis=1)
+    matrices = np.asarray(correlation, dtype=np.float64)
+    stack = matrices.reshape(-1, *matrices.shape[-2:])
+    m, h = stack.shape[0], stack.shape[-1]
+    g = np.random.default_rng(seed).standard_normal((n_paths, h))
     seg, frac = _segments(levels, (np.arange(n_paths) + 0.5) / n_paths)
-    return seg[ranks], frac[ranks]
+    out_seg, out_frac = np.empty((m, h, n_paths), dtype=seg.dtype), np.empty((m, h, n_paths))
+    for i in range(m):
+        chol = np.linalg.cholesky(stack[i])
+        order = _stable_argsort_rows(np.ascontiguousarray((g @ chol.T).T))  # [h, P]
+        # the path of rank j at step k takes stratum j: out[k, order[k, j]] = strata[j]
+        np.put_along_axis(out_seg[i], order, seg[None, :], axis=1)
+        np.put_along_axis(out_frac[i], order, frac[None, :], axis=1)
+    shape = (*matrices.shape[:-2], h, n_paths)
+    return out_seg.reshape(shape), out_frac.reshape(shape)
 
 
 def _stable_argsort_rows(x: np.ndarray) -> np.ndarray:

@@ -31,9 +31,10 @@ import numpy as np
 
 from chronobt.augment import get_augmentation
 from chronobt.augment.dependence import REFIT_EVERY, rolling_dependence
-from chronobt.augment.dependence_batch import calibration_batch
+from chronobt.augment.dependence_batch import Coupling, calibration_batch
 from chronobt.augment.inversion import DEFAULT_N_PATHS, inverse_quantiles, inversion_device
 from chronobt.augment.memory import InversionMemory, check_inversion_memory
+from chronobt.augment.pit import sorted_quantiles
 from chronobt.config import DEFAULT_QUANTILES, RunOptions
 from chronobt.data.symbol_windows import SymbolWindows
 from chronobt.errors import ChronobtError
@@ -104,15 +105,16 @@ def invert_job(job: Job, levels: Sequence[float], options: RunOptions, *, device
     host loops are faster and run.
     """
     target = inversion_device(device)
-    raw = job.raw_quantiles
-    if raw is None:
+    if job.raw_quantiles is None:
         raise ChronobtError("internal: job was not forecast before inversion")
+    # crossing quantiles sorted once (each inversion and the PITs would sort their rows alike)
+    raw = sorted_quantiles(np.asarray(job.raw_quantiles, dtype=np.float64))
     aug, sw = job.augmentation, job.windows
 
     def invert(
         rows: Any,
         dependence: str,
-        correlation: np.ndarray | None = None,
+        coupling: Coupling | None = None,
         *,
         out_levels: Sequence[float] = options.quantiles,
         n_paths: int | None = options.n_paths,
@@ -120,8 +122,8 @@ def invert_job(job: Job, levels: Sequence[float], options: RunOptions, *, device
         kwargs: dict[str, Any] = {"dependence": dependence, "seed": options.seed, "device": target}
         if n_paths is not None:
             kwargs["n_paths"] = n_paths
-        if correlation is not None:
-            kwargs["correlation"] = correlation
+        if coupling is not None:
+            kwargs["correlation"], kwargs["groups"] = coupling
         return inverse_quantiles(
             aug, raw[rows], levels=levels, state=job.state.take(rows), out_levels=out_levels, **kwargs
         )
@@ -134,9 +136,9 @@ def invert_job(job: Job, levels: Sequence[float], options: RunOptions, *, device
         return Inversion(invert(slice(None), "independent"), record)
     realised = aug.transform_future(sw.futures, job.state)  # model space; NaN where not realised
 
-    def invert_held(rows: np.ndarray, correlation: np.ndarray | None) -> np.ndarray:
-        dependence = "independent" if correlation is None else "copula"
-        return invert(rows, dependence, correlation, out_levels=SELECTION_LEVELS, n_paths=SELECTION_PATHS)
+    def invert_held(rows: np.ndarray, coupling: Coupling | None) -> np.ndarray:
+        dependence = "independent" if coupling is None else "copula"
+        return invert(rows, dependence, coupling, out_levels=SELECTION_LEVELS, n_paths=SELECTION_PATHS)
 
     def score(rows: np.ndarray, price_q: np.ndarray) -> float:
         return calibration_error(actual=sw.futures[rows], quantiles=price_q, levels=SELECTION_LEVELS)
@@ -157,7 +159,8 @@ def invert_job(job: Job, levels: Sequence[float], options: RunOptions, *, device
     if (~coupled).any():
         out[~coupled] = invert(~coupled, "independent")
     if coupled.any():  # one call: the fits' chunks run in parallel; each window's draws follow its matrix
-        out[coupled] = invert(coupled, "copula", rolling.correlations()[coupled])
+        matrices = np.stack([fit.correlation for fit in rolling.fits])
+        out[coupled] = invert(coupled, "copula", (matrices, rolling.fit_of[coupled]))
     latest = rolling.fits[int(rolling.fit_of[-1])]
     if latest.method == "independent" and latest.reason:
         logger.info(
