@@ -70,8 +70,15 @@ def hogs(count: int) -> Iterator[None]:
             proc.wait()
 
 
-def interleaved(contenders: Sequence[Runs], *, pairs: int, env: dict[str, str] | None = None) -> None:
-    """Run every contender once per round, in turn (alternating which goes first), ``pairs`` rounds."""
+def interleaved(
+    contenders: Sequence[Runs], *, pairs: int, env: dict[str, str] | None = None, warmup: int = 0
+) -> None:
+    """Run every contender once per round, in turn (alternating which goes first), ``pairs`` rounds, after
+    ``warmup`` untimed rounds (once-per-machine work such as stored checks, and the page cache)."""
+    for k in range(warmup):
+        for runs in contenders:
+            wall, _ = run_once(runs.command, env=env)
+            print(f"  warm-up {k + 1}: {runs.name} {wall:.2f} s (not counted)", file=sys.stderr, flush=True)
     for k in range(pairs):
         order = list(contenders) if k % 2 == 0 else list(reversed(contenders))
         for runs in order:
