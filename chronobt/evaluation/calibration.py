@@ -67,11 +67,10 @@ def quantiles_at(q: npt.ArrayLike, levels: Sequence[float], targets: npt.ArrayLi
     lo_l, hi_l = lv[seg], lv[seg + 1]
     outside = (t < lv[0]) | (t > lv[-1])
     with np.errstate(invalid="ignore", divide="ignore"):
-        frac = np.where(
-            outside,
-            (ndtri(t) - ndtri(lo_l)) / (ndtri(hi_l) - ndtri(lo_l)),
-            (t - lo_l) / (hi_l - lo_l),
-        )
+        frac = np.asarray((t - lo_l) / (hi_l - lo_l), dtype=np.float64)
+        if outside.any():  # normal scores only where a target lies beyond the levels (few, costly)
+            t_o, lo_o, hi_o = np.broadcast_to(t, outside.shape)[outside], lo_l[outside], hi_l[outside]
+            frac[outside] = (ndtri(t_o) - ndtri(lo_o)) / (ndtri(hi_o) - ndtri(lo_o))
         lo = np.take_along_axis(qa, seg, axis=-2)
         hi = np.take_along_axis(qa, seg + 1, axis=-2)
         mixed = (1.0 - frac) * lo + frac * hi
