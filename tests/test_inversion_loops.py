@@ -49,9 +49,11 @@ def test_order_statistics_in_c_equal_numbas_on_hard_rows(n_paths: int) -> None:
     scale=st.sampled_from([1e-9, 1.0, 1e6]),
     copula=st.booleans(),
     seed=st.integers(0, 2**16),
+    pilot=st.sampled_from([4, 32, 128]),
+    bins=st.integers(1, 3000),
 )
 def test_running_sums_and_draws_in_c_equal_numbas_bit_for_bit(
-    n: int, h: int, scale: float, copula: bool, seed: int
+    n: int, h: int, scale: float, copula: bool, seed: int, pilot: int, bins: int
 ) -> None:
     rng = np.random.default_rng(seed)
     q = np.ascontiguousarray(np.sort(rng.standard_t(3.0, (h, 3, LEVELS.size)) * scale, axis=-1))
@@ -63,7 +65,8 @@ def test_running_sums_and_draws_in_c_equal_numbas_bit_for_bit(
     seg, frac = np.ascontiguousarray(seg, dtype=np.int64), np.ascontiguousarray(frac)
     first = rng.normal(1e4, 10.0, 3) * scale
     targets = np.sort(rng.uniform(0.001, 0.999, 5))
-    ranks, plan = _read_args(n, targets)
+    ranks, _ = _read_args(n, targets)
+    plan = (*sampling.pilot_ranks(n, targets, pilot), bins)  # any plan reads the same values
     outs = [np.empty((h, 3, ranks.size)) for _ in range(2)]
     for f, out in zip(_both("running_sum_statistics"), outs, strict=True):
         f(q, seg, frac, first, ranks, *plan, np.empty((3, n)), out)

@@ -32,36 +32,38 @@
 #define CHRONOBT_CLONES
 #endif
 
-/* Most values sorted by insertion (a pilot, the values of the bins read); more go to qsort. */
+/* Most values sorted by insertion (a pilot, the values of a bin read); more go to qsort. */
 #define SMALL_SORT 64
 
 typedef struct {
-    int32_t *start;    /* [bins + 3] cumulative counts (n < 2^31: the wrapper checks) */
-    int16_t *where;    /* [n] each value's bin (bins < 32,767: the wrapper checks) */
-    unsigned char *needed; /* [bins + 2] bins holding a rank (all zero between rows) */
-    int64_t *rank_bin; /* [n_ranks] */
-    int64_t *fill;     /* [bins + 2] next place of a needed bin's values in work (n: not needed) */
-    double *work;      /* [n] pilot, gathered values or the whole row */
+    int32_t *start;      /* [bins + 3] start[b + 1]: bin b's count (n < 2^31: the wrapper checks) */
+    int16_t *where;      /* [n] each value's bin (bins < 32,767: the wrapper checks) */
+    int32_t *head;       /* [bins + 2] each bin's last value (-1: none) */
+    int32_t *next;       /* [n] the value before it in its bin (-1: none) */
+    int64_t *rank_bin;   /* [n_ranks] each rank's bin */
+    int64_t *rank_start; /* [n_ranks] the values below each rank's bin */
+    double *work;        /* [n] the pilot, a bin's values or the whole row */
 } scratch_t;
 
 static int scratch_alloc(scratch_t *s, int64_t n, int64_t n_ranks, int64_t bins) {
+    size_t values = (size_t)(n > 0 ? n : 1), ranks = (size_t)(n_ranks > 0 ? n_ranks : 1);
     s->start = malloc(sizeof(int32_t) * (size_t)(bins + 3));
-    s->where = malloc(sizeof(int16_t) * (size_t)(n > 0 ? n : 1));
-    s->needed = calloc((size_t)(bins + 2), 1);
-    s->rank_bin = malloc(sizeof(int64_t) * (size_t)(n_ranks > 0 ? n_ranks : 1));
-    s->fill = malloc(sizeof(int64_t) * (size_t)(bins + 2));
-    s->work = malloc(sizeof(double) * (size_t)(n + 1)); /* work[n]: where unneeded values land */
-    if (s->fill)
-        for (int64_t b = 0; b < bins + 2; b++) s->fill[b] = n;
-    return s->start && s->where && s->needed && s->rank_bin && s->fill && s->work;
+    s->where = malloc(sizeof(int16_t) * values);
+    s->head = malloc(sizeof(int32_t) * (size_t)(bins + 2));
+    s->next = malloc(sizeof(int32_t) * values);
+    s->rank_bin = malloc(sizeof(int64_t) * ranks);
+    s->rank_start = malloc(sizeof(int64_t) * ranks);
+    s->work = malloc(sizeof(double) * values);
+    return s->start && s->where && s->head && s->next && s->rank_bin && s->rank_start && s->work;
 }
 
 static void scratch_free(scratch_t *s) {
     free(s->start);
     free(s->where);
-    free(s->needed);
+    free(s->head);
+    free(s->next);
     free(s->rank_bin);
-    free(s->fill);
+    free(s->rank_start);
     free(s->work);
 }
 
@@ -104,21 +106,24 @@ CHRONOBT_CLONES static int bin_values(const double *restrict row, int64_t n, dou
     return nan;
 }
 
-/* One row's order statistics at ranks into out[n_ranks]: 1 when the row was sorted whole, else 0. */
+/* One row's order statistics at ranks into out[n_ranks]: 1 when the row was sorted whole, else 0.
+ *
+ * kernels.py's _row_statistics, the same values: a pilot brackets the ranks, one pass bins every value
+ * (bin_values), a second counts the bins and links each bin's values into a list; blocks of 16 bins'
+ * counts locate each rank's bin; each bin holding a rank has its values (a few) sorted on their own,
+ * and as the bins ascend with the values, a rank's value is its place among them. */
 static int64_t row_statistics(const double *row, int64_t n, const int64_t *ranks, int64_t n_ranks,
                               int64_t stride, int64_t pilot_low, int64_t pilot_high, int64_t bins,
                               scratch_t *s, double *out) {
-    int32_t *start = s->start;
+    int32_t *start = s->start, *head = s->head, *next = s->next;
     int16_t *where = s->where;
-    unsigned char *needed = s->needed;
-    int64_t *rank_bin = s->rank_bin;
-    int64_t *fill = s->fill;
+    int64_t *rank_bin = s->rank_bin, *rank_start = s->rank_start;
     double *work = s->work;
     const double top = (double)(bins + 1);
     int64_t m = 0;
     for (int64_t j = 0; j < n; j += stride) work[m++] = row[j];
     sort_values(work, m);
-    if (m == n) {
+    if (m == n) { /* the pilot is the whole row (fewer than two pilots' paths): already sorted */
         for (int64_t u = 0; u < n_ranks; u++) out[u] = work[ranks[u]];
         return 0;
     }
@@ -131,14 +136,36 @@ static int64_t row_statistics(const double *row, int64_t n, const int64_t *ranks
     }
     if (ok) {
         memset(start, 0, sizeof(int32_t) * (size_t)(bins + 3));
-        for (int64_t j = 0; j < n; j++) start[where[j] + 1] += 1;
-        int64_t u = 0;
-        for (int64_t bin = 0; bin < bins + 2 && u < n_ranks; bin++) { /* up to the highest rank's bin */
-            start[bin + 1] += start[bin];
-            while (u < n_ranks && ranks[u] < start[bin + 1]) rank_bin[u++] = bin;
+        memset(head, 0xff, sizeof(int32_t) * (size_t)(bins + 2));
+        for (int64_t j = 0; j < n; j++) {
+            int64_t bin = where[j];
+            start[bin + 1] += 1;
+            next[j] = head[bin];
+            head[bin] = (int32_t)j;
+        }
+        /* rank u lies in the bin where the running count first exceeds it: whole blocks of 16 bins
+         * skipped by their sum (vectorised), the block holding a rank walked bin by bin */
+        const int32_t *count = start + 1;
+        int64_t u = 0, before = 0, n_bins = bins + 2;
+        for (int64_t b0 = 0; b0 < n_bins && u < n_ranks; b0 += 16) {
+            int64_t end = b0 + 16 < n_bins ? b0 + 16 : n_bins;
+            int32_t block = 0;
+            for (int64_t bin = b0; bin < end; bin++) block += count[bin];
+            if (ranks[u] >= before + block) {
+                before += block;
+                continue;
+            }
+            for (int64_t bin = b0; bin < end && u < n_ranks; bin++) {
+                while (u < n_ranks && ranks[u] < before + count[bin]) {
+                    rank_bin[u] = bin;
+                    rank_start[u] = before;
+                    u++;
+                }
+                before += count[bin];
+            }
         }
         for (u = 0; u < n_ranks; u++)
-            if (rank_bin[u] == 0 || rank_bin[u] == bins + 1) ok = 0;
+            if (rank_bin[u] == 0 || rank_bin[u] == bins + 1) ok = 0; /* beyond the bracket */
     }
     if (!ok) {
         memcpy(work, row, sizeof(double) * (size_t)n);
@@ -146,43 +173,16 @@ static int64_t row_statistics(const double *row, int64_t n, const int64_t *ranks
         for (int64_t u = 0; u < n_ranks; u++) out[u] = work[ranks[u]];
         return 1;
     }
-    /* the needed bins' values, bin after bin (each bin's at its place), each bin sorted on its own: the
-     * bins are ordered, so this is the sorted run of their values */
-    int64_t count = 0;
+    int64_t previous = -1; /* ranks ascend, so do their bins: a bin's ranks are consecutive */
     for (int64_t u = 0; u < n_ranks; u++) {
         int64_t bin = rank_bin[u];
-        if (!needed[bin]) {
-            needed[bin] = 1;
-            fill[bin] = count;
-            count += start[bin + 1] - start[bin];
+        if (bin != previous) {
+            int64_t size = 0;
+            for (int32_t j = head[bin]; j >= 0; j = next[j]) work[size++] = row[j];
+            sort_values(work, size);
+            previous = bin;
         }
-    }
-    if (bins >= 1024) { /* few values needed: a branch mostly not taken is the cheaper test */
-        for (int64_t j = 0; j < n; j++) {
-            int64_t bin = where[j];
-            if (needed[bin]) work[fill[bin]++] = row[j];
-        }
-    } else { /* no branch: a value of a bin not needed lands on work[n] */
-        for (int64_t j = 0; j < n; j++) {
-            int64_t bin = where[j];
-            int64_t at = fill[bin];
-            work[at] = row[j];
-            fill[bin] = at + needed[bin];
-        }
-    }
-    for (int64_t u = 0; u < n_ranks; u++) {
-        int64_t bin = rank_bin[u];
-        int64_t size = start[bin + 1] - start[bin];
-        int64_t at = fill[bin] - size; /* the bin's first place (fill has moved past its values) */
-        if (needed[bin] == 1) {
-            sort_values(work + at, size);
-            needed[bin] = 2;
-        }
-        out[u] = work[at + ranks[u] - start[bin]];
-    }
-    for (int64_t u = 0; u < n_ranks; u++) {
-        needed[rank_bin[u]] = 0;
-        fill[rank_bin[u]] = n;
+        out[u] = work[ranks[u] - rank_start[u]];
     }
     return 0;
 }
@@ -266,9 +266,9 @@ CHRONOBT_EXPORT int64_t chronobt_running_sum_statistics(
 }
 
 /* The layout of the calls above: chronobt/augment/loops.py loads a library of its own version only. */
-CHRONOBT_EXPORT int64_t chronobt_loops_version(void) { return 1; }
+CHRONOBT_EXPORT int64_t chronobt_loops_version(void) { return 2; }
 
 /* A module with no Python functions: it exists so that the build and the import system find the library. */
-static struct PyModuleDef loops_module = {PyModuleDef_HEAD_INIT, "_loops", NULL, -1, NULL};
+static struct PyModuleDef loops_module = {PyModuleDef_HEAD_INIT, "_loops", NULL, -1, NULL, NULL, NULL, NULL, NULL};
 
 PyMODINIT_FUNC PyInit__loops(void) { return PyModule_Create(&loops_module); }

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 #: The library's version this module calls (``chronobt_loops_version`` in ``_loops.c``).
-VERSION = 1
+VERSION = 2
 #: The C code keeps bins in 16-bit and counts in 32-bit integers.
 MAX_BINS = 32_000
 MAX_PATHS = 2**31 - 1
