@@ -4,7 +4,11 @@ would not, and step aside for numba where they were not built."""
 from __future__ import annotations
 
 import ctypes
+import hashlib
+import logging
 from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -28,6 +32,13 @@ def _both(name: str) -> Iterator[object]:
     yield loops.function(name)
 
 
+def assert_same_bits(a: np.ndarray, b: np.ndarray) -> None:
+    """Bit for bit, up to the sign of a zero (where a row holds both, either may be read)."""
+    np.testing.assert_array_equal(a, b)
+    zero = a == 0
+    np.testing.assert_array_equal(a.view(np.uint64)[~zero], b.view(np.uint64)[~zero])
+
+
 @needs_c
 @pytest.mark.parametrize("n_paths", [2, 8, 100, 512, 4096])
 def test_order_statistics_in_c_equal_numbas_on_hard_rows(n_paths: int) -> None:
@@ -37,7 +48,7 @@ def test_order_statistics_in_c_equal_numbas_on_hard_rows(n_paths: int) -> None:
         stats = [np.empty((paths.shape[0], ranks.size)) for _ in range(2)]
         whole = [f(paths, ranks, *plan, out) for f, out in zip(_both("order_statistics"), stats, strict=True)]
         assert whole[0] == whole[1]
-        np.testing.assert_array_equal(stats[0], stats[1])
+        assert_same_bits(stats[0], stats[1])
         np.testing.assert_array_equal(stats[1], np.sort(paths, axis=1)[:, ranks])
 
 
@@ -70,11 +81,11 @@ def test_running_sums_and_draws_in_c_equal_numbas_bit_for_bit(
     outs = [np.empty((h, 3, ranks.size)) for _ in range(2)]
     for f, out in zip(_both("running_sum_statistics"), outs, strict=True):
         f(q, seg, frac, first, ranks, *plan, np.empty((3, n)), out)
-    np.testing.assert_array_equal(outs[0], outs[1])
+    assert_same_bits(outs[0], outs[1])
     drawn = [np.empty((h, 3, n)) for _ in range(2)]
     for f, out in zip(_both("draw_steps"), drawn, strict=True):
         f(q, seg, frac, out)
-    np.testing.assert_array_equal(drawn[0], drawn[1])
+    assert_same_bits(drawn[0], drawn[1])
 
 
 @needs_c
@@ -89,17 +100,28 @@ def test_compiled_hands_out_the_c_loops_where_built_and_numbas_otherwise(
         assert sampling.compiled(name) is getattr(kernels, name)
 
 
-def test_a_library_of_another_version_or_none_at_all_is_not_used(monkeypatch: pytest.MonkeyPatch) -> None:
-    class OtherVersion:
+def test_a_library_of_another_version_or_source_or_none_at_all_is_not_used(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    digest = hashlib.sha256(Path(loops.__file__).with_name("_loops.c").read_bytes()).hexdigest().encode()
+    assert loops._stale(loops.VERSION, digest) is None
+    assert "version" in (loops._stale(loops.VERSION + 1, digest) or "")
+    assert "another _loops.c" in (loops._stale(loops.VERSION, b"0" * 64) or "")  # edited, not rebuilt
+
+    class Stale:
         def __init__(self, path: str) -> None:
-            self.chronobt_loops_version = lambda: loops.VERSION + 1
+            self.chronobt_loops_version = lambda: loops.VERSION
+            self.chronobt_loops_source = lambda: b"0" * 64
 
     loops.library.cache_clear()
-    monkeypatch.setattr(ctypes, "CDLL", OtherVersion)
+    monkeypatch.setattr(ctypes, "CDLL", Stale)
+    monkeypatch.setattr(loops.importlib.util, "find_spec", lambda name: SimpleNamespace(origin="x.so"))
     try:
-        assert loops.library() is None
+        with caplog.at_level(logging.INFO, logger="chronobt.augment.loops"):
+            assert loops.library() is None
+        assert "numba loops" in caplog.text and "pip install -e ." in caplog.text
         loops.library.cache_clear()
-        monkeypatch.setattr(loops.importlib.util, "find_spec", lambda name: None)
+        monkeypatch.setattr(loops.importlib.util, "find_spec", lambda name: None)  # never built
         assert loops.library() is None
     finally:
         monkeypatch.undo()
@@ -127,6 +149,16 @@ def test_the_c_loops_refuse_what_would_read_or_write_out_of_bounds() -> None:
         loops.order_statistics(paths, ranks[:1], 1, 0, 8, 8, np.empty((4, 1)))
     with pytest.raises(ValueError, match="bins"):
         loops.order_statistics(paths, ranks[:1], 1, 0, 7, loops.MAX_BINS + 1, np.empty((4, 1)))
+    with pytest.raises(ValueError, match=r"segments must lie in 0\.\.3"):  # checked in C before any read
+        loops.draw_steps(q, seg + 4, frac, np.empty((2, 3, 8)))
+    with pytest.raises(ValueError, match="segments must lie"):
+        loops.running_sum_statistics(q, seg - 1, frac, np.zeros(3), ranks[:1], 1, 0, 7, 8, np.empty((3, 8)),
+                                     np.empty((2, 3, 1)))  # fmt: skip
+    with pytest.raises(ValueError, match="stride"):  # a stride past the row would read before it in C
+        loops.order_statistics(paths, ranks[:1], 2**64 - 1, 0, 0, 8, np.empty((4, 1)))
+    unaligned = np.frombuffer(bytearray(8 * 32 + 1), offset=1, count=32).reshape(4, 8)
+    with pytest.raises(ValueError, match="aligned"):
+        loops.order_statistics(unaligned, ranks[:1], 1, 0, 7, 8, np.empty((4, 1)))
     with pytest.raises(ValueError, match="running_sum_statistics"):
         loops.running_sum_statistics(q, seg, frac, np.zeros(2), ranks[:1], 1, 0, 7, 8, np.empty((3, 8)),
                                      np.empty((2, 3, 1)))  # fmt: skip

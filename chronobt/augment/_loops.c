@@ -24,12 +24,23 @@
 #define CHRONOBT_EXPORT __attribute__((visibility("default")))
 #endif
 
-/* x86-64 with GCC or clang: the binning loop also built for AVX2 and chosen at load time (the baseline's
- * SSE2 cannot vectorise it); the same operations, so the same numbers either way. */
-#if defined(__x86_64__) && defined(__linux__) && (defined(__GNUC__) || defined(__clang__))
+/* x86-64 Linux with glibc (its loader makes the choice) and GCC or clang: the binning loop also built for
+ * AVX2 and chosen at load time (the baseline's SSE2 cannot vectorise it); the same operations, so the
+ * same numbers either way. */
+#if defined(__x86_64__) && defined(__linux__) && defined(__GLIBC__) && (defined(__GNUC__) || defined(__clang__))
 #define CHRONOBT_CLONES __attribute__((target_clones("avx2", "default")))
 #else
 #define CHRONOBT_CLONES
+#endif
+
+/* What the exported calls return on failure (loops.py raises for them). */
+#define NO_MEMORY (-1)
+#define BAD_SEGMENT (-2)
+
+/* The sha256 of this file, defined by setup.py: loops.py uses a library built from the source beside it
+ * only (an edited file not yet rebuilt runs the numba loops). */
+#ifndef CHRONOBT_LOOPS_SOURCE
+#define CHRONOBT_LOOPS_SOURCE ""
 #endif
 
 /* Most values sorted by insertion (a pilot, the values of a bin read); more go to qsort. */
@@ -187,9 +198,20 @@ static int64_t row_statistics(const double *row, int64_t n, const int64_t *ranks
     return 0;
 }
 
-/* out[k, r, j] = q[k, r, s] + (q[k, r, s + 1] - q[k, r, s]) * frac[k, j] with s = seg[k, j]. */
-CHRONOBT_EXPORT void chronobt_draw_steps(const double *q, int64_t h, int64_t rows, int64_t n_q,
-                                         const int64_t *seg, const double *frac, int64_t n, double *out) {
+/* Whether every segment lies in 0 .. n_q - 2 (one pass, vectorised): the draws read q[s] and q[s + 1]. */
+static int segments_ok(const int64_t *restrict seg, int64_t count, int64_t n_q) {
+    if (n_q < 2) return count == 0;
+    uint64_t top = (uint64_t)(n_q - 2);
+    int bad = 0;
+    for (int64_t i = 0; i < count; i++) bad |= (uint64_t)seg[i] > top;
+    return !bad;
+}
+
+/* out[k, r, j] = q[k, r, s] + (q[k, r, s + 1] - q[k, r, s]) * frac[k, j] with s = seg[k, j]; returns 0, or
+ * BAD_SEGMENT (nothing drawn). */
+CHRONOBT_EXPORT int64_t chronobt_draw_steps(const double *q, int64_t h, int64_t rows, int64_t n_q,
+                                            const int64_t *seg, const double *frac, int64_t n, double *out) {
+    if (!segments_ok(seg, h * n, n_q)) return BAD_SEGMENT;
     for (int64_t k = 0; k < h; k++) {
         const int64_t *seg_k = seg + k * n;
         const double *frac_k = frac + k * n;
@@ -202,10 +224,11 @@ CHRONOBT_EXPORT void chronobt_draw_steps(const double *q, int64_t h, int64_t row
             }
         }
     }
+    return 0;
 }
 
 /* The ranks-th smallest values of each row of paths [rows, n] into out [rows, n_ranks]; returns the rows
- * sorted whole, or -1 when the work arrays could not be allocated. */
+ * sorted whole, or NO_MEMORY when the work arrays could not be allocated. */
 CHRONOBT_EXPORT int64_t chronobt_order_statistics(const double *paths, int64_t rows, int64_t n,
                                                   const int64_t *ranks, int64_t n_ranks, int64_t stride,
                                                   int64_t pilot_low, int64_t pilot_high, int64_t bins,
@@ -213,7 +236,7 @@ CHRONOBT_EXPORT int64_t chronobt_order_statistics(const double *paths, int64_t r
     scratch_t s;
     if (!scratch_alloc(&s, n, n_ranks, bins)) {
         scratch_free(&s);
-        return -1;
+        return NO_MEMORY;
     }
     int64_t whole = 0;
     for (int64_t r = 0; r < rows; r++)
@@ -224,17 +247,19 @@ CHRONOBT_EXPORT int64_t chronobt_order_statistics(const double *paths, int64_t r
 }
 
 /* order_statistics of the running sums of the drawn steps, step by step (differencing's inverse): path j
- * of row r at step k is x[k] = d[k] + x[k - 1] from x[-1] = first[r]; sums [rows, n] holds them. */
+ * of row r at step k is x[k] = d[k] + x[k - 1] from x[-1] = first[r]; sums [rows, n] holds them. Returns
+ * the rows sorted whole, BAD_SEGMENT or NO_MEMORY. */
 CHRONOBT_EXPORT int64_t chronobt_running_sum_statistics(
     const double *q, int64_t h, int64_t rows, int64_t n_q, const int64_t *seg, const double *frac,
     int64_t n, const double *first, const int64_t *ranks, int64_t n_ranks, int64_t stride,
     int64_t pilot_low, int64_t pilot_high, int64_t bins, double *sums, double *out) {
+    if (!segments_ok(seg, h * n, n_q)) return BAD_SEGMENT;
     scratch_t s;
     double *rise = malloc(sizeof(double) * (size_t)(n_q > 1 ? n_q - 1 : 1));
     if (!scratch_alloc(&s, n, n_ranks, bins) || !rise) {
         scratch_free(&s);
         free(rise);
-        return -1;
+        return NO_MEMORY;
     }
     int64_t whole = 0;
     for (int64_t k = 0; k < h; k++) {
@@ -266,7 +291,9 @@ CHRONOBT_EXPORT int64_t chronobt_running_sum_statistics(
 }
 
 /* The layout of the calls above: chronobt/augment/loops.py loads a library of its own version only. */
-CHRONOBT_EXPORT int64_t chronobt_loops_version(void) { return 2; }
+CHRONOBT_EXPORT int64_t chronobt_loops_version(void) { return 3; }
+
+CHRONOBT_EXPORT const char *chronobt_loops_source(void) { return CHRONOBT_LOOPS_SOURCE; }
 
 /* A module with no Python functions: it exists so that the build and the import system find the library. */
 static struct PyModuleDef loops_module = {PyModuleDef_HEAD_INIT, "_loops", NULL, -1, NULL, NULL, NULL, NULL, NULL};

@@ -6,9 +6,9 @@ one (differencing, rolling_norm) has no per-step inverse of a quantile: :func:`i
 inverts them to prices with the augmentation and reads the quantiles off the prices, over cache-sized
 window chunks (:func:`chronobt.augment.base.window_chunks`) run by one thread per core (fewer where their
 chunks would not fit in memory; more paths than fit with one are refused: :mod:`chronobt.augment.memory`).
-The draws and the
-quantile reads run on the host (the compiled loops of :mod:`chronobt.augment.kernels`) or, given a torch
-device, in torch there (:mod:`chronobt.augment.inversion_torch`, imported only then).
+The draws and the quantile reads run on the host (the compiled loops: :mod:`chronobt.augment.loops` in
+C, :mod:`chronobt.augment.kernels` in numba) or, given a torch device, in torch there
+(:mod:`chronobt.augment.inversion_torch`, imported only then).
 """
 
 from __future__ import annotations
@@ -101,9 +101,9 @@ def inverse_quantiles(
       ``correlation[groups[i]]``: the same numbers as those matrices passed per window, without the
       ``[w, h, h]`` array (each matrix is checked once).
 
-    ``device``: ``None`` (default) runs the sample-path steps on the host (compiled loops,
-    :mod:`chronobt.augment.kernels`: the exact sort's quantiles); a torch device draws the step
-    values and reads the quantiles in torch there (:mod:`chronobt.augment.inversion_torch`: off 16-bit
+    ``device``: ``None`` (default) runs the sample-path steps on the host (compiled loops, C or numba,
+    :func:`chronobt.augment.sampling.compiled`: the exact sort's quantiles); a torch device draws the
+    step values and reads the quantiles in torch there (:mod:`chronobt.augment.inversion_torch`: off 16-bit
     keys, within 1/8,192 of the spread of the order statistics needed). Pass :func:`inversion_device`
     of the engine's device: CUDA, else ``None`` (the host loops are faster on a CPU).
 

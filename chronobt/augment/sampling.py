@@ -167,7 +167,7 @@ def sample_steps(
 
     ``q[seg] + (q[seg + 1] - q[seg]) * frac`` for the segments and fractions ``[h, P]`` of
     :func:`stratified_draws` or :func:`copula_draws`, in one compiled pass
-    (:func:`chronobt.augment.kernels.draw_steps`; numpy needs a gather and two strided passes).
+    (:func:`compiled` ``draw_steps``, C or numba; numpy needs a gather and two strided passes).
     """
     draw_steps = compiled("draw_steps")
     q = _kernel_array(q_tf, np.float64)
@@ -175,8 +175,7 @@ def sample_steps(
     seg_k, frac_k = _kernel_array(seg, np.int64), _kernel_array(frac, np.float64)
     if seg_k.ndim != 2 or seg_k.shape != frac_k.shape or seg_k.shape[0] != h:
         raise ValueError(f"seg and frac must both be [{h}, paths], got {seg.shape} and {frac.shape}")
-    if seg_k.size and (seg_k.min() < 0 or seg_k.max() > n_q - 2):
-        raise ValueError(f"segments must lie in 0..{n_q - 2} for {n_q} quantiles")
+    _check_segments(draw_steps, seg_k, n_q)
     shape = (h, rows, seg_k.shape[1])
     if out is None:
         out = np.empty(shape)
@@ -186,6 +185,14 @@ def sample_steps(
         raise ValueError(f"out must be a writeable C-contiguous float64 array of shape {shape}")
     draw_steps(q, seg_k, frac_k, out)
     return out
+
+
+def _check_segments(loop: Callable[..., Any], seg: np.ndarray, n_q: int) -> None:
+    """The segments' range, ``0 .. n_q - 2``, for the numba loops (the C ones check it themselves)."""
+    if getattr(loop, "__module__", None) == "chronobt.augment.loops":
+        return
+    if seg.size and (seg.min() < 0 or seg.max() > n_q - 2):
+        raise ValueError(f"segments must lie in 0..{n_q - 2} for {n_q} quantiles")
 
 
 def _kernel_array(x: np.ndarray, dtype: type) -> np.ndarray:
@@ -241,7 +248,7 @@ def running_sum_quantiles(
 ) -> np.ndarray:
     """:func:`read_quantiles` ``[h, rows, K]`` of the paths ``x[k] = d[k] + x[k - 1]`` from ``first``
     ``[rows]`` (differencing's inverse) of the steps ``d`` :func:`sample_steps` draws: the same
-    numbers, in one compiled pass per step (:func:`chronobt.augment.kernels.running_sum_statistics`)
+    numbers, in one compiled pass per step (:func:`compiled` ``running_sum_statistics``, C or numba)
     without the ``[h, rows, P]`` paths. ``sums``: a writeable C-contiguous float64 ``[rows, P]``
     buffer (overwritten).
     """
@@ -253,8 +260,7 @@ def running_sum_quantiles(
     base = _kernel_array(np.asarray(first, dtype=np.float64).reshape(-1), np.float64)
     if seg_k.ndim != 2 or seg_k.shape != frac_k.shape or seg_k.shape[0] != h or base.size != rows or n < 1:
         raise ValueError(f"seg and frac [{h}, paths >= 1] and first [{rows}] expected")
-    if seg_k.min() < 0 or seg_k.max() > n_q - 2:
-        raise ValueError(f"segments must lie in 0..{n_q - 2} for {n_q} quantiles")
+    _check_segments(running_sum_statistics, seg_k, n_q)
     if (
         sums.shape != (rows, n)
         or sums.dtype != np.float64
@@ -277,7 +283,7 @@ def read_quantiles(paths: np.ndarray, targets: np.ndarray) -> np.ndarray:
     """:func:`path_quantiles` of ``paths`` [..., P] (the same values), without sorting whole rows.
 
     The order statistics needed come from a histogram refined where they fall
-    (:func:`chronobt.augment.kernels.order_statistics`, bracketed and binned by :func:`read_plan`), the
+    (:func:`compiled` ``order_statistics``, C or numba, bracketed and binned by :func:`read_plan`), the
     interpolation between them is :func:`path_quantiles`' own.
     """
     order_statistics = compiled("order_statistics")
@@ -314,7 +320,8 @@ PREFER_C = True
 
 def compiled(name: str) -> Callable[..., Any]:
     """The compiled loop ``name``: the C one (:mod:`chronobt.augment.loops`) where it was built, else
-    numba's (:mod:`chronobt.augment.kernels`) with its machine code loaded. The same numbers either way.
+    numba's (:mod:`chronobt.augment.kernels`) with its machine code loaded. The same numbers either way
+    (up to the sign of a zero: :mod:`chronobt.augment.loops`).
 
     numba's first use in a process imports it and loads the loop (compiled once, then read from numba's
     cache) with the cyclic garbage collector paused: numba creates some 100,000 objects while loading,
