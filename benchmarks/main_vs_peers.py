@@ -246,11 +246,15 @@ def contenders_for(args: argparse.Namespace, folder: Path, model_path: str) -> l
     run = ["--preaug", args.preaug, "--context", str(args.context), "--model", model_path]
     cache = [*run, "--cache-dir", str(folder / "cache"), "--data-dir", str(DATA), "--quiet"]
     out_b, out_f = str(folder / "backtest"), str(folder / "forecast")
+
     # after "--": the command line's own options, never read by this script's parser
-    backtest = ["--", "backtest", args.symbol, "--windows", str(args.windows), "--output-dir", out_b, *cache]
+    def backtest_into(out: str) -> list[str]:
+        return ["--", "backtest", args.symbol, "--windows", str(args.windows), "--output-dir", out, *cache]
+
+    backtest = backtest_into(out_b)
     forecast = ["--", "forecast", args.symbol, "--output-dir", out_f, *cache]
     out_n = str(folder / "backtest_numba")
-    backtest_n = [*backtest[:5], "--output-dir", out_n, *cache]
+    backtest_n = backtest_into(out_n)
     common = ["--symbol", args.symbol, "--windows", str(args.windows), "--preaug", args.preaug]
     common += ["--context", str(args.context), "--model-path", model_path]
     commands = {

@@ -352,9 +352,13 @@ class RollingDependence:
     refit_every: int
     min_windows: int
 
+    def matrices(self) -> FloatArray:
+        """``[n_fits, h, h]``: each fit's correlation; window ``i`` uses ``matrices()[fit_of[i]]``."""
+        return np.stack([f.correlation for f in self.fits])
+
     def correlations(self) -> FloatArray:
         """``[w, h, h]``: each window's correlation (identical matrices for windows sharing a fit)."""
-        return np.stack([f.correlation for f in self.fits])[self.fit_of]
+        return self.matrices()[self.fit_of]
 
     def record(self) -> dict[str, Any]:
         """Strict JSON: refit settings, windows per method, and the latest fit's :meth:`record`."""

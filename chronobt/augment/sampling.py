@@ -189,7 +189,9 @@ def sample_steps(
 
 def _check_segments(loop: Callable[..., Any], seg: np.ndarray, n_q: int) -> None:
     """The segments' range, ``0 .. n_q - 2``, for the numba loops (the C ones check it themselves)."""
-    if getattr(loop, "__module__", None) == "chronobt.augment.loops":
+    from chronobt.augment import loops
+
+    if loop is loops.draw_steps or loop is loops.running_sum_statistics:
         return
     if seg.size and (seg.min() < 0 or seg.max() > n_q - 2):
         raise ValueError(f"segments must lie in 0..{n_q - 2} for {n_q} quantiles")

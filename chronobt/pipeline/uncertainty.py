@@ -159,8 +159,7 @@ def invert_job(job: Job, levels: Sequence[float], options: RunOptions, *, device
     if (~coupled).any():
         out[~coupled] = invert(~coupled, "independent")
     if coupled.any():  # one call: the fits' chunks run in parallel; each window's draws follow its matrix
-        matrices = np.stack([fit.correlation for fit in rolling.fits])
-        out[coupled] = invert(coupled, "copula", (matrices, rolling.fit_of[coupled]))
+        out[coupled] = invert(coupled, "copula", (rolling.matrices(), rolling.fit_of[coupled]))
     latest = rolling.fits[int(rolling.fit_of[-1])]
     if latest.method == "independent" and latest.reason:
         logger.info(
